@@ -1,0 +1,183 @@
+//! Configuration -> desired state (pure).
+//!
+//! The desired state is two tables of our own and the route_localnet sysctls:
+//!
+//! ```text
+//! table ip ecs-hostnet                       # NAT (ip family: works on every kernel)
+//!   chain prerouting  nat    prerouting -100  credentials DNAT, one rule per container interface pattern
+//!   chain output      nat    output     -100  credentials REDIRECT for host-network-mode tasks
+//! table inet ecs-hostnet                     # filter, IPv4 and IPv6
+//!   chain input       filter input      0     localhost guard, introspection guard
+//!   chain forward     filter forward    0     IMDS block, per container interface pattern and family
+//! ```
+//!
+//! Each rule's id (its comment) names what it is for, e.g. `credentials-dnat docker+`.
+
+use crate::config::{Config, IfPattern, RouteLocalnet};
+use crate::ruleset::{build, ct, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict};
+use crate::ruleset::{TABLE_COMMENT, TABLE_NAME};
+use std::net::Ipv4Addr;
+
+/// What the host should look like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    /// Our tables with their chains and rules, in creation order (`ip` then `inet`).
+    /// A table is present when it has a chain, or (inet) when it must hold the
+    /// route_localnet record.
+    pub tables: Vec<Table>,
+    /// route_localnet selectors to set to 1: `"all"` or interface names
+    /// (`/proc/sys/net/ipv4/conf/<selector>/route_localnet`).
+    pub route_localnet: Vec<String>,
+}
+
+/// Priority nft calls `dstnat` (`NF_IP_PRI_NAT_DST`).
+pub const PRIORITY_DSTNAT: i32 = -100;
+/// Priority nft calls `filter` (`NF_IP_PRI_FILTER`).
+pub const PRIORITY_FILTER: i32 = 0;
+
+fn base(chain_type: ChainType, hook: Hook, priority: i32) -> Option<BaseChain> {
+    Some(BaseChain { chain_type, hook, priority, policy_accept: true })
+}
+
+fn rule(id: String, parts: Vec<Vec<Expr>>) -> Rule {
+    Rule { id, exprs: parts.into_iter().flatten().collect() }
+}
+
+/// Compiles a validated configuration into the desired state.
+pub fn compile(c: &Config) -> Desired {
+    let containers = c.container_interfaces();
+    let cred = &c.credentials;
+    let endpoint = cred.endpoint_address.v.0;
+    let endpoint_port = cred.endpoint_port.v.0;
+    let agent = cred.agent_address.v.0;
+    let agent_port = cred.agent_port.v.0;
+
+    // table ip ecs-hostnet
+    let mut nat_chains = Vec::new();
+    if cred.enabled.v {
+        let match_endpoint = || {
+            vec![
+                build::ip_addr(CmpOp::Eq, 16, endpoint, 32).to_vec(),
+                build::tcp_dport(endpoint_port).to_vec(),
+                vec![Expr::Counter],
+            ]
+        };
+        let rules = containers
+            .iter()
+            .map(|p| {
+                let mut parts = vec![build::iifname(CmpOp::Eq, p.as_str()).to_vec()];
+                parts.extend(match_endpoint());
+                parts.push(build::dnat(agent, agent_port).to_vec());
+                rule(format!("credentials-dnat {}", p.as_str()), parts)
+            })
+            .collect();
+        nat_chains.push(Chain {
+            name: "prerouting".into(),
+            base: base(ChainType::Nat, Hook::Prerouting, PRIORITY_DSTNAT),
+            rules,
+        });
+        if cred.redirect_host_traffic.v {
+            let mut parts = match_endpoint();
+            // REDIRECT sends to 127.0.0.1 for locally generated packets; any other agent
+            // address needs a DNAT.
+            if agent == Ipv4Addr::LOCALHOST {
+                parts.push(build::redirect(agent_port).to_vec());
+            } else {
+                parts.push(build::dnat(agent, agent_port).to_vec());
+            }
+            nat_chains.push(Chain {
+                name: "output".into(),
+                base: base(ChainType::Nat, Hook::Output, PRIORITY_DSTNAT),
+                rules: vec![rule("credentials-redirect".into(), parts)],
+            });
+        }
+    }
+
+    // table inet ecs-hostnet
+    let mut input = Vec::new();
+    if c.localhost_guard.enabled.v {
+        let loopback = Ipv4Addr::new(127, 0, 0, 0);
+        input.push(rule(
+            "localhost-guard".into(),
+            vec![
+                build::iifname(CmpOp::Neq, "lo").to_vec(),
+                build::nfproto(Family::Inet, false),
+                build::ip_addr(CmpOp::Eq, 16, loopback, 8).to_vec(),
+                build::ip_addr(CmpOp::Neq, 12, loopback, 8).to_vec(),
+                build::ct_bits_clear(ct::STATE, ct::STATE_ESTABLISHED | ct::STATE_RELATED).to_vec(),
+                build::ct_bits_clear(ct::STATUS, ct::STATUS_DNAT).to_vec(),
+                vec![Expr::Counter, Expr::Verdict(Verdict::Drop)],
+            ],
+        ));
+    }
+    if c.introspection_guard.enabled.v {
+        let mut parts: Vec<Vec<Expr>> = c
+            .introspection_allowed()
+            .iter()
+            .map(|p| build::iifname(CmpOp::Neq, p.as_str()).to_vec())
+            .collect();
+        parts.push(build::tcp_dport(c.introspection_guard.port.v.0).to_vec());
+        parts.push(vec![Expr::Counter, Expr::Verdict(Verdict::Drop)]);
+        input.push(rule("introspection-guard".into(), parts));
+    }
+    let mut forward = Vec::new();
+    if c.imds_block.enabled.v {
+        for p in &containers {
+            forward.push(imds_rule(p, false, c));
+            if c.imds_block.block_ipv6.v {
+                forward.push(imds_rule(p, true, c));
+            }
+        }
+    }
+    let mut filter_chains = Vec::new();
+    if !input.is_empty() {
+        filter_chains.push(Chain {
+            name: "input".into(),
+            base: base(ChainType::Filter, Hook::Input, PRIORITY_FILTER),
+            rules: input,
+        });
+    }
+    if !forward.is_empty() {
+        filter_chains.push(Chain {
+            name: "forward".into(),
+            base: base(ChainType::Filter, Hook::Forward, PRIORITY_FILTER),
+            rules: forward,
+        });
+    }
+
+    let route_localnet: Vec<String> = match &c.route_localnet.enable.v {
+        RouteLocalnet::Off => vec![],
+        RouteLocalnet::All => vec!["all".into()],
+        RouteLocalnet::Interfaces(list) => list.iter().map(|p| p.as_str().to_string()).collect(),
+    };
+
+    let mut tables = Vec::new();
+    let table = |family, chains| Table { family, name: TABLE_NAME.into(), comment: TABLE_COMMENT.into(), chains };
+    if !nat_chains.is_empty() {
+        tables.push(table(Family::Ip, nat_chains));
+    }
+    if !filter_chains.is_empty() || !route_localnet.is_empty() {
+        tables.push(table(Family::Inet, filter_chains));
+    }
+    Desired { tables, route_localnet }
+}
+
+fn imds_rule(p: &IfPattern, ipv6: bool, c: &Config) -> Rule {
+    let (id, addr) = if ipv6 {
+        (format!("imds-block-ipv6 {}", p.as_str()), build::ip6_daddr(c.imds_block.ipv6_address.v.0).to_vec())
+    } else {
+        (
+            format!("imds-block-ipv4 {}", p.as_str()),
+            build::ip_addr(CmpOp::Eq, 16, c.imds_block.ipv4_address.v.0, 32).to_vec(),
+        )
+    };
+    rule(
+        id,
+        vec![
+            build::iifname(CmpOp::Eq, p.as_str()).to_vec(),
+            build::nfproto(Family::Inet, ipv6),
+            addr,
+            vec![Expr::Counter, Expr::Verdict(Verdict::Drop)],
+        ],
+    )
+}

@@ -1,0 +1,15 @@
+//! ecs-hostnet: prepares a Linux host's network for Amazon ECS tasks with IAM roles.
+//!
+//! The pure core is [`config`] -> [`compile`] -> [`plan`] (no I/O, tested without root);
+//! [`nftsyntax`] prints rules for people and for `nft -f`; [`kernel`], [`sysctl`] and
+//! [`netns`] talk to the running kernel; [`engine`] ties them together for the commands.
+
+pub mod compile;
+pub mod config;
+pub mod engine;
+pub mod kernel;
+pub mod netns;
+pub mod nftsyntax;
+pub mod plan;
+pub mod ruleset;
+pub mod sysctl;

@@ -1,0 +1,36 @@
+//! Entering a network namespace for the rest of the process.
+//!
+//! ecs-hostnet is single-threaded: it calls setns(2) on its only thread before opening any
+//! netlink socket or `/proc/sys` file, so everything it does happens in that namespace.
+
+use anyhow::{bail, Result};
+use nix::errno::Errno;
+use nix::sched::{setns, CloneFlags};
+use std::path::PathBuf;
+
+/// Resolves `--netns`: a value containing `/` is a path (e.g. `/proc/PID/ns/net`),
+/// anything else a name under `/run/netns` (as made by `ip netns add`).
+pub fn resolve(spec: &str) -> PathBuf {
+    if spec.contains('/') { PathBuf::from(spec) } else { PathBuf::from("/run/netns").join(spec) }
+}
+
+/// Moves the calling thread into the network namespace `spec` (see [`resolve`]).
+///
+/// Errors: the namespace does not exist, the file is not a network namespace, or the
+/// caller lacks CAP_SYS_ADMIN.
+pub fn enter(spec: &str) -> Result<()> {
+    let path = resolve(spec);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("network namespace {spec:?} not found ({} does not exist)", path.display())
+        }
+        Err(e) => bail!("cannot open network namespace {spec:?} ({}): {e}", path.display()),
+    };
+    match setns(&file, CloneFlags::CLONE_NEWNET) {
+        Ok(()) => Ok(()),
+        Err(Errno::EPERM) => bail!("entering network namespace {spec:?} needs CAP_SYS_ADMIN: run as root"),
+        Err(Errno::EINVAL) => bail!("{} is not a network namespace", path.display()),
+        Err(e) => bail!("cannot enter network namespace {spec:?} ({}): {e}", path.display()),
+    }
+}

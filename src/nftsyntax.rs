@@ -1,0 +1,420 @@
+//! Printing rules in nft syntax (pure).
+//!
+//! [`rule_text`] lifts a kernel expression list back to the nft statement that produces
+//! it, for the expression shapes nft 1.0 emits for our matches; anything else is printed
+//! in the low-level form of `nft --debug=netlink` ([`lowlevel_text`]), so a rule someone
+//! altered is always shown as it really is. [`script`] renders a whole desired state as a
+//! file that `nft -f` accepts.
+
+use crate::compile::Desired;
+use crate::ruleset::{ct, meta, payload, BaseChain, Chain, CmpOp, Expr, Family, Table, Verdict};
+use crate::ruleset::{NAT_TYPE_DNAT, REG_VERDICT};
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Layer-3 protocol known at a point of the rule (from the table family or a
+/// `meta nfproto` match), needed to name network-header fields.
+#[derive(Clone, Copy, PartialEq)]
+enum L3 {
+    Unknown,
+    V4,
+    V6,
+}
+
+fn ifname(data: &[u8]) -> Option<String> {
+    let (name, wildcard) = if data.len() == 16 {
+        let end = data.iter().position(|&b| b == 0)?;
+        if data[end..].iter().any(|&b| b != 0) {
+            return None;
+        }
+        (&data[..end], false)
+    } else {
+        if data.contains(&0) {
+            return None;
+        }
+        (data, true)
+    };
+    let s = std::str::from_utf8(name).ok()?;
+    if s.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+        return None;
+    }
+    Some(if wildcard { format!("\"{s}*\"") } else { format!("\"{s}\"") })
+}
+
+fn op_text(op: CmpOp) -> &'static str {
+    match op {
+        CmpOp::Eq => "",
+        CmpOp::Neq => "!= ",
+    }
+}
+
+fn u32_ne(d: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(d.try_into().ok()?))
+}
+
+fn ct_bits(key: u32, bits: u32) -> Option<String> {
+    let names: &[(u32, &str)] = match key {
+        ct::STATE => &[
+            (ct::STATE_INVALID, "invalid"),
+            (ct::STATE_ESTABLISHED, "established"),
+            (ct::STATE_RELATED, "related"),
+            (ct::STATE_NEW, "new"),
+            (ct::STATE_UNTRACKED, "untracked"),
+        ],
+        ct::STATUS => &[(ct::STATUS_SNAT, "snat"), (ct::STATUS_DNAT, "dnat")],
+        _ => return None,
+    };
+    let mut left = bits;
+    let mut out = Vec::new();
+    for (b, n) in names {
+        if left & b != 0 {
+            out.push(*n);
+            left &= !b;
+        }
+    }
+    if left != 0 || out.is_empty() {
+        return None;
+    }
+    Some(if out.len() == 1 { out[0].to_string() } else { format!("({})", out.join(" | ")) })
+}
+
+/// Lifts one rule's expressions to nft statement text, or `None` when some part has no
+/// nft spelling this printer knows (the caller then uses [`lowlevel_text`]).
+pub fn lift(family: Family, exprs: &[Expr]) -> Option<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut l3 = match family {
+        Family::Ip => L3::V4,
+        Family::Ip6 => L3::V6,
+        Family::Inet => L3::Unknown,
+    };
+    let mut i = 0;
+    while i < exprs.len() {
+        let rest = &exprs[i..];
+        let (text, used) = match rest {
+            [Expr::Meta { key, dreg }, Expr::Cmp { sreg, op, data }, ..]
+                if (*key == meta::IIFNAME || *key == meta::OIFNAME) && dreg == sreg =>
+            {
+                let kw = if *key == meta::IIFNAME { "iifname" } else { "oifname" };
+                (Some(format!("{kw} {}{}", op_text(*op), ifname(data)?)), 2)
+            }
+            [Expr::Meta { key, dreg }, Expr::Cmp { sreg, op: CmpOp::Eq, data }, next @ ..]
+                if *key == meta::NFPROTO && dreg == sreg && family == Family::Inet =>
+            {
+                l3 = match data.as_slice() {
+                    [2] => L3::V4,
+                    [10] => L3::V6,
+                    _ => return None,
+                };
+                // nft adds this as the implicit dependency of an ip/ip6 header match.
+                let implicit = matches!(next.first(), Some(Expr::Payload { base, .. }) if *base == payload::NETWORK);
+                let text = if implicit {
+                    None
+                } else {
+                    Some(format!("meta nfproto {}", if l3 == L3::V4 { "ipv4" } else { "ipv6" }))
+                };
+                (text, 2)
+            }
+            [Expr::Payload { base, offset, len, dreg }, Expr::Cmp { sreg, op, data }, ..]
+                if *base == payload::NETWORK && dreg == sreg && data.len() == *len as usize =>
+            {
+                let text = match (l3, offset, len) {
+                    (L3::V4, 12 | 16, 1..=4) => {
+                        let mut o = [0u8; 4];
+                        o[..data.len()].copy_from_slice(data);
+                        let field = if *offset == 16 { "daddr" } else { "saddr" };
+                        let addr = Ipv4Addr::from(o);
+                        let prefix = if *len == 4 { String::new() } else { format!("/{}", len * 8) };
+                        format!("ip {field} {}{addr}{prefix}", op_text(*op))
+                    }
+                    (L3::V6, 8 | 24, 16) => {
+                        let field = if *offset == 24 { "daddr" } else { "saddr" };
+                        let addr = Ipv6Addr::from(<[u8; 16]>::try_from(data.as_slice()).ok()?);
+                        format!("ip6 {field} {}{addr}", op_text(*op))
+                    }
+                    _ => return None,
+                };
+                (Some(text), 2)
+            }
+            [
+                Expr::Meta { key, dreg: r1 },
+                Expr::Cmp { sreg: s1, op: CmpOp::Eq, data: proto },
+                Expr::Payload { base, offset, len: 2, dreg: r2 },
+                Expr::Cmp { sreg: s2, op, data: port },
+                ..,
+            ] if *key == meta::L4PROTO
+                && r1 == s1
+                && r2 == s2
+                && *base == payload::TRANSPORT
+                && (*offset == 0 || *offset == 2)
+                && (proto.as_slice() == [6] || proto.as_slice() == [17])
+                && port.len() == 2 =>
+            {
+                let l4 = if proto[0] == 6 { "tcp" } else { "udp" };
+                let field = if *offset == 2 { "dport" } else { "sport" };
+                let p = u16::from_be_bytes([port[0], port[1]]);
+                (Some(format!("{l4} {field} {}{p}", op_text(*op))), 4)
+            }
+            [Expr::Meta { key, dreg }, Expr::Cmp { sreg, op, data }, ..] if *key == meta::L4PROTO && dreg == sreg => {
+                let name = match data.as_slice() {
+                    [6] => "tcp",
+                    [17] => "udp",
+                    _ => return None,
+                };
+                (Some(format!("meta l4proto {}{name}", op_text(*op))), 2)
+            }
+            [
+                Expr::Ct { key, dreg },
+                Expr::Bitwise { sreg, dreg: d2, len: 4, mask, xor },
+                Expr::Cmp { sreg: s2, op: CmpOp::Eq, data },
+                ..,
+            ] if dreg == sreg && d2 == s2 && xor.iter().all(|&b| b == 0) && data.iter().all(|&b| b == 0) => {
+                let kw = if *key == ct::STATE { "state" } else { "status" };
+                let bits = ct_bits(*key, u32_ne(mask)?)?;
+                (Some(format!("ct {kw} & {bits} == 0")), 3)
+            }
+            [Expr::Ct { key, dreg }, Expr::Cmp { sreg, op, data }, ..] if dreg == sreg => {
+                let kw = if *key == ct::STATE { "state" } else if *key == ct::STATUS { "status" } else { return None };
+                let bits = ct_bits(*key, u32_ne(data)?)?;
+                (Some(format!("ct {kw} {}{}", op_text(*op), bits.trim_start_matches('(').trim_end_matches(')').replace(" | ", ","))), 2)
+            }
+            [Expr::Counter, ..] => (Some("counter".to_string()), 1),
+            [
+                Expr::Immediate { dreg: ra, data: addr },
+                Expr::Immediate { dreg: rp, data: port },
+                Expr::Nat { nat_type, family: nf, reg_addr_min, reg_addr_max, reg_proto_min, reg_proto_max, .. },
+                ..,
+            ] if *nat_type == NAT_TYPE_DNAT
+                && *nf == Family::Ip.nfproto() as u32
+                && addr.len() == 4
+                && port.len() == 2
+                && *reg_addr_min == Some(*ra)
+                && reg_addr_max.is_none_or(|r| r == *ra)
+                && *reg_proto_min == Some(*rp)
+                && reg_proto_max.is_none_or(|r| r == *rp) =>
+            {
+                let a = Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]);
+                let p = u16::from_be_bytes([port[0], port[1]]);
+                let kw = if family == Family::Inet { "dnat ip to" } else { "dnat to" };
+                (Some(format!("{kw} {a}:{p}")), 3)
+            }
+            [Expr::Immediate { dreg, data: port }, Expr::Redir { reg_proto_min, reg_proto_max, .. }, ..]
+                if port.len() == 2 && *reg_proto_min == Some(*dreg) && reg_proto_max.is_none_or(|r| r == *dreg) =>
+            {
+                let p = u16::from_be_bytes([port[0], port[1]]);
+                (Some(format!("redirect to :{p}")), 2)
+            }
+            [Expr::Verdict(v), ..] => (Some(match v {
+                Verdict::Drop => "drop".to_string(),
+                Verdict::Accept => "accept".to_string(),
+            }), 1),
+            _ => return None,
+        };
+        if let Some(t) = text {
+            out.push(t);
+        }
+        i += used;
+    }
+    Some(out.join(" "))
+}
+
+fn hex(data: &[u8]) -> String {
+    // libnftnl prints data as host-endian 32-bit words.
+    data.chunks(4)
+        .map(|c| {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            format!("0x{:08x}", u32::from_ne_bytes(w))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One expression in the low-level form of `nft --debug=netlink`.
+pub fn expr_lowlevel(e: &Expr) -> String {
+    let meta_name = |k: u32| match k {
+        meta::IIFNAME => "iifname".to_string(),
+        meta::OIFNAME => "oifname".to_string(),
+        meta::NFPROTO => "nfproto".to_string(),
+        meta::L4PROTO => "l4proto".to_string(),
+        k => format!("key {k}"),
+    };
+    match e {
+        Expr::Meta { key, dreg } => format!("[ meta load {} => reg {dreg} ]", meta_name(*key)),
+        Expr::Payload { base, offset, len, dreg } => {
+            let b = match *base {
+                payload::NETWORK => "network",
+                payload::TRANSPORT => "transport",
+                0 => "link",
+                _ => "inner",
+            };
+            format!("[ payload load {len}b @ {b} header + {offset} => reg {dreg} ]")
+        }
+        Expr::Cmp { sreg, op, data } => {
+            format!("[ cmp {} reg {sreg} {} ]", if *op == CmpOp::Eq { "eq" } else { "neq" }, hex(data))
+        }
+        Expr::Bitwise { sreg, dreg, mask, xor, .. } => {
+            format!("[ bitwise reg {dreg} = ( reg {sreg} & {} ) ^ {} ]", hex(mask), hex(xor))
+        }
+        Expr::Ct { key, dreg } => {
+            let k = match *key {
+                ct::STATE => "state".to_string(),
+                ct::STATUS => "status".to_string(),
+                k => format!("key {k}"),
+            };
+            format!("[ ct load {k} => reg {dreg} ]")
+        }
+        Expr::Counter => "[ counter ]".into(),
+        Expr::Immediate { dreg, data } => format!("[ immediate reg {dreg} {} ]", hex(data)),
+        Expr::Verdict(v) => format!(
+            "[ immediate reg {REG_VERDICT} {} ]",
+            if *v == Verdict::Drop { "drop" } else { "accept" }
+        ),
+        Expr::Nat { nat_type, family, reg_addr_min, reg_addr_max, reg_proto_min, reg_proto_max, flags } => {
+            let mut s = format!("[ nat {} family {family}", if *nat_type == NAT_TYPE_DNAT { "dnat" } else { "snat" });
+            for (n, v) in [
+                ("addr_min", reg_addr_min),
+                ("addr_max", reg_addr_max),
+                ("proto_min", reg_proto_min),
+                ("proto_max", reg_proto_max),
+            ] {
+                if let Some(r) = v {
+                    let _ = write!(s, " {n} reg {r}");
+                }
+            }
+            if let Some(f) = flags {
+                let _ = write!(s, " flags 0x{f:x}");
+            }
+            s + " ]"
+        }
+        Expr::Redir { reg_proto_min, reg_proto_max, flags } => {
+            let mut s = "[ redir".to_string();
+            for (n, v) in [("proto_min", reg_proto_min), ("proto_max", reg_proto_max)] {
+                if let Some(r) = v {
+                    let _ = write!(s, " {n} reg {r}");
+                }
+            }
+            if let Some(f) = flags {
+                let _ = write!(s, " flags 0x{f:x}");
+            }
+            s + " ]"
+        }
+        Expr::Other { name, text } => format!("[ {name} {text}]"),
+    }
+}
+
+/// A whole rule in low-level form, one `[ ... ]` per expression.
+pub fn lowlevel_text(exprs: &[Expr]) -> String {
+    exprs.iter().map(expr_lowlevel).collect::<Vec<_>>().join(" ")
+}
+
+/// nft text of a rule's statements and its comment; falls back to the low-level form
+/// (prefixed `# bytecode:`), which `nft -f` would refuse, only for rules nobody but a
+/// person editing by hand could have made.
+pub fn rule_text(family: Family, exprs: &[Expr], comment: Option<&str>) -> String {
+    let body = lift(family, exprs).unwrap_or_else(|| format!("# bytecode: {}", lowlevel_text(exprs)));
+    match comment {
+        Some(c) => format!("{body} comment \"{}\"", c.replace('"', "'")),
+        None => body,
+    }
+}
+
+/// `type nat hook prerouting priority -100; policy accept;`
+pub fn base_chain_text(b: &BaseChain) -> String {
+    format!(
+        "type {} hook {} priority {}; policy {};",
+        b.chain_type.name(),
+        b.hook.name(),
+        b.priority,
+        if b.policy_accept { "accept" } else { "drop" }
+    )
+}
+
+fn chain_block(out: &mut String, family: Family, chain: &Chain) {
+    let _ = writeln!(out, "\tchain {} {{", chain.name);
+    if let Some(b) = &chain.base {
+        let _ = writeln!(out, "\t\t{}", base_chain_text(b));
+    }
+    for r in &chain.rules {
+        let _ = writeln!(out, "\t\t{}", rule_text(family, &r.exprs, Some(&r.id)));
+    }
+    let _ = writeln!(out, "\t}}");
+}
+
+/// One table as an nft block.
+pub fn table_block(t: &Table) -> String {
+    let mut out = format!("table {} {} {{\n\tcomment \"{}\"\n", t.family.name(), t.name, t.comment);
+    for c in &t.chains {
+        chain_block(&mut out, t.family, c);
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// The desired state as a script for `nft -f`: each table is created empty if missing,
+/// deleted, and defined anew, so loading the script twice leaves one copy. The
+/// route_localnet sysctls are not nft objects and are listed as comments.
+pub fn script(d: &Desired, source: &str) -> String {
+    let mut out = String::from("#!/usr/sbin/nft -f\n");
+    let _ = writeln!(out, "# ecs-hostnet rule set, compiled from {source}.");
+    let _ = writeln!(out, "# `ecs-hostnet apply` loads the same rule set in one netlink transaction.");
+    for sel in &d.route_localnet {
+        let _ = writeln!(
+            out,
+            "# not in this script: sysctl net.ipv4.conf.{sel}.route_localnet = 1 (apply sets it once the guard is live)"
+        );
+    }
+    for t in &d.tables {
+        let _ = writeln!(out, "\ntable {} {}\ndelete table {} {}", t.family.name(), t.name, t.family.name(), t.name);
+        out.push_str(&table_block(t));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::compile;
+    use crate::config::default_config;
+
+    #[test]
+    fn every_default_rule_lifts_to_nft_syntax() {
+        let d = compile(&default_config());
+        for t in &d.tables {
+            for c in &t.chains {
+                for r in &c.rules {
+                    assert!(lift(t.family, &r.exprs).is_some(), "rule {} did not lift: {}", r.id, lowlevel_text(&r.exprs));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn default_rules_read_as_nft_writes_them() {
+        let d = compile(&default_config());
+        let s = script(&d, "test");
+        for want in [
+            "iifname \"docker*\" ip daddr 169.254.170.2 tcp dport 80 counter dnat to 127.0.0.1:51679 comment \"credentials-dnat docker+\"",
+            "iifname \"ecs-bridge\" ip daddr 169.254.170.2 tcp dport 80 counter dnat to 127.0.0.1:51679 comment \"credentials-dnat ecs-bridge\"",
+            "ip daddr 169.254.170.2 tcp dport 80 counter redirect to :51679 comment \"credentials-redirect\"",
+            "iifname != \"lo\" ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state & (established | related) == 0 ct status & dnat == 0 counter drop comment \"localhost-guard\"",
+            "iifname != \"lo\" iifname != \"docker0\" tcp dport 51678 counter drop comment \"introspection-guard\"",
+            "iifname \"br-*\" ip daddr 169.254.169.254 counter drop comment \"imds-block-ipv4 br-+\"",
+            "iifname \"br-*\" ip6 daddr fd00:ec2::254 counter drop comment \"imds-block-ipv6 br-+\"",
+            "type nat hook prerouting priority -100; policy accept;",
+            "type filter hook forward priority 0; policy accept;",
+        ] {
+            assert!(s.contains(want), "missing {want:?} in\n{s}");
+        }
+    }
+
+    #[test]
+    fn unknown_shapes_fall_back_to_bytecode() {
+        let exprs = vec![Expr::Other { name: "log".into(), text: "prefix x ".into() }, Expr::Verdict(Verdict::Accept)];
+        assert_eq!(lift(Family::Ip, &exprs), None);
+        assert!(rule_text(Family::Ip, &exprs, None).starts_with("# bytecode: [ log prefix x ]"));
+        // An ip header match in an inet table without its nfproto dependency is not `ip daddr`.
+        let bare = crate::ruleset::build::ip_addr(CmpOp::Eq, 16, Ipv4Addr::new(1, 2, 3, 4), 32).to_vec();
+        assert_eq!(lift(Family::Inet, &bare), None);
+        assert_eq!(lift(Family::Ip, &bare).as_deref(), Some("ip daddr 1.2.3.4"));
+    }
+}

@@ -1,0 +1,752 @@
+//! Desired state vs live state -> the changes to make (pure).
+//!
+//! The plan has two faces: [`Plan::changes`], what a person reads (each table, chain, rule
+//! and sysctl to add, change or remove, and why), and the ordered operations that carry it
+//! out: sysctl restores, then ONE nf_tables batch ([`Plan::ops`]), then sysctl enables. That
+//! order keeps the host safe: route_localnet is only turned on once the localhost guard is
+//! live, and is put back before a guard is removed.
+//!
+//! Rules are matched by their id (the rule comment) and compared by their expressions.
+//! Correct rules keep their kernel handles (and counters): within a chain, the longest run
+//! of live rules that already match the desired order is kept, everything else is deleted
+//! by handle, and missing rules are inserted before the next kept rule or appended.
+
+use crate::compile::Desired;
+use crate::nftsyntax::{base_chain_text, rule_text};
+use crate::ruleset::{BaseChain, Chain, Family, LiveChain, LiveRule, LiveTable, Record, Rule, Table};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Where a new rule goes in its chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// At the end of the chain (`NLM_F_APPEND`, no position).
+    Append,
+    /// Just before the live rule with this handle (`NFTA_RULE_POSITION`, no `NLM_F_APPEND`).
+    Before(u64),
+}
+
+/// One message of the nf_tables batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `NFT_MSG_NEWTABLE`, with our comment and the route_localnet record as userdata.
+    AddTable { family: Family, name: String, comment: String, record: Record },
+    /// `NFT_MSG_DELTABLE` (deletes its chains and rules too).
+    DelTable { family: Family, name: String },
+    /// `NFT_MSG_NEWCHAIN`.
+    AddChain { family: Family, table: String, name: String, base: Option<BaseChain> },
+    /// `NFT_MSG_DELRULE` by handle (never without one: that would flush the chain).
+    DelRule { family: Family, table: String, chain: String, handle: u64 },
+    /// `NFT_MSG_NEWRULE`.
+    AddRule { family: Family, table: String, chain: String, rule: Rule, placement: Placement },
+}
+
+impl fmt::Display for Op {
+    /// The operation as an nft command, used to name a message the kernel rejected.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::AddTable { family, name, .. } => write!(f, "add table {} {name}", family.name()),
+            Op::DelTable { family, name } => write!(f, "delete table {} {name}", family.name()),
+            Op::AddChain { family, table, name, base } => {
+                write!(f, "add chain {} {table} {name}", family.name())?;
+                if let Some(b) = base {
+                    write!(f, " {{ {} }}", base_chain_text(b))?;
+                }
+                Ok(())
+            }
+            Op::DelRule { family, table, chain, handle } => {
+                write!(f, "delete rule {} {table} {chain} handle {handle}", family.name())
+            }
+            Op::AddRule { family, table, chain, rule, placement } => {
+                let verb = match placement {
+                    Placement::Append => "add rule".to_string(),
+                    Placement::Before(h) => format!("insert rule (before handle {h})"),
+                };
+                write!(f, "{verb} {} {table} {chain} {}", family.name(), rule_text(*family, &rule.exprs, Some(&rule.id)))
+            }
+        }
+    }
+}
+
+/// A sysctl write: `/proc/sys/net/ipv4/conf/<selector>/route_localnet` <- `value`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SysctlWrite {
+    pub selector: String,
+    pub value: String,
+}
+
+impl SysctlWrite {
+    /// The sysctl's dotted name, e.g. `net.ipv4.conf.all.route_localnet`.
+    pub fn name(&self) -> String {
+        sysctl_name(&self.selector)
+    }
+}
+
+/// `net.ipv4.conf.<selector>.route_localnet`.
+pub fn sysctl_name(selector: &str) -> String {
+    format!("net.ipv4.conf.{selector}.route_localnet")
+}
+
+/// `+` add, `~` change, `-` remove.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Add,
+    Change,
+    Remove,
+}
+
+impl Action {
+    pub fn sign(self) -> char {
+        match self {
+            Action::Add => '+',
+            Action::Change => '~',
+            Action::Remove => '-',
+        }
+    }
+}
+
+/// One change, for people: what, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub action: Action,
+    /// `table ip ecs-hostnet`, `chain inet ecs-hostnet input`, `rule ip ecs-hostnet
+    /// prerouting "credentials-dnat docker+"`, `sysctl net.ipv4.conf.all.route_localnet`.
+    pub object: String,
+    /// Why: `missing`, `modified by someone`, `no longer in the configuration`, ...
+    pub reason: String,
+    /// Extra lines: the rule text, live vs desired, old and new values.
+    pub details: Vec<String>,
+}
+
+/// Sysctl values read from the kernel: selector -> value, `None` when the interface does
+/// not exist.
+pub type LiveSysctls = BTreeMap<String, Option<String>>;
+
+/// The live state the planner compares against.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveState {
+    /// Our tables only (see [`crate::ruleset::OWNED_TABLES`]).
+    pub tables: Vec<LiveTable>,
+    /// route_localnet values for every selector that is desired or recorded.
+    pub route_localnet: LiveSysctls,
+}
+
+impl LiveState {
+    /// The route_localnet record held in `table inet ecs-hostnet`, if any.
+    pub fn record(&self) -> Option<&Record> {
+        self.tables.iter().find(|t| t.family == Family::Inet).and_then(|t| t.record.as_ref())
+    }
+}
+
+/// Selectors whose route_localnet value the planner needs: desired ones and recorded ones.
+pub fn sysctl_selectors(desired: &Desired, live_tables: &[LiveTable]) -> BTreeSet<String> {
+    let mut s: BTreeSet<String> = desired.route_localnet.iter().cloned().collect();
+    if let Some(r) = live_tables.iter().find(|t| t.family == Family::Inet).and_then(|t| t.record.as_ref()) {
+        s.extend(r.keys().cloned());
+    }
+    s
+}
+
+/// What to do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    /// Sysctl restores, written BEFORE the batch (a guard may go away in it).
+    pub sysctl_before: Vec<SysctlWrite>,
+    /// The nf_tables batch; empty = send nothing.
+    pub ops: Vec<Op>,
+    /// Sysctl enables, written AFTER the batch (the guard must be live first).
+    pub sysctl_after: Vec<SysctlWrite>,
+    /// Things a person should know that are not changes (e.g. an interface that does not exist yet).
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// `true` when the host already matches: nothing to send or write.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.ops.is_empty() && self.sysctl_before.is_empty() && self.sysctl_after.is_empty()
+    }
+
+    /// (to add, to change, to remove)
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let n = |a| self.changes.iter().filter(|c| c.action == a).count();
+        (n(Action::Add), n(Action::Change), n(Action::Remove))
+    }
+
+    /// The plan as text for people: one line per change, details indented, and a summary.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for c in &self.changes {
+            out.push_str(&format!("{} {}  ({})\n", c.action.sign(), c.object, c.reason));
+            for d in &c.details {
+                out.push_str(&format!("      {d}\n"));
+            }
+        }
+        for n in &self.notes {
+            out.push_str(&format!("note: {n}\n"));
+        }
+        let (a, c, r) = self.counts();
+        if self.is_empty() {
+            out.push_str("No changes: the host matches the configuration.\n");
+        } else {
+            out.push_str(&format!("Plan: {a} to add, {c} to change, {r} to remove.\n"));
+        }
+        out
+    }
+}
+
+fn table_object(family: Family, name: &str) -> String {
+    format!("table {} {name}", family.name())
+}
+
+fn chain_object(family: Family, table: &str, chain: &str) -> String {
+    format!("chain {} {table} {chain}", family.name())
+}
+
+fn rule_object(family: Family, table: &str, chain: &str, id: Option<&str>, handle: Option<u64>) -> String {
+    let mut s = format!("rule {} {table} {chain}", family.name());
+    if let Some(id) = id {
+        s.push_str(&format!(" \"{id}\""));
+    }
+    if let Some(h) = handle {
+        s.push_str(&format!(" handle {h}"));
+    }
+    s
+}
+
+/// Plans the changes that take `live` to `desired`.
+pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
+    let mut p = Plan::default();
+    let record = plan_sysctls(desired, live, &mut p);
+    for t in &desired.tables {
+        let want_record = if t.family == Family::Inet { record.clone() } else { Record::new() };
+        match live.tables.iter().find(|l| l.family == t.family && l.name == t.name) {
+            None => add_table(t, &want_record, "missing", &mut p),
+            Some(lt) => plan_table(t, &want_record, lt, &mut p),
+        }
+    }
+    for lt in &live.tables {
+        if !desired.tables.iter().any(|t| t.family == lt.family && t.name == lt.name) {
+            p.ops.push(Op::DelTable { family: lt.family, name: lt.name.clone() });
+            let rules: usize = lt.chains.iter().map(|c| c.rules.len()).sum();
+            p.changes.push(Change {
+                action: Action::Remove,
+                object: table_object(lt.family, &lt.name),
+                reason: "no longer in the configuration".into(),
+                details: vec![format!("with its {} chain(s) and {rules} rule(s)", lt.chains.len())],
+            });
+        }
+    }
+    p
+}
+
+/// Plans the route_localnet writes and returns the record the inet table must hold.
+fn plan_sysctls(desired: &Desired, live: &LiveState, p: &mut Plan) -> Record {
+    let old = live.record().cloned().unwrap_or_default();
+    let mut new = Record::new();
+    for sel in &desired.route_localnet {
+        let Some(Some(now)) = live.route_localnet.get(sel) else {
+            p.notes.push(format!(
+                "interface {sel} does not exist, so {} is not set; run apply again once it exists",
+                sysctl_name(sel)
+            ));
+            continue;
+        };
+        let original = old.get(sel).cloned().unwrap_or_else(|| now.clone());
+        new.insert(sel.clone(), original.clone());
+        if now != "1" {
+            p.sysctl_after.push(SysctlWrite { selector: sel.clone(), value: "1".into() });
+            let reason = if old.contains_key(sel) { "changed by someone" } else { "missing" };
+            p.changes.push(Change {
+                action: Action::Change,
+                object: format!("sysctl {}", sysctl_name(sel)),
+                reason: reason.into(),
+                details: vec![format!("{now} -> 1 (set after the rule set is live; remove restores {original})")],
+            });
+        }
+    }
+    for (sel, original) in &old {
+        if new.contains_key(sel) {
+            continue;
+        }
+        if let Some(Some(now)) = live.route_localnet.get(sel) {
+            if now != original {
+                p.sysctl_before.push(SysctlWrite { selector: sel.clone(), value: original.clone() });
+                p.changes.push(Change {
+                    action: Action::Change,
+                    object: format!("sysctl {}", sysctl_name(sel)),
+                    reason: "no longer in the configuration".into(),
+                    details: vec![format!("{now} -> {original} (the value found before ecs-hostnet set it)")],
+                });
+            }
+        }
+    }
+    new
+}
+
+fn add_table(t: &Table, record: &Record, reason: &str, p: &mut Plan) {
+    p.ops.push(Op::AddTable { family: t.family, name: t.name.clone(), comment: t.comment.clone(), record: record.clone() });
+    p.changes.push(Change {
+        action: Action::Add,
+        object: table_object(t.family, &t.name),
+        reason: reason.into(),
+        details: vec![],
+    });
+    for c in &t.chains {
+        add_chain(t, c, reason, p);
+    }
+}
+
+fn add_chain(t: &Table, c: &Chain, reason: &str, p: &mut Plan) {
+    p.ops.push(Op::AddChain { family: t.family, table: t.name.clone(), name: c.name.clone(), base: c.base });
+    p.changes.push(Change {
+        action: Action::Add,
+        object: chain_object(t.family, &t.name, &c.name),
+        reason: reason.into(),
+        details: c.base.iter().map(base_chain_text).collect(),
+    });
+    for r in &c.rules {
+        p.ops.push(add_rule(t, c, r, Placement::Append));
+        p.changes.push(Change {
+            action: Action::Add,
+            object: rule_object(t.family, &t.name, &c.name, Some(&r.id), None),
+            reason: reason.into(),
+            details: vec![rule_text(t.family, &r.exprs, Some(&r.id))],
+        });
+    }
+}
+
+fn add_rule(t: &Table, c: &Chain, r: &Rule, placement: Placement) -> Op {
+    Op::AddRule { family: t.family, table: t.name.clone(), chain: c.name.clone(), rule: r.clone(), placement }
+}
+
+fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
+    // Differences the kernel cannot update in place (table userdata, a base chain's
+    // type/hook/priority) or that need a chain deleted are handled by recreating the
+    // table in the same transaction.
+    let mut recreate = Vec::new();
+    if lt.comment.as_deref() != Some(t.comment.as_str()) {
+        recreate.push("its comment was changed by someone".to_string());
+    }
+    let live_record = lt.record.clone().unwrap_or_default();
+    if t.family == Family::Inet && &live_record != record {
+        recreate.push(format!(
+            "the route_localnet record changes from {{{}}} to {{{}}}",
+            fmt_record(&live_record),
+            fmt_record(record)
+        ));
+    }
+    for lc in &lt.chains {
+        match t.chains.iter().find(|c| c.name == lc.name) {
+            None => recreate.push(format!("chain {} is not in the configuration", lc.name)),
+            Some(c) if c.base != lc.base => recreate.push(format!(
+                "chain {} was redefined ({} instead of {})",
+                c.name,
+                lc.base.as_ref().map(base_chain_text).unwrap_or_else(|| "regular chain".into()),
+                c.base.as_ref().map(base_chain_text).unwrap_or_else(|| "regular chain".into()),
+            )),
+            Some(_) => {}
+        }
+    }
+    if !recreate.is_empty() {
+        p.ops.push(Op::DelTable { family: lt.family, name: lt.name.clone() });
+        p.changes.push(Change {
+            action: Action::Change,
+            object: table_object(t.family, &t.name),
+            reason: "recreated in the same transaction".into(),
+            details: recreate,
+        });
+        // Show the rule-level differences too, but carry them out by rebuilding.
+        let mut shown = Plan::default();
+        for c in &t.chains {
+            if let Some(lc) = lt.chains.iter().find(|lc| lc.name == c.name) {
+                plan_chain(t, c, lc, &mut shown);
+            }
+        }
+        p.changes.extend(shown.changes);
+        p.ops.push(Op::AddTable { family: t.family, name: t.name.clone(), comment: t.comment.clone(), record: record.clone() });
+        for c in &t.chains {
+            p.ops.push(Op::AddChain { family: t.family, table: t.name.clone(), name: c.name.clone(), base: c.base });
+            for r in &c.rules {
+                p.ops.push(add_rule(t, c, r, Placement::Append));
+            }
+            if !lt.chains.iter().any(|lc| lc.name == c.name) {
+                p.changes.push(Change {
+                    action: Action::Add,
+                    object: chain_object(t.family, &t.name, &c.name),
+                    reason: "missing".into(),
+                    details: c.base.iter().map(base_chain_text).collect(),
+                });
+            }
+        }
+        return;
+    }
+    for c in &t.chains {
+        match lt.chains.iter().find(|lc| lc.name == c.name) {
+            None => add_chain(t, c, "missing", p),
+            Some(lc) => plan_chain(t, c, lc, p),
+        }
+    }
+}
+
+fn fmt_record(r: &Record) -> String {
+    r.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+fn same(d: &Rule, l: &LiveRule) -> bool {
+    l.comment.as_deref() == Some(d.id.as_str()) && l.exprs == d.exprs
+}
+
+/// Longest common subsequence of desired and live rules under [`same`]:
+/// pairs (desired index, live index), increasing in both.
+fn kept_pairs(desired: &[Rule], live: &[LiveRule]) -> Vec<(usize, usize)> {
+    let (n, m) = (desired.len(), live.len());
+    let mut len = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            len[i][j] = if same(&desired[i], &live[j]) {
+                len[i + 1][j + 1] + 1
+            } else {
+                len[i + 1][j].max(len[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < n && j < m {
+        if same(&desired[i], &live[j]) {
+            out.push((i, j));
+            i += 1;
+            j += 1;
+        } else if len[i + 1][j] >= len[i][j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
+    let (fam, tn, cn) = (t.family, t.name.as_str(), c.name.as_str());
+    let kept = kept_pairs(&c.rules, &lc.rules);
+    let kept_live: BTreeSet<usize> = kept.iter().map(|&(_, j)| j).collect();
+    let kept_desired: BTreeMap<usize, usize> = kept.iter().copied().collect();
+    let desired_ids: BTreeSet<&str> = c.rules.iter().map(|r| r.id.as_str()).collect();
+    // Desired ids whose rule the kernel holds with other expressions: shown as one change.
+    let mut modified: BTreeMap<&str, &LiveRule> = BTreeMap::new();
+
+    for (j, lr) in lc.rules.iter().enumerate() {
+        if kept_live.contains(&j) {
+            continue;
+        }
+        p.ops.push(Op::DelRule { family: fam, table: tn.into(), chain: cn.into(), handle: lr.handle });
+        let id = lr.comment.as_deref();
+        let desired = id.and_then(|id| c.rules.iter().find(|r| r.id == id));
+        let reason = match (id, desired) {
+            (None, _) => "added by someone (no ecs-hostnet id)",
+            (Some(_), None) => "no longer in the configuration",
+            (Some(id), Some(d)) => {
+                let kept_same_id = kept.iter().any(|&(i, _)| c.rules[i].id == id);
+                if d.exprs == lr.exprs {
+                    if kept_same_id { "duplicate copy" } else { "out of order" }
+                } else if kept_same_id || modified.contains_key(id) {
+                    "duplicate copy, modified by someone"
+                } else {
+                    modified.insert(id, lr);
+                    continue;
+                }
+            }
+        };
+        if reason == "out of order" {
+            continue; // reported with its re-insertion below
+        }
+        p.changes.push(Change {
+            action: Action::Remove,
+            object: rule_object(fam, tn, cn, id, Some(lr.handle)),
+            reason: reason.into(),
+            details: vec![rule_text(fam, &lr.exprs, id)],
+        });
+    }
+    for (i, r) in c.rules.iter().enumerate() {
+        if kept_desired.contains_key(&i) {
+            continue;
+        }
+        let next_kept = kept.iter().find(|&&(di, _)| di > i).map(|&(_, lj)| lc.rules[lj].handle);
+        let placement = next_kept.map(Placement::Before).unwrap_or(Placement::Append);
+        p.ops.push(add_rule(t, c, r, placement));
+        let object = rule_object(fam, tn, cn, Some(&r.id), None);
+        let want = rule_text(fam, &r.exprs, Some(&r.id));
+        if let Some(lr) = modified.get(r.id.as_str()) {
+            p.changes.push(Change {
+                action: Action::Change,
+                object,
+                reason: "modified by someone".into(),
+                details: vec![
+                    format!("live:    {} (handle {})", rule_text(fam, &lr.exprs, lr.comment.as_deref()), lr.handle),
+                    format!("desired: {want}"),
+                ],
+            });
+        } else if lc.rules.iter().any(|lr| same(r, lr)) {
+            p.changes.push(Change {
+                action: Action::Change,
+                object,
+                reason: "out of order".into(),
+                details: vec![want],
+            });
+        } else {
+            p.changes.push(Change { action: Action::Add, object, reason: "missing".into(), details: vec![want] });
+        }
+    }
+    let _ = desired_ids;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::compile;
+    use crate::config::{default_config, parse};
+    use crate::ruleset::{LiveChain, LiveRule, LiveTable};
+
+    /// The live state a kernel would report after applying `d` (handles 1, 2, ...).
+    fn converged(d: &Desired, record: &Record) -> LiveState {
+        let mut h = 0;
+        let tables = d
+            .tables
+            .iter()
+            .map(|t| LiveTable {
+                family: t.family,
+                name: t.name.clone(),
+                handle: 1,
+                comment: Some(t.comment.clone()),
+                record: if t.family == Family::Inet { Some(record.clone()) } else { None },
+                chains: t
+                    .chains
+                    .iter()
+                    .map(|c| LiveChain {
+                        name: c.name.clone(),
+                        base: c.base,
+                        rules: c
+                            .rules
+                            .iter()
+                            .map(|r| {
+                                h += 1;
+                                LiveRule { handle: h, comment: Some(r.id.clone()), exprs: r.exprs.clone() }
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let route_localnet = d.route_localnet.iter().map(|s| (s.clone(), Some("1".to_string()))).collect();
+        LiveState { tables, route_localnet }
+    }
+
+    fn rec(pairs: &[(&str, &str)]) -> Record {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn fresh_host() -> LiveState {
+        LiveState { tables: vec![], route_localnet: [("all".to_string(), Some("0".to_string()))].into() }
+    }
+
+    #[test]
+    fn empty_host_gets_everything_in_one_batch_and_sysctl_after() {
+        let d = compile(&default_config());
+        let p = plan(&d, &fresh_host());
+        assert!(p.sysctl_before.is_empty());
+        assert_eq!(p.sysctl_after, vec![SysctlWrite { selector: "all".into(), value: "1".into() }]);
+        let rules = p.ops.iter().filter(|o| matches!(o, Op::AddRule { .. })).count();
+        // 3 DNAT + 1 REDIRECT + 2 input guards + 3 patterns x 2 IMDS families.
+        assert_eq!(rules, 12);
+        assert!(matches!(&p.ops[0], Op::AddTable { family: Family::Ip, .. }));
+        let inet = p.ops.iter().find_map(|o| match o {
+            Op::AddTable { family: Family::Inet, record, .. } => Some(record.clone()),
+            _ => None,
+        });
+        assert_eq!(inet, Some(rec(&[("all", "0")])), "the value found is recorded in the same batch");
+        assert_eq!(p.counts().2, 0);
+        assert!(p.text().contains("Plan: "));
+    }
+
+    #[test]
+    fn converged_host_needs_nothing() {
+        let d = compile(&default_config());
+        let live = converged(&d, &rec(&[("all", "0")]));
+        let p = plan(&d, &live);
+        assert!(p.is_empty(), "{}", p.text());
+        assert!(p.ops.is_empty());
+    }
+
+    #[test]
+    fn deleted_rule_is_inserted_before_its_successor() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        let fwd = &mut live.tables[1].chains[1];
+        let removed = fwd.rules.remove(2); // imds-block-ipv4 br-+
+        let successor = fwd.rules[2].handle;
+        let p = plan(&d, &live);
+        assert_eq!(p.ops.len(), 1, "{:?}", p.ops);
+        match &p.ops[0] {
+            Op::AddRule { rule, placement, .. } => {
+                assert_eq!(rule.id, removed.comment.clone().unwrap());
+                assert_eq!(*placement, Placement::Before(successor));
+            }
+            o => panic!("unexpected {o:?}"),
+        }
+        assert_eq!(p.changes[0].reason, "missing");
+        assert!(p.changes[0].object.contains("imds-block-ipv4 br-+"));
+    }
+
+    #[test]
+    fn altered_rule_is_one_change_carried_out_as_delete_and_insert() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        let out = &mut live.tables[0].chains[1].rules[0];
+        out.exprs = compile(&parse("t", "[credentials]\nagent_port = 51680\n").unwrap()).tables[0].chains[1].rules[0]
+            .exprs
+            .clone();
+        let h = out.handle;
+        let p = plan(&d, &live);
+        assert_eq!(p.counts(), (0, 1, 0), "{}", p.text());
+        assert_eq!(p.changes[0].reason, "modified by someone");
+        assert!(p.changes[0].details[0].contains("redirect to :51680"));
+        assert!(p.changes[0].details[1].contains("redirect to :51679"));
+        assert!(matches!(p.ops[0], Op::DelRule { handle, .. } if handle == h));
+        assert!(matches!(&p.ops[1], Op::AddRule { placement: Placement::Append, .. }));
+    }
+
+    #[test]
+    fn duplicates_and_foreign_rules_in_our_chains_are_removed() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        let chain = &mut live.tables[0].chains[0];
+        let mut dup = chain.rules[0].clone();
+        dup.handle = 100;
+        chain.rules.push(dup);
+        chain.rules.push(LiveRule { handle: 101, comment: None, exprs: vec![crate::ruleset::Expr::Counter] });
+        let p = plan(&d, &live);
+        assert_eq!(p.counts(), (0, 0, 2), "{}", p.text());
+        let reasons: Vec<&str> = p.changes.iter().map(|c| c.reason.as_str()).collect();
+        assert_eq!(reasons, ["duplicate copy", "added by someone (no ecs-hostnet id)"]);
+        assert!(p.ops.iter().all(|o| matches!(o, Op::DelRule { handle: 100 | 101, .. })));
+    }
+
+    #[test]
+    fn rules_dropped_from_the_configuration_are_removed() {
+        let d = compile(&default_config());
+        let live = converged(&d, &rec(&[("all", "0")]));
+        let smaller = compile(&parse("t", "[containers]\ninterfaces = [\"docker+\"]\n").unwrap());
+        let p = plan(&smaller, &live);
+        // br-+ and ecs-bridge: 2 DNAT + 4 IMDS rules.
+        assert_eq!(p.counts(), (0, 0, 6), "{}", p.text());
+        assert!(p.changes.iter().all(|c| c.reason == "no longer in the configuration"));
+    }
+
+    #[test]
+    fn reordered_rules_keep_the_longest_ordered_run() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        live.tables[1].chains[1].rules.swap(0, 5);
+        let p = plan(&d, &live);
+        let dels = p.ops.iter().filter(|o| matches!(o, Op::DelRule { .. })).count();
+        assert_eq!(dels, 2, "{}", p.text());
+        assert!(p.changes.iter().all(|c| c.reason == "out of order"));
+        // Apply the ops to the model and check the result is the desired order.
+        let mut rules = live.tables[1].chains[1].rules.clone();
+        for op in &p.ops {
+            match op {
+                Op::DelRule { handle, .. } => rules.retain(|r| r.handle != *handle),
+                Op::AddRule { rule, placement, .. } => {
+                    let lr = LiveRule { handle: 1000, comment: Some(rule.id.clone()), exprs: rule.exprs.clone() };
+                    match placement {
+                        Placement::Append => rules.push(lr),
+                        Placement::Before(h) => {
+                            let at = rules.iter().position(|r| r.handle == *h).unwrap();
+                            rules.insert(at, lr);
+                        }
+                    }
+                }
+                o => panic!("unexpected {o:?}"),
+            }
+        }
+        let ids: Vec<_> = rules.iter().map(|r| r.comment.clone().unwrap()).collect();
+        let want: Vec<_> = d.tables[1].chains[1].rules.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, want);
+    }
+
+    #[test]
+    fn sysctl_changed_by_someone_is_set_again_and_original_kept() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        live.route_localnet.insert("all".into(), Some("0".into()));
+        let p = plan(&d, &live);
+        assert_eq!(p.sysctl_after, vec![SysctlWrite { selector: "all".into(), value: "1".into() }]);
+        assert!(p.ops.is_empty(), "the record is unchanged, so no batch: {:?}", p.ops);
+        assert_eq!(p.changes[0].reason, "changed by someone");
+    }
+
+    #[test]
+    fn remove_restores_before_deleting_the_guard() {
+        let d = compile(&default_config());
+        let live = converged(&d, &rec(&[("all", "0")]));
+        let empty = Desired { tables: vec![], route_localnet: vec![] };
+        let p = plan(&empty, &live);
+        assert_eq!(p.sysctl_before, vec![SysctlWrite { selector: "all".into(), value: "0".into() }]);
+        assert!(p.sysctl_after.is_empty());
+        assert_eq!(p.ops.len(), 2);
+        assert!(p.ops.iter().all(|o| matches!(o, Op::DelTable { .. })));
+    }
+
+    #[test]
+    fn original_value_one_is_left_in_place_by_remove() {
+        let d = compile(&default_config());
+        let mut live = fresh_host();
+        live.route_localnet.insert("all".into(), Some("1".into()));
+        let p = plan(&d, &live);
+        assert!(p.sysctl_after.is_empty());
+        let rec1 = p.ops.iter().find_map(|o| match o {
+            Op::AddTable { family: Family::Inet, record, .. } => Some(record.clone()),
+            _ => None,
+        });
+        assert_eq!(rec1, Some(rec(&[("all", "1")])));
+        let after = converged(&d, &rec(&[("all", "1")]));
+        let p = plan(&Desired { tables: vec![], route_localnet: vec![] }, &after);
+        assert!(p.sysctl_before.is_empty());
+    }
+
+    #[test]
+    fn switching_route_localnet_to_an_interface_list_restores_all_and_records_the_new_key() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        live.route_localnet.insert("docker0".into(), Some("0".into()));
+        let d2 = compile(&parse("t", "[route_localnet]\nenable = [\"docker0\"]\n").unwrap());
+        let p = plan(&d2, &live);
+        assert_eq!(p.sysctl_before, vec![SysctlWrite { selector: "all".into(), value: "0".into() }]);
+        assert_eq!(p.sysctl_after, vec![SysctlWrite { selector: "docker0".into(), value: "1".into() }]);
+        assert!(matches!(p.ops[0], Op::DelTable { family: Family::Inet, .. }), "record change recreates the table");
+        assert!(p.ops.iter().any(|o| matches!(o, Op::AddTable { record, .. } if *record == rec(&[("docker0", "0")]))));
+    }
+
+    #[test]
+    fn missing_interface_is_a_note_not_a_change() {
+        let d = compile(&parse("t", "[route_localnet]\nenable = [\"docker0\"]\n").unwrap());
+        let mut live = converged(&d, &Record::new());
+        live.route_localnet.insert("docker0".into(), None);
+        let p = plan(&d, &live);
+        assert!(p.is_empty(), "{}", p.text());
+        assert_eq!(p.notes.len(), 1);
+    }
+
+    #[test]
+    fn redefined_chain_recreates_the_table() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        live.tables[1].chains[0].base.as_mut().unwrap().policy_accept = false;
+        let p = plan(&d, &live);
+        assert!(matches!(p.ops[0], Op::DelTable { family: Family::Inet, .. }));
+        assert!(p.changes[0].details[0].contains("policy drop"), "{}", p.text());
+        assert_eq!(p.ops.iter().filter(|o| matches!(o, Op::AddRule { .. })).count(), 8);
+    }
+}
