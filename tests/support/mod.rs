@@ -1,0 +1,907 @@
+//! Shared harness for the kernel-facing integration tests.
+//!
+//! Everything here creates its own network namespaces (named
+//! `ehn-<pid>-<n>-<role>`), its own temp directories and its own listener
+//! threads, and removes all of it in `Drop` (also when a test panics). Nothing
+//! here touches the root namespace's firewall, sysctls or routes: every
+//! packet, sysctl and nft command goes to a namespace created by this file.
+//!
+//! Addresses used (all inside our namespaces):
+//!   docker0 bridge       172.17.0.0/16, fd00:d0c::/64
+//!   host <-> imds link   198.51.100.0/24, 2001:db8:2::/64
+//!   host <-> neighbour   192.0.2.0/24, 2001:db8:1::/64
+//!   imds ns holds        169.254.169.254/32, fd00:ec2::254/128
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Once, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sched::{CloneFlags, setns};
+
+// ---------------------------------------------------------------------------
+// basics
+// ---------------------------------------------------------------------------
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ecs-hostnet")
+}
+
+/// Kernel tests need root. They fail loudly (never skip) without it.
+pub fn require_root() {
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "these integration tests create network namespaces and must run as root (euid is {euid})"
+    );
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// `ehn-<pid>-<n>-<role>`: unique across threads of this process and across
+/// concurrently running test processes.
+pub fn unique_name(role: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("ehn-{}-{}-{}", std::process::id(), n, role)
+}
+
+/// The embedded default configuration, as shipped in rules/default.toml.
+pub fn default_config_text() -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml");
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+/// Result of running a command.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub cmdline: String,
+}
+
+impl Out {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+    /// Panics with the full command line and output unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "`{}` exited {} (wanted {code})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.cmdline, self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` -> exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.cmdline, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Run a program with a timeout (a hung child is killed and reported as
+/// exit code -1 with a note on stderr). Never panics on a non-zero exit.
+pub fn run_cmd(prog: &str, args: &[&str], timeout: Duration) -> Out {
+    run_cmd_with(Command::new(prog).args(args), timeout)
+}
+
+pub fn run_cmd_with(cmd: &mut Command, timeout: Duration) -> Out {
+    let cmdline = format!(
+        "{} {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn `{cmdline}`: {e}"));
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let to = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let te = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) => {
+                if start.elapsed() > timeout {
+                    let _ = child.kill();
+                    timed_out = true;
+                    break child.wait().ok();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => break None,
+        }
+    };
+    let stdout = String::from_utf8_lossy(&to.join().unwrap_or_default()).into_owned();
+    let mut stderr = String::from_utf8_lossy(&te.join().unwrap_or_default()).into_owned();
+    if timed_out {
+        stderr.push_str(&format!("\n[harness: killed after {timeout:?}]"));
+    }
+    let code = if timed_out {
+        -1
+    } else {
+        status.and_then(|s| s.code()).unwrap_or(-1)
+    };
+    Out { code, stdout, stderr, cmdline }
+}
+
+/// Run a helper command (ip, nft, iptables-nft, ...) and panic unless it succeeds.
+#[track_caller]
+pub fn sh(prog: &str, args: &[&str]) -> String {
+    let out = run_cmd(prog, args, Duration::from_secs(20));
+    assert!(out.ok(), "helper command failed: {out}");
+    out.stdout
+}
+
+/// Run the binary under test (timeout 60 s).
+pub fn ehn(args: &[&str]) -> Out {
+    run_cmd(bin(), args, Duration::from_secs(60))
+}
+
+// ---------------------------------------------------------------------------
+// temp dir
+// ---------------------------------------------------------------------------
+
+/// A temp directory removed (recursively) in Drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(role: &str) -> TempDir {
+        let path = std::env::temp_dir().join(unique_name(role));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        // world-readable so that `validate` can be run as an unprivileged user
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir { path }
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Write `name` (mode 0644) and return its path as a String.
+    pub fn write(&self, name: &str, text: &str) -> String {
+        let p = self.path.join(name);
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+    /// A copy of rules/default.toml.
+    pub fn default_config(&self) -> String {
+        self.write("default.toml", &default_config_text())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            eprintln!("[harness] cannot remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// namespaces
+// ---------------------------------------------------------------------------
+
+static STALE: Once = Once::new();
+
+/// Delete namespaces left behind by test processes that no longer exist
+/// (e.g. killed with SIGKILL, so their Drop never ran). Only names of the
+/// form `ehn-<pid>-...` whose pid is gone are touched.
+fn remove_stale_namespaces() {
+    STALE.call_once(|| {
+        let Ok(rd) = std::fs::read_dir("/run/netns") else { return };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("ehn-") else { continue };
+            let Some(pid) = rest.split('-').next() else { continue };
+            if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = run_cmd("ip", &["netns", "del", &name], Duration::from_secs(10));
+            }
+        }
+    });
+}
+
+/// A named network namespace (under /run/netns), deleted in Drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(role: &str) -> Netns {
+        require_root();
+        remove_stale_namespaces();
+        let name = unique_name(role);
+        sh("ip", &["netns", "add", &name]);
+        let ns = Netns { name };
+        // No IPv6 duplicate address detection: a link-local address that is
+        // still tentative (~2 s after link up) makes the first forwarded IPv6
+        // connections fail. Interfaces created later inherit "default".
+        for k in ["default", "all"] {
+            ns.set_sysctl(&format!("net.ipv6.conf.{k}.accept_dad"), "0");
+            ns.set_sysctl(&format!("net.ipv6.conf.{k}.dad_transmits"), "0");
+        }
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// `ip -n NAME ARGS...`, panics on failure.
+    #[track_caller]
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut v = vec!["-n", self.name.as_str()];
+        v.extend_from_slice(args);
+        sh("ip", &v)
+    }
+
+    /// `ip netns exec NAME PROG ARGS...`, not checked.
+    pub fn exec(&self, prog: &str, args: &[&str]) -> Out {
+        let mut v = vec!["netns", "exec", self.name.as_str(), prog];
+        v.extend_from_slice(args);
+        run_cmd("ip", &v, Duration::from_secs(20))
+    }
+
+    /// `ip netns exec NAME PROG ARGS...`, panics on failure, returns stdout.
+    #[track_caller]
+    pub fn exec_ok(&self, prog: &str, args: &[&str]) -> String {
+        let out = self.exec(prog, args);
+        assert!(out.ok(), "helper command failed: {out}");
+        out.stdout
+    }
+
+    /// `nft ARGS` inside the namespace; panics on failure.
+    #[track_caller]
+    pub fn nft(&self, args: &[&str]) -> String {
+        self.exec_ok("nft", args)
+    }
+
+    /// `nft list ruleset` inside the namespace.
+    pub fn ruleset(&self) -> String {
+        self.nft(&["list", "ruleset"])
+    }
+
+    /// `nft -a list ruleset` inside the namespace.
+    pub fn ruleset_handles(&self) -> String {
+        self.nft(&["-a", "list", "ruleset"])
+    }
+
+    /// Load an nft script with `nft -f` inside the namespace.
+    #[track_caller]
+    pub fn nft_load(&self, dir: &TempDir, script: &str) {
+        let f = dir.write(&format!("{}.nft", unique_name("script")), script);
+        self.nft(&["-f", &f]);
+    }
+
+    /// Run `f` on a fresh thread that has joined this namespace.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        in_netns(&self.name, f)
+    }
+
+    /// Read a sysctl (dotted name) in this namespace via /proc/sys.
+    pub fn sysctl(&self, key: &str) -> String {
+        let p = sysctl_path(key);
+        self.run(move || {
+            std::fs::read_to_string(&p)
+                .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+                .trim()
+                .to_string()
+        })
+    }
+
+    /// Write a sysctl (dotted name) in this namespace via /proc/sys.
+    pub fn set_sysctl(&self, key: &str, val: &str) {
+        let p = sysctl_path(key);
+        let val = val.to_string();
+        self.run(move || {
+            std::fs::write(&p, val.as_bytes())
+                .unwrap_or_else(|e| panic!("write {}: {e}", p.display()))
+        })
+    }
+
+    pub fn route_localnet(&self) -> String {
+        self.sysctl("net.ipv4.conf.all.route_localnet")
+    }
+
+    /// Run the binary with `--netns NAME` followed by `args`.
+    pub fn ehn(&self, args: &[&str]) -> Out {
+        let mut v = vec!["--netns", self.name.as_str()];
+        v.extend_from_slice(args);
+        ehn(&v)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let out = run_cmd("ip", &["netns", "del", &self.name], Duration::from_secs(20));
+        if !out.ok() {
+            eprintln!("[harness] cannot delete namespace {}: {out}", self.name);
+        }
+    }
+}
+
+/// `net.ipv4.conf.all.route_localnet` -> /proc/sys/net/ipv4/conf/all/route_localnet
+pub fn sysctl_path(key: &str) -> PathBuf {
+    Path::new("/proc/sys").join(key.replace('.', "/"))
+}
+
+/// Run `f` on a new thread that first does setns(2) into /run/netns/NAME.
+/// Sockets and /proc/sys files opened by `f` belong to that namespace.
+pub fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{name}");
+    let h = std::thread::spawn(move || {
+        enter_netns(&path);
+        f()
+    });
+    match h.join() {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// setns(2) the CURRENT thread into the namespace at `path`.
+pub fn enter_netns(path: &str) {
+    let f = File::open(path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+    setns(&f, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {path}: {e}"));
+}
+
+// ---------------------------------------------------------------------------
+// HTTP listeners and clients (Rust threads inside namespaces)
+// ---------------------------------------------------------------------------
+
+/// An HTTP/1.0 server on one address inside a namespace, answering every
+/// request with a fixed body. Stopped and joined in Drop.
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub ns: String,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    pub fn spawn(ns: &str, addr: &str, body: &str) -> Listener {
+        let addr: SocketAddr = addr.parse().expect("listener address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel::<Result<(), String>>();
+        let path = format!("/run/netns/{ns}");
+        let body = body.to_string();
+        let stop2 = stop.clone();
+        let handle = std::thread::spawn(move || {
+            enter_netns(&path);
+            let l = match bind_listener(addr) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("bind {addr}: {e}")));
+                    return;
+                }
+            };
+            let _ = tx.send(Ok(()));
+            serve(l, &body, &stop2);
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = handle.join();
+                panic!("listener in {ns}: {e}");
+            }
+            Err(_) => panic!("listener in {ns} on {addr} did not start"),
+        }
+        Listener { addr, ns: ns.to_string(), stop, handle: Some(handle) }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let dom = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let s = Socket::new(dom, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // so that 0.0.0.0:P and [::]:P can both be bound
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())?;
+    s.listen(64)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+fn serve(l: TcpListener, body: &str, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        match l.accept() {
+            Ok((mut c, _peer)) => {
+                let _ = c.set_nonblocking(false);
+                let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
+                let _ = c.set_write_timeout(Some(Duration::from_secs(1)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                let deadline = Instant::now() + Duration::from_secs(1);
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < deadline {
+                    match c.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    body.len(),
+                    body
+                );
+                let _ = c.write_all(resp.as_bytes());
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Connect from inside namespace `ns` to `addr` (connect timeout 1 s), send
+/// `GET / HTTP/1.0` and return the response body, or the error.
+pub fn http_get(ns: &str, addr: &str) -> Result<String, String> {
+    let addr: SocketAddr = addr.parse().expect("client address");
+    in_netns(ns, move || http_get_here(addr))
+}
+
+/// The client part of `http_get`, on the current thread's namespace.
+pub fn http_get_here(addr: SocketAddr) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| format!("send to {addr}: {e}"))?;
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).map_err(|e| format!("read from {addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&v).into_owned();
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.") => Ok(body.to_string()),
+        _ => Err(format!("bad HTTP response from {addr}: {text:?}")),
+    }
+}
+
+/// One reachability expectation: from namespace `ns` to `addr`, expecting the
+/// body `Some(body)` or a failure (`None`).
+#[derive(Clone, Debug)]
+pub struct Probe {
+    pub label: String,
+    pub ns: String,
+    pub addr: String,
+    pub want: Option<String>,
+}
+
+pub fn probe(label: &str, ns: &Netns, addr: &str, want: Option<&str>) -> Probe {
+    Probe {
+        label: label.to_string(),
+        ns: ns.name.clone(),
+        addr: addr.to_string(),
+        want: want.map(str::to_string),
+    }
+}
+
+/// Run all probes concurrently; panic with a table of every mismatch.
+#[track_caller]
+pub fn assert_probes(stage: &str, probes: &[Probe]) {
+    let handles: Vec<_> = probes
+        .iter()
+        .cloned()
+        .map(|p| std::thread::spawn(move || http_get(&p.ns, &p.addr)))
+        .collect();
+    let mut report = String::new();
+    let mut bad = 0;
+    for (p, h) in probes.iter().zip(handles) {
+        let got = h.join().unwrap_or_else(|_| Err("client thread panicked".into()));
+        let ok = match (&p.want, &got) {
+            (Some(w), Ok(b)) => w == b,
+            (None, Err(_)) => true,
+            _ => false,
+        };
+        if !ok {
+            bad += 1;
+        }
+        report.push_str(&format!(
+            "  [{}] {:<55} want {:<28} got {:?}\n",
+            if ok { " ok " } else { "FAIL" },
+            format!("{} -> {}", p.label, p.addr),
+            match &p.want {
+                Some(w) => format!("body {w:?}"),
+                None => "failure".to_string(),
+            },
+            got
+        ));
+    }
+    eprintln!("reachability {stage}:\n{report}");
+    assert!(bad == 0, "{bad} reachability expectation(s) failed {stage}:\n{report}");
+}
+
+// ---------------------------------------------------------------------------
+// topology
+// ---------------------------------------------------------------------------
+
+pub const CREDS_BODY: &str = "credentials-listener";
+pub const INTRO_BODY: &str = "introspection";
+pub const IMDS_BODY: &str = "imds";
+
+/// host ns with docker0 + container ns + imds ns (behind the host) + neighbour
+/// ns (on the host's uplink), with listeners. Everything is removed in Drop,
+/// listeners first, then namespaces, then the temp dir.
+pub struct Topology {
+    listeners: Vec<Listener>,
+    pub host: Netns,
+    pub container: Netns,
+    pub imds: Netns,
+    pub neighbour: Netns,
+    pub dir: TempDir,
+}
+
+pub const HOST_UPLINK: &str = "uplink0"; // host side of the host<->neighbour link
+pub const HOST_UPLINK_V4: &str = "192.0.2.1";
+pub const HOST_UPLINK_V6: &str = "2001:db8:1::1";
+pub const NEIGHBOUR_V4: &str = "192.0.2.2";
+pub const NEIGHBOUR_V6: &str = "2001:db8:1::2";
+pub const DOCKER0_V4: &str = "172.17.0.1";
+pub const DOCKER0_V6: &str = "fd00:d0c::1";
+pub const CONTAINER_V4: &str = "172.17.0.2";
+pub const CONTAINER_V6: &str = "fd00:d0c::2";
+
+impl Topology {
+    pub fn new() -> Topology {
+        require_root();
+        // Fields are filled one by one: if any step panics, the namespaces
+        // created so far are dropped (and deleted) by unwinding.
+        let host = Netns::new("host");
+        let container = Netns::new("ctr");
+        let imds = Netns::new("imds");
+        let neighbour = Netns::new("nbr");
+        let dir = TempDir::new("dir");
+        let mut t = Topology { listeners: Vec::new(), host, container, imds, neighbour, dir };
+        t.wire();
+        t.wait_no_tentative();
+        t.start_listeners();
+        t
+    }
+
+    fn wire(&mut self) {
+        let (h, c, i, n) = (&self.host, &self.container, &self.imds, &self.neighbour);
+        h.set_sysctl("net.ipv4.ip_forward", "1");
+        h.set_sysctl("net.ipv6.conf.all.forwarding", "1");
+
+        // docker0 bridge + container on it
+        h.ip(&["link", "add", "docker0", "type", "bridge"]);
+        h.ip(&["addr", "add", "172.17.0.1/16", "dev", "docker0"]);
+        h.ip(&["addr", "add", "fd00:d0c::1/64", "dev", "docker0", "nodad"]);
+        h.ip(&["link", "set", "docker0", "up"]);
+        h.ip(&["link", "add", "vethc0", "type", "veth", "peer", "name", "eth0", "netns", &c.name]);
+        h.ip(&["link", "set", "vethc0", "master", "docker0", "up"]);
+        c.ip(&["addr", "add", "172.17.0.2/16", "dev", "eth0"]);
+        c.ip(&["addr", "add", "fd00:d0c::2/64", "dev", "eth0", "nodad"]);
+        c.ip(&["link", "set", "eth0", "up"]);
+        c.ip(&["route", "add", "default", "via", "172.17.0.1"]);
+        c.ip(&["-6", "route", "add", "default", "via", "fd00:d0c::1"]);
+
+        // imds behind the host
+        h.ip(&["link", "add", "imds0", "type", "veth", "peer", "name", "eth0", "netns", &i.name]);
+        h.ip(&["addr", "add", "198.51.100.1/24", "dev", "imds0"]);
+        h.ip(&["addr", "add", "2001:db8:2::1/64", "dev", "imds0", "nodad"]);
+        h.ip(&["link", "set", "imds0", "up"]);
+        i.ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+        i.ip(&["addr", "add", "2001:db8:2::2/64", "dev", "eth0", "nodad"]);
+        i.ip(&["link", "set", "eth0", "up"]);
+        i.ip(&["addr", "add", "169.254.169.254/32", "dev", "lo"]);
+        i.ip(&["addr", "add", "fd00:ec2::254/128", "dev", "lo", "nodad"]);
+        i.ip(&["route", "add", "default", "via", "198.51.100.1"]);
+        i.ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"]);
+        h.ip(&["route", "add", "169.254.169.254/32", "via", "198.51.100.2"]);
+        h.ip(&["-6", "route", "add", "fd00:ec2::254/128", "via", "2001:db8:2::2"]);
+
+        // neighbour on the uplink; it is also the host's default gateway (a
+        // host-mode task's packet to 169.254.170.2 needs a route before the
+        // output-hook REDIRECT is reached, as on a real instance)
+        h.ip(&["link", "add", HOST_UPLINK, "type", "veth", "peer", "name", "eth0", "netns", &n.name]);
+        h.ip(&["addr", "add", "192.0.2.1/24", "dev", HOST_UPLINK]);
+        h.ip(&["addr", "add", "2001:db8:1::1/64", "dev", HOST_UPLINK, "nodad"]);
+        h.ip(&["link", "set", HOST_UPLINK, "up"]);
+        n.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+        n.ip(&["addr", "add", "2001:db8:1::2/64", "dev", "eth0", "nodad"]);
+        n.ip(&["link", "set", "eth0", "up"]);
+        h.ip(&["route", "add", "default", "via", NEIGHBOUR_V4]);
+        h.ip(&["-6", "route", "add", "default", "via", NEIGHBOUR_V6]);
+        // the attacker: 127.0.0.1 and 169.254.170.2 routed via the host.
+        // Its own lo addresses must go (else 127.0.0.1 is local), and it needs
+        // route_localnet itself: without it the host's replies (source
+        // 127.0.0.1) are dropped as martians on arrival here.
+        n.ip(&["addr", "flush", "dev", "lo"]);
+        n.ip(&["route", "add", "127.0.0.1/32", "via", HOST_UPLINK_V4]);
+        n.ip(&["route", "add", "169.254.170.2/32", "via", HOST_UPLINK_V4]);
+        n.set_sysctl("net.ipv4.conf.all.route_localnet", "1");
+    }
+
+    /// Wait (up to 5 s) until no namespace has a tentative IPv6 address.
+    fn wait_no_tentative(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for ns in [&self.host, &self.container, &self.imds, &self.neighbour] {
+            loop {
+                let t = ns.ip(&["-6", "addr", "show", "tentative"]);
+                if t.trim().is_empty() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "tentative IPv6 addresses in {}:\n{t}", ns.name);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn start_listeners(&mut self) {
+        let h = self.host.name.clone();
+        let i = self.imds.name.clone();
+        self.listeners.push(Listener::spawn(&h, "127.0.0.1:51679", CREDS_BODY));
+        self.listeners.push(Listener::spawn(&h, "0.0.0.0:51678", INTRO_BODY));
+        self.listeners.push(Listener::spawn(&h, "[::]:51678", INTRO_BODY));
+        self.listeners.push(Listener::spawn(&i, "169.254.169.254:80", IMDS_BODY));
+        self.listeners.push(Listener::spawn(&i, "[fd00:ec2::254]:80", IMDS_BODY));
+    }
+
+    /// Names of all namespaces of this topology.
+    pub fn namespaces(&self) -> Vec<String> {
+        vec![
+            self.host.name.clone(),
+            self.container.name.clone(),
+            self.imds.name.clone(),
+            self.neighbour.name.clone(),
+        ]
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // listeners hold threads inside the namespaces: stop them first
+        self.listeners.clear();
+        // the namespaces and the temp dir are dropped after this, as fields
+    }
+}
+
+// ---------------------------------------------------------------------------
+// nft ruleset text helpers
+// ---------------------------------------------------------------------------
+
+/// Split `nft list ruleset` output into top-level table blocks, keyed by
+/// "FAMILY NAME" (e.g. "ip ecs-hostnet"), each the exact text of the block.
+pub fn tables(ruleset: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut cur: Option<(String, String)> = None;
+    for line in ruleset.lines() {
+        if let Some(rest) = line.strip_prefix("table ") {
+            let rest = rest.split(" # handle ").next().unwrap_or(rest);
+            let key = rest.trim_end_matches('{').trim().to_string();
+            cur = Some((key, format!("{line}\n")));
+            continue;
+        }
+        if let Some((_, text)) = cur.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+            if line == "}" {
+                let (k, t) = cur.take().unwrap();
+                out.insert(k, t);
+            }
+        }
+    }
+    out
+}
+
+/// Ruleset text without our two tables (what must never change).
+pub fn foreign_tables(ruleset: &str) -> BTreeMap<String, String> {
+    let mut t = tables(ruleset);
+    t.remove("ip ecs-hostnet");
+    t.remove("inet ecs-hostnet");
+    t
+}
+
+/// One rule as listed by `nft -a list ruleset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    /// the rule text without ` # handle N`
+    pub text: String,
+    pub handle: Option<u64>,
+    pub comment: Option<String>,
+}
+
+impl Rule {
+    /// The rule text without the `comment "..."` part and counter values.
+    pub fn body(&self) -> String {
+        let mut t = self.text.clone();
+        if let Some(i) = t.find(" comment \"") {
+            t.truncate(i);
+        }
+        normalize_counters(&t)
+    }
+}
+
+/// `counter packets 12 bytes 720` -> `counter`
+pub fn normalize_counters(s: &str) -> String {
+    let toks: Vec<&str> = s.split_whitespace().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        if toks[i] == "counter" && i + 4 < toks.len() && toks[i + 1] == "packets" {
+            out.push("counter");
+            i += 5;
+            continue;
+        }
+        out.push(toks[i]);
+        i += 1;
+    }
+    out.join(" ")
+}
+
+/// Parse the rules out of `nft [-a] list ruleset` output.
+pub fn rules(ruleset: &str) -> Vec<Rule> {
+    let mut out = Vec::new();
+    let (mut fam, mut tab, mut chain) = (String::new(), String::new(), String::new());
+    for raw in ruleset.lines() {
+        let line = raw.trim();
+        if let Some(rest) = raw.strip_prefix("table ") {
+            let rest = rest.split(" # handle ").next().unwrap_or(rest);
+            let mut it = rest.trim_end_matches('{').split_whitespace();
+            fam = it.next().unwrap_or("").to_string();
+            tab = it.next().unwrap_or("").to_string();
+            chain.clear();
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("chain ") {
+            chain = rest.split_whitespace().next().unwrap_or("").to_string();
+            continue;
+        }
+        if line == "}" {
+            chain.clear();
+            continue;
+        }
+        if chain.is_empty() || line.is_empty() || line.starts_with("type ") {
+            continue;
+        }
+        let (text, handle) = match line.rsplit_once(" # handle ") {
+            Some((t, h)) => (t.to_string(), h.trim().parse().ok()),
+            None => (line.to_string(), None),
+        };
+        let comment = text.find(" comment \"").map(|i| {
+            let rest = &text[i + " comment \"".len()..];
+            rest[..rest.rfind('"').unwrap_or(rest.len())].to_string()
+        });
+        out.push(Rule {
+            family: fam.clone(),
+            table: tab.clone(),
+            chain: chain.clone(),
+            text,
+            handle,
+            comment,
+        });
+    }
+    out
+}
+
+/// Our rules only (the two ecs-hostnet tables).
+pub fn our_rules(ruleset: &str) -> Vec<Rule> {
+    rules(ruleset)
+        .into_iter()
+        .filter(|r| r.table == "ecs-hostnet" && (r.family == "ip" || r.family == "inet"))
+        .collect()
+}
+
+/// A hand-written rule set with the semantics the binary must produce for the
+/// default configuration (used to prove the harness can tell right from
+/// wrong independently of the binary).
+pub const REFERENCE_RULES: &str = r#"table ip ecs-hostnet {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "docker*" ip daddr 169.254.170.2 tcp dport 80 counter dnat to 127.0.0.1:51679 comment "ref-dnat-docker"
+		iifname "br-*" ip daddr 169.254.170.2 tcp dport 80 counter dnat to 127.0.0.1:51679 comment "ref-dnat-br"
+		iifname "ecs-bridge" ip daddr 169.254.170.2 tcp dport 80 counter dnat to 127.0.0.1:51679 comment "ref-dnat-ecs-bridge"
+	}
+	chain output {
+		type nat hook output priority -100; policy accept;
+		ip daddr 169.254.170.2 tcp dport 80 counter redirect to :51679 comment "ref-redirect"
+	}
+}
+table inet ecs-hostnet {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname != "lo" ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state & (established|related) == 0 ct status & dnat == 0 counter drop comment "ref-localhost-guard"
+		iifname != "lo" iifname != "docker0" tcp dport 51678 counter drop comment "ref-introspection"
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		iifname "docker*" ip daddr 169.254.169.254 counter drop comment "ref-imds4-docker"
+		iifname "docker*" ip6 daddr fd00:ec2::254 counter drop comment "ref-imds6-docker"
+		iifname "br-*" ip daddr 169.254.169.254 counter drop comment "ref-imds4-br"
+		iifname "br-*" ip6 daddr fd00:ec2::254 counter drop comment "ref-imds6-br"
+		iifname "ecs-bridge" ip daddr 169.254.169.254 counter drop comment "ref-imds4-ecs-bridge"
+		iifname "ecs-bridge" ip6 daddr fd00:ec2::254 counter drop comment "ref-imds6-ecs-bridge"
+	}
+}
+"#;
+
+/// What must be reachable before the binary has run (or after `remove`).
+pub fn probes_before_apply(t: &Topology) -> Vec<Probe> {
+    let (h, c, n) = (&t.host, &t.container, &t.neighbour);
+    vec![
+        probe("container IMDS v4", c, "169.254.169.254:80", Some(IMDS_BODY)),
+        probe("container IMDS v6", c, "[fd00:ec2::254]:80", Some(IMDS_BODY)),
+        probe("container credentials endpoint", c, "169.254.170.2:80", None),
+        probe("container introspection v4", c, "172.17.0.1:51678", Some(INTRO_BODY)),
+        probe("container introspection v6", c, "[fd00:d0c::1]:51678", Some(INTRO_BODY)),
+        probe("host agent port", h, "127.0.0.1:51679", Some(CREDS_BODY)),
+        probe("host credentials endpoint", h, "169.254.170.2:80", None),
+        probe("neighbour host 127.0.0.1", n, "127.0.0.1:51679", None),
+        probe("neighbour credentials endpoint", n, "169.254.170.2:80", None),
+        probe("neighbour introspection v4", n, "192.0.2.1:51678", Some(INTRO_BODY)),
+        probe("neighbour introspection v6", n, "[2001:db8:1::1]:51678", Some(INTRO_BODY)),
+    ]
+}
+
+/// What must (not) be reachable once the default configuration is applied.
+pub fn probes_after_apply(t: &Topology) -> Vec<Probe> {
+    let (h, c, n) = (&t.host, &t.container, &t.neighbour);
+    vec![
+        probe("container credentials endpoint", c, "169.254.170.2:80", Some(CREDS_BODY)),
+        probe("host credentials endpoint", h, "169.254.170.2:80", Some(CREDS_BODY)),
+        probe("host agent port", h, "127.0.0.1:51679", Some(CREDS_BODY)),
+        probe("container IMDS v4", c, "169.254.169.254:80", None),
+        probe("container IMDS v6", c, "[fd00:ec2::254]:80", None),
+        probe("neighbour host 127.0.0.1", n, "127.0.0.1:51679", None),
+        probe("neighbour credentials endpoint", n, "169.254.170.2:80", None),
+        probe("neighbour introspection v4", n, "192.0.2.1:51678", None),
+        probe("neighbour introspection v6", n, "[2001:db8:1::1]:51678", None),
+        probe("container introspection v4", c, "172.17.0.1:51678", Some(INTRO_BODY)),
+        probe("container introspection v6", c, "[fd00:d0c::1]:51678", Some(INTRO_BODY)),
+        probe("host introspection", h, "127.0.0.1:51678", Some(INTRO_BODY)),
+    ]
+}
