@@ -1,1 +1,378 @@
-//! kernel
+//! nf_tables over netlink (libnftnl through nftnl/nftnl-sys, libmnl through mnl).
+//!
+//! [`Netfilter::read_owned`] reads our tables as one consistent snapshot (the rule-set
+//! generation is read before and after, and the dump retried if it moved);
+//! [`Netfilter::commit`] sends a whole plan as ONE batch in ONE `sendmsg(2)`, which the
+//! kernel applies as one transaction: if any message fails, nothing is applied.
+//!
+//! The socket belongs to the network namespace the thread was in when it was opened.
+
+pub mod decode;
+pub mod encode;
+
+use crate::plan::Op;
+use crate::ruleset::{Family, LiveChain, LiveTable, OWNED_TABLES};
+use nftnl::nftnl_sys as sys;
+use std::collections::BTreeSet;
+use std::os::raw::{c_char, c_int};
+use thiserror::Error;
+
+/// `SOL_NETLINK` (linux/socket.h).
+const SOL_NETLINK: c_int = 270;
+/// `NETLINK_CAP_ACK`: errors do not echo the whole request back.
+const NETLINK_CAP_ACK: c_int = 10;
+/// `NETLINK_EXT_ACK`: errors carry the kernel's text message.
+const NETLINK_EXT_ACK: c_int = 11;
+/// `NLM_F_CAPPED` in an error message's flags.
+const NLM_F_CAPPED: u16 = 0x100;
+/// `NLM_F_ACK_TLVS` in an error message's flags.
+const NLM_F_ACK_TLVS: u16 = 0x200;
+/// `NLMSGERR_ATTR_MSG`.
+const NLMSGERR_ATTR_MSG: u16 = 1;
+/// `NLM_F_DUMP_INTR`: the dump saw a concurrent change.
+const NLM_F_DUMP_INTR: u16 = 0x10;
+
+/// Kernel-facing failures, each one line naming the cause and the object.
+#[derive(Debug, Error)]
+pub enum KernelError {
+    #[error("nf_tables refused the request: permission denied (ecs-hostnet needs CAP_NET_ADMIN: run it as root)")]
+    PermissionDenied,
+    #[error("this kernel has no nf_tables support (module nf_tables not available): {0}")]
+    NoNfTables(String),
+    #[error("cannot open a netfilter netlink socket: {0}")]
+    Socket(std::io::Error),
+    #[error("netlink {what} failed: {err}")]
+    Io { what: String, err: std::io::Error },
+    #[error("the kernel rejected `{op}`: {err}{extack}; nothing was applied (one transaction)")]
+    Rejected { op: String, err: std::io::Error, extack: String },
+    #[error("the kernel did not answer for `{op}`; the state of the transaction is unknown, run `check`")]
+    NoAnswer { op: String },
+    #[error("the rule set kept changing while it was read (5 attempts); another program is writing it")]
+    Unstable,
+    #[error("cannot read the kernel's answer: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Encode(String),
+}
+
+type Result<T> = std::result::Result<T, KernelError>;
+
+/// A receive buffer aligned for `struct nlmsghdr` (mnl checks alignment).
+struct AlignedBuf(Vec<u64>);
+
+impl AlignedBuf {
+    fn new(bytes: usize) -> Self {
+        AlignedBuf(vec![0u64; bytes.div_ceil(8)])
+    }
+    fn bytes(&mut self) -> &mut [u8] {
+        let len = self.0.len() * 8;
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr() as *mut u8, len) }
+    }
+}
+
+fn header(m: &[u8]) -> libc::nlmsghdr {
+    unsafe { std::ptr::read_unaligned(m.as_ptr() as *const libc::nlmsghdr) }
+}
+
+/// Error number and extended-ack text of an `NLMSG_ERROR` message (0 = ACK).
+fn parse_error(m: &[u8]) -> (i32, Option<String>) {
+    if m.len() < 20 {
+        return (libc::EPROTO, None);
+    }
+    let h = header(m);
+    let err = i32::from_ne_bytes(m[16..20].try_into().unwrap());
+    let echoed = if m.len() >= 36 { header(&m[20..]).nlmsg_len as usize } else { 16 };
+    let mut off = 20 + if h.nlmsg_flags & NLM_F_CAPPED != 0 { 16 } else { echoed };
+    off = off.next_multiple_of(4);
+    let mut msg = None;
+    if h.nlmsg_flags & NLM_F_ACK_TLVS != 0 {
+        while off + 4 <= m.len() {
+            let len = u16::from_ne_bytes([m[off], m[off + 1]]) as usize;
+            let ty = u16::from_ne_bytes([m[off + 2], m[off + 3]]) & 0x3fff;
+            if len < 4 || off + len > m.len() {
+                break;
+            }
+            if ty == NLMSGERR_ATTR_MSG {
+                msg = Some(String::from_utf8_lossy(&m[off + 4..off + len]).trim_end_matches('\0').to_string());
+            }
+            off += len.next_multiple_of(4);
+        }
+    }
+    (-err, msg)
+}
+
+/// A netfilter netlink socket in the current network namespace.
+pub struct Netfilter {
+    sock: mnl::Socket,
+    seq: u32,
+    buf: AlignedBuf,
+}
+
+impl Netfilter {
+    /// Opens a `NETLINK_NETFILTER` socket with extended ACKs.
+    pub fn open() -> Result<Netfilter> {
+        let sock = mnl::Socket::new(mnl::Bus::Netfilter).map_err(KernelError::Socket)?;
+        let fd = unsafe { mnl::mnl_sys::mnl_socket_get_fd(sock.as_raw_socket()) };
+        let one: c_int = 1;
+        for opt in [NETLINK_CAP_ACK, NETLINK_EXT_ACK] {
+            // Best effort: old kernels lack these; errors then carry less detail.
+            unsafe {
+                libc::setsockopt(fd, SOL_NETLINK, opt, &one as *const _ as *const libc::c_void, 4);
+            }
+        }
+        let seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(1);
+        Ok(Netfilter { sock, seq, buf: AlignedBuf::new(64 * 1024) })
+    }
+
+    fn fd(&self) -> c_int {
+        unsafe { mnl::mnl_sys::mnl_socket_get_fd(self.sock.as_raw_socket()) }
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// Sends one request and collects the answer's messages (a dump until `NLMSG_DONE`,
+    /// a plain GET until its ACK).
+    fn request(&mut self, msg: u32, family: u8, dump: bool, payload: impl FnOnce(*mut libc::nlmsghdr)) -> Result<Vec<Vec<u8>>> {
+        let seq = self.next_seq();
+        let mut req = AlignedBuf::new(4096);
+        let flags = if dump { libc::NLM_F_DUMP } else { libc::NLM_F_ACK };
+        let len = unsafe {
+            let nlh = sys::nftnl_nlmsg_build_hdr(req.bytes().as_mut_ptr() as *mut c_char, msg as u16, family as u16, flags as u16, seq);
+            payload(nlh);
+            (*nlh).nlmsg_len as usize
+        };
+        let what = format!("request {msg}");
+        self.sock.send(&req.bytes()[..len]).map_err(|err| KernelError::Io { what: what.clone(), err })?;
+        let portid = self.sock.portid();
+        let mut out = Vec::new();
+        loop {
+            let n = self.sock.recv_raw(self.buf.bytes()).map_err(|err| KernelError::Io { what: what.clone(), err })?;
+            let mut data = &self.buf.bytes()[..n];
+            while data.len() >= 16 {
+                let h = header(data);
+                let l = (h.nlmsg_len as usize).min(data.len());
+                if l < 16 {
+                    return Err(KernelError::Malformed("netlink message shorter than its header".into()));
+                }
+                let m = &data[..l];
+                data = &data[l.next_multiple_of(4).min(data.len())..];
+                if h.nlmsg_seq != seq || (h.nlmsg_pid != portid && h.nlmsg_pid != 0) {
+                    continue; // a late answer to an earlier request
+                }
+                if h.nlmsg_flags & NLM_F_DUMP_INTR != 0 {
+                    return Err(KernelError::Unstable);
+                }
+                match h.nlmsg_type as c_int {
+                    libc::NLMSG_DONE => return Ok(out),
+                    libc::NLMSG_ERROR => {
+                        let (errno, _) = parse_error(m);
+                        return match errno {
+                            0 => Ok(out),
+                            libc::EPERM => Err(KernelError::PermissionDenied),
+                            libc::EOPNOTSUPP | libc::EPROTONOSUPPORT => {
+                                Err(KernelError::NoNfTables(std::io::Error::from_raw_os_error(errno).to_string()))
+                            }
+                            e => Err(KernelError::Io { what, err: std::io::Error::from_raw_os_error(e) }),
+                        };
+                    }
+                    _ => out.push(m.to_vec()),
+                }
+            }
+        }
+    }
+
+    /// The rule-set generation id (`NFT_MSG_GETGEN`); it changes with every commit.
+    pub fn generation(&mut self) -> Result<u32> {
+        let msgs = self.request(libc::NFT_MSG_GETGEN as u32, 0, false, |_| {})?;
+        let m = msgs.first().ok_or_else(|| KernelError::Malformed("no NEWGEN answer".into()))?;
+        unsafe {
+            let g = sys::nftnl_gen_alloc();
+            let ok = sys::nftnl_gen_nlmsg_parse(m.as_ptr() as *const _, g) >= 0;
+            let id = sys::nftnl_gen_get_u32(g, sys::NFTNL_GEN_ID as u16);
+            sys::nftnl_gen_free(g);
+            if !ok {
+                return Err(KernelError::Malformed("NEWGEN".into()));
+            }
+            Ok(id)
+        }
+    }
+
+    /// Reads the tables ecs-hostnet owns ([`OWNED_TABLES`]) with their chains and rules,
+    /// as one consistent snapshot. Foreign tables are listed but not read.
+    pub fn read_owned(&mut self) -> Result<Vec<LiveTable>> {
+        for _ in 0..5 {
+            let before = self.generation()?;
+            match self.read_owned_once() {
+                Ok(tables) if self.generation()? == before => return Ok(tables),
+                Ok(_) | Err(KernelError::Unstable) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(KernelError::Unstable)
+    }
+
+    fn read_owned_once(&mut self) -> Result<Vec<LiveTable>> {
+        let owned: BTreeSet<(Family, &str)> = OWNED_TABLES.iter().copied().collect();
+        let mut tables = Vec::new();
+        for m in self.request(libc::NFT_MSG_GETTABLE as u32, 0, true, |_| {})? {
+            let t = decode::table(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+            if let Some(f) = t.family.filter(|f| owned.contains(&(*f, t.name.as_str()))) {
+                tables.push(LiveTable {
+                    family: f,
+                    name: t.name,
+                    handle: t.handle,
+                    comment: t.comment,
+                    record: t.record,
+                    chains: vec![],
+                });
+            }
+        }
+        tables.sort_by_key(|t| if t.family == Family::Ip { 0 } else { 1 });
+        for t in &mut tables {
+            let family = t.family.nfproto();
+            let name = std::ffi::CString::new(t.name.clone()).expect("owned names have no NUL");
+            for m in self.request(libc::NFT_MSG_GETCHAIN as u32, family, true, |_| {})? {
+                let c = decode::chain(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+                if c.family == Some(t.family) && c.table == t.name {
+                    let mut base = c.base;
+                    if c.unmodelled {
+                        // Make sure it never matches a desired chain: a regular chain
+                        // with a hook is impossible, so mark it as a base chain nobody wants.
+                        base = Some(crate::ruleset::BaseChain {
+                            chain_type: crate::ruleset::ChainType::Filter,
+                            hook: crate::ruleset::Hook::Postrouting,
+                            priority: i32::MIN,
+                            policy_accept: false,
+                        });
+                    }
+                    t.chains.push(LiveChain { name: c.name, base, rules: vec![] });
+                }
+            }
+            // The kernel filters a rule dump by NFTA_RULE_TABLE.
+            let rules = self.request(libc::NFT_MSG_GETRULE as u32, family, true, |nlh| unsafe {
+                let r = sys::nftnl_rule_alloc();
+                sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, name.as_ptr());
+                sys::nftnl_rule_set_u32(r, sys::NFTNL_RULE_FAMILY as u16, family as u32);
+                sys::nftnl_rule_nlmsg_build_payload(nlh, r);
+                sys::nftnl_rule_free(r);
+            })?;
+            for m in rules {
+                let r = decode::rule(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+                if r.family != Some(t.family) || r.table != t.name {
+                    continue;
+                }
+                match t.chains.iter_mut().find(|c| c.name == r.chain) {
+                    Some(c) => c.rules.push(r.rule),
+                    None => return Err(KernelError::Unstable),
+                }
+            }
+        }
+        Ok(tables)
+    }
+
+    /// Sends `ops` as one nf_tables batch and waits for every answer. Does nothing for an
+    /// empty list. On any error the kernel has applied nothing.
+    pub fn commit(&mut self, ops: &[Op]) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        encode::check_encodable(ops).map_err(KernelError::Encode)?;
+        let mut batch = nftnl::Batch::new();
+        for op in ops {
+            batch.add(&encode::OpMsg(op), nftnl::MsgType::Add);
+        }
+        let batch = batch.finalize();
+        let seqs = batch.sequence_numbers();
+        // Kernels >= 6.10 also ACK the batch begin/end messages (nftnl sets F_ACK then).
+        let first_op_seq = if seqs.len() == ops.len() + 2 { seqs.start + 1 } else { seqs.start };
+        let label = |seq: u32| -> String {
+            match seq.checked_sub(first_op_seq).and_then(|i| ops.get(i as usize)) {
+                Some(op) => op.to_string(),
+                None if seq == seqs.start => "batch begin".into(),
+                None => "batch end (commit)".into(),
+            }
+        };
+
+        // The whole batch goes in one sendmsg (one skb): mnl's send_all would send one
+        // page per call, and the kernel rejects a batch split across skbs past ~480 rules.
+        let pages: Vec<&[u8]> = batch.iter().collect();
+        let total: usize = pages.iter().map(|p| p.len()).sum();
+        let snd = (total + 64 * 1024) as c_int;
+        let rcv = (seqs.len() * 1024 + 64 * 1024) as c_int;
+        for (opt, val) in [(libc::SO_SNDBUFFORCE, snd), (libc::SO_RCVBUFFORCE, rcv)] {
+            // Needs CAP_NET_ADMIN, which writing nf_tables needs anyway.
+            unsafe { libc::setsockopt(self.fd(), libc::SOL_SOCKET, opt, &val as *const _ as *const libc::c_void, 4) };
+        }
+        let mut iov: Vec<libc::iovec> =
+            pages.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut _, iov_len: p.len() }).collect();
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = &mut addr as *mut _ as *mut libc::c_void;
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as u32;
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = iov.len();
+        if unsafe { libc::sendmsg(self.fd(), &msg, 0) } < 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::EPERM) => KernelError::PermissionDenied,
+                _ => KernelError::Io { what: "send of the batch".into(), err },
+            });
+        }
+
+        // The kernel processes the batch inside sendmsg(); all answers are queued now.
+        let mut pending: BTreeSet<u32> = seqs.clone().collect();
+        let mut first_error: Option<(u32, i32, Option<String>)> = None;
+        let portid = self.sock.portid();
+        while !pending.is_empty() {
+            let mut pfd = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
+            if unsafe { libc::poll(&mut pfd, 1, 2000) } <= 0 {
+                break;
+            }
+            let n = self
+                .sock
+                .recv_raw(self.buf.bytes())
+                .map_err(|err| KernelError::Io { what: "receive of the batch answers".into(), err })?;
+            let mut data = &self.buf.bytes()[..n];
+            while data.len() >= 16 {
+                let h = header(data);
+                let l = (h.nlmsg_len as usize).clamp(16, data.len());
+                let m = &data[..l];
+                data = &data[l.next_multiple_of(4).min(data.len())..];
+                if h.nlmsg_pid != portid && h.nlmsg_pid != 0 {
+                    continue;
+                }
+                if h.nlmsg_type as c_int != libc::NLMSG_ERROR || !pending.remove(&h.nlmsg_seq) {
+                    continue;
+                }
+                let (errno, ext) = parse_error(m);
+                if errno != 0 && first_error.is_none() {
+                    first_error = Some((h.nlmsg_seq, errno, ext));
+                }
+            }
+            if first_error.is_some() {
+                break; // the transaction is aborted; later answers add nothing
+            }
+        }
+        if let Some((seq, errno, ext)) = first_error {
+            if errno == libc::EPERM {
+                return Err(KernelError::PermissionDenied);
+            }
+            return Err(KernelError::Rejected {
+                op: label(seq),
+                err: std::io::Error::from_raw_os_error(errno),
+                extack: ext.map(|e| format!(" ({e})")).unwrap_or_default(),
+            });
+        }
+        if let Some(seq) = pending.into_iter().next() {
+            return Err(KernelError::NoAnswer { op: label(seq) });
+        }
+        Ok(())
+    }
+}
