@@ -8,7 +8,7 @@
 use crate::compile::{compile, Desired};
 use crate::config::{self, Config};
 use crate::kernel::{KernelError, Netfilter};
-use crate::plan::{plan, sysctl_selectors, LiveState, Plan};
+use crate::plan::{plan, plan_removal, sysctl_selectors, LiveState, Plan};
 use crate::sysctl;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -78,12 +78,21 @@ pub fn plan_live(desired: &Desired) -> Result<(Netfilter, Plan)> {
 /// up to three times when a concurrent writer changed the rule set under us. Returns the
 /// plan that was carried out (empty when the host was already converged).
 pub fn converge(desired: &Desired) -> Result<Plan> {
+    carry_out(desired, |live| plan(desired, live))
+}
+
+/// Removes everything ecs-hostnet owns (see [`plan_removal`]).
+pub fn remove() -> Result<Plan> {
+    carry_out(&nothing(), plan_removal)
+}
+
+fn carry_out(desired: &Desired, planner: impl Fn(&LiveState) -> Plan) -> Result<Plan> {
     let mut nf = Netfilter::open()?;
     let mut attempt = 0;
     loop {
         attempt += 1;
         let live = read_live(&mut nf, desired)?;
-        let p = plan(desired, &live);
+        let p = planner(&live);
         if p.is_empty() {
             return Ok(p);
         }
@@ -102,7 +111,7 @@ pub fn converge(desired: &Desired) -> Result<Plan> {
         for w in &p.sysctl_after {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
-        let after = plan(desired, &read_live(&mut nf, desired)?);
+        let after = planner(&read_live(&mut nf, desired)?);
         if !after.is_empty() {
             bail!("the host did not converge; still to do:\n{}", after.text().trim_end());
         }

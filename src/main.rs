@@ -154,8 +154,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let loaded = engine::load_config(config.config.as_deref())?;
             let desired = engine::desired(&loaded);
             enter()?;
-            let (_, p) = engine::in_namespace(ns, engine::plan_live(&desired))?;
             eprintln!("configuration: {}; {context}", loaded.source);
+            let (_, p) = engine::in_namespace(ns, engine::plan_live(&desired))?;
             if is_plan || !p.is_empty() {
                 print!("{}", p.text());
             } else {
@@ -170,8 +170,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let loaded = engine::load_config(config.config.as_deref())?;
             let desired = engine::desired(&loaded);
             enter()?;
-            let p = engine::in_namespace(ns, engine::converge(&desired))?;
             eprintln!("configuration: {}; {context}", loaded.source);
+            let p = engine::in_namespace(ns, engine::converge(&desired))?;
             if p.is_empty() {
                 println!("No changes: the host already matches the configuration.");
                 for n in &p.notes {
@@ -187,8 +187,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             // is removed is what ecs-hostnet owns, whatever the configuration says now.
             let loaded = engine::load_config(config.config.as_deref())?;
             enter()?;
-            let p = engine::in_namespace(ns, engine::converge(&engine::nothing()))?;
             eprintln!("configuration: {}; {context}", loaded.source);
+            let p = engine::in_namespace(ns, engine::remove())?;
             if p.is_empty() {
                 println!("Nothing to remove: no ecs-hostnet tables or settings are present.");
             } else {

@@ -220,6 +220,14 @@ fn rule_object(family: Family, table: &str, chain: &str, id: Option<&str>, handl
 pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
     let mut p = Plan::default();
     let record = plan_sysctls(desired, live, &mut p);
+    // Changes are listed in the order they are carried out: restores, rule set, enables.
+    let enables: Vec<Change> = p
+        .changes
+        .iter()
+        .filter(|c| p.sysctl_after.iter().any(|w| c.object == format!("sysctl {}", w.name())))
+        .cloned()
+        .collect();
+    p.changes.retain(|c| !enables.contains(c));
     for t in &desired.tables {
         let want_record = if t.family == Family::Inet { record.clone() } else { Record::new() };
         match live.tables.iter().find(|l| l.family == t.family && l.name == t.name) {
@@ -238,6 +246,16 @@ pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
                 details: vec![format!("with its {} chain(s) and {rules} rule(s)", lt.chains.len())],
             });
         }
+    }
+    p.changes.extend(enables);
+    p
+}
+
+/// The plan of `remove`: none of our tables, every recorded route_localnet value put back.
+pub fn plan_removal(live: &LiveState) -> Plan {
+    let mut p = plan(&Desired { tables: vec![], route_localnet: vec![] }, live);
+    for c in &mut p.changes {
+        c.reason = "ecs-hostnet remove".into();
     }
     p
 }
@@ -258,7 +276,7 @@ fn plan_sysctls(desired: &Desired, live: &LiveState, p: &mut Plan) -> Record {
         new.insert(sel.clone(), original.clone());
         if now != "1" {
             p.sysctl_after.push(SysctlWrite { selector: sel.clone(), value: "1".into() });
-            let reason = if old.contains_key(sel) { "changed by someone" } else { "missing" };
+            let reason = if old.contains_key(sel) { "changed by someone" } else { "not set yet" };
             p.changes.push(Change {
                 action: Action::Change,
                 object: format!("sysctl {}", sysctl_name(sel)),
@@ -313,7 +331,7 @@ fn add_chain(t: &Table, c: &Chain, reason: &str, p: &mut Plan) {
             action: Action::Add,
             object: rule_object(t.family, &t.name, &c.name, Some(&r.id), None),
             reason: reason.into(),
-            details: vec![rule_text(t.family, &r.exprs, Some(&r.id))],
+            details: vec![rule_text(t.family, &r.exprs, None)],
         });
     }
 }
@@ -466,7 +484,7 @@ fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
             action: Action::Remove,
             object: rule_object(fam, tn, cn, id, Some(lr.handle)),
             reason: reason.into(),
-            details: vec![rule_text(fam, &lr.exprs, id)],
+            details: vec![rule_text(fam, &lr.exprs, None)],
         });
     }
     for (i, r) in c.rules.iter().enumerate() {
@@ -477,14 +495,14 @@ fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
         let placement = next_kept.map(Placement::Before).unwrap_or(Placement::Append);
         p.ops.push(add_rule(t, c, r, placement));
         let object = rule_object(fam, tn, cn, Some(&r.id), None);
-        let want = rule_text(fam, &r.exprs, Some(&r.id));
+        let want = rule_text(fam, &r.exprs, None);
         if let Some(lr) = modified.get(r.id.as_str()) {
             p.changes.push(Change {
                 action: Action::Change,
                 object,
                 reason: "modified by someone".into(),
                 details: vec![
-                    format!("live:    {} (handle {})", rule_text(fam, &lr.exprs, lr.comment.as_deref()), lr.handle),
+                    format!("live:    {} (handle {})", rule_text(fam, &lr.exprs, None), lr.handle),
                     format!("desired: {want}"),
                 ],
             });
