@@ -58,19 +58,19 @@ pub fn load_config(path: Option<&Path>) -> Result<Loaded> {
 }
 
 /// Reads our tables and the route_localnet values the plan needs.
-pub fn read_live(nf: &mut Netfilter, desired: &Desired) -> Result<LiveState> {
-    let tables = nf.read_owned()?;
+pub fn read_live(nf: &mut Netfilter, desired: &Desired) -> Result<(LiveState, u32)> {
+    let (tables, generation) = nf.read_owned()?;
     let mut route_localnet = std::collections::BTreeMap::new();
     for sel in sysctl_selectors(desired, &tables) {
         route_localnet.insert(sel.clone(), sysctl::read_route_localnet(&sel)?);
     }
-    Ok(LiveState { tables, route_localnet })
+    Ok((LiveState { tables, route_localnet }, generation))
 }
 
 /// Plans `desired` against the live state of the current network namespace.
 pub fn plan_live(desired: &Desired) -> Result<(Netfilter, Plan)> {
     let mut nf = Netfilter::open()?;
-    let live = read_live(&mut nf, desired)?;
+    let (live, _) = read_live(&mut nf, desired)?;
     Ok((nf, plan(desired, &live)))
 }
 
@@ -91,7 +91,7 @@ fn carry_out(desired: &Desired, planner: impl Fn(&LiveState) -> Plan) -> Result<
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let live = read_live(&mut nf, desired)?;
+        let (live, generation) = read_live(&mut nf, desired)?;
         let p = planner(&live);
         if p.is_empty() {
             return Ok(p);
@@ -99,19 +99,22 @@ fn carry_out(desired: &Desired, planner: impl Fn(&LiveState) -> Plan) -> Result<
         for w in &p.sysctl_before {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
-        match nf.commit(&p.ops) {
+        match nf.commit(&p.ops, generation) {
             Ok(()) => {}
             Err(KernelError::Rejected { ref err, .. })
-                if attempt < 3 && matches!(err.raw_os_error(), Some(libc::ENOENT | libc::EEXIST | libc::EBUSY)) =>
+                if attempt < 5
+                    && matches!(err.raw_os_error(), Some(libc::ERESTART | libc::ENOENT | libc::EEXIST | libc::EBUSY)) =>
             {
-                continue; // someone changed the rule set between our read and our batch
+                // Someone committed between our read and our batch (ERESTART: the
+                // generation moved): nothing was applied; read again and re-plan.
+                continue;
             }
             Err(e) => return Err(e.into()),
         }
         for w in &p.sysctl_after {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
-        let after = planner(&read_live(&mut nf, desired)?);
+        let after = planner(&read_live(&mut nf, desired)?.0);
         if !after.is_empty() {
             bail!("the host did not converge; still to do:\n{}", after.text().trim_end());
         }

@@ -101,6 +101,22 @@ fn parse_error(m: &[u8]) -> (i32, Option<String>) {
     (-err, msg)
 }
 
+/// `NFNL_BATCH_GENID`: attribute of the batch begin message.
+const NFNL_BATCH_GENID: u16 = 1;
+
+/// A copy of nftnl's batch begin message (`NFNL_MSG_BATCH_BEGIN`: header and nfgenmsg,
+/// same sequence number and flags) with an `NFNL_BATCH_GENID` attribute (u32, network
+/// byte order) appended.
+fn batch_begin_with_genid(begin: &[u8], generation: u32) -> Vec<u8> {
+    let mut m = begin[..20].to_vec(); // nlmsghdr (16) + nfgenmsg (4)
+    m.extend_from_slice(&8u16.to_ne_bytes());
+    m.extend_from_slice(&NFNL_BATCH_GENID.to_ne_bytes());
+    m.extend_from_slice(&generation.to_be_bytes());
+    let len = m.len() as u32;
+    m[..4].copy_from_slice(&len.to_ne_bytes());
+    m
+}
+
 /// A netfilter netlink socket in the current network namespace.
 pub struct Netfilter {
     sock: mnl::Socket,
@@ -204,12 +220,13 @@ impl Netfilter {
     }
 
     /// Reads the tables ecs-hostnet owns ([`OWNED_TABLES`]) with their chains and rules,
-    /// as one consistent snapshot. Foreign tables are listed but not read.
-    pub fn read_owned(&mut self) -> Result<Vec<LiveTable>> {
+    /// as one consistent snapshot, and the rule-set generation it belongs to (pass it to
+    /// [`Netfilter::commit`]). Foreign tables are listed but not read.
+    pub fn read_owned(&mut self) -> Result<(Vec<LiveTable>, u32)> {
         for _ in 0..5 {
             let before = self.generation()?;
             match self.read_owned_once() {
-                Ok(tables) if self.generation()? == before => return Ok(tables),
+                Ok(tables) if self.generation()? == before => return Ok((tables, before)),
                 Ok(_) | Err(KernelError::Unstable) => continue,
                 Err(e) => return Err(e),
             }
@@ -278,7 +295,12 @@ impl Netfilter {
 
     /// Sends `ops` as one nf_tables batch and waits for every answer. Does nothing for an
     /// empty list. On any error the kernel has applied nothing.
-    pub fn commit(&mut self, ops: &[Op]) -> Result<()> {
+    ///
+    /// `generation` is the rule-set generation the ops were planned against: the batch
+    /// begin message carries it (`NFNL_BATCH_GENID`), so the kernel refuses the batch with
+    /// `ERESTART` if anyone committed in between, instead of applying a stale plan (e.g.
+    /// a second concurrent apply appending duplicate rules). Kernels before 4.20 ignore it.
+    pub fn commit(&mut self, ops: &[Op], generation: u32) -> Result<()> {
         if ops.is_empty() {
             return Ok(());
         }
@@ -301,7 +323,16 @@ impl Netfilter {
 
         // The whole batch goes in one sendmsg (one skb): mnl's send_all would send one
         // page per call, and the kernel rejects a batch split across skbs past ~480 rules.
-        let pages: Vec<&[u8]> = batch.iter().collect();
+        let mut pages: Vec<&[u8]> = batch.iter().collect();
+        // Replace nftnl's batch begin message with one that carries the generation.
+        let first = pages.first().copied().unwrap_or_default();
+        if first.len() < 20 {
+            return Err(KernelError::Malformed("batch without a begin message".into()));
+        }
+        let begin_len = header(first).nlmsg_len as usize;
+        let begin = batch_begin_with_genid(&first[..begin_len], generation);
+        pages[0] = &first[begin_len..];
+        pages.insert(0, &begin);
         let total: usize = pages.iter().map(|p| p.len()).sum();
         let snd = (total + 64 * 1024) as c_int;
         let rcv = (seqs.len() * 1024 + 64 * 1024) as c_int;
