@@ -25,7 +25,7 @@ fn reference_rules_give_expected_reachability_and_controls_can_fail() {
 
     // Control: without the localhost guard, route_localnet=1 exposes the
     // host's 127.0.0.1 services to the neighbour (so the guard test can fail).
-    let handle = rule_handle(&t.host, "ref-localhost-guard");
+    let handle = rule_by_comment(&t.host, "ref-localhost-guard").handle.unwrap().to_string();
     t.host.nft(&["delete", "rule", "inet", "ecs-hostnet", "input", "handle", &handle]);
     // Control: a DNAT that also serves the uplink lets the neighbour in via
     // 169.254.170.2 (so the "DNAT only on container interfaces" test can fail).
@@ -34,7 +34,7 @@ fn reference_rules_give_expected_reachability_and_controls_can_fail() {
         "169.254.170.2", "tcp", "dport", "80", "dnat", "to", "127.0.0.1:51679",
     ]);
     // Control: without the introspection guard the neighbour reaches :51678.
-    let handle = rule_handle(&t.host, "ref-introspection");
+    let handle = rule_by_comment(&t.host, "ref-introspection").handle.unwrap().to_string();
     t.host.nft(&["delete", "rule", "inet", "ecs-hostnet", "input", "handle", &handle]);
     let n = &t.neighbour;
     assert_probes(
@@ -127,17 +127,6 @@ fn ruleset_parsers() {
         r[0].body(),
         "iifname \"docker*\" ip daddr 169.254.170.2 tcp dport 80 counter dnat to 127.0.0.1:51679"
     );
-}
-
-/// Handle of the rule whose comment is `id`, from `nft -a list ruleset`.
-fn rule_handle(ns: &Netns, id: &str) -> String {
-    let listed = ns.ruleset_handles();
-    rules(&listed)
-        .into_iter()
-        .find(|r| r.comment.as_deref() == Some(id))
-        .and_then(|r| r.handle)
-        .unwrap_or_else(|| panic!("no rule {id} in\n{listed}"))
-        .to_string()
 }
 
 /// `cargo test --test harness debug_topology -- --ignored --nocapture`:

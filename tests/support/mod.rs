@@ -905,3 +905,81 @@ pub fn probes_after_apply(t: &Topology) -> Vec<Probe> {
         probe("host introspection", h, "127.0.0.1:51678", Some(INTRO_BODY)),
     ]
 }
+
+/// The rule (from `nft -a list ruleset`) whose comment is `id`.
+#[track_caller]
+pub fn rule_by_comment(ns: &Netns, id: &str) -> Rule {
+    let listed = ns.ruleset_handles();
+    rules(&listed)
+        .into_iter()
+        .find(|r| r.comment.as_deref() == Some(id))
+        .unwrap_or_else(|| panic!("no rule with comment {id:?} in\n{listed}"))
+}
+
+/// The only one of our rules in `chain` whose text contains `needle`.
+#[track_caller]
+pub fn our_rule_matching(ns: &Netns, chain: &str, needle: &str) -> Rule {
+    let listed = ns.ruleset_handles();
+    let v: Vec<Rule> = our_rules(&listed)
+        .into_iter()
+        .filter(|r| r.chain == chain && r.text.contains(needle))
+        .collect();
+    assert_eq!(v.len(), 1, "want exactly one rule in chain {chain} containing {needle:?}:\n{listed}");
+    v.into_iter().next().unwrap()
+}
+
+/// Chain headers (`type ... hook ... priority ...; policy ...;`) by
+/// "family table chain".
+pub fn chain_headers(ruleset: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let (mut fam, mut tab, mut chain) = (String::new(), String::new(), String::new());
+    for raw in ruleset.lines() {
+        let line = raw.trim();
+        if let Some(rest) = raw.strip_prefix("table ") {
+            let rest = rest.split(" # handle ").next().unwrap_or(rest);
+            let mut it = rest.trim_end_matches('{').split_whitespace();
+            fam = it.next().unwrap_or("").to_string();
+            tab = it.next().unwrap_or("").to_string();
+        } else if let Some(rest) = line.strip_prefix("chain ") {
+            chain = rest.split_whitespace().next().unwrap_or("").to_string();
+        } else if line.starts_with("type ") {
+            out.insert(format!("{fam} {tab} {chain}"), line.to_string());
+        }
+    }
+    out
+}
+
+/// Multiset of rule bodies (comment and counter values stripped), per
+/// "family table chain", sorted.
+pub fn bodies_by_chain(rs: &[Rule]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in rs {
+        out.entry(format!("{} {} {}", r.family, r.table, r.chain)).or_default().push(r.body());
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+/// Assert that stderr is exactly one non-empty line.
+#[track_caller]
+pub fn assert_one_line_error(out: &Out) {
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "want exactly one line on stderr: {out}");
+}
+
+/// Find `FILE:LINE:COL: message` in stderr (possibly after a program-name
+/// prefix such as `ecs-hostnet: `) for the given FILE; returns (line, col).
+pub fn file_line_col(stderr: &str, file: &str) -> Option<(usize, usize)> {
+    let at = stderr.find(&format!("{file}:"))?;
+    let rest = &stderr[at + file.len() + 1..];
+    let mut it = rest.splitn(3, ':');
+    let line = it.next()?.trim().parse().ok()?;
+    let col = it.next()?.trim().parse().ok()?;
+    let msg = it.next()?;
+    if msg.trim().is_empty() {
+        return None;
+    }
+    Some((line, col))
+}

@@ -1,0 +1,130 @@
+//! Real traffic through the rules the binary installs, in a topology of
+//! namespaces: host (docker0 bridge, listeners on 127.0.0.1:51679 and
+//! :51678), container on docker0, IMDS behind the host, neighbour on the
+//! host's uplink.
+
+mod support;
+
+use support::*;
+
+/// Issue test 1: `ecs-hostnet --netns HOST apply -c default.toml`.
+#[test]
+fn default_config_traffic_before_apply_after_apply_after_remove() {
+    let t = Topology::new();
+    let cfg = t.dir.default_config();
+
+    // Before: the container reaches IMDS (v4 and v6), so the blocks can fail.
+    assert_probes("before apply", &probes_before_apply(&t));
+
+    t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    assert_eq!(t.host.route_localnet(), "1", "apply sets route_localnet in the namespace");
+    assert_probes("after apply", &probes_after_apply(&t));
+
+    // The traffic went through OUR rules (counters moved), and counter values
+    // are not drift: check and plan still say converged, apply changes nothing.
+    let listed = t.host.ruleset_handles();
+    for (chain, needle) in [
+        ("prerouting", "\"docker*\""),
+        ("output", "redirect"),
+        ("input", "dport 51678"),
+        ("input", "127.0.0.0/8"),
+        ("forward", "\"docker*\" ip daddr"),
+        ("forward", "\"docker*\" ip6 daddr"),
+    ] {
+        let r = our_rule_matching(&t.host, chain, needle);
+        assert!(!r.text.contains("counter packets 0 "), "no packet hit {chain} rule {needle}: {}\n{listed}", r.text);
+    }
+    t.host.ehn(&["check", "-c", &cfg]).expect_code(0);
+    t.host.ehn(&["plan", "-c", &cfg]).expect_code(0);
+    t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    assert_eq!(
+        our_rules(&t.host.ruleset_handles()).iter().map(|r| (r.handle, r.comment.clone())).collect::<Vec<_>>(),
+        our_rules(&listed).iter().map(|r| (r.handle, r.comment.clone())).collect::<Vec<_>>(),
+        "a converged apply after traffic must not re-create rules"
+    );
+
+    t.host.ehn(&["remove", "-c", &cfg]).expect_code(0);
+    assert_eq!(t.host.ruleset().trim(), "", "remove leaves no rules");
+    assert_eq!(t.host.route_localnet(), "0", "remove restores route_localnet");
+    assert_probes("after remove", &probes_before_apply(&t));
+}
+
+/// Controls: configurations that open what the default closes show that the
+/// negative expectations above are real (the neighbour CAN get in when the
+/// guards are off), and that apply moves between configurations both ways.
+#[test]
+fn opening_and_closing_the_guards_by_configuration() {
+    let t = Topology::new();
+    let closed = t.dir.default_config();
+    let open = t.dir.write(
+        "open.toml",
+        &format!(
+            r#"[containers]
+interfaces = ["docker+", "{HOST_UPLINK}"]
+
+[localhost_guard]
+enabled = false
+i_accept_that_route_localnet_exposes_localhost_services = true
+
+[introspection_guard]
+allowed_interfaces = ["lo", "docker0", "{HOST_UPLINK}"]
+"#
+        ),
+    );
+    let (c, n) = (&t.container, &t.neighbour);
+    let neighbour_blocked = [
+        probe("neighbour host 127.0.0.1", n, "127.0.0.1:51679", None),
+        probe("neighbour credentials endpoint", n, "169.254.170.2:80", None),
+        probe("neighbour introspection v4", n, "192.0.2.1:51678", None),
+        probe("neighbour introspection v6", n, "[2001:db8:1::1]:51678", None),
+        probe("container credentials endpoint", c, "169.254.170.2:80", Some(CREDS_BODY)),
+        probe("container IMDS v4", c, "169.254.169.254:80", None),
+    ];
+    let neighbour_open = [
+        probe("neighbour host 127.0.0.1", n, "127.0.0.1:51679", Some(CREDS_BODY)),
+        probe("neighbour credentials endpoint", n, "169.254.170.2:80", Some(CREDS_BODY)),
+        probe("neighbour introspection v4", n, "192.0.2.1:51678", Some(INTRO_BODY)),
+        probe("neighbour introspection v6", n, "[2001:db8:1::1]:51678", Some(INTRO_BODY)),
+        probe("container credentials endpoint", c, "169.254.170.2:80", Some(CREDS_BODY)),
+        probe("container IMDS v4", c, "169.254.169.254:80", None),
+        probe("container IMDS v6", c, "[fd00:ec2::254]:80", None),
+    ];
+
+    t.host.ehn(&["apply", "-c", &closed]).expect_code(0);
+    assert_probes("with the default configuration", &neighbour_blocked);
+
+    t.host.ehn(&["apply", "-c", &open]).expect_code(0);
+    t.host.ehn(&["check", "-c", &open]).expect_code(0);
+    assert_eq!(t.host.route_localnet(), "1");
+    assert_probes("with the guards opened", &neighbour_open);
+
+    t.host.ehn(&["apply", "-c", &closed]).expect_code(0);
+    t.host.ehn(&["check", "-c", &closed]).expect_code(0);
+    assert_probes("with the default configuration again", &neighbour_blocked);
+}
+
+/// route_localnet on docker0 only is enough for the container; the `all`
+/// key and the uplink stay 0; remove puts docker0 back.
+#[test]
+fn route_localnet_per_interface() {
+    let t = Topology::new();
+    let c = &t.container;
+    let only_docker0 = t.dir.write("docker0.toml", "[route_localnet]\nenable = [\"docker0\"]\n");
+    t.host.ehn(&["apply", "-c", &only_docker0]).expect_code(0);
+    t.host.ehn(&["check", "-c", &only_docker0]).expect_code(0);
+    assert_eq!(t.host.route_localnet(), "0", "the `all` key is left alone");
+    assert_eq!(t.host.sysctl("net.ipv4.conf.docker0.route_localnet"), "1");
+    assert_eq!(t.host.sysctl(&format!("net.ipv4.conf.{HOST_UPLINK}.route_localnet")), "0");
+    assert_probes(
+        "with route_localnet on docker0",
+        &[
+            probe("container credentials endpoint", c, "169.254.170.2:80", Some(CREDS_BODY)),
+            probe("neighbour host 127.0.0.1", &t.neighbour, "127.0.0.1:51679", None),
+        ],
+    );
+
+    t.host.ehn(&["remove", "-c", &only_docker0]).expect_code(0);
+    assert_eq!(t.host.sysctl("net.ipv4.conf.docker0.route_localnet"), "0");
+    assert_eq!(t.host.route_localnet(), "0");
+    assert_eq!(t.host.ruleset().trim(), "");
+}
