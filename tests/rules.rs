@@ -254,6 +254,14 @@ fn other_drift_is_detected_and_fixed() {
     // (a re-created table is listed last: compare table by table)
     assert_eq!(tables(&ns.ruleset()), tables(&converged));
 
+    // a base chain's policy changed
+    ns.nft(&["chain", "inet", "ecs-hostnet", "forward", "{ policy drop; }"]);
+    assert!(ns.ruleset().contains("policy drop"));
+    ns.ehn(&["check", "-c", &cfg]).expect_code(2);
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    assert_eq!(tables(&ns.ruleset()), tables(&converged));
+
     // route_localnet reset
     ns.set_sysctl("net.ipv4.conf.all.route_localnet", "0");
     ns.ehn(&["check", "-c", &cfg]).expect_code(2);
@@ -494,4 +502,88 @@ fn large_ruleset() {
     assert_eq!(our_rules(&ns.ruleset()).len(), DEFAULT_RULES);
     ns.ehn(&["remove", "-c", &small]).expect_code(0);
     assert_eq!(ns.ruleset(), "");
+}
+
+/// Several applies racing on one fresh namespace: all succeed, and the
+/// result is one copy of every rule.
+#[test]
+fn concurrent_applies_converge_to_one_copy() {
+    let ns = Netns::new("race");
+    let dir = TempDir::new("race");
+    let cfg = dir.default_config();
+    let name = ns.name.clone();
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let (name, cfg) = (name.clone(), cfg.clone());
+            std::thread::spawn(move || ehn(&["--netns", &name, "apply", "-c", &cfg]))
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().expect_code(0);
+    }
+    let listed = ns.ruleset();
+    assert_eq!(tables(&listed).len(), 2, "{listed}");
+    assert_eq!(assert_unique_ids(&listed).len(), DEFAULT_RULES, "{listed}");
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    assert_eq!(ns.route_localnet(), "1");
+    ns.ehn(&["remove", "-c", &cfg]).expect_code(0);
+    assert_eq!(ns.route_localnet(), "0", "the value found before the race was 0");
+}
+
+/// route_localnet on a listed interface that does not exist yet: apply
+/// succeeds (reported, skipped); once the interface appears check reports
+/// drift and apply sets it; remove restores it.
+#[test]
+fn route_localnet_interface_appearing_later() {
+    let ns = Netns::new("later");
+    let dir = TempDir::new("later");
+    let cfg = dir.write("later.toml", "[route_localnet]\nenable = [\"docker0\"]\n");
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    assert_eq!(ns.route_localnet(), "0");
+
+    ns.ip(&["link", "add", "docker0", "type", "bridge"]);
+    assert_eq!(ns.sysctl("net.ipv4.conf.docker0.route_localnet"), "0");
+    ns.ehn(&["check", "-c", &cfg]).expect_code(2);
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    assert_eq!(ns.sysctl("net.ipv4.conf.docker0.route_localnet"), "1");
+    assert_eq!(ns.route_localnet(), "0");
+
+    ns.ehn(&["remove", "-c", &cfg]).expect_code(0);
+    assert_eq!(ns.sysctl("net.ipv4.conf.docker0.route_localnet"), "0");
+    assert_eq!(ns.ruleset(), "");
+}
+
+/// Tables named ecs-hostnet in OTHER families (ip6, bridge, netdev) are not
+/// ours: apply and remove leave them exactly as they are.
+#[test]
+fn same_name_in_other_families_is_not_ours() {
+    let ns = Netns::new("samename");
+    let dir = TempDir::new("samename");
+    let cfg = dir.default_config();
+    ns.nft_load(
+        &dir,
+        r#"table ip6 ecs-hostnet {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		tcp dport 22 counter accept comment "localhost-guard"
+	}
+}
+table bridge ecs-hostnet {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		counter
+	}
+}
+table netdev ecs-hostnet {
+}
+"#,
+    );
+    let before = ns.ruleset_handles();
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    assert_eq!(foreign_tables(&ns.ruleset_handles()), tables(&before));
+    ns.ehn(&["remove", "-c", &cfg]).expect_code(0);
+    assert_eq!(ns.ruleset_handles(), before);
 }

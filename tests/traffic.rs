@@ -10,7 +10,8 @@ use support::*;
 /// Issue test 1: `ecs-hostnet --netns HOST apply -c default.toml`.
 #[test]
 fn default_config_traffic_before_apply_after_apply_after_remove() {
-    let t = Topology::new();
+    let mut t = Topology::new();
+    let evil = t.add_localhost_attacker_container(3);
     let cfg = t.dir.default_config();
 
     // Before: the container reaches IMDS (v4 and v6), so the blocks can fail.
@@ -19,6 +20,16 @@ fn default_config_traffic_before_apply_after_apply_after_remove() {
     t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
     assert_eq!(t.host.route_localnet(), "1", "apply sets route_localnet in the namespace");
     assert_probes("after apply", &probes_after_apply(&t));
+    // a container that routes 127.0.0.1 to the host does not get in directly
+    // (only through the DNAT of 169.254.170.2)
+    let e = &t.extra[evil];
+    assert_probes(
+        "after apply, container routing 127.0.0.1 to the host",
+        &[
+            probe("rogue container host 127.0.0.1", e, "127.0.0.1:51679", None),
+            probe("rogue container credentials endpoint", e, "169.254.170.2:80", Some(CREDS_BODY)),
+        ],
+    );
 
     // The traffic went through OUR rules (counters moved), and counter values
     // are not drift: check and plan still say converged, apply changes nothing.
@@ -54,7 +65,8 @@ fn default_config_traffic_before_apply_after_apply_after_remove() {
 /// guards are off), and that apply moves between configurations both ways.
 #[test]
 fn opening_and_closing_the_guards_by_configuration() {
-    let t = Topology::new();
+    let mut t = Topology::new();
+    let evil = t.add_localhost_attacker_container(3);
     let closed = t.dir.default_config();
     let open = t.dir.write(
         "open.toml",
@@ -71,8 +83,9 @@ allowed_interfaces = ["lo", "docker0", "{HOST_UPLINK}"]
 "#
         ),
     );
-    let (c, n) = (&t.container, &t.neighbour);
+    let (c, n, e) = (&t.container, &t.neighbour, &t.extra[evil]);
     let neighbour_blocked = [
+        probe("rogue container host 127.0.0.1", e, "127.0.0.1:51679", None),
         probe("neighbour host 127.0.0.1", n, "127.0.0.1:51679", None),
         probe("neighbour credentials endpoint", n, "169.254.170.2:80", None),
         probe("neighbour introspection v4", n, "192.0.2.1:51678", None),
@@ -81,6 +94,7 @@ allowed_interfaces = ["lo", "docker0", "{HOST_UPLINK}"]
         probe("container IMDS v4", c, "169.254.169.254:80", None),
     ];
     let neighbour_open = [
+        probe("rogue container host 127.0.0.1", e, "127.0.0.1:51679", Some(CREDS_BODY)),
         probe("neighbour host 127.0.0.1", n, "127.0.0.1:51679", Some(CREDS_BODY)),
         probe("neighbour credentials endpoint", n, "169.254.170.2:80", Some(CREDS_BODY)),
         probe("neighbour introspection v4", n, "192.0.2.1:51678", Some(INTRO_BODY)),

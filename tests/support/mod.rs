@@ -574,6 +574,8 @@ pub const IMDS_BODY: &str = "imds";
 /// listeners first, then namespaces, then the temp dir.
 pub struct Topology {
     listeners: Vec<Listener>,
+    /// extra namespaces (e.g. a second container), dropped with the others
+    pub extra: Vec<Netns>,
     pub host: Netns,
     pub container: Netns,
     pub imds: Netns,
@@ -601,7 +603,7 @@ impl Topology {
         let imds = Netns::new("imds");
         let neighbour = Netns::new("nbr");
         let dir = TempDir::new("dir");
-        let mut t = Topology { listeners: Vec::new(), host, container, imds, neighbour, dir };
+        let mut t = Topology { listeners: Vec::new(), extra: Vec::new(), host, container, imds, neighbour, dir };
         t.wire();
         t.wait_no_tentative();
         t.start_listeners();
@@ -688,6 +690,26 @@ impl Topology {
         self.listeners.push(Listener::spawn(&i, "[fd00:ec2::254]:80", IMDS_BODY));
     }
 
+    /// Add a second container on docker0 (172.17.0.N/16, fd00:d0c::N/64)
+    /// that routes 127.0.0.1 to the host (its own lo flushed, route_localnet
+    /// on): the CVE-2020-8558 attacker, from the bridge side. Returns the
+    /// index in `extra`.
+    pub fn add_localhost_attacker_container(&mut self, n: u8) -> usize {
+        let ns = Netns::new("evil");
+        let veth = format!("vethc{n}");
+        self.host.ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns.name]);
+        self.host.ip(&["link", "set", &veth, "master", "docker0", "up"]);
+        ns.ip(&["addr", "add", &format!("172.17.0.{n}/16"), "dev", "eth0"]);
+        ns.ip(&["addr", "add", &format!("fd00:d0c::{n}/64"), "dev", "eth0", "nodad"]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+        ns.ip(&["route", "add", "default", "via", DOCKER0_V4]);
+        ns.ip(&["addr", "flush", "dev", "lo"]);
+        ns.ip(&["route", "add", "127.0.0.1/32", "via", DOCKER0_V4]);
+        ns.set_sysctl("net.ipv4.conf.all.route_localnet", "1");
+        self.extra.push(ns);
+        self.extra.len() - 1
+    }
+
     /// Names of all namespaces of this topology.
     pub fn namespaces(&self) -> Vec<String> {
         vec![
@@ -703,6 +725,7 @@ impl Drop for Topology {
     fn drop(&mut self) {
         // listeners hold threads inside the namespaces: stop them first
         self.listeners.clear();
+        self.extra.clear();
         // the namespaces and the temp dir are dropped after this, as fields
     }
 }
