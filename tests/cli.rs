@@ -207,6 +207,9 @@ fn missing_config_file() {
 /// `--netns` before or after the subcommand.
 #[test]
 fn unknown_namespace() {
+    // run from inside a sandbox namespace: a binary that fell back to its own
+    // namespace would change the sandbox, not the host
+    let sandbox = Netns::new("sandbox");
     let dir = TempDir::new("nons");
     let cfg = dir.default_config();
     let name = unique_name("missing");
@@ -217,9 +220,9 @@ fn unknown_namespace() {
         for sub in ["apply", "plan", "check", "remove"] {
             for before in [true, false] {
                 let out = if before {
-                    ehn(&["--netns", target, sub, "-c", &cfg])
+                    sandbox.ehn_inside(&["--netns", target, sub, "-c", &cfg])
                 } else {
-                    ehn(&[sub, "--netns", target, "-c", &cfg])
+                    sandbox.ehn_inside(&[sub, "--netns", target, "-c", &cfg])
                 };
                 out.expect_code(1);
                 assert_one_line_error(&out);
@@ -227,6 +230,8 @@ fn unknown_namespace() {
             }
         }
     }
+    assert_eq!(sandbox.ruleset(), "", "the binary acted on its own namespace");
+    assert_eq!(sandbox.route_localnet(), "0", "the binary acted on its own namespace");
     // the lookup must not have created it
     assert!(!std::path::Path::new(&format!("/run/netns/{name}")).exists());
     assert!(!std::path::Path::new(&path).exists());

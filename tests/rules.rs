@@ -336,9 +336,11 @@ enable = "off"
             .to_string(),
         ),
     ];
+    // render runs inside a sandbox namespace, which it must not touch
+    let sandbox = Netns::new("orcl-s");
     for (name, text) in configs {
         let cfg = dir.write(&format!("{name}.toml"), &text);
-        let render = ehn(&["render", "--format", "nft", "-c", &cfg]);
+        let render = sandbox.ehn_inside(&["render", "--format", "nft", "-c", &cfg]);
         render.expect_code(0);
         let loaded = Netns::new("orcl-f");
         let applied = Netns::new("orcl-a");
@@ -352,11 +354,13 @@ enable = "off"
             "config {name}: apply (left) and nft -f of render (right) differ"
         );
         // render does not touch any namespace: the json form is valid JSON
-        let json = ehn(&["render", "--format", "json", "-c", &cfg]);
+        let json = sandbox.ehn_inside(&["render", "--format", "json", "-c", &cfg]);
         json.expect_code(0);
         serde_json::from_str::<serde_json::Value>(&json.stdout)
             .unwrap_or_else(|e| panic!("render --format json of {name} is not JSON: {e}\n{}", json.stdout));
     }
+    assert_eq!(sandbox.ruleset(), "", "render changed the namespace it ran in");
+    assert_eq!(sandbox.route_localnet(), "0", "render changed the namespace it ran in");
 }
 
 /// remove after apply leaves an empty ruleset and route_localnet back to 0;

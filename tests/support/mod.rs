@@ -164,9 +164,16 @@ pub fn sh(prog: &str, args: &[&str]) -> String {
     out.stdout
 }
 
-/// Run the binary under test (timeout 60 s).
+/// Run the binary under test (timeout 60 s) in a throw-away network
+/// namespace of its own (`unshare --net`): a binary that ignored `--netns`
+/// would change that empty namespace (and the test would fail), never the
+/// root namespace of the machine running the tests.
 pub fn ehn(args: &[&str]) -> Out {
-    run_cmd(bin(), args, Duration::from_secs(60))
+    let mut v = vec!["--net", "--", bin()];
+    v.extend_from_slice(args);
+    let mut out = run_cmd("unshare", &v, Duration::from_secs(60));
+    out.cmdline = format!("{} {}", bin(), args.join(" "));
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -339,6 +346,15 @@ impl Netns {
 
     pub fn route_localnet(&self) -> String {
         self.sysctl("net.ipv4.conf.all.route_localnet")
+    }
+
+    /// Run the binary as a process INSIDE this namespace (no `--netns`), so
+    /// that a binary that wrongly acts on its own namespace hits this one and
+    /// not the root namespace.
+    pub fn ehn_inside(&self, args: &[&str]) -> Out {
+        let mut v = vec!["netns", "exec", self.name.as_str(), bin()];
+        v.extend_from_slice(args);
+        run_cmd("ip", &v, Duration::from_secs(60))
     }
 
     /// Run the binary with `--netns NAME` followed by `args`.
