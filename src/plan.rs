@@ -348,6 +348,10 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
     if lt.comment.as_deref() != Some(t.comment.as_str()) {
         recreate.push("its comment was changed by someone".to_string());
     }
+    if lt.flags != 0 {
+        let what = if lt.flags & 1 != 0 { "dormant (every rule switched off)" } else { "set" };
+        recreate.push(format!("its flags were changed by someone: 0x{:x}, {what}", lt.flags));
+    }
     let live_record = lt.record.clone().unwrap_or_default();
     if t.family == Family::Inet && &live_record != record {
         recreate.push(format!(
@@ -538,6 +542,7 @@ mod tests {
                 name: t.name.clone(),
                 handle: 1,
                 comment: Some(t.comment.clone()),
+                flags: 0,
                 record: if t.family == Family::Inet { Some(record.clone()) } else { None },
                 chains: t
                     .chains
@@ -755,6 +760,16 @@ mod tests {
         let p = plan(&d, &live);
         assert!(p.is_empty(), "{}", p.text());
         assert_eq!(p.notes.len(), 1);
+    }
+
+    #[test]
+    fn dormant_table_is_drift() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        live.tables[0].flags = 1;
+        let p = plan(&d, &live);
+        assert!(matches!(p.ops[0], Op::DelTable { family: Family::Ip, .. }), "{:?}", p.ops);
+        assert!(p.changes[0].details[0].contains("dormant"), "{}", p.text());
     }
 
     #[test]

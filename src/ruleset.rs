@@ -405,6 +405,9 @@ pub struct LiveTable {
     pub handle: u64,
     /// Table comment, if any.
     pub comment: Option<String>,
+    /// `NFTA_TABLE_FLAGS`; ours are created with 0. `NFT_TABLE_F_DORMANT` (1) would switch
+    /// every rule of the table off, so anything else is drift.
+    pub flags: u32,
     /// The route_localnet record ecs-hostnet keeps in the table's userdata; `None` when
     /// the table has none (or one we cannot read).
     pub record: Option<Record>,

@@ -591,3 +591,52 @@ table netdev ecs-hostnet {
     ns.ehn(&["remove", "-c", &cfg]).expect_code(0);
     assert_eq!(ns.ruleset_handles(), before);
 }
+
+/// A converged apply sends no batch at all: `nft monitor` in the namespace
+/// (an independent listener on the nf_tables event group) sees no event
+/// during the second apply, while it does see the first one.
+#[test]
+fn converged_apply_sends_no_batch() {
+    let ns = Netns::new("quiet");
+    let dir = TempDir::new("quiet");
+    let cfg = dir.default_config();
+    let monitor = |label: &str| -> String {
+        let log = dir.path().join(format!("monitor-{label}.log"));
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name, "nft", "monitor", "ruleset"])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn nft monitor");
+        // Give nft time to subscribe before the apply.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let out = ns.ehn(&["apply", "-c", &cfg]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = child.kill();
+        let _ = child.wait();
+        out.expect_code(0);
+        std::fs::read_to_string(&log).unwrap()
+    };
+    let first = monitor("first");
+    assert!(first.contains("add rule ip ecs-hostnet prerouting"), "monitor saw no events of the first apply:\n{first}");
+    let second = monitor("second");
+    assert_eq!(second, "", "a converged apply changed the rule set");
+}
+
+/// Someone sets our table dormant (every rule switched off while still
+/// listed): check reports drift, apply restores a live table.
+#[test]
+fn dormant_table_is_drift() {
+    let ns = Netns::new("dormant");
+    let dir = TempDir::new("dormant");
+    let cfg = dir.default_config();
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    ns.nft(&["add", "table", "inet", "ecs-hostnet", "{ flags dormant; }"]);
+    assert!(ns.ruleset().contains("flags dormant"));
+    let out = ns.ehn(&["check", "-c", &cfg]);
+    out.expect_code(2);
+    assert!(out.stdout.contains("dormant"), "check does not say why:\n{out}");
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    assert!(!ns.ruleset().contains("flags dormant"));
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+}

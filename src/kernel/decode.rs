@@ -36,6 +36,7 @@ pub struct TableInfo {
     pub name: String,
     pub handle: u64,
     pub comment: Option<String>,
+    pub flags: u32,
     pub record: Option<crate::ruleset::Record>,
 }
 
@@ -50,6 +51,7 @@ pub fn table(nlh: *const libc::nlmsghdr) -> Result<TableInfo, String> {
         let family = Family::from_nfproto(sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FAMILY as u16));
         let name = str_of(sys::nftnl_table_get_str(t, sys::NFTNL_TABLE_NAME as u16));
         let handle = sys::nftnl_table_get_u64(t, sys::NFTNL_TABLE_HANDLE as u16);
+        let flags = sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FLAGS as u16);
         let mut ud = None;
         if sys::nftnl_table_is_set(t, sys::NFTNL_TABLE_USERDATA as u16) {
             let mut len = 0u32;
@@ -63,7 +65,7 @@ pub fn table(nlh: *const libc::nlmsghdr) -> Result<TableInfo, String> {
         let record = ud.as_deref().and_then(|u| {
             udata_items(u).into_iter().find(|(t, _)| *t == record::UDATA_TYPE).and_then(|(_, v)| record::decode(v))
         });
-        Ok(TableInfo { family, name, handle, comment, record })
+        Ok(TableInfo { family, name, handle, comment, flags, record })
     }
 }
 

@@ -245,6 +245,7 @@ impl Netfilter {
                     name: t.name,
                     handle: t.handle,
                     comment: t.comment,
+                    flags: t.flags,
                     record: t.record,
                     chains: vec![],
                 });
