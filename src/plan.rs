@@ -273,6 +273,13 @@ fn plan_sysctls(desired: &Desired, live: &LiveState, p: &mut Plan) -> Record {
             continue;
         };
         let original = old.get(sel).cloned().unwrap_or_else(|| now.clone());
+        if !old.contains_key(sel) && now == "1" {
+            p.notes.push(format!(
+                "{} is already 1 and no earlier value is recorded (first run on a host where something else set it, \
+                 or our tables were flushed by someone): 1 is recorded, so `remove` will leave it at 1",
+                sysctl_name(sel)
+            ));
+        }
         new.insert(sel.clone(), original.clone());
         if now != "1" {
             p.sysctl_after.push(SysctlWrite { selector: sel.clone(), value: "1".into() });
@@ -729,6 +736,7 @@ mod tests {
         live.route_localnet.insert("all".into(), Some("1".into()));
         let p = plan(&d, &live);
         assert!(p.sysctl_after.is_empty());
+        assert!(p.notes[0].contains("no earlier value is recorded"), "{:?}", p.notes);
         let rec1 = p.ops.iter().find_map(|o| match o {
             Op::AddTable { family: Family::Inet, record, .. } => Some(record.clone()),
             _ => None,
