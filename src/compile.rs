@@ -13,7 +13,7 @@
 //!
 //! Each rule's id (its comment) names what it is for, e.g. `credentials-dnat docker+`.
 
-use crate::config::{Config, IfPattern, RouteLocalnet};
+use crate::config::{Config, IfPattern};
 use crate::ruleset::{build, ct, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict};
 use crate::ruleset::{TABLE_COMMENT, TABLE_NAME};
 use std::net::Ipv4Addr;
@@ -145,11 +145,7 @@ pub fn compile(c: &Config) -> Desired {
         });
     }
 
-    let route_localnet: Vec<String> = match &c.route_localnet.enable.v {
-        RouteLocalnet::Off => vec![],
-        RouteLocalnet::All => vec!["all".into()],
-        RouteLocalnet::Interfaces(list) => list.iter().map(|p| p.as_str().to_string()).collect(),
-    };
+    let route_localnet = c.route_localnet_selectors();
 
     let mut tables = Vec::new();
     let table = |family, chains| Table { family, name: TABLE_NAME.into(), comment: TABLE_COMMENT.into(), chains };

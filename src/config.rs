@@ -81,6 +81,13 @@ impl IfPattern {
         if name.is_empty() {
             return Err(format!("interface name is empty; {allowed}"));
         }
+        if s.ends_with('+') && name.len() > 14 {
+            return Err(format!(
+                "prefix \"{}\" is {} bytes; nft allows at most 14 before the wildcard (a 15-byte prefix is an exact name: drop the '+')",
+                name.escape_default(),
+                name.len()
+            ));
+        }
         if name.len() > 15 {
             return Err(format!(
                 "interface name \"{}\" is {} bytes, the kernel allows at most 15 (IFNAMSIZ - 1)",
@@ -131,27 +138,16 @@ impl IfPattern {
     }
 }
 
-/// A pattern that may end in `+`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PatternField(pub IfPattern);
+/// A list of interface names or patterns as written, each with its byte span; checked
+/// element by element (so each error points at its element) by [`parse`].
+pub type NameList = Vec<Spanned<String>>;
 
-impl<'de> Deserialize<'de> for PatternField {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        IfPattern::parse(&s, true).map(PatternField).map_err(serde::de::Error::custom)
-    }
-}
+/// Most container interface patterns: each costs three rules; past this, use fewer,
+/// wider patterns.
+pub const MAX_CONTAINER_PATTERNS: usize = 256;
 
-/// An exact interface name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IfNameField(pub IfPattern);
-
-impl<'de> Deserialize<'de> for IfNameField {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        IfPattern::parse(&s, false).map(IfNameField).map_err(serde::de::Error::custom)
-    }
-}
+/// Most interfaces allowed to reach the introspection port (they make one rule).
+pub const MAX_ALLOWED_INTERFACES: usize = 64;
 
 /// A TCP port, 1-65535.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,11 +155,20 @@ pub struct Port(pub u16);
 
 impl<'de> Deserialize<'de> for Port {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        match u16::try_from(n) {
-            Ok(p) if p >= 1 => Ok(Port(p)),
-            _ => Err(serde::de::Error::custom(format!("port {n} is out of range; allowed: 1-65535"))),
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Port;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a TCP port number 1-65535 (an integer, not a string)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Port, E> {
+                match u16::try_from(n) {
+                    Ok(p) if p >= 1 => Ok(Port(p)),
+                    _ => Err(E::custom(format!("port {n} is out of range; allowed: 1-65535"))),
+                }
+            }
         }
+        d.deserialize_i64(V)
     }
 }
 
@@ -206,7 +211,8 @@ impl<'de> Deserialize<'de> for V6 {
 pub enum RouteLocalnet {
     Off,
     All,
-    Interfaces(Vec<IfPattern>),
+    /// Exact interface names as written (checked by [`parse`]).
+    Interfaces(NameList),
 }
 
 impl<'de> Deserialize<'de> for RouteLocalnet {
@@ -228,14 +234,8 @@ impl<'de> Deserialize<'de> for RouteLocalnet {
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<RouteLocalnet, A::Error> {
                 let mut v = Vec::new();
-                while let Some(IfNameField(p)) = a.next_element()? {
-                    if p.as_str() == "all" || p.as_str() == "default" {
-                        return Err(serde::de::Error::custom(format!(
-                            "\"{}\" is a sysctl keyword, not an interface; write enable = \"all\"",
-                            p.as_str()
-                        )));
-                    }
-                    v.push(p);
+                while let Some(name) = a.next_element::<Spanned<String>>()? {
+                    v.push(name);
                 }
                 Ok(RouteLocalnet::Interfaces(v))
             }
@@ -260,7 +260,7 @@ macro_rules! file_sections {
         struct FileConfig { $( #[serde(default)] $section: Option<$sty>, )* }
         $(
             #[derive(Deserialize, Debug, Default)]
-            #[serde(deny_unknown_fields)]
+            #[serde(deny_unknown_fields, expecting = "a table of keys (see rules/default.toml)")]
             struct $sty { $( #[serde(default)] $key: Option<Spanned<$kty>>, )* }
         )*
         /// One section of the resolved configuration.
@@ -294,7 +294,7 @@ macro_rules! file_sections {
 
 file_sections! {
     containers: ContainersFile {
-        interfaces: Vec<Spanned<PatternField>>,
+        interfaces: NameList,
     }
     route_localnet: RouteLocalnetFile {
         enable: RouteLocalnet,
@@ -314,7 +314,7 @@ file_sections! {
     introspection_guard: IntrospectionGuardFile {
         enabled: bool,
         port: Port,
-        allowed_interfaces: Vec<Spanned<PatternField>>,
+        allowed_interfaces: NameList,
     }
     imds_block: ImdsBlockFile {
         enabled: bool,
@@ -327,12 +327,25 @@ file_sections! {
 impl Config {
     /// The container-facing interface patterns.
     pub fn container_interfaces(&self) -> Vec<IfPattern> {
-        self.containers.interfaces.v.iter().map(|p| p.get_ref().0.clone()).collect()
+        checked(&self.containers.interfaces.v, true)
     }
     /// Interfaces allowed to reach the introspection port.
     pub fn introspection_allowed(&self) -> Vec<IfPattern> {
-        self.introspection_guard.allowed_interfaces.v.iter().map(|p| p.get_ref().0.clone()).collect()
+        checked(&self.introspection_guard.allowed_interfaces.v, true)
     }
+    /// route_localnet selectors to set: `all` or exact interface names; none when off.
+    pub fn route_localnet_selectors(&self) -> Vec<String> {
+        match &self.route_localnet.enable.v {
+            RouteLocalnet::Off => vec![],
+            RouteLocalnet::All => vec!["all".into()],
+            RouteLocalnet::Interfaces(list) => list.iter().map(|n| n.get_ref().clone()).collect(),
+        }
+    }
+}
+
+/// A list [`parse`] has already checked.
+fn checked(list: &NameList, allow_prefix: bool) -> Vec<IfPattern> {
+    list.iter().map(|p| IfPattern::parse(p.get_ref(), allow_prefix).expect("checked by parse")).collect()
 }
 
 /// The embedded default, parsed.
@@ -390,9 +403,68 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
 }
 
+/// Checks each element of a name list; returns the parsed patterns when all are valid.
+fn check_list(
+    loc: &Located,
+    errs: &mut Vec<ConfigError>,
+    key: &str,
+    list: &Val<NameList>,
+    allow_prefix: bool,
+    max: usize,
+) -> Option<Vec<IfPattern>> {
+    // Element spans point into the user's file only when the user wrote the list.
+    let span = |e: &Spanned<String>| list.span.as_ref().map(|_| e.span());
+    let before = errs.len();
+    let mut out: Vec<IfPattern> = Vec::new();
+    if list.v.len() > max {
+        errs.push(loc.err(list.span.clone(), format!("{key} has {} entries; at most {max} are allowed", list.v.len())));
+    }
+    for e in &list.v {
+        match IfPattern::parse(e.get_ref(), allow_prefix) {
+            Err(m) => errs.push(loc.err(span(e), format!("{key}: {m}"))),
+            Ok(p) => {
+                if let Some(other) = out.iter().find(|o| *o == &p || (o.is_prefix() && o.matches(p.as_str().trim_end_matches('+'))) || (p.is_prefix() && p.matches(o.as_str().trim_end_matches('+')))) {
+                    let what = if other == &p { "is listed twice".to_string() } else { format!("overlaps \"{}\" (one pattern covers the other)", other.as_str()) };
+                    errs.push(loc.err(span(e), format!("{key}: \"{}\" {what}; each interface may match one entry", p.as_str())));
+                }
+                out.push(p);
+            }
+        }
+    }
+    (errs.len() == before).then_some(out)
+}
+
 fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
     let mut errs = Vec::new();
+    let containers =
+        check_list(loc, &mut errs, "containers.interfaces", &c.containers.interfaces, true, MAX_CONTAINER_PATTERNS);
+    check_list(
+        loc,
+        &mut errs,
+        "introspection_guard.allowed_interfaces",
+        &c.introspection_guard.allowed_interfaces,
+        true,
+        MAX_ALLOWED_INTERFACES,
+    );
     let rl = &c.route_localnet.enable;
+    if let RouteLocalnet::Interfaces(list) = &rl.v {
+        let as_val = Val { v: list.clone(), span: rl.span.clone() };
+        let before = errs.len();
+        for e in list {
+            if e.get_ref() == "all" || e.get_ref() == "default" {
+                errs.push(loc.err(
+                    rl.span.as_ref().map(|_| e.span()),
+                    format!("route_localnet.enable: \"{}\" is a sysctl keyword, not an interface; write enable = \"all\"", e.get_ref()),
+                ));
+            }
+        }
+        if errs.len() == before {
+            check_list(loc, &mut errs, "route_localnet.enable", &as_val, false, MAX_ROUTE_LOCALNET_INTERFACES);
+        }
+        if list.is_empty() {
+            errs.push(loc.err(rl.span.clone(), "route_localnet.enable is an empty list; write enable = \"off\" instead"));
+        }
+    }
     let rl_on = !matches!(rl.v, RouteLocalnet::Off);
     let guard = &c.localhost_guard;
     let opt_out = &guard.i_accept_that_route_localnet_exposes_localhost_services;
@@ -412,56 +484,36 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
         ));
     }
     let cred = &c.credentials;
-    if cred.enabled.v && cred.agent_address.v.0.is_loopback() && !rl_on {
+    let agent = cred.agent_address.v.0;
+    if agent.is_unspecified() || agent.is_multicast() || agent.is_broadcast() {
+        errs.push(loc.err(
+            cred.agent_address.span.clone(),
+            format!("credentials.agent_address {agent} cannot receive a DNAT; allowed: a unicast address such as 127.0.0.1"),
+        ));
+    }
+    let endpoint = cred.endpoint_address.v.0;
+    if endpoint.is_unspecified() || endpoint.is_multicast() || endpoint.is_broadcast() {
+        errs.push(loc.err(
+            cred.endpoint_address.span.clone(),
+            format!("credentials.endpoint_address {endpoint} is not a unicast address; the ECS endpoint is 169.254.170.2"),
+        ));
+    }
+    if cred.enabled.v && agent.is_loopback() && !rl_on {
         errs.push(loc.err(
             rl.span.clone().or(cred.agent_address.span.clone()),
             format!(
-                "route_localnet.enable = \"off\" but credentials.agent_address is {} (loopback): the kernel drops \
+                "route_localnet.enable = \"off\" but credentials.agent_address is {agent} (loopback): the kernel drops \
                  container packets DNATed to 127.0.0.0/8 as martians unless route_localnet is on; allowed: \"all\" \
-                 or a list of interfaces",
-                cred.agent_address.v.0
+                 or a list of interfaces"
             ),
         ));
     }
-    if let RouteLocalnet::Interfaces(list) = &rl.v {
-        if list.len() > MAX_ROUTE_LOCALNET_INTERFACES {
-            errs.push(loc.err(
-                rl.span.clone(),
-                format!(
-                    "route_localnet.enable lists {} interfaces, at most {MAX_ROUTE_LOCALNET_INTERFACES} are allowed; use \"all\"",
-                    list.len()
-                ),
-            ));
-        }
-        if list.is_empty() {
-            errs.push(loc.err(rl.span.clone(), "route_localnet.enable is an empty list; write enable = \"off\" instead"));
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for p in list {
-            if !seen.insert(p) {
-                errs.push(loc.err(rl.span.clone(), format!("route_localnet.enable lists \"{}\" twice", p.as_str())));
-            }
-        }
-    }
-    let ifs = &c.containers.interfaces;
-    if ifs.v.is_empty() && (cred.enabled.v || c.imds_block.enabled.v) {
+    if containers.as_ref().is_some_and(|l| l.is_empty()) && (cred.enabled.v || c.imds_block.enabled.v) {
         errs.push(loc.err(
-            ifs.span.clone(),
+            c.containers.interfaces.span.clone(),
             "containers.interfaces is empty, so the credentials DNAT and the IMDS block would match nothing; \
              list the container-facing interfaces (e.g. \"docker+\") or disable both",
         ));
-    }
-    for (name, list) in [
-        ("containers.interfaces", &c.containers.interfaces),
-        ("introspection_guard.allowed_interfaces", &c.introspection_guard.allowed_interfaces),
-    ] {
-        let mut seen = std::collections::BTreeSet::new();
-        for p in &list.v {
-            if !seen.insert(&p.get_ref().0) {
-                let span = list.span.as_ref().map(|_| p.span());
-                errs.push(loc.err(span, format!("{name} lists \"{}\" twice", p.get_ref().0.as_str())));
-            }
-        }
     }
     let ig = &c.introspection_guard;
     if ig.enabled.v && cred.enabled.v && ig.port.v == cred.agent_port.v {
@@ -474,5 +526,65 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
             ),
         ));
     }
+    errs.sort_by_key(|e| e.position);
     errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse("f.toml", text) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_embedded_default_is_valid_and_complete() {
+        let c = default_config();
+        assert_eq!(c.route_localnet_selectors(), vec!["all"]);
+        assert_eq!(c.container_interfaces().len(), 3);
+    }
+
+    #[test]
+    fn keys_left_out_take_the_default() {
+        let c = parse("f.toml", "[credentials]\nagent_port = 51680\n").unwrap();
+        assert_eq!(c.credentials.agent_port.v.0, 51680);
+        assert_eq!(c.credentials.endpoint_port.v.0, 80);
+        assert!(c.credentials.agent_port.span.is_some() && c.credentials.endpoint_port.span.is_none());
+    }
+
+    #[test]
+    fn each_bad_list_element_is_reported_at_its_own_line() {
+        let e = errors("[containers]\ninterfaces = [\n  \"docker+\",\n  \"a/b\",\n  \"x y\",\n]\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("f.toml:4:3: containers.interfaces: interface name \"a/b\" contains '/'"), "{e:?}");
+        assert!(e[1].starts_with("f.toml:5:3: "), "{e:?}");
+    }
+
+    #[test]
+    fn refused_values() {
+        for (text, want) in [
+            ("[containers]\ninterfaces = [\"abcdefghijklmno+\"]", "at most 14 before the wildcard"),
+            ("[containers]\ninterfaces = [\"docker+\", \"docker0\"]", "overlaps \"docker+\""),
+            ("[containers]\ninterfaces = [\"docker0\", \"docker0\"]", "is listed twice"),
+            ("[containers]\ninterfaces = [\"+\"]", "every interface"),
+            ("[credentials]\nagent_address = \"0.0.0.0\"", "cannot receive a DNAT"),
+            ("[credentials]\nagent_address = \"224.0.0.1\"", "cannot receive a DNAT"),
+            ("[credentials]\nagent_port = \"80\"", "a TCP port number 1-65535"),
+            ("credentials = 5", "a table of keys"),
+            ("[route_localnet]\nenable = [\"docker0\", \"all\"]", "sysctl keyword"),
+            ("[route_localnet]\nenable = [\"docker+\"]", "prefix pattern is not allowed"),
+            ("[route_localnet]\nenable = []", "empty list"),
+        ] {
+            let e = errors(text);
+            assert!(e.iter().any(|m| m.contains(want)), "{text:?}: want {want:?} in {e:?}");
+            assert!(e.iter().all(|m| m.starts_with("f.toml:")), "{e:?}");
+        }
+        let many: Vec<String> = (0..257).map(|i| format!("\"c{i}\"")).collect();
+        let e = errors(&format!("[containers]\ninterfaces = [{}]", many.join(",")));
+        assert!(e[0].contains("at most 256"), "{e:?}");
+    }
 }
