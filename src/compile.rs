@@ -95,6 +95,9 @@ pub fn compile(c: &Config) -> Desired {
 
     // table inet ecs-hostnet
     let mut input = Vec::new();
+    // The AWS agent's iptables guard also exempts 127.0.0.0/8 SOURCES; with
+    // route_localnet=1 the kernel accepts such (spoofed) sources from a neighbour, so
+    // this guard does not: a loopback source on a non-loopback interface is spoofed.
     if c.localhost_guard.enabled.v {
         let loopback = Ipv4Addr::new(127, 0, 0, 0);
         input.push(rule(
@@ -103,7 +106,6 @@ pub fn compile(c: &Config) -> Desired {
                 build::iifname(CmpOp::Neq, "lo").to_vec(),
                 build::nfproto(Family::Inet, false),
                 build::ip_addr(CmpOp::Eq, 16, loopback, 8).to_vec(),
-                build::ip_addr(CmpOp::Neq, 12, loopback, 8).to_vec(),
                 build::ct_bits_clear(ct::STATE, ct::STATE_ESTABLISHED | ct::STATE_RELATED).to_vec(),
                 build::ct_bits_clear(ct::STATUS, ct::STATUS_DNAT).to_vec(),
                 vec![Expr::Counter, Expr::Verdict(Verdict::Drop)],

@@ -8,7 +8,14 @@
 
 use crate::compile::Desired;
 use crate::ruleset::{ct, meta, payload, BaseChain, Chain, CmpOp, Expr, Family, Table, Verdict};
-use crate::ruleset::{NAT_TYPE_DNAT, REG_VERDICT};
+use crate::ruleset::{NAT_RANGE_MAP_IPS, NAT_RANGE_PROTO_SPECIFIED, NAT_TYPE_DNAT, REG_VERDICT};
+
+/// `NF_NAT_RANGE_PROTO_RANDOM`.
+const NAT_RANGE_PROTO_RANDOM: u32 = 4;
+/// `NF_NAT_RANGE_PERSISTENT`.
+const NAT_RANGE_PERSISTENT: u32 = 8;
+/// `NF_NAT_RANGE_PROTO_RANDOM_FULLY`.
+const NAT_RANGE_PROTO_RANDOM_FULLY: u32 = 16;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -181,7 +188,7 @@ pub fn lift(family: Family, exprs: &[Expr]) -> Option<String> {
             [
                 Expr::Immediate { dreg: ra, data: addr },
                 Expr::Immediate { dreg: rp, data: port },
-                Expr::Nat { nat_type, family: nf, reg_addr_min, reg_addr_max, reg_proto_min, reg_proto_max, .. },
+                Expr::Nat { nat_type, family: nf, reg_addr_min, reg_addr_max, reg_proto_min, reg_proto_max, flags },
                 ..,
             ] if *nat_type == NAT_TYPE_DNAT
                 && *nf == Family::Ip.nfproto() as u32
@@ -195,13 +202,15 @@ pub fn lift(family: Family, exprs: &[Expr]) -> Option<String> {
                 let a = Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]);
                 let p = u16::from_be_bytes([port[0], port[1]]);
                 let kw = if family == Family::Inet { "dnat ip to" } else { "dnat to" };
-                (Some(format!("{kw} {a}:{p}")), 3)
+                let extra = nat_flags_text(*flags, NAT_RANGE_MAP_IPS | NAT_RANGE_PROTO_SPECIFIED)?;
+                (Some(format!("{kw} {a}:{p}{extra}")), 3)
             }
-            [Expr::Immediate { dreg, data: port }, Expr::Redir { reg_proto_min, reg_proto_max, .. }, ..]
+            [Expr::Immediate { dreg, data: port }, Expr::Redir { reg_proto_min, reg_proto_max, flags }, ..]
                 if port.len() == 2 && *reg_proto_min == Some(*dreg) && reg_proto_max.is_none_or(|r| r == *dreg) =>
             {
                 let p = u16::from_be_bytes([port[0], port[1]]);
-                (Some(format!("redirect to :{p}")), 2)
+                let extra = nat_flags_text(*flags, NAT_RANGE_PROTO_SPECIFIED)?;
+                (Some(format!("redirect to :{p}{extra}")), 2)
             }
             [Expr::Verdict(v), ..] => (Some(match v {
                 Verdict::Drop => "drop".to_string(),
@@ -215,6 +224,24 @@ pub fn lift(family: Family, exprs: &[Expr]) -> Option<String> {
         i += used;
     }
     Some(out.join(" "))
+}
+
+/// nft's words for NAT range flags beyond the ones implied by the addresses and ports
+/// given (`implied`); `None` for flags nft has no word for here.
+fn nat_flags_text(flags: Option<u32>, implied: u32) -> Option<String> {
+    let extra = flags.unwrap_or(implied) & !implied;
+    let mut words = Vec::new();
+    let mut left = extra;
+    for (bit, word) in [(NAT_RANGE_PERSISTENT, "persistent"), (NAT_RANGE_PROTO_RANDOM, "random"), (NAT_RANGE_PROTO_RANDOM_FULLY, "fully-random")] {
+        if left & bit != 0 {
+            words.push(word);
+            left &= !bit;
+        }
+    }
+    if left != 0 {
+        return None;
+    }
+    Some(words.iter().map(|w| format!(" {w}")).collect())
 }
 
 fn hex(data: &[u8]) -> String {
@@ -311,11 +338,24 @@ pub fn lowlevel_text(exprs: &[Expr]) -> String {
 /// (prefixed `# bytecode:`), which `nft -f` would refuse, only for rules nobody but a
 /// person editing by hand could have made.
 pub fn rule_text(family: Family, exprs: &[Expr], comment: Option<&str>) -> String {
-    let body = lift(family, exprs).unwrap_or_else(|| format!("# bytecode: {}", lowlevel_text(exprs)));
+    let body = lift(family, exprs).unwrap_or_else(|| format!("# bytecode: {}", printable(&lowlevel_text(exprs))));
     match comment {
-        Some(c) => format!("{body} comment \"{}\"", c.replace('"', "'")),
+        Some(c) => format!("{body} comment \"{}\"", printable(c)),
         None => body,
     }
+}
+
+/// Text from the kernel (a foreign rule's comment) made safe to print: quotes become
+/// `'`, control characters (ESC, newline, ...) are escaped, so a comment can neither
+/// forge lines of a plan nor send terminal escape sequences.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' => "'".to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// `type nat hook prerouting priority -100; policy accept;`
@@ -396,7 +436,7 @@ mod tests {
             "iifname \"docker*\" ip daddr 169.254.170.2 tcp dport 80 counter dnat to 127.0.0.1:51679 comment \"credentials-dnat docker+\"",
             "iifname \"ecs-bridge\" ip daddr 169.254.170.2 tcp dport 80 counter dnat to 127.0.0.1:51679 comment \"credentials-dnat ecs-bridge\"",
             "ip daddr 169.254.170.2 tcp dport 80 counter redirect to :51679 comment \"credentials-redirect\"",
-            "iifname != \"lo\" ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state & (established | related) == 0 ct status & dnat == 0 counter drop comment \"localhost-guard\"",
+            "iifname != \"lo\" ip daddr 127.0.0.0/8 ct state & (established | related) == 0 ct status & dnat == 0 counter drop comment \"localhost-guard\"",
             "iifname != \"lo\" iifname != \"docker0\" tcp dport 51678 counter drop comment \"introspection-guard\"",
             "iifname \"br-*\" ip daddr 169.254.169.254 counter drop comment \"imds-block-ipv4 br-+\"",
             "iifname \"br-*\" ip6 daddr fd00:ec2::254 counter drop comment \"imds-block-ipv6 br-+\"",
@@ -405,6 +445,18 @@ mod tests {
         ] {
             assert!(s.contains(want), "missing {want:?} in\n{s}");
         }
+    }
+
+    #[test]
+    fn nat_flags_show_and_comments_cannot_forge_lines() {
+        let mut exprs = crate::ruleset::build::dnat(Ipv4Addr::LOCALHOST, 51679).to_vec();
+        if let Expr::Nat { flags, .. } = &mut exprs[2] {
+            *flags = Some(NAT_RANGE_MAP_IPS | NAT_RANGE_PROTO_SPECIFIED | NAT_RANGE_PERSISTENT);
+        }
+        assert_eq!(lift(Family::Ip, &exprs).as_deref(), Some("dnat to 127.0.0.1:51679 persistent"));
+        let t = rule_text(Family::Ip, &[Expr::Verdict(Verdict::Accept)], Some("x\n\u{1b}[8mNo changes\""));
+        assert_eq!(t, "accept comment \"x\\n\\u{1b}[8mNo changes'\"");
+        assert!(!t.contains('\n') && !t.contains('\u{1b}'));
     }
 
     #[test]

@@ -367,15 +367,26 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
             fmt_record(record)
         ));
     }
+    // A base chain whose policy alone differs is updated in place (NEWCHAIN on the
+    // existing chain); its rules keep their handles.
+    let mut policy_updates = Vec::new();
     for lc in &lt.chains {
         match t.chains.iter().find(|c| c.name == lc.name) {
             None => recreate.push(format!("chain {} is not in the configuration", lc.name)),
-            Some(c) if c.base != lc.base => recreate.push(format!(
-                "chain {} was redefined ({} instead of {})",
-                c.name,
-                lc.base.as_ref().map(base_chain_text).unwrap_or_else(|| "regular chain".into()),
-                c.base.as_ref().map(base_chain_text).unwrap_or_else(|| "regular chain".into()),
-            )),
+            Some(c) if c.base != lc.base => {
+                let policy_only = matches!((c.base, lc.base), (Some(d), Some(l))
+                    if BaseChain { policy_accept: d.policy_accept, ..l } == d);
+                if policy_only {
+                    policy_updates.push(c);
+                } else {
+                    recreate.push(format!(
+                        "chain {} was redefined ({} instead of {})",
+                        c.name,
+                        lc.base.as_ref().map(base_chain_text).unwrap_or_else(|| "regular chain".into()),
+                        c.base.as_ref().map(base_chain_text).unwrap_or_else(|| "regular chain".into()),
+                    ))
+                }
+            }
             Some(_) => {}
         }
     }
@@ -402,15 +413,24 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
                 p.ops.push(add_rule(t, c, r, Placement::Append));
             }
             if !lt.chains.iter().any(|lc| lc.name == c.name) {
-                p.changes.push(Change {
-                    action: Action::Add,
-                    object: chain_object(t.family, &t.name, &c.name),
-                    reason: "missing".into(),
-                    details: c.base.iter().map(base_chain_text).collect(),
-                });
+                // Listed like any missing chain; the ops are already in the rebuild.
+                let mut shown = Plan::default();
+                add_chain(t, c, "missing", &mut shown);
+                p.changes.extend(shown.changes);
             }
         }
         return;
+    }
+    for c in policy_updates {
+        p.ops.push(Op::AddChain { family: t.family, table: t.name.clone(), name: c.name.clone(), base: c.base });
+        let policy = |b: Option<BaseChain>| if b.is_some_and(|b| b.policy_accept) { "accept" } else { "drop" };
+        let live_base = lt.chains.iter().find(|lc| lc.name == c.name).and_then(|lc| lc.base);
+        p.changes.push(Change {
+            action: Action::Change,
+            object: chain_object(t.family, &t.name, &c.name),
+            reason: "modified by someone".into(),
+            details: vec![format!("policy {} -> {} (updated in place)", policy(live_base), policy(c.base))],
+        });
     }
     for c in &t.chains {
         match lt.chains.iter().find(|lc| lc.name == c.name) {
@@ -428,33 +448,49 @@ fn same(d: &Rule, l: &LiveRule) -> bool {
     l.comment.as_deref() == Some(d.id.as_str()) && l.exprs == d.exprs
 }
 
-/// Longest common subsequence of desired and live rules under [`same`]:
-/// pairs (desired index, live index), increasing in both.
+/// The largest set of live rules to keep: pairs (desired index, live index), increasing
+/// in both, where the live rule equals the desired one ([`same`]). Desired ids are unique,
+/// so each live rule matches at most one desired rule, and this is the longest strictly
+/// increasing subsequence of those desired indices in live order: O(m log m) time and
+/// O(m) memory for m live rules (patience sorting).
 fn kept_pairs(desired: &[Rule], live: &[LiveRule]) -> Vec<(usize, usize)> {
-    let (n, m) = (desired.len(), live.len());
-    let mut len = vec![vec![0u32; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            len[i][j] = if same(&desired[i], &live[j]) {
-                len[i + 1][j + 1] + 1
-            } else {
-                len[i + 1][j].max(len[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < n && j < m {
-        if same(&desired[i], &live[j]) {
-            out.push((i, j));
-            i += 1;
-            j += 1;
-        } else if len[i + 1][j] >= len[i][j + 1] {
-            i += 1;
+    let by_id: BTreeMap<&str, usize> = desired.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+    let seq: Vec<(usize, usize)> = live
+        .iter()
+        .enumerate()
+        .filter_map(|(j, l)| {
+            let i = *by_id.get(l.comment.as_deref()?)?;
+            same(&desired[i], l).then_some((i, j))
+        })
+        .collect();
+    // tails[k]: index into seq of the smallest desired index ending an increasing run of length k+1.
+    let mut tails: Vec<usize> = Vec::new();
+    let mut prev: Vec<Option<usize>> = vec![None; seq.len()];
+    for (n, &(i, _)) in seq.iter().enumerate() {
+        let k = tails.partition_point(|&t| seq[t].0 < i);
+        prev[n] = k.checked_sub(1).map(|k| tails[k]);
+        if k == tails.len() {
+            tails.push(n);
         } else {
-            j += 1;
+            tails[k] = n;
         }
     }
+    let mut out = Vec::with_capacity(tails.len());
+    let mut cur = tails.last().copied();
+    while let Some(n) = cur {
+        out.push(seq[n]);
+        cur = prev[n];
+    }
+    out.reverse();
     out
+}
+
+/// Is `id` one that ecs-hostnet generates (see [`crate::compile`])? Used to tell a rule
+/// dropped from the configuration from a rule someone else put in our chain.
+pub fn is_our_id(id: &str) -> bool {
+    ["credentials-dnat ", "credentials-redirect", "localhost-guard", "introspection-guard", "imds-block-ipv4 ", "imds-block-ipv6 "]
+        .iter()
+        .any(|p| id.starts_with(p))
 }
 
 fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
@@ -475,6 +511,7 @@ fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
         let desired = id.and_then(|id| c.rules.iter().find(|r| r.id == id));
         let reason = match (id, desired) {
             (None, _) => "added by someone (no ecs-hostnet id)",
+            (Some(id), None) if !is_our_id(id) => "added by someone (not an ecs-hostnet id)",
             (Some(_), None) => "no longer in the configuration",
             (Some(id), Some(d)) => {
                 let kept_same_id = kept.iter().any(|&(i, _)| c.rules[i].id == id);
@@ -781,13 +818,44 @@ mod tests {
     }
 
     #[test]
-    fn redefined_chain_recreates_the_table() {
+    fn chain_policy_is_updated_in_place() {
         let d = compile(&default_config());
         let mut live = converged(&d, &rec(&[("all", "0")]));
         live.tables[1].chains[0].base.as_mut().unwrap().policy_accept = false;
         let p = plan(&d, &live);
+        assert_eq!(p.ops.len(), 1, "{:?}", p.ops);
+        assert!(matches!(&p.ops[0], Op::AddChain { name, base: Some(b), .. } if name == "input" && b.policy_accept));
+        assert!(p.changes[0].details[0].contains("policy drop -> accept"), "{}", p.text());
+    }
+
+    #[test]
+    fn redefined_chain_recreates_the_table_and_lists_everything() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        live.tables[1].chains[0].base.as_mut().unwrap().priority = 10;
+        live.tables[1].chains.remove(1); // forward deleted by someone
+        let p = plan(&d, &live);
         assert!(matches!(p.ops[0], Op::DelTable { family: Family::Inet, .. }));
-        assert!(p.changes[0].details[0].contains("policy drop"), "{}", p.text());
+        assert!(p.changes[0].details[0].contains("priority 10"), "{}", p.text());
         assert_eq!(p.ops.iter().filter(|o| matches!(o, Op::AddRule { .. })).count(), 8);
+        // The forward chain and its 6 rules are listed, not only the table.
+        assert_eq!(p.counts(), (7, 1, 0), "{}", p.text());
+    }
+
+    #[test]
+    fn kept_rules_are_the_longest_ordered_run_even_with_duplicates() {
+        let d = compile(&default_config());
+        let live = converged(&d, &rec(&[("all", "0")]));
+        let desired = &d.tables[1].chains[1].rules;
+        let mut rules = live.tables[1].chains[1].rules.clone();
+        // live order: 5 0 1 1(dup) 2 3 4  -> keep 0 1 2 3 4
+        let mut dup = rules[1].clone();
+        dup.handle = 99;
+        rules.insert(2, dup);
+        let last = rules.remove(6);
+        rules.insert(0, last);
+        let kept = kept_pairs(desired, &rules);
+        assert_eq!(kept.iter().map(|&(i, _)| i).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert!(kept.windows(2).all(|w| w[0].1 < w[1].1));
     }
 }
