@@ -10,8 +10,11 @@ use crate::config::{self, Config};
 use crate::kernel::{KernelError, Netfilter};
 use crate::plan::{plan, plan_removal, sysctl_selectors, LiveState, Plan};
 use crate::sysctl;
+use crate::ruleset::{record, Record};
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Where the configuration is read from when no `-c` is given.
 pub const SYSTEM_CONFIG: &str = "/etc/ecs-hostnet/config.toml";
@@ -53,18 +56,108 @@ pub fn load_config(path: Option<&Path>) -> Result<Loaded> {
             bail!("{name}:{l}:{c}: the file is not valid UTF-8 (byte {off}); a configuration is UTF-8 TOML text");
         }
     };
-    let config = config::parse(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = config::parse(&name, &text)?;
     Ok(Loaded { config, source: name })
 }
 
-/// Reads our tables and the route_localnet values the plan needs.
+/// The run directory: the lock and the saved route_localnet records. `$ECS_HOSTNET_RUN_DIR`
+/// if set (tests and unusual layouts), else `/run/ecs-hostnet` (a tmpfs: cleared at boot,
+/// when the kernel's route_localnet values are back to their defaults too).
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("ECS_HOSTNET_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/ecs-hostnet"))
+}
+
+/// How long a second apply/remove waits for the first before giving up.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An exclusive `flock(2)` on `<run dir>/lock`, held by apply and remove for their whole
+/// run so that the boot unit, the ecs-init hook and a person never interleave (a remove
+/// between an apply's batch and its sysctl write would leave route_localnet on with no
+/// guard). Released when dropped (or when the process dies).
+pub struct Lock {
+    _file: std::fs::File,
+}
+
+impl Lock {
+    /// Waits up to `timeout` for the lock. Errors name the lock file.
+    pub fn acquire(timeout: Duration) -> Result<Lock> {
+        let dir = run_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run directory {}", dir.display()))?;
+        let path = dir.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        let start = Instant::now();
+        loop {
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(Lock { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(err).with_context(|| format!("cannot lock {}", path.display()));
+            }
+            if start.elapsed() >= timeout {
+                bail!(
+                    "another ecs-hostnet apply or remove is still running (lock {} held for more than {} s); try again later",
+                    path.display(),
+                    timeout.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Where the saved copy of this namespace's route_localnet record lives:
+/// `<run dir>/route_localnet/<netns cookie>`. `None` on kernels without netns cookies
+/// (< 5.14): an nsfs inode number can be reused by a later namespace, so no file is kept
+/// and only the kernel's copy is used.
+fn saved_record_path(nf: &Netfilter) -> Option<PathBuf> {
+    nf.netns_cookie().map(|c| run_dir().join("route_localnet").join(format!("netns-{c}")))
+}
+
+fn read_saved_record(nf: &Netfilter) -> Option<Record> {
+    let text = std::fs::read(saved_record_path(nf)?).ok()?;
+    record::decode(&text)
+}
+
+/// Makes the saved copy equal `r` (deleted when empty); writes only when it differs,
+/// through a temporary file and a rename so a crash leaves the old or the new copy.
+fn sync_saved_record(nf: &Netfilter, r: &Record) -> Result<()> {
+    let Some(path) = saved_record_path(nf) else { return Ok(()) };
+    if r.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        };
+    }
+    let bytes = record::encode(r);
+    if std::fs::read(&path).ok().as_deref() == Some(&bytes[..]) {
+        return Ok(());
+    }
+    let dir = path.parent().expect("has a parent");
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ok();
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Reads our tables, the saved record and the route_localnet values the plan needs, and
+/// the rule-set generation they belong to.
 pub fn read_live(nf: &mut Netfilter, desired: &Desired) -> Result<(LiveState, u32)> {
     let (tables, generation) = nf.read_owned()?;
+    let saved_record = read_saved_record(nf);
     let mut route_localnet = std::collections::BTreeMap::new();
-    for sel in sysctl_selectors(desired, &tables) {
+    for sel in sysctl_selectors(desired, &tables, saved_record.as_ref()) {
         route_localnet.insert(sel.clone(), sysctl::read_route_localnet(&sel)?);
     }
-    Ok((LiveState { tables, route_localnet }, generation))
+    Ok((LiveState { tables, route_localnet, saved_record }, generation))
 }
 
 /// Plans `desired` against the live state of the current network namespace.
@@ -87,6 +180,7 @@ pub fn remove() -> Result<Plan> {
 }
 
 fn carry_out(desired: &Desired, planner: impl Fn(&LiveState) -> Plan) -> Result<Plan> {
+    let _lock = Lock::acquire(LOCK_TIMEOUT)?;
     let mut nf = Netfilter::open()?;
     let mut attempt = 0;
     loop {
@@ -94,6 +188,8 @@ fn carry_out(desired: &Desired, planner: impl Fn(&LiveState) -> Plan) -> Result<
         let (live, generation) = read_live(&mut nf, desired)?;
         let p = planner(&live);
         if p.is_empty() {
+            // Converged: no batch, no sysctl; only a missing saved copy is written.
+            sync_saved_record(&nf, &p.record)?;
             return Ok(p);
         }
         for w in &p.sysctl_before {
@@ -111,12 +207,17 @@ fn carry_out(desired: &Desired, planner: impl Fn(&LiveState) -> Plan) -> Result<
             }
             Err(e) => return Err(e.into()),
         }
+        // The kernel now holds the record; keep the copy before route_localnet goes on.
+        sync_saved_record(&nf, &p.record)?;
         for w in &p.sysctl_after {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
         let after = planner(&read_live(&mut nf, desired)?.0);
         if !after.is_empty() {
-            bail!("the host did not converge; still to do:\n{}", after.text().trim_end());
+            let (a, c, r) = after.counts();
+            bail!(
+                "the host did not converge: {a} to add, {c} to change, {r} to remove remain after the batch (run `ecs-hostnet plan` to see them)"
+            );
         }
         return Ok(p);
     }

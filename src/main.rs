@@ -113,8 +113,14 @@ fn render_json(loaded: &Loaded) -> serde_json::Value {
     })
 }
 
-fn run(cli: Cli) -> anyhow::Result<u8> {
+/// Runs a command; what it prints for stdout goes into `out` (written by `main`, so a
+/// closed or full stdout is an error message, not a panic).
+fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
+    use std::fmt::Write as _;
     let ns = cli.netns.as_deref();
+    if ns.is_some() && matches!(cli.command, Command::Render { .. } | Command::Validate { .. }) {
+        eprintln!("ecs-hostnet: note: --netns is ignored: render and validate do not touch a kernel");
+    }
     let enter = || -> anyhow::Result<()> {
         if let Some(ns) = ns {
             netns::enter(ns)?;
@@ -133,7 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let mut bad = 0;
             for p in &paths {
                 match engine::load_config(p.as_deref()) {
-                    Ok(l) => println!("{}: valid", l.source),
+                    Ok(l) => writeln!(out, "{}: valid", l.source)?,
                     Err(e) => {
                         eprintln!("{e:#}");
                         bad += 1;
@@ -145,8 +151,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Render { config, format } => {
             let loaded = engine::load_config(config.config.as_deref())?;
             match format {
-                RenderFormat::Nft => print!("{}", nftsyntax::script(&engine::desired(&loaded), &loaded.source)),
-                RenderFormat::Json => println!("{}", serde_json::to_string_pretty(&render_json(&loaded))?),
+                RenderFormat::Nft => out.push_str(&nftsyntax::script(&engine::desired(&loaded), &loaded.source)),
+                RenderFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&render_json(&loaded))?)?,
             }
             Ok(0)
         }
@@ -157,11 +163,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("configuration: {}; {context}", loaded.source);
             let (_, p) = engine::in_namespace(ns, engine::plan_live(&desired))?;
             if is_plan || !p.is_empty() {
-                print!("{}", p.text());
+                out.push_str(&p.text());
             } else {
-                println!("Converged: the host matches the configuration.");
+                writeln!(out, "Converged: the host matches the configuration.")?;
                 for n in &p.notes {
-                    println!("note: {n}");
+                    writeln!(out, "note: {n}")?;
                 }
             }
             Ok(if p.is_empty() { 0 } else { 2 })
@@ -173,12 +179,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("configuration: {}; {context}", loaded.source);
             let p = engine::in_namespace(ns, engine::converge(&desired))?;
             if p.is_empty() {
-                println!("No changes: the host already matches the configuration.");
+                writeln!(out, "No changes: the host already matches the configuration.")?;
                 for n in &p.notes {
-                    println!("note: {n}");
+                    writeln!(out, "note: {n}")?;
                 }
             } else {
-                print!("{}", p.text().replace("Plan: ", "Applied: ").replace(" to add,", " added,").replace(" to change,", " changed,").replace(" to remove.", " removed."));
+                out.push_str(&done_text(&p, "Applied"));
             }
             Ok(0)
         }
@@ -190,13 +196,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("configuration: {}; {context}", loaded.source);
             let p = engine::in_namespace(ns, engine::remove())?;
             if p.is_empty() {
-                println!("Nothing to remove: no ecs-hostnet tables or settings are present.");
+                writeln!(out, "Nothing to remove: no ecs-hostnet tables or settings are present.")?;
             } else {
-                print!("{}", p.text().replace("Plan: ", "Removed: ").replace(" to add,", " added,").replace(" to change,", " changed,").replace(" to remove.", " removed."));
+                out.push_str(&done_text(&p, "Removed"));
             }
             Ok(0)
         }
     }
+}
+
+/// A carried-out plan as text: the changes, then `HEADLINE: N added, N changed, N removed.`
+fn done_text(p: &ecs_hostnet::plan::Plan, headline: &str) -> String {
+    let (a, c, r) = p.counts();
+    let text = p.text();
+    let body = text.lines().filter(|l| !l.starts_with("Plan: ")).collect::<Vec<_>>().join("\n");
+    format!("{body}\n{headline}: {a} added, {c} changed, {r} removed.\n")
 }
 
 fn main() -> ExitCode {
@@ -208,10 +222,23 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match run(cli) {
+    let mut out = String::new();
+    let result = run(cli, &mut out);
+    // Whatever happened, print what the command had to say first.
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()) {
+        eprintln!("ecs-hostnet: cannot write to standard output: {e}");
+        return ExitCode::from(1);
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("ecs-hostnet: {}", format!("{e:#}").replace('\n', "\n  "));
+            match e.downcast_ref::<ecs_hostnet::config::ConfigErrors>() {
+                // One located error per line: FILE:LINE:COL: message.
+                Some(errors) => errors.0.iter().for_each(|e| eprintln!("{e}")),
+                None => eprintln!("ecs-hostnet: {}", format!("{e:#}").replace('\n', "; ")),
+            }
             ExitCode::from(1)
         }
     }

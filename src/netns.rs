@@ -19,6 +19,9 @@ pub fn resolve(spec: &str) -> PathBuf {
 /// Errors: the namespace does not exist, the file is not a network namespace, or the
 /// caller lacks CAP_SYS_ADMIN.
 pub fn enter(spec: &str) -> Result<()> {
+    if spec.is_empty() {
+        bail!("--netns needs a namespace name (under /run/netns) or a path such as /proc/PID/ns/net");
+    }
     let path = resolve(spec);
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,

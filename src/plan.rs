@@ -131,19 +131,32 @@ pub struct LiveState {
     pub tables: Vec<LiveTable>,
     /// route_localnet values for every selector that is desired or recorded.
     pub route_localnet: LiveSysctls,
+    /// The copy of the record kept outside the kernel (a file per network namespace),
+    /// used when the kernel's copy is gone: someone deleted our table or flushed the
+    /// rule set (`nft flush ruleset`, as Debian's /etc/nftables.conf does).
+    pub saved_record: Option<Record>,
 }
 
 impl LiveState {
-    /// The route_localnet record held in `table inet ecs-hostnet`, if any.
+    /// The route_localnet record: the one held in `table inet ecs-hostnet`, else the
+    /// saved copy.
     pub fn record(&self) -> Option<&Record> {
-        self.tables.iter().find(|t| t.family == Family::Inet).and_then(|t| t.record.as_ref())
+        self.tables
+            .iter()
+            .find(|t| t.family == Family::Inet)
+            .and_then(|t| t.record.as_ref())
+            .or(self.saved_record.as_ref())
     }
 }
 
-/// Selectors whose route_localnet value the planner needs: desired ones and recorded ones.
-pub fn sysctl_selectors(desired: &Desired, live_tables: &[LiveTable]) -> BTreeSet<String> {
+/// Selectors whose route_localnet value the planner needs: desired ones and recorded ones
+/// (in the kernel's record or the saved copy).
+pub fn sysctl_selectors(desired: &Desired, live_tables: &[LiveTable], saved: Option<&Record>) -> BTreeSet<String> {
     let mut s: BTreeSet<String> = desired.route_localnet.iter().cloned().collect();
     if let Some(r) = live_tables.iter().find(|t| t.family == Family::Inet).and_then(|t| t.record.as_ref()) {
+        s.extend(r.keys().cloned());
+    }
+    if let Some(r) = saved {
         s.extend(r.keys().cloned());
     }
     s
@@ -161,6 +174,8 @@ pub struct Plan {
     pub sysctl_after: Vec<SysctlWrite>,
     /// Things a person should know that are not changes (e.g. an interface that does not exist yet).
     pub notes: Vec<String>,
+    /// The route_localnet record once the plan is carried out (empty: none).
+    pub record: Record,
 }
 
 impl Plan {
@@ -220,6 +235,7 @@ fn rule_object(family: Family, table: &str, chain: &str, id: Option<&str>, handl
 pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
     let mut p = Plan::default();
     let record = plan_sysctls(desired, live, &mut p);
+    p.record = record.clone();
     // Changes are listed in the order they are carried out: restores, rule set, enables.
     let enables: Vec<Change> = p
         .changes
@@ -248,6 +264,19 @@ pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
         }
     }
     p.changes.extend(enables);
+    let guard_live = live.tables.iter().any(|t| {
+        t.family == Family::Inet
+            && t.flags == 0
+            && t.chains.iter().any(|c| c.rules.iter().any(|r| r.comment.as_deref() == Some("localhost-guard")))
+    });
+    let exposed: Vec<&String> =
+        live.route_localnet.iter().filter(|(_, v)| v.as_deref() == Some("1")).map(|(k, _)| k).collect();
+    if !guard_live && !exposed.is_empty() {
+        p.notes.push(format!(
+            "route_localnet is on ({}) but no localhost guard is live: 127.0.0.1 services are reachable from neighbours until apply",
+            exposed.iter().map(|k| sysctl_name(k)).collect::<Vec<_>>().join(", ")
+        ));
+    }
     p
 }
 
@@ -356,7 +385,11 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
         recreate.push("its comment was changed by someone".to_string());
     }
     if lt.flags != 0 {
-        let what = if lt.flags & 1 != 0 { "dormant (every rule switched off)" } else { "set" };
+        let what = match lt.flags {
+            f if f & 1 != 0 => "dormant (every rule switched off)",
+            f if f & 2 != 0 => "owner (held by another process)",
+            _ => "set",
+        };
         recreate.push(format!("its flags were changed by someone: 0x{:x}, {what}", lt.flags));
     }
     let live_record = lt.record.clone().unwrap_or_default();
@@ -607,7 +640,7 @@ mod tests {
             })
             .collect();
         let route_localnet = d.route_localnet.iter().map(|s| (s.clone(), Some("1".to_string()))).collect();
-        LiveState { tables, route_localnet }
+        LiveState { tables, route_localnet, saved_record: None }
     }
 
     fn rec(pairs: &[(&str, &str)]) -> Record {
@@ -615,7 +648,7 @@ mod tests {
     }
 
     fn fresh_host() -> LiveState {
-        LiveState { tables: vec![], route_localnet: [("all".to_string(), Some("0".to_string()))].into() }
+        LiveState { tables: vec![], route_localnet: [("all".to_string(), Some("0".to_string()))].into(), saved_record: None }
     }
 
     #[test]
@@ -795,6 +828,22 @@ mod tests {
         assert_eq!(p.sysctl_after, vec![SysctlWrite { selector: "docker0".into(), value: "1".into() }]);
         assert!(matches!(p.ops[0], Op::DelTable { family: Family::Inet, .. }), "record change recreates the table");
         assert!(p.ops.iter().any(|o| matches!(o, Op::AddTable { record, .. } if *record == rec(&[("docker0", "0")]))));
+    }
+
+    #[test]
+    fn saved_record_survives_a_flushed_rule_set() {
+        let d = compile(&default_config());
+        // Our tables are gone (nft flush ruleset); route_localnet is still the 1 we set.
+        let mut live = fresh_host();
+        live.route_localnet.insert("all".into(), Some("1".into()));
+        live.saved_record = Some(rec(&[("all", "0")]));
+        let p = plan(&d, &live);
+        assert_eq!(p.record, rec(&[("all", "0")]));
+        assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+        assert!(p.notes[0].contains("no localhost guard is live"), "{:?}", p.notes);
+        assert!(p.ops.iter().any(|o| matches!(o, Op::AddTable { family: Family::Inet, record, .. } if *record == rec(&[("all", "0")]))));
+        let after = converged(&d, &rec(&[("all", "0")]));
+        assert_eq!(plan_removal(&after).sysctl_before, vec![SysctlWrite { selector: "all".into(), value: "0".into() }]);
     }
 
     #[test]

@@ -153,15 +153,23 @@ unsafe fn header(buf: *mut c_void, msg: i32, family: Family, flags: i32, seq: u3
     unsafe { sys::nftnl_nlmsg_build_hdr(buf as *mut c_char, msg as u16, family.nfproto() as u16, flags as u16, seq) }
 }
 
+/// A table's userdata: the comment TLV and, when not empty, the route_localnet record
+/// TLV. Errors when it exceeds what the kernel accepts.
+pub fn table_udata(comment: &str, record: &crate::ruleset::Record) -> Result<Vec<u8>, String> {
+    let mut u = Vec::new();
+    udata_put(&mut u, UDATA_COMMENT, &strz(comment))?;
+    if !record.is_empty() {
+        udata_put(&mut u, crate::ruleset::record::UDATA_TYPE, &crate::ruleset::record::encode(record))
+            .map_err(|e| format!("cannot record the route_localnet values found ({e}); list fewer interfaces in route_localnet.enable"))?;
+    }
+    Ok(u)
+}
+
 unsafe fn write_table(buf: *mut c_void, seq: u32, op: &Op) {
     let (family, name, msg, flags, udata) = match op {
         Op::AddTable { family, name, comment, record } => {
-            let mut u = Vec::new();
-            udata_put(&mut u, UDATA_COMMENT, &strz(comment)).expect("table comment fits");
-            if !record.is_empty() {
-                udata_put(&mut u, crate::ruleset::record::UDATA_TYPE, &crate::ruleset::record::encode(record))
-                    .expect("record size is bounded by the configuration");
-            }
+            // Checked before the batch is built (see `check_encodable`).
+            let u = table_udata(comment, record).expect("table userdata checked before batching");
             (family, name, libc::NFT_MSG_NEWTABLE, libc::NLM_F_CREATE, Some(u))
         }
         Op::DelTable { family, name } => (family, name, libc::NFT_MSG_DELTABLE, 0, None),
@@ -271,9 +279,15 @@ unsafe impl nftnl::NlMsg for OpMsg<'_> {
 /// oversized comment in a desired rule would be a bug, reported instead of panicking).
 pub fn check_encodable(ops: &[Op]) -> Result<(), String> {
     for op in ops {
-        if let Op::AddRule { family, table, chain, rule, .. } = op {
-            let r = rule_object(*family, table, chain, rule)?;
-            unsafe { sys::nftnl_rule_free(r) };
+        match op {
+            Op::AddRule { family, table, chain, rule, .. } => {
+                let r = rule_object(*family, table, chain, rule)?;
+                unsafe { sys::nftnl_rule_free(r) };
+            }
+            Op::AddTable { comment, record, .. } => {
+                table_udata(comment, record)?;
+            }
+            _ => {}
         }
     }
     Ok(())

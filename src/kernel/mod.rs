@@ -143,6 +143,19 @@ impl Netfilter {
         Ok(Netfilter { sock, seq, buf: AlignedBuf::new(64 * 1024) })
     }
 
+    /// The network namespace cookie (`SO_NETNS_COOKIE`, kernel >= 5.14): a 64-bit id that
+    /// is unique for the boot and never reused, unlike an nsfs inode number. `None` on
+    /// older kernels.
+    pub fn netns_cookie(&self) -> Option<u64> {
+        const SO_NETNS_COOKIE: c_int = 71;
+        let mut v: u64 = 0;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        let r = unsafe {
+            libc::getsockopt(self.fd(), libc::SOL_SOCKET, SO_NETNS_COOKIE, &mut v as *mut u64 as *mut libc::c_void, &mut len)
+        };
+        (r == 0 && len == 8).then_some(v)
+    }
+
     fn fd(&self) -> c_int {
         unsafe { mnl::mnl_sys::mnl_socket_get_fd(self.sock.as_raw_socket()) }
     }
@@ -314,7 +327,10 @@ impl Netfilter {
         let seqs = batch.sequence_numbers();
         // Kernels >= 6.10 also ACK the batch begin/end messages (nftnl sets F_ACK then).
         let first_op_seq = if seqs.len() == ops.len() + 2 { seqs.start + 1 } else { seqs.start };
-        let label = |seq: u32| -> String {
+        let label = |seq: u32, begin_seq: u32| -> String {
+            if seq == begin_seq {
+                return "batch begin (the rule set changed after it was read)".into();
+            }
             match seq.checked_sub(first_op_seq).and_then(|i| ops.get(i as usize)) {
                 Some(op) => op.to_string(),
                 None if seq == seqs.start => "batch begin".into(),
@@ -332,6 +348,9 @@ impl Netfilter {
         }
         let begin_len = header(first).nlmsg_len as usize;
         let begin = batch_begin_with_genid(&first[..begin_len], generation);
+        // Before 6.10 nftnl sends the begin message with sequence 0 and no ACK flag, but
+        // the kernel still answers it with an error (ERESTART for a stale generation).
+        let begin_seq = header(&begin).nlmsg_seq;
         pages[0] = &first[begin_len..];
         pages.insert(0, &begin);
         let total: usize = pages.iter().map(|p| p.len()).sum();
@@ -380,7 +399,10 @@ impl Netfilter {
                 if h.nlmsg_pid != portid && h.nlmsg_pid != 0 {
                     continue;
                 }
-                if h.nlmsg_type as c_int != libc::NLMSG_ERROR || !pending.remove(&h.nlmsg_seq) {
+                if h.nlmsg_type as c_int != libc::NLMSG_ERROR {
+                    continue;
+                }
+                if !pending.remove(&h.nlmsg_seq) && h.nlmsg_seq != begin_seq {
                     continue;
                 }
                 let (errno, ext) = parse_error(m);
@@ -393,17 +415,22 @@ impl Netfilter {
             }
         }
         if let Some((seq, errno, ext)) = first_error {
+            let mut extack = ext.map(|e| format!(" ({e})")).unwrap_or_default();
             if errno == libc::EPERM {
-                return Err(KernelError::PermissionDenied);
+                if unsafe { libc::geteuid() } != 0 {
+                    return Err(KernelError::PermissionDenied);
+                }
+                // Root and still EPERM: a table held by another process (`flags owner`).
+                extack.push_str(" (as root this means the table is owned by another process: `nft list tables` shows `flags owner`)");
             }
             return Err(KernelError::Rejected {
-                op: label(seq),
+                op: label(seq, begin_seq),
                 err: std::io::Error::from_raw_os_error(errno),
-                extack: ext.map(|e| format!(" ({e})")).unwrap_or_default(),
+                extack,
             });
         }
         if let Some(seq) = pending.into_iter().next() {
-            return Err(KernelError::NoAnswer { op: label(seq) });
+            return Err(KernelError::NoAnswer { op: label(seq, begin_seq) });
         }
         Ok(())
     }
