@@ -4,6 +4,7 @@
 //! [`nftsyntax`] prints rules for people and for `nft -f`; [`kernel`], [`sysctl`] and
 //! [`netns`] talk to the running kernel; [`engine`] ties them together for the commands.
 
+pub mod agentconfig;
 pub mod compile;
 pub mod config;
 pub mod engine;
