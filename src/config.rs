@@ -322,6 +322,12 @@ file_sections! {
         block_ipv6: bool,
         ipv6_address: V6,
     }
+    agent: AgentFile {
+        manage_ecs_config: bool,
+        enable_task_iam_role: bool,
+        enable_task_iam_role_network_host: bool,
+        awsvpc_block_imds: bool,
+    }
 }
 
 impl Config {
@@ -333,6 +339,23 @@ impl Config {
     pub fn introspection_allowed(&self) -> Vec<IfPattern> {
         checked(&self.introspection_guard.allowed_interfaces.v, true)
     }
+    /// The ECS agent settings to write to ecs.config, in file order; empty when
+    /// `agent.manage_ecs_config` is false.
+    pub fn agent_keys(&self) -> Vec<(String, Option<String>)> {
+        let a = &self.agent;
+        if !a.manage_ecs_config.v {
+            return vec![];
+        }
+        [
+            ("ECS_ENABLE_TASK_IAM_ROLE", a.enable_task_iam_role.v),
+            ("ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", a.enable_task_iam_role_network_host.v),
+            ("ECS_AWSVPC_BLOCK_IMDS", a.awsvpc_block_imds.v),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+        .collect()
+    }
+
     /// route_localnet selectors to set: `all` or exact interface names; none when off.
     pub fn route_localnet_selectors(&self) -> Vec<String> {
         match &self.route_localnet.enable.v {

@@ -10,14 +10,15 @@ use crate::config::{self, Config};
 use crate::kernel::{KernelError, Netfilter};
 use crate::plan::{plan, plan_removal, sysctl_selectors, LiveState, Plan};
 use crate::sysctl;
+use crate::install::Root;
 use crate::ruleset::{record, Record};
 use anyhow::{bail, Context, Result};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Where the configuration is read from when no `-c` is given.
-pub const SYSTEM_CONFIG: &str = "/etc/ecs-hostnet/config.toml";
+/// Where the configuration is read from when no `-c` is given (under `--root`).
+pub const SYSTEM_CONFIG: &str = crate::artifacts::CONFIG_PATH;
 
 /// A configuration and the name of its source, for messages.
 pub struct Loaded {
@@ -26,16 +27,24 @@ pub struct Loaded {
     pub source: String,
 }
 
-/// Reads and validates the configuration: `path` if given, else [`SYSTEM_CONFIG`] if it
-/// exists, else the embedded default. Errors are located (`FILE:LINE:COL: ...`), one per line.
-pub fn load_config(path: Option<&Path>) -> Result<Loaded> {
+/// Reads and validates the configuration: `path` if given, else [`SYSTEM_CONFIG`] under
+/// `root` if it exists, else the embedded default. Errors are located
+/// (`FILE:LINE:COL: ...`), one per line.
+pub fn load_config(path: Option<&Path>, root: &Root) -> Result<Loaded> {
+    Ok(load_config_bytes(path, root)?.0)
+}
+
+/// [`load_config`], also returning the file's bytes (the embedded default's for it).
+pub fn load_config_bytes(path: Option<&Path>, root: &Root) -> Result<(Loaded, Vec<u8>)> {
+    let system = root.at(SYSTEM_CONFIG);
     let path = match path {
         Some(p) => Some(p.to_path_buf()),
-        None if Path::new(SYSTEM_CONFIG).exists() => Some(SYSTEM_CONFIG.into()),
+        None if system.exists() => Some(system),
         None => None,
     };
     let Some(path) = path else {
-        return Ok(Loaded { config: config::default_config(), source: config::DEFAULT_NAME.into() });
+        let loaded = Loaded { config: config::default_config(), source: config::DEFAULT_NAME.into() };
+        return Ok((loaded, config::DEFAULT_TOML.as_bytes().to_vec()));
     };
     let name = path.display().to_string();
     let meta = std::fs::metadata(&path).map_err(|e| anyhow::anyhow!("{name}: cannot read the configuration: {e}"))?;
@@ -47,7 +56,7 @@ pub fn load_config(path: Option<&Path>) -> Result<Loaded> {
         bail!("{name}: {} bytes is too large for a configuration (limit 1 MiB)", meta.len());
     }
     let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("{name}: cannot read the configuration: {e}"))?;
-    let text = match String::from_utf8(bytes) {
+    let text = match String::from_utf8(bytes.clone()) {
         Ok(t) => t,
         Err(e) => {
             let off = e.utf8_error().valid_up_to();
@@ -57,14 +66,14 @@ pub fn load_config(path: Option<&Path>) -> Result<Loaded> {
         }
     };
     let config = config::parse(&name, &text)?;
-    Ok(Loaded { config, source: name })
+    Ok((Loaded { config, source: name }, bytes))
 }
 
 /// The run directory: the lock and the saved route_localnet records. `$ECS_HOSTNET_RUN_DIR`
-/// if set (tests and unusual layouts), else `/run/ecs-hostnet` (a tmpfs: cleared at boot,
-/// when the kernel's route_localnet values are back to their defaults too).
-pub fn run_dir() -> PathBuf {
-    std::env::var_os("ECS_HOSTNET_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/ecs-hostnet"))
+/// if set (tests and unusual layouts), else `/run/ecs-hostnet` under the root (a tmpfs:
+/// cleared at boot, when the kernel's route_localnet values are back to their defaults too).
+pub fn run_dir(root: &Root) -> PathBuf {
+    std::env::var_os("ECS_HOSTNET_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| root.at("/run/ecs-hostnet"))
 }
 
 /// How long a second apply/remove waits for the first before giving up.
@@ -80,8 +89,8 @@ pub struct Lock {
 
 impl Lock {
     /// Waits up to `timeout` for the lock. Errors name the lock file.
-    pub fn acquire(timeout: Duration) -> Result<Lock> {
-        let dir = run_dir();
+    pub fn acquire(root: &Root, timeout: Duration) -> Result<Lock> {
+        let dir = run_dir(root);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run directory {}", dir.display()))?;
         let path = dir.join("lock");
         let file = std::fs::OpenOptions::new()
@@ -115,19 +124,19 @@ impl Lock {
 /// `<run dir>/route_localnet/<netns cookie>`. `None` on kernels without netns cookies
 /// (< 5.14): an nsfs inode number can be reused by a later namespace, so no file is kept
 /// and only the kernel's copy is used.
-fn saved_record_path(nf: &Netfilter) -> Option<PathBuf> {
-    nf.netns_cookie().map(|c| run_dir().join("route_localnet").join(format!("netns-{c}")))
+fn saved_record_path(nf: &Netfilter, root: &Root) -> Option<PathBuf> {
+    nf.netns_cookie().map(|c| run_dir(root).join("route_localnet").join(format!("netns-{c}")))
 }
 
-fn read_saved_record(nf: &Netfilter) -> Option<Record> {
-    let text = std::fs::read(saved_record_path(nf)?).ok()?;
+fn read_saved_record(nf: &Netfilter, root: &Root) -> Option<Record> {
+    let text = std::fs::read(saved_record_path(nf, root)?).ok()?;
     record::decode(&text)
 }
 
 /// Makes the saved copy equal `r` (deleted when empty); writes only when it differs,
 /// through a temporary file and a rename so a crash leaves the old or the new copy.
-fn sync_saved_record(nf: &Netfilter, r: &Record) -> Result<()> {
-    let Some(path) = saved_record_path(nf) else { return Ok(()) };
+fn sync_saved_record(nf: &Netfilter, root: &Root, r: &Record) -> Result<()> {
+    let Some(path) = saved_record_path(nf, root) else { return Ok(()) };
     if r.is_empty() {
         return match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -150,9 +159,9 @@ fn sync_saved_record(nf: &Netfilter, r: &Record) -> Result<()> {
 
 /// Reads our tables, the saved record and the route_localnet values the plan needs, and
 /// the rule-set generation they belong to.
-pub fn read_live(nf: &mut Netfilter, desired: &Desired) -> Result<(LiveState, u32)> {
+pub fn read_live(nf: &mut Netfilter, desired: &Desired, root: &Root) -> Result<(LiveState, u32)> {
     let (tables, generation) = nf.read_owned()?;
-    let saved_record = read_saved_record(nf);
+    let saved_record = read_saved_record(nf, root);
     let mut route_localnet = std::collections::BTreeMap::new();
     for sel in sysctl_selectors(desired, &tables, saved_record.as_ref()) {
         route_localnet.insert(sel.clone(), sysctl::read_route_localnet(&sel)?);
@@ -161,35 +170,35 @@ pub fn read_live(nf: &mut Netfilter, desired: &Desired) -> Result<(LiveState, u3
 }
 
 /// Plans `desired` against the live state of the current network namespace.
-pub fn plan_live(desired: &Desired) -> Result<(Netfilter, Plan)> {
+pub fn plan_live(desired: &Desired, root: &Root) -> Result<(Netfilter, Plan)> {
     let mut nf = Netfilter::open()?;
-    let (live, _) = read_live(&mut nf, desired)?;
+    let (live, _) = read_live(&mut nf, desired, root)?;
     Ok((nf, plan(desired, &live)))
 }
 
 /// Carries out `desired`: restores, one batch, enables; retried (re-read and re-planned)
 /// up to three times when a concurrent writer changed the rule set under us. Returns the
 /// plan that was carried out (empty when the host was already converged).
-pub fn converge(desired: &Desired) -> Result<Plan> {
-    carry_out(desired, |live| plan(desired, live))
+pub fn converge(desired: &Desired, root: &Root) -> Result<Plan> {
+    carry_out(desired, root, |live| plan(desired, live))
 }
 
 /// Removes everything ecs-hostnet owns (see [`plan_removal`]).
-pub fn remove() -> Result<Plan> {
-    carry_out(&nothing(), plan_removal)
+pub fn remove(root: &Root) -> Result<Plan> {
+    carry_out(&nothing(), root, plan_removal)
 }
 
-fn carry_out(desired: &Desired, planner: impl Fn(&LiveState) -> Plan) -> Result<Plan> {
-    let _lock = Lock::acquire(LOCK_TIMEOUT)?;
+fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Plan) -> Result<Plan> {
+    let _lock = Lock::acquire(root, LOCK_TIMEOUT)?;
     let mut nf = Netfilter::open()?;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (live, generation) = read_live(&mut nf, desired)?;
+        let (live, generation) = read_live(&mut nf, desired, root)?;
         let p = planner(&live);
         if p.is_empty() {
             // Converged: no batch, no sysctl; only a missing saved copy is written.
-            sync_saved_record(&nf, &p.record)?;
+            sync_saved_record(&nf, root, &p.record)?;
             return Ok(p);
         }
         for w in &p.sysctl_before {
@@ -208,11 +217,11 @@ fn carry_out(desired: &Desired, planner: impl Fn(&LiveState) -> Plan) -> Result<
             Err(e) => return Err(e.into()),
         }
         // The kernel now holds the record; keep the copy before route_localnet goes on.
-        sync_saved_record(&nf, &p.record)?;
+        sync_saved_record(&nf, root, &p.record)?;
         for w in &p.sysctl_after {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
-        let after = planner(&read_live(&mut nf, desired)?.0);
+        let after = planner(&read_live(&mut nf, desired, root)?.0);
         if !after.is_empty() {
             let (a, c, r) = after.counts();
             bail!(

@@ -5,9 +5,11 @@
 //! [`netns`] talk to the running kernel; [`engine`] ties them together for the commands.
 
 pub mod agentconfig;
+pub mod artifacts;
 pub mod compile;
 pub mod config;
 pub mod engine;
+pub mod install;
 pub mod kernel;
 pub mod netns;
 pub mod nftsyntax;

@@ -3,6 +3,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ecs_hostnet::engine::{self, Loaded};
+use anyhow::Context as _;
+use ecs_hostnet::install::{self, Root};
 use ecs_hostnet::{netns, nftsyntax, plan::sysctl_name};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,14 +19,18 @@ struct Cli {
     /// /proc/PID/ns/net.
     #[arg(long, global = true, value_name = "NAME|PATH")]
     netns: Option<String>,
+    /// Take every path (configuration, units, ecs.config, install state, run directory)
+    /// relative to DIR, e.g. an image being built.
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(clap::Args)]
 struct ConfigArg {
-    /// Configuration file (default: /etc/ecs-hostnet/config.toml if it exists, else the
-    /// embedded rules/default.toml).
+    /// Configuration file (default: /etc/ecs-hostnet/config.toml under --root if it
+    /// exists, else the embedded rules/default.toml).
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -67,6 +73,14 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Install the configuration, the binary, the boot unit (enabled), the ecs-init hook
+    /// and the agent's ecs.config keys. Writes only what differs, atomically.
+    Install {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Remove exactly what install added and put back what it replaced.
+    Uninstall,
     /// Check configuration files without root or kernel. Exit 0: valid, 1: invalid.
     Validate {
         /// Configuration files (repeatable; default as for the other commands).
@@ -132,13 +146,36 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
         None => "the current network namespace".to_string(),
     };
     let is_plan = matches!(cli.command, Command::Plan { .. });
+    let root = Root::new(cli.root.as_deref());
+    if ns.is_some() && matches!(cli.command, Command::Install { .. } | Command::Uninstall) {
+        eprintln!("ecs-hostnet: note: --netns is ignored: install and uninstall write files only");
+    }
     match cli.command {
+        Command::Install { config } => {
+            let (loaded, bytes) = engine::load_config_bytes(config.config.as_deref(), &root)?;
+            let binary = std::fs::read("/proc/self/exe").context("cannot read this program's binary (/proc/self/exe)")?;
+            let _lock = if root.is_system() { Some(engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?) } else { None };
+            eprintln!("configuration: {}; root {}", loaded.source, root.at("/").display());
+            for line in install::install(&root, &bytes, &binary, &loaded.config.agent_keys())? {
+                writeln!(out, "{line}")?;
+            }
+            writeln!(out, "Installed. The rule set is applied at the next boot, or now with `ecs-hostnet apply`.")?;
+            Ok(0)
+        }
+        Command::Uninstall => {
+            let _lock = if root.is_system() { Some(engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?) } else { None };
+            for line in install::uninstall(&root)? {
+                writeln!(out, "{line}")?;
+            }
+            writeln!(out, "Uninstalled. The live rule set is untouched; `ecs-hostnet remove` removes it.")?;
+            Ok(0)
+        }
         Command::Validate { config } => {
             let paths: Vec<Option<PathBuf>> =
                 if config.is_empty() { vec![None] } else { config.into_iter().map(Some).collect() };
             let mut bad = 0;
             for p in &paths {
-                match engine::load_config(p.as_deref()) {
+                match engine::load_config(p.as_deref(), &root) {
                     Ok(l) => writeln!(out, "{}: valid", l.source)?,
                     Err(e) => {
                         eprintln!("{e:#}");
@@ -149,7 +186,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             Ok(if bad > 0 { 1 } else { 0 })
         }
         Command::Render { config, format } => {
-            let loaded = engine::load_config(config.config.as_deref())?;
+            let loaded = engine::load_config(config.config.as_deref(), &root)?;
             match format {
                 RenderFormat::Nft => out.push_str(&nftsyntax::script(&engine::desired(&loaded), &loaded.source)),
                 RenderFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&render_json(&loaded))?)?,
@@ -157,11 +194,12 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Plan { config } | Command::Check { config } => {
-            let loaded = engine::load_config(config.config.as_deref())?;
+            let loaded = engine::load_config(config.config.as_deref(), &root)?;
             let desired = engine::desired(&loaded);
             enter()?;
             eprintln!("configuration: {}; {context}", loaded.source);
-            let (_, p) = engine::in_namespace(ns, engine::plan_live(&desired))?;
+            let (_, mut p) = engine::in_namespace(ns, engine::plan_live(&desired, &root))?;
+            p.changes.extend(install::converge_files(&root, &loaded.config.agent_keys(), false)?);
             if is_plan || !p.is_empty() {
                 out.push_str(&p.text());
             } else {
@@ -173,11 +211,12 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             Ok(if p.is_empty() { 0 } else { 2 })
         }
         Command::Apply { config } => {
-            let loaded = engine::load_config(config.config.as_deref())?;
+            let loaded = engine::load_config(config.config.as_deref(), &root)?;
             let desired = engine::desired(&loaded);
             enter()?;
             eprintln!("configuration: {}; {context}", loaded.source);
-            let p = engine::in_namespace(ns, engine::converge(&desired))?;
+            let mut p = engine::in_namespace(ns, engine::converge(&desired, &root))?;
+            p.changes.extend(install::converge_files(&root, &loaded.config.agent_keys(), true)?);
             if p.is_empty() {
                 writeln!(out, "No changes: the host already matches the configuration.")?;
                 for n in &p.notes {
@@ -191,10 +230,10 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
         Command::Remove { config } => {
             // The configuration is validated so a typo is not silently ignored, but what
             // is removed is what ecs-hostnet owns, whatever the configuration says now.
-            let loaded = engine::load_config(config.config.as_deref())?;
+            let loaded = engine::load_config(config.config.as_deref(), &root)?;
             enter()?;
             eprintln!("configuration: {}; {context}", loaded.source);
-            let p = engine::in_namespace(ns, engine::remove())?;
+            let p = engine::in_namespace(ns, engine::remove(&root))?;
             if p.is_empty() {
                 writeln!(out, "Nothing to remove: no ecs-hostnet tables or settings are present.")?;
             } else {

@@ -1,0 +1,304 @@
+//! What `install` puts on a host, and how the installed files drift (pure).
+//!
+//! Files, all under the target root (`--root`, default `/`):
+//!
+//! | path | what |
+//! |---|---|
+//! | [`CONFIG_PATH`] | the configuration (the `-c` file, else the embedded default) |
+//! | [`UNIT_PATH`] | oneshot unit running `ecs-hostnet apply` at boot, before the network, Docker and the ECS agent |
+//! | [`WANTS_LINK`] | its enablement (`WantedBy=sysinit.target`, what `systemctl enable` makes) |
+//! | [`DROPIN_PATH`] | the ecs-init hook: `ExecStartPre=ecs-hostnet apply` for `ecs.service` |
+//! | [`BIN_PATH`] | the binary the units run |
+//! | [`ECS_CONFIG_PATH`] | the agent's settings: only our keys are changed, in place |
+//!
+//! The install state ([`InstallState`], at [`STATE_PATH`]) records what each file held
+//! before the first install and what install wrote, so `uninstall` removes exactly what
+//! install added and `plan`/`check` can show drift as a diff of file lines.
+
+use crate::agentconfig;
+use crate::plan::{Action, Change};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The installed binary.
+pub const BIN_PATH: &str = "/usr/local/sbin/ecs-hostnet";
+/// The installed configuration; also where commands look when no `-c` is given.
+pub const CONFIG_PATH: &str = "/etc/ecs-hostnet/config.toml";
+/// The boot unit.
+pub const UNIT_PATH: &str = "/etc/systemd/system/ecs-hostnet.service";
+/// The boot unit's enablement symlink.
+pub const WANTS_LINK: &str = "/etc/systemd/system/sysinit.target.wants/ecs-hostnet.service";
+/// The ecs-init hook (a drop-in for the ECS agent's `ecs.service`).
+pub const DROPIN_PATH: &str = "/etc/systemd/system/ecs.service.d/ecs-hostnet.conf";
+/// The ECS agent's environment file.
+pub const ECS_CONFIG_PATH: &str = "/etc/ecs/ecs.config";
+/// What install did, for uninstall and drift checks.
+pub const STATE_PATH: &str = "/var/lib/ecs-hostnet/install.json";
+
+/// The boot unit. Ordered like Debian's `nftables.service` (no default dependencies,
+/// before `network-pre.target`), and before `docker.service` and `ecs.service`, so the
+/// guards and the IMDS block exist before any container or agent runs.
+pub fn unit_text() -> String {
+    format!(
+        "# Installed by `ecs-hostnet install`; `ecs-hostnet uninstall` removes it.\n\
+         [Unit]\n\
+         Description=ECS task IAM role host networking (ecs-hostnet apply)\n\
+         Documentation=file://{CONFIG_PATH}\n\
+         DefaultDependencies=no\n\
+         After=local-fs.target\n\
+         Wants=network-pre.target\n\
+         Before=network-pre.target docker.service ecs.service shutdown.target\n\
+         Conflicts=shutdown.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         StandardInput=null\n\
+         ExecStart={BIN_PATH} apply\n\
+         \n\
+         [Install]\n\
+         WantedBy=sysinit.target\n"
+    )
+}
+
+/// The ecs-init hook: the agent never starts on a host that is not converged.
+pub fn dropin_text() -> String {
+    format!(
+        "# Installed by `ecs-hostnet install`: the ECS agent only starts once the host's\n\
+         # network matches {CONFIG_PATH}. `ecs-hostnet uninstall` removes it.\n\
+         [Unit]\n\
+         After=ecs-hostnet.service\n\
+         \n\
+         [Service]\n\
+         ExecStartPre={BIN_PATH} apply\n"
+    )
+}
+
+/// A text file install writes: path (absolute, under the root), content, mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextFile {
+    pub path: &'static str,
+    pub content: Vec<u8>,
+    pub mode: u32,
+}
+
+/// The text files install writes for a configuration whose file content is `config_text`.
+pub fn text_files(config_text: &[u8]) -> Vec<TextFile> {
+    vec![
+        TextFile { path: CONFIG_PATH, content: config_text.to_vec(), mode: 0o644 },
+        TextFile { path: UNIT_PATH, content: unit_text().into_bytes(), mode: 0o644 },
+        TextFile { path: DROPIN_PATH, content: dropin_text().into_bytes(), mode: 0o644 },
+    ]
+}
+
+/// Bytes stored in the state file as base64 text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(s).map(Bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One file install wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledFile {
+    pub path: String,
+    /// Content before the first install; `None`: the file did not exist.
+    pub before: Option<Bytes>,
+    /// What install wrote (checked for drift); `None` for the binary, which an upgrade
+    /// may replace.
+    pub written: Option<Bytes>,
+}
+
+/// The agent settings install changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledEcsConfig {
+    /// The whole file before the first install; `None`: it did not exist.
+    pub before: Option<Bytes>,
+    /// Each key's value before the first install (`None`: absent).
+    pub keys_before: BTreeMap<String, Option<String>>,
+    /// The file as install left it.
+    pub written: Bytes,
+}
+
+/// `/var/lib/ecs-hostnet/install.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InstallState {
+    /// `ecs-hostnet.install/v1`.
+    pub schema: String,
+    pub files: Vec<InstalledFile>,
+    /// The enablement symlink, if install made it.
+    pub wants_link: bool,
+    pub ecs_config: Option<InstalledEcsConfig>,
+    /// Folders install created (deepest last); uninstall removes them when empty.
+    pub created_dirs: Vec<String>,
+}
+
+/// The schema name written in [`InstallState::schema`].
+pub const STATE_SCHEMA: &str = "ecs-hostnet.install/v1";
+
+/// A line diff of two file contents for people: `-old` / `+new` lines, with up to one
+/// line of context around each change.
+pub fn line_diff(old: &[u8], new: &[u8]) -> Vec<String> {
+    let (old, new) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
+    let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
+    let mut out = Vec::new();
+    for group in diff.grouped_ops(1) {
+        for op in group {
+            for c in diff.iter_changes(&op) {
+                let sign = match c.tag() {
+                    similar::ChangeTag::Delete => '-',
+                    similar::ChangeTag::Insert => '+',
+                    similar::ChangeTag::Equal => ' ',
+                };
+                let line = c.value().trim_end_matches('\n').trim_end_matches('\r');
+                out.push(format!("{sign}{}", crate::nftsyntax::printable(line)));
+            }
+        }
+    }
+    out
+}
+
+/// The installed files as they are now: path -> content (`None`: missing).
+pub type LiveFiles = BTreeMap<String, Option<Vec<u8>>>;
+
+/// One fix for a drifted installed file: write `content` to `path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileFix {
+    pub path: String,
+    pub content: Vec<u8>,
+}
+
+/// Compares an installed host with what install left and what the configuration wants
+/// of ecs.config. `live` holds every path in `state.files` plus [`ECS_CONFIG_PATH`];
+/// `link_ok` says whether the enablement symlink is in place.
+pub fn plan_files(
+    state: &InstallState,
+    live: &LiveFiles,
+    link_ok: bool,
+    agent_keys: &[(String, Option<String>)],
+) -> (Vec<Change>, Vec<FileFix>) {
+    let mut changes = Vec::new();
+    let mut fixes = Vec::new();
+    for f in &state.files {
+        let Some(written) = &f.written else { continue };
+        let now = live.get(&f.path).cloned().flatten();
+        if now.as_deref() == Some(&written.0[..]) {
+            continue;
+        }
+        let (action, reason, details) = match &now {
+            None => (Action::Add, "missing (deleted by someone)", vec![]),
+            Some(n) => (Action::Change, "modified by someone", line_diff(n, &written.0)),
+        };
+        changes.push(Change { action, object: format!("file {}", f.path), reason: reason.into(), details });
+        fixes.push(FileFix { path: f.path.clone(), content: written.0.clone() });
+    }
+    if state.wants_link && !link_ok {
+        changes.push(Change {
+            action: Action::Add,
+            object: format!("symlink {WANTS_LINK}"),
+            reason: "missing: the boot unit is not enabled".into(),
+            details: vec![format!("-> {UNIT_PATH}")],
+        });
+    }
+    if state.ecs_config.is_some() && !agent_keys.is_empty() {
+        let now = live.get(ECS_CONFIG_PATH).cloned().flatten().unwrap_or_default();
+        let want = agentconfig::set_all(&now, agent_keys);
+        if want != now {
+            changes.push(Change {
+                action: Action::Change,
+                object: format!("file {ECS_CONFIG_PATH}"),
+                reason: "agent settings differ from the configuration".into(),
+                details: line_diff(&now, &want),
+            });
+            fixes.push(FileFix { path: ECS_CONFIG_PATH.into(), content: want });
+        }
+    }
+    (changes, fixes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> InstallState {
+        InstallState {
+            schema: STATE_SCHEMA.into(),
+            files: text_files(b"x = 1\n")
+                .into_iter()
+                .map(|f| InstalledFile { path: f.path.into(), before: None, written: Some(Bytes(f.content)) })
+                .collect(),
+            wants_link: true,
+            ecs_config: Some(InstalledEcsConfig { before: None, keys_before: BTreeMap::new(), written: Bytes(vec![]) }),
+            created_dirs: vec![],
+        }
+    }
+
+    fn keys() -> Vec<(String, Option<String>)> {
+        crate::config::default_config().agent_keys()
+    }
+
+    fn live(state: &InstallState, ecs: &[u8]) -> LiveFiles {
+        let mut l: LiveFiles = state.files.iter().map(|f| (f.path.clone(), f.written.clone().map(|b| b.0))).collect();
+        l.insert(ECS_CONFIG_PATH.into(), Some(ecs.to_vec()));
+        l
+    }
+
+    #[test]
+    fn installed_host_has_no_drift() {
+        let s = state();
+        let ecs = agentconfig::set_all(b"ECS_CLUSTER=a\n", &keys());
+        let (changes, fixes) = plan_files(&s, &live(&s, &ecs), true, &keys());
+        assert!(changes.is_empty() && fixes.is_empty(), "{changes:?}");
+    }
+
+    #[test]
+    fn drift_is_a_line_diff_and_a_fix() {
+        let s = state();
+        let mut l = live(&s, b"ECS_CLUSTER=a\nECS_ENABLE_TASK_IAM_ROLE=false\n");
+        let unit = String::from_utf8(l[UNIT_PATH].clone().unwrap()).unwrap().replace("Type=oneshot", "Type=simple");
+        l.insert(UNIT_PATH.into(), Some(unit.into_bytes()));
+        l.insert(DROPIN_PATH.into(), None);
+        let (changes, fixes) = plan_files(&s, &l, false, &keys());
+        let objects: Vec<_> = changes.iter().map(|c| c.object.as_str()).collect();
+        assert_eq!(
+            objects,
+            [
+                "file /etc/systemd/system/ecs-hostnet.service",
+                "file /etc/systemd/system/ecs.service.d/ecs-hostnet.conf",
+                "symlink /etc/systemd/system/sysinit.target.wants/ecs-hostnet.service",
+                "file /etc/ecs/ecs.config"
+            ]
+        );
+        assert!(changes[0].details.contains(&"-Type=simple".to_string()), "{:?}", changes[0].details);
+        assert!(changes[0].details.contains(&"+Type=oneshot".to_string()));
+        assert!(changes[3].details.contains(&"-ECS_ENABLE_TASK_IAM_ROLE=false".to_string()), "{:?}", changes[3].details);
+        assert_eq!(fixes.len(), 3);
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let mut s = state();
+        s.files[0].before = Some(Bytes(vec![0xff, 0, b'\n']));
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<InstallState>(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn units_run_apply_from_the_installed_binary() {
+        assert!(unit_text().contains("ExecStart=/usr/local/sbin/ecs-hostnet apply\n"));
+        assert!(unit_text().contains("Before=network-pre.target docker.service ecs.service"));
+        assert!(unit_text().contains("RemainAfterExit=yes"));
+        assert!(dropin_text().contains("ExecStartPre=/usr/local/sbin/ecs-hostnet apply\n"));
+    }
+}

@@ -1,0 +1,300 @@
+//! `install` and `uninstall`, and the file half of `plan`/`check`/`apply`: reading and
+//! writing the files of [`crate::artifacts`] under a root directory.
+//!
+//! Every write is atomic: a temporary file in the same folder, fsync, rename over the
+//! target, fsync of the folder. A crash or `kill -9` at any moment leaves each file
+//! either old or new, never partial. Files are written only when their content differs.
+//! The install state is written before the files it describes and removed after them,
+//! so an interrupted install or uninstall can always be finished or undone by running
+//! either command again.
+
+use crate::agentconfig;
+use crate::artifacts::{self, Bytes, InstallState, InstalledEcsConfig, InstalledFile, LiveFiles};
+use crate::plan::Change;
+use anyhow::{bail, Context, Result};
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The directory every absolute path is taken relative to (`--root`, default `/`), so
+/// image builders can install into a tree that is not the running system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Root(PathBuf);
+
+impl Root {
+    /// `None` is the running system's `/`.
+    pub fn new(dir: Option<&Path>) -> Root {
+        Root(dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/")))
+    }
+    /// `true` for the running system.
+    pub fn is_system(&self) -> bool {
+        self.0 == Path::new("/")
+    }
+    /// The real path of `abs` (an absolute path inside the root).
+    pub fn at(&self, abs: &str) -> PathBuf {
+        self.0.join(abs.trim_start_matches('/'))
+    }
+}
+
+/// Reads a file; `Ok(None)` when it does not exist.
+pub fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Folders of `path` (under `root`) that do not exist yet, outermost first.
+fn missing_dirs(root: &Root, abs: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut p = Path::new(abs).parent();
+    while let Some(dir) = p {
+        if dir == Path::new("/") || root.at(&dir.to_string_lossy()).exists() {
+            break;
+        }
+        out.push(dir.to_string_lossy().into_owned());
+        p = dir.parent();
+    }
+    out.reverse();
+    out
+}
+
+/// Atomically replaces `path` with `content` unless it already holds exactly that.
+/// A new file gets `mode`; an existing one keeps its mode and owner. Returns whether it
+/// wrote.
+pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<bool> {
+    if read_opt(path)?.as_deref() == Some(content) {
+        return Ok(false);
+    }
+    let dir = path.parent().context("a file path has a folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let existing = std::fs::metadata(path).ok();
+    let name = path.file_name().context("a file path has a name")?.to_string_lossy();
+    let tmp = dir.join(format!(".{name}.ecs-hostnet-{}.tmp", std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(content).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let (mode, owner) = match &existing {
+            Some(m) => (m.permissions().mode() & 0o7777, Some((m.uid(), m.gid()))),
+            None => (mode, None),
+        };
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).with_context(|| format!("cannot chown {}", tmp.display()))?;
+        }
+        f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map(|()| true)
+}
+
+/// Removes a file if it exists (fsyncing its folder). Returns whether it removed.
+fn remove_file(path: &Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
+/// Reads the install state; `Ok(None)` when nothing is installed.
+pub fn read_state(root: &Root) -> Result<Option<InstallState>> {
+    let path = root.at(artifacts::STATE_PATH);
+    let Some(bytes) = read_opt(&path)? else { return Ok(None) };
+    let state: InstallState = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not an ecs-hostnet install state; remove it by hand if nothing is installed", path.display()))?;
+    if state.schema != artifacts::STATE_SCHEMA {
+        bail!("{}: unknown schema {:?} (this ecs-hostnet reads {})", path.display(), state.schema, artifacts::STATE_SCHEMA);
+    }
+    Ok(Some(state))
+}
+
+fn write_state(root: &Root, state: &InstallState) -> Result<bool> {
+    let mut text = serde_json::to_vec_pretty(state)?;
+    text.push(b'\n');
+    write_atomic(&root.at(artifacts::STATE_PATH), &text, 0o600)
+}
+
+fn link_ok(root: &Root) -> bool {
+    std::fs::read_link(root.at(artifacts::WANTS_LINK)).is_ok_and(|t| t == Path::new(artifacts::UNIT_PATH))
+}
+
+/// What install or uninstall did, one line each.
+pub type Report = Vec<String>;
+
+/// Installs into `root`: the configuration (`config_text`), the binary (`binary`), the
+/// boot unit and its enablement, the ecs-init hook, and the agent keys. Idempotent.
+pub fn install(root: &Root, config_text: &[u8], binary: &[u8], agent_keys: &[(String, Option<String>)]) -> Result<Report> {
+    let old = read_state(root)?;
+    let mut state = old.clone().unwrap_or_else(|| InstallState { schema: artifacts::STATE_SCHEMA.into(), ..Default::default() });
+    let mut targets: Vec<(&str, Vec<u8>, u32, bool)> =
+        artifacts::text_files(config_text).into_iter().map(|f| (f.path, f.content, f.mode, true)).collect();
+    targets.insert(0, (artifacts::BIN_PATH, binary.to_vec(), 0o755, false));
+
+    // Record what is there before touching anything.
+    for abs in targets.iter().map(|t| t.0).chain([artifacts::WANTS_LINK, artifacts::STATE_PATH, artifacts::ECS_CONFIG_PATH]) {
+        for d in missing_dirs(root, abs) {
+            if !state.created_dirs.contains(&d) {
+                state.created_dirs.push(d);
+            }
+        }
+    }
+    for (abs, content, _, text) in &targets {
+        let written = text.then(|| Bytes(content.clone()));
+        match state.files.iter_mut().find(|f| f.path == *abs) {
+            Some(f) => f.written = written,
+            None => state.files.push(InstalledFile {
+                path: abs.to_string(),
+                before: read_opt(&root.at(abs))?.map(Bytes),
+                written,
+            }),
+        }
+    }
+    let ecs_path = root.at(artifacts::ECS_CONFIG_PATH);
+    let ecs_now = read_opt(&ecs_path)?;
+    let ecs_new = (!agent_keys.is_empty()).then(|| agentconfig::set_all(ecs_now.as_deref().unwrap_or_default(), agent_keys));
+    if let Some(new) = &ecs_new {
+        let keys_before = agent_keys
+            .iter()
+            .map(|(k, _)| (k.clone(), ecs_now.as_deref().and_then(|t| agentconfig::get(t, k))))
+            .collect();
+        state.ecs_config = Some(match state.ecs_config.take() {
+            Some(mut e) => {
+                e.written = Bytes(new.clone());
+                e
+            }
+            None => InstalledEcsConfig { before: ecs_now.clone().map(Bytes), keys_before, written: Bytes(new.clone()) },
+        });
+    }
+    if !state.wants_link && !root.at(artifacts::WANTS_LINK).exists() && std::fs::symlink_metadata(root.at(artifacts::WANTS_LINK)).is_err() {
+        state.wants_link = true;
+    }
+
+    let mut report = Vec::new();
+    if write_state(root, &state)? {
+        report.push(format!("wrote {}", artifacts::STATE_PATH));
+    }
+    for (abs, content, mode, _) in &targets {
+        let verb = if write_atomic(&root.at(abs), content, *mode)? { "wrote" } else { "unchanged" };
+        report.push(format!("{verb} {abs}"));
+    }
+    if state.wants_link && !link_ok(root) {
+        let link = root.at(artifacts::WANTS_LINK);
+        let dir = link.parent().context("link has a folder")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let tmp = dir.join(format!(".ecs-hostnet-{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(artifacts::UNIT_PATH, &tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        std::fs::rename(&tmp, &link).with_context(|| format!("cannot create {}", link.display()))?;
+        report.push(format!("enabled {} (symlink {})", artifacts::UNIT_PATH, artifacts::WANTS_LINK));
+    } else {
+        report.push(format!("unchanged {}", artifacts::WANTS_LINK));
+    }
+    if let Some(new) = &ecs_new {
+        let verb = if write_atomic(&ecs_path, new, 0o644)? { "updated" } else { "unchanged" };
+        let keys: Vec<String> = agent_keys.iter().map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or(""))).collect();
+        report.push(format!("{verb} {} ({})", artifacts::ECS_CONFIG_PATH, keys.join(", ")));
+    }
+    Ok(report)
+}
+
+/// Removes what install added and puts back what it replaced. Idempotent.
+pub fn uninstall(root: &Root) -> Result<Report> {
+    let Some(state) = read_state(root)? else {
+        return Ok(vec!["nothing installed (no install state)".into()]);
+    };
+    let mut report = Vec::new();
+    if let Some(e) = &state.ecs_config {
+        let path = root.at(artifacts::ECS_CONFIG_PATH);
+        let now = read_opt(&path)?;
+        if now.as_deref() == Some(&e.written.0[..]) {
+            match &e.before {
+                None => {
+                    remove_file(&path)?;
+                }
+                Some(b) => {
+                    write_atomic(&path, &b.0, 0o644)?;
+                }
+            }
+            report.push(format!("restored {}", artifacts::ECS_CONFIG_PATH));
+        } else if let Some(now) = now {
+            // Edited since install: put back our keys only, keep the other edits.
+            let keys: Vec<(String, Option<String>)> = e.keys_before.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            write_atomic(&path, &agentconfig::set_all(&now, &keys), 0o644)?;
+            report.push(format!("restored the agent keys in {} (the file was edited since install)", artifacts::ECS_CONFIG_PATH));
+        }
+    }
+    if state.wants_link && link_ok(root) {
+        remove_file(&root.at(artifacts::WANTS_LINK))?;
+        report.push(format!("disabled (removed {})", artifacts::WANTS_LINK));
+    }
+    for f in state.files.iter().rev() {
+        let path = root.at(&f.path);
+        match &f.before {
+            None => {
+                if remove_file(&path)? {
+                    report.push(format!("removed {}", f.path));
+                }
+            }
+            Some(b) => {
+                write_atomic(&path, &b.0, 0o644)?;
+                report.push(format!("restored {}", f.path));
+            }
+        }
+    }
+    remove_file(&root.at(artifacts::STATE_PATH))?;
+    for d in state.created_dirs.iter().rev() {
+        // Only folders install created, and only when empty.
+        if std::fs::remove_dir(root.at(d)).is_ok() {
+            report.push(format!("removed folder {d}"));
+        }
+    }
+    Ok(report)
+}
+
+/// The files of an installed host as they are now (for [`artifacts::plan_files`]).
+pub fn read_live_files(root: &Root, state: &InstallState) -> Result<(LiveFiles, bool)> {
+    let mut live = LiveFiles::new();
+    for f in &state.files {
+        if f.written.is_some() {
+            live.insert(f.path.clone(), read_opt(&root.at(&f.path))?);
+        }
+    }
+    live.insert(artifacts::ECS_CONFIG_PATH.into(), read_opt(&root.at(artifacts::ECS_CONFIG_PATH))?);
+    Ok((live, link_ok(root)))
+}
+
+/// File drift of an installed host: changes for people and, with `fix`, the repairs
+/// carried out. Nothing when nothing is installed.
+pub fn converge_files(root: &Root, agent_keys: &[(String, Option<String>)], fix: bool) -> Result<Vec<Change>> {
+    let Some(state) = read_state(root)? else { return Ok(vec![]) };
+    let (live, link) = read_live_files(root, &state)?;
+    let (changes, fixes) = artifacts::plan_files(&state, &live, link, agent_keys);
+    if fix {
+        for f in &fixes {
+            write_atomic(&root.at(&f.path), &f.content, 0o644)?;
+        }
+        if state.wants_link && !link {
+            let link = root.at(artifacts::WANTS_LINK);
+            std::fs::create_dir_all(link.parent().context("has a folder")?)?;
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(artifacts::UNIT_PATH, &link).with_context(|| format!("cannot create {}", link.display()))?;
+        }
+    }
+    Ok(changes)
+}
