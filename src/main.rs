@@ -164,10 +164,13 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
         }
         Command::Uninstall => {
             let _lock = if root.is_system() { Some(engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?) } else { None };
-            for line in install::uninstall(&root)? {
+            let report = install::uninstall(&root)?;
+            for line in &report {
                 writeln!(out, "{line}")?;
             }
-            writeln!(out, "Uninstalled. The live rule set is untouched; `ecs-hostnet remove` removes it.")?;
+            if !report.iter().any(|l| l.starts_with("nothing installed")) {
+                writeln!(out, "Uninstalled. The live rule set is untouched; `ecs-hostnet remove` removes it.")?;
+            }
             Ok(0)
         }
         Command::Validate { config } => {
