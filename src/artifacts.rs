@@ -78,8 +78,11 @@ pub fn dropin_text() -> String {
 /// A text file install writes: path (absolute, under the root), content, mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TextFile {
+    /// Absolute path as on the target host ([`CONFIG_PATH`], [`UNIT_PATH`], [`DROPIN_PATH`]).
     pub path: &'static str,
+    /// The exact bytes to write.
     pub content: Vec<u8>,
+    /// Permission bits (`0o644` for all of them).
     pub mode: u32,
 }
 
@@ -112,6 +115,7 @@ impl<'de> Deserialize<'de> for Bytes {
 /// One file install wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstalledFile {
+    /// Absolute path as on the target host (without `--root`).
     pub path: String,
     /// Content before the first install; `None`: the file did not exist.
     pub before: Option<Bytes>,
@@ -136,9 +140,13 @@ pub struct InstalledEcsConfig {
 pub struct InstallState {
     /// `ecs-hostnet.install/v1`.
     pub schema: String,
+    /// Every file install wrote (the binary first), in install order; uninstall walks
+    /// them in reverse.
     pub files: Vec<InstalledFile>,
     /// The enablement symlink, if install made it.
     pub wants_link: bool,
+    /// What install did to [`ECS_CONFIG_PATH`]; `None` while no install has managed an
+    /// agent key.
     pub ecs_config: Option<InstalledEcsConfig>,
     /// Folders install created (deepest last); uninstall removes them when empty.
     pub created_dirs: Vec<String>,
@@ -175,7 +183,9 @@ pub type LiveFiles = BTreeMap<String, Option<Vec<u8>>>;
 /// One fix for a drifted installed file: write `content` to `path`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileFix {
+    /// Absolute path as on the target host (without `--root`).
     pub path: String,
+    /// What install wrote, or ecs.config with the configured agent keys set again.
     pub content: Vec<u8>,
 }
 

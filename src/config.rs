@@ -24,9 +24,11 @@ pub const MAX_ROUTE_LOCALNET_INTERFACES: usize = 8;
 /// A located configuration error: `FILE:LINE:COL: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The file name given to [`parse`] (the path read, or [`DEFAULT_NAME`]).
     pub file: String,
     /// 1-based line and column; `None` when the error has no position (e.g. a missing file).
     pub position: Option<(usize, usize)>,
+    /// What is wrong and what is allowed, e.g. `"x" is not an IPv6 address; allowed: ...`.
     pub message: String,
 }
 
@@ -209,7 +211,9 @@ impl<'de> Deserialize<'de> for V6 {
 /// `route_localnet.enable`: `"all"`, `"off"` or a list of exact interface names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteLocalnet {
+    /// `"off"`: ecs-hostnet sets no route_localnet, and puts back any value it recorded.
     Off,
+    /// `"all"`: `net.ipv4.conf.all.route_localnet = 1`, which also covers bridges created later.
     All,
     /// Exact interface names as written (checked by [`parse`]).
     Interfaces(NameList),
@@ -248,7 +252,9 @@ impl<'de> Deserialize<'de> for RouteLocalnet {
 /// wrote it (`None` when it came from the embedded default).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Val<T> {
+    /// The value.
     pub v: T,
+    /// Byte range of the value in the user's file (turned into `LINE:COL` for errors).
     pub span: Option<Range<usize>>,
 }
 
@@ -269,12 +275,20 @@ macro_rules! file_sections {
             $(
                 #[derive(Clone, Debug)]
                 #[allow(non_camel_case_types)]
-                pub struct $section { $( pub $key: Val<$kty>, )* }
+                /// A `[section]` of `rules/default.toml`: one field per key, each the user's
+                /// value or the default's.
+                pub struct $section { $(
+                    /// A key of the section, as documented in `rules/default.toml`.
+                    pub $key: Val<$kty>,
+                )* }
             )*
         }
         /// The whole, validated configuration; see `rules/default.toml` for every key.
         #[derive(Clone, Debug)]
-        pub struct Config { $( pub $section: section::$section, )* }
+        pub struct Config { $(
+            /// A `[section]`, keys left out of the file filled from the default.
+            pub $section: section::$section,
+        )* }
 
         fn resolve(user: FileConfig, default: FileConfig) -> Config {
             $(

@@ -22,6 +22,7 @@ pub const SYSTEM_CONFIG: &str = crate::artifacts::CONFIG_PATH;
 
 /// A configuration and the name of its source, for messages.
 pub struct Loaded {
+    /// The validated configuration, keys left out filled from the embedded default.
     pub config: Config,
     /// The file path, or [`config::DEFAULT_NAME`].
     pub source: String,

@@ -4,6 +4,8 @@
 //! [`nftsyntax`] prints rules for people and for `nft -f`; [`kernel`], [`sysctl`] and
 //! [`netns`] talk to the running kernel; [`engine`] ties them together for the commands.
 
+#![warn(missing_docs)]
+
 pub mod agentconfig;
 pub mod artifacts;
 pub mod compile;

@@ -31,15 +31,61 @@ pub enum Placement {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// `NFT_MSG_NEWTABLE`, with our comment and the route_localnet record as userdata.
-    AddTable { family: Family, name: String, comment: String, record: Record },
+    AddTable {
+        /// The table's family (`nfgenmsg.nfgen_family`).
+        family: Family,
+        /// `NFTA_TABLE_NAME`.
+        name: String,
+        /// Table comment, userdata TLV `NFTNL_UDATA_TABLE_COMMENT`.
+        comment: String,
+        /// The route_localnet record, userdata TLV [`crate::ruleset::record::UDATA_TYPE`];
+        /// empty (no TLV) except for `table inet ecs-hostnet`.
+        record: Record,
+    },
     /// `NFT_MSG_DELTABLE` (deletes its chains and rules too).
-    DelTable { family: Family, name: String },
+    DelTable {
+        /// The table's family (`nfgenmsg.nfgen_family`).
+        family: Family,
+        /// `NFTA_TABLE_NAME`.
+        name: String,
+    },
     /// `NFT_MSG_NEWCHAIN`.
-    AddChain { family: Family, table: String, name: String, base: Option<BaseChain> },
+    AddChain {
+        /// The table's family (`nfgenmsg.nfgen_family`).
+        family: Family,
+        /// `NFTA_CHAIN_TABLE`.
+        table: String,
+        /// `NFTA_CHAIN_NAME`.
+        name: String,
+        /// Type, hook, priority and policy (`NFTA_CHAIN_TYPE`, `NFTA_CHAIN_HOOK`,
+        /// `NFTA_CHAIN_POLICY`); `None` for a regular chain.
+        base: Option<BaseChain>,
+    },
     /// `NFT_MSG_DELRULE` by handle (never without one: that would flush the chain).
-    DelRule { family: Family, table: String, chain: String, handle: u64 },
+    DelRule {
+        /// The table's family (`nfgenmsg.nfgen_family`).
+        family: Family,
+        /// `NFTA_RULE_TABLE`.
+        table: String,
+        /// `NFTA_RULE_CHAIN`.
+        chain: String,
+        /// `NFTA_RULE_HANDLE` of the live rule to delete.
+        handle: u64,
+    },
     /// `NFT_MSG_NEWRULE`.
-    AddRule { family: Family, table: String, chain: String, rule: Rule, placement: Placement },
+    AddRule {
+        /// The table's family (`nfgenmsg.nfgen_family`).
+        family: Family,
+        /// `NFTA_RULE_TABLE`.
+        table: String,
+        /// `NFTA_RULE_CHAIN`.
+        chain: String,
+        /// The rule: its expressions (`NFTA_RULE_EXPRESSIONS`) and its id as the comment
+        /// (`NFTA_RULE_USERDATA`).
+        rule: Rule,
+        /// Appended, or inserted before a kept rule (`NFTA_RULE_POSITION`).
+        placement: Placement,
+    },
 }
 
 impl fmt::Display for Op {
@@ -72,7 +118,10 @@ impl fmt::Display for Op {
 /// A sysctl write: `/proc/sys/net/ipv4/conf/<selector>/route_localnet` <- `value`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SysctlWrite {
+    /// `all` or an exact interface name: the `<selector>` in the path.
     pub selector: String,
+    /// The decimal text written: `1` to enable, or the value recorded before ecs-hostnet
+    /// first set it.
     pub value: String,
 }
 
@@ -92,12 +141,16 @@ pub fn sysctl_name(selector: &str) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// Something missing is created (`+`).
     Add,
+    /// Something present is corrected or recreated, or a sysctl is set or put back (`~`).
     Change,
+    /// Something present is deleted: a table, or a foreign, duplicate or stale rule (`-`).
     Remove,
 }
 
 impl Action {
+    /// The sign `plan` prints before the change: `+`, `~` or `-`.
     pub fn sign(self) -> char {
         match self {
             Action::Add => '+',
@@ -110,6 +163,7 @@ impl Action {
 /// One change, for people: what, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Change {
+    /// Add, change or remove.
     pub action: Action,
     /// `table ip ecs-hostnet`, `chain inet ecs-hostnet input`, `rule ip ecs-hostnet
     /// prerouting "credentials-dnat docker+"`, `sysctl net.ipv4.conf.all.route_localnet`.
@@ -165,6 +219,7 @@ pub fn sysctl_selectors(desired: &Desired, live_tables: &[LiveTable], saved: Opt
 /// What to do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// What a person reads, in the order `plan` prints it (see [`Plan::counts`]).
     pub changes: Vec<Change>,
     /// Sysctl restores, written BEFORE the batch (a guard may go away in it).
     pub sysctl_before: Vec<SysctlWrite>,

@@ -62,10 +62,15 @@ impl Family {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Hook {
+    /// `NF_INET_PRE_ROUTING` (0): before the routing decision; our credentials DNAT chain.
     Prerouting,
+    /// `NF_INET_LOCAL_IN` (1): packets for this host; our guards' `input` chain.
     Input,
+    /// `NF_INET_FORWARD` (2): routed packets (container traffic); the IMDS block's chain.
     Forward,
+    /// `NF_INET_LOCAL_OUT` (3): locally generated packets; the host-network REDIRECT chain.
     Output,
+    /// `NF_INET_POST_ROUTING` (4). Not used by ecs-hostnet; decoded so live chains can be named.
     Postrouting,
 }
 
@@ -80,11 +85,14 @@ impl Hook {
             Hook::Postrouting => 4,
         }
     }
+    /// Inverse of [`Hook::number`] (the `NFTA_HOOK_HOOKNUM` of a dumped chain); `None` for
+    /// hooks we do not model (e.g. `NF_INET_INGRESS`, 5).
     pub fn from_number(n: u32) -> Option<Hook> {
         [Hook::Prerouting, Hook::Input, Hook::Forward, Hook::Output, Hook::Postrouting]
             .into_iter()
             .find(|h| h.number() == n)
     }
+    /// The keyword nft uses in `hook NAME`.
     pub fn name(self) -> &'static str {
         match self {
             Hook::Prerouting => "prerouting",
@@ -100,11 +108,15 @@ impl Hook {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChainType {
+    /// `type filter`: may drop or accept; our `inet` table's `input` and `forward` chains.
     Filter,
+    /// `type nat`: sees only the first packet of each connection; our `ip` table's
+    /// `prerouting` (DNAT) and `output` (REDIRECT) chains.
     Nat,
 }
 
 impl ChainType {
+    /// The type name as nft writes it and as sent in `NFTA_CHAIN_TYPE` (`filter`, `nat`).
     pub fn name(self) -> &'static str {
         match self {
             ChainType::Filter => "filter",
@@ -116,7 +128,9 @@ impl ChainType {
 /// What makes a chain a base chain: `{ type T hook H priority P; policy accept|drop; }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct BaseChain {
+    /// `NFTA_CHAIN_TYPE`.
     pub chain_type: ChainType,
+    /// `NFTA_HOOK_HOOKNUM`.
     pub hook: Hook,
     /// Hook priority; lower runs first. `-100` is `dstnat`, `0` is `filter`.
     pub priority: i32,
@@ -127,19 +141,24 @@ pub struct BaseChain {
 /// A desired table: what ecs-hostnet wants in the kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Table {
+    /// The table's family (`nfgenmsg.nfgen_family`): `ip` for NAT, `inet` for filtering.
     pub family: Family,
+    /// `NFTA_TABLE_NAME`; always [`TABLE_NAME`] for ours.
     pub name: String,
     /// Table comment (userdata TLV `NFTNL_UDATA_TABLE_COMMENT`).
     pub comment: String,
+    /// The table's chains, in the order they are created and shown.
     pub chains: Vec<Chain>,
 }
 
 /// A desired chain and its rules, in evaluation order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Chain {
+    /// `NFTA_CHAIN_NAME`, e.g. `prerouting`, `input`.
     pub name: String,
     /// `None` for a regular (jump target) chain.
     pub base: Option<BaseChain>,
+    /// The chain's rules, first evaluated first.
     pub rules: Vec<Rule>,
 }
 
@@ -147,7 +166,10 @@ pub struct Chain {
 /// it is how the planner recognises "the same rule" in the kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Rule {
+    /// Stable name such as `credentials-dnat docker+`, sent as the rule comment (userdata
+    /// TLV `NFTNL_UDATA_RULE_COMMENT` in `NFTA_RULE_USERDATA`).
     pub id: String,
+    /// The rule's expressions (`NFTA_RULE_EXPRESSIONS`), in the kernel's canonical form.
     #[serde(skip)]
     pub exprs: Vec<Expr>,
 }
@@ -211,6 +233,7 @@ pub enum CmpOp {
 }
 
 impl CmpOp {
+    /// The `NFT_CMP_*` value sent in `NFTA_CMP_OP`.
     pub fn number(self) -> u32 {
         match self {
             CmpOp::Eq => 0,
@@ -222,11 +245,14 @@ impl CmpOp {
 /// Verdict codes (`NF_DROP`, `NF_ACCEPT` from `linux/netfilter.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// `NF_DROP` (0): the packet is discarded; final, whatever other tables say.
     Drop,
+    /// `NF_ACCEPT` (1): ends this base chain only; other tables' chains on the hook still run.
     Accept,
 }
 
 impl Verdict {
+    /// The `NF_*` number sent as `NFTA_VERDICT_CODE`.
     pub fn code(self) -> i32 {
         match self {
             Verdict::Drop => 0,
@@ -250,37 +276,102 @@ pub const NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expr {
     /// `[ meta load KEY => reg DREG ]`
-    Meta { key: u32, dreg: u32 },
+    Meta {
+        /// `NFTA_META_KEY`: one of [`meta`]'s `NFT_META_*` keys.
+        key: u32,
+        /// `NFTA_META_DREG`: the register loaded (`NFT_REG_*`).
+        dreg: u32,
+    },
     /// `[ payload load LENb @ BASE header + OFFSET => reg DREG ]`
-    Payload { base: u32, offset: u32, len: u32, dreg: u32 },
+    Payload {
+        /// `NFTA_PAYLOAD_BASE`: which header, one of [`payload`]'s `NFT_PAYLOAD_*`.
+        base: u32,
+        /// `NFTA_PAYLOAD_OFFSET`: bytes from the start of that header (e.g. 16 = IPv4 daddr).
+        offset: u32,
+        /// `NFTA_PAYLOAD_LEN`: bytes loaded, copied as-is (network byte order).
+        len: u32,
+        /// `NFTA_PAYLOAD_DREG`: the register loaded (`NFT_REG_*`).
+        dreg: u32,
+    },
     /// `[ cmp OP reg SREG DATA ]`
-    Cmp { sreg: u32, op: CmpOp, data: Vec<u8> },
+    Cmp {
+        /// `NFTA_CMP_SREG`: the register compared (`NFT_REG_*`).
+        sreg: u32,
+        /// `NFTA_CMP_OP`.
+        op: CmpOp,
+        /// `NFTA_CMP_DATA`: the bytes compared with the register's first `data.len()` bytes
+        /// (addresses and ports in network byte order, interface names as in [`build::ifname_data`]).
+        data: Vec<u8>,
+    },
     /// `[ bitwise reg DREG = ( reg SREG & MASK ) ^ XOR ]` (boolean bitwise only)
-    Bitwise { sreg: u32, dreg: u32, len: u32, mask: Vec<u8>, xor: Vec<u8> },
+    Bitwise {
+        /// `NFTA_BITWISE_SREG`: the register read (`NFT_REG_*`).
+        sreg: u32,
+        /// `NFTA_BITWISE_DREG`: the register written (`NFT_REG_*`).
+        dreg: u32,
+        /// `NFTA_BITWISE_LEN`: bytes operated on (4 for a ct state/status bitmask).
+        len: u32,
+        /// `NFTA_BITWISE_MASK`: `len` bytes, in the register's byte order (host order for
+        /// ct values, see [`build::ct_bits_clear`]).
+        mask: Vec<u8>,
+        /// `NFTA_BITWISE_XOR`: `len` bytes; all zero for the masks ecs-hostnet makes.
+        xor: Vec<u8>,
+    },
     /// `[ ct load KEY => reg DREG ]`
-    Ct { key: u32, dreg: u32 },
+    Ct {
+        /// `NFTA_CT_KEY`: one of [`ct`]'s `NFT_CT_*` keys.
+        key: u32,
+        /// `NFTA_CT_DREG`: the register loaded (`NFT_REG_*`).
+        dreg: u32,
+    },
     /// `[ counter ]`
     Counter,
     /// `[ immediate reg DREG DATA ]`
-    Immediate { dreg: u32, data: Vec<u8> },
+    Immediate {
+        /// `NFTA_IMMEDIATE_DREG`: the register set (`NFT_REG_*`, never `NFT_REG_VERDICT`
+        /// here: see [`Expr::Verdict`]).
+        dreg: u32,
+        /// `NFTA_IMMEDIATE_DATA` value bytes (addresses and ports in network byte order).
+        data: Vec<u8>,
+    },
     /// `[ immediate reg 0 drop|accept ]`
     Verdict(Verdict),
     /// `[ nat dnat ip addr_min reg A addr_max reg A proto_min reg P proto_max reg P flags F ]`;
     /// the kernel fills the max registers and the flags itself, so we send them too.
     Nat {
+        /// `NFTA_NAT_TYPE`: [`NAT_TYPE_DNAT`] for ours.
         nat_type: u32,
+        /// `NFTA_NAT_FAMILY`: the `NFPROTO_*` of the address, `NFPROTO_IPV4` (2) for ours.
         family: u32,
+        /// `NFTA_NAT_REG_ADDR_MIN`: register holding the new address; `None` when absent.
         reg_addr_min: Option<u32>,
+        /// `NFTA_NAT_REG_ADDR_MAX`: register holding the range's last address.
         reg_addr_max: Option<u32>,
+        /// `NFTA_NAT_REG_PROTO_MIN`: register holding the new port (2 bytes, network order).
         reg_proto_min: Option<u32>,
+        /// `NFTA_NAT_REG_PROTO_MAX`: register holding the range's last port.
         reg_proto_max: Option<u32>,
+        /// `NFTA_NAT_FLAGS`: `NF_NAT_RANGE_*` bits ([`NAT_RANGE_MAP_IPS`],
+        /// [`NAT_RANGE_PROTO_SPECIFIED`]).
         flags: Option<u32>,
     },
     /// `[ redir proto_min reg P proto_max reg P flags F ]` (REDIRECT to a local port).
-    Redir { reg_proto_min: Option<u32>, reg_proto_max: Option<u32>, flags: Option<u32> },
+    Redir {
+        /// `NFTA_REDIR_REG_PROTO_MIN`: register holding the local port (2 bytes, network order).
+        reg_proto_min: Option<u32>,
+        /// `NFTA_REDIR_REG_PROTO_MAX`: register holding the range's last port.
+        reg_proto_max: Option<u32>,
+        /// `NFTA_REDIR_FLAGS`: `NF_NAT_RANGE_*` bits ([`NAT_RANGE_PROTO_SPECIFIED`] for ours).
+        flags: Option<u32>,
+    },
     /// An expression ecs-hostnet never generates, kept as libnftnl prints it so a
     /// foreign or altered rule can be shown and is never equal to one of ours.
-    Other { name: String, text: String },
+    Other {
+        /// The expression's name (`NFTA_EXPR_NAME`), e.g. `lookup`, `log`.
+        name: String,
+        /// libnftnl's one-line text of the whole expression, for display.
+        text: String,
+    },
 }
 
 /// Builders for the expression sequences nft 1.0 itself emits for each match, so that
@@ -399,7 +490,9 @@ pub mod build {
 /// A table of ours as read from the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveTable {
+    /// `ip` or `inet` (see [`OWNED_TABLES`]).
     pub family: Family,
+    /// `NFTA_TABLE_NAME`; always [`TABLE_NAME`].
     pub name: String,
     /// Kernel handle (`NFTA_TABLE_HANDLE`).
     pub handle: u64,
@@ -411,14 +504,20 @@ pub struct LiveTable {
     /// The route_localnet record ecs-hostnet keeps in the table's userdata; `None` when
     /// the table has none (or one we cannot read).
     pub record: Option<Record>,
+    /// Every chain of the table, ours or not, in dump order.
     pub chains: Vec<LiveChain>,
 }
 
 /// A chain of one of our tables, as read from the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveChain {
+    /// `NFTA_CHAIN_NAME`.
     pub name: String,
+    /// `None` for a regular chain. A base chain whose hook or type we do not model is read
+    /// as an impossible one (postrouting, priority `i32::MIN`, policy drop) so it never
+    /// matches a desired chain.
     pub base: Option<BaseChain>,
+    /// The chain's rules in kernel (evaluation) order.
     pub rules: Vec<LiveRule>,
 }
 
@@ -426,8 +525,12 @@ pub struct LiveChain {
 /// expressions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveRule {
+    /// Kernel handle (`NFTA_RULE_HANDLE`), what `NFT_MSG_DELRULE` and a rule position name.
     pub handle: u64,
+    /// The rule comment (`NFTNL_UDATA_RULE_COMMENT` in `NFTA_RULE_USERDATA`); for our rules
+    /// the [`Rule::id`], `None` when the rule has none.
     pub comment: Option<String>,
+    /// The rule's expressions as dumped; anything we do not model is an [`Expr::Other`].
     pub exprs: Vec<Expr>,
 }
 

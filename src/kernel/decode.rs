@@ -32,11 +32,18 @@ unsafe fn str_of(p: *const c_char) -> String {
 
 /// A table's identity and userdata.
 pub struct TableInfo {
+    /// `nfgen_family`; `None` for a family we do not model (arp, bridge, netdev).
     pub family: Option<Family>,
+    /// `NFTA_TABLE_NAME`.
     pub name: String,
+    /// `NFTA_TABLE_HANDLE`.
     pub handle: u64,
+    /// The `NFTNL_UDATA_TABLE_COMMENT` TLV of `NFTA_TABLE_USERDATA`, NULs trimmed.
     pub comment: Option<String>,
+    /// `NFTA_TABLE_FLAGS` (`NFT_TABLE_F_DORMANT`, `NFT_TABLE_F_OWNER`, ...).
     pub flags: u32,
+    /// The route_localnet record TLV ([`record::UDATA_TYPE`]) of the userdata; `None` when
+    /// absent or not one we wrote.
     pub record: Option<crate::ruleset::Record>,
 }
 
@@ -71,9 +78,14 @@ pub fn table(nlh: *const libc::nlmsghdr) -> Result<TableInfo, String> {
 
 /// A chain's identity and definition.
 pub struct ChainInfo {
+    /// `nfgen_family`; `None` for a family we do not model.
     pub family: Option<Family>,
+    /// `NFTA_CHAIN_TABLE`.
     pub table: String,
+    /// `NFTA_CHAIN_NAME`.
     pub name: String,
+    /// `NFTA_CHAIN_HOOK` (hook number, priority), `NFTA_CHAIN_TYPE` and `NFTA_CHAIN_POLICY`
+    /// (accept when absent); `None` for a regular chain or an unmodelled base chain.
     pub base: Option<BaseChain>,
     /// A base chain whose hook or type ecs-hostnet does not model (e.g. inet ingress,
     /// type route): it can never match a desired chain.
@@ -116,9 +128,13 @@ pub fn chain(nlh: *const libc::nlmsghdr) -> Result<ChainInfo, String> {
 
 /// A rule with its location.
 pub struct RuleInfo {
+    /// `nfgen_family`; `None` for a family we do not model.
     pub family: Option<Family>,
+    /// `NFTA_RULE_TABLE`.
     pub table: String,
+    /// `NFTA_RULE_CHAIN`.
     pub chain: String,
+    /// Handle, comment and expressions.
     pub rule: LiveRule,
 }
 

@@ -35,22 +35,59 @@ const NLM_F_DUMP_INTR: u16 = 0x10;
 /// Kernel-facing failures, each one line naming the cause and the object.
 #[derive(Debug, Error)]
 pub enum KernelError {
+    /// `EPERM` from a request, from `sendmsg(2)` of the batch, or from a batch message
+    /// while not root: the process lacks `CAP_NET_ADMIN` in the network namespace.
     #[error("nf_tables refused the request: permission denied (ecs-hostnet needs CAP_NET_ADMIN: run it as root)")]
     PermissionDenied,
+    /// `EOPNOTSUPP` or `EPROTONOSUPPORT` answering a request: nf_tables is not built or
+    /// cannot be loaded. Carries the errno text.
     #[error("this kernel has no nf_tables support (module nf_tables not available): {0}")]
     NoNfTables(String),
+    /// Opening the `NETLINK_NETFILTER` socket failed ([`Netfilter::open`]).
     #[error("cannot open a netfilter netlink socket: {0}")]
     Socket(std::io::Error),
+    /// A send or receive failed, or a read request (dump, `NFT_MSG_GETGEN`) was answered
+    /// with an errno not covered above.
     #[error("netlink {what} failed: {err}")]
-    Io { what: String, err: std::io::Error },
+    Io {
+        /// What was being done: `request N` (the `NFT_MSG_*` number), `send of the batch`,
+        /// `receive of the batch answers`.
+        what: String,
+        /// The OS error or the errno from the kernel's `NLMSG_ERROR`.
+        err: std::io::Error,
+    },
+    /// A message of the batch was answered with an error, so the kernel aborted the whole
+    /// transaction. `ERESTART` on the batch begin means the rule-set generation moved
+    /// since it was read (`NFNL_BATCH_GENID`).
     #[error("the kernel rejected `{op}`: {err}{extack}; nothing was applied (one transaction)")]
-    Rejected { op: String, err: std::io::Error, extack: String },
+    Rejected {
+        /// The rejected message as an nft command ([`Op`]'s `Display`), or `batch begin` /
+        /// `batch end (commit)`.
+        op: String,
+        /// The errno from the first `NLMSG_ERROR` of the batch.
+        err: std::io::Error,
+        /// ` (TEXT)` with the kernel's extended-ack message (`NLMSGERR_ATTR_MSG`), plus a hint
+        /// for `EPERM` as root; empty when there is none.
+        extack: String,
+    },
+    /// No answer arrived within 2 s for a message of the batch (and no other message
+    /// failed), so whether the transaction was applied is unknown.
     #[error("the kernel did not answer for `{op}`; the state of the transaction is unknown, run `check`")]
-    NoAnswer { op: String },
+    NoAnswer {
+        /// The first unanswered message, named as in [`KernelError::Rejected`].
+        op: String,
+    },
+    /// [`Netfilter::read_owned`] saw the generation move, `NLM_F_DUMP_INTR`, or a rule of
+    /// a chain it had not listed, on each of its 5 attempts.
     #[error("the rule set kept changing while it was read (5 attempts); another program is writing it")]
     Unstable,
+    /// An answer libnftnl (or our header parsing) could not parse: a truncated netlink
+    /// message, a malformed table/chain/rule or `NFT_MSG_NEWGEN` message, or a batch that
+    /// nftnl built without a begin message.
     #[error("cannot read the kernel's answer: {0}")]
     Malformed(String),
+    /// An op of the plan cannot be encoded (a foreign expression or oversized userdata in a
+    /// desired object), found before anything was sent.
     #[error("{0}")]
     Encode(String),
 }
