@@ -18,7 +18,11 @@ fn lines(text: &[u8]) -> Vec<Line<'_>> {
     while !rest.is_empty() {
         match rest.iter().position(|&b| b == b'\n') {
             Some(i) => {
-                let (body, end) = if i > 0 && rest[i - 1] == b'\r' { (&rest[..i - 1], &rest[i - 1..=i]) } else { (&rest[..i], &rest[i..=i]) };
+                let (body, end) = if i > 0 && rest[i - 1] == b'\r' {
+                    (&rest[..i - 1], &rest[i - 1..=i])
+                } else {
+                    (&rest[..i], &rest[i..=i])
+                };
                 out.push(Line { body, end });
                 rest = &rest[i + 1..];
             }
@@ -64,25 +68,25 @@ pub fn set(text: &[u8], key: &str, value: Option<&str>) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + key.len() + 8);
     for (i, l) in ls.iter().enumerate() {
         if key_of(l.body) == Some(key.as_bytes()) {
-            if Some(i) == last {
-                if let Some(v) = value {
-                    out.extend_from_slice(format!("{key}={v}").as_bytes());
-                    out.extend_from_slice(l.end);
-                }
+            if Some(i) == last
+                && let Some(v) = value
+            {
+                out.extend_from_slice(format!("{key}={v}").as_bytes());
+                out.extend_from_slice(l.end);
             }
             continue;
         }
         out.extend_from_slice(l.body);
         out.extend_from_slice(l.end);
     }
-    if last.is_none() {
-        if let Some(v) = value {
-            if !out.is_empty() && !out.ends_with(b"\n") {
-                out.extend_from_slice(eol(text));
-            }
-            out.extend_from_slice(format!("{key}={v}").as_bytes());
+    if last.is_none()
+        && let Some(v) = value
+    {
+        if !out.is_empty() && !out.ends_with(b"\n") {
             out.extend_from_slice(eol(text));
         }
+        out.extend_from_slice(format!("{key}={v}").as_bytes());
+        out.extend_from_slice(eol(text));
     }
     out
 }
@@ -103,15 +107,39 @@ mod tests {
         let cases: &[(&str, &[u8], &[u8])] = &[
             ("absent file / empty", b"", b"ECS_ENABLE_TASK_IAM_ROLE=true\n"),
             ("other keys", b"ECS_CLUSTER=prod\n", b"ECS_CLUSTER=prod\nECS_ENABLE_TASK_IAM_ROLE=true\n"),
-            ("ours with another value", b"A=1\nECS_ENABLE_TASK_IAM_ROLE=false\nB=2\n", b"A=1\nECS_ENABLE_TASK_IAM_ROLE=true\nB=2\n"),
-            ("ours twice: last wins, one left", b"ECS_ENABLE_TASK_IAM_ROLE=false\nA=1\nECS_ENABLE_TASK_IAM_ROLE=no\n", b"A=1\nECS_ENABLE_TASK_IAM_ROLE=true\n"),
-            ("comments kept", b"# ECS_ENABLE_TASK_IAM_ROLE=false\n; x\nA=1\n", b"# ECS_ENABLE_TASK_IAM_ROLE=false\n; x\nA=1\nECS_ENABLE_TASK_IAM_ROLE=true\n"),
+            (
+                "ours with another value",
+                b"A=1\nECS_ENABLE_TASK_IAM_ROLE=false\nB=2\n",
+                b"A=1\nECS_ENABLE_TASK_IAM_ROLE=true\nB=2\n",
+            ),
+            (
+                "ours twice: last wins, one left",
+                b"ECS_ENABLE_TASK_IAM_ROLE=false\nA=1\nECS_ENABLE_TASK_IAM_ROLE=no\n",
+                b"A=1\nECS_ENABLE_TASK_IAM_ROLE=true\n",
+            ),
+            (
+                "comments kept",
+                b"# ECS_ENABLE_TASK_IAM_ROLE=false\n; x\nA=1\n",
+                b"# ECS_ENABLE_TASK_IAM_ROLE=false\n; x\nA=1\nECS_ENABLE_TASK_IAM_ROLE=true\n",
+            ),
             ("CRLF", b"A=1\r\nB=2\r\n", b"A=1\r\nB=2\r\nECS_ENABLE_TASK_IAM_ROLE=true\r\n"),
-            ("CRLF in place", b"ECS_ENABLE_TASK_IAM_ROLE=false\r\nB=2\r\n", b"ECS_ENABLE_TASK_IAM_ROLE=true\r\nB=2\r\n"),
+            (
+                "CRLF in place",
+                b"ECS_ENABLE_TASK_IAM_ROLE=false\r\nB=2\r\n",
+                b"ECS_ENABLE_TASK_IAM_ROLE=true\r\nB=2\r\n",
+            ),
             ("no final newline", b"A=1", b"A=1\nECS_ENABLE_TASK_IAM_ROLE=true\n"),
-            ("no final newline, ours last", b"A=1\nECS_ENABLE_TASK_IAM_ROLE=false", b"A=1\nECS_ENABLE_TASK_IAM_ROLE=true"),
+            (
+                "no final newline, ours last",
+                b"A=1\nECS_ENABLE_TASK_IAM_ROLE=false",
+                b"A=1\nECS_ENABLE_TASK_IAM_ROLE=true",
+            ),
             ("spaces around", b"  ECS_ENABLE_TASK_IAM_ROLE = false\n", b"ECS_ENABLE_TASK_IAM_ROLE=true\n"),
-            ("prefix of another key untouched", b"ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=false\n", b"ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=false\nECS_ENABLE_TASK_IAM_ROLE=true\n"),
+            (
+                "prefix of another key untouched",
+                b"ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=false\n",
+                b"ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=false\nECS_ENABLE_TASK_IAM_ROLE=true\n",
+            ),
             ("non-UTF-8 bytes kept", b"A=\xff\xfe\n", b"A=\xff\xfe\nECS_ENABLE_TASK_IAM_ROLE=true\n"),
         ];
         for (name, before, want) in cases {

@@ -292,7 +292,11 @@ mod tests {
         );
         assert!(changes[0].details.contains(&"-Type=simple".to_string()), "{:?}", changes[0].details);
         assert!(changes[0].details.contains(&"+Type=oneshot".to_string()));
-        assert!(changes[3].details.contains(&"-ECS_ENABLE_TASK_IAM_ROLE=false".to_string()), "{:?}", changes[3].details);
+        assert!(
+            changes[3].details.contains(&"-ECS_ENABLE_TASK_IAM_ROLE=false".to_string()),
+            "{:?}",
+            changes[3].details
+        );
         assert_eq!(fixes.len(), 3);
     }
 

@@ -14,7 +14,7 @@
 //! Each rule's id (its comment) names what it is for, e.g. `credentials-dnat docker+`.
 
 use crate::config::{Config, IfPattern};
-use crate::ruleset::{build, ct, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict};
+use crate::ruleset::{BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict, build, ct};
 use crate::ruleset::{TABLE_COMMENT, TABLE_NAME};
 use std::net::Ipv4Addr;
 
@@ -113,11 +113,8 @@ pub fn compile(c: &Config) -> Desired {
         ));
     }
     if c.introspection_guard.enabled.v {
-        let mut parts: Vec<Vec<Expr>> = c
-            .introspection_allowed()
-            .iter()
-            .map(|p| build::iifname(CmpOp::Neq, p.as_str()).to_vec())
-            .collect();
+        let mut parts: Vec<Vec<Expr>> =
+            c.introspection_allowed().iter().map(|p| build::iifname(CmpOp::Neq, p.as_str()).to_vec()).collect();
         parts.push(build::tcp_dport(c.introspection_guard.port.v.0).to_vec());
         parts.push(vec![Expr::Counter, Expr::Verdict(Verdict::Drop)]);
         input.push(rule("introspection-guard".into(), parts));

@@ -425,10 +425,9 @@ impl Located<'_> {
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     let loc = Located { file, text };
     if let Some(off) = text.find('\0') {
-        return Err(ConfigErrors(vec![loc.err(
-            Some(off..off + 1),
-            "the file contains a NUL byte; a configuration is UTF-8 TOML text",
-        )]));
+        return Err(ConfigErrors(vec![
+            loc.err(Some(off..off + 1), "the file contains a NUL byte; a configuration is UTF-8 TOML text"),
+        ]));
     }
     let user: FileConfig = toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().replace('\n', "; ");
@@ -460,9 +459,22 @@ fn check_list(
         match IfPattern::parse(e.get_ref(), allow_prefix) {
             Err(m) => errs.push(loc.err(span(e), format!("{key}: {m}"))),
             Ok(p) => {
-                if let Some(other) = out.iter().find(|o| *o == &p || (o.is_prefix() && o.matches(p.as_str().trim_end_matches('+'))) || (p.is_prefix() && p.matches(o.as_str().trim_end_matches('+')))) {
-                    let what = if other == &p { "is listed twice".to_string() } else { format!("overlaps \"{}\" (one pattern covers the other)", other.as_str()) };
-                    errs.push(loc.err(span(e), format!("{key}: \"{}\" {what}; each interface may match one entry", p.as_str())));
+                if let Some(other) = out.iter().find(|o| {
+                    *o == &p
+                        || (o.is_prefix() && o.matches(p.as_str().trim_end_matches('+')))
+                        || (p.is_prefix() && p.matches(o.as_str().trim_end_matches('+')))
+                }) {
+                    let what = if other == &p {
+                        "is listed twice".to_string()
+                    } else {
+                        format!("overlaps \"{}\" (one pattern covers the other)", other.as_str())
+                    };
+                    errs.push(
+                        loc.err(
+                            span(e),
+                            format!("{key}: \"{}\" {what}; each interface may match one entry", p.as_str()),
+                        ),
+                    );
                 }
                 out.push(p);
             }
@@ -491,7 +503,10 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
             if e.get_ref() == "all" || e.get_ref() == "default" {
                 errs.push(loc.err(
                     rl.span.as_ref().map(|_| e.span()),
-                    format!("route_localnet.enable: \"{}\" is a sysctl keyword, not an interface; write enable = \"all\"", e.get_ref()),
+                    format!(
+                        "route_localnet.enable: \"{}\" is a sysctl keyword, not an interface; write enable = \"all\"",
+                        e.get_ref()
+                    ),
                 ));
             }
         }
@@ -499,7 +514,9 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
             check_list(loc, &mut errs, "route_localnet.enable", &as_val, false, MAX_ROUTE_LOCALNET_INTERFACES);
         }
         if list.is_empty() {
-            errs.push(loc.err(rl.span.clone(), "route_localnet.enable is an empty list; write enable = \"off\" instead"));
+            errs.push(
+                loc.err(rl.span.clone(), "route_localnet.enable is an empty list; write enable = \"off\" instead"),
+            );
         }
     }
     let rl_on = !matches!(rl.v, RouteLocalnet::Off);
@@ -525,14 +542,18 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
     if agent.is_unspecified() || agent.is_multicast() || agent.is_broadcast() {
         errs.push(loc.err(
             cred.agent_address.span.clone(),
-            format!("credentials.agent_address {agent} cannot receive a DNAT; allowed: a unicast address such as 127.0.0.1"),
+            format!(
+                "credentials.agent_address {agent} cannot receive a DNAT; allowed: a unicast address such as 127.0.0.1"
+            ),
         ));
     }
     let endpoint = cred.endpoint_address.v.0;
     if endpoint.is_unspecified() || endpoint.is_multicast() || endpoint.is_broadcast() {
         errs.push(loc.err(
             cred.endpoint_address.span.clone(),
-            format!("credentials.endpoint_address {endpoint} is not a unicast address; the ECS endpoint is 169.254.170.2"),
+            format!(
+                "credentials.endpoint_address {endpoint} is not a unicast address; the ECS endpoint is 169.254.170.2"
+            ),
         ));
     }
     if cred.enabled.v && agent.is_loopback() && !rl_on {

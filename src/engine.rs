@@ -5,14 +5,14 @@
 //! against, and carried out as sysctl restores, ONE nf_tables batch, sysctl enables; then
 //! the live state is read again to prove convergence.
 
-use crate::compile::{compile, Desired};
+use crate::compile::{Desired, compile};
 use crate::config::{self, Config};
-use crate::kernel::{KernelError, Netfilter};
-use crate::plan::{plan, plan_removal, sysctl_selectors, LiveState, Plan};
-use crate::sysctl;
 use crate::install::Root;
-use crate::ruleset::{record, Record};
-use anyhow::{bail, Context, Result};
+use crate::kernel::{KernelError, Netfilter};
+use crate::plan::{LiveState, Plan, plan, plan_removal, sysctl_selectors};
+use crate::ruleset::{Record, record};
+use crate::sysctl;
+use anyhow::{Context, Result, bail};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -209,7 +209,10 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
             Ok(()) => {}
             Err(KernelError::Rejected { ref err, .. })
                 if attempt < 5
-                    && matches!(err.raw_os_error(), Some(libc::ERESTART | libc::ENOENT | libc::EEXIST | libc::EBUSY)) =>
+                    && matches!(
+                        err.raw_os_error(),
+                        Some(libc::ERESTART | libc::ENOENT | libc::EEXIST | libc::EBUSY)
+                    ) =>
             {
                 // Someone committed between our read and our batch (ERESTART: the
                 // generation moved): nothing was applied; read again and re-plan.

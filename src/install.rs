@@ -11,7 +11,7 @@
 use crate::agentconfig;
 use crate::artifacts::{self, Bytes, InstallState, InstalledEcsConfig, InstalledFile, LiveFiles};
 use crate::plan::Change;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -86,7 +86,8 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<bool> {
         };
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).with_context(|| format!("cannot chown {}", tmp.display()))?;
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+                .with_context(|| format!("cannot chown {}", tmp.display()))?;
         }
         f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
@@ -116,10 +117,16 @@ fn remove_file(path: &Path) -> Result<bool> {
 pub fn read_state(root: &Root) -> Result<Option<InstallState>> {
     let path = root.at(artifacts::STATE_PATH);
     let Some(bytes) = read_opt(&path)? else { return Ok(None) };
-    let state: InstallState = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: not an ecs-hostnet install state; remove it by hand if nothing is installed", path.display()))?;
+    let state: InstallState = serde_json::from_slice(&bytes).with_context(|| {
+        format!("{}: not an ecs-hostnet install state; remove it by hand if nothing is installed", path.display())
+    })?;
     if state.schema != artifacts::STATE_SCHEMA {
-        bail!("{}: unknown schema {:?} (this ecs-hostnet reads {})", path.display(), state.schema, artifacts::STATE_SCHEMA);
+        bail!(
+            "{}: unknown schema {:?} (this ecs-hostnet reads {})",
+            path.display(),
+            state.schema,
+            artifacts::STATE_SCHEMA
+        );
     }
     Ok(Some(state))
 }
@@ -139,15 +146,23 @@ pub type Report = Vec<String>;
 
 /// Installs into `root`: the configuration (`config_text`), the binary (`binary`), the
 /// boot unit and its enablement, the ecs-init hook, and the agent keys. Idempotent.
-pub fn install(root: &Root, config_text: &[u8], binary: &[u8], agent_keys: &[(String, Option<String>)]) -> Result<Report> {
+pub fn install(
+    root: &Root,
+    config_text: &[u8],
+    binary: &[u8],
+    agent_keys: &[(String, Option<String>)],
+) -> Result<Report> {
     let old = read_state(root)?;
-    let mut state = old.clone().unwrap_or_else(|| InstallState { schema: artifacts::STATE_SCHEMA.into(), ..Default::default() });
+    let mut state =
+        old.clone().unwrap_or_else(|| InstallState { schema: artifacts::STATE_SCHEMA.into(), ..Default::default() });
     let mut targets: Vec<(&str, Vec<u8>, u32, bool)> =
         artifacts::text_files(config_text).into_iter().map(|f| (f.path, f.content, f.mode, true)).collect();
     targets.insert(0, (artifacts::BIN_PATH, binary.to_vec(), 0o755, false));
 
     // Record what is there before touching anything.
-    for abs in targets.iter().map(|t| t.0).chain([artifacts::WANTS_LINK, artifacts::STATE_PATH, artifacts::ECS_CONFIG_PATH]) {
+    for abs in
+        targets.iter().map(|t| t.0).chain([artifacts::WANTS_LINK, artifacts::STATE_PATH, artifacts::ECS_CONFIG_PATH])
+    {
         for d in missing_dirs(root, abs) {
             if !state.created_dirs.contains(&d) {
                 state.created_dirs.push(d);
@@ -167,7 +182,8 @@ pub fn install(root: &Root, config_text: &[u8], binary: &[u8], agent_keys: &[(St
     }
     let ecs_path = root.at(artifacts::ECS_CONFIG_PATH);
     let ecs_now = read_opt(&ecs_path)?;
-    let ecs_new = (!agent_keys.is_empty()).then(|| agentconfig::set_all(ecs_now.as_deref().unwrap_or_default(), agent_keys));
+    let ecs_new =
+        (!agent_keys.is_empty()).then(|| agentconfig::set_all(ecs_now.as_deref().unwrap_or_default(), agent_keys));
     if let Some(new) = &ecs_new {
         let keys_before = agent_keys
             .iter()
@@ -181,7 +197,10 @@ pub fn install(root: &Root, config_text: &[u8], binary: &[u8], agent_keys: &[(St
             None => InstalledEcsConfig { before: ecs_now.clone().map(Bytes), keys_before, written: Bytes(new.clone()) },
         });
     }
-    if !state.wants_link && !root.at(artifacts::WANTS_LINK).exists() && std::fs::symlink_metadata(root.at(artifacts::WANTS_LINK)).is_err() {
+    if !state.wants_link
+        && !root.at(artifacts::WANTS_LINK).exists()
+        && std::fs::symlink_metadata(root.at(artifacts::WANTS_LINK)).is_err()
+    {
         state.wants_link = true;
     }
 
@@ -199,7 +218,8 @@ pub fn install(root: &Root, config_text: &[u8], binary: &[u8], agent_keys: &[(St
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let tmp = dir.join(format!(".ecs-hostnet-{}.tmp", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(artifacts::UNIT_PATH, &tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        std::os::unix::fs::symlink(artifacts::UNIT_PATH, &tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         std::fs::rename(&tmp, &link).with_context(|| format!("cannot create {}", link.display()))?;
         report.push(format!("enabled {} (symlink {})", artifacts::UNIT_PATH, artifacts::WANTS_LINK));
     } else {
@@ -234,9 +254,13 @@ pub fn uninstall(root: &Root) -> Result<Report> {
             report.push(format!("restored {}", artifacts::ECS_CONFIG_PATH));
         } else if let Some(now) = now {
             // Edited since install: put back our keys only, keep the other edits.
-            let keys: Vec<(String, Option<String>)> = e.keys_before.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let keys: Vec<(String, Option<String>)> =
+                e.keys_before.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             write_atomic(&path, &agentconfig::set_all(&now, &keys), 0o644)?;
-            report.push(format!("restored the agent keys in {} (the file was edited since install)", artifacts::ECS_CONFIG_PATH));
+            report.push(format!(
+                "restored the agent keys in {} (the file was edited since install)",
+                artifacts::ECS_CONFIG_PATH
+            ));
         }
     }
     if state.wants_link && link_ok(root) {
@@ -293,7 +317,8 @@ pub fn converge_files(root: &Root, agent_keys: &[(String, Option<String>)], fix:
             let link = root.at(artifacts::WANTS_LINK);
             std::fs::create_dir_all(link.parent().context("has a folder")?)?;
             let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(artifacts::UNIT_PATH, &link).with_context(|| format!("cannot create {}", link.display()))?;
+            std::os::unix::fs::symlink(artifacts::UNIT_PATH, &link)
+                .with_context(|| format!("cannot create {}", link.display()))?;
         }
     }
     Ok(changes)

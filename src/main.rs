@@ -1,9 +1,9 @@
 //! ecs-hostnet command line. Exit codes: 0 = done / nothing to do, 2 = changes or drift
 //! (plan, check), 1 = error (with a message on stderr).
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use ecs_hostnet::engine::{self, Loaded};
-use anyhow::Context as _;
 use ecs_hostnet::install::{self, Root};
 use ecs_hostnet::{netns, nftsyntax, plan::sysctl_name};
 use std::path::PathBuf;
@@ -153,7 +153,8 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
     match cli.command {
         Command::Install { config } => {
             let (loaded, bytes) = engine::load_config_bytes(config.config.as_deref(), &root)?;
-            let binary = std::fs::read("/proc/self/exe").context("cannot read this program's binary (/proc/self/exe)")?;
+            let binary =
+                std::fs::read("/proc/self/exe").context("cannot read this program's binary (/proc/self/exe)")?;
             let _lock = if root.is_system() { Some(engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?) } else { None };
             eprintln!("configuration: {}; root {}", loaded.source, root.at("/").display());
             for line in install::install(&root, &bytes, &binary, &loaded.config.agent_keys())? {

@@ -3,9 +3,9 @@
 //! ecs-hostnet is single-threaded: it calls setns(2) on its only thread before opening any
 //! netlink socket or `/proc/sys` file, so everything it does happens in that namespace.
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use nix::errno::Errno;
-use nix::sched::{setns, CloneFlags};
+use nix::sched::{CloneFlags, setns};
 use std::path::PathBuf;
 
 /// Resolves `--netns`: a value containing `/` is a path (e.g. `/proc/PID/ns/net`),

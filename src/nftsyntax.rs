@@ -7,7 +7,7 @@
 //! file that `nft -f` accepts.
 
 use crate::compile::Desired;
-use crate::ruleset::{ct, meta, payload, BaseChain, Chain, CmpOp, Expr, Family, Table, Verdict};
+use crate::ruleset::{BaseChain, Chain, CmpOp, Expr, Family, Table, Verdict, ct, meta, payload};
 use crate::ruleset::{NAT_RANGE_MAP_IPS, NAT_RANGE_PROTO_SPECIFIED, NAT_TYPE_DNAT, REG_VERDICT};
 
 /// `NF_NAT_RANGE_PROTO_RANDOM`.
@@ -180,9 +180,22 @@ pub fn lift(family: Family, exprs: &[Expr]) -> Option<String> {
                 (Some(format!("ct {kw} & {bits} == 0")), 3)
             }
             [Expr::Ct { key, dreg }, Expr::Cmp { sreg, op, data }, ..] if dreg == sreg => {
-                let kw = if *key == ct::STATE { "state" } else if *key == ct::STATUS { "status" } else { return None };
+                let kw = if *key == ct::STATE {
+                    "state"
+                } else if *key == ct::STATUS {
+                    "status"
+                } else {
+                    return None;
+                };
                 let bits = ct_bits(*key, u32_ne(data)?)?;
-                (Some(format!("ct {kw} {}{}", op_text(*op), bits.trim_start_matches('(').trim_end_matches(')').replace(" | ", ","))), 2)
+                (
+                    Some(format!(
+                        "ct {kw} {}{}",
+                        op_text(*op),
+                        bits.trim_start_matches('(').trim_end_matches(')').replace(" | ", ",")
+                    )),
+                    2,
+                )
             }
             [Expr::Counter, ..] => (Some("counter".to_string()), 1),
             [
@@ -212,10 +225,13 @@ pub fn lift(family: Family, exprs: &[Expr]) -> Option<String> {
                 let extra = nat_flags_text(*flags, NAT_RANGE_PROTO_SPECIFIED)?;
                 (Some(format!("redirect to :{p}{extra}")), 2)
             }
-            [Expr::Verdict(v), ..] => (Some(match v {
-                Verdict::Drop => "drop".to_string(),
-                Verdict::Accept => "accept".to_string(),
-            }), 1),
+            [Expr::Verdict(v), ..] => (
+                Some(match v {
+                    Verdict::Drop => "drop".to_string(),
+                    Verdict::Accept => "accept".to_string(),
+                }),
+                1,
+            ),
             _ => return None,
         };
         if let Some(t) = text {
@@ -232,7 +248,11 @@ fn nat_flags_text(flags: Option<u32>, implied: u32) -> Option<String> {
     let extra = flags.unwrap_or(implied) & !implied;
     let mut words = Vec::new();
     let mut left = extra;
-    for (bit, word) in [(NAT_RANGE_PERSISTENT, "persistent"), (NAT_RANGE_PROTO_RANDOM, "random"), (NAT_RANGE_PROTO_RANDOM_FULLY, "fully-random")] {
+    for (bit, word) in [
+        (NAT_RANGE_PERSISTENT, "persistent"),
+        (NAT_RANGE_PROTO_RANDOM, "random"),
+        (NAT_RANGE_PROTO_RANDOM_FULLY, "fully-random"),
+    ] {
         if left & bit != 0 {
             words.push(word);
             left &= !bit;
@@ -292,10 +312,9 @@ pub fn expr_lowlevel(e: &Expr) -> String {
         }
         Expr::Counter => "[ counter ]".into(),
         Expr::Immediate { dreg, data } => format!("[ immediate reg {dreg} {} ]", hex(data)),
-        Expr::Verdict(v) => format!(
-            "[ immediate reg {REG_VERDICT} {} ]",
-            if *v == Verdict::Drop { "drop" } else { "accept" }
-        ),
+        Expr::Verdict(v) => {
+            format!("[ immediate reg {REG_VERDICT} {} ]", if *v == Verdict::Drop { "drop" } else { "accept" })
+        }
         Expr::Nat { nat_type, family, reg_addr_min, reg_addr_max, reg_proto_min, reg_proto_max, flags } => {
             let mut s = format!("[ nat {} family {family}", if *nat_type == NAT_TYPE_DNAT { "dnat" } else { "snat" });
             for (n, v) in [
@@ -422,7 +441,12 @@ mod tests {
         for t in &d.tables {
             for c in &t.chains {
                 for r in &c.rules {
-                    assert!(lift(t.family, &r.exprs).is_some(), "rule {} did not lift: {}", r.id, lowlevel_text(&r.exprs));
+                    assert!(
+                        lift(t.family, &r.exprs).is_some(),
+                        "rule {} did not lift: {}",
+                        r.id,
+                        lowlevel_text(&r.exprs)
+                    );
                 }
             }
         }

@@ -109,7 +109,12 @@ impl fmt::Display for Op {
                     Placement::Append => "add rule".to_string(),
                     Placement::Before(h) => format!("insert rule (before handle {h})"),
                 };
-                write!(f, "{verb} {} {table} {chain} {}", family.name(), rule_text(*family, &rule.exprs, Some(&rule.id)))
+                write!(
+                    f,
+                    "{verb} {} {table} {chain} {}",
+                    family.name(),
+                    rule_text(*family, &rule.exprs, Some(&rule.id))
+                )
             }
         }
     }
@@ -380,23 +385,28 @@ fn plan_sysctls(desired: &Desired, live: &LiveState, p: &mut Plan) -> Record {
         if new.contains_key(sel) {
             continue;
         }
-        if let Some(Some(now)) = live.route_localnet.get(sel) {
-            if now != original {
-                p.sysctl_before.push(SysctlWrite { selector: sel.clone(), value: original.clone() });
-                p.changes.push(Change {
-                    action: Action::Change,
-                    object: format!("sysctl {}", sysctl_name(sel)),
-                    reason: "no longer in the configuration".into(),
-                    details: vec![format!("{now} -> {original} (the value found before ecs-hostnet set it)")],
-                });
-            }
+        if let Some(Some(now)) = live.route_localnet.get(sel)
+            && now != original
+        {
+            p.sysctl_before.push(SysctlWrite { selector: sel.clone(), value: original.clone() });
+            p.changes.push(Change {
+                action: Action::Change,
+                object: format!("sysctl {}", sysctl_name(sel)),
+                reason: "no longer in the configuration".into(),
+                details: vec![format!("{now} -> {original} (the value found before ecs-hostnet set it)")],
+            });
         }
     }
     new
 }
 
 fn add_table(t: &Table, record: &Record, reason: &str, p: &mut Plan) {
-    p.ops.push(Op::AddTable { family: t.family, name: t.name.clone(), comment: t.comment.clone(), record: record.clone() });
+    p.ops.push(Op::AddTable {
+        family: t.family,
+        name: t.name.clone(),
+        comment: t.comment.clone(),
+        record: record.clone(),
+    });
     p.changes.push(Change {
         action: Action::Add,
         object: table_object(t.family, &t.name),
@@ -494,7 +504,12 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
             }
         }
         p.changes.extend(shown.changes);
-        p.ops.push(Op::AddTable { family: t.family, name: t.name.clone(), comment: t.comment.clone(), record: record.clone() });
+        p.ops.push(Op::AddTable {
+            family: t.family,
+            name: t.name.clone(),
+            comment: t.comment.clone(),
+            record: record.clone(),
+        });
         for c in &t.chains {
             p.ops.push(Op::AddChain { family: t.family, table: t.name.clone(), name: c.name.clone(), base: c.base });
             for r in &c.rules {
@@ -576,9 +591,16 @@ fn kept_pairs(desired: &[Rule], live: &[LiveRule]) -> Vec<(usize, usize)> {
 /// Is `id` one that ecs-hostnet generates (see [`crate::compile`])? Used to tell a rule
 /// dropped from the configuration from a rule someone else put in our chain.
 pub fn is_our_id(id: &str) -> bool {
-    ["credentials-dnat ", "credentials-redirect", "localhost-guard", "introspection-guard", "imds-block-ipv4 ", "imds-block-ipv6 "]
-        .iter()
-        .any(|p| id.starts_with(p))
+    [
+        "credentials-dnat ",
+        "credentials-redirect",
+        "localhost-guard",
+        "introspection-guard",
+        "imds-block-ipv4 ",
+        "imds-block-ipv6 ",
+    ]
+    .iter()
+    .any(|p| id.starts_with(p))
 }
 
 fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
@@ -703,7 +725,11 @@ mod tests {
     }
 
     fn fresh_host() -> LiveState {
-        LiveState { tables: vec![], route_localnet: [("all".to_string(), Some("0".to_string()))].into(), saved_record: None }
+        LiveState {
+            tables: vec![],
+            route_localnet: [("all".to_string(), Some("0".to_string()))].into(),
+            saved_record: None,
+        }
     }
 
     #[test]
@@ -896,7 +922,9 @@ mod tests {
         assert_eq!(p.record, rec(&[("all", "0")]));
         assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
         assert!(p.notes[0].contains("no localhost guard is live"), "{:?}", p.notes);
-        assert!(p.ops.iter().any(|o| matches!(o, Op::AddTable { family: Family::Inet, record, .. } if *record == rec(&[("all", "0")]))));
+        assert!(p.ops.iter().any(
+            |o| matches!(o, Op::AddTable { family: Family::Inet, record, .. } if *record == rec(&[("all", "0")]))
+        ));
         let after = converged(&d, &rec(&[("all", "0")]));
         assert_eq!(plan_removal(&after).sysctl_before, vec![SysctlWrite { selector: "all".into(), value: "0".into() }]);
     }

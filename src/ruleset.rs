@@ -395,10 +395,7 @@ pub mod build {
 
     /// `iifname "NAME"` / `iifname != "NAME"` (pattern in iptables spelling).
     pub fn iifname(op: CmpOp, pattern: &str) -> [Expr; 2] {
-        [
-            Expr::Meta { key: meta::IIFNAME, dreg: REG_1 },
-            Expr::Cmp { sreg: REG_1, op, data: ifname_data(pattern) },
-        ]
+        [Expr::Meta { key: meta::IIFNAME, dreg: REG_1 }, Expr::Cmp { sreg: REG_1, op, data: ifname_data(pattern) }]
     }
 
     /// The implicit `meta nfproto` dependency nft adds before an ip/ip6 header match in
@@ -416,7 +413,7 @@ pub mod build {
     /// `ip daddr A` (offset 16) or `ip saddr A` (offset 12) for a prefix of `prefix_len`
     /// bits that is a multiple of 8 (nft loads only the covered bytes).
     pub fn ip_addr(op: CmpOp, offset: u32, addr: Ipv4Addr, prefix_len: u32) -> [Expr; 2] {
-        assert!(prefix_len % 8 == 0 && (8..=32).contains(&prefix_len));
+        assert!(prefix_len.is_multiple_of(8) && (8..=32).contains(&prefix_len));
         let n = (prefix_len / 8) as usize;
         [
             Expr::Payload { base: payload::NETWORK, offset, len: n as u32, dreg: REG_1 },
@@ -446,13 +443,7 @@ pub mod build {
     pub fn ct_bits_clear(key: u32, mask: u32) -> [Expr; 3] {
         [
             Expr::Ct { key, dreg: REG_1 },
-            Expr::Bitwise {
-                sreg: REG_1,
-                dreg: REG_1,
-                len: 4,
-                mask: mask.to_ne_bytes().to_vec(),
-                xor: vec![0; 4],
-            },
+            Expr::Bitwise { sreg: REG_1, dreg: REG_1, len: 4, mask: mask.to_ne_bytes().to_vec(), xor: vec![0; 4] },
             Expr::Cmp { sreg: REG_1, op: CmpOp::Eq, data: vec![0; 4] },
         ]
     }

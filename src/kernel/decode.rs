@@ -2,7 +2,7 @@
 //! libnftnl (nftnl-sys). Anything ecs-hostnet does not generate is kept as
 //! [`Expr::Other`] with libnftnl's own text, so it can be shown and never equals ours.
 
-use crate::ruleset::{record, BaseChain, ChainType, CmpOp, Expr, Family, Hook, LiveRule, Verdict};
+use crate::ruleset::{BaseChain, ChainType, CmpOp, Expr, Family, Hook, LiveRule, Verdict, record};
 use nftnl::nftnl_sys as sys;
 use std::ffi::CStr;
 use std::os::raw::c_char;
@@ -139,9 +139,7 @@ pub struct RuleInfo {
 }
 
 unsafe fn get_u32(e: *const sys::nftnl_expr, attr: u32) -> Option<u32> {
-    unsafe {
-        if sys::nftnl_expr_is_set(e, attr as u16) { Some(sys::nftnl_expr_get_u32(e, attr as u16)) } else { None }
-    }
+    unsafe { if sys::nftnl_expr_is_set(e, attr as u16) { Some(sys::nftnl_expr_get_u32(e, attr as u16)) } else { None } }
 }
 
 unsafe fn get_data(e: *const sys::nftnl_expr, attr: u32) -> Option<Vec<u8>> {
@@ -175,9 +173,10 @@ unsafe fn decode_expr(e: *const sys::nftnl_expr) -> Expr {
     unsafe {
         let name = str_of(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_NAME as u16));
         let decoded = match name.as_str() {
-            "meta" if only(e, &[sys::NFTNL_EXPR_META_KEY, sys::NFTNL_EXPR_META_DREG], 3) => {
-                Some(Expr::Meta { key: get_u32(e, sys::NFTNL_EXPR_META_KEY).unwrap_or(0), dreg: get_u32(e, sys::NFTNL_EXPR_META_DREG).unwrap_or(0) })
-            }
+            "meta" if only(e, &[sys::NFTNL_EXPR_META_KEY, sys::NFTNL_EXPR_META_DREG], 3) => Some(Expr::Meta {
+                key: get_u32(e, sys::NFTNL_EXPR_META_KEY).unwrap_or(0),
+                dreg: get_u32(e, sys::NFTNL_EXPR_META_DREG).unwrap_or(0),
+            }),
             "payload" if only(e, &[1, 2, 3, 4], 8) => Some(Expr::Payload {
                 base: get_u32(e, sys::NFTNL_EXPR_PAYLOAD_BASE).unwrap_or(0),
                 offset: get_u32(e, sys::NFTNL_EXPR_PAYLOAD_OFFSET).unwrap_or(0),
@@ -197,7 +196,9 @@ unsafe fn decode_expr(e: *const sys::nftnl_expr) -> Expr {
                 })
             }
             // NFTNL_EXPR_BITWISE_OP is reported by newer kernels; 0 is NFT_BITWISE_BOOL.
-            "bitwise" if only(e, &[1, 2, 3, 4, 5, 6], 7) && get_u32(e, sys::NFTNL_EXPR_BITWISE_OP).unwrap_or(0) == 0 => {
+            "bitwise"
+                if only(e, &[1, 2, 3, 4, 5, 6], 7) && get_u32(e, sys::NFTNL_EXPR_BITWISE_OP).unwrap_or(0) == 0 =>
+            {
                 Some(Expr::Bitwise {
                     sreg: get_u32(e, sys::NFTNL_EXPR_BITWISE_SREG).unwrap_or(0),
                     dreg: get_u32(e, sys::NFTNL_EXPR_BITWISE_DREG).unwrap_or(0),
@@ -307,7 +308,13 @@ mod tests {
                     let obj = crate::kernel::encode::rule_object(t.family, &t.name, &c.name, r).unwrap();
                     let mut buf = vec![0u64; 1024];
                     let info = unsafe {
-                        let nlh = sys::nftnl_nlmsg_build_hdr(buf.as_mut_ptr() as *mut c_char, libc::NFT_MSG_NEWRULE as u16, t.family.nfproto() as u16, 0, 1);
+                        let nlh = sys::nftnl_nlmsg_build_hdr(
+                            buf.as_mut_ptr() as *mut c_char,
+                            libc::NFT_MSG_NEWRULE as u16,
+                            t.family.nfproto() as u16,
+                            0,
+                            1,
+                        );
                         sys::nftnl_rule_nlmsg_build_payload(nlh, obj);
                         sys::nftnl_rule_free(obj);
                         rule(nlh as *const libc::nlmsghdr).unwrap()

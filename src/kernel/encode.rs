@@ -7,7 +7,7 @@
 use crate::plan::{Op, Placement};
 use crate::ruleset::{BaseChain, Expr, Family, Rule};
 use nftnl::nftnl_sys as sys;
-use std::ffi::{c_void, CString};
+use std::ffi::{CString, c_void};
 use std::os::raw::c_char;
 
 /// libnftnl udata TLV type of a rule comment (`NFTNL_UDATA_RULE_COMMENT`) and of a table
@@ -213,7 +213,12 @@ unsafe fn write_chain(buf: *mut c_void, seq: u32, family: Family, table: &str, n
 }
 
 /// Builds the rule object (shared by the batch and the tests' round trip).
-pub(crate) fn rule_object(family: Family, table: &str, chain: &str, rule: &Rule) -> Result<*mut sys::nftnl_rule, String> {
+pub(crate) fn rule_object(
+    family: Family,
+    table: &str,
+    chain: &str,
+    rule: &Rule,
+) -> Result<*mut sys::nftnl_rule, String> {
     unsafe {
         let r = sys::nftnl_rule_alloc();
         let (ct, cc) = (cstring(table), cstring(chain));

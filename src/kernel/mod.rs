@@ -173,10 +173,8 @@ impl Netfilter {
                 libc::setsockopt(fd, SOL_NETLINK, opt, &one as *const _ as *const libc::c_void, 4);
             }
         }
-        let seq = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(1);
+        let seq =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
         Ok(Netfilter { sock, seq, buf: AlignedBuf::new(64 * 1024) })
     }
 
@@ -188,7 +186,13 @@ impl Netfilter {
         let mut v: u64 = 0;
         let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
         let r = unsafe {
-            libc::getsockopt(self.fd(), libc::SOL_SOCKET, SO_NETNS_COOKIE, &mut v as *mut u64 as *mut libc::c_void, &mut len)
+            libc::getsockopt(
+                self.fd(),
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                &mut v as *mut u64 as *mut libc::c_void,
+                &mut len,
+            )
         };
         (r == 0 && len == 8).then_some(v)
     }
@@ -204,12 +208,24 @@ impl Netfilter {
 
     /// Sends one request and collects the answer's messages (a dump until `NLMSG_DONE`,
     /// a plain GET until its ACK).
-    fn request(&mut self, msg: u32, family: u8, dump: bool, payload: impl FnOnce(*mut libc::nlmsghdr)) -> Result<Vec<Vec<u8>>> {
+    fn request(
+        &mut self,
+        msg: u32,
+        family: u8,
+        dump: bool,
+        payload: impl FnOnce(*mut libc::nlmsghdr),
+    ) -> Result<Vec<Vec<u8>>> {
         let seq = self.next_seq();
         let mut req = AlignedBuf::new(4096);
         let flags = if dump { libc::NLM_F_DUMP } else { libc::NLM_F_ACK };
         let len = unsafe {
-            let nlh = sys::nftnl_nlmsg_build_hdr(req.bytes().as_mut_ptr() as *mut c_char, msg as u16, family as u16, flags as u16, seq);
+            let nlh = sys::nftnl_nlmsg_build_hdr(
+                req.bytes().as_mut_ptr() as *mut c_char,
+                msg as u16,
+                family as u16,
+                flags as u16,
+                seq,
+            );
             payload(nlh);
             (*nlh).nlmsg_len as usize
         };
