@@ -7,56 +7,107 @@ use support::*;
 
 struct Bad {
     name: &'static str,
-    text: &'static str,
+    text: std::borrow::Cow<'static, str>,
     /// Line the `FILE:LINE:COL:` prefix must point at; None for errors that
     /// involve several keys (only exit 1 and one line are required).
     line: Option<usize>,
 }
 
-const BAD: &[Bad] = &[
-    Bad { name: "unknown-key", text: "[credentials]\nenabled = true\nendpoint_prot = 80\n", line: Some(3) },
-    Bad { name: "unknown-section", text: "# comment\n[credential]\nenabled = true\n", line: Some(2) },
-    Bad { name: "unknown-top-level-key", text: "verbose = true\n", line: Some(1) },
-    Bad { name: "wrong-type-bool", text: "[credentials]\nenabled = \"yes\"\n", line: Some(2) },
-    Bad { name: "wrong-type-list", text: "[containers]\ninterfaces = \"docker+\"\n", line: Some(2) },
-    Bad { name: "wrong-type-port", text: "[credentials]\nagent_port = \"51679\"\n", line: Some(2) },
-    Bad { name: "bad-ipv4-octet", text: "[credentials]\nendpoint_address = \"169.254.170.256\"\n", line: Some(2) },
-    Bad { name: "bad-ipv4-short", text: "[credentials]\n\nagent_address = \"127.1\"\n", line: Some(3) },
-    Bad { name: "bad-ipv4-word", text: "[imds_block]\nipv4_address = \"imds\"\n", line: Some(2) },
-    Bad { name: "ipv6-in-ipv4-field", text: "[imds_block]\nipv4_address = \"fd00:ec2::254\"\n", line: Some(2) },
-    Bad { name: "ipv6-in-endpoint", text: "[credentials]\nendpoint_address = \"fd00:ec2::23\"\n", line: Some(2) },
-    Bad { name: "ipv4-in-ipv6-field", text: "[imds_block]\nipv6_address = \"169.254.169.254\"\n", line: Some(2) },
-    Bad { name: "port-0", text: "[credentials]\nendpoint_port = 0\n", line: Some(2) },
-    Bad { name: "port-70000", text: "[credentials]\nagent_port = 70000\n", line: Some(2) },
-    Bad { name: "port-negative", text: "[introspection_guard]\nport = -1\n", line: Some(2) },
-    Bad { name: "port-0-introspection", text: "[introspection_guard]\nport = 0\n", line: Some(2) },
-    Bad {
-        name: "ifname-16-bytes",
-        text: "[containers]\ninterfaces = [\"docker+\", \"abcdefghijklmnop\"]\n",
+/// `Bad` from a static text.
+const fn b(name: &'static str, text: &'static str, line: Option<usize>) -> Bad {
+    Bad { name, text: std::borrow::Cow::Borrowed(text), line }
+}
+
+/// Every refused configuration: the fixed table plus generated ones.
+fn bad_cases() -> Vec<Bad> {
+    let mut v: Vec<Bad> = BAD.iter().map(|c| b(c.0, c.1, c.2)).collect();
+    // 257 container patterns (at most 256 are allowed), all on line 2
+    let pats: Vec<String> = (0..257).map(|i| format!("\"c{i}x+\"")).collect();
+    v.push(Bad {
+        name: "container-patterns-257",
+        text: format!("[containers]\ninterfaces = [{}]\n", pats.join(", ")).into(),
         line: Some(2),
-    },
-    Bad {
-        name: "ifname-16-bytes-allowed",
-        text: "[introspection_guard]\nallowed_interfaces = [\"lo\", \"abcdefghijklmnop\"]\n",
-        line: Some(2),
-    },
-    Bad { name: "ifname-slash", text: "[containers]\ninterfaces = [\"dock/er0\"]\n", line: Some(2) },
-    Bad { name: "ifname-space", text: "[containers]\ninterfaces = [\"dock er0\"]\n", line: Some(2) },
-    Bad { name: "ifname-empty", text: "[containers]\ninterfaces = [\"\"]\n", line: Some(2) },
-    Bad { name: "ifname-star", text: "[containers]\ninterfaces = [\"docker*\"]\n", line: Some(2) },
-    Bad { name: "ifname-quote", text: "[containers]\ninterfaces = [\"dock\\\"er\"]\n", line: Some(2) },
-    Bad {
-        name: "ifname-route-localnet",
-        text: "[route_localnet]\nenable = [\"docker0\", \"a/b\"]\n",
-        line: Some(2),
-    },
-    Bad { name: "route-localnet-word", text: "[route_localnet]\nenable = \"sometimes\"\n", line: Some(2) },
-    Bad { name: "guard-off-without-opt-out", text: "[localhost_guard]\nenabled = false\n", line: None },
-    Bad { name: "empty-container-interfaces", text: "[containers]\ninterfaces = []\n", line: None },
-    Bad { name: "toml-unclosed-table", text: "[credentials\nenabled = true\n", line: Some(1) },
-    Bad { name: "toml-missing-value", text: "[credentials]\nenabled = true\nagent_port =\n", line: Some(3) },
-    Bad { name: "toml-duplicate-key", text: "[credentials]\nenabled = true\nenabled = false\n", line: Some(3) },
-    Bad { name: "toml-unterminated-string", text: "[credentials]\nagent_address = \"127.0.0.1\n", line: Some(2) },
+    });
+    // 257 patterns, one per line: the error may point at the key or the
+    // 257th element, never past the array
+    let pats: Vec<String> = (0..257).map(|i| format!("  \"c{i}x+\",")).collect();
+    v.push(Bad {
+        name: "container-patterns-257-multiline",
+        text: format!("[containers]\ninterfaces = [\n{}\n]\n", pats.join("\n")).into(),
+        line: None,
+    });
+    v
+}
+
+type BadRow = (&'static str, &'static str, Option<usize>);
+
+const BAD: &[BadRow] = &[
+    // new refusals
+    ("prefix-15-bytes", "[containers]\ninterfaces = [\"abcdefghijklmno+\"]\n", Some(2)),
+    ("prefix-15-bytes-allowed", "[introspection_guard]\nallowed_interfaces = [\"lo\", \"abcdefghijklmno+\"]\n", Some(2)),
+    ("agent-unspecified", "[credentials]\nagent_address = \"0.0.0.0\"\n", Some(2)),
+    ("agent-multicast", "[credentials]\n\nagent_address = \"224.0.0.1\"\n", Some(3)),
+    ("agent-multicast-high", "[credentials]\nagent_address = \"239.255.255.250\"\n", Some(2)),
+    ("overlap-prefix-exact", "[containers]\ninterfaces = [\"docker+\", \"docker0\"]\n", Some(2)),
+    ("overlap-exact-prefix", "[containers]\ninterfaces = [\"docker0\", \"docker+\"]\n", Some(2)),
+    ("overlap-prefix-prefix", "[containers]\ninterfaces = [\"br-+\", \"br-abc+\"]\n", Some(2)),
+    (
+        "overlap-multiline",
+        "[containers]\ninterfaces = [\n  \"docker+\",\n  \"br-+\",\n  \"docker0\",\n]\n",
+        Some(5),
+    ),
+    (
+        "bad-element-line-4",
+        "[containers]\ninterfaces = [\n  \"docker+\",\n  \"dock/er\",\n  \"br-+\",\n]\n",
+        Some(4),
+    ),
+    (
+        "bad-element-line-4-allowed",
+        "[introspection_guard]\nallowed_interfaces = [\n  \"lo\",\n  \"a b\",\n  \"docker0\",\n]\n",
+        Some(4),
+    ),
+    (
+        "bad-element-line-4-route-localnet",
+        "[route_localnet]\nenable = [\n  \"docker0\",\n  \"docker+\",\n  \"eth0\",\n]\n",
+        Some(4),
+    ),
+    (
+        "bad-element-line-4-type",
+        "[containers]\ninterfaces = [\n  \"docker+\",\n  42,\n  \"br-+\",\n]\n",
+        Some(4),
+    ),
+    // earlier refusals
+    ("unknown-key", "[credentials]\nenabled = true\nendpoint_prot = 80\n", Some(3)),
+    ("unknown-section", "# comment\n[credential]\nenabled = true\n", Some(2)),
+    ("unknown-top-level-key", "verbose = true\n", Some(1)),
+    ("wrong-type-bool", "[credentials]\nenabled = \"yes\"\n", Some(2)),
+    ("wrong-type-list", "[containers]\ninterfaces = \"docker+\"\n", Some(2)),
+    ("wrong-type-port", "[credentials]\nagent_port = \"51679\"\n", Some(2)),
+    ("bad-ipv4-octet", "[credentials]\nendpoint_address = \"169.254.170.256\"\n", Some(2)),
+    ("bad-ipv4-short", "[credentials]\n\nagent_address = \"127.1\"\n", Some(3)),
+    ("bad-ipv4-word", "[imds_block]\nipv4_address = \"imds\"\n", Some(2)),
+    ("ipv6-in-ipv4-field", "[imds_block]\nipv4_address = \"fd00:ec2::254\"\n", Some(2)),
+    ("ipv6-in-endpoint", "[credentials]\nendpoint_address = \"fd00:ec2::23\"\n", Some(2)),
+    ("ipv4-in-ipv6-field", "[imds_block]\nipv6_address = \"169.254.169.254\"\n", Some(2)),
+    ("port-0", "[credentials]\nendpoint_port = 0\n", Some(2)),
+    ("port-70000", "[credentials]\nagent_port = 70000\n", Some(2)),
+    ("port-negative", "[introspection_guard]\nport = -1\n", Some(2)),
+    ("port-0-introspection", "[introspection_guard]\nport = 0\n", Some(2)),
+    ("ifname-16-bytes", "[containers]\ninterfaces = [\"docker+\", \"abcdefghijklmnop\"]\n", Some(2)),
+    ("ifname-16-bytes-allowed", "[introspection_guard]\nallowed_interfaces = [\"lo\", \"abcdefghijklmnop\"]\n", Some(2)),
+    ("ifname-slash", "[containers]\ninterfaces = [\"dock/er0\"]\n", Some(2)),
+    ("ifname-space", "[containers]\ninterfaces = [\"dock er0\"]\n", Some(2)),
+    ("ifname-empty", "[containers]\ninterfaces = [\"\"]\n", Some(2)),
+    ("ifname-star", "[containers]\ninterfaces = [\"docker*\"]\n", Some(2)),
+    ("ifname-quote", "[containers]\ninterfaces = [\"dock\\\"er\"]\n", Some(2)),
+    ("ifname-route-localnet", "[route_localnet]\nenable = [\"docker0\", \"a/b\"]\n", Some(2)),
+    ("route-localnet-word", "[route_localnet]\nenable = \"sometimes\"\n", Some(2)),
+    ("guard-off-without-opt-out", "[localhost_guard]\nenabled = false\n", None),
+    ("empty-container-interfaces", "[containers]\ninterfaces = []\n", None),
+    ("toml-unclosed-table", "[credentials\nenabled = true\n", Some(1)),
+    ("toml-missing-value", "[credentials]\nenabled = true\nagent_port =\n", Some(3)),
+    ("toml-duplicate-key", "[credentials]\nenabled = true\nenabled = false\n", Some(3)),
+    ("toml-unterminated-string", "[credentials]\nagent_address = \"127.0.0.1\n", Some(2)),
 ];
 
 /// Check one refused command's output.
@@ -87,10 +138,10 @@ fn bad_configs_are_refused_and_change_nothing() {
     let dir = TempDir::new("bad");
     let ns = Netns::new("bad");
     let mut errors = Vec::new();
-    for case in BAD {
-        let path = dir.write(&format!("{}.toml", case.name), case.text);
+    for case in &bad_cases() {
+        let path = dir.write(&format!("{}.toml", case.name), &case.text);
         // --netns after the subcommand this time
-        let out = ehn(&["apply", "--netns", &ns.name, "-c", &path]);
+        let out = ns.ehn_raw(&["apply", "--netns", &ns.name, "-c", &path]);
         check_refusal(case, &path, &out, &mut errors);
         let rs = ns.ruleset();
         if !rs.trim().is_empty() {
@@ -127,8 +178,8 @@ fn bad_configs_leave_applied_rules_alone() {
     ns.ehn(&["apply", "-c", &good]).expect_code(0);
     let mut before = ns.ruleset_handles();
     let mut errors = Vec::new();
-    for case in BAD {
-        let path = dir.write(&format!("{}.toml", case.name), case.text);
+    for case in &bad_cases() {
+        let path = dir.write(&format!("{}.toml", case.name), &case.text);
         let out = ns.ehn(&["apply", "-c", &path]);
         check_refusal(case, &path, &out, &mut errors);
         if ns.ruleset_handles() != before {
@@ -169,8 +220,8 @@ fn validate_without_root() {
     as_nobody(&["validate", "-c", &no_dnat]).expect_code(0);
 
     let mut errors = Vec::new();
-    for case in BAD {
-        let path = dir.write(&format!("{}.toml", case.name), case.text);
+    for case in &bad_cases() {
+        let path = dir.write(&format!("{}.toml", case.name), &case.text);
         let out = as_nobody(&["validate", "-c", &path]);
         check_refusal(case, &path, &out, &mut errors);
     }
@@ -189,12 +240,20 @@ fn missing_config_file() {
     let dir = TempDir::new("nofile");
     let ns = Netns::new("nofile");
     let path = dir.path().join("does-not-exist.toml").to_string_lossy().into_owned();
-    for sub in ["apply", "plan", "check", "remove", "render"] {
+    for sub in ["apply", "plan", "check", "remove"] {
         let out = ns.ehn(&[sub, "-c", &path]);
         out.expect_code(1);
         assert_one_line_error(&out);
         assert!(out.stderr.contains(&path), "error must name the file: {out}");
     }
+    // render touches no namespace (with --netns it adds a note that it is ignored)
+    let out = ehn(&["render", "-c", &path]);
+    out.expect_code(1);
+    assert_one_line_error(&out);
+    assert!(out.stderr.contains(&path), "error must name the file: {out}");
+    let out = ns.ehn(&["render", "-c", &path]);
+    out.expect_code(1);
+    assert!(out.stderr.contains(&path), "error must name the file: {out}");
     let out = ehn(&["validate", "-c", &path]);
     out.expect_code(1);
     assert!(out.stderr.contains(&path), "error must name the file: {out}");
@@ -235,4 +294,75 @@ fn unknown_namespace() {
     // the lookup must not have created it
     assert!(!std::path::Path::new(&format!("/run/netns/{name}")).exists());
     assert!(!std::path::Path::new(&path).exists());
+}
+
+/// Run the binary with stdout on /dev/full (every write fails with ENOSPC).
+fn to_dev_full(ns: Option<&Netns>, args: &[&str]) -> Out {
+    let run = TempDir::new("full-run");
+    let run_dir = ns.map(|n| n.run_dir().to_path_buf()).unwrap_or_else(|| run.path().to_path_buf());
+    let mut v: Vec<&str> = Vec::new();
+    if let Some(n) = ns {
+        v.extend(["--netns", n.name.as_str()]);
+    }
+    v.extend_from_slice(args);
+    let cmdline = format!("{} {} > /dev/full", bin(), v.join(" "));
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("open /dev/full");
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "--", bin()])
+        .args(&v)
+        .env("ECS_HOSTNET_RUN_DIR", &run_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("spawn");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        cmdline,
+    }
+}
+
+/// stdout that cannot be written is an error (exit 1 with a message), not
+/// a panic (exit 101).
+#[test]
+fn unwritable_stdout_is_an_error_not_a_panic() {
+    let dir = TempDir::new("full");
+    let cfg = dir.default_config();
+    let ns = Netns::new("full");
+
+    for args in [&["render", "-c", cfg.as_str()][..], &["render", "--format", "json", "-c", &cfg]] {
+        let out = to_dev_full(None, args);
+        out.expect_code(1);
+        assert!(!out.stderr.contains("panicked"), "{out}");
+    }
+    // apply with changes to report, then converged
+    for round in ["changes", "converged"] {
+        let out = to_dev_full(Some(&ns), &["apply", "-c", &cfg]);
+        out.expect_code(1);
+        assert!(!out.stderr.contains("panicked"), "{round}: {out}");
+        assert!(!out.stderr.trim().is_empty(), "{round}: exit 1 without a message: {out}");
+    }
+    // the first apply did its work before failing to report it
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+
+    // the other commands: never a panic
+    let mut codes = Vec::new();
+    for args in [
+        &["plan", "-c", cfg.as_str()][..],
+        &["check", "-c", &cfg],
+        &["remove", "-c", &cfg],
+        &["remove", "-c", &cfg],
+    ] {
+        let out = to_dev_full(Some(&ns), args);
+        assert!(out.code != 101 && !out.stderr.contains("panicked"), "{out}");
+        codes.push(format!("{} -> {}", args[0], out.code));
+    }
+    let out = to_dev_full(None, &["validate", "-c", &cfg]);
+    assert!(out.code != 101 && !out.stderr.contains("panicked"), "{out}");
+    codes.push(format!("validate -> {}", out.code));
+    eprintln!("exit codes with stdout on /dev/full: {codes:?}");
+    assert_eq!(ns.ruleset(), "", "remove did its work");
+    assert_eq!(ns.route_localnet(), "0");
 }

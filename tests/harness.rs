@@ -19,9 +19,24 @@ fn topology_reachability_without_rules() {
 #[test]
 fn reference_rules_give_expected_reachability_and_controls_can_fail() {
     let t = Topology::new();
+    let sink = udp_bind(&t.host, "127.0.0.1:51690");
+    let spoofed = std::net::Ipv4Addr::new(127, 0, 0, 2);
     t.host.nft_load(&t.dir, REFERENCE_RULES);
     t.host.set_sysctl("net.ipv4.conf.all.route_localnet", "1");
     assert_probes("with reference rules", &probes_after_apply(&t));
+    // the guard drops a spoofed 127.0.0.2 source from the neighbour
+    let got = spoofed_udp_received(&t.neighbour, &sink, spoofed, 40001, 3);
+    assert!(got.is_empty(), "reference guard let a spoofed loopback source in: {got:?}");
+    // Control: the earlier guard form, which exempted 127.0.0.0/8 sources,
+    // lets it in (so the spoofed-source test tells the two forms apart).
+    let guard = rule_by_comment(&t.host, "ref-localhost-guard");
+    let old_form = "iifname != \"lo\" ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state & (established|related) == 0 ct status & dnat == 0 counter drop comment \"ref-localhost-guard\"";
+    let h = guard.handle.unwrap().to_string();
+    t.host.nft_load(&t.dir, &format!("replace rule inet ecs-hostnet input handle {h} {old_form}\n"));
+    let got = spoofed_udp_received(&t.neighbour, &sink, spoofed, 40003, 3);
+    assert!(!got.is_empty(), "the old guard form exempts loopback sources; the datagram must arrive");
+    t.host.nft_load(&t.dir, &format!("replace rule inet ecs-hostnet input handle {h} {}\n", normalize_counters(&guard.text)));
+    assert!(!rule_by_comment(&t.host, "ref-localhost-guard").text.contains("saddr"));
 
     // Control: without the localhost guard, route_localnet=1 exposes the
     // host's 127.0.0.1 services to the neighbour (so the guard test can fail).
@@ -46,6 +61,65 @@ fn reference_rules_give_expected_reachability_and_controls_can_fail() {
             probe("neighbour introspection v6", n, "[2001:db8:1::1]:51678", Some(INTRO_BODY)),
         ],
     );
+    // Control: without the guard the spoofed datagram arrives (so the
+    // spoofed-source traffic test can fail).
+    let got = spoofed_udp_received(&t.neighbour, &sink, spoofed, 40002, 3);
+    assert!(!got.is_empty(), "without the guard the spoofed datagram must arrive");
+    assert!(got.iter().all(|(_, from)| from.ip() == std::net::IpAddr::V4(spoofed)), "{got:?}");
+}
+
+/// Every namespace has its own run directory for the binary
+/// (`$ECS_HOSTNET_RUN_DIR`): distinct, used by the binary instead of
+/// /run/ecs-hostnet, and removed with the namespace (also on panic).
+#[test]
+fn run_dir_per_namespace() {
+    let run = std::path::Path::new("/run/ecs-hostnet");
+    let run_before = list_tree(run);
+    let a = Netns::new("runa");
+    let b = Netns::new("runb");
+    assert_ne!(a.run_dir(), b.run_dir());
+    assert!(a.run_dir().is_dir() && b.run_dir().is_dir());
+    let dir = TempDir::new("runcfg");
+    let cfg = dir.default_config();
+    a.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    assert!(a.run_dir().join("lock").exists(), "apply must lock {}/lock", a.run_dir().display());
+    assert!(!b.run_dir().join("lock").exists());
+    a.ehn(&["remove", "-c", &cfg]).expect_code(0);
+    // the path forms get the same directory
+    b.ehn_inside(&["apply", "-c", &cfg]).expect_code(0);
+    assert!(b.run_dir().join("lock").exists());
+    b.ehn_inside(&["remove", "-c", &cfg]).expect_code(0);
+    assert_eq!(list_tree(run), run_before, "the tests wrote into /run/ecs-hostnet");
+
+    let a_dir = a.run_dir().to_path_buf();
+    drop(a);
+    assert!(!a_dir.exists(), "run dir {} survived its namespace", a_dir.display());
+    let mut b_dir = std::path::PathBuf::new();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let c = Netns::new("runc");
+        b_dir = c.run_dir().to_path_buf();
+        panic!("deliberate panic");
+    }));
+    assert!(r.is_err());
+    assert!(!b_dir.as_os_str().is_empty() && !b_dir.exists(), "run dir {} survived a panic", b_dir.display());
+}
+
+/// Paths under `root` (recursively), with size and mtime, sorted; empty if
+/// `root` does not exist.
+fn list_tree(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(md) = std::fs::symlink_metadata(&p) else { continue };
+        out.push(format!("{} {} {:?}", p.display(), md.len(), md.modified().ok()));
+        if md.is_dir()
+            && let Ok(rd) = std::fs::read_dir(&p)
+        {
+            stack.extend(rd.flatten().map(|e| e.path()));
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]
@@ -58,9 +132,9 @@ fn guard_forms_list_the_same() {
     ns.nft_load(
         &dir,
         "table inet t {\n chain a {\n \
-         iifname != \"lo\" ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state & (established|related) == 0 ct status & dnat == 0 counter drop\n }\n \
+         iifname != \"lo\" ip daddr 127.0.0.0/8 ct state & (established|related) == 0 ct status & dnat == 0 counter drop\n }\n \
          chain b {\n \
-         iifname != \"lo\" ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state ! established,related ct status ! dnat counter drop\n }\n}\n",
+         iifname != \"lo\" ip daddr 127.0.0.0/8 ct state ! established,related ct status ! dnat counter drop\n }\n}\n",
     );
     let listed = ns.ruleset();
     let r = rules(&listed);
@@ -68,6 +142,9 @@ fn guard_forms_list_the_same() {
     eprintln!("nft lists the guard as: {}", r[0].text);
     assert_eq!(r[0].text, r[1].text, "{listed}");
     assert!(r[0].text.contains("ct status ! dnat"), "{listed}");
+    // the guard no longer exempts loopback sources (a 127.0.0.0/8 source on a
+    // non-loopback interface is spoofed)
+    assert!(!r[0].text.contains("saddr"), "{listed}");
 }
 
 #[test]
@@ -87,10 +164,12 @@ fn sysctl_via_setns_is_the_namespace_value() {
 fn everything_is_removed_on_panic() {
     let mut names = Vec::new();
     let mut dir = std::path::PathBuf::new();
+    let mut run_dirs = Vec::new();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let t = Topology::new();
         names = t.namespaces();
         dir = t.dir.path().to_path_buf();
+        run_dirs = [&t.host, &t.container, &t.imds, &t.neighbour].iter().map(|n| n.run_dir().to_path_buf()).collect();
         assert!(std::path::Path::new(&format!("/run/netns/{}", names[0])).exists());
         panic!("deliberate panic inside a test body");
     }));
@@ -103,6 +182,10 @@ fn everything_is_removed_on_panic() {
         );
     }
     assert!(!dir.exists(), "temp dir {} survived the panic", dir.display());
+    assert_eq!(run_dirs.len(), 4);
+    for d in &run_dirs {
+        assert!(!d.exists(), "run dir {} survived the panic", d.display());
+    }
 }
 
 #[test]

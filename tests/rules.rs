@@ -435,7 +435,7 @@ fn netns_by_path() {
     let dir = TempDir::new("bypath");
     let cfg = dir.default_config();
     let by_run = ns.path();
-    ehn(&["--netns", &by_run, "apply", "-c", &cfg]).expect_code(0);
+    ns.ehn_raw(&["--netns", &by_run, "apply", "-c", &cfg]).expect_code(0);
     assert_eq!(our_rules(&ns.ruleset()).len(), DEFAULT_RULES);
     assert_eq!(ns.route_localnet(), "1");
 
@@ -469,8 +469,8 @@ fn netns_by_path() {
     }
     let _guard = Kill(child);
     let by_proc = format!("/proc/{pid}/ns/net");
-    ehn(&["check", "--netns", &by_proc, "-c", &cfg]).expect_code(0);
-    ehn(&["--netns", &by_proc, "remove", "-c", &cfg]).expect_code(0);
+    ns.ehn_raw(&["check", "--netns", &by_proc, "-c", &cfg]).expect_code(0);
+    ns.ehn_raw(&["--netns", &by_proc, "remove", "-c", &cfg]).expect_code(0);
     assert_eq!(ns.ruleset(), "");
     assert_eq!(ns.route_localnet(), "0");
 }
@@ -516,10 +516,11 @@ fn concurrent_applies_converge_to_one_copy() {
     let dir = TempDir::new("race");
     let cfg = dir.default_config();
     let name = ns.name.clone();
+    let run = ns.run_dir().to_path_buf();
     let handles: Vec<_> = (0..6)
         .map(|_| {
-            let (name, cfg) = (name.clone(), cfg.clone());
-            std::thread::spawn(move || ehn(&["--netns", &name, "apply", "-c", &cfg]))
+            let (name, cfg, run) = (name.clone(), cfg.clone(), run.clone());
+            std::thread::spawn(move || ehn_with_run_dir(&run, &["--netns", &name, "apply", "-c", &cfg]))
         })
         .collect();
     for h in handles {
@@ -639,4 +640,496 @@ fn dormant_table_is_drift() {
     ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
     assert!(!ns.ruleset().contains("flags dormant"));
     ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+}
+
+// ---------------------------------------------------------------------------
+// the run directory: lock and saved route_localnet record
+// ---------------------------------------------------------------------------
+
+/// An exclusive flock(2) on a file, held by the test until dropped.
+struct HeldLock {
+    _file: std::fs::File,
+}
+
+fn hold_lock(path: &std::path::Path) -> HeldLock {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(r, 0, "cannot lock {}: {}", path.display(), std::io::Error::last_os_error());
+    HeldLock { _file: f }
+}
+
+/// Runs `f` on a thread; returns its handle and start time.
+fn spawn_timed<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<(T, std::time::Duration)> {
+    std::thread::spawn(move || {
+        let t0 = std::time::Instant::now();
+        let v = f();
+        (v, t0.elapsed())
+    })
+}
+
+/// A second caller waits while apply/remove's lock is held, and proceeds
+/// once it is released.
+#[test]
+fn lock_makes_apply_and_remove_wait() {
+    let ns = Netns::new("lockw");
+    let dir = TempDir::new("lockw");
+    let cfg = dir.default_config();
+    let lock = hold_lock(&ns.run_dir().join("lock"));
+    let (name, run, c) = (ns.name.clone(), ns.run_dir().to_path_buf(), cfg.clone());
+    let h = spawn_timed(move || ehn_with_run_dir(&run, &["--netns", &name, "apply", "-c", &c]));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(!h.is_finished(), "apply did not wait for the lock");
+    assert_eq!(ns.ruleset(), "", "apply changed the rule set while another holder had the lock");
+    assert_eq!(ns.route_localnet(), "0");
+    drop(lock);
+    let (out, took) = h.join().unwrap();
+    out.expect_code(0);
+    assert!(took >= std::time::Duration::from_millis(1400), "{took:?}");
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+
+    let lock = hold_lock(&ns.run_dir().join("lock"));
+    let (name, run, c) = (ns.name.clone(), ns.run_dir().to_path_buf(), cfg.clone());
+    let h = spawn_timed(move || ehn_with_run_dir(&run, &["--netns", &name, "remove", "-c", &c]));
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert!(!h.is_finished(), "remove did not wait for the lock");
+    assert_eq!(our_rules(&ns.ruleset()).len(), DEFAULT_RULES);
+    drop(lock);
+    h.join().unwrap().0.expect_code(0);
+    assert_eq!(ns.ruleset(), "");
+    assert_eq!(ns.route_localnet(), "0");
+}
+
+/// A lock held for longer than 30 s: apply and remove give up with exit 1
+/// and a message naming "another ecs-hostnet", and change nothing.
+#[test]
+fn lock_held_too_long_is_an_error() {
+    let ns = Netns::new("lockt");
+    let dir = TempDir::new("lockt");
+    let cfg = dir.default_config();
+    let _lock = hold_lock(&ns.run_dir().join("lock"));
+    let handles: Vec<_> = ["apply", "remove"]
+        .into_iter()
+        .map(|sub| {
+            let (name, run, c) = (ns.name.clone(), ns.run_dir().to_path_buf(), cfg.clone());
+            spawn_timed(move || ehn_with_run_dir(&run, &["--netns", &name, sub, "-c", &c]))
+        })
+        .collect();
+    for h in handles {
+        let (out, took) = h.join().unwrap();
+        out.expect_code(1);
+        assert!(out.stderr.contains("another ecs-hostnet"), "{out}");
+        // one error line (after the `configuration: ...` line every command prints)
+        let errs: Vec<&str> =
+            out.stderr.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("configuration: ")).collect();
+        assert_eq!(errs.len(), 1, "want one error line: {out}");
+        assert!(took >= std::time::Duration::from_secs(29), "gave up after {took:?}: {out}");
+        assert!(took < std::time::Duration::from_secs(45), "waited {took:?}: {out}");
+    }
+    assert_eq!(ns.ruleset(), "");
+    assert_eq!(ns.route_localnet(), "0");
+}
+
+/// Files under `<run dir>/route_localnet/`.
+fn saved_records(run_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    match std::fs::read_dir(run_dir.join("route_localnet")) {
+        Ok(rd) => {
+            let mut v: Vec<_> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                .collect();
+            v.sort();
+            v
+        }
+        Err(_) => vec![],
+    }
+}
+
+/// The value of route_localnet found before ecs-hostnet first set it
+/// survives someone deleting our tables (`nft flush ruleset`, or `nft delete
+/// table inet ecs-hostnet`): apply (0 -> 1), lose the table, apply, remove
+/// => 0 again. The saved copy lives under $ECS_HOSTNET_RUN_DIR/route_localnet/.
+#[test]
+fn route_localnet_record_survives_a_lost_table() {
+    let dir = TempDir::new("lost");
+    let cfg = dir.default_config();
+    let lose: [&[&str]; 2] = [&["flush", "ruleset"], &["delete", "table", "inet", "ecs-hostnet"]];
+    for how in lose {
+        let ns = Netns::new("lost");
+        ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+        assert_eq!(ns.route_localnet(), "1");
+        let files = saved_records(ns.run_dir());
+        assert_eq!(files.len(), 1, "one saved record under {}/route_localnet: {files:?}", ns.run_dir().display());
+        ns.nft(how);
+        assert!(!ns.ruleset().contains("table inet ecs-hostnet"));
+        assert_eq!(ns.route_localnet(), "1", "nft does not touch the sysctl");
+        ns.ehn(&["check", "-c", &cfg]).expect_code(2);
+        let plan = ns.ehn(&["plan", "-c", &cfg]);
+        plan.expect_code(2);
+        assert!(plan.stdout.contains("no localhost guard is live"), "plan must say the guard is gone: {plan}");
+        assert!(!plan.stdout.contains("no earlier value is recorded"), "the saved record was not used: {plan}");
+        ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+        ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+        assert_eq!(ns.route_localnet(), "1");
+        ns.ehn(&["remove", "-c", &cfg]).expect_code(0);
+        assert_eq!(ns.route_localnet(), "0", "after `nft {}`, remove must restore the 0 found first", how.join(" "));
+        assert_eq!(ns.ruleset(), "");
+
+        // the record ends with remove: a later first apply records afresh
+        ns.set_sysctl("net.ipv4.conf.all.route_localnet", "1");
+        ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+        ns.ehn(&["remove", "-c", &cfg]).expect_code(0);
+        assert_eq!(ns.route_localnet(), "1", "value found before this apply was 1 (a stale saved record was used)");
+    }
+}
+
+/// The saved record is per network namespace: two namespaces sharing one
+/// run directory keep their own original values.
+#[test]
+fn saved_record_is_per_namespace() {
+    let dir = TempDir::new("pern");
+    let shared = TempDir::new("pern-run");
+    let cfg = dir.default_config();
+    let one = Netns::new("pern1");
+    let zero = Netns::new("pern0");
+    one.set_sysctl("net.ipv4.conf.all.route_localnet", "1");
+    let run = |ns: &Netns, sub: &str| ehn_with_run_dir(shared.path(), &["--netns", &ns.name, sub, "-c", &cfg]);
+    for ns in [&one, &zero] {
+        run(ns, "apply").expect_code(0);
+        assert_eq!(ns.route_localnet(), "1");
+    }
+    assert_eq!(saved_records(shared.path()).len(), 2, "{:?}", saved_records(shared.path()));
+    for ns in [&one, &zero] {
+        ns.nft(&["flush", "ruleset"]);
+    }
+    for ns in [&one, &zero] {
+        run(ns, "apply").expect_code(0);
+    }
+    for ns in [&zero, &one] {
+        run(ns, "remove").expect_code(0);
+        assert_eq!(ns.ruleset(), "");
+    }
+    assert_eq!(one.route_localnet(), "1", "namespace whose original value was 1");
+    assert_eq!(zero.route_localnet(), "0", "namespace whose original value was 0");
+}
+
+// ---------------------------------------------------------------------------
+// concurrency
+// ---------------------------------------------------------------------------
+
+/// `rounds` rounds of `n` parallel applies on one namespace (remove between
+/// rounds), optionally under `setarch --uname-2.6`. `shared_lock`: every
+/// process uses the namespace's run directory (they serialise on the lock);
+/// otherwise each has its own, so the batches really race in the kernel
+/// (the rule-set generation in the batch must make the losers re-plan).
+fn racing_applies(role: &str, uname26: bool, shared_lock: bool, n: usize, rounds: usize) {
+    let ns = Netns::new(role);
+    let dir = TempDir::new(role);
+    let cfg = dir.default_config();
+    let wrap: Vec<String> = if uname26 { uname26_wrap() } else { vec![] };
+    for round in 1..=rounds {
+        let runs: Vec<TempDir> = (0..n).map(|_| TempDir::new(&format!("{role}-r"))).collect();
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let run = if shared_lock { ns.run_dir().to_path_buf() } else { runs[i].path().to_path_buf() };
+                let (name, cfg, wrap) = (ns.name.clone(), cfg.clone(), wrap.clone());
+                std::thread::spawn(move || {
+                    let w: Vec<&str> = wrap.iter().map(String::as_str).collect();
+                    ehn_cmd(&run, &w, &["--netns", &name, "apply", "-c", &cfg])
+                })
+            })
+            .collect();
+        for h in handles {
+            let out = h.join().unwrap();
+            assert!(out.code == 0 && !out.stderr.contains("panicked"), "round {round}: {out}");
+        }
+        let listed = ns.ruleset();
+        assert_eq!(tables(&listed).len(), 2, "round {round}:\n{listed}");
+        assert_eq!(assert_unique_ids(&listed).len(), DEFAULT_RULES, "round {round}:\n{listed}");
+        ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+        assert_eq!(ns.route_localnet(), "1", "round {round}");
+        let out = if uname26 { ns.ehn_uname26(&["remove", "-c", &cfg]) } else { ns.ehn(&["remove", "-c", &cfg]) };
+        out.expect_code(0);
+        assert_eq!(ns.ruleset(), "", "round {round}");
+        assert_eq!(ns.route_localnet(), "0", "round {round}: the value found before the race was 0");
+    }
+}
+
+/// Issue: on kernels before 6.10 nftnl does not ask for ACKs of the batch
+/// begin/end messages (decided from uname). `setarch --uname-2.6` makes it
+/// take that path here: parallel applies all succeed, one copy of each rule.
+#[test]
+fn concurrent_applies_pre_6_10_batch_path() {
+    let wrap = uname26_wrap();
+    let r = run_cmd(&wrap[0], &[wrap[1].as_str(), wrap[2].as_str(), "uname", "-r"], std::time::Duration::from_secs(5));
+    assert!(r.ok() && r.stdout.starts_with("2.6."), "setarch --uname-2.6 does not work here: {r}");
+    racing_applies("race26", true, true, 6, 10);
+}
+
+/// The same without the lock (each process its own run directory), so the
+/// batches race in the kernel, on the pre-6.10 path and on the native one.
+#[test]
+fn concurrent_applies_without_the_lock_converge() {
+    racing_applies("race26nl", true, false, 6, 10);
+    racing_applies("racenl", false, false, 6, 10);
+}
+
+/// apply racing remove: 3 applies + 3 removes in parallel on one namespace,
+/// 20 rounds. Each process exits 0 (or 1 because of the lock); the end
+/// state is consistent: everything of ours with route_localnet 1, or
+/// nothing of ours with route_localnet back to 0.
+#[test]
+fn apply_racing_remove_ends_consistent() {
+    let ns = Netns::new("applyrm");
+    let dir = TempDir::new("applyrm");
+    let cfg = dir.default_config();
+    let mut seen = std::collections::BTreeMap::new();
+    for round in 1..=20 {
+        let handles: Vec<_> = ["apply", "remove", "apply", "remove", "apply", "remove"]
+            .into_iter()
+            .map(|sub| {
+                let (name, run, cfg) = (ns.name.clone(), ns.run_dir().to_path_buf(), cfg.clone());
+                std::thread::spawn(move || ehn_with_run_dir(&run, &["--netns", &name, sub, "-c", &cfg]))
+            })
+            .collect();
+        for h in handles {
+            let out = h.join().unwrap();
+            let ok = out.code == 0 || (out.code == 1 && out.stderr.contains("another ecs-hostnet"));
+            assert!(ok && !out.stderr.contains("panicked"), "round {round}: {out}");
+        }
+        let listed = ns.ruleset();
+        let ours: Vec<String> = tables(&listed).keys().filter(|k| k.ends_with(" ecs-hostnet")).cloned().collect();
+        let rl = ns.route_localnet();
+        if ours.is_empty() {
+            assert_eq!(rl, "0", "round {round}: no table of ours but route_localnet is {rl}\n{listed}");
+            assert_eq!(listed, "", "round {round}");
+            *seen.entry("removed").or_insert(0) += 1;
+        } else {
+            assert_eq!(ours.len(), 2, "round {round}: half of our tables:\n{listed}");
+            assert_eq!(assert_unique_ids(&listed).len(), DEFAULT_RULES, "round {round}:\n{listed}");
+            ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+            assert_eq!(rl, "1", "round {round}: our tables but route_localnet {rl}");
+            *seen.entry("applied").or_insert(0) += 1;
+        }
+    }
+    eprintln!("end states: {seen:?}");
+    ns.ehn(&["remove", "-c", &cfg]).expect_code(0);
+    assert_eq!(ns.route_localnet(), "0", "the value found before the first apply was 0");
+}
+
+// ---------------------------------------------------------------------------
+// hostile state in the kernel
+// ---------------------------------------------------------------------------
+
+/// Plant `table inet ecs-hostnet` (comment "x") whose userdata holds
+/// `record`, through the crate's own kernel layer, from a thread inside `ns`.
+fn plant_record(ns: &Netns, record: ecs_hostnet::ruleset::Record) {
+    ns.run(move || {
+        use ecs_hostnet::kernel::Netfilter;
+        use ecs_hostnet::plan::Op;
+        use ecs_hostnet::ruleset::Family;
+        let mut nf = Netfilter::open().expect("open netfilter socket");
+        let generation = nf.generation().expect("generation");
+        nf.commit(
+            &[Op::AddTable { family: Family::Inet, name: "ecs-hostnet".into(), comment: "x".into(), record }],
+            generation,
+        )
+        .expect("plant the table");
+    });
+}
+
+/// Content and mtime of every file under `root` (symlinks as their target).
+fn snapshot(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        if md.file_type().is_symlink() {
+            out.push(format!("{} -> {:?}", p.display(), std::fs::read_link(&p).unwrap()));
+        } else if md.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+            out.push(format!("{}/", p.display()));
+        } else {
+            out.push(format!(
+                "{} {:?} {:?}",
+                p.display(),
+                std::fs::read_to_string(&p).unwrap_or_default(),
+                md.modified().ok()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A record key that is a path: `table inet ecs-hostnet`'s userdata can be
+/// written by anyone with CAP_NET_ADMIN in the namespace, and the keys
+/// become /proc/sys paths. plan/check/apply/remove must not write (or read
+/// and show) anything outside /proc/sys, nor print the path as a sysctl.
+#[test]
+fn hostile_record_key_is_not_a_path() {
+    let trap = TempDir::new("trap");
+    let cfg = trap.default_config();
+    // <trap>/x/route_localnet (a file) and <trap>/link -> <trap>/target/ (a
+    // directory holding route_localnet): what `/proc/sys/net/ipv4/conf/` +
+    // "../../../../.." + <trap>/x resolves to.
+    std::fs::create_dir(trap.path().join("x")).unwrap();
+    std::fs::write(trap.path().join("x/route_localnet"), "sentinel-x\n").unwrap();
+    std::fs::create_dir(trap.path().join("target")).unwrap();
+    std::fs::write(trap.path().join("target/route_localnet"), "sentinel-link\n").unwrap();
+    std::os::unix::fs::symlink(trap.path().join("target"), trap.path().join("link")).unwrap();
+    let up = "../../../../..";
+    let via_x = format!("{up}{}/x", trap.path().display());
+    let via_link = format!("{up}{}/link", trap.path().display());
+    assert!(std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{via_x}/route_localnet")).unwrap().starts_with("sentinel-x"));
+    let tmp_x_existed = std::path::Path::new("/tmp/x").exists();
+    let before = snapshot(trap.path());
+
+    let records: Vec<Vec<(String, &str)>> = vec![
+        vec![("../../../../tmp/x".to_string(), "1")],
+        vec![(via_x.clone(), "1")],
+        vec![("all".to_string(), "0"), (via_link.clone(), "1")],
+        vec![("../../../../tmp/x".to_string(), "1"), (via_x.clone(), "0"), (via_link.clone(), "1")],
+    ];
+    let mut codes = Vec::new();
+    for rec in records {
+        let ns = Netns::new("hostile");
+        let record: ecs_hostnet::ruleset::Record = rec.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        plant_record(&ns, record.clone());
+        assert!(ns.ruleset().contains("table inet ecs-hostnet"));
+        let mut got = Vec::new();
+        for sub in ["plan", "check", "apply", "plan", "remove"] {
+            let out = ns.ehn(&[sub, "-c", &cfg]);
+            assert!(out.code != 101 && !out.stderr.contains("panicked"), "{out}");
+            for text in [&out.stdout, &out.stderr] {
+                assert!(!text.contains("net.ipv4.conf.."), "{sub} shows a path as a sysctl: {out}");
+                for l in text.lines() {
+                    let change = l.starts_with("+ sysctl") || l.starts_with("~ sysctl") || l.starts_with("- sysctl");
+                    assert!(!(change && (l.contains("..") || l.contains('/'))), "{sub} plans a path as a sysctl: {out}");
+                }
+                assert!(!text.contains("sentinel"), "{sub} read the trap file: {out}");
+            }
+            assert_eq!(snapshot(trap.path()), before, "{sub} with record {record:?} wrote outside /proc/sys: {out}");
+            if !tmp_x_existed {
+                assert!(!std::path::Path::new("/tmp/x").exists(), "{sub} created /tmp/x: {out}");
+            }
+            got.push(format!("{sub}={}", out.code));
+        }
+        // what remove leaves: nothing of ours
+        assert!(!ns.ruleset().contains("ecs-hostnet"), "{}", ns.ruleset());
+        codes.push(format!("{:?}: {}", rec.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), got.join(" ")));
+    }
+    eprintln!("exit codes with a hostile record:\n  {}", codes.join("\n  "));
+
+    // the same through the saved copy under the run directory
+    let ns = Netns::new("hostile-f");
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let files = saved_records(ns.run_dir());
+    assert_eq!(files.len(), 1, "{files:?}");
+    std::fs::write(&files[0], format!("route_localnet:{via_x}=1,{via_link}=1")).unwrap();
+    ns.nft(&["delete", "table", "inet", "ecs-hostnet"]);
+    for sub in ["plan", "apply", "remove"] {
+        let out = ns.ehn(&[sub, "-c", &cfg]);
+        assert!(out.code != 101 && !out.stderr.contains("panicked"), "{out}");
+        assert!(!out.stdout.contains("net.ipv4.conf..") && !out.stdout.contains("sentinel"), "{out}");
+        assert_eq!(snapshot(trap.path()), before, "{sub} with a hostile saved record wrote outside /proc/sys: {out}");
+    }
+}
+
+/// Chain policy drift (`policy drop` on our input chain) is fixed in place:
+/// the rules of table ip ecs-hostnet and of the other chains keep their
+/// handles.
+#[test]
+fn chain_policy_drift_is_fixed_in_place() {
+    let ns = Netns::new("policy");
+    let dir = TempDir::new("policy");
+    let cfg = dir.default_config();
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let key = |r: &Rule| (r.family.clone(), r.chain.clone(), r.comment.clone(), r.handle);
+    let before: Vec<_> = our_rules(&ns.ruleset_handles()).iter().map(key).collect();
+    let table_handles = |listed: &str| -> Vec<String> {
+        listed.lines().filter(|l| l.starts_with("table ")).map(str::to_string).collect()
+    };
+    let tables_before = table_handles(&ns.ruleset_handles());
+    ns.nft(&["add", "chain", "inet", "ecs-hostnet", "input", "{ type filter hook input priority 0; policy drop; }"]);
+    assert!(chain_headers(&ns.ruleset())["inet ecs-hostnet input"].contains("policy drop"));
+
+    ns.ehn(&["check", "-c", &cfg]).expect_code(2);
+    let plan = ns.ehn(&["plan", "-c", &cfg]);
+    plan.expect_code(2);
+    assert!(plan.stdout.contains("chain inet ecs-hostnet input"), "plan must name the chain: {plan}");
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    let listed = ns.ruleset_handles();
+    assert!(chain_headers(&listed)["inet ecs-hostnet input"].contains("policy accept"), "{listed}");
+    let after: Vec<_> = our_rules(&listed).iter().map(key).collect();
+    let others = |v: &[(String, String, Option<String>, Option<u64>)]| -> Vec<_> {
+        v.iter().filter(|(f, c, _, _)| f == "ip" || c != "input").cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(others(&after), others(&before), "rules outside the input chain were re-created:\n{listed}");
+    assert_eq!(table_handles(&listed), tables_before, "a table was re-created:\n{listed}");
+    let input = |v: &[(String, String, Option<String>, Option<u64>)]| -> Vec<_> {
+        v.iter().filter(|(f, c, _, _)| f == "inet" && c == "input").cloned().collect::<Vec<_>>()
+    };
+    eprintln!(
+        "input chain rule handles kept: {} (before {:?}, after {:?})",
+        input(&after) == input(&before),
+        input(&before),
+        input(&after)
+    );
+}
+
+/// A foreign rule in our input chain whose comment holds an ESC byte and a
+/// newline: plan/check print it escaped (no raw ESC, not split over lines)
+/// and report it as added by someone; apply removes it.
+#[test]
+fn foreign_comment_with_control_characters_is_escaped() {
+    let ns = Netns::new("esc");
+    let dir = TempDir::new("esc");
+    let cfg = dir.default_config();
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let comment = "\u{1b}[8mhidden\nforged-line \u{1b}]0;title\u{7}";
+    let doc = serde_json::json!({"nftables": [{"insert": {"rule": {
+        "family": "inet", "table": "ecs-hostnet", "chain": "input", "comment": comment,
+        "expr": [
+            {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 9999}},
+            {"accept": null}
+        ]
+    }}}]});
+    let f = dir.write("esc.json", &doc.to_string());
+    ns.nft(&["-j", "-f", &f]);
+    assert!(ns.nft(&["list", "ruleset"]).contains('\u{1b}'), "nft stored the raw ESC");
+
+    for sub in ["plan", "check"] {
+        let out = ns.ehn(&[sub, "-c", &cfg]);
+        out.expect_code(2);
+        for (what, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            assert!(!text.as_bytes().contains(&0x1b), "{sub} {what} has a raw ESC byte: {:?}", text);
+            assert!(!text.as_bytes().contains(&0x07), "{sub} {what} has a raw BEL byte: {:?}", text);
+        }
+        let lines: Vec<&str> = out.stdout.lines().filter(|l| l.contains("hidden") || l.contains("forged-line")).collect();
+        assert!(!lines.is_empty(), "{sub} does not show the foreign rule's comment: {out}");
+        for l in &lines {
+            assert!(l.contains("hidden") && l.contains("forged-line"), "{sub} split the comment over lines: {out}");
+        }
+        assert!(
+            !out.stdout.lines().any(|l| l.starts_with("forged-line")),
+            "{sub}: the comment forged a line of its own: {out}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("- rule inet ecs-hostnet input") && l.contains("added by someone")),
+            "{sub} must report the rule as added by someone: {out}"
+        );
+    }
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    assert!(!ns.ruleset().contains("hidden"));
 }

@@ -142,3 +142,49 @@ fn route_localnet_per_interface() {
     assert_eq!(t.host.route_localnet(), "0");
     assert_eq!(t.host.ruleset().trim(), "");
 }
+
+/// The localhost guard drops a packet whose SOURCE is a loopback address
+/// (127.0.0.2, spoofed) arriving on the uplink: with route_localnet = 1 the
+/// kernel accepts such sources, so the guard must not exempt them.
+/// The neighbour sends a hand-built IPv4/UDP datagram 127.0.0.2 ->
+/// 127.0.0.1:<port> through a raw socket (routed via the host's uplink
+/// address); the host has a UDP listener on 127.0.0.1:<port>.
+#[test]
+fn spoofed_loopback_source_from_neighbour_is_dropped() {
+    let t = Topology::new();
+    let cfg = t.dir.default_config();
+    let sink = udp_bind(&t.host, "127.0.0.1:51691");
+    let spoofed = std::net::Ipv4Addr::new(127, 0, 0, 2);
+
+    // without route_localnet the host's routing drops it as a martian
+    let got = spoofed_udp_received(&t.neighbour, &sink, spoofed, 40101, 3);
+    assert!(got.is_empty(), "route_localnet=0, no rules: the kernel must drop it: {got:?}");
+
+    // control: route_localnet = 1 and NO rules -> the listener receives it
+    t.host.set_sysctl("net.ipv4.conf.all.route_localnet", "1");
+    let got = spoofed_udp_received(&t.neighbour, &sink, spoofed, 40102, 3);
+    assert!(!got.is_empty(), "control: with route_localnet=1 and no rules the spoofed datagram must arrive");
+    assert!(got.iter().all(|(_, from)| from.ip() == std::net::IpAddr::V4(spoofed)), "{got:?}");
+    t.host.set_sysctl("net.ipv4.conf.all.route_localnet", "0");
+
+    t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    assert_eq!(t.host.route_localnet(), "1");
+    let guard_before = our_rule_matching(&t.host, "input", "127.0.0.0/8");
+    let got = spoofed_udp_received(&t.neighbour, &sink, spoofed, 40103, 3);
+    assert!(got.is_empty(), "after apply a spoofed 127.0.0.2 source reached 127.0.0.1: {got:?}\n{}", t.host.ruleset());
+    // ... and it was the localhost guard that dropped it
+    let guard_after = our_rule_matching(&t.host, "input", "127.0.0.0/8");
+    assert_eq!(guard_before.handle, guard_after.handle);
+    assert!(
+        !guard_after.text.contains("counter packets 0 "),
+        "the localhost guard counted no packet: {}",
+        guard_after.text
+    );
+    // the host itself still reaches its 127.0.0.1 services over lo
+    t.host.run(|| {
+        let s = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+        s.send_to(b"local", "127.0.0.1:51691").unwrap();
+    });
+    let got = udp_drain(&sink, std::time::Duration::from_millis(300));
+    assert_eq!(got.len(), 1, "a local datagram over lo must arrive: {got:?}");
+}

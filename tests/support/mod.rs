@@ -168,12 +168,37 @@ pub fn sh(prog: &str, args: &[&str]) -> String {
 /// namespace of its own (`unshare --net`): a binary that ignored `--netns`
 /// would change that empty namespace (and the test would fail), never the
 /// root namespace of the machine running the tests.
+///
+/// `$ECS_HOSTNET_RUN_DIR` (the binary's lock and saved records) is a fresh
+/// temp directory removed after the call, so nothing is ever left in
+/// /run/ecs-hostnet. Use [`Netns::ehn`] / [`Netns::ehn_raw`] for anything
+/// that targets a namespace: those share the namespace's run directory (and
+/// so its lock) across calls.
 pub fn ehn(args: &[&str]) -> Out {
-    let mut v = vec!["--net", "--", bin()];
-    v.extend_from_slice(args);
-    let mut out = run_cmd("unshare", &v, Duration::from_secs(60));
-    out.cmdline = format!("{} {}", bin(), args.join(" "));
+    let run = TempDir::new("run");
+    ehn_with_run_dir(run.path(), args)
+}
+
+/// Like [`ehn`] with `$ECS_HOSTNET_RUN_DIR` set to `run_dir`.
+pub fn ehn_with_run_dir(run_dir: &Path, args: &[&str]) -> Out {
+    ehn_cmd(run_dir, &[], args)
+}
+
+/// `unshare --net -- [WRAP...] BIN ARGS...` with `$ECS_HOSTNET_RUN_DIR=run_dir`
+/// (WRAP is e.g. `setarch x86_64 --uname-2.6`), timeout 60 s.
+pub fn ehn_cmd(run_dir: &Path, wrap: &[&str], args: &[&str]) -> Out {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--"]).args(wrap).arg(bin()).args(args).env("ECS_HOSTNET_RUN_DIR", run_dir);
+    let mut out = run_cmd_with(&mut cmd, Duration::from_secs(60));
+    out.cmdline = format!("ECS_HOSTNET_RUN_DIR={} {}{} {}", run_dir.display(), wrap.iter().map(|w| format!("{w} ")).collect::<String>(), bin(), args.join(" "));
     out
+}
+
+/// `setarch $(uname -m) --uname-2.6`: uname(2) then reports a 2.6 kernel, so
+/// nftnl takes its pre-6.10 path (no ACK requested for batch begin/end).
+pub fn uname26_wrap() -> Vec<String> {
+    let machine = sh("uname", &["-m"]).trim().to_string();
+    vec!["setarch".into(), machine, "--uname-2.6".into()]
 }
 
 // ---------------------------------------------------------------------------
@@ -245,9 +270,12 @@ fn remove_stale_namespaces() {
     });
 }
 
-/// A named network namespace (under /run/netns), deleted in Drop.
+/// A named network namespace (under /run/netns), deleted in Drop, with its
+/// own run directory for the binary (`$ECS_HOSTNET_RUN_DIR`: lock file and
+/// saved route_localnet records), removed in Drop after the namespace.
 pub struct Netns {
     pub name: String,
+    run_dir: TempDir,
 }
 
 impl Netns {
@@ -255,8 +283,9 @@ impl Netns {
         require_root();
         remove_stale_namespaces();
         let name = unique_name(role);
+        let run_dir = TempDir::new(&format!("{role}-run"));
         sh("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
+        let ns = Netns { name, run_dir };
         // No IPv6 duplicate address detection: a link-local address that is
         // still tentative (~2 s after link up) makes the first forwarded IPv6
         // connections fail. Interfaces created later inherit "default".
@@ -270,6 +299,11 @@ impl Netns {
 
     pub fn path(&self) -> String {
         format!("/run/netns/{}", self.name)
+    }
+
+    /// The `$ECS_HOSTNET_RUN_DIR` every binary invocation for this namespace gets.
+    pub fn run_dir(&self) -> &Path {
+        self.run_dir.path()
     }
 
     /// `ip -n NAME ARGS...`, panics on failure.
@@ -352,16 +386,32 @@ impl Netns {
     /// that a binary that wrongly acts on its own namespace hits this one and
     /// not the root namespace.
     pub fn ehn_inside(&self, args: &[&str]) -> Out {
-        let mut v = vec!["netns", "exec", self.name.as_str(), bin()];
-        v.extend_from_slice(args);
-        run_cmd("ip", &v, Duration::from_secs(60))
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.name.as_str(), bin()]).args(args).env("ECS_HOSTNET_RUN_DIR", self.run_dir());
+        run_cmd_with(&mut cmd, Duration::from_secs(60))
     }
 
     /// Run the binary with `--netns NAME` followed by `args`.
     pub fn ehn(&self, args: &[&str]) -> Out {
         let mut v = vec!["--netns", self.name.as_str()];
         v.extend_from_slice(args);
-        ehn(&v)
+        self.ehn_raw(&v)
+    }
+
+    /// Run the binary with exactly `args` (which target this namespace some
+    /// other way, e.g. `--netns /proc/PID/ns/net` or `apply --netns NAME`)
+    /// and this namespace's run directory.
+    pub fn ehn_raw(&self, args: &[&str]) -> Out {
+        ehn_with_run_dir(self.run_dir(), args)
+    }
+
+    /// `ehn(args)` under `setarch $(uname -m) --uname-2.6` (nftnl's pre-6.10 path).
+    pub fn ehn_uname26(&self, args: &[&str]) -> Out {
+        let mut v = vec!["--netns", self.name.as_str()];
+        v.extend_from_slice(args);
+        let wrap = uname26_wrap();
+        let wrap: Vec<&str> = wrap.iter().map(String::as_str).collect();
+        ehn_cmd(self.run_dir(), &wrap, &v)
     }
 }
 
@@ -575,6 +625,124 @@ pub fn assert_probes(stage: &str, probes: &[Probe]) {
     }
     eprintln!("reachability {stage}:\n{report}");
     assert!(bad == 0, "{bad} reachability expectation(s) failed {stage}:\n{report}");
+}
+
+// ---------------------------------------------------------------------------
+// raw packets and UDP sinks
+// ---------------------------------------------------------------------------
+
+/// A UDP socket bound to `addr` inside namespace `ns` (the socket stays in
+/// that namespace; it can be read from any thread). Closed in Drop.
+pub fn udp_bind(ns: &Netns, addr: &str) -> std::net::UdpSocket {
+    let addr: SocketAddr = addr.parse().expect("udp address");
+    ns.run(move || {
+        let s = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind udp {addr}: {e}"));
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        s
+    })
+}
+
+/// Datagrams that arrive on `sock` within `wait` (payload, sender).
+pub fn udp_drain(sock: &std::net::UdpSocket, wait: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
+    let deadline = Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            got.push((buf[..n].to_vec(), from));
+        }
+    }
+    got
+}
+
+fn csum16(parts: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut bytes = Vec::new();
+    for p in parts {
+        bytes.extend_from_slice(p);
+    }
+    if bytes.len() % 2 == 1 {
+        bytes.push(0);
+    }
+    for w in bytes.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A hand-built IPv4 + UDP datagram (both checksums filled in).
+pub fn ipv4_udp_packet(
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let udp_len = (8 + payload.len()) as u16;
+    let total = 20 + udp_len;
+    let mut ip = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let c = csum16(&[&ip]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&dport.to_be_bytes());
+    udp.extend_from_slice(&udp_len.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&udp_len.to_be_bytes());
+    let mut c = csum16(&[&pseudo, &udp]);
+    if c == 0 {
+        c = 0xffff;
+    }
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&udp);
+    ip
+}
+
+/// Send `packet` (a complete IPv4 datagram, header included) from namespace
+/// `ns` through a raw `IPPROTO_RAW` socket; the kernel routes it by the
+/// destination address in the header and sends the header as written (so
+/// the source address can be anything, e.g. a spoofed 127.0.0.2).
+pub fn send_raw_ipv4(ns: &Netns, packet: Vec<u8>) {
+    use socket2::{Domain, Protocol, Socket, Type};
+    ns.run(move || {
+        let dst = std::net::Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))
+            .unwrap_or_else(|e| panic!("raw socket: {e}"));
+        let to: SocketAddr = SocketAddr::new(dst.into(), 0);
+        let n = s.send_to(&packet, &to.into()).unwrap_or_else(|e| panic!("send raw packet to {dst}: {e}"));
+        assert_eq!(n, packet.len());
+    })
+}
+
+/// From `from`, send `count` spoofed UDP datagrams `src:sport -> dst:dport`
+/// (10 ms apart) and return what `sink` received within 500 ms after.
+pub fn spoofed_udp_received(
+    from: &Netns,
+    sink: &std::net::UdpSocket,
+    src: std::net::Ipv4Addr,
+    sport: u16,
+    count: usize,
+) -> Vec<(Vec<u8>, SocketAddr)> {
+    let local = sink.local_addr().unwrap();
+    let std::net::IpAddr::V4(dst) = local.ip() else { panic!("IPv4 sink wanted") };
+    udp_drain(sink, Duration::from_millis(1)); // nothing stale
+    for i in 0..count {
+        let payload = format!("spoofed-{sport}-{i}");
+        send_raw_ipv4(from, ipv4_udp_packet(src, dst, sport, local.port(), payload.as_bytes()));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    udp_drain(sink, Duration::from_millis(500))
 }
 
 // ---------------------------------------------------------------------------
@@ -893,7 +1061,7 @@ pub const REFERENCE_RULES: &str = r#"table ip ecs-hostnet {
 table inet ecs-hostnet {
 	chain input {
 		type filter hook input priority filter; policy accept;
-		iifname != "lo" ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state & (established|related) == 0 ct status & dnat == 0 counter drop comment "ref-localhost-guard"
+		iifname != "lo" ip daddr 127.0.0.0/8 ct state & (established|related) == 0 ct status & dnat == 0 counter drop comment "ref-localhost-guard"
 		iifname != "lo" iifname != "docker0" tcp dport 51678 counter drop comment "ref-introspection"
 	}
 	chain forward {
