@@ -17,4 +17,6 @@ pub mod netns;
 pub mod nftsyntax;
 pub mod plan;
 pub mod ruleset;
+pub mod rtnl;
 pub mod sysctl;
+pub mod task;

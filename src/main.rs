@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use ecs_hostnet::engine::{self, Loaded};
 use ecs_hostnet::install::{self, Root};
-use ecs_hostnet::{netns, nftsyntax, plan::sysctl_name};
+use ecs_hostnet::{netns, nftsyntax, plan::sysctl_name, task};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,8 +17,9 @@ use std::process::ExitCode;
 struct Cli {
     /// Act in this network namespace: a name under /run/netns or a path such as
     /// /proc/PID/ns/net.
-    #[arg(long, global = true, value_name = "NAME|PATH")]
-    netns: Option<String>,
+    /// Repeat it for `task`, which acts in many namespaces.
+    #[arg(long, global = true, value_name = "NAME|PATH", action = clap::ArgAction::Append)]
+    netns: Vec<String>,
     /// Take every path (configuration, units, ecs.config, install state, run directory)
     /// relative to DIR, e.g. an image being built.
     #[arg(long, global = true, value_name = "DIR")]
@@ -41,6 +42,25 @@ enum RenderFormat {
     Nft,
     /// The desired state as JSON (schema "ecs-hostnet.render/v1").
     Json,
+}
+
+#[derive(clap::Args)]
+struct TaskArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Also every namespace file in this folder (e.g. /run/netns).
+    #[arg(long, value_name = "DIR")]
+    netns_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// Add the missing routes in each namespace. Exit 0: all converged, 1: any failed.
+    Apply(TaskArgs),
+    /// Report missing routes. Exit 0: all converged, 2: drift, 1: any failed.
+    Check(TaskArgs),
+    /// Delete the routes ecs-hostnet added. Exit 0: done, 1: any failed.
+    Remove(TaskArgs),
 }
 
 #[derive(Subcommand)]
@@ -81,6 +101,12 @@ enum Command {
     },
     /// Remove exactly what install added and put back what it replaced.
     Uninstall,
+    /// The awsvpc IMDS block: BLACKHOLE routes to the IMDS addresses inside task network
+    /// namespaces (given with --netns, repeatable, and/or --netns-dir).
+    Task {
+        #[command(subcommand)]
+        action: TaskCommand,
+    },
     /// Check configuration files without root or kernel. Exit 0: valid, 1: invalid.
     Validate {
         /// Configuration files (repeatable; default as for the other commands).
@@ -131,7 +157,10 @@ fn render_json(loaded: &Loaded) -> serde_json::Value {
 /// closed or full stdout is an error message, not a panic).
 fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
     use std::fmt::Write as _;
-    let ns = cli.netns.as_deref();
+    if cli.netns.len() > 1 && !matches!(cli.command, Command::Task { .. }) {
+        anyhow::bail!("--netns is given {} times; only `task` acts in several namespaces", cli.netns.len());
+    }
+    let ns = cli.netns.first().map(String::as_str);
     if ns.is_some() && matches!(cli.command, Command::Render { .. } | Command::Validate { .. }) {
         eprintln!("ecs-hostnet: note: --netns is ignored: render and validate do not touch a kernel");
     }
@@ -151,6 +180,40 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
         eprintln!("ecs-hostnet: note: --netns is ignored: install and uninstall write files only");
     }
     match cli.command {
+        Command::Task { action } => {
+            let (args, action) = match action {
+                TaskCommand::Apply(a) => (a, task::TaskAction::Apply),
+                TaskCommand::Check(a) => (a, task::TaskAction::Check),
+                TaskCommand::Remove(a) => (a, task::TaskAction::Remove),
+            };
+            let loaded = engine::load_config(args.config.config.as_deref(), &root)?;
+            let mut paths: Vec<PathBuf> = cli.netns.iter().map(|n| netns::resolve(n)).collect();
+            if let Some(dir) = &args.netns_dir {
+                paths.extend(task::namespaces_under(dir)?);
+            }
+            if paths.is_empty() {
+                anyhow::bail!("task needs network namespaces: --netns NAME|PATH (repeatable) or --netns-dir DIR");
+            }
+            let results = task::run(action, &paths, &task::imds_routes(&loaded.config))?;
+            let (mut failed, mut drift) = (0, 0);
+            for r in &results {
+                match &r.outcome {
+                    Ok(ops) if ops.is_empty() => writeln!(out, "{}: converged, nothing to do", r.netns.display())?,
+                    Ok(ops) => {
+                        drift += 1;
+                        let verb = if action == task::TaskAction::Check { "drift: would" } else { "done:" };
+                        let list: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+                        writeln!(out, "{}: {verb} {}", r.netns.display(), list.join("; "))?;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        writeln!(out, "{}: error: {}", r.netns.display(), format!("{e:#}").replace('\n', "; "))?;
+                    }
+                }
+            }
+            writeln!(out, "{} namespace(s): {} changed, {} failed.", results.len(), drift, failed)?;
+            Ok(if failed > 0 { 1 } else if drift > 0 && action == task::TaskAction::Check { 2 } else { 0 })
+        }
         Command::Install { config } => {
             let (loaded, bytes) = engine::load_config_bytes(config.config.as_deref(), &root)?;
             let binary =

@@ -1,0 +1,220 @@
+//! Routes over rtnetlink (`NETLINK_ROUTE`), with the rust-netlink crates
+//! (netlink-packet-route for the messages, netlink-sys for the socket).
+//!
+//! Used for the awsvpc task IMDS block (BLACKHOLE routes to `169.254.169.254/32` and
+//! `fd00:ec2::254/128` inside each task's network namespace, what the ECS agent's CNI
+//! plugin installs with `ECS_AWSVPC_BLOCK_IMDS=true`). Routes ecs-hostnet adds carry the
+//! route protocol [`ROUTE_PROTOCOL`], so `remove` only ever deletes its own.
+
+use anyhow::{bail, Context, Result};
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::net::IpAddr;
+
+/// `rtm_protocol` of the routes ecs-hostnet adds (`ip route` shows `proto 236`). Values
+/// above `RTPROT_STATIC` (4) are free for routing daemons; this one marks ours.
+pub const ROUTE_PROTOCOL: u8 = 236;
+
+/// `LOOPBACK_IFINDEX`: `lo` is interface 1 in every network namespace.
+pub const LOOPBACK_IFINDEX: u32 = 1;
+
+/// What a route does with matching packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteKind {
+    /// `blackhole PREFIX`: `connect()` fails at once (EINVAL), nothing is sent.
+    Blackhole,
+    /// `PREFIX dev lo`: locally delivered (for the credentials endpoint on hosts without
+    /// an IPv4 default route).
+    DevLo,
+}
+
+/// A route in the main table: destination prefix and kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Destination address (`RTA_DST`).
+    pub dest: IpAddr,
+    /// Destination prefix length in bits (`rtm_dst_len`): 32 or 128 for one address.
+    pub prefix_len: u8,
+    /// What the route does.
+    pub kind: RouteKind,
+}
+
+impl std::fmt::Display for RouteSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            RouteKind::Blackhole => write!(f, "blackhole {}/{}", self.dest, self.prefix_len),
+            RouteKind::DevLo => write!(f, "{}/{} dev lo", self.dest, self.prefix_len),
+        }
+    }
+}
+
+/// A route as read from the kernel, reduced to what the planner compares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveRoute {
+    /// Destination address (`RTA_DST`).
+    pub dest: IpAddr,
+    /// Destination prefix length in bits.
+    pub prefix_len: u8,
+    /// `None` for a kind ecs-hostnet does not make (a gateway route, unreachable, ...).
+    pub kind: Option<RouteKind>,
+    /// `rtm_protocol`; [`ROUTE_PROTOCOL`] for ours.
+    pub protocol: u8,
+}
+
+impl LiveRoute {
+    /// Does this live route satisfy `want` (whoever made it)?
+    pub fn satisfies(&self, want: &RouteSpec) -> bool {
+        self.dest == want.dest && self.prefix_len == want.prefix_len && self.kind == Some(want.kind)
+    }
+}
+
+fn family(ip: &IpAddr) -> AddressFamily {
+    if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 }
+}
+
+fn message(spec: &RouteSpec) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = family(&spec.dest);
+    m.header.destination_prefix_length = spec.prefix_len;
+    m.header.table = RouteHeader::RT_TABLE_MAIN;
+    m.header.protocol = RouteProtocol::Other(ROUTE_PROTOCOL);
+    m.attributes.push(RouteAttribute::Destination(RouteAddress::from(spec.dest)));
+    match spec.kind {
+        RouteKind::Blackhole => {
+            m.header.kind = RouteType::BlackHole;
+            m.header.scope = RouteScope::Universe;
+        }
+        RouteKind::DevLo => {
+            m.header.kind = RouteType::Unicast;
+            m.header.scope = RouteScope::Link;
+            m.attributes.push(RouteAttribute::Oif(LOOPBACK_IFINDEX));
+        }
+    }
+    m
+}
+
+fn protocol_number(p: RouteProtocol) -> u8 {
+    u8::from(p)
+}
+
+/// An rtnetlink socket in the network namespace of the thread that opened it.
+pub struct Rtnl {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Rtnl {
+    /// Opens a `NETLINK_ROUTE` socket.
+    pub fn open() -> Result<Rtnl> {
+        let mut sock = Socket::new(NETLINK_ROUTE).context("cannot open a NETLINK_ROUTE socket")?;
+        sock.bind_auto().context("cannot bind the NETLINK_ROUTE socket")?;
+        sock.connect(&SocketAddr::new(0, 0)).context("cannot connect the NETLINK_ROUTE socket")?;
+        let _ = sock.set_ext_ack(true);
+        Ok(Rtnl { sock, seq: 0, buf: vec![0; 64 * 1024] })
+    }
+
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteMessage>> {
+        self.seq += 1;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut req = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        req.finalize();
+        let mut bytes = vec![0; req.buffer_len()];
+        req.serialize(&mut bytes);
+        self.sock.send(&bytes, 0).context("rtnetlink send")?;
+        let mut out = Vec::new();
+        loop {
+            let n = self.sock.recv(&mut &mut self.buf[..], 0).context("rtnetlink receive")?;
+            let mut off = 0;
+            while off < n {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
+                    .map_err(|e| anyhow::anyhow!("cannot parse an rtnetlink answer: {e}"))?;
+                let len = m.header.length as usize;
+                if len == 0 {
+                    bail!("rtnetlink answer with length 0");
+                }
+                off += len.next_multiple_of(4);
+                if m.header.sequence_number != self.seq {
+                    continue;
+                }
+                match m.payload {
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(out),
+                            Some(_) => Err(e.to_io().into()),
+                        };
+                    }
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => out.push(r),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The main-table routes of one family whose destination is one of `dests`.
+    pub fn routes(&mut self, ipv6: bool, dests: &[IpAddr]) -> Result<Vec<LiveRoute>> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = if ipv6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+        let all = self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
+        Ok(all
+            .into_iter()
+            .filter(|r| r.header.table == RouteHeader::RT_TABLE_MAIN || table_attr(r) == Some(254))
+            .filter_map(|r| {
+                let dest = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+                    RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+                    _ => None,
+                })?;
+                if !dests.contains(&dest) {
+                    return None;
+                }
+                let oif = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Oif(i) => Some(*i),
+                    _ => None,
+                });
+                let has_gateway = r.attributes.iter().any(|a| matches!(a, RouteAttribute::Gateway(_)));
+                let kind = match r.header.kind {
+                    RouteType::BlackHole => Some(RouteKind::Blackhole),
+                    RouteType::Unicast if oif == Some(LOOPBACK_IFINDEX) && !has_gateway => Some(RouteKind::DevLo),
+                    _ => None,
+                };
+                Some(LiveRoute {
+                    dest,
+                    prefix_len: r.header.destination_prefix_length,
+                    kind,
+                    protocol: protocol_number(r.header.protocol),
+                })
+            })
+            .collect())
+    }
+
+    /// Adds `spec` (replacing a route to the same prefix with the same metric, e.g. a
+    /// gateway route to IMDS, when `replace`).
+    pub fn add(&mut self, spec: &RouteSpec, replace: bool) -> Result<()> {
+        let flags = NLM_F_ACK | NLM_F_CREATE | if replace { NLM_F_REPLACE } else { NLM_F_EXCL };
+        self.request(RouteNetlinkMessage::NewRoute(message(spec)), flags).with_context(|| format!("cannot add route {spec}"))?;
+        Ok(())
+    }
+
+    /// Deletes our route `spec` (only one with [`ROUTE_PROTOCOL`]).
+    pub fn delete(&mut self, spec: &RouteSpec) -> Result<()> {
+        self.request(RouteNetlinkMessage::DelRoute(message(spec)), NLM_F_ACK)
+            .with_context(|| format!("cannot delete route {spec}"))?;
+        Ok(())
+    }
+}
+
+fn table_attr(r: &RouteMessage) -> Option<u32> {
+    r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Table(t) => Some(*t),
+        _ => None,
+    })
+}
