@@ -13,7 +13,7 @@
 //!
 //! Each rule's id (its comment) names what it is for, e.g. `credentials-dnat docker+`.
 
-use crate::config::{Config, IfPattern};
+use crate::config::{Config, EndpointRoute, IfPattern};
 use crate::ruleset::{BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict, build, ct};
 use crate::ruleset::{TABLE_COMMENT, TABLE_NAME};
 use std::net::Ipv4Addr;
@@ -28,6 +28,18 @@ pub struct Desired {
     /// route_localnet selectors to set to 1: `"all"` or interface names
     /// (`/proc/sys/net/ipv4/conf/<selector>/route_localnet`).
     pub route_localnet: Vec<String>,
+    /// The `ENDPOINT/32 dev lo` route for host-network-mode tasks on hosts without an
+    /// IPv4 default route; `None`: ecs-hostnet keeps none (and removes its own).
+    pub endpoint_route: Option<EndpointRouteWanted>,
+}
+
+/// The endpoint route and when it is wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointRouteWanted {
+    /// `169.254.170.2/32 dev lo` (from `credentials.endpoint_address`).
+    pub spec: crate::rtnl::RouteSpec,
+    /// `true`: only when there is no IPv4 default route (and never removed for having one).
+    pub auto: bool,
 }
 
 /// Priority nft calls `dstnat` (`NF_IP_PRI_NAT_DST`).
@@ -154,7 +166,18 @@ pub fn compile(c: &Config) -> Desired {
     if !filter_chains.is_empty() || !route_localnet.is_empty() {
         tables.push(table(Family::Inet, filter_chains));
     }
-    Desired { tables, route_localnet }
+    let endpoint_route = match (cred.enabled.v && cred.redirect_host_traffic.v, cred.endpoint_route_via_lo.v) {
+        (false, _) | (_, EndpointRoute::Never) => None,
+        (true, mode) => Some(EndpointRouteWanted {
+            spec: crate::rtnl::RouteSpec {
+                dest: std::net::IpAddr::V4(endpoint),
+                prefix_len: 32,
+                kind: crate::rtnl::RouteKind::DevLo,
+            },
+            auto: mode == EndpointRoute::Auto,
+        }),
+    };
+    Desired { tables, route_localnet, endpoint_route }
 }
 
 fn imds_rule(p: &IfPattern, ipv6: bool, c: &Config) -> Rule {

@@ -208,6 +208,33 @@ impl<'de> Deserialize<'de> for V6 {
     }
 }
 
+/// `credentials.endpoint_route_via_lo`: when to add the `169.254.170.2/32 dev lo` route
+/// that host-network-mode tasks need on hosts without an IPv4 default route (else their
+/// connect() fails with "network unreachable" before the output-hook REDIRECT is reached).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointRoute {
+    /// Add it when the namespace has no IPv4 default route; never remove it because one
+    /// appeared later (it is harmless on a dual-stack host).
+    Auto,
+    /// Always keep it.
+    Always,
+    /// Never add it; remove the one ecs-hostnet added.
+    Never,
+}
+
+impl<'de> Deserialize<'de> for EndpointRoute {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "auto" => Ok(EndpointRoute::Auto),
+            "always" => Ok(EndpointRoute::Always),
+            "never" => Ok(EndpointRoute::Never),
+            other => Err(serde::de::Error::custom(format!(
+                "\"{other}\" is not allowed; allowed: \"auto\", \"always\", \"never\""
+            ))),
+        }
+    }
+}
+
 /// `route_localnet.enable`: `"all"`, `"off"` or a list of exact interface names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteLocalnet {
@@ -320,6 +347,7 @@ file_sections! {
         agent_address: V4,
         agent_port: Port,
         redirect_host_traffic: bool,
+        endpoint_route_via_lo: EndpointRoute,
     }
     localhost_guard: LocalhostGuardFile {
         enabled: bool,

@@ -8,6 +8,8 @@
 use crate::compile::{Desired, compile};
 use crate::config::{self, Config};
 use crate::install::Root;
+use crate::rtnl::{RouteKind, Rtnl, ROUTE_PROTOCOL};
+use crate::task::RouteOp;
 use crate::kernel::{KernelError, Netfilter};
 use crate::plan::{LiveState, Plan, plan, plan_removal, sysctl_selectors};
 use crate::ruleset::{Record, record};
@@ -167,7 +169,12 @@ pub fn read_live(nf: &mut Netfilter, desired: &Desired, root: &Root) -> Result<(
     for sel in sysctl_selectors(desired, &tables, saved_record.as_ref()) {
         route_localnet.insert(sel.clone(), sysctl::read_route_localnet(&sel)?);
     }
-    Ok((LiveState { tables, route_localnet, saved_record }, generation))
+    let mut rt = Rtnl::open()?;
+    let endpoint = desired.endpoint_route.map(|w| w.spec.dest);
+    let endpoint_routes = rt
+        .routes(false, |r| Some(r.dest) == endpoint || (r.protocol == ROUTE_PROTOCOL && r.kind == Some(RouteKind::DevLo)))?;
+    let ipv4_default_route = rt.has_default_route(false)?;
+    Ok((LiveState { tables, route_localnet, saved_record, endpoint_routes, ipv4_default_route }, generation))
 }
 
 /// Plans `desired` against the live state of the current network namespace.
@@ -222,6 +229,15 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
         }
         // The kernel now holds the record; keep the copy before route_localnet goes on.
         sync_saved_record(&nf, root, &p.record)?;
+        if !p.route_ops.is_empty() {
+            let mut rt = Rtnl::open()?;
+            for op in &p.route_ops {
+                match op {
+                    RouteOp::Add { spec, replace } => rt.add(spec, *replace)?,
+                    RouteOp::Delete { spec } => rt.delete(spec)?,
+                }
+            }
+        }
         for w in &p.sysctl_after {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
@@ -238,7 +254,7 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
 
 /// The desired state of `remove`: none of our tables, no route_localnet of ours.
 pub fn nothing() -> Desired {
-    Desired { tables: vec![], route_localnet: vec![] }
+    Desired { tables: vec![], route_localnet: vec![], endpoint_route: None }
 }
 
 /// Compiles a loaded configuration.

@@ -13,7 +13,9 @@
 
 use crate::compile::Desired;
 use crate::nftsyntax::{base_chain_text, rule_text};
+use crate::rtnl::{LiveRoute, RouteKind, RouteSpec, ROUTE_PROTOCOL};
 use crate::ruleset::{BaseChain, Chain, Family, LiveChain, LiveRule, LiveTable, Record, Rule, Table};
+use crate::task::RouteOp;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -194,6 +196,11 @@ pub struct LiveState {
     /// used when the kernel's copy is gone: someone deleted our table or flushed the
     /// rule set (`nft flush ruleset`, as Debian's /etc/nftables.conf does).
     pub saved_record: Option<Record>,
+    /// Main-table IPv4 routes to the credentials endpoint, and every `dev lo` route
+    /// ecs-hostnet made (its route protocol).
+    pub endpoint_routes: Vec<LiveRoute>,
+    /// Whether the namespace has an IPv4 default route (`0.0.0.0/0` in the main table).
+    pub ipv4_default_route: bool,
 }
 
 impl LiveState {
@@ -236,12 +243,18 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// The route_localnet record once the plan is carried out (empty: none).
     pub record: Record,
+    /// Route changes, made after the batch (the endpoint route for host-mode tasks).
+    pub route_ops: Vec<RouteOp>,
 }
 
 impl Plan {
     /// `true` when the host already matches: nothing to send or write.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.ops.is_empty() && self.sysctl_before.is_empty() && self.sysctl_after.is_empty()
+        self.changes.is_empty()
+            && self.ops.is_empty()
+            && self.sysctl_before.is_empty()
+            && self.sysctl_after.is_empty()
+            && self.route_ops.is_empty()
     }
 
     /// (to add, to change, to remove)
@@ -323,6 +336,7 @@ pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
             });
         }
     }
+    plan_endpoint_route(desired, live, &mut p);
     p.changes.extend(enables);
     let guard_live = live.tables.iter().any(|t| {
         t.family == Family::Inet
@@ -340,9 +354,52 @@ pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
     p
 }
 
+/// The `ENDPOINT/32 dev lo` route: added when wanted and missing; ours deleted when the
+/// configuration no longer wants one. Under `auto` an existing route is kept even when an
+/// IPv4 default route appeared later.
+fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
+    let ours = |r: &LiveRoute| r.protocol == ROUTE_PROTOCOL && r.kind == Some(RouteKind::DevLo);
+    match &desired.endpoint_route {
+        Some(w) => {
+            let present = live.endpoint_routes.iter().any(|r| r.satisfies(&w.spec));
+            let wanted = !w.auto || !live.ipv4_default_route;
+            if wanted && !present {
+                let in_the_way = live.endpoint_routes.iter().any(|r| r.dest == w.spec.dest && r.prefix_len == w.spec.prefix_len);
+                p.route_ops.push(RouteOp::Add { spec: w.spec, replace: in_the_way });
+                let why = if w.auto { "missing: no IPv4 default route, host-network-mode tasks need it" } else { "missing" };
+                p.changes.push(Change {
+                    action: Action::Add,
+                    object: format!("route {}", w.spec),
+                    reason: why.into(),
+                    details: vec![],
+                });
+            }
+            for r in live.endpoint_routes.iter().filter(|r| ours(r) && !r.satisfies(&w.spec)) {
+                delete_route(r, p);
+            }
+        }
+        None => {
+            for r in live.endpoint_routes.iter().filter(|r| ours(r)) {
+                delete_route(r, p);
+            }
+        }
+    }
+}
+
+fn delete_route(r: &LiveRoute, p: &mut Plan) {
+    let spec = RouteSpec { dest: r.dest, prefix_len: r.prefix_len, kind: RouteKind::DevLo };
+    p.route_ops.push(RouteOp::Delete { spec });
+    p.changes.push(Change {
+        action: Action::Remove,
+        object: format!("route {spec}"),
+        reason: "no longer in the configuration".into(),
+        details: vec![],
+    });
+}
+
 /// The plan of `remove`: none of our tables, every recorded route_localnet value put back.
 pub fn plan_removal(live: &LiveState) -> Plan {
-    let mut p = plan(&Desired { tables: vec![], route_localnet: vec![] }, live);
+    let mut p = plan(&Desired { tables: vec![], route_localnet: vec![], endpoint_route: None }, live);
     for c in &mut p.changes {
         c.reason = "ecs-hostnet remove".into();
     }
@@ -717,7 +774,7 @@ mod tests {
             })
             .collect();
         let route_localnet = d.route_localnet.iter().map(|s| (s.clone(), Some("1".to_string()))).collect();
-        LiveState { tables, route_localnet, saved_record: None }
+        LiveState { tables, route_localnet, saved_record: None, ipv4_default_route: true, ..Default::default() }
     }
 
     fn rec(pairs: &[(&str, &str)]) -> Record {
@@ -728,7 +785,8 @@ mod tests {
         LiveState {
             tables: vec![],
             route_localnet: [("all".to_string(), Some("0".to_string()))].into(),
-            saved_record: None,
+            ipv4_default_route: true,
+            ..Default::default()
         }
     }
 
@@ -872,7 +930,7 @@ mod tests {
     fn remove_restores_before_deleting_the_guard() {
         let d = compile(&default_config());
         let live = converged(&d, &rec(&[("all", "0")]));
-        let empty = Desired { tables: vec![], route_localnet: vec![] };
+        let empty = Desired { tables: vec![], route_localnet: vec![], endpoint_route: None };
         let p = plan(&empty, &live);
         assert_eq!(p.sysctl_before, vec![SysctlWrite { selector: "all".into(), value: "0".into() }]);
         assert!(p.sysctl_after.is_empty());
@@ -894,7 +952,7 @@ mod tests {
         });
         assert_eq!(rec1, Some(rec(&[("all", "1")])));
         let after = converged(&d, &rec(&[("all", "1")]));
-        let p = plan(&Desired { tables: vec![], route_localnet: vec![] }, &after);
+        let p = plan(&Desired { tables: vec![], route_localnet: vec![], endpoint_route: None }, &after);
         assert!(p.sysctl_before.is_empty());
     }
 
@@ -927,6 +985,28 @@ mod tests {
         ));
         let after = converged(&d, &rec(&[("all", "0")]));
         assert_eq!(plan_removal(&after).sysctl_before, vec![SysctlWrite { selector: "all".into(), value: "0".into() }]);
+    }
+
+    #[test]
+    fn endpoint_route_on_ipv6_only_hosts() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        assert!(plan(&d, &live).is_empty(), "dual-stack host: no route wanted");
+        live.ipv4_default_route = false;
+        let p = plan(&d, &live);
+        let spec = d.endpoint_route.unwrap().spec;
+        assert_eq!(p.route_ops, vec![RouteOp::Add { spec, replace: false }]);
+        assert!(p.ops.is_empty(), "no batch for a route: {:?}", p.ops);
+        assert!(p.changes[0].object.contains("route 169.254.170.2/32 dev lo"), "{}", p.text());
+        // Ours in place; later an IPv4 default route appears: auto keeps it.
+        live.endpoint_routes.push(LiveRoute { dest: spec.dest, prefix_len: 32, kind: Some(RouteKind::DevLo), protocol: ROUTE_PROTOCOL });
+        live.ipv4_default_route = true;
+        assert!(plan(&d, &live).is_empty());
+        // remove deletes it.
+        assert_eq!(plan_removal(&live).route_ops, vec![RouteOp::Delete { spec }]);
+        // A route someone else made is never deleted.
+        live.endpoint_routes[0].protocol = 4;
+        assert!(plan_removal(&live).route_ops.is_empty());
     }
 
     #[test]

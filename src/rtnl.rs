@@ -159,23 +159,32 @@ impl Rtnl {
         }
     }
 
-    /// The main-table routes of one family whose destination is one of `dests`.
-    pub fn routes(&mut self, ipv6: bool, dests: &[IpAddr]) -> Result<Vec<LiveRoute>> {
+    fn dump_main(&mut self, ipv6: bool) -> Result<Vec<RouteMessage>> {
         let mut m = RouteMessage::default();
         m.header.address_family = if ipv6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
         let all = self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
-        Ok(all
+        Ok(all.into_iter().filter(|r| r.header.table == RouteHeader::RT_TABLE_MAIN || table_attr(r) == Some(254)).collect())
+    }
+
+    /// Whether the main table has a default route (`0.0.0.0/0` or `::/0`) of type unicast.
+    pub fn has_default_route(&mut self, ipv6: bool) -> Result<bool> {
+        Ok(self
+            .dump_main(ipv6)?
+            .iter()
+            .any(|r| r.header.destination_prefix_length == 0 && r.header.kind == RouteType::Unicast))
+    }
+
+    /// The main-table routes of one family (with a destination) that `keep` selects.
+    pub fn routes(&mut self, ipv6: bool, keep: impl Fn(&LiveRoute) -> bool) -> Result<Vec<LiveRoute>> {
+        Ok(self
+            .dump_main(ipv6)?
             .into_iter()
-            .filter(|r| r.header.table == RouteHeader::RT_TABLE_MAIN || table_attr(r) == Some(254))
             .filter_map(|r| {
                 let dest = r.attributes.iter().find_map(|a| match a {
                     RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
                     RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
                     _ => None,
                 })?;
-                if !dests.contains(&dest) {
-                    return None;
-                }
                 let oif = r.attributes.iter().find_map(|a| match a {
                     RouteAttribute::Oif(i) => Some(*i),
                     _ => None,
@@ -193,6 +202,7 @@ impl Rtnl {
                     protocol: protocol_number(r.header.protocol),
                 })
             })
+            .filter(|r| keep(r))
             .collect())
     }
 

@@ -119,9 +119,9 @@ fn in_namespace(path: &Path, action: TaskAction, want: &[RouteSpec]) -> Result<V
     })?;
     let mut rt = Rtnl::open()?;
     let dests: Vec<IpAddr> = want.iter().map(|s| s.dest).collect();
-    let mut live = rt.routes(false, &dests)?;
+    let mut live = rt.routes(false, |r| dests.contains(&r.dest))?;
     if want.iter().any(|s| s.dest.is_ipv6()) {
-        live.extend(rt.routes(true, &dests)?);
+        live.extend(rt.routes(true, |r| dests.contains(&r.dest))?);
     }
     let ops = plan_routes(action, want, &live);
     if action != TaskAction::Check {
