@@ -189,10 +189,18 @@ fn imds_rule(p: &IfPattern, ipv6: bool, c: &Config) -> Rule {
             build::ip_addr(CmpOp::Eq, 16, c.imds_block.ipv4_address.v.0, 32).to_vec(),
         )
     };
+    // Exclusions that fall under this pattern come first, as `iifname != "..."`.
+    let mut parts: Vec<Vec<Expr>> = c
+        .imds_exclusions()
+        .iter()
+        .filter(|e| p.matches(e.as_str().trim_end_matches('+')))
+        .map(|e| build::iifname(CmpOp::Neq, e.as_str()).to_vec())
+        .collect();
+    parts.push(build::iifname(CmpOp::Eq, p.as_str()).to_vec());
     rule(
         id,
         vec![
-            build::iifname(CmpOp::Eq, p.as_str()).to_vec(),
+            parts.concat(),
             build::nfproto(Family::Inet, ipv6),
             addr,
             vec![Expr::Counter, Expr::Verdict(Verdict::Drop)],

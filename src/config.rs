@@ -363,6 +363,7 @@ file_sections! {
         ipv4_address: V4,
         block_ipv6: bool,
         ipv6_address: V6,
+        exclude_interfaces: NameList,
     }
     agent: AgentFile {
         manage_ecs_config: bool,
@@ -396,6 +397,11 @@ impl Config {
         .into_iter()
         .map(|(k, v)| (k.to_string(), Some(v.to_string())))
         .collect()
+    }
+
+    /// Container interfaces the IMDS block leaves alone.
+    pub fn imds_exclusions(&self) -> Vec<IfPattern> {
+        checked(&self.imds_block.exclude_interfaces.v, true)
     }
 
     /// route_localnet selectors to set: `all` or exact interface names; none when off.
@@ -523,6 +529,38 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
         true,
         MAX_ALLOWED_INTERFACES,
     );
+    let exclusions = check_list(
+        loc,
+        &mut errs,
+        "imds_block.exclude_interfaces",
+        &c.imds_block.exclude_interfaces,
+        true,
+        MAX_CONTAINER_PATTERNS,
+    );
+    if let (Some(containers), Some(exclusions)) = (&containers, &exclusions) {
+        let span = |i: usize| c.imds_block.exclude_interfaces.span.as_ref().map(|_| c.imds_block.exclude_interfaces.v[i].span());
+        for (i, e) in exclusions.iter().enumerate() {
+            let stem = e.as_str().trim_end_matches('+');
+            if let Some(p) = containers.iter().find(|p| e.matches(p.as_str().trim_end_matches('+')) && (e.is_prefix() || !p.is_prefix())) {
+                errs.push(loc.err(
+                    span(i),
+                    format!(
+                        "imds_block.exclude_interfaces: \"{}\" excludes all of containers.interfaces \"{}\"; drop that pattern from containers.interfaces instead",
+                        e.as_str(),
+                        p.as_str()
+                    ),
+                ));
+            } else if !containers.iter().any(|p| p.matches(stem) || (e.is_prefix() && e.matches(p.as_str().trim_end_matches('+')))) {
+                errs.push(loc.err(
+                    span(i),
+                    format!(
+                        "imds_block.exclude_interfaces: \"{}\" matches none of containers.interfaces, so it excludes nothing",
+                        e.as_str()
+                    ),
+                ));
+            }
+        }
+    }
     let rl = &c.route_localnet.enable;
     if let RouteLocalnet::Interfaces(list) = &rl.v {
         let as_val = Val { v: list.clone(), span: rl.span.clone() };
@@ -664,6 +702,9 @@ mod tests {
             ("[route_localnet]\nenable = [\"docker0\", \"all\"]", "sysctl keyword"),
             ("[route_localnet]\nenable = [\"docker+\"]", "prefix pattern is not allowed"),
             ("[route_localnet]\nenable = []", "empty list"),
+            ("[imds_block]\nexclude_interfaces = [\"eth0\"]", "excludes nothing"),
+            ("[imds_block]\nexclude_interfaces = [\"docker+\"]", "excludes all of"),
+            ("[imds_block]\nexclude_interfaces = [\"ecs-bridge\"]", "excludes all of"),
         ] {
             let e = errors(text);
             assert!(e.iter().any(|m| m.contains(want)), "{text:?}: want {want:?} in {e:?}");

@@ -472,6 +472,17 @@ mod tests {
     }
 
     #[test]
+    fn imds_exclusions_come_first() {
+        let c = crate::config::parse("t", "[imds_block]\nexclude_interfaces = [\"br-skip\", \"br-x+\"]\n").unwrap();
+        let s = script(&compile(&c), "t");
+        assert!(
+            s.contains("iifname != \"br-skip\" iifname != \"br-x*\" iifname \"br-*\" ip daddr 169.254.169.254 counter drop"),
+            "{s}"
+        );
+        assert!(s.contains("iifname \"docker*\" ip daddr 169.254.169.254 counter drop"), "{s}");
+    }
+
+    #[test]
     fn nat_flags_show_and_comments_cannot_forge_lines() {
         let mut exprs = crate::ruleset::build::dnat(Ipv4Addr::LOCALHOST, 51679).to_vec();
         if let Expr::Nat { flags, .. } = &mut exprs[2] {
