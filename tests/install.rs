@@ -1,0 +1,1540 @@
+//! Persistence: `install` / `uninstall` into temporary roots, the installed boot unit
+//! run in a fresh namespace topology (a simulated reboot), ecs.config edits, crash
+//! safety under `kill -9`, and concurrent applies.
+//!
+//! Safety: every install/uninstall gets `--root <temp dir>`; every kernel command gets
+//! `--netns <a namespace made here>` and `--root <temp dir>` (so the run directory, the
+//! lock and any installed files are under the temp dir, never in /run, /etc or /var),
+//! and runs under `unshare --net` so that a binary ignoring `--netns` could only touch
+//! an empty throw-away namespace. Namespaces, listeners and temp dirs are removed in
+//! Drop, also when a test fails.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+// ---------------------------------------------------------------------------
+// what install must write (written out here, independently of src/)
+// ---------------------------------------------------------------------------
+
+const BIN_PATH: &str = "usr/local/sbin/ecs-hostnet";
+const CONFIG_PATH: &str = "etc/ecs-hostnet/config.toml";
+const UNIT_PATH: &str = "etc/systemd/system/ecs-hostnet.service";
+const WANTS_LINK: &str = "etc/systemd/system/sysinit.target.wants/ecs-hostnet.service";
+const DROPIN_PATH: &str = "etc/systemd/system/ecs.service.d/ecs-hostnet.conf";
+const ECS_CONFIG: &str = "etc/ecs/ecs.config";
+const STATE_PATH: &str = "var/lib/ecs-hostnet/install.json";
+
+const UNIT_TEXT: &str = "\
+# Installed by `ecs-hostnet install`; `ecs-hostnet uninstall` removes it.
+[Unit]
+Description=ECS task IAM role host networking (ecs-hostnet apply)
+Documentation=file:///etc/ecs-hostnet/config.toml
+DefaultDependencies=no
+After=local-fs.target
+Wants=network-pre.target
+Before=network-pre.target docker.service ecs.service shutdown.target
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+StandardInput=null
+ExecStart=/usr/local/sbin/ecs-hostnet apply
+
+[Install]
+WantedBy=sysinit.target
+";
+
+const DROPIN_TEXT: &str = "\
+# Installed by `ecs-hostnet install`: the ECS agent only starts once the host's
+# network matches /etc/ecs-hostnet/config.toml. `ecs-hostnet uninstall` removes it.
+[Unit]
+After=ecs-hostnet.service
+
+[Service]
+ExecStartPre=/usr/local/sbin/ecs-hostnet apply
+";
+
+/// The agent keys of the default `[agent]` section, in the order install appends them.
+const KEYS_DEFAULT: &str =
+    "ECS_ENABLE_TASK_IAM_ROLE=true\nECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true\nECS_AWSVPC_BLOCK_IMDS=true\n";
+
+// ---------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------
+
+fn p(root: &Path, rel: &str) -> PathBuf {
+    root.join(rel)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `unshare --net -- BIN --root ROOT ARGS...`, with the run directory inside ROOT.
+fn ehn_cmd_root(root: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--", bin(), "--root", s(root)])
+        .args(args)
+        .env("ECS_HOSTNET_RUN_DIR", root.join("run/ecs-hostnet"));
+    cmd
+}
+
+/// Runs the binary with `--root ROOT` (timeout 60 s).
+fn ehn_root(root: &Path, args: &[&str]) -> Out {
+    let mut out = run_cmd_with(&mut ehn_cmd_root(root, args), Duration::from_secs(60));
+    out.cmdline = format!("{} --root {} {}", bin(), root.display(), args.join(" "));
+    out
+}
+
+/// Runs the binary with `--root ROOT --netns NS`.
+fn ehn_ns(root: &Path, ns: &Netns, args: &[&str]) -> Out {
+    let mut v = vec!["--netns", ns.name.as_str()];
+    v.extend_from_slice(args);
+    ehn_root(root, &v)
+}
+
+/// A node of a directory tree, as far as install/uninstall may change it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Node {
+    Dir { mode: u32, uid: u32, gid: u32 },
+    File { mode: u32, uid: u32, gid: u32, content: Vec<u8> },
+    Link { target: PathBuf },
+}
+
+/// A node and the metadata that proves it was not rewritten.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamped {
+    node: Node,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// Every path under `root` (relative, `""` excluded) with its node and stamps.
+fn snapshot(root: &Path) -> BTreeMap<String, Stamped> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Stamped>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let mode = m.mode() & 0o7777;
+            let node = if m.file_type().is_symlink() {
+                Node::Link { target: std::fs::read_link(&path).unwrap() }
+            } else if m.is_dir() {
+                Node::Dir { mode, uid: m.uid(), gid: m.gid() }
+            } else {
+                Node::File { mode, uid: m.uid(), gid: m.gid(), content: std::fs::read(&path).unwrap() }
+            };
+            let is_dir = m.is_dir();
+            out.insert(
+                rel,
+                Stamped { node, ino: m.ino(), mtime: (m.mtime(), m.mtime_nsec()), ctime: (m.ctime(), m.ctime_nsec()) },
+            );
+            if is_dir {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// The nodes of a snapshot (what must be equal after an uninstall).
+fn nodes(root: &Path) -> BTreeMap<String, Node> {
+    snapshot(root).into_iter().map(|(k, v)| (k, v.node)).collect()
+}
+
+/// A readable diff of two node maps (contents shortened).
+fn node_diff(want: &BTreeMap<String, Node>, got: &BTreeMap<String, Node>) -> String {
+    let show = |n: &Node| match n {
+        Node::File { mode, uid, gid, content } => {
+            let c = String::from_utf8_lossy(&content[..content.len().min(120)]).into_owned();
+            format!("file {mode:o} {uid}:{gid} {} bytes {c:?}", content.len())
+        }
+        other => format!("{other:?}"),
+    };
+    let mut out = String::new();
+    for (k, w) in want {
+        match got.get(k) {
+            None => out.push_str(&format!("  missing  {k}: {}\n", show(w))),
+            Some(g) if g != w => {
+                out.push_str(&format!("  changed  {k}:\n    want {}\n    got  {}\n", show(w), show(g)))
+            }
+            _ => {}
+        }
+    }
+    for (k, g) in got {
+        if !want.contains_key(k) {
+            out.push_str(&format!("  extra    {k}: {}\n", show(g)));
+        }
+    }
+    out
+}
+
+#[track_caller]
+fn assert_nodes_eq(stage: &str, want: &BTreeMap<String, Node>, got: &BTreeMap<String, Node>) {
+    assert!(want == got, "{stage}: the tree differs:\n{}", node_diff(want, got));
+}
+
+fn write_mode(path: &Path, content: &[u8], mode: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).mode() & 0o7777
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn show(b: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(b))
+}
+
+/// Names in the install's folders that look like temporary files.
+fn temp_files(root: &Path) -> Vec<String> {
+    snapshot(root)
+        .into_keys()
+        .filter(|k| k.rsplit('/').next().is_some_and(|n| n.starts_with('.') || n.ends_with(".tmp")))
+        .collect()
+}
+
+/// The binary under test, as install must copy it.
+fn test_binary() -> Vec<u8> {
+    read(Path::new(bin()))
+}
+
+/// Lines of an install's stdout that are not `unchanged ...` (the final `Installed.`
+/// line excepted).
+fn changed_lines(out: &Out) -> Vec<String> {
+    out.stdout
+        .lines()
+        .filter(|l| !l.starts_with("unchanged ") && !l.starts_with("Installed."))
+        .map(str::to_string)
+        .collect()
+}
+
+/// xorshift64*: a small deterministic generator (the seed is printed).
+struct Rng(u64);
+
+impl Rng {
+    fn from_time(label: &str) -> Rng {
+        let seed = std::env::var("ECS_HOSTNET_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+        eprintln!("{label}: random seed {seed} (set ECS_HOSTNET_TEST_SEED to repeat)");
+        Rng(seed)
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [0, max].
+    fn below(&mut self, max: Duration) -> Duration {
+        let us = max.as_micros() as u64;
+        Duration::from_micros(if us == 0 { 0 } else { self.next() % (us + 1) })
+    }
+}
+
+/// Starts `cmd` (no output), lets it run for `delay`, then SIGKILLs it unless it has
+/// exited. Returns true when the process was still running when killed.
+fn run_and_kill(cmd: &mut Command, delay: Duration) -> bool {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let deadline = Instant::now() + delay;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_micros(500)));
+    }
+    let killed = child.kill().is_ok();
+    let st = child.wait().expect("wait");
+    killed && st.code().is_none()
+}
+
+/// Median wall time of `n` uninterrupted runs of `make()`, each expected to exit 0.
+fn median_run_time(n: usize, mut make: impl FnMut() -> Command) -> Duration {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let out = run_cmd_with(&mut make(), Duration::from_secs(60));
+            assert!(out.ok(), "calibration run failed: {out}");
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v[n / 2]
+}
+
+// ---------------------------------------------------------------------------
+// 1. install: exact files, idempotence, systemd accepts the units
+// ---------------------------------------------------------------------------
+
+/// This process's umask (from /proc: umask(2) cannot read it without changing it).
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).expect("Umask: in /proc/self/status");
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
+/// The tree install must leave in an empty root for configuration bytes `config`.
+fn expected_tree(config: &[u8], ecs_config: &[u8]) -> BTreeMap<String, Node> {
+    let dir = Node::Dir { mode: 0o777 & !umask(), uid: 0, gid: 0 };
+    let file = |mode, content: &[u8]| Node::File { mode, uid: 0, gid: 0, content: content.to_vec() };
+    let mut t = BTreeMap::new();
+    for d in [
+        "etc",
+        "etc/ecs",
+        "etc/ecs-hostnet",
+        "etc/systemd",
+        "etc/systemd/system",
+        "etc/systemd/system/ecs.service.d",
+        "etc/systemd/system/sysinit.target.wants",
+        "usr",
+        "usr/local",
+        "usr/local/sbin",
+        "var",
+        "var/lib",
+        "var/lib/ecs-hostnet",
+    ] {
+        t.insert(d.to_string(), dir.clone());
+    }
+    t.insert(BIN_PATH.into(), file(0o755, &test_binary()));
+    t.insert(CONFIG_PATH.into(), file(0o644, config));
+    t.insert(UNIT_PATH.into(), file(0o644, UNIT_TEXT.as_bytes()));
+    t.insert(DROPIN_PATH.into(), file(0o644, DROPIN_TEXT.as_bytes()));
+    t.insert(WANTS_LINK.into(), Node::Link { target: "/etc/systemd/system/ecs-hostnet.service".into() });
+    t.insert(ECS_CONFIG.into(), file(0o644, ecs_config));
+    t
+}
+
+/// `systemd-analyze verify --root=ROOT UNITS...` (systemd 252: with --root the unit
+/// search path and the executables named in ExecStart= are taken inside ROOT).
+fn systemd_verify(root: &Path, units: &[&str]) -> Out {
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.arg("verify").arg(format!("--root={}", root.display())).args(units).env_remove("SYSTEMD_UNIT_PATH");
+    run_cmd_with(&mut cmd, Duration::from_secs(30))
+}
+
+/// Verification passed: exit 0 and not a single warning.
+fn verify_clean(o: &Out) -> bool {
+    o.code == 0 && o.stderr.trim().is_empty()
+}
+
+/// Puts what `systemd-analyze verify` needs besides our files into `root`: the
+/// distribution's units (sysinit.target, ...), an `ecs.service` like ecs-init's (so the
+/// drop-in has a unit to attach to) and its executable.
+fn add_systemd_fixtures(root: &Path) {
+    let units = p(root, "usr/lib/systemd");
+    std::fs::create_dir_all(&units).unwrap();
+    sh("cp", &["-a", "/lib/systemd/system", s(&units)]);
+    write_mode(
+        &p(root, "usr/lib/systemd/system/ecs.service"),
+        b"[Unit]\n\
+          Description=Amazon Elastic Container Service - container agent\n\
+          After=docker.service\n\
+          \n\
+          [Service]\n\
+          Type=simple\n\
+          Restart=on-failure\n\
+          ExecStartPre=/usr/libexec/amazon-ecs-init pre-start\n\
+          ExecStart=/usr/libexec/amazon-ecs-init start\n\
+          ExecStop=/usr/libexec/amazon-ecs-init stop\n\
+          \n\
+          [Install]\n\
+          WantedBy=multi-user.target\n",
+        0o644,
+    );
+    write_mode(&p(root, "usr/libexec/amazon-ecs-init"), b"#!/bin/sh\nexit 0\n", 0o755);
+}
+
+#[test]
+fn install_writes_exact_files_and_a_second_install_changes_nothing() {
+    require_root();
+    let dir = TempDir::new("inst1");
+    let root = TempDir::new("root1");
+    let root = root.path();
+    // a non-default configuration with bytes of its own (comment, CRLF-free, no final
+    // blank line) so "the -c file's bytes" is distinguishable from the default
+    let cfg_text = "# site configuration, test 1\n[credentials]\nagent_port = 51680 # moved\n";
+    let cfg = dir.write("site.toml", cfg_text);
+
+    // an invalid configuration is refused before anything is written
+    let bad = dir.write("bad.toml", "[credentials]\nagent_port = \"x\"\n");
+    let refused = ehn_root(root, &["install", "-c", &bad]);
+    assert_eq!(refused.code, 1, "{refused}");
+    assert_nodes_eq("after a refused install", &BTreeMap::new(), &nodes(root));
+
+    let first = ehn_root(root, &["install", "-c", &cfg]);
+    first.expect_code(0);
+    for want in [
+        "wrote /var/lib/ecs-hostnet/install.json",
+        "wrote /usr/local/sbin/ecs-hostnet",
+        "wrote /etc/ecs-hostnet/config.toml",
+        "wrote /etc/systemd/system/ecs-hostnet.service",
+        "wrote /etc/systemd/system/ecs.service.d/ecs-hostnet.conf",
+        "enabled /etc/systemd/system/ecs-hostnet.service",
+        "updated /etc/ecs/ecs.config",
+    ] {
+        assert!(first.stdout.lines().any(|l| l.starts_with(want)), "install did not report {want:?}: {first}");
+    }
+
+    // every file, exactly
+    let mut tree = nodes(root);
+    let state = tree.remove(STATE_PATH).expect("install state written");
+    let Node::File { mode, content, .. } = &state else { panic!("state is not a file: {state:?}") };
+    assert_eq!(*mode, 0o600, "the install state holds the files' former contents: owner-only");
+    let json: serde_json::Value = serde_json::from_slice(content).expect("install state is JSON");
+    assert_eq!(json["schema"], "ecs-hostnet.install/v1");
+    assert_nodes_eq("after the first install", &expected_tree(cfg_text.as_bytes(), KEYS_DEFAULT.as_bytes()), &tree);
+    // systemd agrees that the unit is enabled
+    let enabled = run_cmd(
+        "systemctl",
+        &[&format!("--root={}", root.display()), "is-enabled", "ecs-hostnet.service"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(enabled.stdout.trim(), "enabled", "{enabled}");
+
+    // a second install: everything unchanged, no file rewritten (same inode, mtime, ctime)
+    let before = snapshot(root);
+    std::thread::sleep(Duration::from_millis(30)); // past the kernel's timestamp granularity
+    let second = ehn_root(root, &["install", "-c", &cfg]);
+    second.expect_code(0);
+    assert!(changed_lines(&second).is_empty(), "a second install must change nothing: {second}");
+    let after = snapshot(root);
+    for (k, b) in &before {
+        let a = after.get(k).unwrap_or_else(|| panic!("{k} vanished in the second install"));
+        assert_eq!(a, b, "{k} was rewritten (or touched) by the second install:\n{second}");
+    }
+    assert_eq!(before.len(), after.len(), "the second install added files: {:?}", after.keys().collect::<Vec<_>>());
+
+    // a third install without -c takes the installed configuration: still nothing to do
+    let third = ehn_root(root, &["install"]);
+    third.expect_code(0);
+    assert!(changed_lines(&third).is_empty(), "{third}");
+    assert!(third.stderr.contains(&format!("configuration: {}", p(root, CONFIG_PATH).display())), "{third}");
+
+    // systemd-analyze verify accepts the unit and the drop-in (in a copy with fixtures)
+    let vroot = TempDir::new("verify");
+    let vroot = vroot.path().join("r");
+    sh("cp", &["-a", s(root), s(&vroot)]);
+    add_systemd_fixtures(&vroot);
+    let ok = systemd_verify(&vroot, &["ecs-hostnet.service", "ecs.service"]);
+    assert!(verify_clean(&ok), "systemd-analyze verify must accept the installed units without a warning: {ok}");
+
+    // ... and it does reject broken copies (so the check above can fail)
+    let unit = p(&vroot, UNIT_PATH);
+    let dropin = p(&vroot, DROPIN_PATH);
+    let binary = p(&vroot, BIN_PATH);
+    let breakages: Vec<(&str, &Path, String)> = vec![
+        ("unit: relative ExecStart", &unit, UNIT_TEXT.replace("ExecStart=/usr/", "ExecStart=usr/")),
+        (
+            "unit: ExecStart binary missing",
+            &unit,
+            UNIT_TEXT.replace("sbin/ecs-hostnet apply", "sbin/ecs-hostnetd apply"),
+        ),
+        ("unit: misspelt key", &unit, UNIT_TEXT.replace("Type=oneshot", "Typ=oneshot")),
+        ("unit: bad Type", &unit, UNIT_TEXT.replace("Type=oneshot", "Type=oneshot-ish")),
+        ("unit: no [Service] section", &unit, UNIT_TEXT.replace("[Service]", "[Servcie]")),
+        ("drop-in: relative ExecStartPre", &dropin, DROPIN_TEXT.replace("ExecStartPre=/usr/", "ExecStartPre=usr/")),
+        ("drop-in: misspelt key", &dropin, DROPIN_TEXT.replace("After=", "Afer=")),
+    ];
+    for (what, path, text) in breakages {
+        let good = read(path);
+        std::fs::write(path, &text).unwrap();
+        let units: &[&str] = if path == dropin.as_path() { &["ecs.service"] } else { &["ecs-hostnet.service"] };
+        let o = systemd_verify(&vroot, units);
+        std::fs::write(path, &good).unwrap();
+        assert!(!verify_clean(&o), "{what}: systemd-analyze verify accepted a broken unit: {o}");
+    }
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = systemd_verify(&vroot, &["ecs-hostnet.service"]);
+    assert!(!verify_clean(&o), "binary not executable: verify passed: {o}");
+
+    // uninstall leaves the root as it was: empty
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_nodes_eq("after uninstall", &BTreeMap::new(), &nodes(root));
+    // and a second uninstall is a no-op
+    let again = ehn_root(root, &["uninstall"]);
+    again.expect_code(0);
+    assert!(again.stdout.contains("nothing installed"), "{again}");
+}
+
+// ---------------------------------------------------------------------------
+// 2. simulated reboot: the installed unit's command in a fresh topology
+// ---------------------------------------------------------------------------
+
+/// The command of `KEY=` in a unit file (one line, no quoting in our units).
+fn unit_command(unit_text: &str, key: &str) -> Vec<String> {
+    let lines: Vec<&str> = unit_text.lines().filter(|l| l.starts_with(&format!("{key}="))).collect();
+    assert_eq!(lines.len(), 1, "want exactly one {key}= line in\n{unit_text}");
+    let argv: Vec<String> = lines[0][key.len() + 1..].split_whitespace().map(str::to_string).collect();
+    assert_eq!(
+        argv.first().map(String::as_str),
+        Some("/usr/local/sbin/ecs-hostnet"),
+        "{key}= must run the installed binary: {lines:?}"
+    );
+    argv
+}
+
+/// Runs a unit's command as systemd would at boot, but with the binary inside `root`
+/// and `--root ROOT --netns NS` added; the run directory is left to `--root`.
+fn run_unit_command(root: &Path, argv: &[String], ns: &Netns) -> Out {
+    let installed = root.join(argv[0].trim_start_matches('/'));
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--"])
+        .arg(&installed)
+        .args(["--root", s(root), "--netns", ns.name.as_str()])
+        .args(&argv[1..])
+        .env_remove("ECS_HOSTNET_RUN_DIR");
+    let mut out = run_cmd_with(&mut cmd, Duration::from_secs(60));
+    out.cmdline =
+        format!("{} --root {} --netns {} {}", installed.display(), root.display(), ns.name, argv[1..].join(" "));
+    out
+}
+
+#[test]
+fn installed_boot_unit_applies_the_installed_configuration_in_a_fresh_namespace() {
+    require_root();
+    let dir = TempDir::new("reboot");
+    let root = TempDir::new("root2");
+    let root = root.path();
+    let cfg = dir.write(
+        "site.toml",
+        "# installed by the reboot test\n\
+         [containers]\n\
+         interfaces = [\"docker+\", \"cni+\"]\n\
+         [credentials]\n\
+         agent_port = 51777\n\
+         [agent]\n\
+         awsvpc_block_imds = false\n",
+    );
+    ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+    assert_eq!(
+        read(&p(root, ECS_CONFIG)),
+        b"ECS_ENABLE_TASK_IAM_ROLE=true\nECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true\nECS_AWSVPC_BLOCK_IMDS=false\n"
+    );
+    let unit = String::from_utf8(read(&p(root, UNIT_PATH))).unwrap();
+    let dropin = String::from_utf8(read(&p(root, DROPIN_PATH))).unwrap();
+    let exec_start = unit_command(&unit, "ExecStart");
+    let exec_start_pre = unit_command(&dropin, "ExecStartPre");
+
+    // "after the reboot": a fresh topology, nothing applied yet
+    let t = Topology::new();
+    let agent = Listener::spawn(&t.host.name, "127.0.0.1:51777", "agent-on-51777");
+    let (c, n, h) = (&t.container, &t.neighbour, &t.host);
+    assert_probes(
+        "before the boot unit ran",
+        &[
+            probe("container credentials endpoint", c, "169.254.170.2:80", None),
+            probe("container IMDS v4", c, "169.254.169.254:80", Some(IMDS_BODY)),
+        ],
+    );
+
+    let boot = run_unit_command(root, &exec_start, h);
+    boot.expect_code(0);
+    assert!(
+        boot.stderr.contains(&format!("configuration: {}", p(root, CONFIG_PATH).display())),
+        "the boot unit must use the installed configuration: {boot}"
+    );
+    assert!(p(root, "run/ecs-hostnet/lock").exists(), "with --root the lock lives under ROOT/run/ecs-hostnet");
+
+    let listed = h.ruleset();
+    assert!(listed.contains("iifname \"cni*\""), "the extra container pattern is missing:\n{listed}");
+    assert!(
+        listed.contains("dnat to 127.0.0.1:51777"),
+        "the agent port of the installed configuration is not used:\n{listed}"
+    );
+    assert_probes(
+        "after the boot unit ran",
+        &[
+            probe("container credentials endpoint", c, "169.254.170.2:80", Some("agent-on-51777")),
+            probe("host credentials endpoint (REDIRECT)", h, "169.254.170.2:80", Some("agent-on-51777")),
+            probe("container IMDS v4", c, "169.254.169.254:80", None),
+            probe("container IMDS v6", c, "[fd00:ec2::254]:80", None),
+            probe("neighbour host 127.0.0.1 agent", n, "127.0.0.1:51777", None),
+            probe("neighbour host 127.0.0.1 default port", n, "127.0.0.1:51679", None),
+            probe("neighbour credentials endpoint", n, "169.254.170.2:80", None),
+        ],
+    );
+    let check = ehn_ns(root, h, &["check"]);
+    check.expect_code(0);
+    assert!(check.stdout.contains("Converged"), "{check}");
+
+    // the ecs-init hook (drop-in) then finds nothing to do
+    let hook = run_unit_command(root, &exec_start_pre, h);
+    hook.expect_code(0);
+    assert!(hook.stdout.contains("No changes"), "{hook}");
+
+    // drift of an installed file: check says so with a line diff, the hook repairs it
+    let unit_path = p(root, UNIT_PATH);
+    std::fs::write(&unit_path, UNIT_TEXT.replace("Type=oneshot", "Type=simple")).unwrap();
+    std::fs::remove_file(p(root, WANTS_LINK)).unwrap();
+    let drift = ehn_ns(root, h, &["check"]);
+    drift.expect_code(2);
+    for want in ["-Type=simple", "+Type=oneshot", "sysinit.target.wants/ecs-hostnet.service"] {
+        assert!(drift.stdout.contains(want), "check does not show {want:?}: {drift}");
+    }
+    run_unit_command(root, &exec_start_pre, h).expect_code(0);
+    assert_eq!(read(&unit_path), UNIT_TEXT.as_bytes(), "apply must repair the unit");
+    assert_eq!(std::fs::read_link(p(root, WANTS_LINK)).unwrap(), Path::new("/etc/systemd/system/ecs-hostnet.service"));
+    ehn_ns(root, h, &["check"]).expect_code(0);
+    drop(agent);
+}
+
+/// The README: "The configuration is `-c FILE`, else /etc/ecs-hostnet/config.toml". A
+/// person who edits the installed configuration and runs `apply` must get a converged
+/// host (`check` 0 right after) that keeps their edit, also at the next boot.
+#[test]
+fn editing_the_installed_configuration_then_apply_converges_and_keeps_the_edit() {
+    let ns = Netns::new("edit");
+    let root = TempDir::new("editroot");
+    let root = root.path();
+    ehn_root(root, &["install"]).expect_code(0);
+    let cfg_path = p(root, CONFIG_PATH);
+    let edited = String::from_utf8(read(&cfg_path)).unwrap().replace("agent_port = 51679", "agent_port = 51700");
+    assert!(edited.contains("agent_port = 51700"));
+    std::fs::write(&cfg_path, &edited).unwrap();
+
+    let apply = ehn_ns(root, &ns, &["apply"]);
+    apply.expect_code(0);
+    let check = ehn_ns(root, &ns, &["check"]);
+    let listed = ns.ruleset();
+    let on_disk = String::from_utf8(read(&cfg_path)).unwrap();
+    let mut problems = Vec::new();
+    if check.code != 0 {
+        problems.push(format!("`check` right after a successful `apply` is not 0:\n{check}"));
+    }
+    if on_disk != edited {
+        problems.push(format!(
+            "apply rewrote the edited configuration (agent_port now {:?})",
+            on_disk.lines().find(|l| l.starts_with("agent_port"))
+        ));
+    }
+    // the next boot: the unit's apply in a fresh namespace must use the edited file
+    let fresh = Netns::new("edit-boot");
+    let unit = String::from_utf8(read(&p(root, UNIT_PATH))).unwrap();
+    run_unit_command(root, &unit_command(&unit, "ExecStart"), &fresh).expect_code(0);
+    let booted = fresh.ruleset();
+    if !booted.contains("redirect to :51700") {
+        problems.push(format!("after the next boot the rule set does not use the edited port:\n{booted}"));
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\n--- apply ---\n{apply}\n--- rule set after apply ---\n{listed}",
+        problems.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. ecs.config edits
+// ---------------------------------------------------------------------------
+
+struct EcsCase {
+    name: &'static str,
+    /// /etc/ecs exists before install (with this mode)
+    dir: Option<u32>,
+    /// ecs.config before install: bytes, mode, uid, gid
+    file: Option<(&'static [u8], u32, u32, u32)>,
+    /// the [agent] part of the configuration (appended to an otherwise default file)
+    agent: &'static str,
+    /// ecs.config after install (`None`: must not exist)
+    want: Option<&'static [u8]>,
+}
+
+fn ecs_cases() -> Vec<EcsCase> {
+    let k = KEYS_DEFAULT.as_bytes();
+    let leak = |v: String| -> &'static [u8] { Box::leak(v.into_bytes().into_boxed_slice()) };
+    vec![
+        EcsCase { name: "absent folder", dir: None, file: None, agent: "", want: Some(k) },
+        EcsCase { name: "absent file", dir: Some(0o755), file: None, agent: "", want: Some(k) },
+        EcsCase { name: "empty", dir: Some(0o755), file: Some((b"", 0o644, 0, 0)), agent: "", want: Some(k) },
+        EcsCase {
+            name: "other keys",
+            dir: Some(0o755),
+            file: Some((b"ECS_CLUSTER=prod\nECS_LOGLEVEL=info\n", 0o644, 0, 0)),
+            agent: "",
+            want: Some(leak(format!("ECS_CLUSTER=prod\nECS_LOGLEVEL=info\n{KEYS_DEFAULT}"))),
+        },
+        EcsCase {
+            name: "our key with another value",
+            dir: Some(0o755),
+            file: Some((b"ECS_CLUSTER=prod\nECS_ENABLE_TASK_IAM_ROLE=false\nECS_LOGLEVEL=info\n", 0o644, 0, 0)),
+            agent: "",
+            want: Some(b"ECS_CLUSTER=prod\nECS_ENABLE_TASK_IAM_ROLE=true\nECS_LOGLEVEL=info\nECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true\nECS_AWSVPC_BLOCK_IMDS=true\n"),
+        },
+        EcsCase {
+            name: "our key twice (the last one wins, one copy left)",
+            dir: Some(0o755),
+            file: Some((b"ECS_AWSVPC_BLOCK_IMDS=false\nECS_CLUSTER=prod\nECS_AWSVPC_BLOCK_IMDS=no\n", 0o644, 0, 0)),
+            agent: "",
+            want: Some(b"ECS_CLUSTER=prod\nECS_AWSVPC_BLOCK_IMDS=true\nECS_ENABLE_TASK_IAM_ROLE=true\nECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true\n"),
+        },
+        EcsCase {
+            name: "comments and blank lines",
+            dir: Some(0o755),
+            file: Some((b"# ECS_ENABLE_TASK_IAM_ROLE=false\n; ECS_AWSVPC_BLOCK_IMDS=false\n\nECS_CLUSTER=prod\n", 0o644, 0, 0)),
+            agent: "",
+            want: Some(leak(format!("# ECS_ENABLE_TASK_IAM_ROLE=false\n; ECS_AWSVPC_BLOCK_IMDS=false\n\nECS_CLUSTER=prod\n{KEYS_DEFAULT}"))),
+        },
+        EcsCase {
+            name: "CRLF",
+            dir: Some(0o755),
+            file: Some((b"ECS_CLUSTER=prod\r\nECS_ENABLE_TASK_IAM_ROLE=false\r\n", 0o644, 0, 0)),
+            agent: "",
+            want: Some(b"ECS_CLUSTER=prod\r\nECS_ENABLE_TASK_IAM_ROLE=true\r\nECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true\r\nECS_AWSVPC_BLOCK_IMDS=true\r\n"),
+        },
+        EcsCase {
+            name: "no final newline",
+            dir: Some(0o755),
+            file: Some((b"ECS_CLUSTER=prod", 0o644, 0, 0)),
+            agent: "",
+            want: Some(leak(format!("ECS_CLUSTER=prod\n{KEYS_DEFAULT}"))),
+        },
+        EcsCase {
+            name: "no final newline, our key last",
+            dir: Some(0o755),
+            file: Some((b"ECS_CLUSTER=prod\nECS_AWSVPC_BLOCK_IMDS=false", 0o644, 0, 0)),
+            agent: "",
+            want: Some(b"ECS_CLUSTER=prod\nECS_AWSVPC_BLOCK_IMDS=true\nECS_ENABLE_TASK_IAM_ROLE=true\nECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true\n"),
+        },
+        EcsCase {
+            name: "already right (nothing to write)",
+            dir: Some(0o755),
+            file: Some((KEYS_DEFAULT.as_bytes(), 0o644, 0, 0)),
+            agent: "",
+            want: Some(k),
+        },
+        EcsCase {
+            // root writes into a 0555 folder anyway (CAP_DAC_OVERRIDE); the folder keeps its mode
+            name: "read-only folder",
+            dir: Some(0o555),
+            file: Some((b"ECS_CLUSTER=prod\n", 0o644, 0, 0)),
+            agent: "",
+            want: Some(leak(format!("ECS_CLUSTER=prod\n{KEYS_DEFAULT}"))),
+        },
+        EcsCase {
+            name: "mode 0600 and owner 1234:1234 kept",
+            dir: Some(0o750),
+            file: Some((b"ECS_CLUSTER=prod\nECS_ENGINE_AUTH_DATA={\"secret\":1}\n", 0o600, 1234, 1234)),
+            agent: "",
+            want: Some(leak(format!("ECS_CLUSTER=prod\nECS_ENGINE_AUTH_DATA={{\"secret\":1}}\n{KEYS_DEFAULT}"))),
+        },
+        EcsCase {
+            name: "non-default agent values",
+            dir: Some(0o755),
+            file: Some((b"ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true\nECS_CLUSTER=prod\n", 0o644, 0, 0)),
+            agent: "[agent]\nenable_task_iam_role_network_host = false\nawsvpc_block_imds = false\n",
+            want: Some(b"ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=false\nECS_CLUSTER=prod\nECS_ENABLE_TASK_IAM_ROLE=true\nECS_AWSVPC_BLOCK_IMDS=false\n"),
+        },
+        EcsCase {
+            name: "manage_ecs_config = false leaves the file alone",
+            dir: Some(0o755),
+            file: Some((b"ECS_ENABLE_TASK_IAM_ROLE=false\n", 0o644, 0, 0)),
+            agent: "[agent]\nmanage_ecs_config = false\n",
+            want: Some(b"ECS_ENABLE_TASK_IAM_ROLE=false\n"),
+        },
+        EcsCase {
+            name: "manage_ecs_config = false, no folder: none made",
+            dir: None,
+            file: None,
+            agent: "[agent]\nmanage_ecs_config = false\n",
+            want: None,
+        },
+    ]
+}
+
+#[test]
+fn ecs_config_edits_are_exact_and_uninstall_puts_back_the_original() {
+    require_root();
+    let dir = TempDir::new("ecscfg");
+    let mut failures = Vec::new();
+    for (i, case) in ecs_cases().into_iter().enumerate() {
+        let root = TempDir::new(&format!("ecsroot{i}"));
+        let root = root.path();
+        let ecs_dir = p(root, "etc/ecs");
+        let ecs = p(root, ECS_CONFIG);
+        if let Some(m) = case.dir {
+            std::fs::create_dir_all(&ecs_dir).unwrap();
+            if let Some((bytes, mode, uid, gid)) = case.file {
+                write_mode(&ecs, bytes, mode);
+                std::os::unix::fs::chown(&ecs, Some(uid), Some(gid)).unwrap();
+            }
+            std::fs::set_permissions(&ecs_dir, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        let original = nodes(root);
+        let cfg = dir.write(&format!("case{i}.toml"), &format!("# case {i}\n{}", case.agent));
+
+        let mut problems = Vec::new();
+        let out = ehn_root(root, &["install", "-c", &cfg]);
+        if !out.ok() {
+            failures.push(format!("[{}] install failed: {out}", case.name));
+            continue;
+        }
+        let got = std::fs::read(&ecs).ok();
+        if got.as_deref() != case.want {
+            problems.push(format!(
+                "ecs.config after install:\n      want {}\n      got  {}",
+                case.want.map(show).unwrap_or("(absent)".into()),
+                got.as_deref().map(show).unwrap_or("(absent)".into())
+            ));
+        }
+        if let (Some(_), Some((_, mode, uid, gid))) = (&got, case.file) {
+            let m = std::fs::metadata(&ecs).unwrap();
+            if (m.mode() & 0o7777, m.uid(), m.gid()) != (mode, uid, gid) {
+                problems.push(format!(
+                    "mode/owner {:o} {}:{} became {:o} {}:{}",
+                    mode,
+                    uid,
+                    gid,
+                    m.mode() & 0o7777,
+                    m.uid(),
+                    m.gid()
+                ));
+            }
+        } else if got.is_some() && mode_of(&ecs) != 0o644 {
+            problems.push(format!("a new ecs.config must be 0644, is {:o}", mode_of(&ecs)));
+        }
+        if let Some(m) = case.dir
+            && mode_of(&ecs_dir) != m
+        {
+            problems.push(format!("/etc/ecs mode {m:o} became {:o}", mode_of(&ecs_dir)));
+        }
+        if case.dir.is_none() && case.want.is_none() && ecs_dir.exists() {
+            problems.push("/etc/ecs was created although ecs.config is not managed".into());
+        }
+        let temps = temp_files(root);
+        if !temps.is_empty() {
+            problems.push(format!("temporary files left: {temps:?}"));
+        }
+        // idempotent
+        let again = ehn_root(root, &["install", "-c", &cfg]);
+        if !again.ok() || !changed_lines(&again).is_empty() {
+            problems.push(format!("second install changed something: {again}"));
+        }
+        // uninstall: the tree as before, byte for byte (absent file/folder absent again)
+        let un = ehn_root(root, &["uninstall"]);
+        if !un.ok() {
+            problems.push(format!("uninstall failed: {un}"));
+        } else {
+            let now = nodes(root);
+            if now != original {
+                problems.push(format!("after uninstall the tree differs:\n{}", node_diff(&original, &now)));
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!("[{}]\n    {}", case.name, problems.join("\n    ")));
+        }
+    }
+    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Edits made to ecs.config after install are kept by uninstall: only our keys go back.
+#[test]
+fn ecs_config_edited_after_install_keeps_the_edits_on_uninstall() {
+    require_root();
+    let dir = TempDir::new("ecsedit");
+    let root = TempDir::new("ecseditroot");
+    let root = root.path();
+    let ecs = p(root, ECS_CONFIG);
+    write_mode(&ecs, b"A=1\nECS_ENABLE_TASK_IAM_ROLE=false\n", 0o644);
+    let cfg = dir.default_config();
+    ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+    assert_eq!(
+        show(&read(&ecs)),
+        show(b"A=1\nECS_ENABLE_TASK_IAM_ROLE=true\nECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true\nECS_AWSVPC_BLOCK_IMDS=true\n")
+    );
+    let mut edited = read(&ecs);
+    edited.extend_from_slice(b"ECS_CLUSTER=added-later\n");
+    std::fs::write(&ecs, &edited).unwrap();
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_eq!(
+        show(&read(&ecs)),
+        show(b"A=1\nECS_ENABLE_TASK_IAM_ROLE=false\nECS_CLUSTER=added-later\n"),
+        "uninstall must put our keys back and keep the later edit"
+    );
+}
+
+/// Without CAP_DAC_OVERRIDE a read-only /etc/ecs cannot be written: install fails with
+/// one clear line naming the folder, ecs.config is untouched (no partial file, no temp
+/// file), and once the folder is writable a second install finishes the job.
+#[test]
+fn ecs_config_in_an_unwritable_folder_fails_cleanly() {
+    require_root();
+    let dir = TempDir::new("rofold");
+    let root = TempDir::new("roroot");
+    let root = root.path();
+    let ecs_dir = p(root, "etc/ecs");
+    let ecs = p(root, ECS_CONFIG);
+    write_mode(&ecs, b"ECS_CLUSTER=prod\n", 0o644);
+    std::fs::set_permissions(&ecs_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let cfg = dir.default_config();
+    let out = without_dac_override(&["--root", s(root), "install", "-c", &cfg]);
+    assert_eq!(out.code, 1, "install into a read-only /etc/ecs without CAP_DAC_OVERRIDE must fail: {out}");
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("ecs-hostnet:")).collect();
+    assert_eq!(errors.len(), 1, "one error line wanted: {out}");
+    assert!(
+        errors[0].contains("/etc/ecs") && errors[0].contains("Permission denied"),
+        "the error must name the folder and the cause: {out}"
+    );
+    assert_eq!(read(&ecs), b"ECS_CLUSTER=prod\n", "ecs.config must be untouched");
+    assert_eq!(temp_files(root), Vec::<String>::new(), "no temporary file may be left");
+    std::fs::set_permissions(&ecs_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+    assert_eq!(read(&ecs), format!("ECS_CLUSTER=prod\n{KEYS_DEFAULT}").as_bytes());
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_eq!(read(&ecs), b"ECS_CLUSTER=prod\n");
+}
+
+// ---------------------------------------------------------------------------
+// 4. crash safety
+// ---------------------------------------------------------------------------
+
+/// Each managed file is wholly one of the allowed contents.
+fn check_install_files(root: &Path, configs: &[&[u8]], ecs_configs: &[&[u8]], binary: &[u8]) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut one_of = |rel: &str, allowed: &[&[u8]]| {
+        let path = p(root, rel);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => {
+                let got = read(&path);
+                if !allowed.iter().any(|a| *a == &got[..]) {
+                    bad.push(format!(
+                        "{rel}: neither old nor new content ({} bytes): {}",
+                        got.len(),
+                        show(&got[..got.len().min(200)])
+                    ));
+                }
+            }
+            Ok(m) => bad.push(format!("{rel}: not a regular file: {:?}", m.file_type())),
+            Err(e) => bad.push(format!("{rel}: {e}")),
+        }
+    };
+    one_of(CONFIG_PATH, configs);
+    one_of(UNIT_PATH, &[UNIT_TEXT.as_bytes()]);
+    one_of(DROPIN_PATH, &[DROPIN_TEXT.as_bytes()]);
+    one_of(BIN_PATH, &[binary]);
+    one_of(ECS_CONFIG, ecs_configs);
+    match std::fs::read_link(p(root, WANTS_LINK)) {
+        Ok(t) if t == Path::new("/etc/systemd/system/ecs-hostnet.service") => {}
+        other => bad.push(format!("{WANTS_LINK}: {other:?}")),
+    }
+    match std::fs::read(p(root, STATE_PATH)).map(|b| serde_json::from_slice::<serde_json::Value>(&b)) {
+        Ok(Ok(v)) if v["schema"] == "ecs-hostnet.install/v1" => {}
+        other => bad.push(format!("{STATE_PATH}: not a whole install state: {other:?}")),
+    }
+    bad
+}
+
+/// `install -c A` / `-c B` alternately, SIGKILLed at random moments: every managed file
+/// stays wholly old or wholly new, and the next install converges.
+#[test]
+fn install_killed_at_random_moments_leaves_each_file_old_or_new() {
+    require_root();
+    let dir = TempDir::new("kinst");
+    let root = TempDir::new("kinstroot");
+    let root = root.path();
+    let a_text = format!("# A\n{}", default_config_text());
+    let b_text =
+        "# B\n[credentials]\nagent_port = 51690\n[agent]\nenable_task_iam_role_network_host = false\n".to_string();
+    let a = dir.write("a.toml", &a_text);
+    let b = dir.write("b.toml", &b_text);
+    write_mode(&p(root, ECS_CONFIG), b"ECS_CLUSTER=prod\n", 0o640);
+    let ecs_a = format!("ECS_CLUSTER=prod\n{KEYS_DEFAULT}");
+    let ecs_b = "ECS_CLUSTER=prod\nECS_ENABLE_TASK_IAM_ROLE=true\nECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=false\nECS_AWSVPC_BLOCK_IMDS=true\n";
+    let binary = test_binary();
+    let configs: [&[u8]; 2] = [a_text.as_bytes(), b_text.as_bytes()];
+    let ecs_configs: [&[u8]; 2] = [ecs_a.as_bytes(), ecs_b.as_bytes()];
+
+    ehn_root(root, &["install", "-c", &a]).expect_code(0);
+    // how long a switching install takes, to kill inside it
+    let mut flip = false;
+    let d = median_run_time(5, || {
+        flip = !flip;
+        let mut c = ehn_cmd_root(root, &["install", "-c", if flip { &b } else { &a }]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    });
+    ehn_root(root, &["install", "-c", &a]).expect_code(0);
+    let max_delay = (d * 6 / 5).clamp(Duration::from_millis(1), Duration::from_millis(20));
+    let mut rng = Rng::from_time("install crash test");
+    let start = Instant::now();
+    let (mut rounds, mut killed, mut partial) = (0, 0, 0);
+    let mut current = 0usize; // index of the converged configuration
+    while rounds < 200 && start.elapsed() < Duration::from_secs(12) {
+        rounds += 1;
+        let target = 1 - current;
+        let path = if target == 0 { &a } else { &b };
+        let was_killed = run_and_kill(&mut ehn_cmd_root(root, &["install", "-c", path]), rng.below(max_delay));
+        killed += usize::from(was_killed);
+        let bad = check_install_files(root, &configs, &ecs_configs, &binary);
+        assert!(bad.is_empty(), "round {rounds} (killed: {was_killed}): partial files:\n{}", bad.join("\n"));
+        let cfg_now = read(&p(root, CONFIG_PATH));
+        let ecs_now = read(&p(root, ECS_CONFIG));
+        if (cfg_now == configs[target]) != (ecs_now == ecs_configs[target]) {
+            partial += 1; // killed between the two writes
+        }
+        // the next install converges, and the one after it has nothing to do
+        let fin = ehn_root(root, &["install", "-c", path]);
+        assert!(fin.ok(), "round {rounds}: install after the kill failed: {fin}");
+        let again = ehn_root(root, &["install", "-c", path]);
+        assert!(again.ok() && changed_lines(&again).is_empty(), "round {rounds}: install did not converge: {again}");
+        assert_eq!(read(&p(root, CONFIG_PATH)), configs[target], "round {rounds}");
+        assert_eq!(show(&read(&p(root, ECS_CONFIG))), show(ecs_configs[target]), "round {rounds}");
+        assert_eq!(mode_of(&p(root, ECS_CONFIG)), 0o640, "round {rounds}: ecs.config lost its mode");
+        current = target;
+    }
+    let leftovers = temp_files(root);
+    eprintln!(
+        "install crash test: {rounds} rounds in {:?}, {killed} killed while running (kill window {max_delay:?}, median run {d:?}), {partial} left config and ecs.config from different installs; {} temporary files left behind: {:?}",
+        start.elapsed(),
+        leftovers.len(),
+        leftovers.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(rounds >= 50, "too few rounds ({rounds}) to mean anything");
+    assert!(
+        killed * 4 >= rounds,
+        "only {killed} of {rounds} installs were killed while running: the test did not test"
+    );
+}
+
+/// The doc of src/install.rs promises that "an interrupted install or uninstall can
+/// always be finished or undone by running either command again". A first install
+/// SIGKILLed at a random moment, followed by (install and) uninstall, must leave the
+/// root exactly as it was; so must an uninstall SIGKILLed at a random moment and run
+/// again.
+#[test]
+fn interrupted_install_or_uninstall_is_undone_by_running_uninstall() {
+    require_root();
+    let dir = TempDir::new("undo");
+    let cfg = dir.default_config();
+    let binary = test_binary();
+    // a starting root with an ecs.config that is not in install's canonical form
+    // (duplicate key, blanks around '='): only a byte-exact restore gives it back
+    let fixture = |root: &Path| {
+        write_mode(&p(root, ECS_CONFIG), ODD_ECS_CONFIG, 0o644);
+    };
+    // how long a first install and an uninstall take (fresh roots), to kill inside them
+    let cal: Vec<TempDir> = (0..3)
+        .map(|_| {
+            let r = TempDir::new("undocal");
+            fixture(r.path());
+            r
+        })
+        .collect();
+    let quiet = |mut c: Command| {
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    };
+    let mut it = cal.iter();
+    let d_inst = median_run_time(3, || quiet(ehn_cmd_root(it.next().unwrap().path(), &["install", "-c", &cfg])));
+    let mut it = cal.iter();
+    let d_un = median_run_time(3, || quiet(ehn_cmd_root(it.next().unwrap().path(), &["uninstall"])));
+    drop(cal);
+    let mut rng = Rng::from_time("interrupted install/uninstall");
+    let start = Instant::now();
+    let mut failures = Vec::new();
+    let (mut rounds, mut killed) = (0, 0);
+    while rounds < 60 && start.elapsed() < Duration::from_secs(8) {
+        rounds += 1;
+        let root = TempDir::new("undoroot");
+        let root = root.path();
+        fixture(root);
+        let original = nodes(root);
+        let mode = rounds % 3;
+        let what = match mode {
+            0 => {
+                killed += usize::from(run_and_kill(
+                    &mut ehn_cmd_root(root, &["install", "-c", &cfg]),
+                    rng.below(d_inst * 6 / 5),
+                ));
+                ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+                let bad = check_install_files(root, &[default_config_text().as_bytes()], &[
+                    b"ECS_CLUSTER=prod\nECS_ENABLE_TASK_IAM_ROLE=true\nECS_AWSVPC_BLOCK_IMDS=true\nECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true\n",
+                ], &binary);
+                assert!(
+                    bad.is_empty(),
+                    "round {rounds}: install after a killed install did not finish the job:\n{}",
+                    bad.join("\n")
+                );
+                ehn_root(root, &["uninstall"]).expect_code(0);
+                "install killed, install, uninstall"
+            }
+            1 => {
+                killed += usize::from(run_and_kill(
+                    &mut ehn_cmd_root(root, &["install", "-c", &cfg]),
+                    rng.below(d_inst * 6 / 5),
+                ));
+                ehn_root(root, &["uninstall"]).expect_code(0);
+                "install killed, uninstall"
+            }
+            _ => {
+                ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+                killed += usize::from(run_and_kill(&mut ehn_cmd_root(root, &["uninstall"]), rng.below(d_un * 6 / 5)));
+                ehn_root(root, &["uninstall"]).expect_code(0);
+                "install, uninstall killed, uninstall"
+            }
+        };
+        let now = nodes(root);
+        if now != original {
+            failures.push((what, rounds, node_diff(&original, &now)));
+        }
+    }
+    eprintln!(
+        "interrupted install/uninstall: {rounds} rounds, {killed} killed while running, {} left the root changed",
+        failures.len()
+    );
+    assert!(rounds >= 20, "too few rounds ({rounds})");
+    // one example per kind of damage
+    let mut kinds: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (what, round, diff) in &failures {
+        let mut kind: Vec<&str> = Vec::new();
+        if diff.contains("etc/ecs/ecs.config") {
+            kind.push("ecs.config not restored byte for byte");
+        }
+        if diff.contains("  extra ") {
+            kind.push("files/folders left behind");
+        }
+        let e = kinds.entry(format!("{what}: {}", kind.join(" + "))).or_insert((0, format!("round {round}:\n{diff}")));
+        e.0 += 1;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {rounds} rounds did not get the root back:\n{}",
+        failures.len(),
+        kinds.iter().map(|(k, (n, ex))| format!("- {n} x {k}; e.g. {ex}")).collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// A crash at a precise point: RLIMIT_FSIZE kills install (SIGXFSZ) in the middle of
+/// writing the binary's temporary copy. The managed name is never partial; install
+/// then finishes the job; uninstall must then leave the root exactly as it was (no
+/// temporary file, no folder install created).
+#[test]
+fn install_killed_while_writing_leaves_nothing_behind_after_uninstall() {
+    require_root();
+    let root = TempDir::new("fsize");
+    let root = root.path();
+    write_mode(&p(root, ECS_CONFIG), b"ECS_CLUSTER=prod\n", 0o644);
+    let original = nodes(root);
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--fsize=100000", "--core=0", "--", "unshare", "--net", "--", bin(), "--root", s(root), "install"]);
+    let out = run_cmd_with(&mut cmd, Duration::from_secs(60));
+    assert_eq!(out.code, -1, "install must have been killed by SIGXFSZ while writing the binary: {out}");
+    assert!(!p(root, BIN_PATH).exists(), "a partial binary is visible under the managed name");
+    let debris = temp_files(root);
+    assert!(!debris.is_empty(), "the crash left no temporary file: the test did not crash where intended");
+    ehn_root(root, &["install"]).expect_code(0);
+    assert_eq!(read(&p(root, BIN_PATH)), test_binary());
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_nodes_eq("install killed while writing, install, uninstall", &original, &nodes(root));
+}
+
+/// ecs.config that is not in install's canonical form (a duplicate key, blanks around
+/// '='): what uninstall must give back byte for byte.
+const ODD_ECS_CONFIG: &[u8] =
+    b"ECS_AWSVPC_BLOCK_IMDS=false\nECS_CLUSTER=prod\n ECS_ENABLE_TASK_IAM_ROLE = false\nECS_AWSVPC_BLOCK_IMDS=false\n";
+
+/// `setpriv` without CAP_DAC_OVERRIDE: root then obeys folder modes.
+fn without_dac_override(args: &[&str]) -> Out {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--bounding-set=-dac_override,-dac_read_search",
+        "--inh-caps=-dac_override,-dac_read_search",
+        "--",
+        "unshare",
+        "--net",
+        "--",
+        bin(),
+    ])
+    .args(args);
+    run_cmd_with(&mut cmd, Duration::from_secs(60))
+}
+
+/// An install that stopped before it wrote ecs.config (here: a read-only /etc/ecs
+/// without CAP_DAC_OVERRIDE), then uninstall: ecs.config was never changed, so it must
+/// be left exactly as it is.
+#[test]
+fn uninstall_after_an_install_that_stopped_before_ecs_config_keeps_it_byte_for_byte() {
+    require_root();
+    let root = TempDir::new("stopinst");
+    let root = root.path();
+    write_mode(&p(root, ECS_CONFIG), ODD_ECS_CONFIG, 0o644);
+    std::fs::set_permissions(p(root, "etc/ecs"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let original = nodes(root);
+    let out = without_dac_override(&["--root", s(root), "install"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert_eq!(show(&read(&p(root, ECS_CONFIG))), show(ODD_ECS_CONFIG), "the failed install changed ecs.config");
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_eq!(
+        show(&read(&p(root, ECS_CONFIG))),
+        show(ODD_ECS_CONFIG),
+        "uninstall rewrote an ecs.config that install never changed"
+    );
+    assert_nodes_eq("failed install, uninstall", &original, &nodes(root));
+}
+
+/// An uninstall that stopped after it had put ecs.config back (here: the enablement
+/// link's folder read-only without CAP_DAC_OVERRIDE), then uninstall again: ecs.config
+/// must stay the original bytes.
+#[test]
+fn uninstall_run_again_after_a_failed_uninstall_keeps_ecs_config_byte_for_byte() {
+    require_root();
+    let root = TempDir::new("stopun");
+    let root = root.path();
+    write_mode(&p(root, ECS_CONFIG), ODD_ECS_CONFIG, 0o644);
+    let original = nodes(root);
+    ehn_root(root, &["install"]).expect_code(0);
+    let wants = p(root, "etc/systemd/system/sysinit.target.wants");
+    std::fs::set_permissions(&wants, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let out = without_dac_override(&["--root", s(root), "uninstall"]);
+    std::fs::set_permissions(&wants, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(out.code, 1, "{out}");
+    assert_eq!(
+        show(&read(&p(root, ECS_CONFIG))),
+        show(ODD_ECS_CONFIG),
+        "the first uninstall should have restored ecs.config"
+    );
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_eq!(
+        show(&read(&p(root, ECS_CONFIG))),
+        show(ODD_ECS_CONFIG),
+        "the second uninstall rewrote the restored ecs.config"
+    );
+    assert_nodes_eq("failed uninstall, uninstall", &original, &nodes(root));
+}
+
+/// Our two tables as text, counters zeroed out.
+fn our_signature(ns: &Netns) -> String {
+    let rs = ns.ruleset();
+    let t = tables(&rs);
+    assert!(foreign_tables(&rs).is_empty(), "a foreign table appeared:\n{rs}");
+    ["ip ecs-hostnet", "inet ecs-hostnet"]
+        .iter()
+        .filter_map(|k| t.get(*k))
+        .flat_map(|text| text.lines().map(normalize_counters).collect::<Vec<_>>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn route_localnet_pair(ns: &Netns) -> (String, String) {
+    (ns.sysctl("net.ipv4.conf.all.route_localnet"), ns.sysctl("net.ipv4.conf.docker0.route_localnet"))
+}
+
+/// A namespace with a docker0 bridge (for per-interface route_localnet) and two
+/// configurations that differ in rules, sysctls and the route_localnet record.
+struct KernelFixture {
+    ns: Netns,
+    _dir: TempDir,
+    root: TempDir,
+    cfgs: [String; 2],
+}
+
+impl KernelFixture {
+    fn new(role: &str) -> KernelFixture {
+        let ns = Netns::new(role);
+        ns.ip(&["link", "add", "docker0", "type", "bridge"]);
+        ns.ip(&["link", "set", "docker0", "up"]);
+        let dir = TempDir::new(&format!("{role}-cfg"));
+        let root = TempDir::new(&format!("{role}-root"));
+        let a = dir.default_config();
+        let b =
+            dir.write("b.toml", "[containers]\ninterfaces = [\"docker+\"]\n[route_localnet]\nenable = [\"docker0\"]\n");
+        KernelFixture { ns, _dir: dir, root, cfgs: [a, b] }
+    }
+    fn root(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+/// `apply -c A` / `-c B` alternately, SIGKILLed at random moments: the rule set is
+/// always the previous or the complete new one, route_localnet is never 1 without the
+/// localhost guard, the next apply converges, and remove still restores route_localnet.
+#[test]
+fn apply_killed_at_random_moments_leaves_the_old_or_the_new_rule_set() {
+    let f = KernelFixture::new("kapply");
+    let (ns, root) = (&f.ns, f.root());
+    assert_eq!(route_localnet_pair(ns), ("0".into(), "0".into()));
+    // the converged states of both configurations
+    let mut sig = Vec::new();
+    let mut rln = Vec::new();
+    for c in &f.cfgs {
+        ehn_ns(root, ns, &["apply", "-c", c]).expect_code(0);
+        sig.push(our_signature(ns));
+        rln.push(route_localnet_pair(ns));
+    }
+    assert_ne!(sig[0], sig[1]);
+    assert_eq!(rln, [("1".to_string(), "0".to_string()), ("0".to_string(), "1".to_string())]);
+    let mut flip = true;
+    let d = median_run_time(5, || {
+        flip = !flip;
+        let mut c = ehn_cmd_root(root, &["--netns", &ns.name, "apply", "-c", &f.cfgs[usize::from(flip)]]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    });
+    // converged on A again
+    ehn_ns(root, ns, &["apply", "-c", &f.cfgs[0]]).expect_code(0);
+    assert_eq!(our_signature(ns), sig[0]);
+
+    let max_delay = (d * 6 / 5).clamp(Duration::from_millis(1), Duration::from_millis(20));
+    let mut rng = Rng::from_time("apply crash test");
+    let start = Instant::now();
+    let (mut rounds, mut killed, mut switched) = (0, 0, 0);
+    let mut current = 0usize;
+    while rounds < 100 && start.elapsed() < Duration::from_secs(12) {
+        rounds += 1;
+        let target = 1 - current;
+        let cfg = &f.cfgs[target];
+        let was_killed =
+            run_and_kill(&mut ehn_cmd_root(root, &["--netns", &ns.name, "apply", "-c", cfg]), rng.below(max_delay));
+        killed += usize::from(was_killed);
+        let now = our_signature(ns);
+        assert!(
+            now == sig[current] || now == sig[target],
+            "round {rounds} (killed: {was_killed}): the rule set is neither the old nor the new one:\n{now}\n--- old ---\n{}\n--- new ---\n{}",
+            sig[current],
+            sig[target]
+        );
+        switched += usize::from(now == sig[target]);
+        let (all, docker0) = route_localnet_pair(ns);
+        if all == "1" || docker0 == "1" {
+            assert!(
+                now.contains("localhost-guard"),
+                "round {rounds}: route_localnet on (all={all}, docker0={docker0}) without the localhost guard:\n{now}"
+            );
+        }
+        let fin = ehn_ns(root, ns, &["apply", "-c", cfg]);
+        assert!(fin.ok(), "round {rounds}: apply after the kill failed: {fin}");
+        let chk = ehn_ns(root, ns, &["check", "-c", cfg]);
+        assert!(chk.code == 0, "round {rounds}: not converged after apply: {chk}");
+        assert_eq!(our_signature(ns), sig[target], "round {rounds}");
+        assert_eq!(route_localnet_pair(ns), rln[target], "round {rounds}");
+        current = target;
+    }
+    eprintln!(
+        "apply crash test: {rounds} rounds in {:?}, {killed} killed while running (window {max_delay:?}, median run {d:?}), {switched} had already switched",
+        start.elapsed()
+    );
+    assert!(rounds >= 40, "too few rounds ({rounds})");
+    assert!(killed * 4 >= rounds, "only {killed} of {rounds} applies were killed while running: the test did not test");
+    // the record of the original values survived every kill
+    ehn_ns(root, ns, &["remove", "-c", &f.cfgs[0]]).expect_code(0);
+    assert_eq!(ns.ruleset().trim(), "", "remove leaves no rules");
+    assert_eq!(
+        route_localnet_pair(ns),
+        ("0".into(), "0".into()),
+        "remove must restore the values found before the first apply"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 5. concurrency
+// ---------------------------------------------------------------------------
+
+/// Starts every command at the same moment (one thread each, behind a barrier).
+fn start_together(cmds: Vec<Command>) -> Vec<std::thread::JoinHandle<Out>> {
+    let barrier = Arc::new(Barrier::new(cmds.len()));
+    cmds.into_iter()
+        .map(|mut cmd| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                run_cmd_with(&mut cmd, Duration::from_secs(60))
+            })
+        })
+        .collect()
+}
+
+/// Exit 0 with nothing on stderr but the configuration line, or exit 1 because the
+/// lock was busy.
+fn clean_run(o: &Out) -> bool {
+    let stray = o.stderr.lines().any(|l| !l.starts_with("configuration: "));
+    (o.code == 0 && !stray) || (o.code == 1 && o.stderr.contains("another ecs-hostnet"))
+}
+
+/// Makes the installed files and the rule set drift.
+fn make_drift(root: &Path, ns: &Netns, kernel: bool) {
+    std::fs::write(p(root, UNIT_PATH), "[Unit]\nDescription=edited\n").unwrap();
+    let _ = std::fs::remove_file(p(root, WANTS_LINK));
+    std::fs::write(p(root, ECS_CONFIG), b"ECS_ENABLE_TASK_IAM_ROLE=false\n").unwrap();
+    if kernel {
+        ns.nft(&["flush", "chain", "inet", "ecs-hostnet", "input"]);
+    }
+}
+
+/// Six applies at once on one namespace (and one installed root whose files have
+/// drifted), ten rounds: each exits 0 (or 1 with the lock message), nothing but the
+/// configuration line on stderr, and the end state is converged. They wait for the
+/// lock while someone holds it. Applies and removes at once end in one of the two
+/// clean states, never with route_localnet on and no guard.
+#[test]
+fn concurrent_applies_converge_without_errors() {
+    let f = KernelFixture::new("conc");
+    let (ns, root) = (&f.ns, f.root());
+    // installed files to repair concurrently (the agent keys are the same in A and B)
+    ehn_root(root, &["install", "-c", &f.cfgs[0]]).expect_code(0);
+    let installed = nodes(root);
+    let files_now =
+        || -> BTreeMap<String, Node> { nodes(root).into_iter().filter(|(k, _)| !k.starts_with("run")).collect() };
+    let mut sig = Vec::new();
+    let mut rln = Vec::new();
+    for c in &f.cfgs {
+        ehn_ns(root, ns, &["apply", "-c", c]).expect_code(0);
+        sig.push(our_signature(ns));
+        rln.push(route_localnet_pair(ns));
+    }
+    let applies = |n: usize, cfg: &str| -> Vec<Command> {
+        (0..n).map(|_| ehn_cmd_root(root, &["--netns", &ns.name, "apply", "-c", cfg])).collect()
+    };
+
+    // the lock: while the test holds ROOT/run/ecs-hostnet/lock, no apply gets through
+    make_drift(root, ns, true);
+    let lock_path = p(root, "run/ecs-hostnet/lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).unwrap();
+    assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) }, 0);
+    let handles = start_together(applies(6, &f.cfgs[0]));
+    std::thread::sleep(Duration::from_millis(700));
+    let finished = handles.iter().filter(|h| h.is_finished()).count();
+    let during = our_signature(ns);
+    drop(lock);
+    let outs: Vec<Out> = handles.into_iter().map(|h| h.join().expect("runner")).collect();
+    assert_eq!(finished, 0, "applies finished while the lock was held: {outs:#?}");
+    assert_ne!(during, sig[0], "the rule set was repaired while the lock was held");
+    for o in &outs {
+        assert!(o.code == 0 && clean_run(o), "after the lock was released: {o}");
+    }
+    ehn_ns(root, ns, &["check", "-c", &f.cfgs[0]]).expect_code(0);
+
+    let mut problems = Vec::new();
+    for round in 0..10 {
+        let target = round % 2;
+        make_drift(root, ns, round % 3 == 0);
+        for o in start_together(applies(6, &f.cfgs[target])).into_iter().map(|h| h.join().expect("runner")) {
+            if !clean_run(&o) {
+                problems.push(format!("round {round}: {o}"));
+            }
+        }
+        let chk = ehn_ns(root, ns, &["check", "-c", &f.cfgs[target]]);
+        if chk.code != 0 {
+            problems.push(format!("round {round}: not converged: {chk}"));
+        }
+        if our_signature(ns) != sig[target] {
+            problems.push(format!("round {round}: rule set is not that of the configuration:\n{}", ns.ruleset()));
+        }
+        let now = files_now();
+        if now != installed {
+            problems.push(format!("round {round}: installed files not repaired:\n{}", node_diff(&installed, &now)));
+        }
+        if problems.len() > 5 {
+            break;
+        }
+    }
+    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
+
+    // applies and removes at once: all succeed, and the end is one of the two clean states
+    let (mut ended_applied, mut ended_removed) = (0, 0);
+    for round in 0..6 {
+        let cfg = &f.cfgs[round % 2];
+        let mut cmds = applies(3, cfg);
+        cmds.extend((0..3).map(|_| ehn_cmd_root(root, &["--netns", &ns.name, "remove", "-c", cfg])));
+        for o in start_together(cmds).into_iter().map(|h| h.join().expect("runner")) {
+            if !clean_run(&o) {
+                problems.push(format!("apply/remove round {round}: {o}"));
+            }
+        }
+        let now = our_signature(ns);
+        let pair = route_localnet_pair(ns);
+        if now.is_empty() {
+            ended_removed += 1;
+            if pair != ("0".to_string(), "0".to_string()) {
+                problems.push(format!("apply/remove round {round}: no rules but route_localnet is {pair:?}"));
+            }
+        } else {
+            ended_applied += 1;
+            if now != sig[round % 2] || pair != rln[round % 2] {
+                problems.push(format!(
+                    "apply/remove round {round}: neither applied nor removed: route_localnet {pair:?}\n{}",
+                    ns.ruleset()
+                ));
+            }
+        }
+        ehn_ns(root, ns, &["apply", "-c", cfg]).expect_code(0);
+    }
+    eprintln!("apply/remove at once: {ended_applied} rounds ended applied, {ended_removed} removed");
+    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
+    ehn_ns(root, ns, &["remove", "-c", &f.cfgs[0]]).expect_code(0);
+    assert_eq!(ns.ruleset().trim(), "");
+    assert_eq!(route_localnet_pair(ns), ("0".into(), "0".into()));
+}
+
+// ---------------------------------------------------------------------------
+// 6. a configuration that existed before install
+// ---------------------------------------------------------------------------
+
+#[test]
+fn uninstall_restores_files_that_existed_before_install() {
+    require_root();
+    let dir = TempDir::new("preexist");
+    let a = dir.write("a.toml", "# A\n[credentials]\nagent_port = 51681\n");
+    let b = dir.write("b.toml", "# B\n[credentials]\nagent_port = 51682\n");
+    let theirs = b"# hand-written before ecs-hostnet was installed\n[credentials]\nagent_port = 51680\n";
+    let setup = |root: &Path| {
+        write_mode(&p(root, CONFIG_PATH), theirs, 0o640);
+        std::os::unix::fs::chown(p(root, CONFIG_PATH), Some(1234), Some(1234)).unwrap();
+        // someone else's drop-in for ecs.service, in the folder install also uses
+        write_mode(&p(root, "etc/systemd/system/ecs.service.d/10-site.conf"), b"[Service]\nEnvironment=X=1\n", 0o644);
+    };
+    // (label, the install commands before uninstall)
+    let variants: [(&str, Vec<Vec<&str>>); 3] = [
+        ("install -c A", vec![vec!["install", "-c", &a]]),
+        ("install (their configuration)", vec![vec!["install"]]),
+        ("install -c A, then install -c B", vec![vec!["install", "-c", &a], vec!["install", "-c", &b]]),
+    ];
+    for (label, installs) in variants {
+        let root = TempDir::new("preroot");
+        let root = root.path();
+        setup(root);
+        let original = nodes(root);
+        let mut last = None;
+        for args in &installs {
+            ehn_root(root, args).expect_code(0);
+            last = args.get(2).copied();
+        }
+        let want_cfg = match last {
+            Some(path) => read(Path::new(path)),
+            None => theirs.to_vec(),
+        };
+        assert_eq!(show(&read(&p(root, CONFIG_PATH))), show(&want_cfg), "{label}: installed configuration");
+        assert_eq!(read(&p(root, DROPIN_PATH)), DROPIN_TEXT.as_bytes(), "{label}");
+        let un = ehn_root(root, &["uninstall"]);
+        un.expect_code(0);
+        assert!(p(root, CONFIG_PATH).exists(), "{label}: uninstall deleted a configuration it did not create: {un}");
+        assert_nodes_eq(&format!("{label}: after uninstall"), &original, &nodes(root));
+    }
+}
