@@ -52,7 +52,8 @@ pub fn get(text: &[u8], key: &str) -> Option<String> {
     lines(text).iter().rev().find(|l| key_of(l.body) == Some(key.as_bytes())).map(|l| {
         let s = l.body.trim_ascii_start();
         let eq = s.iter().position(|&b| b == b'=').expect("key_of found '='");
-        String::from_utf8_lossy(&s[eq + 1..]).into_owned()
+        // Blanks around an unquoted value do not count (systemd's EnvironmentFile strips them).
+        String::from_utf8_lossy(s[eq + 1..].trim_ascii()).into_owned()
     })
 }
 
@@ -155,5 +156,6 @@ mod tests {
         assert_eq!(set(b"A=1\nECS_ENABLE_TASK_IAM_ROLE=true\nB=2\n", K, None), b"A=1\nB=2\n".to_vec());
         assert_eq!(get(b"ECS_ENABLE_TASK_IAM_ROLE=a\nECS_ENABLE_TASK_IAM_ROLE=b\n", K).as_deref(), Some("b"));
         assert_eq!(get(b"#ECS_ENABLE_TASK_IAM_ROLE=a\n", K), None);
+        assert_eq!(get(b" ECS_ENABLE_TASK_IAM_ROLE = false \n", K).as_deref(), Some("false"));
     }
 }

@@ -206,6 +206,10 @@ pub fn plan_files(
         if now.as_deref() == Some(&written.0[..]) {
             continue;
         }
+        // The configuration is the operator's to edit: only a missing one is drift.
+        if f.path == CONFIG_PATH && now.is_some() {
+            continue;
+        }
         let (action, reason, details) = match &now {
             None => (Action::Add, "missing (deleted by someone)", vec![]),
             Some(n) => (Action::Change, "modified by someone", line_diff(n, &written.0)),

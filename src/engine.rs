@@ -187,17 +187,18 @@ pub fn plan_live(desired: &Desired, root: &Root) -> Result<(Netfilter, Plan)> {
 /// Carries out `desired`: restores, one batch, enables; retried (re-read and re-planned)
 /// up to three times when a concurrent writer changed the rule set under us. Returns the
 /// plan that was carried out (empty when the host was already converged).
-pub fn converge(desired: &Desired, root: &Root) -> Result<Plan> {
+///
+/// The caller holds the [`Lock`] (and keeps it while it repairs installed files).
+pub fn converge(desired: &Desired, root: &Root, _lock: &Lock) -> Result<Plan> {
     carry_out(desired, root, |live| plan(desired, live))
 }
 
-/// Removes everything ecs-hostnet owns (see [`plan_removal`]).
-pub fn remove(root: &Root) -> Result<Plan> {
+/// Removes everything ecs-hostnet owns (see [`plan_removal`]). The caller holds the [`Lock`].
+pub fn remove(root: &Root, _lock: &Lock) -> Result<Plan> {
     carry_out(&nothing(), root, plan_removal)
 }
 
 fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Plan) -> Result<Plan> {
-    let _lock = Lock::acquire(root, LOCK_TIMEOUT)?;
     let mut nf = Netfilter::open()?;
     let mut attempt = 0;
     loop {

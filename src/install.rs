@@ -60,6 +60,14 @@ fn missing_dirs(root: &Root, abs: &str) -> Vec<String> {
     out
 }
 
+/// The temporary file [`write_atomic`] writes before renaming it over `path`: a fixed
+/// name next to it, so a run killed mid-write leaves at most one, which the next run
+/// (install or uninstall) removes.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.ecs-hostnet.tmp"))
+}
+
 /// Atomically replaces `path` with `content` unless it already holds exactly that.
 /// A new file gets `mode`; an existing one keeps its mode and owner. Returns whether it
 /// wrote.
@@ -70,8 +78,9 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<bool> {
     let dir = path.parent().context("a file path has a folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let existing = std::fs::metadata(path).ok();
-    let name = path.file_name().context("a file path has a name")?.to_string_lossy();
-    let tmp = dir.join(format!(".{name}.ecs-hostnet-{}.tmp", std::process::id()));
+    let tmp = temp_path(path);
+    // A temporary file left by an earlier run that was killed is ours to replace.
+    let _ = std::fs::remove_file(&tmp);
     let result = (|| -> Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -111,6 +120,33 @@ fn remove_file(path: &Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
     }
+}
+
+/// Folders on the way to the state file that hold nothing but what an install killed
+/// before its state was written left behind (the folder chain and a temporary state
+/// file), outermost first. Only the state file's folders can be created before the state
+/// records them.
+fn leftover_state_dirs(root: &Root) -> Vec<String> {
+    let state = Path::new(artifacts::STATE_PATH);
+    let tmp_name = temp_path(state).file_name().map(|n| n.to_os_string());
+    let mut out = Vec::new();
+    let mut child: Option<std::ffi::OsString> = None;
+    let mut dir = state.parent();
+    while let Some(d) = dir.filter(|d| *d != Path::new("/")) {
+        let Ok(entries) = std::fs::read_dir(root.at(&d.to_string_lossy())) else { break };
+        let only_ours = entries.flatten().all(|e| {
+            let n = Some(e.file_name());
+            n == child || (child.is_none() && n == tmp_name)
+        });
+        if !only_ours {
+            break;
+        }
+        out.push(d.to_string_lossy().into_owned());
+        child = d.file_name().map(|n| n.to_os_string());
+        dir = d.parent();
+    }
+    out.reverse();
+    out
 }
 
 /// Reads the install state; `Ok(None)` when nothing is installed.
@@ -153,8 +189,12 @@ pub fn install(
     agent_keys: &[(String, Option<String>)],
 ) -> Result<Report> {
     let old = read_state(root)?;
-    let mut state =
-        old.clone().unwrap_or_else(|| InstallState { schema: artifacts::STATE_SCHEMA.into(), ..Default::default() });
+    let mut state = old.clone().unwrap_or_else(|| InstallState {
+        schema: artifacts::STATE_SCHEMA.into(),
+        // Folders an earlier, interrupted install made before it could record them.
+        created_dirs: leftover_state_dirs(root),
+        ..Default::default()
+    });
     let mut targets: Vec<(&str, Vec<u8>, u32, bool)> =
         artifacts::text_files(config_text).into_iter().map(|f| (f.path, f.content, f.mode, true)).collect();
     targets.insert(0, (artifacts::BIN_PATH, binary.to_vec(), 0o755, false));
@@ -216,7 +256,7 @@ pub fn install(
         let link = root.at(artifacts::WANTS_LINK);
         let dir = link.parent().context("link has a folder")?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let tmp = dir.join(format!(".ecs-hostnet-{}.tmp", std::process::id()));
+        let tmp = temp_path(&link);
         let _ = std::fs::remove_file(&tmp);
         std::os::unix::fs::symlink(artifacts::UNIT_PATH, &tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
@@ -236,13 +276,25 @@ pub fn install(
 /// Removes what install added and puts back what it replaced. Idempotent.
 pub fn uninstall(root: &Root) -> Result<Report> {
     let Some(state) = read_state(root)? else {
-        return Ok(vec!["nothing installed (no install state)".into()]);
+        let leftovers = leftover_state_dirs(root);
+        let _ = std::fs::remove_file(temp_path(&root.at(artifacts::STATE_PATH)));
+        let mut report = vec!["nothing installed (no install state)".to_string()];
+        for d in leftovers.iter().rev() {
+            if std::fs::remove_dir(root.at(d)).is_ok() {
+                report.push(format!("removed folder {d} (left by an interrupted install)"));
+            }
+        }
+        return Ok(report);
     };
     let mut report = Vec::new();
     if let Some(e) = &state.ecs_config {
         let path = root.at(artifacts::ECS_CONFIG_PATH);
         let now = read_opt(&path)?;
-        if now.as_deref() == Some(&e.written.0[..]) {
+        let before = e.before.as_ref().map(|b| &b.0[..]);
+        let keys_as_before = |t: &[u8]| e.keys_before.iter().all(|(k, v)| agentconfig::get(t, k) == *v);
+        if now.as_deref() == before {
+            // Never changed (install stopped before it), or already restored.
+        } else if now.as_deref() == Some(&e.written.0[..]) {
             match &e.before {
                 None => {
                     remove_file(&path)?;
@@ -252,7 +304,7 @@ pub fn uninstall(root: &Root) -> Result<Report> {
                 }
             }
             report.push(format!("restored {}", artifacts::ECS_CONFIG_PATH));
-        } else if let Some(now) = now {
+        } else if let Some(now) = now.filter(|n| !keys_as_before(n)) {
             // Edited since install: put back our keys only, keep the other edits.
             let keys: Vec<(String, Option<String>)> =
                 e.keys_before.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -269,6 +321,7 @@ pub fn uninstall(root: &Root) -> Result<Report> {
     }
     for f in state.files.iter().rev() {
         let path = root.at(&f.path);
+        let _ = std::fs::remove_file(temp_path(&path));
         match &f.before {
             None => {
                 if remove_file(&path)? {
@@ -281,13 +334,24 @@ pub fn uninstall(root: &Root) -> Result<Report> {
             }
         }
     }
-    remove_file(&root.at(artifacts::STATE_PATH))?;
-    for d in state.created_dirs.iter().rev() {
-        // Only folders install created, and only when empty.
-        if std::fs::remove_dir(root.at(d)).is_ok() {
-            report.push(format!("removed folder {d}"));
-        }
+    for abs in [artifacts::ECS_CONFIG_PATH, artifacts::WANTS_LINK] {
+        let _ = std::fs::remove_file(temp_path(&root.at(abs)));
     }
+    // Only folders install created, and only when empty; those holding the state file go
+    // last, right after it, so an uninstall killed before the end finds its state again.
+    let holds_state = |d: &String| Path::new(artifacts::STATE_PATH).starts_with(d);
+    let remove_dirs = |dirs: Vec<&String>, report: &mut Report| {
+        for d in dirs.into_iter().rev() {
+            if std::fs::remove_dir(root.at(d)).is_ok() {
+                report.push(format!("removed folder {d}"));
+            }
+        }
+    };
+    remove_dirs(state.created_dirs.iter().filter(|d| !holds_state(d)).collect(), &mut report);
+    let state_path = root.at(artifacts::STATE_PATH);
+    let _ = std::fs::remove_file(temp_path(&state_path));
+    remove_file(&state_path)?;
+    remove_dirs(state.created_dirs.iter().filter(|d| holds_state(d)).collect(), &mut report);
     Ok(report)
 }
 

@@ -282,7 +282,8 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             let desired = engine::desired(&loaded);
             enter()?;
             eprintln!("configuration: {}; {context}", loaded.source);
-            let mut p = engine::in_namespace(ns, engine::converge(&desired, &root))?;
+            let lock = engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?;
+            let mut p = engine::in_namespace(ns, engine::converge(&desired, &root, &lock))?;
             p.changes.extend(install::converge_files(&root, &loaded.config.agent_keys(), true)?);
             if p.is_empty() {
                 writeln!(out, "No changes: the host already matches the configuration.")?;
@@ -300,7 +301,8 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             let loaded = engine::load_config(config.config.as_deref(), &root)?;
             enter()?;
             eprintln!("configuration: {}; {context}", loaded.source);
-            let p = engine::in_namespace(ns, engine::remove(&root))?;
+            let lock = engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?;
+            let p = engine::in_namespace(ns, engine::remove(&root, &lock))?;
             if p.is_empty() {
                 writeln!(out, "Nothing to remove: no ecs-hostnet tables or settings are present.")?;
             } else {
