@@ -174,7 +174,8 @@ pub fn read_live(nf: &mut Netfilter, desired: &Desired, root: &Root) -> Result<(
     let endpoint_routes = rt
         .routes(false, |r| Some(r.dest) == endpoint || (r.protocol == ROUTE_PROTOCOL && r.kind == Some(RouteKind::DevLo)))?;
     let ipv4_default_route = rt.has_default_route(false)?;
-    Ok((LiveState { tables, route_localnet, saved_record, endpoint_routes, ipv4_default_route }, generation))
+    let lo_up = rt.link_is_up(crate::rtnl::LOOPBACK_IFINDEX)?;
+    Ok((LiveState { tables, route_localnet, saved_record, endpoint_routes, ipv4_default_route, lo_up }, generation))
 }
 
 /// Plans `desired` against the live state of the current network namespace.
@@ -213,6 +214,17 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
         for w in &p.sysctl_before {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
+        // Routes before the batch: a route the kernel refuses then stops us before any
+        // rule changed (the endpoint route is harmless without the rules).
+        if !p.route_ops.is_empty() {
+            let mut rt = Rtnl::open()?;
+            for op in &p.route_ops {
+                match op {
+                    RouteOp::Add { spec, replace } => rt.add(spec, *replace)?,
+                    RouteOp::Delete { spec } => rt.delete(spec)?,
+                }
+            }
+        }
         match nf.commit(&p.ops, generation) {
             Ok(()) => {}
             Err(KernelError::Rejected { ref err, .. })
@@ -230,15 +242,6 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
         }
         // The kernel now holds the record; keep the copy before route_localnet goes on.
         sync_saved_record(&nf, root, &p.record)?;
-        if !p.route_ops.is_empty() {
-            let mut rt = Rtnl::open()?;
-            for op in &p.route_ops {
-                match op {
-                    RouteOp::Add { spec, replace } => rt.add(spec, *replace)?,
-                    RouteOp::Delete { spec } => rt.delete(spec)?,
-                }
-            }
-        }
         for w in &p.sysctl_after {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }

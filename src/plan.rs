@@ -201,6 +201,8 @@ pub struct LiveState {
     pub endpoint_routes: Vec<LiveRoute>,
     /// Whether the namespace has an IPv4 default route (`0.0.0.0/0` in the main table).
     pub ipv4_default_route: bool,
+    /// Whether `lo` is up: a `dev lo` route cannot be added while it is down.
+    pub lo_up: bool,
 }
 
 impl LiveState {
@@ -296,7 +298,8 @@ fn chain_object(family: Family, table: &str, chain: &str) -> String {
 fn rule_object(family: Family, table: &str, chain: &str, id: Option<&str>, handle: Option<u64>) -> String {
     let mut s = format!("rule {} {table} {chain}", family.name());
     if let Some(id) = id {
-        s.push_str(&format!(" \"{id}\""));
+        // A foreign comment is kernel text: escape it (see `nftsyntax::printable`).
+        s.push_str(&format!(" \"{}\"", crate::nftsyntax::printable(id)));
     }
     if let Some(h) = handle {
         s.push_str(&format!(" handle {h}"));
@@ -363,7 +366,12 @@ fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
         Some(w) => {
             let present = live.endpoint_routes.iter().any(|r| r.satisfies(&w.spec));
             let wanted = !w.auto || !live.ipv4_default_route;
-            if wanted && !present {
+            if wanted && !present && !live.lo_up {
+                p.notes.push(format!(
+                    "route {} is wanted but lo is down (a fresh network namespace?): not added; bring lo up and apply again",
+                    w.spec
+                ));
+            } else if wanted && !present {
                 let in_the_way = live.endpoint_routes.iter().any(|r| r.dest == w.spec.dest && r.prefix_len == w.spec.prefix_len);
                 p.route_ops.push(RouteOp::Add { spec: w.spec, replace: in_the_way });
                 let why = if w.auto { "missing: no IPv4 default route, host-network-mode tasks need it" } else { "missing" };
@@ -993,6 +1001,10 @@ mod tests {
         let mut live = converged(&d, &rec(&[("all", "0")]));
         assert!(plan(&d, &live).is_empty(), "dual-stack host: no route wanted");
         live.ipv4_default_route = false;
+        live.lo_up = false;
+        let p = plan(&d, &live);
+        assert!(p.is_empty() && p.notes[0].contains("lo is down"), "{}", p.text());
+        live.lo_up = true;
         let p = plan(&d, &live);
         let spec = d.endpoint_route.unwrap().spec;
         assert_eq!(p.route_ops, vec![RouteOp::Add { spec, replace: false }]);

@@ -116,10 +116,22 @@ impl Rtnl {
         sock.bind_auto().context("cannot bind the NETLINK_ROUTE socket")?;
         sock.connect(&SocketAddr::new(0, 0)).context("cannot connect the NETLINK_ROUTE socket")?;
         let _ = sock.set_ext_ack(true);
+        // The kernel answers within the request; never wait forever for an answer that
+        // will not come.
+        let timeout = libc::timeval { tv_sec: 5, tv_usec: 0 };
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&sock),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &timeout as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
+        }
         Ok(Rtnl { sock, seq: 0, buf: vec![0; 64 * 1024] })
     }
 
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteMessage>> {
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>> {
         self.seq += 1;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
@@ -152,7 +164,7 @@ impl Rtnl {
                             Some(_) => Err(e.to_io().into()),
                         };
                     }
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => out.push(r),
+                    NetlinkPayload::InnerMessage(m) => out.push(m),
                     _ => {}
                 }
             }
@@ -163,7 +175,25 @@ impl Rtnl {
         let mut m = RouteMessage::default();
         m.header.address_family = if ipv6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
         let all = self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
-        Ok(all.into_iter().filter(|r| r.header.table == RouteHeader::RT_TABLE_MAIN || table_attr(r) == Some(254)).collect())
+        Ok(all
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => Some(r),
+                _ => None,
+            })
+            .filter(|r| r.header.table == RouteHeader::RT_TABLE_MAIN || table_attr(r) == Some(254))
+            .collect())
+    }
+
+    /// Whether the interface with this index is administratively up (`IFF_UP`); a route
+    /// through a down interface cannot be added (ENETDOWN).
+    pub fn link_is_up(&mut self, index: u32) -> Result<bool> {
+        let mut m = netlink_packet_route::link::LinkMessage::default();
+        m.header.index = index;
+        let answer = self.request(RouteNetlinkMessage::GetLink(m), NLM_F_ACK)?;
+        Ok(answer.iter().any(|m| {
+            matches!(m, RouteNetlinkMessage::NewLink(l) if l.header.flags.contains(netlink_packet_route::link::LinkFlags::Up))
+        }))
     }
 
     /// Whether the main table has a default route (`0.0.0.0/0` or `::/0`) of type unicast.
@@ -210,8 +240,12 @@ impl Rtnl {
     /// gateway route to IMDS, when `replace`).
     pub fn add(&mut self, spec: &RouteSpec, replace: bool) -> Result<()> {
         let flags = NLM_F_ACK | NLM_F_CREATE | if replace { NLM_F_REPLACE } else { NLM_F_EXCL };
-        self.request(RouteNetlinkMessage::NewRoute(message(spec)), flags).with_context(|| format!("cannot add route {spec}"))?;
-        Ok(())
+        match self.request(RouteNetlinkMessage::NewRoute(message(spec)), flags) {
+            // Someone added the same route between our read and now: the goal is met (the
+            // caller reads the state back).
+            Err(e) if e.downcast_ref::<std::io::Error>().and_then(|e| e.raw_os_error()) == Some(libc::EEXIST) => Ok(()),
+            r => r.map(|_| ()).with_context(|| format!("cannot add route {spec}")),
+        }
     }
 
     /// Deletes our route `spec` (only one with [`ROUTE_PROTOCOL`]).
