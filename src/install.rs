@@ -133,10 +133,19 @@ fn leftover_state_dirs(root: &Root) -> Vec<String> {
     let mut child: Option<std::ffi::OsString> = None;
     let mut dir = state.parent();
     while let Some(d) = dir.filter(|d| *d != Path::new("/")) {
-        let Ok(entries) = std::fs::read_dir(root.at(&d.to_string_lossy())) else { break };
+        let entries = match std::fs::read_dir(root.at(&d.to_string_lossy())) {
+            Ok(e) => e,
+            // Killed before this level was made: look at its parent.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                dir = d.parent();
+                continue;
+            }
+            Err(_) => break,
+        };
+        let state_dir = Some(d) == state.parent();
         let only_ours = entries.flatten().all(|e| {
             let n = Some(e.file_name());
-            n == child || (child.is_none() && n == tmp_name)
+            (child.is_some() && n == child) || (state_dir && n == tmp_name)
         });
         if !only_ours {
             break;

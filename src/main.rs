@@ -219,7 +219,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             let binary =
                 std::fs::read("/proc/self/exe").context("cannot read this program's binary (/proc/self/exe)")?;
             let _lock = if root.is_system() { Some(engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?) } else { None };
-            writeln!(out, "configuration: {}; root {}", loaded.source, root.at("/").display())?;
+            eprintln!("configuration: {}; root {}", loaded.source, root.at("/").display());
             for line in install::install(&root, &bytes, &binary, &loaded.config.agent_keys())? {
                 writeln!(out, "{line}")?;
             }
@@ -264,7 +264,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             let loaded = engine::load_config(config.config.as_deref(), &root)?;
             let desired = engine::desired(&loaded);
             enter()?;
-            writeln!(out, "configuration: {}; {context}", loaded.source)?;
+            eprintln!("configuration: {}; {context}", loaded.source);
             let (_, mut p) = engine::in_namespace(ns, engine::plan_live(&desired, &root))?;
             p.changes.extend(install::converge_files(&root, &loaded.config.agent_keys(), false)?);
             if is_plan || !p.is_empty() {
@@ -281,7 +281,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             let loaded = engine::load_config(config.config.as_deref(), &root)?;
             let desired = engine::desired(&loaded);
             enter()?;
-            writeln!(out, "configuration: {}; {context}", loaded.source)?;
+            eprintln!("configuration: {}; {context}", loaded.source);
             let lock = engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?;
             let mut p = engine::in_namespace(ns, engine::converge(&desired, &root, &lock))?;
             p.changes.extend(install::converge_files(&root, &loaded.config.agent_keys(), true)?);
@@ -300,7 +300,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             // is removed is what ecs-hostnet owns, whatever the configuration says now.
             let loaded = engine::load_config(config.config.as_deref(), &root)?;
             enter()?;
-            writeln!(out, "configuration: {}; {context}", loaded.source)?;
+            eprintln!("configuration: {}; {context}", loaded.source);
             let lock = engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?;
             let p = engine::in_namespace(ns, engine::remove(&root, &lock))?;
             if p.is_empty() {
