@@ -9,7 +9,6 @@ use crate::compile::{Desired, compile};
 use crate::config::{self, Config};
 use crate::install::Root;
 use crate::rtnl::{RouteKind, Rtnl, ROUTE_PROTOCOL};
-use crate::task::RouteOp;
 use crate::kernel::{KernelError, Netfilter};
 use crate::plan::{LiveState, Plan, plan, plan_removal, sysctl_selectors};
 use crate::ruleset::{Record, record};
@@ -219,10 +218,7 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
         if !p.route_ops.is_empty() {
             let mut rt = Rtnl::open()?;
             for op in &p.route_ops {
-                match op {
-                    RouteOp::Add { spec, replace } => rt.add(spec, *replace)?,
-                    RouteOp::Delete { spec } => rt.delete(spec)?,
-                }
+                op.run(&mut rt)?;
             }
         }
         match nf.commit(&p.ops, generation) {

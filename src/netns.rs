@@ -6,12 +6,23 @@
 use anyhow::{Result, bail};
 use nix::errno::Errno;
 use nix::sched::{CloneFlags, setns};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Resolves `--netns`: a value containing `/` is a path (e.g. `/proc/PID/ns/net`),
 /// anything else a name under `/run/netns` (as made by `ip netns add`).
 pub fn resolve(spec: &str) -> PathBuf {
     if spec.contains('/') { PathBuf::from(spec) } else { PathBuf::from("/run/netns").join(spec) }
+}
+
+/// Opens a namespace file without blocking: a FIFO or device given by mistake is then
+/// refused by setns(2) instead of hanging the open.
+pub fn open_nonblocking(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))
 }
 
 /// Moves the calling thread into the network namespace `spec` (see [`resolve`]).
@@ -23,13 +34,10 @@ pub fn enter(spec: &str) -> Result<()> {
         bail!("--netns needs a namespace name (under /run/netns) or a path such as /proc/PID/ns/net");
     }
     let path = resolve(spec);
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("network namespace {spec:?} not found ({} does not exist)", path.display())
-        }
-        Err(e) => bail!("cannot open network namespace {spec:?} ({}): {e}", path.display()),
-    };
+    if !path.exists() {
+        bail!("network namespace {spec:?} not found ({} does not exist)", path.display());
+    }
+    let file = open_nonblocking(&path).map_err(|e| anyhow::anyhow!("network namespace {spec:?}: {e}"))?;
     match setns(&file, CloneFlags::CLONE_NEWNET) {
         Ok(()) => Ok(()),
         Err(Errno::EPERM) => bail!("entering network namespace {spec:?} needs CAP_SYS_ADMIN: run as root"),

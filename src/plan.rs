@@ -365,15 +365,17 @@ fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
     match &desired.endpoint_route {
         Some(w) => {
             let present = live.endpoint_routes.iter().any(|r| r.satisfies(&w.spec));
+            let other = live.endpoint_routes.iter().find(|r| r.dest == w.spec.dest && !r.satisfies(&w.spec) && !ours(r));
             let wanted = !w.auto || !live.ipv4_default_route;
-            if wanted && !present && !live.lo_up {
+            if let (true, false, Some(o)) = (wanted, present, other) {
+                p.notes.push(format!("a route {o} already leads to the endpoint; {} is not added", w.spec));
+            } else if wanted && !present && !live.lo_up {
                 p.notes.push(format!(
                     "route {} is wanted but lo is down (a fresh network namespace?): not added; bring lo up and apply again",
                     w.spec
                 ));
             } else if wanted && !present {
-                let in_the_way = live.endpoint_routes.iter().any(|r| r.dest == w.spec.dest && r.prefix_len == w.spec.prefix_len);
-                p.route_ops.push(RouteOp::Add { spec: w.spec, replace: in_the_way });
+                p.route_ops.push(RouteOp::Add { spec: w.spec });
                 let why = if w.auto { "missing: no IPv4 default route, host-network-mode tasks need it" } else { "missing" };
                 p.changes.push(Change {
                     action: Action::Add,
@@ -1007,11 +1009,17 @@ mod tests {
         live.lo_up = true;
         let p = plan(&d, &live);
         let spec = d.endpoint_route.unwrap().spec;
-        assert_eq!(p.route_ops, vec![RouteOp::Add { spec, replace: false }]);
+        assert_eq!(p.route_ops, vec![RouteOp::Add { spec }]);
         assert!(p.ops.is_empty(), "no batch for a route: {:?}", p.ops);
         assert!(p.changes[0].object.contains("route 169.254.170.2/32 dev lo"), "{}", p.text());
         // Ours in place; later an IPv4 default route appears: auto keeps it.
-        live.endpoint_routes.push(LiveRoute { dest: spec.dest, prefix_len: 32, kind: Some(RouteKind::DevLo), protocol: ROUTE_PROTOCOL });
+        live.endpoint_routes.push(LiveRoute {
+            dest: spec.dest,
+            prefix_len: 32,
+            kind: Some(RouteKind::DevLo),
+            protocol: ROUTE_PROTOCOL,
+            metric: None,
+        });
         live.ipv4_default_route = true;
         assert!(plan(&d, &live).is_empty());
         // remove deletes it.

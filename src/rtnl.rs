@@ -7,10 +7,7 @@
 //! route protocol [`ROUTE_PROTOCOL`], so `remove` only ever deletes its own.
 
 use anyhow::{bail, Context, Result};
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
-    NLM_F_REQUEST,
-};
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -64,6 +61,25 @@ pub struct LiveRoute {
     pub kind: Option<RouteKind>,
     /// `rtm_protocol`; [`ROUTE_PROTOCOL`] for ours.
     pub protocol: u8,
+    /// `RTA_PRIORITY` (the metric; lower wins), if the kernel reported one.
+    pub metric: Option<u32>,
+}
+
+impl std::fmt::Display for LiveRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            Some(RouteKind::Blackhole) => "blackhole ",
+            _ => "",
+        };
+        write!(f, "{kind}{}/{} proto {}", self.dest, self.prefix_len, self.protocol)?;
+        if let Some(m) = self.metric {
+            write!(f, " metric {m}")?;
+        }
+        if self.kind == Some(RouteKind::DevLo) {
+            write!(f, " dev lo")?;
+        }
+        Ok(())
+    }
 }
 
 impl LiveRoute {
@@ -220,6 +236,10 @@ impl Rtnl {
                     _ => None,
                 });
                 let has_gateway = r.attributes.iter().any(|a| matches!(a, RouteAttribute::Gateway(_)));
+                let metric = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Priority(p) => Some(*p),
+                    _ => None,
+                });
                 let kind = match r.header.kind {
                     RouteType::BlackHole => Some(RouteKind::Blackhole),
                     RouteType::Unicast if oif == Some(LOOPBACK_IFINDEX) && !has_gateway => Some(RouteKind::DevLo),
@@ -230,22 +250,41 @@ impl Rtnl {
                     prefix_len: r.header.destination_prefix_length,
                     kind,
                     protocol: protocol_number(r.header.protocol),
+                    metric,
                 })
             })
             .filter(|r| keep(r))
             .collect())
     }
 
-    /// Adds `spec` (replacing a route to the same prefix with the same metric, e.g. a
-    /// gateway route to IMDS, when `replace`).
-    pub fn add(&mut self, spec: &RouteSpec, replace: bool) -> Result<()> {
-        let flags = NLM_F_ACK | NLM_F_CREATE | if replace { NLM_F_REPLACE } else { NLM_F_EXCL };
+    /// Adds `spec` (create-exclusive; an identical route added meanwhile by someone else
+    /// counts as done).
+    pub fn add(&mut self, spec: &RouteSpec) -> Result<()> {
+        let flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
         match self.request(RouteNetlinkMessage::NewRoute(message(spec)), flags) {
             // Someone added the same route between our read and now: the goal is met (the
             // caller reads the state back).
             Err(e) if e.downcast_ref::<std::io::Error>().and_then(|e| e.raw_os_error()) == Some(libc::EEXIST) => Ok(()),
             r => r.map(|_| ()).with_context(|| format!("cannot add route {spec}")),
         }
+    }
+
+    /// Deletes a route someone else made that is in the way of ours: matched by prefix,
+    /// table, protocol and metric, whatever its type.
+    pub fn delete_live(&mut self, r: &LiveRoute) -> Result<()> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = family(&r.dest);
+        m.header.destination_prefix_length = r.prefix_len;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::from(r.protocol);
+        m.header.scope = RouteScope::NoWhere;
+        m.header.kind = RouteType::Unspec;
+        m.attributes.push(RouteAttribute::Destination(RouteAddress::from(r.dest)));
+        if let Some(metric) = r.metric {
+            m.attributes.push(RouteAttribute::Priority(metric));
+        }
+        self.request(RouteNetlinkMessage::DelRoute(m), NLM_F_ACK).with_context(|| format!("cannot delete route {r}"))?;
+        Ok(())
     }
 
     /// Deletes our route `spec` (only one with [`ROUTE_PROTOCOL`]).

@@ -29,15 +29,18 @@ pub enum TaskAction {
 /// One route change in a namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteOp {
-    /// Add `spec`; `replace` when another route to the same prefix is in the way (for
-    /// example a gateway route to IMDS), which the IMDS block must override.
+    /// Add `spec`.
     Add {
         /// The route to add.
         spec: RouteSpec,
-        /// Replace (`NLM_F_REPLACE`) instead of create-exclusive.
-        replace: bool,
     },
-    /// Delete our route `spec`.
+    /// Delete a route to the same prefix that is not what we want (a gateway route to
+    /// IMDS would defeat the blackhole whatever its metric). Not restored by `remove`.
+    DeleteInTheWay {
+        /// The route as read.
+        route: LiveRoute,
+    },
+    /// Delete our route `spec` (only one with [`ROUTE_PROTOCOL`]).
     Delete {
         /// The route to delete.
         spec: RouteSpec,
@@ -47,9 +50,20 @@ pub enum RouteOp {
 impl std::fmt::Display for RouteOp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RouteOp::Add { spec, replace: false } => write!(f, "add route {spec}"),
-            RouteOp::Add { spec, replace: true } => write!(f, "replace the route to {}/{} with {spec}", spec.dest, spec.prefix_len),
+            RouteOp::Add { spec } => write!(f, "add route {spec}"),
+            RouteOp::DeleteInTheWay { route } => write!(f, "delete route {route} (in the way)"),
             RouteOp::Delete { spec } => write!(f, "delete route {spec}"),
+        }
+    }
+}
+
+impl RouteOp {
+    /// Carries the op out through `rt`.
+    pub fn run(&self, rt: &mut Rtnl) -> Result<()> {
+        match self {
+            RouteOp::Add { spec } => rt.add(spec),
+            RouteOp::DeleteInTheWay { route } => rt.delete_live(route),
+            RouteOp::Delete { spec } => rt.delete(spec),
         }
     }
 }
@@ -77,8 +91,11 @@ pub fn plan_routes(action: TaskAction, want: &[RouteSpec], live: &[LiveRoute]) -
             live.iter().filter(|l| l.dest == spec.dest && l.prefix_len == spec.prefix_len).collect();
         match action {
             TaskAction::Apply | TaskAction::Check => {
+                for l in same_prefix.iter().filter(|l| !l.satisfies(spec)) {
+                    ops.push(RouteOp::DeleteInTheWay { route: (*l).clone() });
+                }
                 if !same_prefix.iter().any(|l| l.satisfies(spec)) {
-                    ops.push(RouteOp::Add { spec: *spec, replace: !same_prefix.is_empty() });
+                    ops.push(RouteOp::Add { spec: *spec });
                 }
             }
             TaskAction::Remove => {
@@ -111,7 +128,7 @@ pub fn namespaces_under(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn in_namespace(path: &Path, action: TaskAction, want: &[RouteSpec]) -> Result<Vec<RouteOp>> {
-    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let f = crate::netns::open_nonblocking(path)?;
     setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| match e {
         nix::errno::Errno::EINVAL => anyhow::anyhow!("{} is not a network namespace", path.display()),
         nix::errno::Errno::EPERM => anyhow::anyhow!("entering {} needs CAP_SYS_ADMIN: run as root", path.display()),
@@ -126,10 +143,7 @@ fn in_namespace(path: &Path, action: TaskAction, want: &[RouteSpec]) -> Result<V
     let ops = plan_routes(action, want, &live);
     if action != TaskAction::Check {
         for op in &ops {
-            match op {
-                RouteOp::Add { spec, replace } => rt.add(spec, *replace)?,
-                RouteOp::Delete { spec } => rt.delete(spec)?,
-            }
+            op.run(&mut rt)?;
         }
     }
     Ok(ops)
@@ -162,7 +176,7 @@ mod tests {
     use crate::config::default_config;
 
     fn live(spec: &RouteSpec, kind: Option<RouteKind>, protocol: u8) -> LiveRoute {
-        LiveRoute { dest: spec.dest, prefix_len: spec.prefix_len, kind, protocol }
+        LiveRoute { dest: spec.dest, prefix_len: spec.prefix_len, kind, protocol, metric: Some(100) }
     }
 
     #[test]
@@ -170,11 +184,14 @@ mod tests {
         let want = imds_routes(&default_config());
         assert_eq!(want.len(), 2);
         let ops = plan_routes(TaskAction::Apply, &want, &[]);
-        assert_eq!(ops, vec![RouteOp::Add { spec: want[0], replace: false }, RouteOp::Add { spec: want[1], replace: false }]);
+        assert_eq!(ops, vec![RouteOp::Add { spec: want[0] }, RouteOp::Add { spec: want[1] }]);
         // The agent's own blackhole (another protocol) already does the job.
         let l = vec![live(&want[0], Some(RouteKind::Blackhole), 4), live(&want[1], None, 3)];
-        assert_eq!(plan_routes(TaskAction::Apply, &want, &l), vec![RouteOp::Add { spec: want[1], replace: true }]);
-        assert_eq!(plan_routes(TaskAction::Check, &want, &l).len(), 1);
+        assert_eq!(
+            plan_routes(TaskAction::Apply, &want, &l),
+            vec![RouteOp::DeleteInTheWay { route: l[1].clone() }, RouteOp::Add { spec: want[1] }]
+        );
+        assert_eq!(plan_routes(TaskAction::Check, &want, &l).len(), 2);
     }
 
     #[test]
