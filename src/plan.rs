@@ -1011,7 +1011,7 @@ mod tests {
         let spec = d.endpoint_route.unwrap().spec;
         assert_eq!(p.route_ops, vec![RouteOp::Add { spec }]);
         assert!(p.ops.is_empty(), "no batch for a route: {:?}", p.ops);
-        assert!(p.changes[0].object.contains("route 169.254.170.2/32 dev lo"), "{}", p.text());
+        assert!(p.changes[0].object.contains("route 169.254.170.2/32 dev lo src 127.0.0.1"), "{}", p.text());
         // Ours in place; later an IPv4 default route appears: auto keeps it.
         live.endpoint_routes.push(LiveRoute {
             dest: spec.dest,

@@ -45,7 +45,7 @@ impl std::fmt::Display for RouteSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.kind {
             RouteKind::Blackhole => write!(f, "blackhole {}/{}", self.dest, self.prefix_len),
-            RouteKind::DevLo => write!(f, "{}/{} dev lo", self.dest, self.prefix_len),
+            RouteKind::DevLo => write!(f, "{}/{} dev lo src 127.0.0.1", self.dest, self.prefix_len),
         }
     }
 }
@@ -109,6 +109,9 @@ fn message(spec: &RouteSpec) -> RouteMessage {
             m.header.kind = RouteType::Unicast;
             m.header.scope = RouteScope::Link;
             m.attributes.push(RouteAttribute::Oif(LOOPBACK_IFINDEX));
+            // Without a preferred source a link-scope route via lo picks 0.0.0.0 (lo's
+            // 127.0.0.1 has host scope) and the redirected connection never completes.
+            m.attributes.push(RouteAttribute::PrefSource(RouteAddress::Inet(std::net::Ipv4Addr::LOCALHOST)));
         }
     }
     m
@@ -240,9 +243,15 @@ impl Rtnl {
                     RouteAttribute::Priority(p) => Some(*p),
                     _ => None,
                 });
+                let loopback_src = r.header.scope == RouteScope::Host
+                    || r.attributes.iter().any(|a| {
+                        matches!(a, RouteAttribute::PrefSource(RouteAddress::Inet(s)) if s.is_loopback())
+                    });
                 let kind = match r.header.kind {
                     RouteType::BlackHole => Some(RouteKind::Blackhole),
-                    RouteType::Unicast if oif == Some(LOOPBACK_IFINDEX) && !has_gateway => Some(RouteKind::DevLo),
+                    RouteType::Unicast if oif == Some(LOOPBACK_IFINDEX) && !has_gateway && loopback_src => {
+                        Some(RouteKind::DevLo)
+                    }
                     _ => None,
                 };
                 Some(LiveRoute {
