@@ -119,6 +119,9 @@ pub struct InstalledFile {
     pub path: String,
     /// Content before the first install; `None`: the file did not exist.
     pub before: Option<Bytes>,
+    /// Its mode bits then (restored with it by uninstall).
+    #[serde(default)]
+    pub before_mode: Option<u32>,
     /// What install wrote (checked for drift); `None` for the binary, which an upgrade
     /// may replace.
     pub written: Option<Bytes>,
@@ -211,7 +214,7 @@ pub fn plan_files(
             continue;
         }
         let (action, reason, details) = match &now {
-            None => (Action::Add, "missing (deleted by someone)", vec![]),
+            None => (Action::Add, "missing: deleted by someone", vec![]),
             Some(n) => (Action::Change, "modified by someone", line_diff(n, &written.0)),
         };
         changes.push(Change { action, object: format!("file {}", f.path), reason: reason.into(), details });
@@ -250,7 +253,7 @@ mod tests {
             schema: STATE_SCHEMA.into(),
             files: text_files(b"x = 1\n")
                 .into_iter()
-                .map(|f| InstalledFile { path: f.path.into(), before: None, written: Some(Bytes(f.content)) })
+                .map(|f| InstalledFile { path: f.path.into(), before: None, before_mode: None, written: Some(Bytes(f.content)) })
                 .collect(),
             wants_link: true,
             ecs_config: Some(InstalledEcsConfig { before: None, keys_before: BTreeMap::new(), written: Bytes(vec![]) }),

@@ -622,6 +622,13 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
             ),
         ));
     }
+    let imds = c.imds_block.ipv4_address.v.0;
+    if imds.is_unspecified() || imds.is_multicast() || imds.is_broadcast() {
+        errs.push(loc.err(
+            c.imds_block.ipv4_address.span.clone(),
+            format!("imds_block.ipv4_address {imds} is not a unicast address; IMDS is 169.254.169.254"),
+        ));
+    }
     if cred.enabled.v && agent.is_loopback() && !rl_on {
         errs.push(loc.err(
             rl.span.clone().or(cred.agent_address.span.clone()),

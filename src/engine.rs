@@ -236,20 +236,56 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
             }
             Err(e) => return Err(e.into()),
         }
+        // Values that are no longer ours go back to what was found before, also when a
+        // concurrent apply (under another lock) turned them on since we read them.
+        if let Some(old) = live.record() {
+            for (sel, original) in old.iter().filter(|(k, _)| !p.record.contains_key(*k)) {
+                if sysctl::read_route_localnet(sel)?.is_some_and(|now| now != *original) {
+                    sysctl::write_route_localnet(sel, original)?;
+                }
+            }
+        }
         // The kernel now holds the record; keep the copy before route_localnet goes on.
         sync_saved_record(&nf, root, &p.record)?;
         for w in &p.sysctl_after {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
-        let after = planner(&read_live(&mut nf, desired, root)?.0);
+        let (live_after, _) = read_live(&mut nf, desired, root)?;
+        let after = planner(&live_after);
         if !after.is_empty() {
             let (a, c, r) = after.counts();
+            // Never leave route_localnet on without the guard (a concurrent remove with
+            // another lock, or someone flushing the rule set, can take the guard away
+            // between our batch and our sysctl write): put the recorded values back.
+            let mut restored = Vec::new();
+            if !guard_is_live(&live_after) {
+                for w in &p.sysctl_after {
+                    if let Some(original) = p.record.get(&w.selector) {
+                        sysctl::write_route_localnet(&w.selector, original)?;
+                        restored.push(format!("{}={original}", crate::plan::sysctl_name(&w.selector)));
+                    }
+                }
+            }
+            let restored = if restored.is_empty() {
+                String::new()
+            } else {
+                format!("; the localhost guard is gone, so {} was put back", restored.join(", "))
+            };
             bail!(
-                "the host did not converge: {a} to add, {c} to change, {r} to remove remain after the batch (run `ecs-hostnet plan` to see them)"
+                "the host did not converge: {a} to add, {c} to change, {r} to remove remain after the batch{restored} (run `ecs-hostnet plan` to see them)"
             );
         }
         return Ok(p);
     }
+}
+
+/// Whether the localhost guard rule is live in `table inet ecs-hostnet`.
+fn guard_is_live(live: &LiveState) -> bool {
+    live.tables.iter().any(|t| {
+        t.family == crate::ruleset::Family::Inet
+            && t.flags == 0
+            && t.chains.iter().any(|c| c.rules.iter().any(|r| r.comment.as_deref() == Some("localhost-guard")))
+    })
 }
 
 /// The desired state of `remove`: none of our tables, no route_localnet of ours.

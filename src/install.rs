@@ -72,6 +72,25 @@ pub fn temp_path(path: &Path) -> PathBuf {
 /// A new file gets `mode`; an existing one keeps its mode and owner. Returns whether it
 /// wrote.
 pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<bool> {
+    // A symlink is followed: the file it points to is replaced and the link kept (an
+    // ecs.config managed elsewhere). A link to anything but a regular file (a unit masked
+    // with a link to /dev/null) is refused rather than overwritten.
+    let resolved;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            resolved = std::fs::canonicalize(path)
+                .with_context(|| format!("{} is a symlink to a missing file; remove it first", path.display()))?;
+            if !std::fs::metadata(&resolved).is_ok_and(|m| m.is_file()) {
+                bail!(
+                    "{} is a symlink to {}, not to a regular file (a masked unit?); unmask or remove it first",
+                    path.display(),
+                    resolved.display()
+                );
+            }
+            resolved.as_path()
+        }
+        _ => path,
+    };
     if read_opt(path)?.as_deref() == Some(content) {
         return Ok(false);
     }
@@ -225,6 +244,7 @@ pub fn install(
             None => state.files.push(InstalledFile {
                 path: abs.to_string(),
                 before: read_opt(&root.at(abs))?.map(Bytes),
+                before_mode: std::fs::metadata(root.at(abs)).ok().map(|m| m.permissions().mode() & 0o7777),
                 written,
             }),
         }
@@ -271,8 +291,13 @@ pub fn install(
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         std::fs::rename(&tmp, &link).with_context(|| format!("cannot create {}", link.display()))?;
         report.push(format!("enabled {} (symlink {})", artifacts::UNIT_PATH, artifacts::WANTS_LINK));
-    } else {
+    } else if state.wants_link || link_ok(root) {
         report.push(format!("unchanged {}", artifacts::WANTS_LINK));
+    } else {
+        report.push(format!(
+            "left alone: {} exists and is not ecs-hostnet's link; the boot unit is NOT enabled",
+            artifacts::WANTS_LINK
+        ));
     }
     if let Some(new) = &ecs_new {
         let verb = if write_atomic(&ecs_path, new, 0o644)? { "updated" } else { "unchanged" };
@@ -338,7 +363,7 @@ pub fn uninstall(root: &Root) -> Result<Report> {
                 }
             }
             Some(b) => {
-                write_atomic(&path, &b.0, 0o644)?;
+                write_atomic(&path, &b.0, f.before_mode.unwrap_or(0o644))?;
                 report.push(format!("restored {}", f.path));
             }
         }

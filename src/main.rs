@@ -211,7 +211,8 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
                     }
                 }
             }
-            writeln!(out, "{} namespace(s): {} changed, {} failed.", results.len(), drift, failed)?;
+            let verb = if action == task::TaskAction::Check { "with drift" } else { "changed" };
+            writeln!(out, "{} namespace(s): {drift} {verb}, {failed} failed.", results.len())?;
             Ok(if failed > 0 { 1 } else if drift > 0 && action == task::TaskAction::Check { 2 } else { 0 })
         }
         Command::Install { config } => {
@@ -280,6 +281,8 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
         Command::Apply { config } => {
             let loaded = engine::load_config(config.config.as_deref(), &root)?;
             let desired = engine::desired(&loaded);
+            // A broken install state is an error before the kernel is touched.
+            install::read_state(&root)?;
             enter()?;
             eprintln!("configuration: {}; {context}", loaded.source);
             let lock = engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?;

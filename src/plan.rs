@@ -413,6 +413,8 @@ pub fn plan_removal(live: &LiveState) -> Plan {
     for c in &mut p.changes {
         c.reason = "ecs-hostnet remove".into();
     }
+    // The exposure note speaks of the state before the remove, which puts it right.
+    p.notes.retain(|n| !n.contains("no localhost guard is live"));
     p
 }
 
@@ -515,6 +517,9 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
     let mut recreate = Vec::new();
     if lt.comment.as_deref() != Some(t.comment.as_str()) {
         recreate.push("its comment was changed by someone".to_string());
+    }
+    for o in &lt.foreign_objects {
+        recreate.push(format!("{o} is not ecs-hostnet's (it makes no named sets or objects)"));
     }
     if lt.flags != 0 {
         let what = match lt.flags {
@@ -764,6 +769,7 @@ mod tests {
                 handle: 1,
                 comment: Some(t.comment.clone()),
                 flags: 0,
+                foreign_objects: vec![],
                 record: if t.family == Family::Inet { Some(record.clone()) } else { None },
                 chains: t
                     .chains

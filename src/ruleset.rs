@@ -497,6 +497,9 @@ pub struct LiveTable {
     pub record: Option<Record>,
     /// Every chain of the table, ours or not, in dump order.
     pub chains: Vec<LiveChain>,
+    /// Named sets and stateful objects in the table (`set foo`, `object cnt`): ecs-hostnet
+    /// makes none, so any is someone else's.
+    pub foreign_objects: Vec<String>,
 }
 
 /// A chain of one of our tables, as read from the kernel.

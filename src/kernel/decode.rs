@@ -333,3 +333,34 @@ mod tests {
         assert_eq!(comment_of(Some(&[0, 3, b'a', b'b', 0])).as_deref(), Some("ab"));
     }
 }
+
+/// A named set or stateful object (counter, quota, limit, ...) in a table: `(table,
+/// kind and name)`, e.g. `("ecs-hostnet", "set foo")`. Anonymous sets (`__set%d`, bound
+/// to one rule) are `None`: they come and go with their rule.
+pub fn set_or_object(nlh: *const libc::nlmsghdr, is_set: bool) -> Result<Option<(String, String)>, String> {
+    unsafe {
+        if is_set {
+            let st = sys::nftnl_set_alloc();
+            if sys::nftnl_set_nlmsg_parse(nlh as _, st) < 0 {
+                sys::nftnl_set_free(st);
+                return Err("malformed set message".into());
+            }
+            let table = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_TABLE as u16));
+            let name = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_NAME as u16));
+            // NFT_SET_ANONYMOUS
+            let anonymous = sys::nftnl_set_get_u32(st, sys::NFTNL_SET_FLAGS as u16) & 1 != 0;
+            sys::nftnl_set_free(st);
+            Ok((!anonymous).then(|| (table, format!("set {name}"))))
+        } else {
+            let o = sys::nftnl_obj_alloc();
+            if sys::nftnl_obj_nlmsg_parse(nlh as _, o) < 0 {
+                sys::nftnl_obj_free(o);
+                return Err("malformed object message".into());
+            }
+            let table = str_of(sys::nftnl_obj_get_str(o, sys::NFTNL_OBJ_TABLE as u16));
+            let name = str_of(sys::nftnl_obj_get_str(o, sys::NFTNL_OBJ_NAME as u16));
+            sys::nftnl_obj_free(o);
+            Ok(Some((table, format!("object {name}"))))
+        }
+    }
+}

@@ -314,6 +314,7 @@ impl Netfilter {
                     flags: t.flags,
                     record: t.record,
                     chains: vec![],
+                    foreign_objects: vec![],
                 });
             }
         }
@@ -336,6 +337,15 @@ impl Netfilter {
                         });
                     }
                     t.chains.push(LiveChain { name: c.name, base, rules: vec![] });
+                }
+            }
+            for (msg, is_set) in [(libc::NFT_MSG_GETSET, true), (libc::NFT_MSG_GETOBJ, false)] {
+                for m in self.request(msg as u32, family, true, |_| {})? {
+                    if let Some((table, what)) = decode::set_or_object(m.as_ptr() as *const _, is_set).map_err(KernelError::Malformed)? {
+                        if table == t.name {
+                            t.foreign_objects.push(what);
+                        }
+                    }
                 }
             }
             // The kernel filters a rule dump by NFTA_RULE_TABLE.
