@@ -253,7 +253,12 @@ mod tests {
             schema: STATE_SCHEMA.into(),
             files: text_files(b"x = 1\n")
                 .into_iter()
-                .map(|f| InstalledFile { path: f.path.into(), before: None, before_mode: None, written: Some(Bytes(f.content)) })
+                .map(|f| InstalledFile {
+                    path: f.path.into(),
+                    before: None,
+                    before_mode: None,
+                    written: Some(Bytes(f.content)),
+                })
                 .collect(),
             wants_link: true,
             ecs_config: Some(InstalledEcsConfig { before: None, keys_before: BTreeMap::new(), written: Bytes(vec![]) }),

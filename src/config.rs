@@ -538,10 +538,15 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
         MAX_CONTAINER_PATTERNS,
     );
     if let (Some(containers), Some(exclusions)) = (&containers, &exclusions) {
-        let span = |i: usize| c.imds_block.exclude_interfaces.span.as_ref().map(|_| c.imds_block.exclude_interfaces.v[i].span());
+        let span = |i: usize| {
+            c.imds_block.exclude_interfaces.span.as_ref().map(|_| c.imds_block.exclude_interfaces.v[i].span())
+        };
         for (i, e) in exclusions.iter().enumerate() {
             let stem = e.as_str().trim_end_matches('+');
-            if let Some(p) = containers.iter().find(|p| e.matches(p.as_str().trim_end_matches('+')) && (e.is_prefix() || !p.is_prefix())) {
+            if let Some(p) = containers
+                .iter()
+                .find(|p| e.matches(p.as_str().trim_end_matches('+')) && (e.is_prefix() || !p.is_prefix()))
+            {
                 errs.push(loc.err(
                     span(i),
                     format!(
@@ -550,7 +555,10 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
                         p.as_str()
                     ),
                 ));
-            } else if !containers.iter().any(|p| p.matches(stem) || (e.is_prefix() && e.matches(p.as_str().trim_end_matches('+')))) {
+            } else if !containers
+                .iter()
+                .any(|p| p.matches(stem) || (e.is_prefix() && e.matches(p.as_str().trim_end_matches('+'))))
+            {
                 errs.push(loc.err(
                     span(i),
                     format!(

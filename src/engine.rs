@@ -8,9 +8,9 @@
 use crate::compile::{Desired, compile};
 use crate::config::{self, Config};
 use crate::install::Root;
-use crate::rtnl::{RouteKind, Rtnl, ROUTE_PROTOCOL};
 use crate::kernel::{KernelError, Netfilter};
 use crate::plan::{LiveState, Plan, plan, plan_removal, sysctl_selectors};
+use crate::rtnl::{ROUTE_PROTOCOL, RouteKind, Rtnl};
 use crate::ruleset::{Record, record};
 use crate::sysctl;
 use anyhow::{Context, Result, bail};
@@ -170,8 +170,9 @@ pub fn read_live(nf: &mut Netfilter, desired: &Desired, root: &Root) -> Result<(
     }
     let mut rt = Rtnl::open()?;
     let endpoint = desired.endpoint_route.map(|w| w.spec.dest);
-    let endpoint_routes = rt
-        .routes(false, |r| Some(r.dest) == endpoint || (r.protocol == ROUTE_PROTOCOL && r.kind == Some(RouteKind::DevLo)))?;
+    let endpoint_routes = rt.routes(false, |r| {
+        Some(r.dest) == endpoint || (r.protocol == ROUTE_PROTOCOL && r.kind == Some(RouteKind::DevLo))
+    })?;
     let ipv4_default_route = rt.has_default_route(false)?;
     let lo_up = rt.link_is_up(crate::rtnl::LOOPBACK_IFINDEX)?;
     Ok((LiveState { tables, route_localnet, saved_record, endpoint_routes, ipv4_default_route, lo_up }, generation))

@@ -16,7 +16,7 @@ pub mod kernel;
 pub mod netns;
 pub mod nftsyntax;
 pub mod plan;
-pub mod ruleset;
 pub mod rtnl;
+pub mod ruleset;
 pub mod sysctl;
 pub mod task;

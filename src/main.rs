@@ -213,7 +213,13 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             }
             let verb = if action == task::TaskAction::Check { "with drift" } else { "changed" };
             writeln!(out, "{} namespace(s): {drift} {verb}, {failed} failed.", results.len())?;
-            Ok(if failed > 0 { 1 } else if drift > 0 && action == task::TaskAction::Check { 2 } else { 0 })
+            Ok(if failed > 0 {
+                1
+            } else if drift > 0 && action == task::TaskAction::Check {
+                2
+            } else {
+                0
+            })
         }
         Command::Install { config } => {
             let (loaded, bytes) = engine::load_config_bytes(config.config.as_deref(), &root)?;

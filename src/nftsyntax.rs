@@ -476,7 +476,9 @@ mod tests {
         let c = crate::config::parse("t", "[imds_block]\nexclude_interfaces = [\"br-skip\", \"br-x+\"]\n").unwrap();
         let s = script(&compile(&c), "t");
         assert!(
-            s.contains("iifname != \"br-skip\" iifname != \"br-x*\" iifname \"br-*\" ip daddr 169.254.169.254 counter drop"),
+            s.contains(
+                "iifname != \"br-skip\" iifname != \"br-x*\" iifname \"br-*\" ip daddr 169.254.169.254 counter drop"
+            ),
             "{s}"
         );
         assert!(s.contains("iifname \"docker*\" ip daddr 169.254.169.254 counter drop"), "{s}");

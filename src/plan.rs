@@ -13,7 +13,7 @@
 
 use crate::compile::Desired;
 use crate::nftsyntax::{base_chain_text, rule_text};
-use crate::rtnl::{LiveRoute, RouteKind, RouteSpec, ROUTE_PROTOCOL};
+use crate::rtnl::{LiveRoute, ROUTE_PROTOCOL, RouteKind, RouteSpec};
 use crate::ruleset::{BaseChain, Chain, Family, LiveChain, LiveRule, LiveTable, Record, Rule, Table};
 use crate::task::RouteOp;
 use serde::Serialize;
@@ -365,7 +365,8 @@ fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
     match &desired.endpoint_route {
         Some(w) => {
             let present = live.endpoint_routes.iter().any(|r| r.satisfies(&w.spec));
-            let other = live.endpoint_routes.iter().find(|r| r.dest == w.spec.dest && !r.satisfies(&w.spec) && !ours(r));
+            let other =
+                live.endpoint_routes.iter().find(|r| r.dest == w.spec.dest && !r.satisfies(&w.spec) && !ours(r));
             let wanted = !w.auto || !live.ipv4_default_route;
             if let (true, false, Some(o)) = (wanted, present, other) {
                 p.notes.push(format!("a route {o} already leads to the endpoint; {} is not added", w.spec));
@@ -376,7 +377,8 @@ fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
                 ));
             } else if wanted && !present {
                 p.route_ops.push(RouteOp::Add { spec: w.spec });
-                let why = if w.auto { "missing: no IPv4 default route, host-network-mode tasks need it" } else { "missing" };
+                let why =
+                    if w.auto { "missing: no IPv4 default route, host-network-mode tasks need it" } else { "missing" };
                 p.changes.push(Change {
                     action: Action::Add,
                     object: format!("route {}", w.spec),

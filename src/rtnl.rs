@@ -6,11 +6,15 @@
 //! plugin installs with `ECS_AWSVPC_BLOCK_IMDS=true`). Routes ecs-hostnet adds carry the
 //! route protocol [`ROUTE_PROTOCOL`], so `remove` only ever deletes its own.
 
-use anyhow::{bail, Context, Result};
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use anyhow::{Context, Result, bail};
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::net::IpAddr;
 
 /// `rtm_protocol` of the routes ecs-hostnet adds (`ip route` shows `proto 236`). Values
@@ -244,9 +248,9 @@ impl Rtnl {
                     _ => None,
                 });
                 let loopback_src = r.header.scope == RouteScope::Host
-                    || r.attributes.iter().any(|a| {
-                        matches!(a, RouteAttribute::PrefSource(RouteAddress::Inet(s)) if s.is_loopback())
-                    });
+                    || r.attributes
+                        .iter()
+                        .any(|a| matches!(a, RouteAttribute::PrefSource(RouteAddress::Inet(s)) if s.is_loopback()));
                 let kind = match r.header.kind {
                     RouteType::BlackHole => Some(RouteKind::Blackhole),
                     RouteType::Unicast if oif == Some(LOOPBACK_IFINDEX) && !has_gateway && loopback_src => {
@@ -292,7 +296,8 @@ impl Rtnl {
         if let Some(metric) = r.metric {
             m.attributes.push(RouteAttribute::Priority(metric));
         }
-        self.request(RouteNetlinkMessage::DelRoute(m), NLM_F_ACK).with_context(|| format!("cannot delete route {r}"))?;
+        self.request(RouteNetlinkMessage::DelRoute(m), NLM_F_ACK)
+            .with_context(|| format!("cannot delete route {r}"))?;
         Ok(())
     }
 

@@ -9,9 +9,9 @@
 //! (setns on that thread only), so hundreds of namespaces cost one process.
 
 use crate::config::Config;
-use crate::rtnl::{LiveRoute, RouteKind, RouteSpec, Rtnl, ROUTE_PROTOCOL};
+use crate::rtnl::{LiveRoute, ROUTE_PROTOCOL, RouteKind, RouteSpec, Rtnl};
 use anyhow::{Context, Result};
-use nix::sched::{setns, CloneFlags};
+use nix::sched::{CloneFlags, setns};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -71,13 +71,14 @@ impl RouteOp {
 /// The IMDS blackhole routes a configuration asks for: IPv4 always, IPv6 when
 /// `imds_block.block_ipv6`.
 pub fn imds_routes(c: &Config) -> Vec<RouteSpec> {
-    let mut v = vec![RouteSpec {
-        dest: IpAddr::V4(c.imds_block.ipv4_address.v.0),
-        prefix_len: 32,
-        kind: RouteKind::Blackhole,
-    }];
+    let mut v =
+        vec![RouteSpec { dest: IpAddr::V4(c.imds_block.ipv4_address.v.0), prefix_len: 32, kind: RouteKind::Blackhole }];
     if c.imds_block.block_ipv6.v {
-        v.push(RouteSpec { dest: IpAddr::V6(c.imds_block.ipv6_address.v.0), prefix_len: 128, kind: RouteKind::Blackhole });
+        v.push(RouteSpec {
+            dest: IpAddr::V6(c.imds_block.ipv6_address.v.0),
+            prefix_len: 128,
+            kind: RouteKind::Blackhole,
+        });
     }
     v
 }
@@ -156,7 +157,8 @@ pub fn run(action: TaskAction, paths: &[PathBuf], want: &[RouteSpec]) -> Result<
     let paths = paths.to_vec();
     let want = want.to_vec();
     std::thread::spawn(move || -> Result<Vec<TaskResult>> {
-        let home = std::fs::File::open("/proc/thread-self/ns/net").context("cannot open this thread's network namespace")?;
+        let home =
+            std::fs::File::open("/proc/thread-self/ns/net").context("cannot open this thread's network namespace")?;
         let mut out = Vec::with_capacity(paths.len());
         for p in paths {
             let outcome = in_namespace(&p, action, &want);
@@ -197,7 +199,10 @@ mod tests {
     #[test]
     fn remove_deletes_only_our_routes() {
         let want = imds_routes(&default_config());
-        let l = vec![live(&want[0], Some(RouteKind::Blackhole), ROUTE_PROTOCOL), live(&want[1], Some(RouteKind::Blackhole), 4)];
+        let l = vec![
+            live(&want[0], Some(RouteKind::Blackhole), ROUTE_PROTOCOL),
+            live(&want[1], Some(RouteKind::Blackhole), 4),
+        ];
         assert_eq!(plan_routes(TaskAction::Remove, &want, &l), vec![RouteOp::Delete { spec: want[0] }]);
         assert!(plan_routes(TaskAction::Remove, &want, &[]).is_empty());
     }

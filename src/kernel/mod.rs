@@ -341,10 +341,11 @@ impl Netfilter {
             }
             for (msg, is_set) in [(libc::NFT_MSG_GETSET, true), (libc::NFT_MSG_GETOBJ, false)] {
                 for m in self.request(msg as u32, family, true, |_| {})? {
-                    if let Some((table, what)) = decode::set_or_object(m.as_ptr() as *const _, is_set).map_err(KernelError::Malformed)? {
-                        if table == t.name {
-                            t.foreign_objects.push(what);
-                        }
+                    if let Some((table, what)) =
+                        decode::set_or_object(m.as_ptr() as *const _, is_set).map_err(KernelError::Malformed)?
+                        && table == t.name
+                    {
+                        t.foreign_objects.push(what);
                     }
                 }
             }
