@@ -1190,3 +1190,189 @@ pub fn file_line_col(stderr: &str, file: &str) -> Option<(usize, usize)> {
     }
     Some((line, col))
 }
+
+// ---------------------------------------------------------------------------
+// awsvpc tasks, more bridges, many namespaces (tests/awsvpc.rs)
+// ---------------------------------------------------------------------------
+
+/// Addresses of an extra bridge on the host and of the one container on it.
+#[derive(Clone, Copy, Debug)]
+pub struct BridgeAddrs {
+    /// The host's address on the bridge (e.g. "169.254.172.1") and the prefix length.
+    pub host_v4: &'static str,
+    pub v4_len: u8,
+    /// The container's address on the bridge.
+    pub ctr_v4: &'static str,
+    /// The host's IPv6 address on the bridge (a /64) and the container's.
+    pub host_v6: &'static str,
+    pub ctr_v6: &'static str,
+}
+
+/// `ecs-bridge` as the ECS agent makes it for awsvpc tasks (169.254.172.0/22), with an
+/// IPv6 prefix of our own (fd00:ecb::/64) so the task has an IPv6 path to IMDS too.
+pub const ECS_BRIDGE: BridgeAddrs = BridgeAddrs {
+    host_v4: "169.254.172.1",
+    v4_len: 22,
+    ctr_v4: "169.254.172.2",
+    host_v6: "fd00:ecb::1",
+    ctr_v6: "fd00:ecb::2",
+};
+
+impl Topology {
+    /// Add a bridge `bridge` on the host (addresses `a.host_*`) and a new container
+    /// namespace on it through a veth (`eth0` inside, `a.ctr_*`, IPv4 and IPv6 default
+    /// routes via the bridge). Returns the container's index in `extra`.
+    pub fn add_bridge_with_container(&mut self, bridge: &str, role: &str, a: BridgeAddrs) -> usize {
+        let ns = Netns::new(role);
+        let h = &self.host;
+        if !h.ip(&["-o", "link", "show"]).contains(&format!(": {bridge}:")) {
+            h.ip(&["link", "add", bridge, "type", "bridge"]);
+            h.ip(&["addr", "add", &format!("{}/{}", a.host_v4, a.v4_len), "dev", bridge]);
+            h.ip(&["addr", "add", &format!("{}/64", a.host_v6), "dev", bridge, "nodad"]);
+            h.ip(&["link", "set", bridge, "up"]);
+        }
+        let veth = format!("veth{}", self.extra.len() + 10);
+        h.ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns.name]);
+        h.ip(&["link", "set", &veth, "master", bridge, "up"]);
+        ns.ip(&["addr", "add", &format!("{}/{}", a.ctr_v4, a.v4_len), "dev", "eth0"]);
+        ns.ip(&["addr", "add", &format!("{}/64", a.ctr_v6), "dev", "eth0", "nodad"]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+        ns.ip(&["route", "add", "default", "via", a.host_v4]);
+        ns.ip(&["-6", "route", "add", "default", "via", a.host_v6]);
+        self.extra.push(ns);
+        self.extra.len() - 1
+    }
+
+    /// Another HTTP listener in one of this topology's namespaces, stopped in Drop.
+    pub fn add_listener(&mut self, ns: &Netns, addr: &str, body: &str) {
+        self.listeners.push(Listener::spawn(&ns.name, addr, body));
+    }
+}
+
+/// One TCP connect from inside `ns` to `addr` with `timeout`: how long it took and the
+/// local address of the connection (or the error).
+pub fn tcp_connect_timed(ns: &Netns, addr: &str, timeout: Duration) -> (Duration, std::io::Result<SocketAddr>) {
+    let addr: SocketAddr = addr.parse().expect("connect address");
+    ns.run(move || {
+        let start = Instant::now();
+        let r = TcpStream::connect_timeout(&addr, timeout).and_then(|s| s.local_addr());
+        (start.elapsed(), r)
+    })
+}
+
+/// Asserts that a TCP connect from `ns` to `addr` fails AT ONCE (within `within`) with
+/// one of `errnos` (a route says no), not after a timeout (a firewall drop).
+#[track_caller]
+pub fn assert_connect_refused_at_once(label: &str, ns: &Netns, addr: &str, within: Duration, errnos: &[i32]) {
+    let (took, r) = tcp_connect_timed(ns, addr, Duration::from_secs(1));
+    match r {
+        Ok(local) => panic!("{label}: connect {addr} from {} succeeded (local {local}); it must fail at once", ns.name),
+        Err(e) => {
+            assert!(
+                took < within && e.raw_os_error().is_some_and(|n| errnos.contains(&n)),
+                "{label}: connect {addr} from {} failed after {took:?} with {e} (errno {:?}); want one of errno {errnos:?} within {within:?}",
+                ns.name,
+                e.raw_os_error()
+            );
+        }
+    }
+}
+
+/// Like [`ehn_with_run_dir`] with a timeout of our choosing (a hung child is killed and
+/// reported as exit code -1).
+pub fn ehn_with_run_dir_timeout(run_dir: &Path, args: &[&str], timeout: Duration) -> Out {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--"]).arg(bin()).args(args).env("ECS_HOSTNET_RUN_DIR", run_dir);
+    let mut out = run_cmd_with(&mut cmd, timeout);
+    out.cmdline = format!("ECS_HOSTNET_RUN_DIR={} {} {}", run_dir.display(), bin(), args.join(" "));
+    out
+}
+
+/// Many bare network namespaces (`ehn-<pid>-<n>-<role>`), made with one `ip -batch`
+/// (a loop of `netns add` inside one process) and deleted in Drop the same way (also on
+/// panic). lo stays down, as in a namespace a CNI plugin has not set up yet.
+pub struct NetnsSet {
+    pub names: Vec<String>,
+}
+
+impl NetnsSet {
+    pub fn new(role: &str, n: usize) -> NetnsSet {
+        require_root();
+        remove_stale_namespaces();
+        let names: Vec<String> = (0..n).map(|_| unique_name(role)).collect();
+        // Filled before the command runs: whatever it made is deleted in Drop.
+        let set = NetnsSet { names };
+        let script: String = set.names.iter().map(|n| format!("netns add {n}\n")).collect();
+        let out = ip_batch(&script);
+        assert!(out.ok(), "creating {n} namespaces failed: {out}");
+        set
+    }
+
+    /// `/run/netns/NAME` of each.
+    pub fn paths(&self) -> Vec<String> {
+        self.names.iter().map(|n| format!("/run/netns/{n}")).collect()
+    }
+}
+
+impl Drop for NetnsSet {
+    fn drop(&mut self) {
+        let script: String = self
+            .names
+            .iter()
+            .filter(|n| Path::new("/run/netns").join(n).exists())
+            .map(|n| format!("netns del {n}\n"))
+            .collect();
+        if script.is_empty() {
+            return;
+        }
+        let out = ip_batch(&script);
+        if !out.ok() {
+            eprintln!("[harness] cannot delete all namespaces of a set: {out}");
+        }
+    }
+}
+
+/// `ip -force -batch FILE` with `script` (one ip command per line, without `ip`).
+pub fn ip_batch(script: &str) -> Out {
+    let dir = TempDir::new("ipbatch");
+    let f = dir.write("batch", script);
+    run_cmd("ip", &["-force", "-batch", &f], Duration::from_secs(60))
+}
+
+/// A folder of symlinks `<prefix>NNN -> target` (for `task --netns-dir`), in `dir`.
+pub fn symlink_dir(dir: &TempDir, prefix: &str, targets: &[String]) -> Vec<String> {
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let link = dir.path().join(format!("{prefix}{i:03}"));
+            std::os::unix::fs::symlink(t, &link).unwrap_or_else(|e| panic!("symlink {}: {e}", link.display()));
+            link.to_string_lossy().into_owned()
+        })
+        .collect()
+}
+
+/// The per-namespace lines of `ecs-hostnet task ...` (`PATH: what`), by path, and the
+/// summary line (`N namespace(s): ...`).
+pub fn task_lines(stdout: &str) -> (BTreeMap<String, String>, String) {
+    let mut by_path = BTreeMap::new();
+    let mut summary = String::new();
+    for l in stdout.lines() {
+        if l.contains(" namespace(s): ") && !l.starts_with('/') {
+            summary = l.to_string();
+        } else if let Some((p, what)) = l.split_once(": ") {
+            assert!(by_path.insert(p.to_string(), what.to_string()).is_none(), "two lines for {p}:\n{stdout}");
+        }
+    }
+    (by_path, summary)
+}
+
+/// `ip -n NAME [-6] route show table all` lines that mention `needle`.
+pub fn route_lines(ns_name: &str, ipv6: bool, needle: &str) -> Vec<String> {
+    let mut args = vec!["-n", ns_name];
+    if ipv6 {
+        args.push("-6");
+    }
+    args.extend_from_slice(&["route", "show", "table", "all"]);
+    sh("ip", &args).lines().filter(|l| l.contains(needle)).map(|l| l.trim().to_string()).collect()
+}
