@@ -13,7 +13,7 @@
 
 use crate::compile::Desired;
 use crate::nftsyntax::{base_chain_text, rule_text};
-use crate::rtnl::{LiveRoute, ROUTE_PROTOCOL, RouteKind, RouteSpec};
+use crate::rtnl::{LiveRoute, ROUTE_PROTOCOL};
 use crate::ruleset::{BaseChain, Chain, Family, LiveChain, LiveRule, LiveTable, Record, Rule, Table};
 use crate::task::RouteOp;
 use serde::Serialize;
@@ -361,13 +361,18 @@ pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
 /// configuration no longer wants one. Under `auto` an existing route is kept even when an
 /// IPv4 default route appeared later.
 fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
-    let ours = |r: &LiveRoute| r.protocol == ROUTE_PROTOCOL && r.kind == Some(RouteKind::DevLo);
+    // Any route with our protocol is ours, also one in a form an older ecs-hostnet made.
+    let ours = |r: &LiveRoute| r.protocol == ROUTE_PROTOCOL;
     match &desired.endpoint_route {
         Some(w) => {
             let present = live.endpoint_routes.iter().any(|r| r.satisfies(&w.spec));
-            let other =
-                live.endpoint_routes.iter().find(|r| r.dest == w.spec.dest && !r.satisfies(&w.spec) && !ours(r));
-            let wanted = !w.auto || !live.ipv4_default_route;
+            // Ours in another form go first (same prefix: the new one would clash).
+            for r in live.endpoint_routes.iter().filter(|r| ours(r) && !r.satisfies(&w.spec)) {
+                let reason = if r.dest == w.spec.dest { "replaced by the current form" } else { "no longer in the configuration" };
+                delete_route(r, reason, p);
+            }
+            let other = live.endpoint_routes.iter().find(|r| r.dest == w.spec.dest && !r.satisfies(&w.spec) && !ours(r));
+            let wanted = !w.auto || !live.ipv4_default_route || live.endpoint_routes.iter().any(|r| ours(r));
             if let (true, false, Some(o)) = (wanted, present, other) {
                 p.notes.push(format!("a route {o} already leads to the endpoint; {} is not added", w.spec));
             } else if wanted && !present && !live.lo_up {
@@ -386,27 +391,18 @@ fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
                     details: vec![],
                 });
             }
-            for r in live.endpoint_routes.iter().filter(|r| ours(r) && !r.satisfies(&w.spec)) {
-                delete_route(r, p);
-            }
         }
         None => {
             for r in live.endpoint_routes.iter().filter(|r| ours(r)) {
-                delete_route(r, p);
+                delete_route(r, "no longer in the configuration", p);
             }
         }
     }
 }
 
-fn delete_route(r: &LiveRoute, p: &mut Plan) {
-    let spec = RouteSpec { dest: r.dest, prefix_len: r.prefix_len, kind: RouteKind::DevLo };
-    p.route_ops.push(RouteOp::Delete { spec });
-    p.changes.push(Change {
-        action: Action::Remove,
-        object: format!("route {spec}"),
-        reason: "no longer in the configuration".into(),
-        details: vec![],
-    });
+fn delete_route(r: &LiveRoute, reason: &str, p: &mut Plan) {
+    p.route_ops.push(RouteOp::DeleteInTheWay { route: r.clone() });
+    p.changes.push(Change { action: Action::Remove, object: format!("route {r}"), reason: reason.into(), details: vec![] });
 }
 
 /// The plan of `remove`: none of our tables, every recorded route_localnet value put back.
@@ -757,6 +753,7 @@ mod tests {
     use super::*;
     use crate::compile::compile;
     use crate::config::{default_config, parse};
+    use crate::rtnl::RouteKind;
     use crate::ruleset::{LiveChain, LiveRule, LiveTable};
 
     /// The live state a kernel would report after applying `d` (handles 1, 2, ...).
@@ -1031,7 +1028,7 @@ mod tests {
         live.ipv4_default_route = true;
         assert!(plan(&d, &live).is_empty());
         // remove deletes it.
-        assert_eq!(plan_removal(&live).route_ops, vec![RouteOp::Delete { spec }]);
+        assert_eq!(plan_removal(&live).route_ops, vec![RouteOp::DeleteInTheWay { route: live.endpoint_routes[0].clone() }]);
         // A route someone else made is never deleted.
         live.endpoint_routes[0].protocol = 4;
         assert!(plan_removal(&live).route_ops.is_empty());

@@ -51,6 +51,7 @@ impl std::fmt::Display for RouteOp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RouteOp::Add { spec } => write!(f, "add route {spec}"),
+            RouteOp::DeleteInTheWay { route } if route.protocol == ROUTE_PROTOCOL => write!(f, "delete route {route}"),
             RouteOp::DeleteInTheWay { route } => write!(f, "delete route {route} (in the way)"),
             RouteOp::Delete { spec } => write!(f, "delete route {spec}"),
         }
