@@ -132,12 +132,11 @@ pub fn compile(c: &Config) -> Desired {
         input.push(rule("introspection-guard".into(), parts));
     }
     let mut forward = Vec::new();
-    if c.imds_block.enabled.v {
-        for p in &containers {
-            forward.push(imds_rule(p, false, c));
-            if c.imds_block.block_ipv6.v {
-                forward.push(imds_rule(p, true, c));
-            }
+    if c.imds_block.enabled.v && !containers.is_empty() {
+        // One rule per family, the patterns in one nft set.
+        forward.push(imds_rule(&containers, false, c));
+        if c.imds_block.block_ipv6.v {
+            forward.push(imds_rule(&containers, true, c));
         }
     }
     let mut filter_chains = Vec::new();
@@ -180,23 +179,17 @@ pub fn compile(c: &Config) -> Desired {
     Desired { tables, route_localnet, endpoint_route }
 }
 
-fn imds_rule(p: &IfPattern, ipv6: bool, c: &Config) -> Rule {
+fn imds_rule(patterns: &[IfPattern], ipv6: bool, c: &Config) -> Rule {
     let (id, addr) = if ipv6 {
-        (format!("imds-block-ipv6 {}", p.as_str()), build::ip6_daddr(c.imds_block.ipv6_address.v.0).to_vec())
+        ("imds-block-ipv6".to_string(), build::ip6_daddr(c.imds_block.ipv6_address.v.0).to_vec())
     } else {
-        (
-            format!("imds-block-ipv4 {}", p.as_str()),
-            build::ip_addr(CmpOp::Eq, 16, c.imds_block.ipv4_address.v.0, 32).to_vec(),
-        )
+        ("imds-block-ipv4".to_string(), build::ip_addr(CmpOp::Eq, 16, c.imds_block.ipv4_address.v.0, 32).to_vec())
     };
-    // Exclusions that fall under this pattern come first, as `iifname != "..."`.
-    let mut parts: Vec<Vec<Expr>> = c
-        .imds_exclusions()
-        .iter()
-        .filter(|e| p.matches(e.as_str().trim_end_matches('+')))
-        .map(|e| build::iifname(CmpOp::Neq, e.as_str()).to_vec())
-        .collect();
-    parts.push(build::iifname(CmpOp::Eq, p.as_str()).to_vec());
+    // Exclusions come first, as `iifname != "..."`; then one set of all container patterns.
+    let mut parts: Vec<Vec<Expr>> =
+        c.imds_exclusions().iter().map(|e| build::iifname(CmpOp::Neq, e.as_str()).to_vec()).collect();
+    let names: Vec<&str> = patterns.iter().map(IfPattern::as_str).collect();
+    parts.push(build::iifname_in(&names));
     rule(
         id,
         vec![

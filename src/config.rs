@@ -144,9 +144,9 @@ impl IfPattern {
 /// element by element (so each error points at its element) by [`parse`].
 pub type NameList = Vec<Spanned<String>>;
 
-/// Most container interface patterns: each costs three rules; past this, use fewer,
-/// wider patterns.
-pub const MAX_CONTAINER_PATTERNS: usize = 256;
+/// Most container interface patterns: each costs one DNAT rule and two elements in each
+/// IMDS block set; past this, use fewer, wider patterns.
+pub const MAX_CONTAINER_PATTERNS: usize = 1024;
 
 /// Most interfaces allowed to reach the introspection port (they make one rule).
 pub const MAX_ALLOWED_INTERFACES: usize = 64;
@@ -725,8 +725,8 @@ mod tests {
             assert!(e.iter().any(|m| m.contains(want)), "{text:?}: want {want:?} in {e:?}");
             assert!(e.iter().all(|m| m.starts_with("f.toml:")), "{e:?}");
         }
-        let many: Vec<String> = (0..257).map(|i| format!("\"c{i}\"")).collect();
+        let many: Vec<String> = (0..1025).map(|i| format!("\"c{i}\"")).collect();
         let e = errors(&format!("[containers]\ninterfaces = [{}]", many.join(",")));
-        assert!(e[0].contains("at most 256"), "{e:?}");
+        assert!(e[0].contains("at most 1024"), "{e:?}");
     }
 }

@@ -98,6 +98,15 @@ pub fn lift(family: Family, exprs: &[Expr]) -> Option<String> {
     while i < exprs.len() {
         let rest = &exprs[i..];
         let (text, used) = match rest {
+            [Expr::Meta { key, dreg }, Expr::Lookup { sreg, set, invert }, ..]
+                if (*key == meta::IIFNAME || *key == meta::OIFNAME) && dreg == sreg =>
+            {
+                let kw = if *key == meta::IIFNAME { "iifname" } else { "oifname" };
+                let names = set.ifname_patterns()?;
+                let quoted: Vec<String> = names.iter().map(|n| format!("\"{}\"", printable(n))).collect();
+                let op = if *invert { "!= " } else { "" };
+                (Some(format!("{kw} {op}{{ {} }}", quoted.join(", "))), 2)
+            }
             [Expr::Meta { key, dreg }, Expr::Cmp { sreg, op, data }, ..]
                 if (*key == meta::IIFNAME || *key == meta::OIFNAME) && dreg == sreg =>
             {
@@ -344,6 +353,11 @@ pub fn expr_lowlevel(e: &Expr) -> String {
             }
             s + " ]"
         }
+        Expr::Lookup { sreg, set, invert } => {
+            let elems: Vec<String> =
+                set.elements.iter().map(|e| format!("{}{}", hex(&e.key), if e.interval_end { " end" } else { "" })).collect();
+            format!("[ lookup reg {sreg} set {{ {} }}{} ]", elems.join(", "), if *invert { " 0x1" } else { "" })
+        }
         Expr::Other { name, text } => format!("[ {name} {text}]"),
     }
 }
@@ -462,8 +476,8 @@ mod tests {
             "ip daddr 169.254.170.2 tcp dport 80 counter redirect to :51679 comment \"credentials-redirect\"",
             "iifname != \"lo\" ip daddr 127.0.0.0/8 ct state & (established | related) == 0 ct status & dnat == 0 counter drop comment \"localhost-guard\"",
             "iifname != \"lo\" iifname != \"docker0\" tcp dport 51678 counter drop comment \"introspection-guard\"",
-            "iifname \"br-*\" ip daddr 169.254.169.254 counter drop comment \"imds-block-ipv4 br-+\"",
-            "iifname \"br-*\" ip6 daddr fd00:ec2::254 counter drop comment \"imds-block-ipv6 br-+\"",
+            "iifname { \"br-*\", \"docker*\", \"ecs-bridge\" } ip daddr 169.254.169.254 counter drop comment \"imds-block-ipv4\"",
+            "iifname { \"br-*\", \"docker*\", \"ecs-bridge\" } ip6 daddr fd00:ec2::254 counter drop comment \"imds-block-ipv6\"",
             "type nat hook prerouting priority -100; policy accept;",
             "type filter hook forward priority 0; policy accept;",
         ] {
@@ -477,11 +491,10 @@ mod tests {
         let s = script(&compile(&c), "t");
         assert!(
             s.contains(
-                "iifname != \"br-skip\" iifname != \"br-x*\" iifname \"br-*\" ip daddr 169.254.169.254 counter drop"
+                "iifname != \"br-skip\" iifname != \"br-x*\" iifname { \"br-*\", \"docker*\", \"ecs-bridge\" } ip daddr 169.254.169.254 counter drop"
             ),
             "{s}"
         );
-        assert!(s.contains("iifname \"docker*\" ip daddr 169.254.169.254 counter drop"), "{s}");
     }
 
     #[test]

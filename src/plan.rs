@@ -728,7 +728,7 @@ fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
             p.changes.push(Change {
                 action: Action::Change,
                 object,
-                reason: "modified by someone".into(),
+                reason: "differs from the configuration (changed by someone, or the configuration changed)".into(),
                 details: vec![
                     format!("live:    {} (handle {})", rule_text(fam, &lr.exprs, None), lr.handle),
                     format!("desired: {want}"),
@@ -812,8 +812,8 @@ mod tests {
         assert!(p.sysctl_before.is_empty());
         assert_eq!(p.sysctl_after, vec![SysctlWrite { selector: "all".into(), value: "1".into() }]);
         let rules = p.ops.iter().filter(|o| matches!(o, Op::AddRule { .. })).count();
-        // 3 DNAT + 1 REDIRECT + 2 input guards + 3 patterns x 2 IMDS families.
-        assert_eq!(rules, 12);
+        // 3 DNAT + 1 REDIRECT + 2 input guards + 2 IMDS families (the patterns in a set).
+        assert_eq!(rules, 8);
         assert!(matches!(&p.ops[0], Op::AddTable { family: Family::Ip, .. }));
         let inet = p.ops.iter().find_map(|o| match o {
             Op::AddTable { family: Family::Inet, record, .. } => Some(record.clone()),
@@ -837,9 +837,9 @@ mod tests {
     fn deleted_rule_is_inserted_before_its_successor() {
         let d = compile(&default_config());
         let mut live = converged(&d, &rec(&[("all", "0")]));
-        let fwd = &mut live.tables[1].chains[1];
-        let removed = fwd.rules.remove(2); // imds-block-ipv4 br-+
-        let successor = fwd.rules[2].handle;
+        let pre = &mut live.tables[0].chains[0];
+        let removed = pre.rules.remove(1); // credentials-dnat br-+
+        let successor = pre.rules[1].handle;
         let p = plan(&d, &live);
         assert_eq!(p.ops.len(), 1, "{:?}", p.ops);
         match &p.ops[0] {
@@ -850,7 +850,7 @@ mod tests {
             o => panic!("unexpected {o:?}"),
         }
         assert_eq!(p.changes[0].reason, "missing");
-        assert!(p.changes[0].object.contains("imds-block-ipv4 br-+"));
+        assert!(p.changes[0].object.contains("credentials-dnat br-+"));
     }
 
     #[test]
@@ -864,7 +864,7 @@ mod tests {
         let h = out.handle;
         let p = plan(&d, &live);
         assert_eq!(p.counts(), (0, 1, 0), "{}", p.text());
-        assert_eq!(p.changes[0].reason, "modified by someone");
+        assert!(p.changes[0].reason.starts_with("differs from the configuration"), "{}", p.text());
         assert!(p.changes[0].details[0].contains("redirect to :51680"));
         assert!(p.changes[0].details[1].contains("redirect to :51679"));
         assert!(matches!(p.ops[0], Op::DelRule { handle, .. } if handle == h));
@@ -893,22 +893,22 @@ mod tests {
         let live = converged(&d, &rec(&[("all", "0")]));
         let smaller = compile(&parse("t", "[containers]\ninterfaces = [\"docker+\"]\n").unwrap());
         let p = plan(&smaller, &live);
-        // br-+ and ecs-bridge: 2 DNAT + 4 IMDS rules.
-        assert_eq!(p.counts(), (0, 0, 6), "{}", p.text());
-        assert!(p.changes.iter().all(|c| c.reason == "no longer in the configuration"));
+        // br-+ and ecs-bridge: 2 DNAT rules go; the 2 IMDS rules now match one name.
+        assert_eq!(p.counts(), (0, 2, 2), "{}", p.text());
+        assert_eq!(p.changes.iter().filter(|c| c.reason == "no longer in the configuration").count(), 2);
     }
 
     #[test]
     fn reordered_rules_keep_the_longest_ordered_run() {
         let d = compile(&default_config());
         let mut live = converged(&d, &rec(&[("all", "0")]));
-        live.tables[1].chains[1].rules.swap(0, 5);
+        live.tables[0].chains[0].rules.swap(0, 2);
         let p = plan(&d, &live);
         let dels = p.ops.iter().filter(|o| matches!(o, Op::DelRule { .. })).count();
         assert_eq!(dels, 2, "{}", p.text());
         assert!(p.changes.iter().all(|c| c.reason == "out of order"));
         // Apply the ops to the model and check the result is the desired order.
-        let mut rules = live.tables[1].chains[1].rules.clone();
+        let mut rules = live.tables[0].chains[0].rules.clone();
         for op in &p.ops {
             match op {
                 Op::DelRule { handle, .. } => rules.retain(|r| r.handle != *handle),
@@ -926,7 +926,7 @@ mod tests {
             }
         }
         let ids: Vec<_> = rules.iter().map(|r| r.comment.clone().unwrap()).collect();
-        let want: Vec<_> = d.tables[1].chains[1].rules.iter().map(|r| r.id.clone()).collect();
+        let want: Vec<_> = d.tables[0].chains[0].rules.iter().map(|r| r.id.clone()).collect();
         assert_eq!(ids, want);
     }
 
@@ -1074,25 +1074,28 @@ mod tests {
         let p = plan(&d, &live);
         assert!(matches!(p.ops[0], Op::DelTable { family: Family::Inet, .. }));
         assert!(p.changes[0].details[0].contains("priority 10"), "{}", p.text());
-        assert_eq!(p.ops.iter().filter(|o| matches!(o, Op::AddRule { .. })).count(), 8);
-        // The forward chain and its 6 rules are listed, not only the table.
-        assert_eq!(p.counts(), (7, 1, 0), "{}", p.text());
+        assert_eq!(p.ops.iter().filter(|o| matches!(o, Op::AddRule { .. })).count(), 4);
+        // The forward chain and its 2 rules are listed, not only the table.
+        assert_eq!(p.counts(), (3, 1, 0), "{}", p.text());
     }
 
     #[test]
     fn kept_rules_are_the_longest_ordered_run_even_with_duplicates() {
         let d = compile(&default_config());
         let live = converged(&d, &rec(&[("all", "0")]));
-        let desired = &d.tables[1].chains[1].rules;
-        let mut rules = live.tables[1].chains[1].rules.clone();
-        // live order: 5 0 1 1(dup) 2 3 4  -> keep 0 1 2 3 4
+        // All 8 default rules as one list (their ids are unique).
+        let desired: Vec<Rule> = d.tables.iter().flat_map(|t| t.chains.iter().flat_map(|c| c.rules.clone())).collect();
+        let desired = &desired;
+        let mut rules: Vec<LiveRule> =
+            live.tables.iter().flat_map(|t| t.chains.iter().flat_map(|c| c.rules.clone())).collect();
+        // live order: 5 0 1 1(dup) 2 3 4 6 7  -> keep 0 1 2 3 4 6 7
         let mut dup = rules[1].clone();
         dup.handle = 99;
         rules.insert(2, dup);
         let last = rules.remove(6);
         rules.insert(0, last);
         let kept = kept_pairs(desired, &rules);
-        assert_eq!(kept.iter().map(|&(i, _)| i).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(kept.iter().map(|&(i, _)| i).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 6, 7]);
         assert!(kept.windows(2).all(|w| w[0].1 < w[1].1));
     }
 }

@@ -364,6 +364,17 @@ pub enum Expr {
         /// `NFTA_REDIR_FLAGS`: `NF_NAT_RANGE_*` bits ([`NAT_RANGE_PROTO_SPECIFIED`] for ours).
         flags: Option<u32>,
     },
+    /// `[ lookup reg SREG set __set%d ]` (`0x1` flag: `!=`): is the register's value in
+    /// the rule's anonymous set? The set's content is part of the expression, so two
+    /// rules are equal only when their sets hold the same elements.
+    Lookup {
+        /// Source register.
+        sreg: u32,
+        /// The anonymous set (`NFT_SET_ANONYMOUS | NFT_SET_CONSTANT`), bound to this rule.
+        set: AnonSet,
+        /// `NFT_LOOKUP_F_INV`: match when NOT in the set.
+        invert: bool,
+    },
     /// An expression ecs-hostnet never generates, kept as libnftnl prints it so a
     /// foreign or altered rule can be shown and is never equal to one of ours.
     Other {
@@ -372,6 +383,111 @@ pub enum Expr {
         /// libnftnl's one-line text of the whole expression, for display.
         text: String,
     },
+}
+
+/// An anonymous, constant set bound to one rule, as nft makes for `iifname { ... }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnonSet {
+    /// nft's datatype id of the key (`TYPE_IFNAME` = 41 for interface names).
+    pub key_type: u32,
+    /// Key length in bytes (16 = IFNAMSIZ for interface names).
+    pub key_len: u32,
+    /// `NFT_SET_INTERVAL`: elements are interval boundaries.
+    pub interval: bool,
+    /// Elements in key order; with `interval`, each range is a start element followed by
+    /// its exclusive end (`NFT_SET_ELEM_INTERVAL_END`), after a zero key marked as an end.
+    pub elements: Vec<SetElem>,
+}
+
+/// One set element: key bytes and whether it ends an interval.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SetElem {
+    /// The key, `key_len` bytes.
+    pub key: Vec<u8>,
+    /// `NFT_SET_ELEM_INTERVAL_END`.
+    pub interval_end: bool,
+}
+
+/// nft's `TYPE_IFNAME` datatype id, recorded as a set's key type.
+pub const TYPE_IFNAME: u32 = 41;
+
+impl AnonSet {
+    /// The interval set nft 1.0 builds for interface name patterns (iptables spelling:
+    /// `docker+` is the range of names starting with `docker`, an exact name the range of
+    /// that one name). Patterns must not overlap (the configuration refuses that).
+    pub fn ifnames(patterns: &[&str]) -> AnonSet {
+        fn pad(b: &[u8]) -> Vec<u8> {
+            let mut v = b.to_vec();
+            v.resize(16, 0);
+            v
+        }
+        let mut ranges: Vec<(Vec<u8>, Vec<u8>)> = patterns
+            .iter()
+            .map(|p| match p.strip_suffix('+') {
+                Some(prefix) => {
+                    let start = pad(prefix.as_bytes());
+                    let mut end = prefix.as_bytes().to_vec();
+                    *end.last_mut().expect("a prefix is not empty") += 1;
+                    (start, pad(&end))
+                }
+                None => {
+                    let start = pad(p.as_bytes());
+                    let mut end = start.clone();
+                    // Big-endian +1 of the 16-byte key (the last byte of a valid name
+                    // padding is 0, so no carry).
+                    end[15] += 1;
+                    (start, end)
+                }
+            })
+            .collect();
+        ranges.sort();
+        let mut elements = vec![SetElem { key: vec![0; 16], interval_end: true }];
+        for (start, end) in ranges {
+            elements.push(SetElem { key: start, interval_end: false });
+            elements.push(SetElem { key: end, interval_end: true });
+        }
+        AnonSet { key_type: TYPE_IFNAME, key_len: 16, interval: true, elements }
+    }
+
+    /// The patterns of an interval set of interface names, in nft spelling (`"docker*"`,
+    /// `"ecs-bridge"`), or `None` when it is not one ([`AnonSet::ifnames`] inverted).
+    pub fn ifname_patterns(&self) -> Option<Vec<String>> {
+        if self.key_type != TYPE_IFNAME || self.key_len != 16 || !self.interval {
+            return None;
+        }
+        let mut it = self.elements.iter();
+        let first = it.next()?;
+        if !(first.interval_end && first.key.iter().all(|&b| b == 0)) {
+            return None;
+        }
+        let rest: Vec<&SetElem> = it.collect();
+        if rest.len() % 2 != 0 {
+            return None;
+        }
+        let mut out = Vec::new();
+        for pair in rest.chunks(2) {
+            let (start, end) = (pair[0], pair[1]);
+            if start.interval_end || !end.interval_end {
+                return None;
+            }
+            let name_len = start.key.iter().position(|&b| b == 0).unwrap_or(16);
+            let name = std::str::from_utf8(&start.key[..name_len]).ok()?;
+            let mut exact_end = start.key.clone();
+            exact_end[15] = exact_end[15].checked_add(1)?;
+            if end.key == exact_end {
+                out.push(name.to_string());
+                continue;
+            }
+            let mut prefix_end = start.key[..name_len].to_vec();
+            *prefix_end.last_mut()? = prefix_end.last()?.checked_add(1)?;
+            prefix_end.resize(16, 0);
+            if end.key != prefix_end {
+                return None;
+            }
+            out.push(format!("{name}*"));
+        }
+        Some(out)
+    }
 }
 
 /// Builders for the expression sequences nft 1.0 itself emits for each match, so that
@@ -396,6 +512,18 @@ pub mod build {
     /// `iifname "NAME"` / `iifname != "NAME"` (pattern in iptables spelling).
     pub fn iifname(op: CmpOp, pattern: &str) -> [Expr; 2] {
         [Expr::Meta { key: meta::IIFNAME, dreg: REG_1 }, Expr::Cmp { sreg: REG_1, op, data: ifname_data(pattern) }]
+    }
+
+    /// `iifname { "docker*", "ecs-bridge" }` for several patterns (an anonymous interval
+    /// set, as nft makes it), or `iifname "docker*"` for one.
+    pub fn iifname_in(patterns: &[&str]) -> Vec<Expr> {
+        if let [one] = patterns {
+            return iifname(CmpOp::Eq, one).to_vec();
+        }
+        vec![
+            Expr::Meta { key: meta::IIFNAME, dreg: REG_1 },
+            Expr::Lookup { sreg: REG_1, set: AnonSet::ifnames(patterns), invert: false },
+        ]
     }
 
     /// The implicit `meta nfproto` dependency nft adds before an ip/ip6 header match in
@@ -590,5 +718,33 @@ pub mod record {
             r.insert(k.to_string(), v.to_string());
         }
         Some(r)
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::*;
+
+    #[test]
+    fn interface_pattern_sets_are_nfts_intervals_and_read_back() {
+        let s = AnonSet::ifnames(&["ecs-bridge", "docker+", "br-+"]);
+        // nft 1.0.6 sends exactly these elements for iifname { "docker*", "br-*", "ecs-bridge" }.
+        let hex: Vec<String> = s.elements.iter().map(|e| format!("{}{}", e.key.iter().map(|b| format!("{b:02x}")).collect::<String>(), if e.interval_end { "E" } else { "" })).collect();
+        assert_eq!(
+            hex,
+            [
+                "00000000000000000000000000000000E",
+                "62722d00000000000000000000000000",
+                "62722e00000000000000000000000000E",
+                "646f636b657200000000000000000000",
+                "646f636b657300000000000000000000E",
+                "6563732d627269646765000000000000",
+                "6563732d627269646765000000000001E",
+            ]
+        );
+        assert_eq!(s.ifname_patterns().unwrap(), ["br-*", "docker*", "ecs-bridge"]);
+        let mut broken = s.clone();
+        broken.elements.pop();
+        assert_eq!(broken.ifname_patterns(), None);
     }
 }

@@ -21,18 +21,18 @@ const fn b(name: &'static str, text: &'static str, line: Option<usize>) -> Bad {
 /// Every refused configuration: the fixed table plus generated ones.
 fn bad_cases() -> Vec<Bad> {
     let mut v: Vec<Bad> = BAD.iter().map(|c| b(c.0, c.1, c.2)).collect();
-    // 257 container patterns (at most 256 are allowed), all on line 2
-    let pats: Vec<String> = (0..257).map(|i| format!("\"c{i}x+\"")).collect();
+    // 1025 container patterns (at most 1024 are allowed), all on line 2
+    let pats: Vec<String> = (0..1025).map(|i| format!("\"c{i}x+\"")).collect();
     v.push(Bad {
-        name: "container-patterns-257",
+        name: "container-patterns-1025",
         text: format!("[containers]\ninterfaces = [{}]\n", pats.join(", ")).into(),
         line: Some(2),
     });
-    // 257 patterns, one per line: the error may point at the key or the
-    // 257th element, never past the array
-    let pats: Vec<String> = (0..257).map(|i| format!("  \"c{i}x+\",")).collect();
+    // 1025 patterns, one per line: the error may point at the key or the
+    // 1025th element, never past the array
+    let pats: Vec<String> = (0..1025).map(|i| format!("  \"c{i}x+\",")).collect();
     v.push(Bad {
-        name: "container-patterns-257-multiline",
+        name: "container-patterns-1025-multiline",
         text: format!("[containers]\ninterfaces = [\n{}\n]\n", pats.join("\n")).into(),
         line: None,
     });

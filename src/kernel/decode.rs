@@ -169,7 +169,7 @@ unsafe fn only(e: *const sys::nftnl_expr, allowed: &[u32], max_attr: u32) -> boo
     (1..=max_attr).all(|a| allowed.contains(&a) || !unsafe { sys::nftnl_expr_is_set(e, a as u16) })
 }
 
-unsafe fn decode_expr(e: *const sys::nftnl_expr) -> Expr {
+unsafe fn decode_expr(e: *const sys::nftnl_expr, sets: &AnonSets) -> Expr {
     unsafe {
         let name = str_of(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_NAME as u16));
         let decoded = match name.as_str() {
@@ -212,6 +212,15 @@ unsafe fn decode_expr(e: *const sys::nftnl_expr) -> Expr {
                 dreg: get_u32(e, sys::NFTNL_EXPR_CT_DREG).unwrap_or(0),
             }),
             "counter" => Some(Expr::Counter),
+            // A map lookup (with a destination register) is not one of ours.
+            "lookup" if !sys::nftnl_expr_is_set(e, sys::NFTNL_EXPR_LOOKUP_DREG as u16) => {
+                let name = str_of(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_LOOKUP_SET as u16));
+                sets.get(&name).map(|set| Expr::Lookup {
+                    sreg: get_u32(e, sys::NFTNL_EXPR_LOOKUP_SREG).unwrap_or(0),
+                    set: set.clone(),
+                    invert: get_u32(e, sys::NFTNL_EXPR_LOOKUP_FLAGS).unwrap_or(0) & 1 != 0,
+                })
+            }
             "immediate" => {
                 let dreg = get_u32(e, sys::NFTNL_EXPR_IMM_DREG).unwrap_or(0);
                 if sys::nftnl_expr_is_set(e, sys::NFTNL_EXPR_IMM_CHAIN as u16) {
@@ -247,21 +256,21 @@ unsafe fn decode_expr(e: *const sys::nftnl_expr) -> Expr {
 }
 
 /// Parses an `NFT_MSG_NEWRULE` message.
-pub fn rule(nlh: *const libc::nlmsghdr) -> Result<RuleInfo, String> {
+pub fn rule(nlh: *const libc::nlmsghdr, sets: &AnonSets) -> Result<RuleInfo, String> {
     unsafe {
         let r = sys::nftnl_rule_alloc();
         if sys::nftnl_rule_nlmsg_parse(nlh as _, r) < 0 {
             sys::nftnl_rule_free(r);
             return Err("malformed rule message".into());
         }
-        let info = rule_from_object(r);
+        let info = rule_from_object(r, sets);
         sys::nftnl_rule_free(r);
         Ok(info)
     }
 }
 
 /// Reads a parsed libnftnl rule object.
-pub(crate) unsafe fn rule_from_object(r: *const sys::nftnl_rule) -> RuleInfo {
+pub(crate) unsafe fn rule_from_object(r: *const sys::nftnl_rule, sets: &AnonSets) -> RuleInfo {
     unsafe {
         let family = Family::from_nfproto(sys::nftnl_rule_get_u32(r, sys::NFTNL_RULE_FAMILY as u16));
         let table = str_of(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_TABLE as u16));
@@ -283,7 +292,7 @@ pub(crate) unsafe fn rule_from_object(r: *const sys::nftnl_rule) -> RuleInfo {
                 if e.is_null() {
                     break;
                 }
-                exprs.push(decode_expr(e));
+                exprs.push(decode_expr(e, sets));
             }
             sys::nftnl_expr_iter_destroy(it);
         }
@@ -305,7 +314,16 @@ mod tests {
         for t in &d.tables {
             for c in &t.chains {
                 for r in &c.rules {
-                    let obj = crate::kernel::encode::rule_object(t.family, &t.name, &c.name, r).unwrap();
+                    let ids: Vec<u32> = (1..=4).collect();
+                    let obj = crate::kernel::encode::rule_object(t.family, &t.name, &c.name, r, &ids).unwrap();
+                    let sets: AnonSets = r
+                        .exprs
+                        .iter()
+                        .filter_map(|x| match x {
+                            Expr::Lookup { set, .. } => Some(("__set%d".to_string(), set.clone())),
+                            _ => None,
+                        })
+                        .collect();
                     let mut buf = vec![0u64; 1024];
                     let info = unsafe {
                         let nlh = sys::nftnl_nlmsg_build_hdr(
@@ -317,7 +335,7 @@ mod tests {
                         );
                         sys::nftnl_rule_nlmsg_build_payload(nlh, obj);
                         sys::nftnl_rule_free(obj);
-                        rule(nlh as *const libc::nlmsghdr).unwrap()
+                        rule(nlh as *const libc::nlmsghdr, &sets).unwrap()
                     };
                     assert_eq!(info.rule.comment.as_deref(), Some(r.id.as_str()));
                     assert_eq!(info.rule.exprs, r.exprs, "rule {}", r.id);
@@ -331,6 +349,65 @@ mod tests {
     fn udata_walk_stops_at_truncation() {
         assert_eq!(udata_items(&[0, 2, b'a', 0, 7, 9, 1]), vec![(0u8, &b"a\0"[..])]);
         assert_eq!(comment_of(Some(&[0, 3, b'a', b'b', 0])).as_deref(), Some("ab"));
+    }
+}
+
+/// The anonymous sets of a table by kernel name (`__set0`, ...), with their elements.
+pub type AnonSets = std::collections::HashMap<String, crate::ruleset::AnonSet>;
+
+/// An anonymous set's header from an `NFT_MSG_NEWSET` message: `(table, name, set
+/// without elements)`; `None` for a named set.
+pub fn anon_set(nlh: *const libc::nlmsghdr) -> Result<Option<(String, String, crate::ruleset::AnonSet)>, String> {
+    unsafe {
+        let st = sys::nftnl_set_alloc();
+        if sys::nftnl_set_nlmsg_parse(nlh as _, st) < 0 {
+            sys::nftnl_set_free(st);
+            return Err("malformed set message".into());
+        }
+        let table = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_TABLE as u16));
+        let name = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_NAME as u16));
+        let flags = sys::nftnl_set_get_u32(st, sys::NFTNL_SET_FLAGS as u16);
+        let set = crate::ruleset::AnonSet {
+            key_type: sys::nftnl_set_get_u32(st, sys::NFTNL_SET_KEY_TYPE as u16),
+            key_len: sys::nftnl_set_get_u32(st, sys::NFTNL_SET_KEY_LEN as u16),
+            interval: flags & 4 != 0,
+            elements: vec![],
+        };
+        sys::nftnl_set_free(st);
+        // NFT_SET_ANONYMOUS
+        Ok((flags & 1 != 0).then_some((table, name, set)))
+    }
+}
+
+/// The elements of one `NFT_MSG_NEWSETELEM` message, appended to `out`.
+pub fn set_elements(nlh: *const libc::nlmsghdr, out: &mut Vec<crate::ruleset::SetElem>) -> Result<(), String> {
+    unsafe {
+        let st = sys::nftnl_set_alloc();
+        if sys::nftnl_set_elems_nlmsg_parse(nlh as _, st) < 0 {
+            sys::nftnl_set_free(st);
+            return Err("malformed set element message".into());
+        }
+        let it = sys::nftnl_set_elems_iter_create(st);
+        if !it.is_null() {
+            loop {
+                let e = sys::nftnl_set_elems_iter_next(it);
+                if e.is_null() {
+                    break;
+                }
+                let mut len = 0u32;
+                let p = sys::nftnl_set_elem_get(e, sys::NFTNL_SET_ELEM_KEY as u16, &mut len);
+                let key = if p.is_null() { vec![] } else { std::slice::from_raw_parts(p as *const u8, len as usize).to_vec() };
+                let flags = if sys::nftnl_set_elem_is_set(e, sys::NFTNL_SET_ELEM_FLAGS as u16) {
+                    sys::nftnl_set_elem_get_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16)
+                } else {
+                    0
+                };
+                out.push(crate::ruleset::SetElem { key, interval_end: flags & 1 != 0 });
+            }
+            sys::nftnl_set_elems_iter_destroy(it);
+        }
+        sys::nftnl_set_free(st);
+        Ok(())
     }
 }
 

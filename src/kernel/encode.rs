@@ -59,7 +59,7 @@ unsafe fn set_data(e: *mut sys::nftnl_expr, attr: u32, d: &[u8]) {
 
 /// Builds the libnftnl expression for one [`Expr`]. `Expr::Other` is never desired and
 /// has no encoding.
-fn encode_expr(x: &Expr) -> Result<*mut sys::nftnl_expr, String> {
+fn encode_expr(x: &Expr, set_ids: &mut impl Iterator<Item = u32>) -> Result<*mut sys::nftnl_expr, String> {
     unsafe {
         Ok(match x {
             Expr::Meta { key, dreg } => {
@@ -141,13 +141,102 @@ fn encode_expr(x: &Expr) -> Result<*mut sys::nftnl_expr, String> {
                 }
                 e
             }
+            Expr::Lookup { sreg, invert, .. } => {
+                let e = expr(c"lookup");
+                let id = set_ids.next().ok_or("a lookup without its set in the batch")?;
+                set_u32(e, sys::NFTNL_EXPR_LOOKUP_SREG, *sreg);
+                sys::nftnl_expr_set_str(e, sys::NFTNL_EXPR_LOOKUP_SET as u16, ANON_SET_NAME.as_ptr());
+                set_u32(e, sys::NFTNL_EXPR_LOOKUP_SET_ID, id);
+                if *invert {
+                    set_u32(e, sys::NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+                }
+                e
+            }
             Expr::Other { name, .. } => return Err(format!("cannot encode foreign expression {name}")),
         })
     }
 }
 
-/// One [`Op`] as an nftnl message for [`nftnl::Batch::add`].
-pub struct OpMsg<'a>(pub &'a Op);
+/// One [`Op`] as an nftnl message for [`nftnl::Batch::add`], with the batch-local ids of
+/// the anonymous sets its rule's lookups use (sent just before it, see [`SetMsg`]).
+pub struct OpMsg<'a>(pub &'a Op, pub &'a [u32]);
+
+/// The name nft gives anonymous sets; the kernel replaces `%d` with a number.
+pub const ANON_SET_NAME: &std::ffi::CStr = c"__set%d";
+/// `NFT_LOOKUP_F_INV`.
+pub const NFT_LOOKUP_F_INV: u32 = 1;
+/// `NFT_SET_ANONYMOUS | NFT_SET_CONSTANT`, plus `NFT_SET_INTERVAL` for interval sets.
+const SET_FLAGS_ANON_CONSTANT: u32 = 1 | 2;
+const SET_FLAG_INTERVAL: u32 = 4;
+/// `NFT_SET_ELEM_INTERVAL_END`.
+pub const SET_ELEM_INTERVAL_END: u32 = 1;
+
+/// The set userdata nft 1.0 writes for `iifname { ... }` (libnftnl udata TLVs: key byte
+/// order host, merge adjacent elements, key typeof `meta iifname`), so `nft list` prints
+/// our sets exactly as it prints its own.
+const IFNAME_SET_UDATA: [u8; 28] = [
+    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, // NFTNL_UDATA_SET_KEYBYTEORDER = 1
+    0x02, 0x04, 0x01, 0x00, 0x00, 0x00, // NFTNL_UDATA_SET_MERGE_ELEMENTS = 1
+    0x03, 0x0e, 0x00, 0x04, 0x09, 0x00, 0x00, 0x00, 0x01, 0x06, 0x00, 0x04, 0x06, 0x00, 0x00,
+    0x00, // NFTNL_UDATA_SET_KEY_TYPEOF: meta, key iifname
+];
+
+/// An anonymous set for a rule about to be added (`NFT_MSG_NEWSET`), or its elements
+/// (`NFT_MSG_NEWSETELEM`), tied to the rule's lookup by the batch-local `id`.
+pub struct SetMsg<'a> {
+    /// Table family.
+    pub family: Family,
+    /// Table name.
+    pub table: &'a str,
+    /// `NFTA_SET_ID`, unique within the batch.
+    pub id: u32,
+    /// The content.
+    pub set: &'a crate::ruleset::AnonSet,
+    /// `false`: the set itself; `true`: its elements.
+    pub elements: bool,
+}
+
+unsafe impl nftnl::NlMsg for SetMsg<'_> {
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, _: nftnl::MsgType) {
+        unsafe {
+            let st = sys::nftnl_set_alloc();
+            let ct = cstring(self.table);
+            sys::nftnl_set_set_str(st, sys::NFTNL_SET_TABLE as u16, ct.as_ptr());
+            sys::nftnl_set_set_str(st, sys::NFTNL_SET_NAME as u16, ANON_SET_NAME.as_ptr());
+            sys::nftnl_set_set_u32(st, sys::NFTNL_SET_FAMILY as u16, self.family.nfproto() as u32);
+            sys::nftnl_set_set_u32(st, sys::NFTNL_SET_ID as u16, self.id);
+            if self.elements {
+                for el in &self.set.elements {
+                    let e = sys::nftnl_set_elem_alloc();
+                    sys::nftnl_set_elem_set(e, sys::NFTNL_SET_ELEM_KEY as u16, el.key.as_ptr() as *const c_void, el.key.len() as u32);
+                    if el.interval_end {
+                        sys::nftnl_set_elem_set_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16, SET_ELEM_INTERVAL_END);
+                    }
+                    sys::nftnl_set_elem_add(st, e);
+                }
+                let nlh = header(buf, libc::NFT_MSG_NEWSETELEM, self.family, libc::NLM_F_CREATE | libc::NLM_F_ACK, seq);
+                sys::nftnl_set_elems_nlmsg_build_payload(nlh, st);
+            } else {
+                let flags = SET_FLAGS_ANON_CONSTANT | if self.set.interval { SET_FLAG_INTERVAL } else { 0 };
+                sys::nftnl_set_set_u32(st, sys::NFTNL_SET_FLAGS as u16, flags);
+                sys::nftnl_set_set_u32(st, sys::NFTNL_SET_KEY_TYPE as u16, self.set.key_type);
+                sys::nftnl_set_set_u32(st, sys::NFTNL_SET_KEY_LEN as u16, self.set.key_len);
+                sys::nftnl_set_set_u32(st, sys::NFTNL_SET_DESC_SIZE as u16, self.set.elements.len() as u32);
+                if self.set.key_type == crate::ruleset::TYPE_IFNAME {
+                    sys::nftnl_set_set_data(
+                        st,
+                        sys::NFTNL_SET_USERDATA as u16,
+                        IFNAME_SET_UDATA.as_ptr() as *const c_void,
+                        IFNAME_SET_UDATA.len() as u32,
+                    );
+                }
+                let nlh = header(buf, libc::NFT_MSG_NEWSET, self.family, libc::NLM_F_CREATE | libc::NLM_F_ACK, seq);
+                sys::nftnl_set_nlmsg_build_payload(nlh, st);
+            }
+            sys::nftnl_set_free(st);
+        }
+    }
+}
 
 unsafe fn header(buf: *mut c_void, msg: i32, family: Family, flags: i32, seq: u32) -> *mut libc::nlmsghdr {
     unsafe { sys::nftnl_nlmsg_build_hdr(buf as *mut c_char, msg as u16, family.nfproto() as u16, flags as u16, seq) }
@@ -218,7 +307,9 @@ pub(crate) fn rule_object(
     table: &str,
     chain: &str,
     rule: &Rule,
+    set_ids: &[u32],
 ) -> Result<*mut sys::nftnl_rule, String> {
+    let mut set_ids = set_ids.iter().copied();
     unsafe {
         let r = sys::nftnl_rule_alloc();
         let (ct, cc) = (cstring(table), cstring(chain));
@@ -226,7 +317,7 @@ pub(crate) fn rule_object(
         sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, ct.as_ptr());
         sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, cc.as_ptr());
         for x in &rule.exprs {
-            match encode_expr(x) {
+            match encode_expr(x, &mut set_ids) {
                 Ok(e) => sys::nftnl_rule_add_expr(r, e),
                 Err(err) => {
                     sys::nftnl_rule_free(r);
@@ -264,7 +355,7 @@ unsafe impl nftnl::NlMsg for OpMsg<'_> {
                 }
                 Op::AddRule { family, table, chain, rule, placement } => {
                     // Checked before the batch is built (see `check_encodable`).
-                    let r = rule_object(*family, table, chain, rule).expect("rule checked before batching");
+                    let r = rule_object(*family, table, chain, rule, self.1).expect("rule checked before batching");
                     let mut flags = libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_ACK;
                     match placement {
                         Placement::Append => flags |= libc::NLM_F_APPEND,
@@ -286,7 +377,8 @@ pub fn check_encodable(ops: &[Op]) -> Result<(), String> {
     for op in ops {
         match op {
             Op::AddRule { family, table, chain, rule, .. } => {
-                let r = rule_object(*family, table, chain, rule)?;
+                let ids: Vec<u32> = (1..=rule.exprs.len() as u32).collect();
+                let r = rule_object(*family, table, chain, rule, &ids)?;
                 unsafe { sys::nftnl_rule_free(r) };
             }
             Op::AddTable { comment, record, .. } => {

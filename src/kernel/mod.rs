@@ -322,6 +322,7 @@ impl Netfilter {
         for t in &mut tables {
             let family = t.family.nfproto();
             let name = std::ffi::CString::new(t.name.clone()).expect("owned names have no NUL");
+            let tname = &name;
             for m in self.request(libc::NFT_MSG_GETCHAIN as u32, family, true, |_| {})? {
                 let c = decode::chain(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
                 if c.family == Some(t.family) && c.table == t.name {
@@ -338,6 +339,32 @@ impl Netfilter {
                     }
                     t.chains.push(LiveChain { name: c.name, base, rules: vec![] });
                 }
+            }
+            // Anonymous sets (bound to rules' lookups) with their elements.
+            let mut sets = decode::AnonSets::new();
+            for m in self.request(libc::NFT_MSG_GETSET as u32, family, true, |_| {})? {
+                if let Some((table, name, set)) = decode::anon_set(m.as_ptr() as *const _).map_err(KernelError::Malformed)?
+                    && table == t.name
+                {
+                    sets.insert(name, set);
+                }
+            }
+            for (name, set) in sets.iter_mut() {
+                let cname = std::ffi::CString::new(name.clone()).map_err(|_| KernelError::Malformed("set name".into()))?;
+                let msgs = self.request(libc::NFT_MSG_GETSETELEM as u32, family, true, |nlh| unsafe {
+                    let st = sys::nftnl_set_alloc();
+                    sys::nftnl_set_set_str(st, sys::NFTNL_SET_TABLE as u16, tname.as_ptr());
+                    sys::nftnl_set_set_str(st, sys::NFTNL_SET_NAME as u16, cname.as_ptr());
+                    sys::nftnl_set_set_u32(st, sys::NFTNL_SET_FAMILY as u16, family as u32);
+                    sys::nftnl_set_elems_nlmsg_build_payload(nlh, st);
+                    sys::nftnl_set_free(st);
+                })?;
+                for m in msgs {
+                    decode::set_elements(m.as_ptr() as *const _, &mut set.elements).map_err(KernelError::Malformed)?;
+                }
+                // The kernel dumps an interval set's elements in descending key order;
+                // compare in ascending order, as they are built and sent.
+                set.elements.sort();
             }
             for (msg, is_set) in [(libc::NFT_MSG_GETSET, true), (libc::NFT_MSG_GETOBJ, false)] {
                 for m in self.request(msg as u32, family, true, |_| {})? {
@@ -358,7 +385,7 @@ impl Netfilter {
                 sys::nftnl_rule_free(r);
             })?;
             for m in rules {
-                let r = decode::rule(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+                let r = decode::rule(m.as_ptr() as *const _, &sets).map_err(KernelError::Malformed)?;
                 if r.family != Some(t.family) || r.table != t.name {
                     continue;
                 }
@@ -384,19 +411,39 @@ impl Netfilter {
         }
         encode::check_encodable(ops).map_err(KernelError::Encode)?;
         let mut batch = nftnl::Batch::new();
+        // One label per message: an op, or the anonymous set (and its elements) a rule's
+        // lookup needs, sent just before the rule and tied to it by a batch-local id.
+        let mut labels: Vec<String> = Vec::new();
+        let mut next_set_id = 1u32;
         for op in ops {
-            batch.add(&encode::OpMsg(op), nftnl::MsgType::Add);
+            let mut ids = Vec::new();
+            if let Op::AddRule { family, table, rule, .. } = op {
+                for x in &rule.exprs {
+                    if let crate::ruleset::Expr::Lookup { set, .. } = x {
+                        for elements in [false, true] {
+                            let m = encode::SetMsg { family: *family, table, id: next_set_id, set, elements };
+                            batch.add(&m, nftnl::MsgType::Add);
+                            let what = if elements { "add the elements of the set" } else { "add the set" };
+                            labels.push(format!("{what} of `{op}`"));
+                        }
+                        ids.push(next_set_id);
+                        next_set_id += 1;
+                    }
+                }
+            }
+            batch.add(&encode::OpMsg(op, &ids), nftnl::MsgType::Add);
+            labels.push(op.to_string());
         }
         let batch = batch.finalize();
         let seqs = batch.sequence_numbers();
         // Kernels >= 6.10 also ACK the batch begin/end messages (nftnl sets F_ACK then).
-        let first_op_seq = if seqs.len() == ops.len() + 2 { seqs.start + 1 } else { seqs.start };
+        let first_op_seq = if seqs.len() == labels.len() + 2 { seqs.start + 1 } else { seqs.start };
         let label = |seq: u32, begin_seq: u32| -> String {
             if seq == begin_seq {
                 return "batch begin (the rule set changed after it was read)".into();
             }
-            match seq.checked_sub(first_op_seq).and_then(|i| ops.get(i as usize)) {
-                Some(op) => op.to_string(),
+            match seq.checked_sub(first_op_seq).and_then(|i| labels.get(i as usize)) {
+                Some(l) => l.clone(),
                 None if seq == seqs.start => "batch begin".into(),
                 None => "batch end (commit)".into(),
             }

@@ -1066,12 +1066,8 @@ table inet ecs-hostnet {
 	}
 	chain forward {
 		type filter hook forward priority filter; policy accept;
-		iifname "docker*" ip daddr 169.254.169.254 counter drop comment "ref-imds4-docker"
-		iifname "docker*" ip6 daddr fd00:ec2::254 counter drop comment "ref-imds6-docker"
-		iifname "br-*" ip daddr 169.254.169.254 counter drop comment "ref-imds4-br"
-		iifname "br-*" ip6 daddr fd00:ec2::254 counter drop comment "ref-imds6-br"
-		iifname "ecs-bridge" ip daddr 169.254.169.254 counter drop comment "ref-imds4-ecs-bridge"
-		iifname "ecs-bridge" ip6 daddr fd00:ec2::254 counter drop comment "ref-imds6-ecs-bridge"
+		iifname { "docker*", "br-*", "ecs-bridge" } ip daddr 169.254.169.254 counter drop comment "ref-imds4"
+		iifname { "docker*", "br-*", "ecs-bridge" } ip6 daddr fd00:ec2::254 counter drop comment "ref-imds6"
 	}
 }
 "#;
