@@ -354,8 +354,11 @@ pub fn expr_lowlevel(e: &Expr) -> String {
             s + " ]"
         }
         Expr::Lookup { sreg, set, invert } => {
-            let elems: Vec<String> =
-                set.elements.iter().map(|e| format!("{}{}", hex(&e.key), if e.interval_end { " end" } else { "" })).collect();
+            let elems: Vec<String> = set
+                .elements
+                .iter()
+                .map(|e| format!("{}{}", hex(&e.key), if e.interval_end { " end" } else { "" }))
+                .collect();
             format!("[ lookup reg {sreg} set {{ {} }}{} ]", elems.join(", "), if *invert { " 0x1" } else { "" })
         }
         Expr::Other { name, text } => format!("[ {name} {text}]"),

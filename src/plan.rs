@@ -368,11 +368,16 @@ fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
             let present = live.endpoint_routes.iter().any(|r| r.satisfies(&w.spec));
             // Ours in another form go first (same prefix: the new one would clash).
             for r in live.endpoint_routes.iter().filter(|r| ours(r) && !r.satisfies(&w.spec)) {
-                let reason = if r.dest == w.spec.dest { "replaced by the current form" } else { "no longer in the configuration" };
+                let reason = if r.dest == w.spec.dest {
+                    "replaced by the current form"
+                } else {
+                    "no longer in the configuration"
+                };
                 delete_route(r, reason, p);
             }
-            let other = live.endpoint_routes.iter().find(|r| r.dest == w.spec.dest && !r.satisfies(&w.spec) && !ours(r));
-            let wanted = !w.auto || !live.ipv4_default_route || live.endpoint_routes.iter().any(|r| ours(r));
+            let other =
+                live.endpoint_routes.iter().find(|r| r.dest == w.spec.dest && !r.satisfies(&w.spec) && !ours(r));
+            let wanted = !w.auto || !live.ipv4_default_route || live.endpoint_routes.iter().any(&ours);
             if let (true, false, Some(o)) = (wanted, present, other) {
                 p.notes.push(format!("a route {o} already leads to the endpoint; {} is not added", w.spec));
             } else if wanted && !present && !live.lo_up {
@@ -402,7 +407,12 @@ fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
 
 fn delete_route(r: &LiveRoute, reason: &str, p: &mut Plan) {
     p.route_ops.push(RouteOp::DeleteInTheWay { route: r.clone() });
-    p.changes.push(Change { action: Action::Remove, object: format!("route {r}"), reason: reason.into(), details: vec![] });
+    p.changes.push(Change {
+        action: Action::Remove,
+        object: format!("route {r}"),
+        reason: reason.into(),
+        details: vec![],
+    });
 }
 
 /// The plan of `remove`: none of our tables, every recorded route_localnet value put back.
@@ -1028,7 +1038,10 @@ mod tests {
         live.ipv4_default_route = true;
         assert!(plan(&d, &live).is_empty());
         // remove deletes it.
-        assert_eq!(plan_removal(&live).route_ops, vec![RouteOp::DeleteInTheWay { route: live.endpoint_routes[0].clone() }]);
+        assert_eq!(
+            plan_removal(&live).route_ops,
+            vec![RouteOp::DeleteInTheWay { route: live.endpoint_routes[0].clone() }]
+        );
         // A route someone else made is never deleted.
         live.endpoint_routes[0].protocol = 4;
         assert!(plan_removal(&live).route_ops.is_empty());

@@ -461,7 +461,7 @@ impl AnonSet {
             return None;
         }
         let rest: Vec<&SetElem> = it.collect();
-        if rest.len() % 2 != 0 {
+        if !rest.len().is_multiple_of(2) {
             return None;
         }
         let mut out = Vec::new();
@@ -729,7 +729,17 @@ mod set_tests {
     fn interface_pattern_sets_are_nfts_intervals_and_read_back() {
         let s = AnonSet::ifnames(&["ecs-bridge", "docker+", "br-+"]);
         // nft 1.0.6 sends exactly these elements for iifname { "docker*", "br-*", "ecs-bridge" }.
-        let hex: Vec<String> = s.elements.iter().map(|e| format!("{}{}", e.key.iter().map(|b| format!("{b:02x}")).collect::<String>(), if e.interval_end { "E" } else { "" })).collect();
+        let hex: Vec<String> = s
+            .elements
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}{}",
+                    e.key.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                    if e.interval_end { "E" } else { "" }
+                )
+            })
+            .collect();
         assert_eq!(
             hex,
             [

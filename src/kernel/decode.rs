@@ -396,7 +396,11 @@ pub fn set_elements(nlh: *const libc::nlmsghdr, out: &mut Vec<crate::ruleset::Se
                 }
                 let mut len = 0u32;
                 let p = sys::nftnl_set_elem_get(e, sys::NFTNL_SET_ELEM_KEY as u16, &mut len);
-                let key = if p.is_null() { vec![] } else { std::slice::from_raw_parts(p as *const u8, len as usize).to_vec() };
+                let key = if p.is_null() {
+                    vec![]
+                } else {
+                    std::slice::from_raw_parts(p as *const u8, len as usize).to_vec()
+                };
                 let flags = if sys::nftnl_set_elem_is_set(e, sys::NFTNL_SET_ELEM_FLAGS as u16) {
                     sys::nftnl_set_elem_get_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16)
                 } else {

@@ -208,7 +208,12 @@ unsafe impl nftnl::NlMsg for SetMsg<'_> {
             if self.elements {
                 for el in &self.set.elements {
                     let e = sys::nftnl_set_elem_alloc();
-                    sys::nftnl_set_elem_set(e, sys::NFTNL_SET_ELEM_KEY as u16, el.key.as_ptr() as *const c_void, el.key.len() as u32);
+                    sys::nftnl_set_elem_set(
+                        e,
+                        sys::NFTNL_SET_ELEM_KEY as u16,
+                        el.key.as_ptr() as *const c_void,
+                        el.key.len() as u32,
+                    );
                     if el.interval_end {
                         sys::nftnl_set_elem_set_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16, SET_ELEM_INTERVAL_END);
                     }

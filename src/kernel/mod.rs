@@ -343,14 +343,16 @@ impl Netfilter {
             // Anonymous sets (bound to rules' lookups) with their elements.
             let mut sets = decode::AnonSets::new();
             for m in self.request(libc::NFT_MSG_GETSET as u32, family, true, |_| {})? {
-                if let Some((table, name, set)) = decode::anon_set(m.as_ptr() as *const _).map_err(KernelError::Malformed)?
+                if let Some((table, name, set)) =
+                    decode::anon_set(m.as_ptr() as *const _).map_err(KernelError::Malformed)?
                     && table == t.name
                 {
                     sets.insert(name, set);
                 }
             }
             for (name, set) in sets.iter_mut() {
-                let cname = std::ffi::CString::new(name.clone()).map_err(|_| KernelError::Malformed("set name".into()))?;
+                let cname =
+                    std::ffi::CString::new(name.clone()).map_err(|_| KernelError::Malformed("set name".into()))?;
                 let msgs = self.request(libc::NFT_MSG_GETSETELEM as u32, family, true, |nlh| unsafe {
                     let st = sys::nftnl_set_alloc();
                     sys::nftnl_set_set_str(st, sys::NFTNL_SET_TABLE as u16, tname.as_ptr());
