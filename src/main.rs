@@ -276,6 +276,15 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             p.changes.extend(install::converge_files(&root, &loaded.config.agent_keys(), false)?);
             if is_plan || !p.is_empty() {
                 out.push_str(&p.text());
+                if is_plan && loaded.config.imds_block.enabled.v {
+                    writeln!(
+                        out,
+                        "note: the IMDS block covers bridge-mode containers only. Host-network-mode tasks share the \
+                         host's network and still reach IMDS: require IMDSv2 with a hop limit of 1 on the instance \
+                         (aws ec2 modify-instance-metadata-options --http-tokens required --http-put-response-hop-limit 1); \
+                         awsvpc tasks get blackhole routes (ECS_AWSVPC_BLOCK_IMDS=true, or `ecs-hostnet task apply`)."
+                    )?;
+                }
             } else {
                 writeln!(out, "Converged: the host matches the configuration.")?;
                 for n in &p.notes {
