@@ -39,8 +39,8 @@ fn default_config_traffic_before_apply_after_apply_after_remove() {
         ("output", "redirect"),
         ("input", "dport 51678"),
         ("input", "127.0.0.0/8"),
-        ("forward", "\"docker*\" ip daddr"),
-        ("forward", "\"docker*\" ip6 daddr"),
+        ("forward", "\"docker*\", \"ecs-bridge\" } ip daddr"),
+        ("forward", "\"docker*\", \"ecs-bridge\" } ip6 daddr"),
     ] {
         let r = our_rule_matching(&t.host, chain, needle);
         assert!(!r.text.contains("counter packets 0 "), "no packet hit {chain} rule {needle}: {}\n{listed}", r.text);
