@@ -386,7 +386,8 @@ pub enum Expr {
 }
 
 /// An anonymous, constant set bound to one rule, as nft makes for `iifname { ... }`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Equality compares the kernel content only (not [`AnonSet::patterns`]).
+#[derive(Clone, Debug)]
 pub struct AnonSet {
     /// nft's datatype id of the key (`TYPE_IFNAME` = 41 for interface names).
     pub key_type: u32,
@@ -397,7 +398,19 @@ pub struct AnonSet {
     /// Elements in key order; with `interval`, each range is a start element followed by
     /// its exclusive end (`NFT_SET_ELEM_INTERVAL_END`), after a zero key marked as an end.
     pub elements: Vec<SetElem>,
+    /// The patterns the set was built from (nft spelling), for printing: adjacent ranges
+    /// (`veth0*`, `veth1*`) are merged in the kernel, as nft merges them, and can no
+    /// longer be told apart from its elements. `None` for a set read from the kernel.
+    pub patterns: Option<Vec<String>>,
 }
+
+impl PartialEq for AnonSet {
+    fn eq(&self, o: &AnonSet) -> bool {
+        self.key_type == o.key_type && self.key_len == o.key_len && self.interval == o.interval && self.elements == o.elements
+    }
+}
+
+impl Eq for AnonSet {}
 
 /// One set element: key bytes and whether it ends an interval.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -441,19 +454,45 @@ impl AnonSet {
             })
             .collect();
         ranges.sort();
-        let mut elements = vec![SetElem { key: vec![0; 16], interval_end: true }];
+        // Adjacent ranges (one ends where the next starts, e.g. `veth0*` and `veth1*`)
+        // become one, as nft merges them: the kernel then holds what `nft -f` would load.
+        let mut merged: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(ranges.len());
         for (start, end) in ranges {
+            match merged.last_mut() {
+                Some(last) if last.1 == start => last.1 = end,
+                _ => merged.push((start, end)),
+            }
+        }
+        let mut elements = vec![SetElem { key: vec![0; 16], interval_end: true }];
+        for (start, end) in merged {
             elements.push(SetElem { key: start, interval_end: false });
             elements.push(SetElem { key: end, interval_end: true });
         }
-        AnonSet { key_type: TYPE_IFNAME, key_len: 16, interval: true, elements }
+        let mut shown: Vec<String> =
+            patterns.iter().map(|p| p.strip_suffix('+').map(|x| format!("{x}*")).unwrap_or_else(|| p.to_string())).collect();
+        shown.sort();
+        AnonSet { key_type: TYPE_IFNAME, key_len: 16, interval: true, elements, patterns: Some(shown) }
     }
 
     /// The patterns of an interval set of interface names, in nft spelling (`"docker*"`,
     /// `"ecs-bridge"`), or `None` when it is not one ([`AnonSet::ifnames`] inverted).
     pub fn ifname_patterns(&self) -> Option<Vec<String>> {
-        if self.key_type != TYPE_IFNAME || self.key_len != 16 || !self.interval {
+        if let Some(p) = &self.patterns {
+            return Some(p.clone());
+        }
+        if self.key_type != TYPE_IFNAME || self.key_len != 16 {
             return None;
+        }
+        if !self.interval {
+            // A plain set of exact names.
+            return self
+                .elements
+                .iter()
+                .map(|e| {
+                    let n = e.key.iter().position(|&b| b == 0).unwrap_or(e.key.len());
+                    std::str::from_utf8(&e.key[..n]).ok().map(str::to_string)
+                })
+                .collect();
         }
         let mut it = self.elements.iter();
         let first = it.next()?;
@@ -755,6 +794,11 @@ mod set_tests {
         assert_eq!(s.ifname_patterns().unwrap(), ["br-*", "docker*", "ecs-bridge"]);
         let mut broken = s.clone();
         broken.elements.pop();
+        broken.patterns = None;
         assert_eq!(broken.ifname_patterns(), None);
+        // Adjacent ranges merge (nft does the same), and still print as written.
+        let adj = AnonSet::ifnames(&["veth1+", "veth0+"]);
+        assert_eq!(adj.elements.len(), 3, "{adj:?}");
+        assert_eq!(adj.ifname_patterns().unwrap(), ["veth0*", "veth1*"]);
     }
 }

@@ -372,6 +372,7 @@ pub fn anon_set(nlh: *const libc::nlmsghdr) -> Result<Option<(String, String, cr
             key_len: sys::nftnl_set_get_u32(st, sys::NFTNL_SET_KEY_LEN as u16),
             interval: flags & 4 != 0,
             elements: vec![],
+            patterns: None,
         };
         sys::nftnl_set_free(st);
         // NFT_SET_ANONYMOUS

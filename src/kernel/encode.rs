@@ -192,9 +192,13 @@ pub struct SetMsg<'a> {
     pub id: u32,
     /// The content.
     pub set: &'a crate::ruleset::AnonSet,
-    /// `false`: the set itself; `true`: its elements.
-    pub elements: bool,
+    /// `None`: the set itself; `Some(range)`: these of its elements.
+    pub elements: Option<std::ops::Range<usize>>,
 }
+
+/// Elements per `NFT_MSG_NEWSETELEM` message (16-byte keys: well under the 64 KiB an
+/// attribute nest can hold).
+pub const SET_ELEMS_PER_MESSAGE: usize = 512;
 
 unsafe impl nftnl::NlMsg for SetMsg<'_> {
     unsafe fn write(&self, buf: *mut c_void, seq: u32, _: nftnl::MsgType) {
@@ -205,8 +209,8 @@ unsafe impl nftnl::NlMsg for SetMsg<'_> {
             sys::nftnl_set_set_str(st, sys::NFTNL_SET_NAME as u16, ANON_SET_NAME.as_ptr());
             sys::nftnl_set_set_u32(st, sys::NFTNL_SET_FAMILY as u16, self.family.nfproto() as u32);
             sys::nftnl_set_set_u32(st, sys::NFTNL_SET_ID as u16, self.id);
-            if self.elements {
-                for el in &self.set.elements {
+            if let Some(range) = &self.elements {
+                for el in &self.set.elements[range.clone()] {
                     let e = sys::nftnl_set_elem_alloc();
                     sys::nftnl_set_elem_set(
                         e,

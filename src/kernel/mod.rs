@@ -138,6 +138,14 @@ fn parse_error(m: &[u8]) -> (i32, Option<String>) {
     (-err, msg)
 }
 
+/// An op's text cut to a length an error line can carry (a set of 1000 names is long).
+fn short_label(s: &str) -> String {
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 /// `NFNL_BATCH_GENID`: attribute of the batch begin message.
 const NFNL_BATCH_GENID: u16 = 1;
 
@@ -233,6 +241,9 @@ impl Netfilter {
         self.sock.send(&req.bytes()[..len]).map_err(|err| KernelError::Io { what: what.clone(), err })?;
         let portid = self.sock.portid();
         let mut out = Vec::new();
+        // A dump interrupted by a concurrent commit is read to its end (so the socket is
+        // free for the retry) and then reported as unstable.
+        let mut interrupted = false;
         loop {
             let n = self.sock.recv_raw(self.buf.bytes()).map_err(|err| KernelError::Io { what: what.clone(), err })?;
             let mut data = &self.buf.bytes()[..n];
@@ -248,15 +259,19 @@ impl Netfilter {
                     continue; // a late answer to an earlier request
                 }
                 if h.nlmsg_flags & NLM_F_DUMP_INTR != 0 {
-                    return Err(KernelError::Unstable);
+                    interrupted = true;
                 }
                 match h.nlmsg_type as c_int {
+                    libc::NLMSG_DONE if interrupted => return Err(KernelError::Unstable),
                     libc::NLMSG_DONE => return Ok(out),
                     libc::NLMSG_ERROR => {
                         let (errno, _) = parse_error(m);
                         return match errno {
                             0 => Ok(out),
                             libc::EPERM => Err(KernelError::PermissionDenied),
+                            // A dump still running on this socket (a concurrent commit):
+                            // read again.
+                            libc::EBUSY if dump => Err(KernelError::Unstable),
                             libc::EOPNOTSUPP | libc::EPROTONOSUPPORT => {
                                 Err(KernelError::NoNfTables(std::io::Error::from_raw_os_error(errno).to_string()))
                             }
@@ -422,11 +437,18 @@ impl Netfilter {
             if let Op::AddRule { family, table, rule, .. } = op {
                 for x in &rule.exprs {
                     if let crate::ruleset::Expr::Lookup { set, .. } = x {
-                        for elements in [false, true] {
-                            let m = encode::SetMsg { family: *family, table, id: next_set_id, set, elements };
+                        let short = short_label(&op.to_string());
+                        let m = encode::SetMsg { family: *family, table, id: next_set_id, set, elements: None };
+                        batch.add(&m, nftnl::MsgType::Add);
+                        labels.push(format!("add the set of `{short}`"));
+                        // Elements in several messages: one NEWSETELEM holds at most
+                        // 64 KiB of attributes.
+                        let n = set.elements.len();
+                        for start in (0..n).step_by(encode::SET_ELEMS_PER_MESSAGE) {
+                            let range = start..(start + encode::SET_ELEMS_PER_MESSAGE).min(n);
+                            let m = encode::SetMsg { family: *family, table, id: next_set_id, set, elements: Some(range) };
                             batch.add(&m, nftnl::MsgType::Add);
-                            let what = if elements { "add the elements of the set" } else { "add the set" };
-                            labels.push(format!("{what} of `{op}`"));
+                            labels.push(format!("add elements {start}.. of the set of `{short}`"));
                         }
                         ids.push(next_set_id);
                         next_set_id += 1;
@@ -434,7 +456,7 @@ impl Netfilter {
                 }
             }
             batch.add(&encode::OpMsg(op, &ids), nftnl::MsgType::Add);
-            labels.push(op.to_string());
+            labels.push(short_label(&op.to_string()));
         }
         let batch = batch.finalize();
         let seqs = batch.sequence_numbers();
