@@ -1150,3 +1150,34 @@ fn foreign_comment_with_control_characters_is_escaped() {
     ns.ehn(&["check", "-c", &cfg]).expect_code(0);
     assert!(!ns.ruleset().contains("hidden"));
 }
+
+/// Container patterns whose ranges touch (`veth0*` ends where `veth1*` starts) sit in
+/// the IMDS set merged, as nft merges them: apply converges (a second apply changes no
+/// handle), and `render | nft -f` gives the same rule set. And the documented maximum of
+/// 1024 patterns applies (the set's elements span several messages).
+#[test]
+fn adjacent_and_maximal_pattern_sets() {
+    let ns = Netns::new("adj");
+    let oracle = Netns::new("adjo");
+    let dir = TempDir::new("adj");
+    let cfg = dir.write("adj.toml", "[containers]\ninterfaces = [\"veth0+\", \"veth1+\", \"br-+\", \"br.+\", \"docker0\"]\n");
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let before = ns.ruleset_handles();
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    assert_eq!(ns.ruleset_handles(), before, "a second apply changed the rule set");
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    let render = ehn(&["render", "--format", "nft", "-c", &cfg]);
+    render.expect_code(0);
+    assert!(render.stdout.contains("iifname { \"br-*\", \"br.*\", \"docker0\", \"veth0*\", \"veth1*\" }"), "{}", render.stdout);
+    let script = dir.write("adj.nft", &render.stdout);
+    oracle.nft(&["-f", &script]);
+    assert_eq!(oracle.ruleset(), ns.ruleset());
+
+    let names: Vec<String> = (0..1024).map(|i| format!("\"n{i}x\"")).collect();
+    let big = dir.write("big.toml", &format!("[containers]\ninterfaces = [{}]\n", names.join(", ")));
+    ns.ehn(&["apply", "-c", &big]).expect_code(0);
+    ns.ehn(&["check", "-c", &big]).expect_code(0);
+    assert_eq!(our_rules(&ns.ruleset()).len(), 1024 + 5);
+    ns.ehn(&["remove", "-c", &big]).expect_code(0);
+    assert_eq!(ns.ruleset(), "");
+}
