@@ -355,9 +355,9 @@ mod tests {
 /// The anonymous sets of a table by kernel name (`__set0`, ...), with their elements.
 pub type AnonSets = std::collections::HashMap<String, crate::ruleset::AnonSet>;
 
-/// An anonymous set's header from an `NFT_MSG_NEWSET` message: `(table, name, set
-/// without elements)`; `None` for a named set.
-pub fn anon_set(nlh: *const libc::nlmsghdr) -> Result<Option<(String, String, crate::ruleset::AnonSet)>, String> {
+/// A set from an `NFT_MSG_NEWSET` message: `(table, name, header)`, the header (without
+/// elements) only for an anonymous set (`NFT_SET_ANONYMOUS`), `None` for a named one.
+pub fn set(nlh: *const libc::nlmsghdr) -> Result<(String, String, Option<crate::ruleset::AnonSet>), String> {
     unsafe {
         let st = sys::nftnl_set_alloc();
         if sys::nftnl_set_nlmsg_parse(nlh as _, st) < 0 {
@@ -375,8 +375,7 @@ pub fn anon_set(nlh: *const libc::nlmsghdr) -> Result<Option<(String, String, cr
             patterns: None,
         };
         sys::nftnl_set_free(st);
-        // NFT_SET_ANONYMOUS
-        Ok((flags & 1 != 0).then_some((table, name, set)))
+        Ok((table, name, (flags & 1 != 0).then_some(set)))
     }
 }
 
@@ -416,33 +415,18 @@ pub fn set_elements(nlh: *const libc::nlmsghdr, out: &mut Vec<crate::ruleset::Se
     }
 }
 
-/// A named set or stateful object (counter, quota, limit, ...) in a table: `(table,
-/// kind and name)`, e.g. `("ecs-hostnet", "set foo")`. Anonymous sets (`__set%d`, bound
-/// to one rule) are `None`: they come and go with their rule.
-pub fn set_or_object(nlh: *const libc::nlmsghdr, is_set: bool) -> Result<Option<(String, String)>, String> {
+/// A stateful object (counter, quota, limit, ...) from an `NFT_MSG_NEWOBJ` message:
+/// `(table, name)`.
+pub fn object(nlh: *const libc::nlmsghdr) -> Result<(String, String), String> {
     unsafe {
-        if is_set {
-            let st = sys::nftnl_set_alloc();
-            if sys::nftnl_set_nlmsg_parse(nlh as _, st) < 0 {
-                sys::nftnl_set_free(st);
-                return Err("malformed set message".into());
-            }
-            let table = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_TABLE as u16));
-            let name = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_NAME as u16));
-            // NFT_SET_ANONYMOUS
-            let anonymous = sys::nftnl_set_get_u32(st, sys::NFTNL_SET_FLAGS as u16) & 1 != 0;
-            sys::nftnl_set_free(st);
-            Ok((!anonymous).then(|| (table, format!("set {name}"))))
-        } else {
-            let o = sys::nftnl_obj_alloc();
-            if sys::nftnl_obj_nlmsg_parse(nlh as _, o) < 0 {
-                sys::nftnl_obj_free(o);
-                return Err("malformed object message".into());
-            }
-            let table = str_of(sys::nftnl_obj_get_str(o, sys::NFTNL_OBJ_TABLE as u16));
-            let name = str_of(sys::nftnl_obj_get_str(o, sys::NFTNL_OBJ_NAME as u16));
+        let o = sys::nftnl_obj_alloc();
+        if sys::nftnl_obj_nlmsg_parse(nlh as _, o) < 0 {
             sys::nftnl_obj_free(o);
-            Ok(Some((table, format!("object {name}"))))
+            return Err("malformed object message".into());
         }
+        let table = str_of(sys::nftnl_obj_get_str(o, sys::NFTNL_OBJ_TABLE as u16));
+        let name = str_of(sys::nftnl_obj_get_str(o, sys::NFTNL_OBJ_NAME as u16));
+        sys::nftnl_obj_free(o);
+        Ok((table, name))
     }
 }

@@ -355,14 +355,19 @@ impl Netfilter {
                     t.chains.push(LiveChain { name: c.name, base, rules: vec![] });
                 }
             }
-            // Anonymous sets (bound to rules' lookups) with their elements.
+            // One set dump: anonymous sets (bound to rules' lookups) are read with their
+            // elements; a named set is someone else's (ecs-hostnet makes none).
             let mut sets = decode::AnonSets::new();
             for m in self.request(libc::NFT_MSG_GETSET as u32, family, true, |_| {})? {
-                if let Some((table, name, set)) =
-                    decode::anon_set(m.as_ptr() as *const _).map_err(KernelError::Malformed)?
-                    && table == t.name
-                {
-                    sets.insert(name, set);
+                let (table, name, set) = decode::set(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+                if table != t.name {
+                    continue;
+                }
+                match set {
+                    Some(set) => {
+                        sets.insert(name, set);
+                    }
+                    None => t.foreign_objects.push(format!("set {name}")),
                 }
             }
             for (name, set) in sets.iter_mut() {
@@ -383,14 +388,10 @@ impl Netfilter {
                 // compare in ascending order, as they are built and sent.
                 set.elements.sort();
             }
-            for (msg, is_set) in [(libc::NFT_MSG_GETSET, true), (libc::NFT_MSG_GETOBJ, false)] {
-                for m in self.request(msg as u32, family, true, |_| {})? {
-                    if let Some((table, what)) =
-                        decode::set_or_object(m.as_ptr() as *const _, is_set).map_err(KernelError::Malformed)?
-                        && table == t.name
-                    {
-                        t.foreign_objects.push(what);
-                    }
+            for m in self.request(libc::NFT_MSG_GETOBJ as u32, family, true, |_| {})? {
+                let (table, name) = decode::object(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+                if table == t.name {
+                    t.foreign_objects.push(format!("object {name}"));
                 }
             }
             // The kernel filters a rule dump by NFTA_RULE_TABLE.
