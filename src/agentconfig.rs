@@ -92,6 +92,36 @@ pub fn set(text: &[u8], key: &str, value: Option<&str>) -> Vec<u8> {
     out
 }
 
+/// What a redacted line's value becomes (see [`redact`]).
+pub const REDACTED: &str = "<redacted>";
+
+/// The file with every line that does not set one of `keep` made harmless to show: a
+/// `KEY=VALUE` line becomes `KEY=<redacted>`, any other non-blank line (a comment)
+/// `#<redacted>`; blank lines, line ends and the lines of `keep` stay as they are. The
+/// result edits ([`set`]) exactly like the original for the keys in `keep`, so a plan made
+/// from it shows the same changes; the agent's secrets (`ECS_ENGINE_AUTH_DATA`, registry
+/// credentials) never leave the host. Idempotent.
+pub fn redact(text: &[u8], keep: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for l in lines(text) {
+        match key_of(l.body) {
+            Some(k) if keep.iter().any(|x| x.as_bytes() == k) => out.extend_from_slice(l.body),
+            Some(k) => {
+                out.extend_from_slice(k);
+                out.push(b'=');
+                out.extend_from_slice(REDACTED.as_bytes());
+            }
+            None if l.body.trim_ascii().is_empty() => out.extend_from_slice(l.body),
+            None => {
+                out.push(b'#');
+                out.extend_from_slice(REDACTED.as_bytes());
+            }
+        }
+        out.extend_from_slice(l.end);
+    }
+    out
+}
+
 /// Sets several keys in order (see [`set`]).
 pub fn set_all(text: &[u8], keys: &[(String, Option<String>)]) -> Vec<u8> {
     keys.iter().fold(text.to_vec(), |t, (k, v)| set(&t, k, v.as_deref()))
@@ -102,6 +132,23 @@ mod tests {
     use super::*;
 
     const K: &str = "ECS_ENABLE_TASK_IAM_ROLE";
+
+    #[test]
+    fn redaction_keeps_our_keys_and_the_shape_and_edits_alike() {
+        let text = b"# token abc\r\nECS_ENGINE_AUTH_DATA={\"secret\":1}\r\n\r\n  ECS_CLUSTER = prod\r\nECS_ENABLE_TASK_IAM_ROLE=false\r\ntail";
+        let r = redact(text, &[K]);
+        assert_eq!(
+            r,
+            b"#<redacted>\r\nECS_ENGINE_AUTH_DATA=<redacted>\r\n\r\nECS_CLUSTER=<redacted>\r\nECS_ENABLE_TASK_IAM_ROLE=false\r\n#<redacted>"
+        );
+        assert_eq!(redact(&r, &[K]), r, "idempotent");
+        let keys = [
+            (K.to_string(), Some("true".to_string())),
+            ("ECS_AWSVPC_BLOCK_IMDS".to_string(), Some("true".to_string())),
+        ];
+        let both = ["ECS_ENABLE_TASK_IAM_ROLE", "ECS_AWSVPC_BLOCK_IMDS"];
+        assert_eq!(redact(&set_all(text, &keys), &both), set_all(&redact(text, &both), &keys));
+    }
 
     #[test]
     fn edits_keep_everything_else() {

@@ -16,7 +16,7 @@
 //! install added and `plan`/`check` can show drift as a diff of file lines.
 
 use crate::agentconfig;
-use crate::plan::{Action, Change};
+use crate::plan::{Action, Change, Subject};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -161,10 +161,22 @@ pub const STATE_SCHEMA: &str = "ecs-hostnet.install/v1";
 /// A line diff of two file contents for people: `-old` / `+new` lines, with up to one
 /// line of context around each change.
 pub fn line_diff(old: &[u8], new: &[u8]) -> Vec<String> {
+    line_diff_with_context(old, new, 1)
+}
+
+/// The diff of the agent's settings file: only the changed lines, with every line that
+/// does not set one of `agent_keys` redacted ([`agentconfig::redact`]): ecs.config holds
+/// secrets (`ECS_ENGINE_AUTH_DATA`) that must not reach a CI log.
+pub fn agent_settings_diff(old: &[u8], new: &[u8], agent_keys: &[(String, Option<String>)]) -> Vec<String> {
+    let keep: Vec<&str> = agent_keys.iter().map(|(k, _)| k.as_str()).collect();
+    line_diff_with_context(&agentconfig::redact(old, &keep), &agentconfig::redact(new, &keep), 0)
+}
+
+fn line_diff_with_context(old: &[u8], new: &[u8], context: usize) -> Vec<String> {
     let (old, new) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
     let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
     let mut out = Vec::new();
-    for group in diff.grouped_ops(1) {
+    for group in diff.grouped_ops(context) {
         for op in group {
             for c in diff.iter_changes(&op) {
                 let sign = match c.tag() {
@@ -217,31 +229,68 @@ pub fn plan_files(
             None => (Action::Add, "missing: deleted by someone", vec![]),
             Some(n) => (Action::Change, "modified by someone", line_diff(n, &written.0)),
         };
-        changes.push(Change { action, object: format!("file {}", f.path), reason: reason.into(), details });
+        changes.push(Change::new(action, Subject::File { path: f.path.clone() }, reason).details(details));
         fixes.push(FileFix { path: f.path.clone(), content: written.0.clone() });
     }
     if state.wants_link && !link_ok {
-        changes.push(Change {
-            action: Action::Add,
-            object: format!("symlink {WANTS_LINK}"),
-            reason: "missing: the boot unit is not enabled".into(),
-            details: vec![format!("-> {UNIT_PATH}")],
-        });
+        changes.push(
+            Change::new(
+                Action::Add,
+                Subject::Symlink { path: WANTS_LINK.into() },
+                "missing: the boot unit is not enabled",
+            )
+            .new_form(UNIT_PATH),
+        );
     }
     if state.ecs_config.is_some() && !agent_keys.is_empty() {
         let now = live.get(ECS_CONFIG_PATH).cloned().flatten().unwrap_or_default();
         let want = agentconfig::set_all(&now, agent_keys);
         if want != now {
-            changes.push(Change {
-                action: Action::Change,
-                object: format!("file {ECS_CONFIG_PATH}"),
-                reason: "agent settings differ from the configuration".into(),
-                details: line_diff(&now, &want),
-            });
+            changes.push(
+                Change::new(
+                    Action::Change,
+                    Subject::File { path: ECS_CONFIG_PATH.into() },
+                    "agent settings differ from the configuration",
+                )
+                .details(agent_settings_diff(&now, &want, agent_keys)),
+            );
             fixes.push(FileFix { path: ECS_CONFIG_PATH.into(), content: want });
         }
     }
     (changes, fixes)
+}
+
+/// The file changes of `diff OLD NEW`: applying `new` on a host installed with `old`
+/// changes only the agent keys in ecs.config (the units do not depend on the
+/// configuration; the configuration file is the operator's, never drift). The host's
+/// ecs.config holds the keys `old` set.
+pub fn diff_files(old: &crate::config::Config, new: &crate::config::Config) -> Vec<Change> {
+    let old_keys = old.agent_keys();
+    if old_keys.is_empty() {
+        return vec![];
+    }
+    let state = InstallState {
+        schema: STATE_SCHEMA.into(),
+        ecs_config: Some(InstalledEcsConfig { before: None, keys_before: BTreeMap::new(), written: Bytes(vec![]) }),
+        ..Default::default()
+    };
+    let live: LiveFiles = [(ECS_CONFIG_PATH.to_string(), Some(agentconfig::set_all(b"", &old_keys)))].into();
+    plan_files(&state, &live, true, &new.agent_keys()).0
+}
+
+/// What `diff OLD NEW` cannot show as a change: `agent.manage_ecs_config` switched.
+pub fn diff_files_note(old: &crate::config::Config, new: &crate::config::Config) -> Option<String> {
+    match (old.agent.manage_ecs_config.v, new.agent.manage_ecs_config.v) {
+        (false, true) => Some(format!(
+            "agent.manage_ecs_config is turned on: apply does not change {ECS_CONFIG_PATH} on a host installed \
+             without it; run `ecs-hostnet install` there"
+        )),
+        (true, false) => Some(format!(
+            "agent.manage_ecs_config is turned off: apply leaves {ECS_CONFIG_PATH} as it is; `ecs-hostnet \
+             uninstall` puts back the values found before install"
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -292,7 +341,7 @@ mod tests {
         l.insert(UNIT_PATH.into(), Some(unit.into_bytes()));
         l.insert(DROPIN_PATH.into(), None);
         let (changes, fixes) = plan_files(&s, &l, false, &keys());
-        let objects: Vec<_> = changes.iter().map(|c| c.object.as_str()).collect();
+        let objects: Vec<_> = changes.iter().map(|c| c.object()).collect();
         assert_eq!(
             objects,
             [

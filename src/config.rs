@@ -285,17 +285,10 @@ pub struct Val<T> {
     pub span: Option<Range<usize>>,
 }
 
-/// The sections as they may appear in a file: every key optional.
+/// The sections and their keys; generates [`Config`], one [`section`] struct per section,
+/// and `resolve`, which reads each key of the user's file on its own.
 macro_rules! file_sections {
-    ($( $section:ident : $sty:ident { $( $key:ident : $kty:ty ),* $(,)? } )*) => {
-        #[derive(Deserialize, Debug, Default)]
-        #[serde(deny_unknown_fields)]
-        struct FileConfig { $( #[serde(default)] $section: Option<$sty>, )* }
-        $(
-            #[derive(Deserialize, Debug, Default)]
-            #[serde(deny_unknown_fields, expecting = "a table of keys (see rules/default.toml)")]
-            struct $sty { $( #[serde(default)] $key: Option<Spanned<$kty>>, )* }
-        )*
+    ($( $section:ident { $( $key:ident : $kty:ty ),* $(,)? } )*) => {
         /// One section of the resolved configuration.
         pub mod section {
             use super::*;
@@ -317,30 +310,48 @@ macro_rules! file_sections {
             pub $section: section::$section,
         )* }
 
-        fn resolve(user: FileConfig, default: FileConfig) -> Config {
+        /// The keys whose value in the user's file could not be read (wrong type, bad list
+        /// element, or a section that is not a table): consistency checks involving them are
+        /// skipped, as their value in [`Config`] is not the user's.
+        #[derive(Default)]
+        struct Failed { $( $section: failed::$section, )* }
+
+        mod failed { $(
+            #[derive(Default)]
+            #[allow(non_camel_case_types)]
+            pub(super) struct $section { $( pub(super) $key: bool, )* }
+        )* }
+
+        /// The section names, in schema order (for "unknown field" messages).
+        const SECTIONS: &[&str] = &[$( stringify!($section) ),*];
+
+        /// Builds the configuration from the user's top-level table and the default's: every
+        /// unknown section or key and every unreadable value is pushed to `errs`.
+        fn resolve(user: &[Entry], default: &[Entry], errs: &mut Vec<Problem>) -> (Config, Failed) {
+            for e in user.iter().filter(|e| !SECTIONS.contains(&e.key.as_str())) {
+                errs.push((e.key_span.clone(), unknown_field(&e.key, SECTIONS)));
+            }
+            let mut failed = Failed::default();
             $(
-                let u = user.$section.unwrap_or_default();
-                let d = default.$section.expect("default has every section");
+                let u = user_section(user, stringify!($section), &[$( stringify!($key) ),*], errs);
+                let d = find(default, stringify!($section)).and_then(Node::table).expect("default has every section");
                 let $section = section::$section { $(
-                    $key: match u.$key {
-                        Some(s) => { let span = s.span(); Val { v: s.into_inner(), span: Some(span) } }
-                        None => Val { v: d.$key.expect("default has every key").into_inner(), span: None },
-                    },
+                    $key: key(&u, d, stringify!($key), &mut failed.$section.$key, errs),
                 )* };
             )*
-            Config { $( $section, )* }
+            (Config { $( $section, )* }, failed)
         }
     };
 }
 
 file_sections! {
-    containers: ContainersFile {
+    containers {
         interfaces: NameList,
     }
-    route_localnet: RouteLocalnetFile {
+    route_localnet {
         enable: RouteLocalnet,
     }
-    credentials: CredentialsFile {
+    credentials {
         enabled: bool,
         endpoint_address: V4,
         endpoint_port: Port,
@@ -349,28 +360,310 @@ file_sections! {
         redirect_host_traffic: bool,
         endpoint_route_via_lo: EndpointRoute,
     }
-    localhost_guard: LocalhostGuardFile {
+    localhost_guard {
         enabled: bool,
         i_accept_that_route_localnet_exposes_localhost_services: bool,
     }
-    introspection_guard: IntrospectionGuardFile {
+    introspection_guard {
         enabled: bool,
         port: Port,
         allowed_interfaces: NameList,
     }
-    imds_block: ImdsBlockFile {
+    imds_block {
         enabled: bool,
         ipv4_address: V4,
         block_ipv6: bool,
         ipv6_address: V6,
         exclude_interfaces: NameList,
     }
-    agent: AgentFile {
+    agent {
         manage_ecs_config: bool,
         enable_task_iam_role: bool,
         enable_task_iam_role_network_host: bool,
         awsvpc_block_imds: bool,
     }
+}
+
+/// A problem found while reading the file: byte span (when known) and message.
+type Problem = (Option<Range<usize>>, String);
+
+/// A TOML value as written, with the byte span toml gives for it and for every key and
+/// element inside it. [`parse`] reads the file into this lenient shape first (only a syntax
+/// error stops it), then reads each key on its own, so that every problem is reported.
+#[derive(Debug)]
+struct Node {
+    span: Option<Range<usize>>,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Datetime,
+    Array(Vec<Node>),
+    Table(Vec<Entry>),
+}
+
+/// One `key = value` of a table.
+#[derive(Debug)]
+struct Entry {
+    key: String,
+    key_span: Option<Range<usize>>,
+    value: Node,
+}
+
+impl Node {
+    fn table(&self) -> Option<&[Entry]> {
+        match &self.kind {
+            Kind::Table(entries) => Some(entries),
+            _ => None,
+        }
+    }
+}
+
+/// The value of `key` in a table.
+fn find<'a>(table: &'a [Entry], key: &str) -> Option<&'a Node> {
+    table.iter().find(|e| e.key == key).map(|e| &e.value)
+}
+
+// toml hands out spans through a private protocol (what `toml::Spanned` asks for): a
+// struct with these names is given as the map {start, end, value}. A datetime is given as
+// a map with one private key. Both are recognised below only on keys that have no span of
+// their own, which no key the user wrote lacks.
+const SPANNED: &str = "$__serde_spanned_private_Spanned";
+const SPANNED_FIELDS: &[&str] =
+    &["$__serde_spanned_private_start", "$__serde_spanned_private_end", "$__serde_spanned_private_value"];
+const DATETIME_FIELD: &str = "$__toml_private_datetime";
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
+        // Values toml has no span for come as they are (no {start, end, value} map).
+        d.deserialize_struct(SPANNED, SPANNED_FIELDS, NodeVisitor)
+    }
+}
+
+/// A [`Node`] read without asking for its span (the `value` of toml's spanned map).
+struct Bare(Node);
+
+impl<'de> Deserialize<'de> for Bare {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bare, D::Error> {
+        d.deserialize_any(NodeVisitor).map(Bare)
+    }
+}
+
+struct NodeVisitor;
+
+impl NodeVisitor {
+    fn node(kind: Kind) -> Node {
+        Node { span: None, kind }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NodeVisitor {
+    type Value = Node;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a TOML value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Node, E> {
+        Ok(Self::node(Kind::Bool(b)))
+    }
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Node, E> {
+        Ok(Self::node(Kind::Int(n)))
+    }
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Node, E> {
+        i64::try_from(n).map(|n| Self::node(Kind::Int(n))).map_err(|_| E::custom(format!("integer {n} is too large")))
+    }
+    fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<Node, E> {
+        Ok(Self::node(Kind::Float(x)))
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Node, E> {
+        Ok(Self::node(Kind::Str(s.to_string())))
+    }
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Node, E> {
+        Ok(Self::node(Kind::Str(s)))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(n) = a.next_element::<Node>()? {
+            items.push(n);
+        }
+        Ok(Self::node(Kind::Array(items)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Node, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = m.next_key::<Node>()? {
+            let Kind::Str(name) = key.kind else {
+                return Err(serde::de::Error::custom("a table key is not a string"));
+            };
+            let private = key.span.is_none() && entries.is_empty();
+            if private && name == SPANNED_FIELDS[0] {
+                let start: usize = m.next_value()?;
+                let (mut end, mut node) = (start, None);
+                while let Some(field) = m.next_key::<String>()? {
+                    match field.as_str() {
+                        f if f == SPANNED_FIELDS[1] => end = m.next_value()?,
+                        _ => node = Some(m.next_value::<Bare>()?.0),
+                    }
+                }
+                let mut node = node.ok_or_else(|| serde::de::Error::missing_field(SPANNED_FIELDS[2]))?;
+                node.span = Some(start..end);
+                return Ok(node);
+            }
+            if private && name == DATETIME_FIELD {
+                m.next_value::<serde::de::IgnoredAny>()?;
+                return Ok(Self::node(Kind::Datetime));
+            }
+            entries.push(Entry { key: name, key_span: key.span, value: m.next_value()? });
+        }
+        Ok(Self::node(Kind::Table(entries)))
+    }
+}
+
+/// How serde names a value of this kind in "invalid type" messages.
+fn unexpected(kind: &Kind) -> serde::de::Unexpected<'_> {
+    use serde::de::Unexpected as U;
+    match kind {
+        Kind::Str(s) => U::Str(s),
+        Kind::Int(n) => U::Signed(*n),
+        Kind::Float(x) => U::Float(*x),
+        Kind::Bool(b) => U::Bool(*b),
+        Kind::Datetime => U::Other("datetime"),
+        Kind::Array(_) => U::Seq,
+        Kind::Table(_) => U::Map,
+    }
+}
+
+/// `invalid type: string "x", expected ...`, as serde words it.
+fn invalid_type(kind: &Kind, expected: &str) -> String {
+    <serde::de::value::Error as serde::de::Error>::invalid_type(unexpected(kind), &expected).to_string()
+}
+
+/// ``unknown field `x`, expected one of `a`, `b` ``, as serde words it.
+fn unknown_field(name: &str, allowed: &'static [&'static str]) -> String {
+    <serde::de::value::Error as serde::de::Error>::unknown_field(name, allowed).to_string()
+}
+
+/// Feeds a scalar [`Kind`] to a type's `Deserialize` impl (its messages are the ones users
+/// see); arrays and tables are refused with serde's "invalid type" message.
+struct Scalar<'a>(&'a Kind);
+
+impl<'de> Deserializer<'de> for Scalar<'_> {
+    type Error = serde::de::value::Error;
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Kind::Str(s) => v.visit_str(s),
+            Kind::Int(n) => v.visit_i64(*n),
+            Kind::Float(x) => v.visit_f64(*x),
+            Kind::Bool(b) => v.visit_bool(*b),
+            other => Err(serde::de::Error::invalid_type(unexpected(other), &v)),
+        }
+    }
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// A key's type, read from a [`Node`].
+trait FromNode: Sized {
+    /// Reads the value, pushing every problem (at the value, or at the list element).
+    /// `None` when nothing usable is left; a list comes back without its bad elements.
+    fn from_node(n: &Node, errs: &mut Vec<Problem>) -> Option<Self>;
+}
+
+/// Reads a scalar with `T`'s `Deserialize` impl.
+fn scalar<T: serde::de::DeserializeOwned>(n: &Node, errs: &mut Vec<Problem>) -> Option<T> {
+    T::deserialize(Scalar(&n.kind)).map_err(|e| errs.push((n.span.clone(), e.to_string()))).ok()
+}
+
+macro_rules! scalar_from_node {
+    ($($t:ty),*) => { $(
+        impl FromNode for $t {
+            fn from_node(n: &Node, errs: &mut Vec<Problem>) -> Option<Self> {
+                scalar(n, errs)
+            }
+        }
+    )* };
+}
+
+scalar_from_node!(bool, Port, V4, V6, EndpointRoute);
+
+impl FromNode for NameList {
+    fn from_node(n: &Node, errs: &mut Vec<Problem>) -> Option<Self> {
+        let Kind::Array(items) = &n.kind else {
+            errs.push((n.span.clone(), invalid_type(&n.kind, "a sequence")));
+            return None;
+        };
+        // toml gives every element a span; the list's is a fallback that is never used.
+        let span = |e: &Node| e.span.clone().or(n.span.clone()).unwrap_or_default();
+        Some(items.iter().filter_map(|e| Some(Spanned::new(span(e), scalar::<String>(e, errs)?))).collect())
+    }
+}
+
+impl FromNode for RouteLocalnet {
+    fn from_node(n: &Node, errs: &mut Vec<Problem>) -> Option<Self> {
+        match n.kind {
+            Kind::Array(_) => NameList::from_node(n, errs).map(RouteLocalnet::Interfaces),
+            _ => scalar(n, errs),
+        }
+    }
+}
+
+/// A section of the user's file, as [`resolve`] sees it.
+enum UserSection<'a> {
+    Absent,
+    /// Not a table (already reported): none of its keys is the user's.
+    Broken,
+    Table(&'a [Entry]),
+}
+
+/// Finds section `name` in the user's top-level table and reports its unknown keys.
+fn user_section<'a>(
+    user: &'a [Entry],
+    name: &str,
+    keys: &'static [&'static str],
+    errs: &mut Vec<Problem>,
+) -> UserSection<'a> {
+    let Some(e) = user.iter().find(|e| e.key == name) else { return UserSection::Absent };
+    let Some(table) = e.value.table() else {
+        let expected = "a table of keys (see rules/default.toml)";
+        errs.push((e.value.span.clone().or(e.key_span.clone()), invalid_type(&e.value.kind, expected)));
+        return UserSection::Broken;
+    };
+    for k in table.iter().filter(|k| !keys.contains(&k.key.as_str())) {
+        errs.push((k.key_span.clone(), unknown_field(&k.key, keys)));
+    }
+    UserSection::Table(table)
+}
+
+/// The value of `key`: the user's when it could be read (a list without its bad elements
+/// counts), else the default's. `failed` is set when the user's value had a problem.
+fn key<T: FromNode>(
+    user: &UserSection,
+    default: &[Entry],
+    key: &str,
+    failed: &mut bool,
+    errs: &mut Vec<Problem>,
+) -> Val<T> {
+    match user {
+        UserSection::Broken => *failed = true,
+        UserSection::Table(table) => {
+            if let Some(n) = find(table, key) {
+                let before = errs.len();
+                let v = T::from_node(n, errs);
+                *failed = errs.len() > before;
+                if let Some(v) = v {
+                    return Val { v, span: n.span.clone() };
+                }
+            }
+        }
+        UserSection::Absent => {}
+    }
+    let n = find(default, key).expect("default has every key");
+    Val { v: T::from_node(n, &mut Vec::new()).expect("the default is valid"), span: None }
 }
 
 impl Config {
@@ -453,9 +746,11 @@ impl Located<'_> {
 
 /// Parses and validates a configuration file's text. `file` is the name used in errors.
 ///
-/// Every key missing from `text` takes its value from [`DEFAULT_TOML`]. Syntax and type
-/// errors stop at the first (TOML cannot be read past them); consistency errors are all
-/// reported.
+/// Every key missing from `text` takes its value from [`DEFAULT_TOML`]. A syntax error is
+/// reported alone (TOML cannot be read past it); otherwise every problem is reported, in
+/// file order: each unknown section or key, each value of the wrong type, each bad list
+/// element, and each consistency error (those involving a value that could not be read
+/// are skipped).
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     let loc = Located { file, text };
     if let Some(off) = text.find('\0') {
@@ -463,13 +758,18 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             loc.err(Some(off..off + 1), "the file contains a NUL byte; a configuration is UTF-8 TOML text"),
         ]));
     }
-    let user: FileConfig = toml::from_str(text).map_err(|e| {
+    let user = toml::from_str::<Bare>(text).map_err(|e| {
         let msg = e.message().trim().replace('\n', "; ");
         ConfigErrors(vec![loc.err(e.span(), msg)])
     })?;
-    let default: FileConfig = toml::from_str(DEFAULT_TOML).expect("embedded default parses");
-    let config = resolve(user, default);
-    let errors = check_consistency(&loc, &config);
+    let default = toml::from_str::<Bare>(DEFAULT_TOML).expect("embedded default parses");
+    let table = "a TOML document is a table";
+    let mut problems = Vec::new();
+    let (config, failed) = resolve(user.0.table().expect(table), default.0.table().expect(table), &mut problems);
+    let mut errors: Vec<ConfigError> = problems.into_iter().map(|(span, m)| loc.err(span, m)).collect();
+    errors.extend(check_consistency(&loc, &config, &failed));
+    // File order; errors without a position last.
+    errors.sort_by_key(|e| (e.position.is_none(), e.position));
     if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
 }
 
@@ -517,10 +817,16 @@ fn check_list(
     (errs.len() == before).then_some(out)
 }
 
-fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
+/// The checks that involve several values, or a list's elements together. A check that
+/// involves a key in `f` (its value could not be read) is skipped; the elements of a list
+/// are still checked when only some of them could not be read.
+fn check_consistency(loc: &Located, c: &Config, f: &Failed) -> Vec<ConfigError> {
+    // None of these keys failed.
+    let ok = |keys: &[bool]| !keys.contains(&true);
     let mut errs = Vec::new();
     let containers =
-        check_list(loc, &mut errs, "containers.interfaces", &c.containers.interfaces, true, MAX_CONTAINER_PATTERNS);
+        check_list(loc, &mut errs, "containers.interfaces", &c.containers.interfaces, true, MAX_CONTAINER_PATTERNS)
+            .filter(|_| ok(&[f.containers.interfaces]));
     check_list(
         loc,
         &mut errs,
@@ -536,7 +842,8 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
         &c.imds_block.exclude_interfaces,
         true,
         MAX_CONTAINER_PATTERNS,
-    );
+    )
+    .filter(|_| ok(&[f.imds_block.exclude_interfaces]));
     if let (Some(containers), Some(exclusions)) = (&containers, &exclusions) {
         let span = |i: usize| {
             c.imds_block.exclude_interfaces.span.as_ref().map(|_| c.imds_block.exclude_interfaces.v[i].span())
@@ -587,7 +894,7 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
         if errs.len() == before {
             check_list(loc, &mut errs, "route_localnet.enable", &as_val, false, MAX_ROUTE_LOCALNET_INTERFACES);
         }
-        if list.is_empty() {
+        if list.is_empty() && ok(&[f.route_localnet.enable]) {
             errs.push(
                 loc.err(rl.span.clone(), "route_localnet.enable is an empty list; write enable = \"off\" instead"),
             );
@@ -596,7 +903,12 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
     let rl_on = !matches!(rl.v, RouteLocalnet::Off);
     let guard = &c.localhost_guard;
     let opt_out = &guard.i_accept_that_route_localnet_exposes_localhost_services;
-    if rl_on && !guard.enabled.v && !opt_out.v {
+    let (f_rl, f_guard, f_opt_out) = (
+        f.route_localnet.enable,
+        f.localhost_guard.enabled,
+        f.localhost_guard.i_accept_that_route_localnet_exposes_localhost_services,
+    );
+    if ok(&[f_rl, f_guard, f_opt_out]) && rl_on && !guard.enabled.v && !opt_out.v {
         errs.push(loc.err(
             guard.enabled.span.clone().or(rl.span.clone()),
             "localhost_guard.enabled = false while route_localnet is on would expose every 127.0.0.1 service \
@@ -604,16 +916,16 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
              localhost_guard.i_accept_that_route_localnet_exposes_localhost_services = true",
         ));
     }
-    if guard.enabled.v && opt_out.v {
+    if ok(&[f_guard, f_opt_out]) && guard.enabled.v && opt_out.v {
         errs.push(loc.err(
             opt_out.span.clone(),
             "i_accept_that_route_localnet_exposes_localhost_services = true but localhost_guard.enabled = true; \
              remove the opt-out or disable the guard",
         ));
     }
-    let cred = &c.credentials;
+    let (cred, fc) = (&c.credentials, &f.credentials);
     let agent = cred.agent_address.v.0;
-    if agent.is_unspecified() || agent.is_multicast() || agent.is_broadcast() {
+    if ok(&[fc.agent_address]) && (agent.is_unspecified() || agent.is_multicast() || agent.is_broadcast()) {
         errs.push(loc.err(
             cred.agent_address.span.clone(),
             format!(
@@ -622,7 +934,7 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
         ));
     }
     let endpoint = cred.endpoint_address.v.0;
-    if endpoint.is_unspecified() || endpoint.is_multicast() || endpoint.is_broadcast() {
+    if ok(&[fc.endpoint_address]) && (endpoint.is_unspecified() || endpoint.is_multicast() || endpoint.is_broadcast()) {
         errs.push(loc.err(
             cred.endpoint_address.span.clone(),
             format!(
@@ -631,13 +943,13 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
         ));
     }
     let imds = c.imds_block.ipv4_address.v.0;
-    if imds.is_unspecified() || imds.is_multicast() || imds.is_broadcast() {
+    if ok(&[f.imds_block.ipv4_address]) && (imds.is_unspecified() || imds.is_multicast() || imds.is_broadcast()) {
         errs.push(loc.err(
             c.imds_block.ipv4_address.span.clone(),
             format!("imds_block.ipv4_address {imds} is not a unicast address; IMDS is 169.254.169.254"),
         ));
     }
-    if cred.enabled.v && agent.is_loopback() && !rl_on {
+    if ok(&[fc.enabled, fc.agent_address, f_rl]) && cred.enabled.v && agent.is_loopback() && !rl_on {
         errs.push(loc.err(
             rl.span.clone().or(cred.agent_address.span.clone()),
             format!(
@@ -647,7 +959,10 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
             ),
         ));
     }
-    if containers.as_ref().is_some_and(|l| l.is_empty()) && (cred.enabled.v || c.imds_block.enabled.v) {
+    if containers.as_ref().is_some_and(|l| l.is_empty())
+        && ok(&[fc.enabled, f.imds_block.enabled])
+        && (cred.enabled.v || c.imds_block.enabled.v)
+    {
         errs.push(loc.err(
             c.containers.interfaces.span.clone(),
             "containers.interfaces is empty, so the credentials DNAT and the IMDS block would match nothing; \
@@ -655,7 +970,12 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
         ));
     }
     let ig = &c.introspection_guard;
-    if ig.enabled.v && cred.enabled.v && ig.port.v == cred.agent_port.v {
+    let fi = &f.introspection_guard;
+    if ok(&[fi.enabled, fc.enabled, fi.port, fc.agent_port])
+        && ig.enabled.v
+        && cred.enabled.v
+        && ig.port.v == cred.agent_port.v
+    {
         errs.push(loc.err(
             ig.port.span.clone().or(cred.agent_port.span.clone()),
             format!(
@@ -665,7 +985,6 @@ fn check_consistency(loc: &Located, c: &Config) -> Vec<ConfigError> {
             ),
         ));
     }
-    errs.sort_by_key(|e| e.position);
     errs
 }
 
@@ -728,5 +1047,116 @@ mod tests {
         let many: Vec<String> = (0..1025).map(|i| format!("\"c{i}\"")).collect();
         let e = errors(&format!("[containers]\ninterfaces = [{}]", many.join(",")));
         assert!(e[0].contains("at most 1024"), "{e:?}");
+    }
+
+    const CREDENTIALS_KEYS: &str = "expected one of `enabled`, `endpoint_address`, `endpoint_port`, \
+        `agent_address`, `agent_port`, `redirect_host_traffic`, `endpoint_route_via_lo`";
+    const SECTION_NAMES: &str = "expected one of `containers`, `route_localnet`, `credentials`, \
+        `localhost_guard`, `introspection_guard`, `imds_block`, `agent`";
+    const IFNAME_ALLOWED: &str =
+        "allowed: 1-15 bytes of ASCII letters, digits and . _ - @ (and a trailing + for a prefix match)";
+
+    #[test]
+    fn every_problem_is_reported_at_its_own_position_in_file_order() {
+        let text = "# several independent problems\n\
+                    [credentials]\n\
+                    enabled = \"yes\"\n\
+                    agent_address = \"127.0.0.300\"\n\
+                    endpoint_prot = 80\n\
+                    \n\
+                    [containers]\n\
+                    interfaces = [\n  \"docker+\",\n  \"dock/er\",\n  7,\n  \"br-+\",\n]\n\
+                    \n\
+                    [nosuch]\n\
+                    x = 1\n\
+                    [imds_block]\n\
+                    enabled = true\n\
+                    ipv4_address = \"imds\"\n";
+        let e = errors(text);
+        let want = [
+            "f.toml:3:11: invalid type: string \"yes\", expected a boolean".to_string(),
+            "f.toml:4:17: \"127.0.0.300\" is not an IPv4 address; allowed: dotted quad such as 169.254.170.2".into(),
+            format!("f.toml:5:1: unknown field `endpoint_prot`, {CREDENTIALS_KEYS}"),
+            format!(
+                "f.toml:10:3: containers.interfaces: interface name \"dock/er\" contains '/', which the kernel or \
+                 nft refuses; {IFNAME_ALLOWED}"
+            ),
+            "f.toml:11:3: invalid type: integer `7`, expected a string".into(),
+            format!("f.toml:15:2: unknown field `nosuch`, {SECTION_NAMES}"),
+            "f.toml:19:16: \"imds\" is not an IPv4 address; allowed: dotted quad such as 169.254.170.2".into(),
+        ];
+        assert_eq!(e, want);
+        // The same problems, written in another order, come out in file order.
+        let text = "verbose = true\n[imds_block]\nipv4_address = \"imds\"\n[credentials]\nenabled = 1\nfoo = 2\n";
+        let positions: Vec<String> = errors(text).iter().map(|m| m.split(' ').next().unwrap().to_string()).collect();
+        assert_eq!(positions, ["f.toml:1:1:", "f.toml:3:16:", "f.toml:5:11:", "f.toml:6:1:"]);
+    }
+
+    #[test]
+    fn one_problem_is_one_error() {
+        for (text, want) in [
+            ("[credentials]\nenabled = true\nendpoint_prot = 80\n", "f.toml:3:1: unknown field `endpoint_prot`"),
+            ("[credentials]\nagent_port = \"51679\"\n", "f.toml:2:14: invalid type: string \"51679\""),
+            ("# c\n[credential]\nenabled = true\n", "f.toml:2:2: unknown field `credential`"),
+            ("[containers]\ninterfaces = [\n  \"docker+\",\n  42,\n]\n", "f.toml:4:3: invalid type: integer `42`"),
+            ("credentials = 5", "f.toml:1:15: invalid type: integer `5`, expected a table of keys"),
+        ] {
+            let e = errors(text);
+            assert_eq!(e.len(), 1, "{text:?}: {e:?}");
+            assert!(e[0].starts_with(want), "{text:?}: want {want:?}, got {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_alone() {
+        // Other problems before the syntax error are not reported: the file cannot be read.
+        for (text, want) in [
+            ("[credentials\nenabled = true\n", "f.toml:1:13: invalid table header"),
+            ("[credentials]\nenabled = \"yes\"\nfoo = 1\nagent_port =\n", "f.toml:4:13: "),
+            ("[credentials]\nenabled = true\nenabled = false\n", "f.toml:3:1: duplicate key `enabled`"),
+        ] {
+            let e = errors(text);
+            assert_eq!(e.len(), 1, "{text:?}: {e:?}");
+            assert!(e[0].starts_with(want), "{text:?}: want {want:?}, got {e:?}");
+        }
+    }
+
+    #[test]
+    fn checks_involving_an_unreadable_value_are_skipped() {
+        // Each value below would, if taken as the default, trigger a consistency error
+        // (exclusion outside containers.interfaces, empty route_localnet list, guard off).
+        let text = "[containers]\ninterfaces = \"docker+\"\n\
+                    [imds_block]\nexclude_interfaces = [\"eth0\"]\n\
+                    [route_localnet]\nenable = [5]\n\
+                    [localhost_guard]\nenabled = \"no\"\n";
+        let e = errors(text);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].starts_with("f.toml:2:14: invalid type: string \"docker+\", expected a sequence"), "{e:?}");
+        assert!(e[1].starts_with("f.toml:6:11: invalid type: integer `5`, expected a string"), "{e:?}");
+        assert!(e[2].starts_with("f.toml:8:11: invalid type: string \"no\", expected a boolean"), "{e:?}");
+        // A section that is not a table: none of its keys is checked against the others.
+        let e = errors("credentials = 5\n[route_localnet]\nenable = \"off\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        // The readable elements of a list with a bad one are still checked.
+        let e = errors("[containers]\ninterfaces = [\"docker+\", 42, \"a/b\", \"docker0\"]\n");
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[2].contains("\"docker0\" overlaps \"docker+\""), "{e:?}");
+    }
+
+    #[test]
+    fn inline_tables_dotted_keys_and_datetimes_are_read() {
+        let c = parse("f.toml", "credentials = { agent_port = 51680 }\nimds_block.enabled = false\n").unwrap();
+        assert_eq!(c.credentials.agent_port.v.0, 51680);
+        assert!(!c.imds_block.enabled.v);
+        assert_eq!(c.credentials.agent_port.span, Some(29..34));
+        let e = errors("credentials = { enabled = \"x\", foo = 1 }\n[agent]\nmanage_ecs_config = 1979-05-27\n");
+        assert_eq!(
+            e,
+            [
+                "f.toml:1:27: invalid type: string \"x\", expected a boolean".to_string(),
+                format!("f.toml:1:32: unknown field `foo`, {CREDENTIALS_KEYS}"),
+                "f.toml:3:21: invalid type: datetime, expected a boolean".into(),
+            ]
+        );
     }
 }

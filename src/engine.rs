@@ -9,8 +9,8 @@ use crate::compile::{Desired, compile};
 use crate::config::{self, Config};
 use crate::install::Root;
 use crate::kernel::{KernelError, Netfilter};
-use crate::plan::{LiveState, Plan, plan, plan_removal, sysctl_selectors};
-use crate::rtnl::{ROUTE_PROTOCOL, RouteKind, Rtnl};
+use crate::plan::{HostFacts, LiveState, Plan, is_endpoint_route, plan, plan_removal};
+use crate::rtnl::Rtnl;
 use crate::ruleset::{Record, record};
 use crate::sysctl;
 use anyhow::{Context, Result, bail};
@@ -164,18 +164,57 @@ fn sync_saved_record(nf: &Netfilter, root: &Root, r: &Record) -> Result<()> {
 pub fn read_live(nf: &mut Netfilter, desired: &Desired, root: &Root) -> Result<(LiveState, u32)> {
     let (tables, generation) = nf.read_owned()?;
     let saved_record = read_saved_record(nf, root);
-    let mut route_localnet = std::collections::BTreeMap::new();
-    for sel in sysctl_selectors(desired, &tables, saved_record.as_ref()) {
-        route_localnet.insert(sel.clone(), sysctl::read_route_localnet(&sel)?);
-    }
     let mut rt = Rtnl::open()?;
-    let endpoint = desired.endpoint_route.map(|w| w.spec.dest);
-    let endpoint_routes = rt.routes(false, |r| {
-        Some(r.dest) == endpoint || (r.protocol == ROUTE_PROTOCOL && r.kind == Some(RouteKind::DevLo))
-    })?;
+    let ipv4_routes = rt.routes(false, |r| is_endpoint_route(desired, r))?;
     let ipv4_default_route = rt.has_default_route(false)?;
     let lo_up = rt.link_is_up(crate::rtnl::LOOPBACK_IFINDEX)?;
-    Ok((LiveState { tables, route_localnet, saved_record, endpoint_routes, ipv4_default_route, lo_up }, generation))
+    let facts = HostFacts { tables, saved_record, ipv4_routes, ipv4_default_route, lo_up };
+    Ok((facts.live_state(desired, sysctl::read_route_localnet)?, generation))
+}
+
+/// Everything `plan` could need of the current network namespace, whatever the
+/// configuration: our tables, the saved record, every main-table IPv4 route, and the
+/// route_localnet value of `all`, `default` and every interface (the `snapshot` command).
+/// Returns the facts, the values, and the rule-set generation read.
+pub fn read_facts(
+    nf: &mut Netfilter,
+    root: &Root,
+) -> Result<(HostFacts, std::collections::BTreeMap<String, String>, u32)> {
+    let (tables, generation) = nf.read_owned()?;
+    let saved_record = read_saved_record(nf, root);
+    let mut rt = Rtnl::open()?;
+    let ipv4_routes = rt.routes(false, |_| true)?;
+    let ipv4_default_route = rt.has_default_route(false)?;
+    let lo_up = rt.link_is_up(crate::rtnl::LOOPBACK_IFINDEX)?;
+    let mut values = std::collections::BTreeMap::new();
+    let dir = "/proc/sys/net/ipv4/conf";
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {dir}"))? {
+        let name = entry.with_context(|| format!("cannot list {dir}"))?.file_name().to_string_lossy().into_owned();
+        // Only names a /proc/sys path may be built from (see `sysctl::route_localnet_path`).
+        if sysctl::route_localnet_path(&name).is_err() {
+            continue;
+        }
+        if let Some(v) = sysctl::read_route_localnet(&name)? {
+            values.insert(name, v);
+        }
+    }
+    Ok((HostFacts { tables, saved_record, ipv4_routes, ipv4_default_route, lo_up }, values, generation))
+}
+
+/// The `snapshot` of the current network namespace (see [`crate::snapshot`]); `netns` is
+/// the `--netns` given, recorded in it.
+pub fn snapshot(root: &Root, netns: Option<&str>) -> Result<crate::snapshot::Snapshot> {
+    let mut nf = Netfilter::open()?;
+    let (facts, values, generation) = read_facts(&mut nf, root)?;
+    let install = match crate::install::read_state(root)? {
+        Some(state) => {
+            let (files, link) = crate::install::read_live_files(root, &state)?;
+            Some((state, files, link))
+        }
+        None => None,
+    };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string());
+    Ok(crate::snapshot::Snapshot::new(facts, values, generation, netns.map(str::to_string), kernel, install))
 }
 
 /// Plans `desired` against the live state of the current network namespace.

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use ecs_hostnet::engine::{self, Loaded};
 use ecs_hostnet::install::{self, Root};
-use ecs_hostnet::{netns, nftsyntax, plan::sysctl_name, task};
+use ecs_hostnet::{artifacts, netns, nftsyntax, plan, plan::sysctl_name, report, snapshot, task};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,6 +24,9 @@ struct Cli {
     /// relative to DIR, e.g. an image being built.
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// Color the text output: auto = only on a terminal and when NO_COLOR is unset.
+    #[arg(long, global = true, value_enum, default_value = "auto", value_name = "WHEN")]
+    color: ColorArg,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,6 +45,43 @@ enum RenderFormat {
     Nft,
     /// The desired state as JSON (schema "ecs-hostnet.render/v1").
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorArg {
+    /// Color only when standard output is a terminal and NO_COLOR is unset or empty.
+    Auto,
+    /// Always color (overrides NO_COLOR).
+    Always,
+    /// Never color.
+    Never,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlanFormat {
+    /// A diff in nft syntax for people, grouped by table and chain.
+    Text,
+    /// The schema "ecs-hostnet.plan/v1" (docs/json.md).
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SnapshotFormat {
+    /// The schema "ecs-hostnet.snapshot/v1" (docs/json.md).
+    Json,
+}
+
+#[derive(clap::Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Plan against a snapshot (from `ecs-hostnet snapshot`) instead of the kernel: no
+    /// root, no kernel access.
+    #[arg(long, value_name = "SNAPSHOT.json")]
+    against: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: PlanFormat,
 }
 
 #[derive(clap::Args)]
@@ -73,19 +113,31 @@ enum Command {
         format: RenderFormat,
     },
     /// Show what apply would change. Exit 0: nothing to do, 2: changes, 1: error.
-    Plan {
-        #[command(flatten)]
-        config: ConfigArg,
-    },
+    Plan(PlanArgs),
     /// Make the host match the configuration. Exit 0 when converged.
     Apply {
         #[command(flatten)]
         config: ConfigArg,
     },
     /// Compare the host with the configuration. Exit 0: converged, 2: drift, 1: error.
-    Check {
-        #[command(flatten)]
-        config: ConfigArg,
+    Check(PlanArgs),
+    /// What applying NEW would change on a host converged to OLD (no root, no kernel).
+    /// Exit 0: no changes, 2: changes, 1: error.
+    Diff {
+        /// The configuration the host is converged to (e.g. the file on the main branch).
+        old: PathBuf,
+        /// The configuration to apply (e.g. the file in a pull request).
+        new: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: PlanFormat,
+    },
+    /// Print the live state of this host (or --netns) as JSON, for `plan --against`.
+    /// Needs CAP_NET_ADMIN in the namespace (root, or a user namespace that owns it).
+    Snapshot {
+        /// Output format (JSON only).
+        #[arg(long, value_enum, default_value = "json")]
+        format: SnapshotFormat,
     },
     /// Remove everything ecs-hostnet made and put route_localnet back to the value found
     /// before ecs-hostnet first set it. Exit 0 when nothing of ours is left.
@@ -107,9 +159,13 @@ enum Command {
         #[command(subcommand)]
         action: TaskCommand,
     },
-    /// Check configuration files without root or kernel. Exit 0: valid, 1: invalid.
+    /// Check configuration files without root or kernel; every error in every file is
+    /// reported. Exit 0: all valid, 1: any invalid.
     Validate {
-        /// Configuration files (repeatable; default as for the other commands).
+        /// Configuration files (default as for the other commands).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// More configuration files (repeatable).
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: Vec<PathBuf>,
     },
@@ -161,9 +217,23 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
         anyhow::bail!("--netns is given {} times; only `task` acts in several namespaces", cli.netns.len());
     }
     let ns = cli.netns.first().map(String::as_str);
-    if ns.is_some() && matches!(cli.command, Command::Render { .. } | Command::Validate { .. }) {
-        eprintln!("ecs-hostnet: note: --netns is ignored: render and validate do not touch a kernel");
+    if ns.is_some() && matches!(cli.command, Command::Render { .. } | Command::Validate { .. } | Command::Diff { .. }) {
+        eprintln!("ecs-hostnet: note: --netns is ignored: render, validate and diff do not touch a kernel");
     }
+    if let (
+        Some(ns),
+        Command::Plan(PlanArgs { against: Some(_), .. }) | Command::Check(PlanArgs { against: Some(_), .. }),
+    ) = (ns, &cli.command)
+    {
+        anyhow::bail!("--netns {ns} and --against both say what to plan against; give one");
+    }
+    use std::io::IsTerminal as _;
+    let color = match cli.color {
+        ColorArg::Auto => report::ColorChoice::Auto,
+        ColorArg::Always => report::ColorChoice::Always,
+        ColorArg::Never => report::ColorChoice::Never,
+    }
+    .enabled(std::io::stdout().is_terminal(), std::env::var("NO_COLOR").ok().as_deref());
     let enter = || -> anyhow::Result<()> {
         if let Some(ns) = ns {
             netns::enter(ns)?;
@@ -174,7 +244,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
         Some(ns) => format!("network namespace {ns}"),
         None => "the current network namespace".to_string(),
     };
-    let is_plan = matches!(cli.command, Command::Plan { .. });
+    let is_plan = matches!(cli.command, Command::Plan(_));
     let root = Root::new(cli.root.as_deref());
     if ns.is_some() && matches!(cli.command, Command::Install { .. } | Command::Uninstall) {
         eprintln!("ecs-hostnet: note: --netns is ignored: install and uninstall write files only");
@@ -244,20 +314,55 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Validate { config } => {
+        Command::Validate { files, config } => {
+            let given: Vec<PathBuf> = files.into_iter().chain(config).collect();
             let paths: Vec<Option<PathBuf>> =
-                if config.is_empty() { vec![None] } else { config.into_iter().map(Some).collect() };
+                if given.is_empty() { vec![None] } else { given.into_iter().map(Some).collect() };
             let mut bad = 0;
             for p in &paths {
                 match engine::load_config(p.as_deref(), &root) {
                     Ok(l) => writeln!(out, "{}: valid", l.source)?,
                     Err(e) => {
-                        eprintln!("{e:#}");
+                        print_error(&e);
                         bad += 1;
                     }
                 }
             }
+            if paths.len() > 1 {
+                let line = format!("{} file(s): {} valid, {bad} invalid.", paths.len(), paths.len() - bad);
+                if bad > 0 { eprintln!("{line}") } else { writeln!(out, "{line}")? }
+            }
             Ok(if bad > 0 { 1 } else { 0 })
+        }
+        Command::Diff { old, new, format } => {
+            let old_loaded = engine::load_config(Some(&old), &root)?;
+            let new_loaded = engine::load_config(Some(&new), &root)?;
+            eprintln!("configuration: {}; against a host converged to {}", new_loaded.source, old_loaded.source);
+            let mut p = plan::diff(&engine::desired(&old_loaded), &engine::desired(&new_loaded));
+            p.changes.extend(artifacts::diff_files(&old_loaded.config, &new_loaded.config));
+            if let Some(n) = artifacts::diff_files_note(&old_loaded.config, &new_loaded.config) {
+                p.notes.push(n);
+            }
+            let against = report::Against::Configuration { path: old_loaded.source.clone() };
+            match format {
+                PlanFormat::Json => out.push_str(&report::json(&p, "diff", &new_loaded.source, &against)),
+                PlanFormat::Text => out.push_str(&report::text(
+                    &p,
+                    color,
+                    &format!(
+                        "No changes: {} changes nothing on a host converged to {}.",
+                        new_loaded.source, old_loaded.source
+                    ),
+                )),
+            }
+            Ok(if p.is_empty() { 0 } else { 2 })
+        }
+        Command::Snapshot { format: SnapshotFormat::Json } => {
+            enter()?;
+            eprintln!("snapshot of {context}");
+            let snap = engine::in_namespace(ns, engine::snapshot(&root, ns))?;
+            out.push_str(&snap.to_json());
+            Ok(0)
         }
         Command::Render { config, format } => {
             let loaded = engine::load_config(config.config.as_deref(), &root)?;
@@ -267,28 +372,47 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Plan { config } | Command::Check { config } => {
-            let loaded = engine::load_config(config.config.as_deref(), &root)?;
+        Command::Plan(args) | Command::Check(args) => {
+            let loaded = engine::load_config(args.config.config.as_deref(), &root)?;
             let desired = engine::desired(&loaded);
-            enter()?;
-            eprintln!("configuration: {}; {context}", loaded.source);
-            let (_, mut p) = engine::in_namespace(ns, engine::plan_live(&desired, &root))?;
-            p.changes.extend(install::converge_files(&root, &loaded.config.agent_keys(), false)?);
-            if is_plan || !p.is_empty() {
-                out.push_str(&p.text());
-                if is_plan && loaded.config.imds_block.enabled.v {
-                    writeln!(
-                        out,
-                        "note: the IMDS block covers bridge-mode containers only. Host-network-mode tasks share the \
-                         host's network and still reach IMDS: require IMDSv2 with a hop limit of 1 on the instance \
-                         (aws ec2 modify-instance-metadata-options --http-tokens required --http-put-response-hop-limit 1); \
-                         awsvpc tasks get blackhole routes (ECS_AWSVPC_BLOCK_IMDS=true, or `ecs-hostnet task apply`)."
-                    )?;
+            let keys = loaded.config.agent_keys();
+            let (mut p, against) = match &args.against {
+                Some(path) => {
+                    let name = path.display().to_string();
+                    let bytes =
+                        std::fs::read(path).map_err(|e| anyhow::anyhow!("{name}: cannot read the snapshot: {e}"))?;
+                    let snap = snapshot::Snapshot::from_json(&name, &bytes)?;
+                    eprintln!("configuration: {}; snapshot {name}", loaded.source);
+                    let live =
+                        snap.facts().live_state(&desired, |sel| Ok::<_, anyhow::Error>(snap.route_localnet(sel)))?;
+                    let mut p = plan::plan(&desired, &live);
+                    if let Some((state, files, link)) = snap.install_view() {
+                        p.changes.extend(artifacts::plan_files(&state, &files, link, &keys).0);
+                    }
+                    (p, report::Against::Snapshot { path: name })
                 }
-            } else {
-                writeln!(out, "Converged: the host matches the configuration.")?;
-                for n in &p.notes {
-                    writeln!(out, "note: {n}")?;
+                None => {
+                    enter()?;
+                    eprintln!("configuration: {}; {context}", loaded.source);
+                    let (_, mut p) = engine::in_namespace(ns, engine::plan_live(&desired, &root))?;
+                    p.changes.extend(install::converge_files(&root, &keys, false)?);
+                    (p, report::Against::Netns { netns: ns.map(str::to_string) })
+                }
+            };
+            if is_plan && loaded.config.imds_block.enabled.v {
+                p.notes.push(
+                    "the IMDS block covers bridge-mode containers only. Host-network-mode tasks share the \
+                     host's network and still reach IMDS: require IMDSv2 with a hop limit of 1 on the instance \
+                     (aws ec2 modify-instance-metadata-options --http-tokens required --http-put-response-hop-limit 1); \
+                     awsvpc tasks get blackhole routes (ECS_AWSVPC_BLOCK_IMDS=true, or `ecs-hostnet task apply`)."
+                        .into(),
+                );
+            }
+            let command = if is_plan { "plan" } else { "check" };
+            match args.format {
+                PlanFormat::Json => out.push_str(&report::json(&p, command, &loaded.source, &against)),
+                PlanFormat::Text => {
+                    out.push_str(&report::text(&p, color, "Converged: the host matches the configuration."))
                 }
             }
             Ok(if p.is_empty() { 0 } else { 2 })
@@ -339,6 +463,15 @@ fn done_text(p: &ecs_hostnet::plan::Plan, headline: &str) -> String {
     format!("{body}\n{headline}: {a} added, {c} changed, {r} removed.\n")
 }
 
+/// An error on stderr: a configuration's located errors one per line
+/// (`FILE:LINE:COL: message`), anything else as one `ecs-hostnet: ...` line.
+fn print_error(e: &anyhow::Error) {
+    match e.downcast_ref::<ecs_hostnet::config::ConfigErrors>() {
+        Some(errors) => errors.0.iter().for_each(|e| eprintln!("{e}")),
+        None => eprintln!("ecs-hostnet: {}", format!("{e:#}").replace('\n', "; ")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -360,11 +493,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            match e.downcast_ref::<ecs_hostnet::config::ConfigErrors>() {
-                // One located error per line: FILE:LINE:COL: message.
-                Some(errors) => errors.0.iter().for_each(|e| eprintln!("{e}")),
-                None => eprintln!("ecs-hostnet: {}", format!("{e:#}").replace('\n', "; ")),
-            }
+            print_error(&e);
             ExitCode::from(1)
         }
     }

@@ -15,6 +15,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 /// `rtm_protocol` of the routes ecs-hostnet adds (`ip route` shows `proto 236`). Values
@@ -24,8 +25,9 @@ pub const ROUTE_PROTOCOL: u8 = 236;
 /// `LOOPBACK_IFINDEX`: `lo` is interface 1 in every network namespace.
 pub const LOOPBACK_IFINDEX: u32 = 1;
 
-/// What a route does with matching packets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a route does with matching packets. JSON: `"blackhole"`, `"dev_lo"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RouteKind {
     /// `blackhole PREFIX`: `connect()` fails at once (EINVAL), nothing is sent.
     Blackhole,
@@ -55,9 +57,19 @@ impl std::fmt::Display for RouteSpec {
 }
 
 /// A route as read from the kernel, reduced to what the planner compares.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// JSON (the same rules as [`crate::ruleset::LiveTable`]'s: `None` is written `null` and
+/// read back from `null` or a missing field, unknown fields are rejected):
+///
+/// ```json
+/// {"dest": "169.254.170.2", "prefix_len": 32, "kind": "dev_lo", "protocol": 236, "metric": null}
+/// {"dest": "fd00:ec2::254", "prefix_len": 128, "kind": "blackhole", "protocol": 236, "metric": 1024}
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LiveRoute {
-    /// Destination address (`RTA_DST`).
+    /// Destination address (`RTA_DST`); in JSON the usual text form (`"169.254.169.254"`,
+    /// `"fd00:ec2::254"`).
     pub dest: IpAddr,
     /// Destination prefix length in bits.
     pub prefix_len: u8,
@@ -314,4 +326,61 @@ fn table_attr(r: &RouteMessage) -> Option<u32> {
         RouteAttribute::Table(t) => Some(*t),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    fn round_trip(r: &LiveRoute) -> String {
+        let json = serde_json::to_string(r).unwrap();
+        let back: LiveRoute = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back, r, "{json}");
+        json
+    }
+
+    #[test]
+    fn live_routes_round_trip_through_json() {
+        let v4 = LiveRoute {
+            dest: "169.254.170.2".parse().unwrap(),
+            prefix_len: 32,
+            kind: Some(RouteKind::DevLo),
+            protocol: ROUTE_PROTOCOL,
+            metric: None,
+        };
+        assert_eq!(
+            round_trip(&v4),
+            r#"{"dest":"169.254.170.2","prefix_len":32,"kind":"dev_lo","protocol":236,"metric":null}"#
+        );
+        let v6 = LiveRoute {
+            dest: "fd00:ec2::254".parse().unwrap(),
+            prefix_len: 128,
+            kind: Some(RouteKind::Blackhole),
+            protocol: ROUTE_PROTOCOL,
+            metric: Some(1024),
+        };
+        assert_eq!(
+            round_trip(&v6),
+            r#"{"dest":"fd00:ec2::254","prefix_len":128,"kind":"blackhole","protocol":236,"metric":1024}"#
+        );
+        let foreign = LiveRoute { kind: None, protocol: 4, metric: Some(0), ..v4 };
+        assert!(round_trip(&foreign).contains(r#""kind":null"#));
+        // A missing Option field reads as None.
+        let short: LiveRoute =
+            serde_json::from_str(r#"{"dest":"169.254.170.2","prefix_len":32,"protocol":236,"kind":"dev_lo"}"#).unwrap();
+        assert_eq!(short, v4);
+    }
+
+    #[test]
+    fn malformed_live_routes_are_refused() {
+        let err = |json: &str| serde_json::from_str::<LiveRoute>(json).unwrap_err().to_string();
+        let e = err(r#"{"dest":"1.2.3.4","prefix_len":32,"kind":null,"protocol":4,"metric":null,"table":254}"#);
+        assert!(e.contains("unknown field `table`"), "{e}");
+        let e = err(r#"{"dest":"1.2.3.4","prefix_len":32,"kind":"devlo","protocol":4,"metric":null}"#);
+        assert!(e.contains("unknown variant `devlo`"), "{e}");
+        let e = err(r#"{"dest":"1.2.3.400","prefix_len":32,"kind":null,"protocol":4,"metric":null}"#);
+        assert!(e.contains("invalid IP address"), "{e}");
+        let e = err(r#"{"dest":"1.2.3.4","kind":null,"protocol":4,"metric":null}"#);
+        assert!(e.contains("missing field `prefix_len`"), "{e}");
+    }
 }

@@ -5,8 +5,29 @@
 //! A desired rule and a live rule are therefore compared with plain `==`, and the same
 //! [`crate::nftsyntax`] printer shows both to people. Constants come from
 //! `include/uapi/linux/netfilter/nf_tables.h` and `nf_conntrack_common.h`.
+//!
+//! # JSON form of the live model
+//!
+//! [`LiveTable`] and everything in it (with [`crate::rtnl::LiveRoute`]) have a stable JSON
+//! form (serde `Serialize` + `Deserialize`), used by `snapshot` and `plan --against`. It
+//! round-trips exactly: deserializing what was serialized gives back an equal value,
+//! including [`Expr::Other`], set elements, handles and `None`s (and [`AnonSet::patterns`],
+//! which `==` does not compare). The rules, the same for every type:
+//!
+//! * Struct fields keep their Rust names (snake_case); enum values are lowercase
+//!   snake_case strings (`"inet"`, `"prerouting"`, `"eq"`, `"drop"`).
+//! * Every byte string (compare data, bitwise mask and xor, immediate data, set keys) is a
+//!   lowercase hex string, two digits per byte, `""` for none: `"a9fea9fe"` (upper-case
+//!   digits are accepted on input).
+//! * An `Option` is written as `null` when `None`, never left out, so the form is fully
+//!   explicit. On input a missing `Option` field is read as `None`; every other field is
+//!   required.
+//! * Unknown fields, unknown enum values and unknown `"expr"` tags are rejected with an
+//!   error naming them, as are hex strings of odd length or with a non-hex character.
+//! * Values are not checked against each other (a compare whose data is longer than the
+//!   register, say): the form holds whatever the model can hold.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The one table name ecs-hostnet owns, in each family it uses.
 pub const TABLE_NAME: &str = "ecs-hostnet";
@@ -18,8 +39,8 @@ pub const OWNED_TABLES: [(Family, &str); 2] = [(Family::Ip, TABLE_NAME), (Family
 /// Comment given to every table ecs-hostnet creates (table userdata, shown by `nft list`).
 pub const TABLE_COMMENT: &str = "managed by ecs-hostnet; edits are reverted by ecs-hostnet apply";
 
-/// nf_tables address family (`NFPROTO_*` from `linux/netfilter.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// nf_tables address family (`NFPROTO_*` from `linux/netfilter.h`). JSON: `"inet"`, `"ip"`, `"ip6"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     /// `NFPROTO_INET` (1): IPv4 and IPv6 together; used for our filter table.
@@ -59,7 +80,8 @@ impl Family {
 }
 
 /// Netfilter hook a base chain is attached to (`NF_INET_*` from `linux/netfilter.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// JSON: `"prerouting"`, `"input"`, `"forward"`, `"output"`, `"postrouting"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Hook {
     /// `NF_INET_PRE_ROUTING` (0): before the routing decision; our credentials DNAT chain.
@@ -104,8 +126,8 @@ impl Hook {
     }
 }
 
-/// Base chain type (`type filter|nat`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Base chain type (`type filter|nat`). JSON: `"filter"`, `"nat"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChainType {
     /// `type filter`: may drop or accept; our `inet` table's `input` and `forward` chains.
@@ -126,7 +148,10 @@ impl ChainType {
 }
 
 /// What makes a chain a base chain: `{ type T hook H priority P; policy accept|drop; }`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+///
+/// JSON: `{"chain_type": "nat", "hook": "prerouting", "priority": -100, "policy_accept": true}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BaseChain {
     /// `NFTA_CHAIN_TYPE`.
     pub chain_type: ChainType,
@@ -223,8 +248,9 @@ pub mod ct {
     pub const STATUS_SNAT: u32 = 1 << 4;
 }
 
-/// `enum nft_cmp_ops` subset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `enum nft_cmp_ops` subset. JSON: `"eq"`, `"neq"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CmpOp {
     /// `NFT_CMP_EQ` (0)
     Eq,
@@ -242,8 +268,9 @@ impl CmpOp {
     }
 }
 
-/// Verdict codes (`NF_DROP`, `NF_ACCEPT` from `linux/netfilter.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Verdict codes (`NF_DROP`, `NF_ACCEPT` from `linux/netfilter.h`). JSON: `"drop"`, `"accept"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// `NF_DROP` (0): the packet is discarded; final, whatever other tables say.
     Drop,
@@ -273,7 +300,28 @@ pub const NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
 /// Register numbers are `NFT_REG_*`; byte strings are in network byte order exactly as
 /// they sit in the netlink attribute. Counter values are runtime state and not modelled,
 /// so two rules that differ only in their counters are equal.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// JSON (see the [module docs](self) for the general rules): an object tagged by `"expr"`,
+/// the variant's name in snake_case, with the variant's fields beside it; byte strings are
+/// hex, `None` is `null`:
+///
+/// ```json
+/// {"expr": "meta", "key": 6, "dreg": 1}
+/// {"expr": "payload", "base": 1, "offset": 16, "len": 4, "dreg": 1}
+/// {"expr": "cmp", "sreg": 1, "op": "eq", "data": "a9fea902"}
+/// {"expr": "bitwise", "sreg": 1, "dreg": 1, "len": 4, "mask": "20000000", "xor": "00000000"}
+/// {"expr": "ct", "key": 2, "dreg": 1}
+/// {"expr": "counter"}
+/// {"expr": "immediate", "dreg": 1, "data": "a9fea902"}
+/// {"expr": "verdict", "verdict": "drop"}
+/// {"expr": "nat", "nat_type": 1, "family": 2, "reg_addr_min": 1, "reg_addr_max": 1,
+///  "reg_proto_min": 2, "reg_proto_max": 2, "flags": 3}
+/// {"expr": "redir", "reg_proto_min": 1, "reg_proto_max": 1, "flags": null}
+/// {"expr": "lookup", "sreg": 1, "set": {AnonSet}, "invert": false}
+/// {"expr": "other", "name": "log", "text": "[ log prefix foo ]"}
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "expr", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Expr {
     /// `[ meta load KEY => reg DREG ]`
     Meta {
@@ -301,6 +349,7 @@ pub enum Expr {
         op: CmpOp,
         /// `NFTA_CMP_DATA`: the bytes compared with the register's first `data.len()` bytes
         /// (addresses and ports in network byte order, interface names as in [`build::ifname_data`]).
+        #[serde(with = "hex_bytes")]
         data: Vec<u8>,
     },
     /// `[ bitwise reg DREG = ( reg SREG & MASK ) ^ XOR ]` (boolean bitwise only)
@@ -313,8 +362,10 @@ pub enum Expr {
         len: u32,
         /// `NFTA_BITWISE_MASK`: `len` bytes, in the register's byte order (host order for
         /// ct values, see [`build::ct_bits_clear`]).
+        #[serde(with = "hex_bytes")]
         mask: Vec<u8>,
         /// `NFTA_BITWISE_XOR`: `len` bytes; all zero for the masks ecs-hostnet makes.
+        #[serde(with = "hex_bytes")]
         xor: Vec<u8>,
     },
     /// `[ ct load KEY => reg DREG ]`
@@ -324,7 +375,8 @@ pub enum Expr {
         /// `NFTA_CT_DREG`: the register loaded (`NFT_REG_*`).
         dreg: u32,
     },
-    /// `[ counter ]`
+    /// `[ counter ]`. JSON `{"expr": "counter"}`, with no other field.
+    #[serde(deserialize_with = "no_fields")]
     Counter,
     /// `[ immediate reg DREG DATA ]`
     Immediate {
@@ -332,10 +384,11 @@ pub enum Expr {
         /// here: see [`Expr::Verdict`]).
         dreg: u32,
         /// `NFTA_IMMEDIATE_DATA` value bytes (addresses and ports in network byte order).
+        #[serde(with = "hex_bytes")]
         data: Vec<u8>,
     },
-    /// `[ immediate reg 0 drop|accept ]`
-    Verdict(Verdict),
+    /// `[ immediate reg 0 drop|accept ]`. JSON `{"expr": "verdict", "verdict": "drop"}`.
+    Verdict(#[serde(with = "verdict_body")] Verdict),
     /// `[ nat dnat ip addr_min reg A addr_max reg A proto_min reg P proto_max reg P flags F ]`;
     /// the kernel fills the max registers and the flags itself, so we send them too.
     Nat {
@@ -385,9 +438,103 @@ pub enum Expr {
     },
 }
 
+/// `Vec<u8>` as a lowercase hex string in the JSON form (`[0xa9, 0xfe]` is `"a9fe"`, no
+/// bytes is `""`). On input upper-case digits are accepted too; an odd length or a character
+/// that is not a hex digit is an error naming the problem.
+mod hex_bytes {
+    use serde::{Deserializer, Serializer, de};
+    use std::fmt::Write as _;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let mut out = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            let _ = write!(out, "{b:02x}");
+        }
+        s.serialize_str(&out)
+    }
+
+    /// The bytes of `s`, or what is wrong with it.
+    pub fn decode(s: &str) -> Result<Vec<u8>, String> {
+        // Keep an error short when the string is long (a set key is 32 digits).
+        let shown = if s.chars().count() > 40 {
+            format!("{}...", s.chars().take(40).collect::<String>())
+        } else {
+            s.to_string()
+        };
+        if let Some((i, c)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+            return Err(format!("invalid hex byte string {shown:?}: {c:?} at offset {i} is not a hex digit"));
+        }
+        if !s.len().is_multiple_of(2) {
+            return Err(format!(
+                "invalid hex byte string {shown:?}: odd length {} (each byte is two hex digits)",
+                s.len()
+            ));
+        }
+        Ok((0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("checked hex digits")).collect())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Hex;
+        impl de::Visitor<'_> for Hex {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a hex byte string such as \"a9fea9fe\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Vec<u8>, E> {
+                decode(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Hex)
+    }
+}
+
+/// [`Expr::Verdict`]'s field as `"verdict": "drop"` beside the `"expr"` tag (serde's
+/// internal tagging cannot hold a bare enum value).
+mod verdict_body {
+    use super::Verdict;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    struct Out<'a> {
+        verdict: &'a Verdict,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct In {
+        verdict: Verdict,
+    }
+
+    pub fn serialize<S: Serializer>(verdict: &Verdict, s: S) -> Result<S::Ok, S::Error> {
+        Out { verdict }.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Verdict, D::Error> {
+        In::deserialize(d).map(|v| v.verdict)
+    }
+}
+
+/// A unit variant of [`Expr`] (`{"expr": "counter"}`) refuses other fields, as the struct
+/// variants do (serde's internal tagging would ignore them).
+fn no_fields<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoFields {}
+    NoFields::deserialize(d).map(|_| ())
+}
+
 /// An anonymous, constant set bound to one rule, as nft makes for `iifname { ... }`.
 /// Equality compares the kernel content only (not [`AnonSet::patterns`]).
-#[derive(Clone, Debug)]
+///
+/// JSON (`patterns` is `null` for a set read from the kernel):
+///
+/// ```json
+/// {"key_type": 41, "key_len": 16, "interval": true,
+///  "elements": [{"key": "00000000000000000000000000000000", "interval_end": true}, ...],
+///  "patterns": ["br-*", "docker*"]}
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AnonSet {
     /// nft's datatype id of the key (`TYPE_IFNAME` = 41 for interface names).
     pub key_type: u32,
@@ -406,16 +553,23 @@ pub struct AnonSet {
 
 impl PartialEq for AnonSet {
     fn eq(&self, o: &AnonSet) -> bool {
-        self.key_type == o.key_type && self.key_len == o.key_len && self.interval == o.interval && self.elements == o.elements
+        self.key_type == o.key_type
+            && self.key_len == o.key_len
+            && self.interval == o.interval
+            && self.elements == o.elements
     }
 }
 
 impl Eq for AnonSet {}
 
 /// One set element: key bytes and whether it ends an interval.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+///
+/// JSON: `{"key": "646f636b657200000000000000000000", "interval_end": false}` (the key in hex).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SetElem {
     /// The key, `key_len` bytes.
+    #[serde(with = "hex_bytes")]
     pub key: Vec<u8>,
     /// `NFT_SET_ELEM_INTERVAL_END`.
     pub interval_end: bool,
@@ -468,8 +622,10 @@ impl AnonSet {
             elements.push(SetElem { key: start, interval_end: false });
             elements.push(SetElem { key: end, interval_end: true });
         }
-        let mut shown: Vec<String> =
-            patterns.iter().map(|p| p.strip_suffix('+').map(|x| format!("{x}*")).unwrap_or_else(|| p.to_string())).collect();
+        let mut shown: Vec<String> = patterns
+            .iter()
+            .map(|p| p.strip_suffix('+').map(|x| format!("{x}*")).unwrap_or_else(|| p.to_string()))
+            .collect();
         shown.sort();
         AnonSet { key_type: TYPE_IFNAME, key_len: 16, interval: true, elements, patterns: Some(shown) }
     }
@@ -500,7 +656,8 @@ impl AnonSet {
             return None;
         }
         let rest: Vec<&SetElem> = it.collect();
-        if !rest.len().is_multiple_of(2) {
+        // The kernel holds keys of `key_len` bytes; a snapshot read back may not.
+        if !rest.len().is_multiple_of(2) || rest.iter().any(|e| e.key.len() != 16) {
             return None;
         }
         let mut out = Vec::new();
@@ -646,7 +803,15 @@ pub mod build {
 }
 
 /// A table of ours as read from the kernel.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// JSON (the form `snapshot` writes, one object per table; see the [module docs](self)):
+///
+/// ```json
+/// {"family": "inet", "name": "ecs-hostnet", "handle": 7, "comment": "managed by ...",
+///  "flags": 0, "record": {"all": "0"}, "chains": [{LiveChain}, ...], "foreign_objects": []}
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LiveTable {
     /// `ip` or `inet` (see [`OWNED_TABLES`]).
     pub family: Family,
@@ -670,7 +835,10 @@ pub struct LiveTable {
 }
 
 /// A chain of one of our tables, as read from the kernel.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// JSON: `{"name": "input", "base": {BaseChain} or null, "rules": [{LiveRule}, ...]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LiveChain {
     /// `NFTA_CHAIN_NAME`.
     pub name: String,
@@ -684,7 +852,10 @@ pub struct LiveChain {
 
 /// A rule as read from the kernel: its handle, its comment (our id, if it is ours) and its
 /// expressions.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// JSON: `{"handle": 4, "comment": "imds-block" or null, "exprs": [{Expr}, ...]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LiveRule {
     /// Kernel handle (`NFTA_RULE_HANDLE`), what `NFT_MSG_DELRULE` and a rule position name.
     pub handle: u64,
@@ -702,6 +873,8 @@ pub struct LiveRule {
 /// [`record::UDATA_TYPE`], which nft ignores), so it is written in the same transaction as
 /// the localhost guard, lives exactly as long as the rule set in that network namespace,
 /// and `remove` can put the values back.
+///
+/// JSON: an object of strings, keys in sorted order: `{"all": "0", "docker0": "1"}`.
 pub type Record = std::collections::BTreeMap<String, String>;
 
 /// Encoding of [`Record`] in table userdata.
@@ -800,5 +973,290 @@ mod set_tests {
         let adj = AnonSet::ifnames(&["veth1+", "veth0+"]);
         assert_eq!(adj.elements.len(), 3, "{adj:?}");
         assert_eq!(adj.ifname_patterns().unwrap(), ["veth0*", "veth1*"]);
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    /// Our tables as a converged host holds them (like the planner tests' `converged()`),
+    /// plus what the kernel may also report: a foreign expression, a set lookup, a regular
+    /// chain, a rule without a comment.
+    fn live_default() -> Vec<LiveTable> {
+        let d = crate::compile::compile(&crate::config::default_config());
+        let mut handle = 0;
+        let mut tables: Vec<LiveTable> = d
+            .tables
+            .iter()
+            .map(|t| LiveTable {
+                family: t.family,
+                name: t.name.clone(),
+                handle: 1,
+                comment: Some(t.comment.clone()),
+                flags: 0,
+                record: (t.family == Family::Inet).then(|| [("all".to_string(), "0".to_string())].into()),
+                chains: t
+                    .chains
+                    .iter()
+                    .map(|c| LiveChain {
+                        name: c.name.clone(),
+                        base: c.base,
+                        rules: c
+                            .rules
+                            .iter()
+                            .map(|r| {
+                                handle += 1;
+                                LiveRule { handle, comment: Some(r.id.clone()), exprs: r.exprs.clone() }
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                foreign_objects: vec![],
+            })
+            .collect();
+        let last = tables.last_mut().unwrap();
+        last.foreign_objects.push("set blocked".to_string());
+        last.chains.push(LiveChain {
+            name: "extra".to_string(),
+            base: None,
+            rules: vec![
+                LiveRule {
+                    handle: u64::MAX,
+                    comment: None,
+                    exprs: vec![
+                        Expr::Meta { key: meta::IIFNAME, dreg: REG_1 },
+                        Expr::Lookup { sreg: REG_1, set: AnonSet::ifnames(&["docker+", "br-+"]), invert: true },
+                        Expr::Counter,
+                        Expr::Other { name: "log".to_string(), text: "[ log prefix \"x \\\" y\" ]".to_string() },
+                        Expr::Verdict(Verdict::Accept),
+                    ],
+                },
+                LiveRule {
+                    handle: 99,
+                    comment: Some(String::new()),
+                    exprs: vec![
+                        Expr::Immediate { dreg: REG_1, data: vec![] },
+                        Expr::Redir { reg_proto_min: None, reg_proto_max: None, flags: None },
+                    ],
+                },
+            ],
+        });
+        tables.push(LiveTable {
+            family: Family::Ip6,
+            name: TABLE_NAME.to_string(),
+            handle: 12,
+            comment: None,
+            flags: 1,
+            record: None,
+            chains: vec![],
+            foreign_objects: vec![],
+        });
+        tables
+    }
+
+    /// Every set in the tables with its patterns, which `==` on [`AnonSet`] ignores.
+    fn patterns(tables: &[LiveTable]) -> Vec<Option<Vec<String>>> {
+        let rules = tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules);
+        rules
+            .flat_map(|r| &r.exprs)
+            .filter_map(|e| match e {
+                Expr::Lookup { set, .. } => Some(set.patterns.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn live_tables_round_trip_through_json() {
+        let tables = live_default();
+        let json = serde_json::to_string_pretty(&tables).unwrap();
+        let back: Vec<LiveTable> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, tables);
+        assert_eq!(patterns(&back), patterns(&tables));
+        assert!(patterns(&back).iter().any(|p| p.is_some()), "{json}");
+        assert_eq!(serde_json::to_string_pretty(&back).unwrap(), json);
+        // A set read from the kernel has no patterns: null, kept as None.
+        let mut kernel = tables.clone();
+        for t in &mut kernel {
+            for c in &mut t.chains {
+                for r in &mut c.rules {
+                    for e in &mut r.exprs {
+                        if let Expr::Lookup { set, .. } = e {
+                            set.patterns = None;
+                        }
+                    }
+                }
+            }
+        }
+        let json = serde_json::to_string(&kernel).unwrap();
+        assert!(json.contains(r#""patterns":null"#), "{json}");
+        let back: Vec<LiveTable> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, kernel);
+        assert!(patterns(&back).iter().all(|p| p.is_none()));
+        // Nothing is left out: every None is an explicit null.
+        for key in ["\"comment\":null", "\"base\":null", "\"record\":null", "\"flags\":null"] {
+            assert!(json.contains(key), "{key} in {json}");
+        }
+    }
+
+    #[test]
+    fn default_table_json_is_readable() {
+        let tables = live_default();
+        let ip = serde_json::to_value(&tables[0]).unwrap();
+        assert_eq!(ip["family"], "ip");
+        assert_eq!(ip["comment"], TABLE_COMMENT);
+        assert_eq!(ip["record"], serde_json::Value::Null);
+        let base = &ip["chains"][0]["base"];
+        assert_eq!(
+            base,
+            &serde_json::json!({"chain_type": "nat", "hook": "prerouting", "priority": -100, "policy_accept": true})
+        );
+        let inet = serde_json::to_value(&tables[1]).unwrap();
+        assert_eq!(inet["record"], serde_json::json!({"all": "0"}));
+    }
+
+    #[test]
+    fn each_expression_has_its_exact_json() {
+        let cases: Vec<(Expr, &str)> = vec![
+            (Expr::Meta { key: meta::IIFNAME, dreg: REG_1 }, r#"{"expr":"meta","key":6,"dreg":1}"#),
+            (
+                Expr::Payload { base: payload::NETWORK, offset: 16, len: 4, dreg: REG_1 },
+                r#"{"expr":"payload","base":1,"offset":16,"len":4,"dreg":1}"#,
+            ),
+            (
+                Expr::Cmp { sreg: REG_1, op: CmpOp::Eq, data: vec![0xa9, 0xfe, 0xa9, 0x02] },
+                r#"{"expr":"cmp","sreg":1,"op":"eq","data":"a9fea902"}"#,
+            ),
+            (
+                Expr::Cmp { sreg: REG_1, op: CmpOp::Neq, data: vec![] },
+                r#"{"expr":"cmp","sreg":1,"op":"neq","data":""}"#,
+            ),
+            (
+                Expr::Bitwise { sreg: REG_1, dreg: REG_1, len: 4, mask: vec![0x20, 0, 0, 0], xor: vec![0; 4] },
+                r#"{"expr":"bitwise","sreg":1,"dreg":1,"len":4,"mask":"20000000","xor":"00000000"}"#,
+            ),
+            (Expr::Ct { key: ct::STATUS, dreg: REG_1 }, r#"{"expr":"ct","key":2,"dreg":1}"#),
+            (Expr::Counter, r#"{"expr":"counter"}"#),
+            (Expr::Immediate { dreg: REG_2, data: vec![0x0f, 0xff] }, r#"{"expr":"immediate","dreg":2,"data":"0fff"}"#),
+            (Expr::Verdict(Verdict::Drop), r#"{"expr":"verdict","verdict":"drop"}"#),
+            (Expr::Verdict(Verdict::Accept), r#"{"expr":"verdict","verdict":"accept"}"#),
+            (
+                Expr::Nat {
+                    nat_type: NAT_TYPE_DNAT,
+                    family: 2,
+                    reg_addr_min: Some(1),
+                    reg_addr_max: Some(1),
+                    reg_proto_min: Some(2),
+                    reg_proto_max: None,
+                    flags: Some(3),
+                },
+                concat!(
+                    r#"{"expr":"nat","nat_type":1,"family":2,"reg_addr_min":1,"reg_addr_max":1,"#,
+                    r#""reg_proto_min":2,"reg_proto_max":null,"flags":3}"#
+                ),
+            ),
+            (
+                Expr::Redir { reg_proto_min: Some(1), reg_proto_max: Some(1), flags: None },
+                r#"{"expr":"redir","reg_proto_min":1,"reg_proto_max":1,"flags":null}"#,
+            ),
+            (
+                Expr::Lookup {
+                    sreg: REG_1,
+                    set: AnonSet {
+                        key_type: TYPE_IFNAME,
+                        key_len: 16,
+                        interval: false,
+                        elements: vec![SetElem { key: b"eth0\0\0\0\0\0\0\0\0\0\0\0\0".to_vec(), interval_end: false }],
+                        patterns: None,
+                    },
+                    invert: false,
+                },
+                concat!(
+                    r#"{"expr":"lookup","sreg":1,"set":{"key_type":41,"key_len":16,"interval":false,"#,
+                    r#""elements":[{"key":"65746830000000000000000000000000","interval_end":false}],"#,
+                    r#""patterns":null},"invert":false}"#
+                ),
+            ),
+            (
+                Expr::Other { name: "log".to_string(), text: "[ log ]".to_string() },
+                r#"{"expr":"other","name":"log","text":"[ log ]"}"#,
+            ),
+        ];
+        for (expr, want) in &cases {
+            assert_eq!(serde_json::to_string(expr).unwrap(), *want, "{expr:?}");
+            assert_eq!(&serde_json::from_str::<Expr>(want).unwrap(), expr, "{want}");
+        }
+        // Upper-case hex and a missing Option field are accepted on input.
+        let e: Expr = serde_json::from_str(r#"{"expr":"redir","reg_proto_min":1,"reg_proto_max":1}"#).unwrap();
+        assert_eq!(e, Expr::Redir { reg_proto_min: Some(1), reg_proto_max: Some(1), flags: None });
+        let e: Expr = serde_json::from_str(r#"{"data":"A9FE","expr":"cmp","sreg":1,"op":"eq"}"#).unwrap();
+        assert_eq!(e, Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: vec![0xa9, 0xfe] });
+    }
+
+    fn refusal<T: serde::de::DeserializeOwned + std::fmt::Debug>(json: &str) -> String {
+        serde_json::from_str::<T>(json).expect_err(json).to_string()
+    }
+
+    #[test]
+    fn malformed_json_is_refused_with_the_reason() {
+        let cases: &[(&str, &str)] = &[
+            (r#"{"expr":"meta","key":6,"dreg":1,"sreg":2}"#, "unknown field `sreg`"),
+            (r#"{"expr":"counter","packets":3}"#, "unknown field `packets`"),
+            (r#"{"expr":"verdict","verdict":"drop","chain":"x"}"#, "unknown field `chain`"),
+            (r#"{"expr":"verdict","verdict":"return"}"#, "unknown variant `return`"),
+            (r#"{"expr":"verdict"}"#, "missing field `verdict`"),
+            (r#"{"expr":"masq"}"#, "unknown variant `masq`"),
+            (r#"{"key":6,"dreg":1}"#, "missing field `expr`"),
+            (r#"{"expr":"cmp","sreg":1,"op":"eq","data":"a9f"}"#, "odd length 3"),
+            (r#"{"expr":"cmp","sreg":1,"op":"eq","data":"a9fz"}"#, "'z' at offset 3 is not a hex digit"),
+            (r#"{"expr":"cmp","sreg":1,"op":"eq","data":"a9 f"}"#, "' ' at offset 2 is not a hex digit"),
+            (r#"{"expr":"cmp","sreg":1,"op":"eq","data":[169]}"#, "expected a hex byte string"),
+            (r#"{"expr":"cmp","sreg":1,"op":"gt","data":""}"#, "unknown variant `gt`"),
+            (r#"{"expr":"immediate","dreg":1,"data":"é0"}"#, "not a hex digit"),
+            (r#"{"expr":"meta","key":-1,"dreg":1}"#, "invalid value: integer `-1`"),
+        ];
+        for (json, want) in cases {
+            let e = refusal::<Expr>(json);
+            assert!(e.contains(want), "{json}: {e}");
+        }
+        let table = concat!(
+            r#"{"family":"ip","name":"ecs-hostnet","handle":1,"comment":null,"flags":0,"record":null,"#,
+            r#""chains":[],"foreign_objects":[]}"#
+        );
+        serde_json::from_str::<LiveTable>(table).unwrap();
+        let e = refusal::<LiveTable>(&table.replace("[]}", "[],\"sets\":[]}"));
+        assert!(e.contains("unknown field `sets`"), "{e}");
+        let e = refusal::<LiveTable>(&table.replace("\"ip\"", "\"arp\""));
+        assert!(e.contains("unknown variant `arp`"), "{e}");
+        let e = refusal::<LiveTable>(&table.replace("\"handle\":1,", ""));
+        assert!(e.contains("missing field `handle`"), "{e}");
+        let e = refusal::<LiveChain>(concat!(
+            r#"{"name":"c","rules":[],"#,
+            r#""base":{"chain_type":"nat","hook":"input","priority":0,"policy_accept":true,"device":"lo"}}"#
+        ));
+        assert!(e.contains("unknown field `device`"), "{e}");
+        let e = refusal::<LiveRule>(r#"{"handle":1,"comment":null,"exprs":[],"position":0}"#);
+        assert!(e.contains("unknown field `position`"), "{e}");
+        let e = refusal::<SetElem>(r#"{"key":"00","interval_end":false,"flags":0}"#);
+        assert!(e.contains("unknown field `flags`"), "{e}");
+        let e = refusal::<SetElem>(r#"{"key":"0","interval_end":false}"#);
+        assert!(e.contains("odd length 1"), "{e}");
+        let e = refusal::<AnonSet>(
+            r#"{"key_type":41,"key_len":16,"interval":true,"elements":[],"patterns":null,"name":"__set0"}"#,
+        );
+        assert!(e.contains("unknown field `name`"), "{e}");
+    }
+
+    #[test]
+    fn sets_with_short_keys_from_a_snapshot_do_not_panic() {
+        let mut s = AnonSet::ifnames(&["docker+", "br-+"]);
+        s.patterns = None;
+        for e in &mut s.elements[1..] {
+            e.key.truncate(4);
+        }
+        let json = serde_json::to_string(&s).unwrap();
+        let back: AnonSet = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.ifname_patterns(), None);
     }
 }

@@ -44,23 +44,19 @@ type BadRow = (&'static str, &'static str, Option<usize>);
 const BAD: &[BadRow] = &[
     // new refusals
     ("prefix-15-bytes", "[containers]\ninterfaces = [\"abcdefghijklmno+\"]\n", Some(2)),
-    ("prefix-15-bytes-allowed", "[introspection_guard]\nallowed_interfaces = [\"lo\", \"abcdefghijklmno+\"]\n", Some(2)),
+    (
+        "prefix-15-bytes-allowed",
+        "[introspection_guard]\nallowed_interfaces = [\"lo\", \"abcdefghijklmno+\"]\n",
+        Some(2),
+    ),
     ("agent-unspecified", "[credentials]\nagent_address = \"0.0.0.0\"\n", Some(2)),
     ("agent-multicast", "[credentials]\n\nagent_address = \"224.0.0.1\"\n", Some(3)),
     ("agent-multicast-high", "[credentials]\nagent_address = \"239.255.255.250\"\n", Some(2)),
     ("overlap-prefix-exact", "[containers]\ninterfaces = [\"docker+\", \"docker0\"]\n", Some(2)),
     ("overlap-exact-prefix", "[containers]\ninterfaces = [\"docker0\", \"docker+\"]\n", Some(2)),
     ("overlap-prefix-prefix", "[containers]\ninterfaces = [\"br-+\", \"br-abc+\"]\n", Some(2)),
-    (
-        "overlap-multiline",
-        "[containers]\ninterfaces = [\n  \"docker+\",\n  \"br-+\",\n  \"docker0\",\n]\n",
-        Some(5),
-    ),
-    (
-        "bad-element-line-4",
-        "[containers]\ninterfaces = [\n  \"docker+\",\n  \"dock/er\",\n  \"br-+\",\n]\n",
-        Some(4),
-    ),
+    ("overlap-multiline", "[containers]\ninterfaces = [\n  \"docker+\",\n  \"br-+\",\n  \"docker0\",\n]\n", Some(5)),
+    ("bad-element-line-4", "[containers]\ninterfaces = [\n  \"docker+\",\n  \"dock/er\",\n  \"br-+\",\n]\n", Some(4)),
     (
         "bad-element-line-4-allowed",
         "[introspection_guard]\nallowed_interfaces = [\n  \"lo\",\n  \"a b\",\n  \"docker0\",\n]\n",
@@ -71,11 +67,7 @@ const BAD: &[BadRow] = &[
         "[route_localnet]\nenable = [\n  \"docker0\",\n  \"docker+\",\n  \"eth0\",\n]\n",
         Some(4),
     ),
-    (
-        "bad-element-line-4-type",
-        "[containers]\ninterfaces = [\n  \"docker+\",\n  42,\n  \"br-+\",\n]\n",
-        Some(4),
-    ),
+    ("bad-element-line-4-type", "[containers]\ninterfaces = [\n  \"docker+\",\n  42,\n  \"br-+\",\n]\n", Some(4)),
     // earlier refusals
     ("unknown-key", "[credentials]\nenabled = true\nendpoint_prot = 80\n", Some(3)),
     ("unknown-section", "# comment\n[credential]\nenabled = true\n", Some(2)),
@@ -94,7 +86,11 @@ const BAD: &[BadRow] = &[
     ("port-negative", "[introspection_guard]\nport = -1\n", Some(2)),
     ("port-0-introspection", "[introspection_guard]\nport = 0\n", Some(2)),
     ("ifname-16-bytes", "[containers]\ninterfaces = [\"docker+\", \"abcdefghijklmnop\"]\n", Some(2)),
-    ("ifname-16-bytes-allowed", "[introspection_guard]\nallowed_interfaces = [\"lo\", \"abcdefghijklmnop\"]\n", Some(2)),
+    (
+        "ifname-16-bytes-allowed",
+        "[introspection_guard]\nallowed_interfaces = [\"lo\", \"abcdefghijklmnop\"]\n",
+        Some(2),
+    ),
     ("ifname-slash", "[containers]\ninterfaces = [\"dock/er0\"]\n", Some(2)),
     ("ifname-space", "[containers]\ninterfaces = [\"dock er0\"]\n", Some(2)),
     ("ifname-empty", "[containers]\ninterfaces = [\"\"]\n", Some(2)),
@@ -349,12 +345,9 @@ fn unwritable_stdout_is_an_error_not_a_panic() {
 
     // the other commands: never a panic
     let mut codes = Vec::new();
-    for args in [
-        &["plan", "-c", cfg.as_str()][..],
-        &["check", "-c", &cfg],
-        &["remove", "-c", &cfg],
-        &["remove", "-c", &cfg],
-    ] {
+    for args in
+        [&["plan", "-c", cfg.as_str()][..], &["check", "-c", &cfg], &["remove", "-c", &cfg], &["remove", "-c", &cfg]]
+    {
         let out = to_dev_full(Some(&ns), args);
         assert!(out.code != 101 && !out.stderr.contains("panicked"), "{out}");
         codes.push(format!("{} -> {}", args[0], out.code));

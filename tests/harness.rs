@@ -35,7 +35,10 @@ fn reference_rules_give_expected_reachability_and_controls_can_fail() {
     t.host.nft_load(&t.dir, &format!("replace rule inet ecs-hostnet input handle {h} {old_form}\n"));
     let got = spoofed_udp_received(&t.neighbour, &sink, spoofed, 40003, 3);
     assert!(!got.is_empty(), "the old guard form exempts loopback sources; the datagram must arrive");
-    t.host.nft_load(&t.dir, &format!("replace rule inet ecs-hostnet input handle {h} {}\n", normalize_counters(&guard.text)));
+    t.host.nft_load(
+        &t.dir,
+        &format!("replace rule inet ecs-hostnet input handle {h} {}\n", normalize_counters(&guard.text)),
+    );
     assert!(!rule_by_comment(&t.host, "ref-localhost-guard").text.contains("saddr"));
 
     // Control: without the localhost guard, route_localnet=1 exposes the
@@ -45,8 +48,22 @@ fn reference_rules_give_expected_reachability_and_controls_can_fail() {
     // Control: a DNAT that also serves the uplink lets the neighbour in via
     // 169.254.170.2 (so the "DNAT only on container interfaces" test can fail).
     t.host.nft(&[
-        "add", "rule", "ip", "ecs-hostnet", "prerouting", "iifname", HOST_UPLINK, "ip", "daddr",
-        "169.254.170.2", "tcp", "dport", "80", "dnat", "to", "127.0.0.1:51679",
+        "add",
+        "rule",
+        "ip",
+        "ecs-hostnet",
+        "prerouting",
+        "iifname",
+        HOST_UPLINK,
+        "ip",
+        "daddr",
+        "169.254.170.2",
+        "tcp",
+        "dport",
+        "80",
+        "dnat",
+        "to",
+        "127.0.0.1:51679",
     ]);
     // Control: without the introspection guard the neighbour reaches :51678.
     let handle = rule_by_comment(&t.host, "ref-introspection").handle.unwrap().to_string();
@@ -176,10 +193,7 @@ fn everything_is_removed_on_panic() {
     assert!(r.is_err());
     assert_eq!(names.len(), 4);
     for n in &names {
-        assert!(
-            !std::path::Path::new(&format!("/run/netns/{n}")).exists(),
-            "namespace {n} survived the panic"
-        );
+        assert!(!std::path::Path::new(&format!("/run/netns/{n}")).exists(), "namespace {n} survived the panic");
     }
     assert!(!dir.exists(), "temp dir {} survived the panic", dir.display());
     assert_eq!(run_dirs.len(), 4);
@@ -196,20 +210,14 @@ fn ruleset_parsers() {
     ns.nft(&["add", "table", "inet", "user"]);
     let listed = ns.ruleset_handles();
     let t = tables(&listed);
-    assert_eq!(
-        t.keys().cloned().collect::<Vec<_>>(),
-        vec!["inet ecs-hostnet", "inet user", "ip ecs-hostnet"]
-    );
+    assert_eq!(t.keys().cloned().collect::<Vec<_>>(), vec!["inet ecs-hostnet", "inet user", "ip ecs-hostnet"]);
     assert_eq!(foreign_tables(&listed).len(), 1);
     let r = our_rules(&listed);
     assert_eq!(r.len(), 8, "{listed}");
     assert!(r.iter().all(|r| r.handle.is_some() && r.comment.is_some()));
     assert_eq!(r[0].chain, "prerouting");
     assert_eq!(r[0].comment.as_deref(), Some("ref-dnat-docker"));
-    assert_eq!(
-        r[0].body(),
-        "iifname \"docker*\" ip daddr 169.254.170.2 tcp dport 80 counter dnat to 127.0.0.1:51679"
-    );
+    assert_eq!(r[0].body(), "iifname \"docker*\" ip daddr 169.254.170.2 tcp dport 80 counter dnat to 127.0.0.1:51679");
 }
 
 /// `cargo test --test harness debug_topology -- --ignored --nocapture`:

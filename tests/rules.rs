@@ -232,7 +232,19 @@ fn other_drift_is_detected_and_fixed() {
     let converged = ns.ruleset();
 
     // a rule that is not ours, inside our table
-    ns.nft(&["add", "rule", "inet", "ecs-hostnet", "input", "tcp", "dport", "9999", "accept", "comment", "\"intruder\""]);
+    ns.nft(&[
+        "add",
+        "rule",
+        "inet",
+        "ecs-hostnet",
+        "input",
+        "tcp",
+        "dport",
+        "9999",
+        "accept",
+        "comment",
+        "\"intruder\"",
+    ]);
     ns.ehn(&["check", "-c", &cfg]).expect_code(2);
     ns.ehn(&["plan", "-c", &cfg]).expect_code(2);
     ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
@@ -403,10 +415,7 @@ fn route_localnet_prior_value_is_restored() {
     let dir = TempDir::new("rln");
     let cfg = dir.default_config();
     // ("off" is refused while the credentials DNAT targets 127.0.0.1)
-    let off = dir.write(
-        "off.toml",
-        "[route_localnet]\nenable = \"off\"\n\n[credentials]\nenabled = false\n",
-    );
+    let off = dir.write("off.toml", "[route_localnet]\nenable = \"off\"\n\n[credentials]\nenabled = false\n");
 
     let ns = Netns::new("rln1");
     ns.set_sysctl("net.ipv4.conf.all.route_localnet", "1");
@@ -442,10 +451,8 @@ fn netns_by_path() {
     assert_eq!(ns.route_localnet(), "1");
 
     // a process living in the namespace
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.name, "sleep", "30"])
-        .spawn()
-        .expect("spawn sleep");
+    let mut child =
+        std::process::Command::new("ip").args(["netns", "exec", &ns.name, "sleep", "30"]).spawn().expect("spawn sleep");
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -1006,7 +1013,11 @@ fn hostile_record_key_is_not_a_path() {
     let up = "../../../../..";
     let via_x = format!("{up}{}/x", trap.path().display());
     let via_link = format!("{up}{}/link", trap.path().display());
-    assert!(std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{via_x}/route_localnet")).unwrap().starts_with("sentinel-x"));
+    assert!(
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{via_x}/route_localnet"))
+            .unwrap()
+            .starts_with("sentinel-x")
+    );
     let tmp_x_existed = std::path::Path::new("/tmp/x").exists();
     let before = snapshot(trap.path());
 
@@ -1030,7 +1041,10 @@ fn hostile_record_key_is_not_a_path() {
                 assert!(!text.contains("net.ipv4.conf.."), "{sub} shows a path as a sysctl: {out}");
                 for l in text.lines() {
                     let change = l.starts_with("+ sysctl") || l.starts_with("~ sysctl") || l.starts_with("- sysctl");
-                    assert!(!(change && (l.contains("..") || l.contains('/'))), "{sub} plans a path as a sysctl: {out}");
+                    assert!(
+                        !(change && (l.contains("..") || l.contains('/'))),
+                        "{sub} plans a path as a sysctl: {out}"
+                    );
                 }
                 assert!(!text.contains("sentinel"), "{sub} read the trap file: {out}");
             }
@@ -1132,7 +1146,8 @@ fn foreign_comment_with_control_characters_is_escaped() {
             assert!(!text.as_bytes().contains(&0x1b), "{sub} {what} has a raw ESC byte: {:?}", text);
             assert!(!text.as_bytes().contains(&0x07), "{sub} {what} has a raw BEL byte: {:?}", text);
         }
-        let lines: Vec<&str> = out.stdout.lines().filter(|l| l.contains("hidden") || l.contains("forged-line")).collect();
+        let lines: Vec<&str> =
+            out.stdout.lines().filter(|l| l.contains("hidden") || l.contains("forged-line")).collect();
         assert!(!lines.is_empty(), "{sub} does not show the foreign rule's comment: {out}");
         for l in &lines {
             assert!(l.contains("hidden") && l.contains("forged-line"), "{sub} split the comment over lines: {out}");
@@ -1160,7 +1175,8 @@ fn adjacent_and_maximal_pattern_sets() {
     let ns = Netns::new("adj");
     let oracle = Netns::new("adjo");
     let dir = TempDir::new("adj");
-    let cfg = dir.write("adj.toml", "[containers]\ninterfaces = [\"veth0+\", \"veth1+\", \"br-+\", \"br.+\", \"docker0\"]\n");
+    let cfg =
+        dir.write("adj.toml", "[containers]\ninterfaces = [\"veth0+\", \"veth1+\", \"br-+\", \"br.+\", \"docker0\"]\n");
     ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
     let before = ns.ruleset_handles();
     ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
@@ -1168,7 +1184,11 @@ fn adjacent_and_maximal_pattern_sets() {
     ns.ehn(&["check", "-c", &cfg]).expect_code(0);
     let render = ehn(&["render", "--format", "nft", "-c", &cfg]);
     render.expect_code(0);
-    assert!(render.stdout.contains("iifname { \"br-*\", \"br.*\", \"docker0\", \"veth0*\", \"veth1*\" }"), "{}", render.stdout);
+    assert!(
+        render.stdout.contains("iifname { \"br-*\", \"br.*\", \"docker0\", \"veth0*\", \"veth1*\" }"),
+        "{}",
+        render.stdout
+    );
     let script = dir.write("adj.nft", &render.stdout);
     oracle.nft(&["-f", &script]);
     assert_eq!(oracle.ruleset(), ns.ruleset());

@@ -447,7 +447,8 @@ impl Netfilter {
                         let n = set.elements.len();
                         for start in (0..n).step_by(encode::SET_ELEMS_PER_MESSAGE) {
                             let range = start..(start + encode::SET_ELEMS_PER_MESSAGE).min(n);
-                            let m = encode::SetMsg { family: *family, table, id: next_set_id, set, elements: Some(range) };
+                            let m =
+                                encode::SetMsg { family: *family, table, id: next_set_id, set, elements: Some(range) };
                             batch.add(&m, nftnl::MsgType::Add);
                             labels.push(format!("add elements {start}.. of the set of `{short}`"));
                         }

@@ -38,10 +38,7 @@ pub fn bin() -> &'static str {
 /// Kernel tests need root. They fail loudly (never skip) without it.
 pub fn require_root() {
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "these integration tests create network namespaces and must run as root (euid is {euid})"
-    );
+    assert_eq!(euid, 0, "these integration tests create network namespaces and must run as root (euid is {euid})");
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -104,10 +101,7 @@ pub fn run_cmd_with(cmd: &mut Command, timeout: Duration) -> Out {
     let cmdline = format!(
         "{} {}",
         cmd.get_program().to_string_lossy(),
-        cmd.get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
+        cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
     );
     let mut child = cmd
         .stdin(Stdio::null())
@@ -148,11 +142,7 @@ pub fn run_cmd_with(cmd: &mut Command, timeout: Duration) -> Out {
     if timed_out {
         stderr.push_str(&format!("\n[harness: killed after {timeout:?}]"));
     }
-    let code = if timed_out {
-        -1
-    } else {
-        status.and_then(|s| s.code()).unwrap_or(-1)
-    };
+    let code = if timed_out { -1 } else { status.and_then(|s| s.code()).unwrap_or(-1) };
     Out { code, stdout, stderr, cmdline }
 }
 
@@ -190,7 +180,13 @@ pub fn ehn_cmd(run_dir: &Path, wrap: &[&str], args: &[&str]) -> Out {
     let mut cmd = Command::new("unshare");
     cmd.args(["--net", "--"]).args(wrap).arg(bin()).args(args).env("ECS_HOSTNET_RUN_DIR", run_dir);
     let mut out = run_cmd_with(&mut cmd, Duration::from_secs(60));
-    out.cmdline = format!("ECS_HOSTNET_RUN_DIR={} {}{} {}", run_dir.display(), wrap.iter().map(|w| format!("{w} ")).collect::<String>(), bin(), args.join(" "));
+    out.cmdline = format!(
+        "ECS_HOSTNET_RUN_DIR={} {}{} {}",
+        run_dir.display(),
+        wrap.iter().map(|w| format!("{w} ")).collect::<String>(),
+        bin(),
+        args.join(" ")
+    );
     out
 }
 
@@ -361,10 +357,7 @@ impl Netns {
     pub fn sysctl(&self, key: &str) -> String {
         let p = sysctl_path(key);
         self.run(move || {
-            std::fs::read_to_string(&p)
-                .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-                .trim()
-                .to_string()
+            std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())).trim().to_string()
         })
     }
 
@@ -372,10 +365,7 @@ impl Netns {
     pub fn set_sysctl(&self, key: &str, val: &str) {
         let p = sysctl_path(key);
         let val = val.to_string();
-        self.run(move || {
-            std::fs::write(&p, val.as_bytes())
-                .unwrap_or_else(|e| panic!("write {}: {e}", p.display()))
-        })
+        self.run(move || std::fs::write(&p, val.as_bytes()).unwrap_or_else(|e| panic!("write {}: {e}", p.display())))
     }
 
     pub fn route_localnet(&self) -> String {
@@ -542,9 +532,7 @@ fn serve(l: TcpListener, body: &str, stop: &AtomicBool) {
                 let _ = c.write_all(resp.as_bytes());
                 let _ = c.shutdown(std::net::Shutdown::Both);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
@@ -559,8 +547,8 @@ pub fn http_get(ns: &str, addr: &str) -> Result<String, String> {
 
 /// The client part of `http_get`, on the current thread's namespace.
 pub fn http_get_here(addr: SocketAddr) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     s.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| format!("send to {addr}: {e}"))?;
@@ -584,22 +572,14 @@ pub struct Probe {
 }
 
 pub fn probe(label: &str, ns: &Netns, addr: &str, want: Option<&str>) -> Probe {
-    Probe {
-        label: label.to_string(),
-        ns: ns.name.clone(),
-        addr: addr.to_string(),
-        want: want.map(str::to_string),
-    }
+    Probe { label: label.to_string(), ns: ns.name.clone(), addr: addr.to_string(), want: want.map(str::to_string) }
 }
 
 /// Run all probes concurrently; panic with a table of every mismatch.
 #[track_caller]
 pub fn assert_probes(stage: &str, probes: &[Probe]) {
-    let handles: Vec<_> = probes
-        .iter()
-        .cloned()
-        .map(|p| std::thread::spawn(move || http_get(&p.ns, &p.addr)))
-        .collect();
+    let handles: Vec<_> =
+        probes.iter().cloned().map(|p| std::thread::spawn(move || http_get(&p.ns, &p.addr))).collect();
     let mut report = String::new();
     let mut bad = 0;
     for (p, h) in probes.iter().zip(handles) {
@@ -896,12 +876,7 @@ impl Topology {
 
     /// Names of all namespaces of this topology.
     pub fn namespaces(&self) -> Vec<String> {
-        vec![
-            self.host.name.clone(),
-            self.container.name.clone(),
-            self.imds.name.clone(),
-            self.neighbour.name.clone(),
-        ]
+        vec![self.host.name.clone(), self.container.name.clone(), self.imds.name.clone(), self.neighbour.name.clone()]
     }
 }
 
@@ -1023,14 +998,7 @@ pub fn rules(ruleset: &str) -> Vec<Rule> {
             let rest = &text[i + " comment \"".len()..];
             rest[..rest.rfind('"').unwrap_or(rest.len())].to_string()
         });
-        out.push(Rule {
-            family: fam.clone(),
-            table: tab.clone(),
-            chain: chain.clone(),
-            text,
-            handle,
-            comment,
-        });
+        out.push(Rule { family: fam.clone(), table: tab.clone(), chain: chain.clone(), text, handle, comment });
     }
     out
 }
@@ -1123,10 +1091,7 @@ pub fn rule_by_comment(ns: &Netns, id: &str) -> Rule {
 #[track_caller]
 pub fn our_rule_matching(ns: &Netns, chain: &str, needle: &str) -> Rule {
     let listed = ns.ruleset_handles();
-    let v: Vec<Rule> = our_rules(&listed)
-        .into_iter()
-        .filter(|r| r.chain == chain && r.text.contains(needle))
-        .collect();
+    let v: Vec<Rule> = our_rules(&listed).into_iter().filter(|r| r.chain == chain && r.text.contains(needle)).collect();
     assert_eq!(v.len(), 1, "want exactly one rule in chain {chain} containing {needle:?}:\n{listed}");
     v.into_iter().next().unwrap()
 }

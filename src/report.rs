@@ -1,0 +1,343 @@
+//! Plans for people and for machines (pure).
+//!
+//! For people, [`text`]: a compact diff in nft syntax, grouped by table and chain, one
+//! line per change with a `+` (add), `-` (remove) or `~` (change) marker and the reason
+//! as an nft `#` comment, then the sysctl, route and file changes, the notes and a
+//! one-line summary (`Plan: 3 to add, 1 to change, 0 to remove.`). A rule that differs
+//! from the configuration is shown as its live form (`-`) and its desired form (`+`);
+//! it counts as one change. Colors (ANSI SGR: green `+`, red `-`, yellow `~`) only when
+//! asked for, see [`ColorChoice`].
+//!
+//! For machines, [`json`]: the schema `ecs-hostnet.plan/v1`, documented in
+//! `docs/json.md` and pinned by golden tests.
+
+use crate::plan::{Action, Change, Plan, Subject};
+use crate::ruleset::Family;
+use anstyle::{AnsiColor, Style};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// The JSON schema name of [`json`]'s output.
+pub const PLAN_SCHEMA: &str = "ecs-hostnet.plan/v1";
+
+/// When to color text output (`--color auto|always|never`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// Color when standard output is a terminal and `NO_COLOR` is unset or empty
+    /// (<https://no-color.org>).
+    Auto,
+    /// Always color (overrides `NO_COLOR`, as an explicit flag should).
+    Always,
+    /// Never color.
+    Never,
+}
+
+impl ColorChoice {
+    /// Resolves the choice: `is_terminal` is whether standard output is a terminal,
+    /// `no_color` the value of `NO_COLOR` (`None` when unset).
+    pub fn enabled(self, is_terminal: bool, no_color: Option<&str>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => is_terminal && no_color.is_none_or(str::is_empty),
+        }
+    }
+}
+
+/// The styles used; all plain when color is off.
+struct Palette {
+    on: bool,
+}
+
+impl Palette {
+    fn paint(&self, style: Style, line: &str) -> String {
+        if self.on { format!("{}{line}{}", style.render(), style.render_reset()) } else { line.to_string() }
+    }
+    fn for_sign(&self, sign: char, line: &str) -> String {
+        let style = match sign {
+            '+' => AnsiColor::Green.on_default(),
+            '-' => AnsiColor::Red.on_default(),
+            '~' => AnsiColor::Yellow.on_default(),
+            _ => return line.to_string(),
+        };
+        self.paint(style, line)
+    }
+}
+
+/// Kernel text (a foreign comment, a foreign object's name) can hold control characters:
+/// escape them so no field can forge a line or send a terminal escape sequence.
+fn clean(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+fn comment(reason: &str, extra: &[String]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if !reason.is_empty() {
+        parts.push(clean(reason));
+    }
+    parts.extend(extra.iter().map(|d| clean(d)));
+    if parts.is_empty() { String::new() } else { format!("  # {}", parts.join("; ")) }
+}
+
+/// The rule as `nft list` shows it: its text, then its comment (the id).
+fn rule_line(text: &str, id: Option<&str>) -> String {
+    match id {
+        Some(id) => format!("{} comment \"{}\"", clean(text), crate::nftsyntax::printable(id)),
+        None => clean(text),
+    }
+}
+
+/// A table's or a chain's changes, in the order the plan lists them.
+struct ChainGroup<'a> {
+    name: &'a str,
+    own: Option<&'a Change>,
+    rules: Vec<&'a Change>,
+}
+
+struct TableGroup<'a> {
+    family: Family,
+    name: &'a str,
+    own: Option<&'a Change>,
+    chains: Vec<ChainGroup<'a>>,
+}
+
+fn group(changes: &[Change]) -> (Vec<TableGroup<'_>>, Vec<&Change>) {
+    let mut tables: Vec<TableGroup> = Vec::new();
+    let mut rest = Vec::new();
+    fn table<'a, 'b>(tables: &'b mut Vec<TableGroup<'a>>, family: Family, name: &'a str) -> &'b mut TableGroup<'a> {
+        match tables.iter().position(|t| t.family == family && t.name == name) {
+            Some(i) => &mut tables[i],
+            None => {
+                tables.push(TableGroup { family, name, own: None, chains: vec![] });
+                tables.last_mut().expect("just pushed")
+            }
+        }
+    }
+    fn chain<'a, 'b>(t: &'b mut TableGroup<'a>, name: &'a str) -> &'b mut ChainGroup<'a> {
+        match t.chains.iter().position(|c| c.name == name) {
+            Some(i) => &mut t.chains[i],
+            None => {
+                t.chains.push(ChainGroup { name, own: None, rules: vec![] });
+                t.chains.last_mut().expect("just pushed")
+            }
+        }
+    }
+    for c in changes {
+        match &c.subject {
+            Subject::Table { family, table: name } => table(&mut tables, *family, name).own = Some(c),
+            Subject::Chain { family, table: t, chain: ch } => chain(table(&mut tables, *family, t), ch).own = Some(c),
+            Subject::Rule { family, table: t, chain: ch, .. } => {
+                chain(table(&mut tables, *family, t), ch).rules.push(c)
+            }
+            _ => rest.push(c),
+        }
+    }
+    (tables, rest)
+}
+
+/// The plan as a grouped diff for people (see the module docs). `summary` is the last
+/// line's prefix (`Plan`), `converged` the line printed when there is nothing to do.
+pub fn text(p: &Plan, color: bool, converged: &str) -> String {
+    let pal = Palette { on: color };
+    // (color sign, whole line)
+    let mut lines: Vec<(char, String)> = Vec::new();
+    let mut line = |sign: char, body: String| match sign {
+        // A file's diff line: colored by its own first character, under its file's marker.
+        'd' => lines.push((body.chars().next().unwrap_or(' '), format!("      {body}"))),
+        _ => lines.push((sign, format!("{sign} {body}"))),
+    };
+    let (tables, rest) = group(&p.changes);
+    for t in &tables {
+        let tsign = t.own.map_or(' ', |c| c.action.sign());
+        let treason = t.own.map(|c| c.reason.as_str());
+        let open = if t.chains.is_empty() { "" } else { " {" };
+        let tcomment = t.own.map(|c| comment(&c.reason, &c.details)).unwrap_or_default();
+        line(tsign, format!("table {} {}{open}{tcomment}", t.family.name(), clean(t.name)));
+        for ch in &t.chains {
+            let csign = ch.own.map_or(' ', |c| c.action.sign());
+            let creason = ch.own.map(|c| c.reason.as_str()).or(treason);
+            let added_base = ch.own.filter(|c| c.action == Action::Add).and_then(|c| c.new.as_deref());
+            let open = if ch.rules.is_empty() && added_base.is_none() { "" } else { " {" };
+            let ccomment = match ch.own {
+                Some(c) if Some(c.reason.as_str()) != treason || tsign != c.action.sign() => {
+                    comment(&c.reason, &c.details)
+                }
+                _ => String::new(),
+            };
+            line(csign, format!("  chain {}{open}{ccomment}", clean(ch.name)));
+            if let Some(base) = added_base {
+                line(csign, format!("    {}", clean(base)));
+            }
+            for r in &ch.rules {
+                let Subject::Rule { id, handle, .. } = &r.subject else { continue };
+                let id = id.as_deref();
+                let handle_note: Vec<String> = handle.iter().map(|h| format!("handle {h}")).collect();
+                let inherited = Some(r.reason.as_str()) == creason && csign == r.action.sign();
+                let reason = if inherited { "" } else { r.reason.as_str() };
+                match (r.action, r.old.as_deref(), r.new.as_deref()) {
+                    (Action::Change, Some(old), Some(new)) if old != new => {
+                        line('-', format!("    {}{}", rule_line(old, id), comment(reason, &handle_note)));
+                        line('+', format!("    {}", rule_line(new, id)));
+                    }
+                    (Action::Remove, Some(old), _) => {
+                        line('-', format!("    {}{}", rule_line(old, id), comment(reason, &handle_note)))
+                    }
+                    (action, _, Some(new)) => {
+                        line(action.sign(), format!("    {}{}", rule_line(new, id), comment(reason, &[])))
+                    }
+                    (action, old, None) => line(
+                        action.sign(),
+                        format!("    {}{}", rule_line(old.unwrap_or(""), id), comment(reason, &handle_note)),
+                    ),
+                }
+            }
+            if !open.is_empty() {
+                line(csign, "  }".into());
+            }
+        }
+        if !t.chains.is_empty() {
+            line(tsign, "}".into());
+        }
+    }
+    for c in rest {
+        let sign = c.action.sign();
+        match &c.subject {
+            Subject::Sysctl { name } => {
+                let was = c.old.as_deref().map(|o| format!("was {}", clean(o))).unwrap_or_default();
+                let value = c.new.as_deref().map(clean).unwrap_or_default();
+                line(sign, format!("sysctl {name} = {value}{}", comment(&was, std::slice::from_ref(&c.reason))));
+            }
+            Subject::Route { route } => line(sign, format!("route {}{}", clean(route), comment(&c.reason, &[]))),
+            Subject::File { path } | Subject::Symlink { path } => {
+                let what = if matches!(c.subject, Subject::File { .. }) { "file" } else { "symlink" };
+                let target = c.new.as_deref().map(|t| format!(" -> {}", clean(t))).unwrap_or_default();
+                line(sign, format!("{what} {}{target}{}", clean(path), comment(&c.reason, &[])));
+                for d in &c.details {
+                    line('d', clean(d));
+                }
+            }
+            _ => line(sign, format!("{}{}", clean(&c.object()), comment(&c.reason, &c.details))),
+        }
+    }
+    let mut out = String::new();
+    for (sign, l) in &lines {
+        let _ = writeln!(out, "{}", pal.for_sign(*sign, l));
+    }
+    for n in &p.notes {
+        let _ = writeln!(out, "note: {}", clean(n));
+    }
+    let (a, c, r) = p.counts();
+    if p.is_empty() {
+        let _ = writeln!(out, "{}", pal.paint(Style::new().bold(), converged));
+    } else {
+        let summary = format!("Plan: {a} to add, {c} to change, {r} to remove.");
+        let _ = writeln!(out, "{}", pal.paint(Style::new().bold(), &summary));
+    }
+    out
+}
+
+/// What a plan was made against (the JSON `against` object, tagged by `kind`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Against {
+    /// A live network namespace: `netns` is the `--netns` given, `null` for the current one.
+    Netns {
+        /// The `--netns` argument, if any.
+        netns: Option<String>,
+    },
+    /// A snapshot file (`plan --against FILE`).
+    Snapshot {
+        /// The file as given.
+        path: String,
+    },
+    /// A host converged to another configuration (`diff OLD NEW`).
+    Configuration {
+        /// OLD as given.
+        path: String,
+    },
+}
+
+/// `{"add": N, "change": N, "remove": N}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Changes that create something.
+    pub add: usize,
+    /// Changes that correct, recreate or set something.
+    pub change: usize,
+    /// Changes that delete something.
+    pub remove: usize,
+}
+
+/// The `ecs-hostnet.plan/v1` document (see `docs/json.md`).
+#[derive(Serialize)]
+struct PlanDocument<'a> {
+    schema: &'static str,
+    command: &'a str,
+    configuration: &'a str,
+    against: &'a Against,
+    converged: bool,
+    summary: Summary,
+    changes: &'a [Change],
+    notes: &'a [String],
+}
+
+/// The plan as an `ecs-hostnet.plan/v1` JSON document (pretty printed, one trailing
+/// newline). `command` is `plan`, `check` or `diff`; `configuration` the desired
+/// configuration's name as given.
+pub fn json(p: &Plan, command: &str, configuration: &str, against: &Against) -> String {
+    let (add, change, remove) = p.counts();
+    let doc = PlanDocument {
+        schema: PLAN_SCHEMA,
+        command,
+        configuration,
+        against,
+        converged: p.is_empty(),
+        summary: Summary { add, change, remove },
+        changes: &p.changes,
+        notes: &p.notes,
+    };
+    let mut s = serde_json::to_string_pretty(&doc).expect("a plan serializes");
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn color_follows_the_flag_the_terminal_and_no_color() {
+        assert!(ColorChoice::Auto.enabled(true, None));
+        assert!(ColorChoice::Auto.enabled(true, Some("")));
+        assert!(!ColorChoice::Auto.enabled(true, Some("1")));
+        assert!(!ColorChoice::Auto.enabled(false, None));
+        assert!(ColorChoice::Always.enabled(false, Some("1")));
+        assert!(!ColorChoice::Never.enabled(true, None));
+    }
+
+    #[test]
+    fn control_characters_in_kernel_text_cannot_forge_lines() {
+        let p = Plan {
+            changes: vec![
+                Change::new(
+                    Action::Remove,
+                    Subject::Rule {
+                        family: Family::Inet,
+                        table: "ecs-hostnet".into(),
+                        chain: "input\n+ forged".into(),
+                        id: Some("x\n+ forged\u{1b}[31m".into()),
+                        handle: Some(9),
+                    },
+                    "added by someone",
+                )
+                .old("counter\n+ forged"),
+            ],
+            ..Default::default()
+        };
+        let t = text(&p, false, "");
+        assert!(!t.lines().any(|l| l.starts_with("+ forged")), "{t}");
+        assert!(!t.contains('\u{1b}'), "{t}");
+        let colored = text(&p, true, "");
+        assert!(colored.contains("\u{1b}[31m- "), "the remove line is red: {colored:?}");
+    }
+}

@@ -1,0 +1,294 @@
+//! The `snapshot` document: the live state of one host (or network namespace) as JSON,
+//! schema `ecs-hostnet.snapshot/v1` (documented in `docs/json.md`), so that CI can plan a
+//! configuration change against a real host's state without root or a kernel
+//! (`ecs-hostnet plan --against host.json`).
+//!
+//! A snapshot holds everything `plan` could read, whatever the configuration planned
+//! later: our tables (as the kernel reports them, expression by expression), the saved
+//! route_localnet record, the route_localnet value of every interface, every main-table
+//! IPv4 route, and, on an installed host, the managed files. The agent's settings file is
+//! redacted ([`crate::agentconfig::redact`]): only the keys ecs-hostnet manages are kept.
+//! Planning against it goes through the same code as planning against the kernel
+//! ([`HostFacts::live_state`], [`crate::artifacts::plan_files`]), so both give the same
+//! plan (a test pins this).
+
+use crate::agentconfig;
+use crate::artifacts::{self, Bytes, InstallState, InstalledEcsConfig, InstalledFile, LiveFiles};
+use crate::plan::HostFacts;
+use crate::rtnl::LiveRoute;
+use crate::ruleset::{LiveTable, Record};
+use anyhow::{Result, bail};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The schema name in [`Snapshot::schema`].
+pub const SNAPSHOT_SCHEMA: &str = "ecs-hostnet.snapshot/v1";
+
+/// The ECS agent keys ecs-hostnet may manage in ecs.config: the only lines of that file a
+/// snapshot keeps (see [`crate::config::Config::agent_keys`]).
+pub const AGENT_KEYS: [&str; 3] =
+    ["ECS_ENABLE_TASK_IAM_ROLE", "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", "ECS_AWSVPC_BLOCK_IMDS"];
+
+/// One host's live state (`ecs-hostnet snapshot`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Always [`SNAPSHOT_SCHEMA`]; a reader refuses any other.
+    pub schema: String,
+    /// The ecs-hostnet version that took it (informational).
+    pub ecs_hostnet_version: String,
+    /// `uname -r` of the host (informational).
+    pub kernel_release: Option<String>,
+    /// The `--netns` it was taken in; `null` for the current network namespace.
+    pub netns: Option<String>,
+    /// The nf_tables rule-set generation the tables were read at (informational).
+    pub generation: u32,
+    /// Our tables in nft syntax, one line per element, for people (informational; ignored
+    /// on input).
+    #[serde(default)]
+    pub listing: Vec<String>,
+    /// Our tables as the kernel reports them (see [`LiveTable`]).
+    pub tables: Vec<LiveTable>,
+    /// The copy of the route_localnet record kept under the run directory, if any.
+    pub saved_record: Option<Record>,
+    /// `net.ipv4.conf.<name>.route_localnet` for `all`, `default` and every interface:
+    /// name -> value as the kernel prints it (`"0"`, `"1"`).
+    pub route_localnet: BTreeMap<String, String>,
+    /// Every main-table IPv4 route with a destination (see [`LiveRoute`]).
+    pub ipv4_routes: Vec<LiveRoute>,
+    /// Whether the main table has an IPv4 default route.
+    pub ipv4_default_route: bool,
+    /// Whether `lo` is up.
+    pub lo_up: bool,
+    /// The installed files; `null` when ecs-hostnet is not installed on the host.
+    pub install: Option<InstallSnapshot>,
+}
+
+/// The files `ecs-hostnet install` manages on the host, as they are and as install wrote them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallSnapshot {
+    /// The configuration, the boot unit and the ecs-init drop-in.
+    pub files: Vec<FileSnapshot>,
+    /// Whether install made the boot unit's enablement symlink (and so checks it).
+    pub wants_link: bool,
+    /// Whether that symlink is in place, pointing at the boot unit.
+    pub boot_unit_enabled: bool,
+    /// The agent's settings file, when install manages keys in it; `null` otherwise.
+    pub ecs_config: Option<EcsConfigSnapshot>,
+}
+
+/// One managed file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSnapshot {
+    /// Absolute path on the host.
+    pub path: String,
+    /// What install wrote.
+    pub expected: Content,
+    /// What the file holds now; `null` when it is missing.
+    pub live: Option<Content>,
+}
+
+/// The agent's settings file ([`artifacts::ECS_CONFIG_PATH`]), redacted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EcsConfigSnapshot {
+    /// The file with every line but [`AGENT_KEYS`] redacted; `null` when it is missing.
+    pub live: Option<Content>,
+}
+
+/// File content: a JSON string when it is UTF-8, else `{"base64": "..."}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// UTF-8 text, as is.
+    Text(String),
+    /// Any other bytes.
+    Base64 {
+        /// Standard base64 (RFC 4648, with padding).
+        base64: String,
+    },
+}
+
+impl Content {
+    /// Wraps bytes.
+    pub fn from_bytes(b: &[u8]) -> Content {
+        match std::str::from_utf8(b) {
+            Ok(s) => Content::Text(s.to_string()),
+            Err(_) => Content::Base64 { base64: base64::engine::general_purpose::STANDARD.encode(b) },
+        }
+    }
+    /// The bytes; errors on invalid base64.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        match self {
+            Content::Text(s) => Ok(s.as_bytes().to_vec()),
+            Content::Base64 { base64 } => base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .map_err(|e| anyhow::anyhow!("invalid base64 file content: {e}")),
+        }
+    }
+}
+
+/// Our tables in nft syntax, for people.
+fn listing(tables: &[LiveTable]) -> Vec<String> {
+    use crate::nftsyntax::{base_chain_text, printable, rule_text};
+    let mut out = Vec::new();
+    for t in tables {
+        out.push(format!("table {} {} {{", t.family.name(), t.name));
+        for c in &t.chains {
+            out.push(format!("  chain {} {{", printable(&c.name)));
+            if let Some(b) = &c.base {
+                out.push(format!("    {}", base_chain_text(b)));
+            }
+            for r in &c.rules {
+                out.push(format!("    {} # handle {}", rule_text(t.family, &r.exprs, r.comment.as_deref()), r.handle));
+            }
+            out.push("  }".into());
+        }
+        out.push("}".into());
+    }
+    out
+}
+
+impl Snapshot {
+    /// Assembles a snapshot from what was read: the host's facts, the route_localnet
+    /// values, the generation, and the installed files (`(state, files, link_ok)` as
+    /// [`crate::install::read_live_files`] gives them; `None` when nothing is installed).
+    pub fn new(
+        facts: HostFacts,
+        route_localnet: BTreeMap<String, String>,
+        generation: u32,
+        netns: Option<String>,
+        kernel_release: Option<String>,
+        install: Option<(InstallState, LiveFiles, bool)>,
+    ) -> Snapshot {
+        let install = install.map(|(state, files, link_ok)| InstallSnapshot {
+            files: state
+                .files
+                .iter()
+                .filter_map(|f| {
+                    let expected = f.written.as_ref()?;
+                    Some(FileSnapshot {
+                        path: f.path.clone(),
+                        expected: Content::from_bytes(&expected.0),
+                        live: files.get(&f.path).cloned().flatten().map(|b| Content::from_bytes(&b)),
+                    })
+                })
+                .collect(),
+            wants_link: state.wants_link,
+            boot_unit_enabled: link_ok,
+            ecs_config: state.ecs_config.as_ref().map(|_| EcsConfigSnapshot {
+                live: files
+                    .get(artifacts::ECS_CONFIG_PATH)
+                    .cloned()
+                    .flatten()
+                    .map(|b| Content::from_bytes(&agentconfig::redact(&b, &AGENT_KEYS))),
+            }),
+        });
+        Snapshot {
+            schema: SNAPSHOT_SCHEMA.into(),
+            ecs_hostnet_version: env!("CARGO_PKG_VERSION").into(),
+            kernel_release,
+            netns,
+            generation,
+            listing: listing(&facts.tables),
+            tables: facts.tables,
+            saved_record: facts.saved_record,
+            route_localnet,
+            ipv4_routes: facts.ipv4_routes,
+            ipv4_default_route: facts.ipv4_default_route,
+            lo_up: facts.lo_up,
+            install,
+        }
+    }
+
+    /// Reads a snapshot document. `name` is used in errors, which are located
+    /// (`NAME:LINE:COL: ...`) and name the schema this ecs-hostnet reads.
+    pub fn from_json(name: &str, bytes: &[u8]) -> Result<Snapshot> {
+        let located = |e: serde_json::Error| anyhow::anyhow!("{name}:{}:{}: {e}", e.line(), e.column());
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+            let e = located(e);
+            anyhow::anyhow!("{e} (a snapshot is the JSON `ecs-hostnet snapshot` prints)")
+        })?;
+        match value.get("schema").and_then(|s| s.as_str()) {
+            Some(SNAPSHOT_SCHEMA) => {}
+            Some(other) => bail!("{name}: schema {other:?} is not one this ecs-hostnet reads ({SNAPSHOT_SCHEMA})"),
+            None => {
+                bail!("{name}: no \"schema\": {SNAPSHOT_SCHEMA:?}; this is not a snapshot from `ecs-hostnet snapshot`")
+            }
+        }
+        let snap: Snapshot = serde_json::from_slice(bytes).map_err(located)?;
+        // Check what the planner would otherwise meet later: file contents decode.
+        if let Some(i) = &snap.install {
+            for f in &i.files {
+                f.expected.to_bytes().map_err(|e| anyhow::anyhow!("{name}: {}: {e}", f.path))?;
+                if let Some(l) = &f.live {
+                    l.to_bytes().map_err(|e| anyhow::anyhow!("{name}: {}: {e}", f.path))?;
+                }
+            }
+            if let Some(Some(l)) = i.ecs_config.as_ref().map(|e| &e.live) {
+                l.to_bytes().map_err(|e| anyhow::anyhow!("{name}: {}: {e}", artifacts::ECS_CONFIG_PATH))?;
+            }
+        }
+        Ok(snap)
+    }
+
+    /// The snapshot as a pretty-printed JSON document with a trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a snapshot serializes");
+        s.push('\n');
+        s
+    }
+
+    /// The facts [`HostFacts::live_state`] plans against.
+    pub fn facts(&self) -> HostFacts {
+        HostFacts {
+            tables: self.tables.clone(),
+            saved_record: self.saved_record.clone(),
+            ipv4_routes: self.ipv4_routes.clone(),
+            ipv4_default_route: self.ipv4_default_route,
+            lo_up: self.lo_up,
+        }
+    }
+
+    /// route_localnet of `selector` (`None`: no such interface on the host).
+    pub fn route_localnet(&self, selector: &str) -> Option<String> {
+        self.route_localnet.get(selector).cloned()
+    }
+
+    /// The install state, live files and link state [`artifacts::plan_files`] compares,
+    /// rebuilt from the snapshot; `None` when nothing was installed. (File contents were
+    /// checked by [`Snapshot::from_json`].)
+    pub fn install_view(&self) -> Option<(InstallState, LiveFiles, bool)> {
+        let i = self.install.as_ref()?;
+        let bytes = |c: &Content| c.to_bytes().unwrap_or_default();
+        let mut live = LiveFiles::new();
+        let files = i
+            .files
+            .iter()
+            .map(|f| {
+                live.insert(f.path.clone(), f.live.as_ref().map(bytes));
+                InstalledFile {
+                    path: f.path.clone(),
+                    before: None,
+                    before_mode: None,
+                    written: Some(Bytes(bytes(&f.expected))),
+                }
+            })
+            .collect();
+        let ecs_config = i.ecs_config.as_ref().map(|e| {
+            live.insert(artifacts::ECS_CONFIG_PATH.into(), e.live.as_ref().map(bytes));
+            InstalledEcsConfig { before: None, keys_before: BTreeMap::new(), written: Bytes(vec![]) }
+        });
+        let state = InstallState {
+            schema: artifacts::STATE_SCHEMA.into(),
+            files,
+            wants_link: i.wants_link,
+            ecs_config,
+            created_dirs: vec![],
+        };
+        Some((state, live, i.boot_unit_enabled))
+    }
+}
