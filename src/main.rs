@@ -335,8 +335,15 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             Ok(if bad > 0 { 1 } else { 0 })
         }
         Command::Diff { old, new, format } => {
-            let old_loaded = engine::load_config(Some(&old), &root)?;
-            let new_loaded = engine::load_config(Some(&new), &root)?;
+            // Both files are read first, so that every error of both is reported.
+            let (old_loaded, new_loaded) =
+                match (engine::load_config(Some(&old), &root), engine::load_config(Some(&new), &root)) {
+                    (Ok(o), Ok(n)) => (o, n),
+                    (o, n) => {
+                        o.err().iter().chain(n.err().iter()).for_each(print_error);
+                        return Ok(1);
+                    }
+                };
             eprintln!("configuration: {}; against a host converged to {}", new_loaded.source, old_loaded.source);
             let mut p = plan::diff(&engine::desired(&old_loaded), &engine::desired(&new_loaded));
             p.changes.extend(artifacts::diff_files(&old_loaded.config, &new_loaded.config));

@@ -1096,7 +1096,11 @@ fn chain_policy_drift_is_fixed_in_place() {
     ns.ehn(&["check", "-c", &cfg]).expect_code(2);
     let plan = ns.ehn(&["plan", "-c", &cfg]);
     plan.expect_code(2);
-    assert!(plan.stdout.contains("chain inet ecs-hostnet input"), "plan must name the chain: {plan}");
+    assert!(
+        plan.stdout
+            .contains("  table inet ecs-hostnet {\n~   chain input  # modified by someone: policy drop -> accept"),
+        "plan must name the chain and the policy change: {plan}"
+    );
     ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
     ns.ehn(&["check", "-c", &cfg]).expect_code(0);
     let listed = ns.ruleset_handles();
@@ -1157,7 +1161,8 @@ fn foreign_comment_with_control_characters_is_escaped() {
             "{sub}: the comment forged a line of its own: {out}"
         );
         assert!(
-            lines.iter().any(|l| l.starts_with("- rule inet ecs-hostnet input") && l.contains("added by someone")),
+            out.stdout.contains("  table inet ecs-hostnet {\n    chain input {\n-     tcp dport 9999 accept comment")
+                && lines.iter().any(|l| l.starts_with("-     ") && l.contains("added by someone")),
             "{sub} must report the rule as added by someone: {out}"
         );
     }
