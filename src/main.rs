@@ -233,7 +233,11 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
         ColorArg::Always => report::ColorChoice::Always,
         ColorArg::Never => report::ColorChoice::Never,
     }
-    .enabled(std::io::stdout().is_terminal(), std::env::var("NO_COLOR").ok().as_deref());
+    .enabled(
+        std::io::stdout().is_terminal(),
+        std::env::var("NO_COLOR").ok().as_deref(),
+        std::env::var("TERM").ok().as_deref(),
+    );
     let enter = || -> anyhow::Result<()> {
         if let Some(ns) = ns {
             netns::enter(ns)?;

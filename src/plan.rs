@@ -445,6 +445,13 @@ pub fn diff(old: &Desired, new: &Desired) -> Plan {
         })
         .unwrap_or_else(|e| match e {});
     let mut p = plan(new, &live);
+    if p.changes.iter().any(|c| matches!(c.subject, Subject::Route { .. } | Subject::Sysctl { .. })) {
+        p.notes.push(
+            "sysctl and route changes are those of a model host: it has an IPv4 default route, every interface \
+             named exists, and route_localnet was 0 before ecs-hostnet; `plan --against` a snapshot shows a real host"
+                .into(),
+        );
+    }
     // The handles are this model's, not any host's: not shown.
     for c in &mut p.changes {
         if let Subject::Rule { handle, .. } = &mut c.subject {
@@ -568,6 +575,16 @@ pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
     }
     plan_endpoint_route(desired, live, &mut p);
     p.changes.extend(enables);
+    let guard_desired = desired.tables.iter().any(|t| {
+        t.family == Family::Inet && t.chains.iter().any(|c| c.rules.iter().any(|r| r.id == "localhost-guard"))
+    });
+    if !guard_desired && !desired.route_localnet.is_empty() {
+        p.notes.push(format!(
+            "the localhost guard is off while {} is on: every 127.0.0.1 service of the host is reachable from \
+             its L2 neighbours (CVE-2020-8558); localhost_guard.i_accept_that_route_localnet_exposes_localhost_services = true accepts that",
+            desired.route_localnet.iter().map(|k| sysctl_name(k)).collect::<Vec<_>>().join(", ")
+        ));
+    }
     let guard_live = live.tables.iter().any(|t| {
         t.family == Family::Inet
             && t.flags == 0
@@ -798,8 +815,12 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
             )
             .details(recreate),
         );
-        // Show the rule-level differences too, but carry them out by rebuilding.
+        // Show the chain- and rule-level differences too, but carry them out by rebuilding.
         let mut shown = Plan::default();
+        for c in &policy_updates {
+            let live_base = lt.chains.iter().find(|lc| lc.name == c.name).and_then(|lc| lc.base);
+            shown.changes.push(policy_change(t, c, live_base, "restored by the recreate"));
+        }
         for c in &t.chains {
             if let Some(lc) = lt.chains.iter().find(|lc| lc.name == c.name) {
                 plan_chain(t, c, lc, &mut shown);
@@ -828,17 +849,8 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
     }
     for c in policy_updates {
         p.ops.push(Op::AddChain { family: t.family, table: t.name.clone(), name: c.name.clone(), base: c.base });
-        let policy = |b: Option<BaseChain>| if b.is_some_and(|b| b.policy_accept) { "accept" } else { "drop" };
         let live_base = lt.chains.iter().find(|lc| lc.name == c.name).and_then(|lc| lc.base);
-        p.changes.push(
-            Change::new(
-                Action::Change,
-                Subject::Chain { family: t.family, table: t.name.clone(), chain: c.name.clone() },
-                format!("modified by someone: policy {} -> {}, updated in place", policy(live_base), policy(c.base)),
-            )
-            .old(live_base.as_ref().map(base_chain_text).unwrap_or_default())
-            .new_form(c.base.as_ref().map(base_chain_text).unwrap_or_default()),
-        );
+        p.changes.push(policy_change(t, c, live_base, "updated in place"));
     }
     for c in &t.chains {
         match lt.chains.iter().find(|lc| lc.name == c.name) {
@@ -846,6 +858,18 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
             Some(lc) => plan_chain(t, c, lc, p),
         }
     }
+}
+
+/// A base chain whose policy alone was changed by someone.
+fn policy_change(t: &Table, c: &Chain, live_base: Option<BaseChain>, how: &str) -> Change {
+    let policy = |b: Option<BaseChain>| if b.is_some_and(|b| b.policy_accept) { "accept" } else { "drop" };
+    Change::new(
+        Action::Change,
+        Subject::Chain { family: t.family, table: t.name.clone(), chain: c.name.clone() },
+        format!("modified by someone: policy {} -> {}, {how}", policy(live_base), policy(c.base)),
+    )
+    .old(live_base.as_ref().map(base_chain_text).unwrap_or_default())
+    .new_form(c.base.as_ref().map(base_chain_text).unwrap_or_default())
 }
 
 fn fmt_record(r: &Record) -> String {
@@ -901,8 +925,8 @@ pub fn is_our_id(id: &str) -> bool {
         "credentials-redirect",
         "localhost-guard",
         "introspection-guard",
-        "imds-block-ipv4 ",
-        "imds-block-ipv6 ",
+        "imds-block-ipv4",
+        "imds-block-ipv6",
     ]
     .iter()
     .any(|p| id.starts_with(p))
@@ -1292,6 +1316,42 @@ mod tests {
         assert_eq!(p.ops.len(), 1, "{:?}", p.ops);
         assert!(matches!(&p.ops[0], Op::AddChain { name, base: Some(b), .. } if name == "input" && b.policy_accept));
         assert!(p.changes[0].reason.contains("policy drop -> accept"), "{}", p.text());
+    }
+
+    #[test]
+    fn policy_drift_is_listed_also_when_the_table_is_recreated() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        live.tables[1].chains[1].base.as_mut().unwrap().policy_accept = false;
+        live.tables[1].foreign_objects.push("set foo".into());
+        let p = plan(&d, &live);
+        assert!(matches!(p.ops[0], Op::DelTable { family: Family::Inet, .. }), "{:?}", p.ops);
+        assert!(
+            p.changes.iter().any(|c| c.subject
+                == Subject::Chain { family: Family::Inet, table: "ecs-hostnet".into(), chain: "forward".into() }
+                && c.reason.contains("policy drop -> accept")),
+            "{}",
+            p.text()
+        );
+    }
+
+    #[test]
+    fn dropping_a_rule_from_the_configuration_says_so() {
+        let d = compile(&default_config());
+        let live = converged(&d, &rec(&[("all", "0")]));
+        let no_v6 = compile(&parse("t", "[imds_block]\nblock_ipv6 = false\n").unwrap());
+        let p = plan(&no_v6, &live);
+        assert_eq!(p.counts(), (0, 0, 1), "{}", p.text());
+        assert_eq!(p.changes[0].reason, "no longer in the configuration", "{}", p.text());
+        let no_guard = compile(
+            &parse(
+                "t",
+                "[localhost_guard]\nenabled = false\ni_accept_that_route_localnet_exposes_localhost_services = true\n",
+            )
+            .unwrap(),
+        );
+        let p = plan(&no_guard, &live);
+        assert!(p.notes.iter().any(|n| n.contains("CVE-2020-8558")), "{}", p.text());
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub const PLAN_SCHEMA: &str = "ecs-hostnet.plan/v1";
 /// When to color text output (`--color auto|always|never`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColorChoice {
-    /// Color when standard output is a terminal and `NO_COLOR` is unset or empty
+    /// Color when standard output is a terminal (not `TERM=dumb`) and `NO_COLOR` is unset or empty
     /// (<https://no-color.org>).
     Auto,
     /// Always color (overrides `NO_COLOR`, as an explicit flag should).
@@ -34,12 +34,13 @@ pub enum ColorChoice {
 
 impl ColorChoice {
     /// Resolves the choice: `is_terminal` is whether standard output is a terminal,
-    /// `no_color` the value of `NO_COLOR` (`None` when unset).
-    pub fn enabled(self, is_terminal: bool, no_color: Option<&str>) -> bool {
+    /// `no_color` the value of `NO_COLOR` and `term` of `TERM` (`None` when unset); `auto`
+    /// does not color a `TERM=dumb` terminal either.
+    pub fn enabled(self, is_terminal: bool, no_color: Option<&str>, term: Option<&str>) -> bool {
         match self {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => is_terminal && no_color.is_none_or(str::is_empty),
+            ColorChoice::Auto => is_terminal && no_color.is_none_or(str::is_empty) && term != Some("dumb"),
         }
     }
 }
@@ -307,12 +308,13 @@ mod tests {
 
     #[test]
     fn color_follows_the_flag_the_terminal_and_no_color() {
-        assert!(ColorChoice::Auto.enabled(true, None));
-        assert!(ColorChoice::Auto.enabled(true, Some("")));
-        assert!(!ColorChoice::Auto.enabled(true, Some("1")));
-        assert!(!ColorChoice::Auto.enabled(false, None));
-        assert!(ColorChoice::Always.enabled(false, Some("1")));
-        assert!(!ColorChoice::Never.enabled(true, None));
+        assert!(ColorChoice::Auto.enabled(true, None, Some("xterm")));
+        assert!(ColorChoice::Auto.enabled(true, Some(""), None));
+        assert!(!ColorChoice::Auto.enabled(true, Some("1"), None));
+        assert!(!ColorChoice::Auto.enabled(true, None, Some("dumb")));
+        assert!(!ColorChoice::Auto.enabled(false, None, None));
+        assert!(ColorChoice::Always.enabled(false, Some("1"), Some("dumb")));
+        assert!(!ColorChoice::Never.enabled(true, None, None));
     }
 
     #[test]

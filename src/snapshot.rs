@@ -207,7 +207,13 @@ impl Snapshot {
     /// Reads a snapshot document. `name` is used in errors, which are located
     /// (`NAME:LINE:COL: ...`) and name the schema this ecs-hostnet reads.
     pub fn from_json(name: &str, bytes: &[u8]) -> Result<Snapshot> {
-        let located = |e: serde_json::Error| anyhow::anyhow!("{name}:{}:{}: {e}", e.line(), e.column());
+        let located = |e: serde_json::Error| {
+            // serde_json's text ends with " at line L column C": say it once, up front.
+            let text = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            let msg = text.strip_suffix(&suffix).unwrap_or(&text);
+            anyhow::anyhow!("{name}:{}:{}: {msg}", e.line(), e.column().max(1))
+        };
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
             let e = located(e);
             anyhow::anyhow!("{e} (a snapshot is the JSON `ecs-hostnet snapshot` prints)")

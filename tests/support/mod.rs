@@ -1337,3 +1337,184 @@ pub fn route_lines(ns_name: &str, ipv6: bool, needle: &str) -> Vec<String> {
     args.extend_from_slice(&["route", "show", "table", "all"]);
     sh("ip", &args).lines().filter(|l| l.contains(needle)).map(|l| l.trim().to_string()).collect()
 }
+
+// ---------------------------------------------------------------------------
+// an unprivileged user (tests/golden.rs, tests/snapshot.rs)
+// ---------------------------------------------------------------------------
+
+/// The user and group the commands that need no privileges run as when the tests run as root.
+pub const NOBODY_UID: u32 = 65534;
+pub const NOBODY_GID: u32 = 65534;
+
+/// PATH of the commands run by [`Unprivileged`] (which starts them with an empty environment).
+pub const PLAIN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs a copy of the binary without privileges: as uid/gid 65534 with no supplementary
+/// groups when the tests run as root (std's `CommandExt::uid` drops the supplementary groups
+/// when it changes the uid as root), else as the current user.
+///
+/// The copy (mode 0755) lives in a fresh temp directory (mode 0755) removed in Drop, so an
+/// unprivileged user can run it whatever the permissions of `target/`. Every command starts
+/// with an empty environment but `PATH`, `LC_ALL=C` and `$ECS_HOSTNET_RUN_DIR` (a directory
+/// inside the temp directory that only root could write to). `new` checks once, with
+/// `sh -c 'id -u; id -g; id -G'` under the same settings, that the user really is 65534.
+pub struct Unprivileged {
+    dir: TempDir,
+    bin: PathBuf,
+    run_dir: PathBuf,
+    /// true when commands are switched to uid/gid 65534
+    pub as_nobody: bool,
+}
+
+impl Unprivileged {
+    pub fn new(role: &str) -> Unprivileged {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new(role);
+        let copy = dir.path().join("ecs-hostnet");
+        std::fs::copy(bin(), &copy).unwrap_or_else(|e| panic!("copy {} to {}: {e}", bin(), copy.display()));
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run_dir = dir.path().join("run");
+        std::fs::create_dir(&run_dir).unwrap();
+        std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let as_nobody = unsafe { libc::geteuid() } == 0;
+        let u = Unprivileged { dir, bin: copy, run_dir, as_nobody };
+        u.assert_identity();
+        u
+    }
+
+    /// The temp directory (world-readable) that holds the copy of the binary.
+    pub fn dir(&self) -> &TempDir {
+        &self.dir
+    }
+
+    /// The copy of the binary.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// `$ECS_HOSTNET_RUN_DIR` of every command run here.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// The uid the commands run as.
+    pub fn uid(&self) -> u32 {
+        if self.as_nobody { NOBODY_UID } else { unsafe { libc::geteuid() } }
+    }
+
+    /// A command for `prog` in `cwd`, unprivileged (see the type's documentation).
+    pub fn command(&self, prog: impl AsRef<std::ffi::OsStr>, cwd: &Path) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(prog);
+        cmd.current_dir(cwd)
+            .env_clear()
+            .env("PATH", PLAIN_PATH)
+            .env("LC_ALL", "C")
+            .env("ECS_HOSTNET_RUN_DIR", &self.run_dir);
+        if self.as_nobody {
+            cmd.uid(NOBODY_UID).gid(NOBODY_GID);
+        }
+        cmd
+    }
+
+    /// Run `cmd` (from [`Unprivileged::command`]) with a timeout of 60 s; the command line
+    /// in the result says who ran it and where.
+    pub fn run(&self, cmd: &mut Command) -> Out {
+        let cwd = cmd.get_current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+        let envs: String = cmd
+            .get_envs()
+            .filter(|(k, _)| *k != "PATH" && *k != "LC_ALL")
+            .filter_map(|(k, v)| Some(format!("{}={} ", k.to_string_lossy(), v?.to_string_lossy())))
+            .collect();
+        let mut out = run_cmd_with(cmd, Duration::from_secs(60));
+        out.cmdline = format!("(uid {}, in {cwd}) {envs}{}", self.uid(), out.cmdline);
+        out
+    }
+
+    /// The binary with `args`, run in `cwd`.
+    pub fn ehn(&self, cwd: &Path, args: &[&str]) -> Out {
+        self.ehn_env(cwd, &[], args)
+    }
+
+    /// The binary with `args` and more environment variables, run in `cwd`.
+    pub fn ehn_env(&self, cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Out {
+        let mut cmd = self.command(&self.bin, cwd);
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.run(&mut cmd)
+    }
+
+    /// A fresh sub-directory of the temp directory (mode 0755, owned by root).
+    pub fn subdir(&self, name: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.dir.path().join(name);
+        std::fs::create_dir(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    /// A fresh sub-directory of the temp directory that the unprivileged user owns (mode 0755).
+    pub fn owned_subdir(&self, name: &str) -> PathBuf {
+        let p = self.subdir(name);
+        if self.as_nobody {
+            std::os::unix::fs::chown(&p, Some(NOBODY_UID), Some(NOBODY_GID))
+                .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+        }
+        p
+    }
+
+    /// Panics unless a command made by [`Unprivileged::command`] runs as the expected user
+    /// (65534 with no other group when the tests run as root).
+    pub fn assert_identity(&self) {
+        let mut cmd = self.command("sh", self.dir.path());
+        cmd.args(["-c", "id -u; id -g; id -G"]);
+        let out = self.run(&mut cmd);
+        out.expect_code(0);
+        let got: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+        let uid = self.uid().to_string();
+        if self.as_nobody {
+            let want = [NOBODY_UID.to_string(), NOBODY_GID.to_string(), NOBODY_GID.to_string()];
+            assert_eq!(got, want, "the unprivileged commands must run as uid/gid 65534 without other groups: {out}");
+        } else {
+            assert_eq!(got.first().copied(), Some(uid.as_str()), "{out}");
+        }
+    }
+}
+
+/// Write `text` to `path` with mode 0644 (readable by the unprivileged user).
+pub fn write_readable(path: &Path, text: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// A unified diff of two texts for failure messages (ESC shown as `\e`).
+pub fn unified_diff(want_label: &str, want: &str, got_label: &str, got: &str) -> String {
+    let (want, got) = (want.replace('\x1b', "\\e"), got.replace('\x1b', "\\e"));
+    similar::TextDiff::from_lines(&want, &got)
+        .unified_diff()
+        .context_radius(3)
+        .header(want_label, got_label)
+        .to_string()
+}
+
+/// `text` without ANSI SGR sequences (`ESC [ ... m`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut it = text.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\x1b' && it.peek() == Some(&'[') {
+            it.next();
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
