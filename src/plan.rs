@@ -1004,42 +1004,18 @@ mod tests {
     use crate::compile::compile;
     use crate::config::{default_config, parse};
     use crate::rtnl::RouteKind;
-    use crate::ruleset::{LiveChain, LiveRule, LiveTable};
+    use crate::ruleset::LiveRule;
 
-    /// The live state a kernel would report after applying `d` (handles 1, 2, ...).
+    /// The live state a kernel would report after applying `d` (handles 1, 2, ...), with
+    /// `record` in the inet table and every desired route_localnet at 1.
     fn converged(d: &Desired, record: &Record) -> LiveState {
-        let mut h = 0;
-        let tables = d
-            .tables
-            .iter()
-            .map(|t| LiveTable {
-                family: t.family,
-                name: t.name.clone(),
-                handle: 1,
-                comment: Some(t.comment.clone()),
-                flags: 0,
-                foreign_objects: vec![],
-                record: if t.family == Family::Inet { Some(record.clone()) } else { None },
-                chains: t
-                    .chains
-                    .iter()
-                    .map(|c| LiveChain {
-                        name: c.name.clone(),
-                        base: c.base,
-                        rules: c
-                            .rules
-                            .iter()
-                            .map(|r| {
-                                h += 1;
-                                LiveRule { handle: h, comment: Some(r.id.clone()), exprs: r.exprs.clone() }
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-            })
-            .collect();
-        let route_localnet = d.route_localnet.iter().map(|s| (s.clone(), Some("1".to_string()))).collect();
-        LiveState { tables, route_localnet, saved_record: None, ipv4_default_route: true, ..Default::default() }
+        let mut facts = converged_host(d, "0");
+        for t in facts.tables.iter_mut().filter(|t| t.family == Family::Inet) {
+            t.record = Some(record.clone());
+        }
+        facts.saved_record = None;
+        facts.lo_up = false;
+        facts.live_state(d, |_| Ok::<_, std::convert::Infallible>(Some("1".to_string()))).unwrap()
     }
 
     fn rec(pairs: &[(&str, &str)]) -> Record {

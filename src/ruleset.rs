@@ -881,27 +881,6 @@ pub type Record = std::collections::BTreeMap<String, String>;
 pub mod record {
     use super::Record;
 
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn round_trip_and_hostile_records() {
-            let r: Record = [("all".to_string(), "0".to_string()), ("eth0.100".to_string(), "-3".to_string())].into();
-            assert_eq!(decode(&encode(&r)), Some(r));
-            for bad in [
-                "route_localnet:../../../tmp/x=1",
-                "route_localnet:a/b=1",
-                "route_localnet:all=1;rm",
-                "route_localnet:all=",
-                "other:all=1",
-                "route_localnet:all=99999999999",
-            ] {
-                assert_eq!(decode(bad.as_bytes()), None, "{bad}");
-            }
-        }
-    }
-
     /// Our private libnftnl udata TLV type in table userdata (nft knows only type 0,
     /// `NFTNL_UDATA_TABLE_COMMENT`, and skips the others).
     pub const UDATA_TYPE: u8 = 0xec;
@@ -930,6 +909,27 @@ pub mod record {
             r.insert(k.to_string(), v.to_string());
         }
         Some(r)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn round_trip_and_hostile_records() {
+            let r: Record = [("all".to_string(), "0".to_string()), ("eth0.100".to_string(), "-3".to_string())].into();
+            assert_eq!(decode(&encode(&r)), Some(r));
+            for bad in [
+                "route_localnet:../../../tmp/x=1",
+                "route_localnet:a/b=1",
+                "route_localnet:all=1;rm",
+                "route_localnet:all=",
+                "other:all=1",
+                "route_localnet:all=99999999999",
+            ] {
+                assert_eq!(decode(bad.as_bytes()), None, "{bad}");
+            }
+        }
     }
 }
 
@@ -985,36 +985,7 @@ mod json_tests {
     /// chain, a rule without a comment.
     fn live_default() -> Vec<LiveTable> {
         let d = crate::compile::compile(&crate::config::default_config());
-        let mut handle = 0;
-        let mut tables: Vec<LiveTable> = d
-            .tables
-            .iter()
-            .map(|t| LiveTable {
-                family: t.family,
-                name: t.name.clone(),
-                handle: 1,
-                comment: Some(t.comment.clone()),
-                flags: 0,
-                record: (t.family == Family::Inet).then(|| [("all".to_string(), "0".to_string())].into()),
-                chains: t
-                    .chains
-                    .iter()
-                    .map(|c| LiveChain {
-                        name: c.name.clone(),
-                        base: c.base,
-                        rules: c
-                            .rules
-                            .iter()
-                            .map(|r| {
-                                handle += 1;
-                                LiveRule { handle, comment: Some(r.id.clone()), exprs: r.exprs.clone() }
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-                foreign_objects: vec![],
-            })
-            .collect();
+        let mut tables = crate::plan::converged_host(&d, "0").tables;
         let last = tables.last_mut().unwrap();
         last.foreign_objects.push("set blocked".to_string());
         last.chains.push(LiveChain {

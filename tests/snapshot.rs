@@ -535,7 +535,8 @@ fn bad_snapshots_are_refused() {
     // (name, text, the lines the error's LINE:COL may point at (None: no position needed))
     let any = Some((1, usize::MAX));
     let at = |l: Option<usize>| l.map(|l| (l, l));
-    let mut cases: Vec<(&str, String, Option<(usize, usize)>)> = vec![
+    type Case<'a> = (&'a str, String, Option<(usize, usize)>);
+    let mut cases: Vec<Case> = vec![
         ("not-json", "this is not JSON\n".into(), Some((1, 1))),
         ("empty", String::new(), Some((1, 1))),
         ("truncated", good[..good.len() / 2].to_string(), any),

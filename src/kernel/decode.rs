@@ -300,58 +300,6 @@ pub(crate) unsafe fn rule_from_object(r: *const sys::nftnl_rule, sets: &AnonSets
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::compile::compile;
-    use crate::config::default_config;
-
-    /// Every desired rule survives encode -> netlink message -> decode unchanged, so the
-    /// planner compares like with like (the kernel round trip is tested in tests/).
-    #[test]
-    fn desired_rules_round_trip_through_libnftnl() {
-        let d = compile(&default_config());
-        for t in &d.tables {
-            for c in &t.chains {
-                for r in &c.rules {
-                    let ids: Vec<u32> = (1..=4).collect();
-                    let obj = crate::kernel::encode::rule_object(t.family, &t.name, &c.name, r, &ids).unwrap();
-                    let sets: AnonSets = r
-                        .exprs
-                        .iter()
-                        .filter_map(|x| match x {
-                            Expr::Lookup { set, .. } => Some(("__set%d".to_string(), set.clone())),
-                            _ => None,
-                        })
-                        .collect();
-                    let mut buf = vec![0u64; 1024];
-                    let info = unsafe {
-                        let nlh = sys::nftnl_nlmsg_build_hdr(
-                            buf.as_mut_ptr() as *mut c_char,
-                            libc::NFT_MSG_NEWRULE as u16,
-                            t.family.nfproto() as u16,
-                            0,
-                            1,
-                        );
-                        sys::nftnl_rule_nlmsg_build_payload(nlh, obj);
-                        sys::nftnl_rule_free(obj);
-                        rule(nlh as *const libc::nlmsghdr, &sets).unwrap()
-                    };
-                    assert_eq!(info.rule.comment.as_deref(), Some(r.id.as_str()));
-                    assert_eq!(info.rule.exprs, r.exprs, "rule {}", r.id);
-                    assert_eq!((info.table.as_str(), info.chain.as_str()), (t.name.as_str(), c.name.as_str()));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn udata_walk_stops_at_truncation() {
-        assert_eq!(udata_items(&[0, 2, b'a', 0, 7, 9, 1]), vec![(0u8, &b"a\0"[..])]);
-        assert_eq!(comment_of(Some(&[0, 3, b'a', b'b', 0])).as_deref(), Some("ab"));
-    }
-}
-
 /// The anonymous sets of a table by kernel name (`__set0`, ...), with their elements.
 pub type AnonSets = std::collections::HashMap<String, crate::ruleset::AnonSet>;
 
@@ -428,5 +376,57 @@ pub fn object(nlh: *const libc::nlmsghdr) -> Result<(String, String), String> {
         let name = str_of(sys::nftnl_obj_get_str(o, sys::NFTNL_OBJ_NAME as u16));
         sys::nftnl_obj_free(o);
         Ok((table, name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::compile;
+    use crate::config::default_config;
+
+    /// Every desired rule survives encode -> netlink message -> decode unchanged, so the
+    /// planner compares like with like (the kernel round trip is tested in tests/).
+    #[test]
+    fn desired_rules_round_trip_through_libnftnl() {
+        let d = compile(&default_config());
+        for t in &d.tables {
+            for c in &t.chains {
+                for r in &c.rules {
+                    let ids: Vec<u32> = (1..=4).collect();
+                    let obj = crate::kernel::encode::rule_object(t.family, &t.name, &c.name, r, &ids).unwrap();
+                    let sets: AnonSets = r
+                        .exprs
+                        .iter()
+                        .filter_map(|x| match x {
+                            Expr::Lookup { set, .. } => Some(("__set%d".to_string(), set.clone())),
+                            _ => None,
+                        })
+                        .collect();
+                    let mut buf = vec![0u64; 1024];
+                    let info = unsafe {
+                        let nlh = sys::nftnl_nlmsg_build_hdr(
+                            buf.as_mut_ptr() as *mut c_char,
+                            libc::NFT_MSG_NEWRULE as u16,
+                            t.family.nfproto() as u16,
+                            0,
+                            1,
+                        );
+                        sys::nftnl_rule_nlmsg_build_payload(nlh, obj);
+                        sys::nftnl_rule_free(obj);
+                        rule(nlh as *const libc::nlmsghdr, &sets).unwrap()
+                    };
+                    assert_eq!(info.rule.comment.as_deref(), Some(r.id.as_str()));
+                    assert_eq!(info.rule.exprs, r.exprs, "rule {}", r.id);
+                    assert_eq!((info.table.as_str(), info.chain.as_str()), (t.name.as_str(), c.name.as_str()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn udata_walk_stops_at_truncation() {
+        assert_eq!(udata_items(&[0, 2, b'a', 0, 7, 9, 1]), vec![(0u8, &b"a\0"[..])]);
+        assert_eq!(comment_of(Some(&[0, 3, b'a', b'b', 0])).as_deref(), Some("ab"));
     }
 }
