@@ -788,6 +788,9 @@ fn check_list(
     let mut out: Vec<IfPattern> = Vec::new();
     if list.v.len() > max {
         errs.push(loc.err(list.span.clone(), format!("{key} has {} entries; at most {max} are allowed", list.v.len())));
+        // The elements are not checked: the overlap check is quadratic, and a list this
+        // long is refused anyway.
+        return None;
     }
     for e in &list.v {
         match IfPattern::parse(e.get_ref(), allow_prefix) {

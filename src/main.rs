@@ -300,7 +300,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             let binary =
                 std::fs::read("/proc/self/exe").context("cannot read this program's binary (/proc/self/exe)")?;
             let _lock = if root.is_system() { Some(engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?) } else { None };
-            eprintln!("configuration: {}; root {}", loaded.source, root.at("/").display());
+            eprintln!("configuration: {}; root {}", report::escape_controls(&loaded.source), root.at("/").display());
             for line in install::install(&root, &bytes, &binary, &loaded.config.agent_keys())? {
                 writeln!(out, "{line}")?;
             }
@@ -325,7 +325,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             let mut bad = 0;
             for p in &paths {
                 match engine::load_config(p.as_deref(), &root) {
-                    Ok(l) => writeln!(out, "{}: valid", l.source)?,
+                    Ok(l) => writeln!(out, "{}: valid", report::escape_controls(&l.source))?,
                     Err(e) => {
                         print_error(&e);
                         bad += 1;
@@ -344,11 +344,19 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
                 match (engine::load_config(Some(&old), &root), engine::load_config(Some(&new), &root)) {
                     (Ok(o), Ok(n)) => (o, n),
                     (o, n) => {
-                        o.err().iter().chain(n.err().iter()).for_each(print_error);
+                        let mut errors: Vec<anyhow::Error> = o.err().into_iter().collect();
+                        if old != new {
+                            errors.extend(n.err());
+                        }
+                        errors.iter().for_each(print_error);
                         return Ok(1);
                     }
                 };
-            eprintln!("configuration: {}; against a host converged to {}", new_loaded.source, old_loaded.source);
+            eprintln!(
+                "configuration: {}; against a host converged to {}",
+                report::escape_controls(&new_loaded.source),
+                report::escape_controls(&old_loaded.source)
+            );
             let mut p = plan::diff(&engine::desired(&old_loaded), &engine::desired(&new_loaded));
             p.changes.extend(artifacts::diff_files(&old_loaded.config, &new_loaded.config));
             if let Some(n) = artifacts::diff_files_note(&old_loaded.config, &new_loaded.config) {
@@ -393,7 +401,11 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
                     let bytes =
                         std::fs::read(path).map_err(|e| anyhow::anyhow!("{name}: cannot read the snapshot: {e}"))?;
                     let snap = snapshot::Snapshot::from_json(&name, &bytes)?;
-                    eprintln!("configuration: {}; snapshot {name}", loaded.source);
+                    eprintln!(
+                        "configuration: {}; snapshot {}",
+                        report::escape_controls(&loaded.source),
+                        report::escape_controls(&name)
+                    );
                     let live =
                         snap.facts().live_state(&desired, |sel| Ok::<_, anyhow::Error>(snap.route_localnet(sel)))?;
                     let mut p = plan::plan(&desired, &live);
@@ -404,7 +416,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
                 }
                 None => {
                     enter()?;
-                    eprintln!("configuration: {}; {context}", loaded.source);
+                    eprintln!("configuration: {}; {context}", report::escape_controls(&loaded.source));
                     let (_, mut p) = engine::in_namespace(ns, engine::plan_live(&desired, &root))?;
                     p.changes.extend(install::converge_files(&root, &keys, false)?);
                     (p, report::Against::Netns { netns: ns.map(str::to_string) })
@@ -434,7 +446,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             // A broken install state is an error before the kernel is touched.
             install::read_state(&root)?;
             enter()?;
-            eprintln!("configuration: {}; {context}", loaded.source);
+            eprintln!("configuration: {}; {context}", report::escape_controls(&loaded.source));
             let lock = engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?;
             let mut p = engine::in_namespace(ns, engine::converge(&desired, &root, &lock))?;
             p.changes.extend(install::converge_files(&root, &loaded.config.agent_keys(), true)?);
@@ -453,7 +465,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             // is removed is what ecs-hostnet owns, whatever the configuration says now.
             let loaded = engine::load_config(config.config.as_deref(), &root)?;
             enter()?;
-            eprintln!("configuration: {}; {context}", loaded.source);
+            eprintln!("configuration: {}; {context}", report::escape_controls(&loaded.source));
             let lock = engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?;
             let p = engine::in_namespace(ns, engine::remove(&root, &lock))?;
             if p.is_empty() {
@@ -476,10 +488,12 @@ fn done_text(p: &ecs_hostnet::plan::Plan, headline: &str) -> String {
 
 /// An error on stderr: a configuration's located errors one per line
 /// (`FILE:LINE:COL: message`), anything else as one `ecs-hostnet: ...` line.
+/// Control characters (from a file name or a value under review) are escaped.
 fn print_error(e: &anyhow::Error) {
+    use report::escape_controls;
     match e.downcast_ref::<ecs_hostnet::config::ConfigErrors>() {
-        Some(errors) => errors.0.iter().for_each(|e| eprintln!("{e}")),
-        None => eprintln!("ecs-hostnet: {}", format!("{e:#}").replace('\n', "; ")),
+        Some(errors) => errors.0.iter().for_each(|e| eprintln!("{}", escape_controls(&e.to_string()))),
+        None => eprintln!("ecs-hostnet: {}", escape_controls(&format!("{e:#}").replace('\n', "; "))),
     }
 }
 

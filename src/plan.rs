@@ -562,15 +562,32 @@ pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
     for lt in &live.tables {
         if !desired.tables.iter().any(|t| t.family == lt.family && t.name == lt.name) {
             p.ops.push(Op::DelTable { family: lt.family, name: lt.name.clone() });
-            let rules: usize = lt.chains.iter().map(|c| c.rules.len()).sum();
-            p.changes.push(
-                Change::new(
+            // The table's chains and rules go with it: each is listed, as for a table added.
+            let why = "no longer in the configuration";
+            p.changes.push(Change::new(
+                Action::Remove,
+                Subject::Table { family: lt.family, table: lt.name.clone() },
+                why,
+            ));
+            for c in &lt.chains {
+                let mut change = Change::new(
                     Action::Remove,
-                    Subject::Table { family: lt.family, table: lt.name.clone() },
-                    "no longer in the configuration",
-                )
-                .details(vec![format!("with its {} chain(s) and {rules} rule(s)", lt.chains.len())]),
-            );
+                    Subject::Chain { family: lt.family, table: lt.name.clone(), chain: c.name.clone() },
+                    why,
+                );
+                change.old = c.base.as_ref().map(base_chain_text);
+                p.changes.push(change);
+                for r in &c.rules {
+                    p.changes.push(
+                        Change::new(
+                            Action::Remove,
+                            rule_subject(lt.family, &lt.name, &c.name, r.comment.as_deref(), Some(r.handle)),
+                            why,
+                        )
+                        .old(rule_text(lt.family, &r.exprs, None)),
+                    );
+                }
+            }
         }
     }
     plan_endpoint_route(desired, live, &mut p);

@@ -65,26 +65,27 @@ impl Palette {
     }
 }
 
-/// Kernel text (a foreign comment, a foreign object's name) can hold control characters:
-/// escape them so no field can forge a line or send a terminal escape sequence.
-fn clean(s: &str) -> String {
+/// Text from outside (a foreign comment, a foreign object's name, a file name, a value
+/// from a configuration under review) can hold control characters: escape them (`\n`,
+/// `\u{1b}`) so that nothing printed can forge a line or send a terminal escape sequence.
+pub fn escape_controls(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 fn comment(reason: &str, extra: &[String]) -> String {
     let mut parts: Vec<String> = Vec::new();
     if !reason.is_empty() {
-        parts.push(clean(reason));
+        parts.push(escape_controls(reason));
     }
-    parts.extend(extra.iter().map(|d| clean(d)));
+    parts.extend(extra.iter().map(|d| escape_controls(d)));
     if parts.is_empty() { String::new() } else { format!("  # {}", parts.join("; ")) }
 }
 
 /// The rule as `nft list` shows it: its text, then its comment (the id).
 fn rule_line(text: &str, id: Option<&str>) -> String {
     match id {
-        Some(id) => format!("{} comment \"{}\"", clean(text), crate::nftsyntax::printable(id)),
-        None => clean(text),
+        Some(id) => format!("{} comment \"{}\"", escape_controls(text), crate::nftsyntax::printable(id)),
+        None => escape_controls(text),
     }
 }
 
@@ -153,21 +154,26 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
         let treason = t.own.map(|c| c.reason.as_str());
         let open = if t.chains.is_empty() { "" } else { " {" };
         let tcomment = t.own.map(|c| comment(&c.reason, &c.details)).unwrap_or_default();
-        line(tsign, format!("table {} {}{open}{tcomment}", t.family.name(), clean(t.name)));
+        line(tsign, format!("table {} {}{open}{tcomment}", t.family.name(), escape_controls(t.name)));
         for ch in &t.chains {
             let csign = ch.own.map_or(' ', |c| c.action.sign());
             let creason = ch.own.map(|c| c.reason.as_str()).or(treason);
-            let added_base = ch.own.filter(|c| c.action == Action::Add).and_then(|c| c.new.as_deref());
-            let open = if ch.rules.is_empty() && added_base.is_none() { "" } else { " {" };
+            // A chain added or removed shows its `type ... hook ... policy ...;` line.
+            let base_line = ch.own.and_then(|c| match c.action {
+                Action::Add => c.new.as_deref(),
+                Action::Remove => c.old.as_deref(),
+                Action::Change => None,
+            });
+            let open = if ch.rules.is_empty() && base_line.is_none() { "" } else { " {" };
             let ccomment = match ch.own {
                 Some(c) if Some(c.reason.as_str()) != treason || tsign != c.action.sign() => {
                     comment(&c.reason, &c.details)
                 }
                 _ => String::new(),
             };
-            line(csign, format!("  chain {}{open}{ccomment}", clean(ch.name)));
-            if let Some(base) = added_base {
-                line(csign, format!("    {}", clean(base)));
+            line(csign, format!("  chain {}{open}{ccomment}", escape_controls(ch.name)));
+            if let Some(base) = base_line {
+                line(csign, format!("    {}", escape_controls(base)));
             }
             for r in &ch.rules {
                 let Subject::Rule { id, handle, .. } = &r.subject else { continue };
@@ -204,20 +210,22 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
         let sign = c.action.sign();
         match &c.subject {
             Subject::Sysctl { name } => {
-                let was = c.old.as_deref().map(|o| format!("was {}", clean(o))).unwrap_or_default();
-                let value = c.new.as_deref().map(clean).unwrap_or_default();
+                let was = c.old.as_deref().map(|o| format!("was {}", escape_controls(o))).unwrap_or_default();
+                let value = c.new.as_deref().map(escape_controls).unwrap_or_default();
                 line(sign, format!("sysctl {name} = {value}{}", comment(&was, std::slice::from_ref(&c.reason))));
             }
-            Subject::Route { route } => line(sign, format!("route {}{}", clean(route), comment(&c.reason, &[]))),
+            Subject::Route { route } => {
+                line(sign, format!("route {}{}", escape_controls(route), comment(&c.reason, &[])))
+            }
             Subject::File { path } | Subject::Symlink { path } => {
                 let what = if matches!(c.subject, Subject::File { .. }) { "file" } else { "symlink" };
-                let target = c.new.as_deref().map(|t| format!(" -> {}", clean(t))).unwrap_or_default();
-                line(sign, format!("{what} {}{target}{}", clean(path), comment(&c.reason, &[])));
+                let target = c.new.as_deref().map(|t| format!(" -> {}", escape_controls(t))).unwrap_or_default();
+                line(sign, format!("{what} {}{target}{}", escape_controls(path), comment(&c.reason, &[])));
                 for d in &c.details {
-                    line('d', clean(d));
+                    line('d', escape_controls(d));
                 }
             }
-            _ => line(sign, format!("{}{}", clean(&c.object()), comment(&c.reason, &c.details))),
+            _ => line(sign, format!("{}{}", escape_controls(&c.object()), comment(&c.reason, &c.details))),
         }
     }
     let mut out = String::new();
@@ -225,11 +233,11 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
         let _ = writeln!(out, "{}", pal.for_sign(*sign, l));
     }
     for n in &p.notes {
-        let _ = writeln!(out, "note: {}", clean(n));
+        let _ = writeln!(out, "note: {}", escape_controls(n));
     }
     let (a, c, r) = p.counts();
     if p.is_empty() {
-        let _ = writeln!(out, "{}", pal.paint(Style::new().bold(), converged));
+        let _ = writeln!(out, "{}", pal.paint(Style::new().bold(), &escape_controls(converged)));
     } else {
         let summary = format!("Plan: {a} to add, {c} to change, {r} to remove.");
         let _ = writeln!(out, "{}", pal.paint(Style::new().bold(), &summary));

@@ -226,6 +226,7 @@ impl Snapshot {
             }
         }
         let snap: Snapshot = serde_json::from_slice(bytes).map_err(located)?;
+        snap.check().map_err(|e| anyhow::anyhow!("{name}: {e}; not a snapshot a host could give"))?;
         // Check what the planner would otherwise meet later: file contents decode.
         if let Some(i) = &snap.install {
             for f in &i.files {
@@ -239,6 +240,80 @@ impl Snapshot {
             }
         }
         Ok(snap)
+    }
+
+    /// Refuses what no kernel or host reports, so that a tampered snapshot cannot make
+    /// `plan --against` show something `plan` never would (e.g. deleting someone else's
+    /// table): tables other than ecs-hostnet's, duplicate tables, chains or rule handles,
+    /// names and comments longer than the kernel allows (`NFT_NAME_MAXLEN`,
+    /// `NFT_USERDATA_MAXLEN`: 256 bytes), rules of more than `NFT_RULE_MAXEXPRS` (128)
+    /// expressions, sysctl values that are not integers, and selectors that are not `all`
+    /// or an interface name.
+    pub fn check(&self) -> Result<()> {
+        use crate::ruleset::OWNED_TABLES;
+        const NAME_MAX: usize = 256;
+        const MAX_EXPRS: usize = 128;
+        let selector_ok = |k: &str| k == "all" || crate::config::IfPattern::parse(k, false).is_ok();
+        let record_ok = |r: &Record| r.iter().all(|(k, v)| selector_ok(k) && v.parse::<i32>().is_ok());
+        let mut seen = Vec::new();
+        for t in &self.tables {
+            let what = format!("table {} {}", t.family.name(), crate::report::escape_controls(&t.name));
+            if !OWNED_TABLES.contains(&(t.family, t.name.as_str())) {
+                bail!("{what} is not one of ecs-hostnet's (table ip ecs-hostnet, table inet ecs-hostnet)");
+            }
+            if seen.contains(&(t.family, &t.name)) {
+                bail!("{what} is listed twice");
+            }
+            seen.push((t.family, &t.name));
+            if t.comment.as_ref().is_some_and(|c| c.len() > NAME_MAX) {
+                bail!("{what}: the comment is longer than {NAME_MAX} bytes");
+            }
+            if t.record.as_ref().is_some_and(|r| !record_ok(r)) {
+                bail!("{what}: the route_localnet record names a selector or value that is not valid");
+            }
+            let mut chains = Vec::new();
+            let mut handles = std::collections::BTreeSet::new();
+            for c in &t.chains {
+                if c.name.len() > NAME_MAX || chains.contains(&&c.name) {
+                    bail!(
+                        "{what}: chain {} is listed twice or its name is too long",
+                        crate::report::escape_controls(&c.name)
+                    );
+                }
+                chains.push(&c.name);
+                for r in &c.rules {
+                    if !handles.insert(r.handle) {
+                        bail!("{what}: rule handle {} is listed twice", r.handle);
+                    }
+                    if r.comment.as_ref().is_some_and(|c| c.len() > NAME_MAX) {
+                        bail!("{what}: the comment of rule handle {} is longer than {NAME_MAX} bytes", r.handle);
+                    }
+                    if r.exprs.len() > MAX_EXPRS {
+                        bail!(
+                            "{what}: rule handle {} has {} expressions, the kernel allows {MAX_EXPRS}",
+                            r.handle,
+                            r.exprs.len()
+                        );
+                    }
+                }
+            }
+            if t.foreign_objects.iter().any(|o| o.len() > 2 * NAME_MAX) {
+                bail!("{what}: a foreign object's name is too long");
+            }
+        }
+        if self.saved_record.as_ref().is_some_and(|r| !record_ok(r)) {
+            bail!("saved_record names a selector or value that is not valid");
+        }
+        for (k, v) in &self.route_localnet {
+            if !(selector_ok(k) && v.parse::<i32>().is_ok()) {
+                bail!(
+                    "route_localnet: {:?} = {:?}: want `all` or an interface name and an integer",
+                    crate::report::escape_controls(k),
+                    crate::report::escape_controls(v)
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The snapshot as a pretty-printed JSON document with a trailing newline.
@@ -296,5 +371,59 @@ impl Snapshot {
             created_dirs: vec![],
         };
         Some((state, live, i.boot_unit_enabled))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ruleset::{Expr, Family};
+
+    fn converged() -> Snapshot {
+        let d = crate::compile::compile(&crate::config::default_config());
+        let values = [("all".to_string(), "1".to_string()), ("lo".to_string(), "0".to_string())].into();
+        Snapshot::new(crate::plan::converged_host(&d, "0"), values, 7, None, None, None)
+    }
+
+    fn refused(s: &Snapshot) -> String {
+        let text = s.to_json();
+        match Snapshot::from_json("s.json", text.as_bytes()) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_host_snapshot_round_trips() {
+        let s = converged();
+        assert_eq!(Snapshot::from_json("s.json", s.to_json().as_bytes()).unwrap(), s);
+        assert!(s.listing.iter().any(|l| l.contains("comment \"localhost-guard\" # handle")), "{:?}", s.listing);
+    }
+
+    #[test]
+    fn snapshots_no_host_could_give_are_refused() {
+        let mut s = converged();
+        s.tables[0].name = "filter".into();
+        assert!(refused(&s).contains("table ip filter is not one of ecs-hostnet's"), "{}", refused(&s));
+        let mut s = converged();
+        s.tables.push(s.tables[0].clone());
+        assert!(refused(&s).contains("is listed twice"), "{}", refused(&s));
+        let mut s = converged();
+        let chain = s.tables[1].chains[0].clone();
+        s.tables[1].chains.push(chain);
+        assert!(refused(&s).contains("listed twice"), "{}", refused(&s));
+        let mut s = converged();
+        s.route_localnet.insert("all".into(), "banana".into());
+        assert!(refused(&s).contains("banana"), "{}", refused(&s));
+        let mut s = converged();
+        s.tables[0].chains[0].rules[0].exprs = vec![Expr::Counter; 129];
+        assert!(refused(&s).contains("129 expressions"), "{}", refused(&s));
+        let mut s = converged();
+        s.tables[0].chains[0].rules[0].comment = Some("x".repeat(300));
+        assert!(refused(&s).contains("longer than 256 bytes"), "{}", refused(&s));
+        let mut s = converged();
+        s.saved_record = Some([("../../etc".to_string(), "1".to_string())].into());
+        assert!(refused(&s).contains("saved_record"), "{}", refused(&s));
+        assert!(converged().tables.iter().all(|t| t.family != Family::Ip6));
     }
 }

@@ -224,6 +224,37 @@ fn validate_without_root() {
     assert!(errors.is_empty(), "{} problem(s):\n{}", errors.len(), errors.join("\n\n"));
 }
 
+/// Values and file names under review cannot put terminal escape sequences or forged
+/// lines into a CI log: control characters are escaped in every message.
+#[test]
+fn control_characters_in_configurations_are_escaped() {
+    let dir = TempDir::new("escape");
+    let cases = [
+        ("enum", "[route_localnet]\nenable = \"a\\u001b[2Jb\"\n"),
+        ("key", "[\"\\u001b[2J\"]\nx = 1\n"),
+        ("address", "[credentials]\nagent_address = \"1.2.3.4\\u001b]0;t\\u0007\"\n"),
+        ("forged-line", "[imds_block]\nipv6_address = \"::1\\nfake.toml:1:1: all good\"\n"),
+    ];
+    for (name, text) in cases {
+        let path = dir.write(&format!("{name}.toml"), text);
+        let good = dir.default_config();
+        for out in [as_nobody(&["validate", &path]), as_nobody(&["diff", &good, &path])] {
+            out.expect_code(1);
+            assert!(
+                !out.stderr.contains('\u{1b}') && !out.stderr.contains('\u{7}'),
+                "{name}: raw control characters: {out}"
+            );
+            assert!(!out.stderr.lines().any(|l| l.starts_with("fake.toml")), "{name}: a forged line: {out}");
+            assert!(out.stderr.lines().all(|l| l.starts_with(&path) || l.starts_with("ecs-hostnet:")), "{name}: {out}");
+        }
+    }
+    // A file name with an escape sequence is shown escaped too.
+    let odd = dir.write("x\u{1b}[31my.toml", "");
+    let out = as_nobody(&["diff", &odd, &odd]);
+    out.expect_code(0);
+    assert!(!out.stdout.contains('\u{1b}') && !out.stderr.contains('\u{1b}'), "{out}");
+}
+
 fn as_nobody(args: &[&str]) -> Out {
     let mut v = vec!["--reuid=65534", "--regid=65534", "--clear-groups", bin()];
     v.extend_from_slice(args);

@@ -27,6 +27,7 @@ const CASES: &[(&str, bool)] = &[
     ("agent-keys", false),
     ("route-localnet-list", false),
     ("endpoint-route-always", false),
+    ("credentials-off", false),
 ];
 
 fn golden_root() -> PathBuf {
@@ -200,6 +201,7 @@ golden_tests! {
     golden_agent_keys => "agent-keys",
     golden_route_localnet_list => "route-localnet-list",
     golden_endpoint_route_always => "endpoint-route-always",
+    golden_credentials_off => "credentials-off",
 }
 
 /// The folders under tests/golden are exactly the cases tested, each with its inputs and
