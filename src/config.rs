@@ -78,7 +78,7 @@ impl IfPattern {
             return Err(format!("\"{s}\": a prefix pattern is not allowed here, give an exact interface name"));
         }
         if s == "+" {
-            return Err("\"+\" would match every interface, including the uplink; name the container interfaces".into());
+            return Err("\"+\" would match every interface, including the uplink; name the interfaces".into());
         }
         if name.is_empty() {
             return Err(format!("interface name is empty; {allowed}"));
@@ -161,7 +161,7 @@ impl<'de> Deserialize<'de> for Port {
         impl serde::de::Visitor<'_> for V {
             type Value = Port;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a TCP port number 1-65535 (an integer, not a string)")
+                f.write_str("a TCP port number 1-65535 (an integer)")
             }
             fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Port, E> {
                 match u16::try_from(n) {
@@ -174,13 +174,29 @@ impl<'de> Deserialize<'de> for Port {
     }
 }
 
+/// A string, with `expecting` in the error for any other type (serde's own says only
+/// "expected a string").
+fn string_for<'de, D: Deserializer<'de>>(d: D, expecting: &'static str) -> Result<String, D::Error> {
+    struct V(&'static str);
+    impl serde::de::Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<String, E> {
+            Ok(s.to_string())
+        }
+    }
+    d.deserialize_str(V(expecting))
+}
+
 /// An IPv4 address with a message that says which family was expected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct V4(pub Ipv4Addr);
 
 impl<'de> Deserialize<'de> for V4 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        let s = string_for(d, "an IPv4 address in quotes, such as \"169.254.170.2\"")?;
         if let Ok(a) = s.parse::<Ipv4Addr>() {
             return Ok(V4(a));
         }
@@ -197,7 +213,7 @@ pub struct V6(pub Ipv6Addr);
 
 impl<'de> Deserialize<'de> for V6 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        let s = string_for(d, "an IPv6 address in quotes, such as \"fd00:ec2::254\"")?;
         if let Ok(a) = s.parse::<Ipv6Addr>() {
             return Ok(V6(a));
         }
@@ -224,7 +240,7 @@ pub enum EndpointRoute {
 
 impl<'de> Deserialize<'de> for EndpointRoute {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
+        match string_for(d, "one of \"auto\", \"always\", \"never\"")?.as_str() {
             "auto" => Ok(EndpointRoute::Auto),
             "always" => Ok(EndpointRoute::Always),
             "never" => Ok(EndpointRoute::Never),
@@ -329,7 +345,7 @@ macro_rules! file_sections {
         /// unknown section or key and every unreadable value is pushed to `errs`.
         fn resolve(user: &[Entry], default: &[Entry], errs: &mut Vec<Problem>) -> (Config, Failed) {
             for e in user.iter().filter(|e| !SECTIONS.contains(&e.key.as_str())) {
-                errs.push((e.key_span.clone(), unknown_field(&e.key, SECTIONS)));
+                errs.push((e.key_span.clone(), unknown_field("section", &e.key, SECTIONS)));
             }
             let mut failed = Failed::default();
             $(
@@ -531,8 +547,9 @@ fn unexpected(kind: &Kind) -> serde::de::Unexpected<'_> {
         Kind::Float(x) => U::Float(*x),
         Kind::Bool(b) => U::Bool(*b),
         Kind::Datetime => U::Other("datetime"),
-        Kind::Array(_) => U::Seq,
-        Kind::Table(_) => U::Map,
+        // TOML's words, not serde's ("sequence", "map").
+        Kind::Array(_) => U::Other("array"),
+        Kind::Table(_) => U::Other("table"),
     }
 }
 
@@ -541,9 +558,10 @@ fn invalid_type(kind: &Kind, expected: &str) -> String {
     <serde::de::value::Error as serde::de::Error>::invalid_type(unexpected(kind), &expected).to_string()
 }
 
-/// ``unknown field `x`, expected one of `a`, `b` ``, as serde words it.
-fn unknown_field(name: &str, allowed: &'static [&'static str]) -> String {
-    <serde::de::value::Error as serde::de::Error>::unknown_field(name, allowed).to_string()
+/// ``unknown key `x`; allowed: `a`, `b` `` (`what` is `key` or `section`).
+fn unknown_field(what: &str, name: &str, allowed: &'static [&'static str]) -> String {
+    let allowed: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
+    format!("unknown {what} `{}`; allowed: {}", name.escape_default(), allowed.join(", "))
 }
 
 /// Feeds a scalar [`Kind`] to a type's `Deserialize` impl (its messages are the ones users
@@ -594,7 +612,7 @@ scalar_from_node!(bool, Port, V4, V6, EndpointRoute);
 impl FromNode for NameList {
     fn from_node(n: &Node, errs: &mut Vec<Problem>) -> Option<Self> {
         let Kind::Array(items) = &n.kind else {
-            errs.push((n.span.clone(), invalid_type(&n.kind, "a sequence")));
+            errs.push((n.span.clone(), invalid_type(&n.kind, "an array")));
             return None;
         };
         // toml gives every element a span; the list's is a fallback that is never used.
@@ -634,7 +652,7 @@ fn user_section<'a>(
         return UserSection::Broken;
     };
     for k in table.iter().filter(|k| !keys.contains(&k.key.as_str())) {
-        errs.push((k.key_span.clone(), unknown_field(&k.key, keys)));
+        errs.push((k.key_span.clone(), unknown_field("key", &k.key, keys)));
     }
     UserSection::Table(table)
 }
@@ -725,7 +743,11 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     }
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let mut col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    // A UTF-8 byte-order mark is not a column.
+    if line == 1 && before.starts_with('\u{feff}') {
+        col -= 1;
+    }
     (line, col)
 }
 
@@ -945,6 +967,13 @@ fn check_consistency(loc: &Located, c: &Config, f: &Failed) -> Vec<ConfigError> 
             ),
         ));
     }
+    let imds6 = c.imds_block.ipv6_address.v.0;
+    if ok(&[f.imds_block.ipv6_address]) && (imds6.is_unspecified() || imds6.is_multicast() || imds6.is_loopback()) {
+        errs.push(loc.err(
+            c.imds_block.ipv6_address.span.clone(),
+            format!("imds_block.ipv6_address {imds6} is not a unicast address; IMDS is fd00:ec2::254"),
+        ));
+    }
     let imds = c.imds_block.ipv4_address.v.0;
     if ok(&[f.imds_block.ipv4_address]) && (imds.is_unspecified() || imds.is_multicast() || imds.is_broadcast()) {
         errs.push(loc.err(
@@ -1052,9 +1081,9 @@ mod tests {
         assert!(e[0].contains("at most 1024"), "{e:?}");
     }
 
-    const CREDENTIALS_KEYS: &str = "expected one of `enabled`, `endpoint_address`, `endpoint_port`, \
+    const CREDENTIALS_KEYS: &str = "allowed: `enabled`, `endpoint_address`, `endpoint_port`, \
         `agent_address`, `agent_port`, `redirect_host_traffic`, `endpoint_route_via_lo`";
-    const SECTION_NAMES: &str = "expected one of `containers`, `route_localnet`, `credentials`, \
+    const SECTION_NAMES: &str = "allowed: `containers`, `route_localnet`, `credentials`, \
         `localhost_guard`, `introspection_guard`, `imds_block`, `agent`";
     const IFNAME_ALLOWED: &str =
         "allowed: 1-15 bytes of ASCII letters, digits and . _ - @ (and a trailing + for a prefix match)";
@@ -1079,13 +1108,13 @@ mod tests {
         let want = [
             "f.toml:3:11: invalid type: string \"yes\", expected a boolean".to_string(),
             "f.toml:4:17: \"127.0.0.300\" is not an IPv4 address; allowed: dotted quad such as 169.254.170.2".into(),
-            format!("f.toml:5:1: unknown field `endpoint_prot`, {CREDENTIALS_KEYS}"),
+            format!("f.toml:5:1: unknown key `endpoint_prot`; {CREDENTIALS_KEYS}"),
             format!(
                 "f.toml:10:3: containers.interfaces: interface name \"dock/er\" contains '/', which the kernel or \
                  nft refuses; {IFNAME_ALLOWED}"
             ),
             "f.toml:11:3: invalid type: integer `7`, expected a string".into(),
-            format!("f.toml:15:2: unknown field `nosuch`, {SECTION_NAMES}"),
+            format!("f.toml:15:2: unknown section `nosuch`; {SECTION_NAMES}"),
             "f.toml:19:16: \"imds\" is not an IPv4 address; allowed: dotted quad such as 169.254.170.2".into(),
         ];
         assert_eq!(e, want);
@@ -1098,9 +1127,9 @@ mod tests {
     #[test]
     fn one_problem_is_one_error() {
         for (text, want) in [
-            ("[credentials]\nenabled = true\nendpoint_prot = 80\n", "f.toml:3:1: unknown field `endpoint_prot`"),
+            ("[credentials]\nenabled = true\nendpoint_prot = 80\n", "f.toml:3:1: unknown key `endpoint_prot`"),
             ("[credentials]\nagent_port = \"51679\"\n", "f.toml:2:14: invalid type: string \"51679\""),
-            ("# c\n[credential]\nenabled = true\n", "f.toml:2:2: unknown field `credential`"),
+            ("# c\n[credential]\nenabled = true\n", "f.toml:2:2: unknown section `credential`"),
             ("[containers]\ninterfaces = [\n  \"docker+\",\n  42,\n]\n", "f.toml:4:3: invalid type: integer `42`"),
             ("credentials = 5", "f.toml:1:15: invalid type: integer `5`, expected a table of keys"),
         ] {
@@ -1134,7 +1163,7 @@ mod tests {
                     [localhost_guard]\nenabled = \"no\"\n";
         let e = errors(text);
         assert_eq!(e.len(), 3, "{e:?}");
-        assert!(e[0].starts_with("f.toml:2:14: invalid type: string \"docker+\", expected a sequence"), "{e:?}");
+        assert!(e[0].starts_with("f.toml:2:14: invalid type: string \"docker+\", expected an array"), "{e:?}");
         assert!(e[1].starts_with("f.toml:6:11: invalid type: integer `5`, expected a string"), "{e:?}");
         assert!(e[2].starts_with("f.toml:8:11: invalid type: string \"no\", expected a boolean"), "{e:?}");
         // A section that is not a table: none of its keys is checked against the others.
@@ -1157,7 +1186,7 @@ mod tests {
             e,
             [
                 "f.toml:1:27: invalid type: string \"x\", expected a boolean".to_string(),
-                format!("f.toml:1:32: unknown field `foo`, {CREDENTIALS_KEYS}"),
+                format!("f.toml:1:32: unknown key `foo`; {CREDENTIALS_KEYS}"),
                 "f.toml:3:21: invalid type: datetime, expected a boolean".into(),
             ]
         );
