@@ -75,7 +75,10 @@ impl IfPattern {
         let allowed = "allowed: 1-15 bytes of ASCII letters, digits and . _ - @ (and a trailing + for a prefix match)";
         let name = s.strip_suffix('+').unwrap_or(s);
         if s.ends_with('+') && !allow_prefix {
-            return Err(format!("\"{s}\": a prefix pattern is not allowed here, give an exact interface name"));
+            return Err(format!(
+                "\"{}\": a prefix pattern is not allowed here, give an exact interface name",
+                s.escape_default()
+            ));
         }
         if s == "+" {
             return Err("\"+\" would match every interface, including the uplink; name the interfaces".into());
@@ -202,7 +205,8 @@ impl<'de> Deserialize<'de> for V4 {
         }
         let hint = if s.parse::<Ipv6Addr>().is_ok() { " (this is an IPv6 address)" } else { "" };
         Err(serde::de::Error::custom(format!(
-            "\"{s}\" is not an IPv4 address{hint}; allowed: dotted quad such as 169.254.170.2"
+            "\"{}\" is not an IPv4 address{hint}; allowed: dotted quad such as 169.254.170.2",
+            s.escape_default()
         )))
     }
 }
@@ -219,7 +223,8 @@ impl<'de> Deserialize<'de> for V6 {
         }
         let hint = if s.parse::<Ipv4Addr>().is_ok() { " (this is an IPv4 address)" } else { "" };
         Err(serde::de::Error::custom(format!(
-            "\"{s}\" is not an IPv6 address{hint}; allowed: RFC 4291 text such as fd00:ec2::254"
+            "\"{}\" is not an IPv6 address{hint}; allowed: RFC 4291 text such as fd00:ec2::254",
+            s.escape_default()
         )))
     }
 }
@@ -245,7 +250,8 @@ impl<'de> Deserialize<'de> for EndpointRoute {
             "always" => Ok(EndpointRoute::Always),
             "never" => Ok(EndpointRoute::Never),
             other => Err(serde::de::Error::custom(format!(
-                "\"{other}\" is not allowed; allowed: \"auto\", \"always\", \"never\""
+                "\"{}\" is not allowed; allowed: \"auto\", \"always\", \"never\"",
+                other.escape_default()
             ))),
         }
     }
@@ -275,7 +281,8 @@ impl<'de> Deserialize<'de> for RouteLocalnet {
                     "all" => Ok(RouteLocalnet::All),
                     "off" => Ok(RouteLocalnet::Off),
                     _ => Err(E::custom(format!(
-                        "\"{s}\" is not allowed; allowed: \"all\", \"off\" or a list of interface names"
+                        "\"{}\" is not allowed; allowed: \"all\", \"off\" or a list of interface names",
+                        s.escape_default()
                     ))),
                 }
             }
@@ -782,6 +789,8 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     }
     let user = toml::from_str::<Bare>(text).map_err(|e| {
         let msg = e.message().trim().replace('\n', "; ");
+        // The toml crate gives some syntax errors no text (`s=`, a lone CR).
+        let msg = if msg.is_empty() { "invalid TOML syntax".to_string() } else { msg };
         ConfigErrors(vec![loc.err(e.span(), msg)])
     })?;
     let default = toml::from_str::<Bare>(DEFAULT_TOML).expect("embedded default parses");

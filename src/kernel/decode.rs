@@ -363,6 +363,124 @@ pub fn set_elements(nlh: *const libc::nlmsghdr, out: &mut Vec<crate::ruleset::Se
     }
 }
 
+/// The set an `NFT_MSG_NEWSETELEM` message belongs to: `(table, set name)`, from its
+/// `NFTA_SET_ELEM_LIST_TABLE` and `NFTA_SET_ELEM_LIST_SET` attributes (empty strings when
+/// absent). A dump answers one request for one set, so [`set_elements`] does not need
+/// this; a captured dump of several sets ([`crate::kernel::decode_dump`]) does.
+///
+/// Errors: `"malformed set element message"` when libnftnl cannot parse the message, as
+/// [`set_elements`] reports it. `nlh` must point at a whole message of `nlmsg_len` bytes.
+pub fn set_elements_owner(nlh: *const libc::nlmsghdr) -> Result<(String, String), String> {
+    unsafe {
+        let st = sys::nftnl_set_alloc();
+        if sys::nftnl_set_elems_nlmsg_parse(nlh as _, st) < 0 {
+            sys::nftnl_set_free(st);
+            return Err("malformed set element message".into());
+        }
+        let table = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_TABLE as u16));
+        let name = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_NAME as u16));
+        sys::nftnl_set_free(st);
+        Ok((table, name))
+    }
+}
+
+/// The attributes of a netlink attribute stream as `(type, payload)`, the type without its
+/// `NLA_F_NESTED` / `NLA_F_NET_BYTEORDER` bits, up to the first one whose header or length
+/// does not fit (where libmnl's `mnl_attr_for_each` stops too).
+fn nl_attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+        let ty = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
+        if len < 4 || len > b.len() {
+            break;
+        }
+        out.push((ty, &b[4..len]));
+        b = &b[len.next_multiple_of(4).min(b.len())..];
+    }
+    out
+}
+
+/// Why libnftnl 1.2.4 would corrupt memory or crash parsing the nf_tables message `m`
+/// (whole message: `nlmsghdr`, `nfgenmsg`, attributes), or `None`. The kernel never sends
+/// such messages; a fuzzer does. Two defects of libnftnl are checked:
+///
+/// * an expression nest without `NFTA_EXPR_NAME` (in a rule's `NFTA_RULE_EXPRESSIONS`, a
+///   set's `NFTA_SET_EXPR` / `NFTA_SET_EXPRESSIONS`, a set element's `NFTA_SET_ELEM_EXPR`
+///   / `NFTA_SET_ELEM_EXPRESSIONS`, a `dynset` expression's `NFTA_DYNSET_EXPR` /
+///   `NFTA_DYNSET_EXPRESSIONS`): `nftnl_expr_parse` passes `mnl_attr_get_str(NULL)` (address
+///   4) to `nftnl_expr_alloc`, whose `strcmp` faults;
+/// * a set element attribute of type 12 or more (above `NFTA_SET_ELEM_MAX`, 11):
+///   `nftnl_set_elem_parse_attr_cb` checks the type against `NFTA_SET_MAX` and stores the
+///   attribute at `tb[type]` of an `NFTA_SET_ELEM_MAX + 1` stack array, past its end (a
+///   stack buffer overflow).
+///
+/// libnftnl also ends the process with `exit(1)` ("nf_tables kernel ABI is broken") when an
+/// attribute it knows fails its type check (a u32 that is not 4 bytes, ...): that is its
+/// design, not checked here. `m` shorter than 20 bytes, or with an `nlmsg_len` past its
+/// end, is read as far as it goes.
+pub fn libnftnl_hazard(m: &[u8]) -> Option<String> {
+    if m.len() < 20 {
+        return None;
+    }
+    let len = (u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize).clamp(20, m.len());
+    let attrs = nl_attrs(&m[20..len]);
+    let msg = u16::from_ne_bytes([m[4], m[5]]) & 0xff;
+    let nested = |ty: u16| attrs.iter().filter(move |(t, _)| *t == ty).map(|(_, v)| *v);
+    match msg as i32 {
+        libc::NFT_MSG_NEWRULE => nested(4).find_map(|v| expr_list_hazard(v, "rule expression")),
+        libc::NFT_MSG_NEWSET => nested(17)
+            .find_map(|v| expr_hazard(v, "set expression"))
+            .or_else(|| nested(18).find_map(|v| expr_list_hazard(v, "set expression"))),
+        libc::NFT_MSG_NEWSETELEM => nested(3).find_map(|list| {
+            // As nftnl_set_elems_parse: anything but NFTA_LIST_ELEM ends the parse.
+            nl_attrs(list).into_iter().take_while(|(t, _)| *t == 1).find_map(|(_, elem)| {
+                let elem = nl_attrs(elem);
+                if let Some((t, _)) = elem.iter().find(|(t, _)| *t > 11) {
+                    return Some(format!(
+                        "set element attribute type {t} (above NFTA_SET_ELEM_MAX): libnftnl 1.2.4 writes past a stack array"
+                    ));
+                }
+                elem.iter().find_map(|(t, v)| match t {
+                    7 => expr_hazard(v, "set element expression"),
+                    11 => expr_list_hazard(v, "set element expression"),
+                    _ => None,
+                })
+            })
+        }),
+        _ => None,
+    }
+}
+
+/// [`libnftnl_hazard`] for a list of `NFTA_LIST_ELEM` expression nests (parsing stops at the
+/// first other attribute).
+fn expr_list_hazard(list: &[u8], what: &str) -> Option<String> {
+    nl_attrs(list).into_iter().take_while(|(t, _)| *t == 1).find_map(|(_, e)| expr_hazard(e, what))
+}
+
+/// [`libnftnl_hazard`] for one expression nest (`NFTA_EXPR_NAME`, `NFTA_EXPR_DATA`).
+fn expr_hazard(e: &[u8], what: &str) -> Option<String> {
+    let attrs = nl_attrs(e);
+    let Some((_, name)) = attrs.iter().rev().find(|(t, _)| *t == 1) else {
+        return Some(format!("{what} without NFTA_EXPR_NAME: libnftnl 1.2.4 dereferences a NULL name"));
+    };
+    // A dynset expression parses the expressions it carries (NFTA_DYNSET_EXPR, _EXPRESSIONS).
+    if name.split(|b| *b == 0).next() == Some(b"dynset") {
+        let data = attrs.iter().filter(|(t, _)| *t == 2).flat_map(|(_, d)| nl_attrs(d));
+        for (t, v) in data {
+            let found = match t {
+                7 => expr_hazard(v, "dynset expression"),
+                10 => expr_list_hazard(v, "dynset expression"),
+                _ => None,
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+    }
+    None
+}
+
 /// A stateful object (counter, quota, limit, ...) from an `NFT_MSG_NEWOBJ` message:
 /// `(table, name)`.
 pub fn object(nlh: *const libc::nlmsghdr) -> Result<(String, String), String> {

@@ -249,9 +249,14 @@ impl Netfilter {
             let mut data = &self.buf.bytes()[..n];
             while data.len() >= 16 {
                 let h = header(data);
-                let l = (h.nlmsg_len as usize).min(data.len());
-                if l < 16 {
-                    return Err(KernelError::Malformed("netlink message shorter than its header".into()));
+                // libnftnl trusts nlmsg_len: a message that does not fit what was received
+                // is refused, never handed on truncated.
+                let l = h.nlmsg_len as usize;
+                if l < 16 || l > data.len() {
+                    return Err(KernelError::Malformed(format!(
+                        "netlink message of length {l} in {} bytes received",
+                        data.len()
+                    )));
                 }
                 let m = &data[..l];
                 data = &data[l.next_multiple_of(4).min(data.len())..];
@@ -277,6 +282,12 @@ impl Netfilter {
                             }
                             e => Err(KernelError::Io { what, err: std::io::Error::from_raw_os_error(e) }),
                         };
+                    }
+                    // nlmsghdr (16) + nfgenmsg (4), which libnftnl reads unchecked.
+                    _ if l < 20 => {
+                        return Err(KernelError::Malformed(format!(
+                            "nf_tables message of {l} bytes, shorter than its header"
+                        )));
                     }
                     _ => out.push(m.to_vec()),
                 }
@@ -571,4 +582,223 @@ impl Netfilter {
         }
         Ok(())
     }
+}
+
+/// Decodes a captured nf_tables dump, without a socket, into the tables ecs-hostnet owns,
+/// through the same libnftnl decoders ([`decode`]) that [`Netfilter::read_owned`] uses.
+/// It serves the `readback` fuzz target and its regression tests (`tests/fuzz_regressions.rs`).
+///
+/// `buf` holds netlink messages back to back, as `recv(2)` returns a dump: each starts with
+/// a `struct nlmsghdr` whose `nlmsg_len` counts the header, then `struct nfgenmsg` and
+/// attributes; the next one starts at `nlmsg_len` rounded up to 4. Any alignment of `buf`
+/// is accepted. Message types are the answers to the `NFT_MSG_GETTABLE`, `GETCHAIN`,
+/// `GETSET`, `GETSETELEM`, `GETOBJ` and `GETRULE` dumps (`NFNL_SUBSYS_NFTABLES << 8 |
+/// NFT_MSG_NEW*`), in any order and of any family; `NLMSG_NOOP`, `NLMSG_DONE` and an ACK
+/// (`NLMSG_ERROR` with errno 0) are skipped.
+///
+/// Before libnftnl sees a message its framing is checked (`nlmsg_len` at least 20 =
+/// `nlmsghdr` + `nfgenmsg`, and within `buf`), it is refused if it would hit a known
+/// libnftnl memory-safety defect ([`decode::libnftnl_hazard`]), and it is copied to a
+/// 4-aligned buffer followed by zero bytes (an unterminated string attribute then ends
+/// inside the copy). Every nf_tables message is decoded, those of foreign tables too. The
+/// result is what `read_owned` builds: the tables of [`OWNED_TABLES`] (ip first, in dump
+/// order), each with its chains in dump order, each chain's rules in dump order with the
+/// lookups resolved against the table's anonymous sets (their elements sorted), and its
+/// named sets and stateful objects as `foreign_objects` (`set NAME`, `object NAME`). Set
+/// elements are matched to their set by the family, table and set name they carry.
+///
+/// Not an error but the end of the process: libnftnl itself calls `exit(1)` ("nf_tables
+/// kernel ABI is broken") when an attribute it knows fails its type check, e.g. a u32
+/// attribute that is not 4 bytes long (it would end `read_owned` the same way).
+///
+/// # Errors
+/// One line starting with `byte OFFSET:` (the offset of the message in `buf`): bytes left
+/// over that are not a whole `nlmsghdr`, an `nlmsg_len` below 16 (20 for an nf_tables
+/// message) or past the end of `buf`, a message flagged `NLM_F_DUMP_INTR` (the dump saw a
+/// concurrent change: `read_owned` reads again), an `NLMSG_ERROR` with an errno, a message
+/// type that is not an nf_tables dump answer, a libnftnl hazard (`refused before libnftnl
+/// parses it: ...`), a message libnftnl cannot parse (`malformed ... message`), or a rule
+/// of one of our tables in a chain that no chain message listed (what makes `read_owned`
+/// read again).
+pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
+    const HDR: usize = 16; // struct nlmsghdr
+    const NFT_HDR: usize = 20; // struct nlmsghdr + struct nfgenmsg
+    const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    // Framing: (offset, message) per kind, each message exactly nlmsg_len bytes.
+    let (mut tables_m, mut chains_m, mut sets_m, mut elems_m, mut objs_m, mut rules_m) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut off = 0;
+    while off < buf.len() {
+        let rest = &buf[off..];
+        if rest.len() < HDR {
+            return Err(format!("byte {off}: {} bytes left over, less than a netlink header (16)", rest.len()));
+        }
+        let h = header(rest);
+        let len = h.nlmsg_len as usize;
+        if len < HDR {
+            return Err(format!("byte {off}: nlmsg_len {len} is shorter than the netlink header (16)"));
+        }
+        if len > rest.len() {
+            return Err(format!(
+                "byte {off}: nlmsg_len {len} runs past the end of the dump ({} bytes left)",
+                rest.len()
+            ));
+        }
+        let m = &rest[..len];
+        if h.nlmsg_flags & NLM_F_DUMP_INTR != 0 {
+            return Err(format!("byte {off}: the dump was interrupted by a concurrent change (NLM_F_DUMP_INTR)"));
+        }
+        match h.nlmsg_type as c_int {
+            libc::NLMSG_NOOP | libc::NLMSG_DONE => {}
+            libc::NLMSG_ERROR => match parse_error(m) {
+                (0, _) => {}
+                (errno, ext) => {
+                    let ext = ext.map(|e| format!(" ({e})")).unwrap_or_default();
+                    let err = std::io::Error::from_raw_os_error(errno);
+                    return Err(format!("byte {off}: the kernel answered with an error: {err}{ext}"));
+                }
+            },
+            _ if h.nlmsg_type >> 8 == NFNL_SUBSYS_NFTABLES => {
+                if len < NFT_HDR {
+                    return Err(format!("byte {off}: nlmsg_len {len} is shorter than nlmsghdr + nfgenmsg (20)"));
+                }
+                if let Some(why) = decode::libnftnl_hazard(m) {
+                    return Err(format!("byte {off}: refused before libnftnl parses it: {why}"));
+                }
+                let kind = match (h.nlmsg_type & 0xff) as c_int {
+                    libc::NFT_MSG_NEWTABLE => &mut tables_m,
+                    libc::NFT_MSG_NEWCHAIN => &mut chains_m,
+                    libc::NFT_MSG_NEWSET => &mut sets_m,
+                    libc::NFT_MSG_NEWSETELEM => &mut elems_m,
+                    libc::NFT_MSG_NEWOBJ => &mut objs_m,
+                    libc::NFT_MSG_NEWRULE => &mut rules_m,
+                    t => return Err(format!("byte {off}: nf_tables message {t} is not a dump answer")),
+                };
+                // libnftnl parses in place and reads string attributes up to their NUL: each
+                // message gets a 4-aligned copy followed by zero bytes, so an unterminated
+                // string stops inside the copy.
+                let mut copy = vec![0u32; len.div_ceil(4) + 1];
+                unsafe { std::ptr::copy_nonoverlapping(m.as_ptr(), copy.as_mut_ptr() as *mut u8, len) };
+                kind.push((off, copy));
+            }
+            t => return Err(format!("byte {off}: message type {t:#x} is not an nf_tables message")),
+        }
+        off += len.next_multiple_of(4).min(rest.len());
+    }
+    let nlh = |m: &[u32]| m.as_ptr() as *const libc::nlmsghdr;
+    let family_of = |m: &[u32]| Family::from_nfproto(m[4].to_ne_bytes()[0] as u32);
+    let at = |off: usize| move |e: String| format!("byte {off}: {e}");
+
+    let owned: BTreeSet<(Family, &str)> = OWNED_TABLES.iter().copied().collect();
+    let mut tables = Vec::new();
+    for (off, m) in &tables_m {
+        let (off, m) = (*off, m.as_slice());
+        let t = decode::table(nlh(m)).map_err(at(off))?;
+        if let Some(f) = t.family.filter(|f| owned.contains(&(*f, t.name.as_str()))) {
+            tables.push(LiveTable {
+                family: f,
+                name: t.name,
+                handle: t.handle,
+                comment: t.comment,
+                flags: t.flags,
+                record: t.record,
+                chains: vec![],
+                foreign_objects: vec![],
+            });
+        }
+    }
+    tables.sort_by_key(|t| if t.family == Family::Ip { 0 } else { 1 });
+
+    let mut chains = Vec::new();
+    for (off, m) in &chains_m {
+        let (off, m) = (*off, m.as_slice());
+        chains.push(decode::chain(nlh(m)).map_err(at(off))?);
+    }
+    let mut sets = Vec::new();
+    for (off, m) in &sets_m {
+        let (off, m) = (*off, m.as_slice());
+        sets.push((family_of(m), decode::set(nlh(m)).map_err(at(off))?));
+    }
+    let mut elems = Vec::new();
+    for (off, m) in &elems_m {
+        let (off, m) = (*off, m.as_slice());
+        let (table, set) = decode::set_elements_owner(nlh(m)).map_err(at(off))?;
+        let mut found = Vec::new();
+        decode::set_elements(nlh(m), &mut found).map_err(at(off))?;
+        elems.push((family_of(m), table, set, found));
+    }
+    let mut objs = Vec::new();
+    for (off, m) in &objs_m {
+        let (off, m) = (*off, m.as_slice());
+        objs.push((family_of(m), decode::object(nlh(m)).map_err(at(off))?));
+    }
+    // Every rule is decoded; those of our tables again with the table's anonymous sets.
+    let no_sets = decode::AnonSets::new();
+    let mut rules = Vec::new();
+    for (off, m) in &rules_m {
+        let (off, m) = (*off, m.as_slice());
+        let r = decode::rule(nlh(m), &no_sets).map_err(at(off))?;
+        rules.push((off, m, r.family, r.table));
+    }
+
+    for t in &mut tables {
+        for c in &chains {
+            if c.family == Some(t.family) && c.table == t.name {
+                let mut base = c.base;
+                if c.unmodelled {
+                    // As read_owned: an unmodelled base chain never matches a desired chain.
+                    base = Some(crate::ruleset::BaseChain {
+                        chain_type: crate::ruleset::ChainType::Filter,
+                        hook: crate::ruleset::Hook::Postrouting,
+                        priority: i32::MIN,
+                        policy_accept: false,
+                    });
+                }
+                t.chains.push(LiveChain { name: c.name.clone(), base, rules: vec![] });
+            }
+        }
+        let mut anon = decode::AnonSets::new();
+        for (family, (table, name, set)) in &sets {
+            if *family != Some(t.family) || *table != t.name {
+                continue;
+            }
+            match set {
+                Some(set) => {
+                    anon.insert(name.clone(), set.clone());
+                }
+                None => t.foreign_objects.push(format!("set {name}")),
+            }
+        }
+        for (name, set) in anon.iter_mut() {
+            for (family, table, owner, found) in &elems {
+                if *family == Some(t.family) && *table == t.name && owner == name {
+                    set.elements.extend(found.iter().cloned());
+                }
+            }
+            set.elements.sort();
+        }
+        for (family, (table, name)) in &objs {
+            if *family == Some(t.family) && *table == t.name {
+                t.foreign_objects.push(format!("object {name}"));
+            }
+        }
+        for (off, m, family, table) in &rules {
+            if *family != Some(t.family) || *table != t.name {
+                continue;
+            }
+            let r = decode::rule(nlh(m), &anon).map_err(at(*off))?;
+            match t.chains.iter_mut().find(|c| c.name == r.chain) {
+                Some(c) => c.rules.push(r.rule),
+                None => {
+                    return Err(format!(
+                        "byte {off}: a rule of chain {:?} in table {} {}, which the dump did not list",
+                        r.chain,
+                        t.family.name(),
+                        t.name
+                    ));
+                }
+            }
+        }
+    }
+    Ok(tables)
 }
