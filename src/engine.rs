@@ -183,7 +183,10 @@ fn sync_saved_record(nf: &Netfilter, root: &Root, r: &Record) -> Result<()> {
     }
     let dir = path.parent().expect("has a parent");
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    // A fixed temporary name (written under the lock): a run killed before the rename
+    // leaves at most this one file, which the next run replaces.
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("record")));
+    let _ = std::fs::remove_file(&tmp);
     std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ok();
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
@@ -268,6 +271,10 @@ pub fn remove(root: &Root, _lock: &Lock) -> Result<Plan> {
     carry_out(&nothing(), root, plan_removal)
 }
 
+/// How many times apply or remove reads, plans and sends before giving up on a rule set
+/// that other programs keep changing.
+const MAX_ATTEMPTS: u32 = 6;
+
 fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Plan) -> Result<Plan> {
     let mut nf = Netfilter::open()?;
     let mut attempt = 0;
@@ -294,15 +301,19 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
         match nf.commit(&p.ops, generation) {
             Ok(()) => {}
             Err(KernelError::Rejected { ref err, .. })
-                if attempt < 5
-                    && matches!(
-                        err.raw_os_error(),
-                        Some(libc::ERESTART | libc::ENOENT | libc::EEXIST | libc::EBUSY)
-                    ) =>
+                if matches!(err.raw_os_error(), Some(libc::ERESTART | libc::ENOENT | libc::EEXIST | libc::EBUSY)) =>
             {
                 // Someone committed between our read and our batch (ERESTART: the
-                // generation moved): nothing was applied; read again and re-plan.
-                continue;
+                // generation moved): nothing was applied; read again and re-plan, after a
+                // short, growing pause so a busy writer can finish.
+                if attempt < MAX_ATTEMPTS {
+                    std::thread::sleep(Duration::from_millis(1 << attempt));
+                    continue;
+                }
+                bail!(
+                    "the rule set kept changing under ecs-hostnet: another program committed between its read and its \
+                     batch {MAX_ATTEMPTS} times, and the kernel refused each batch whole, so nothing was applied; try again"
+                );
             }
             Err(e) => return Err(e.into()),
         }
@@ -320,7 +331,8 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
         for w in &p.sysctl_after {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
-        let (live_after, _) = read_live(&mut nf, desired, root)?;
+        let (live_after, _) = read_live(&mut nf, desired, root)
+            .context("the batch was committed, but reading the result back failed (run `ecs-hostnet check`)")?;
         let after = planner(&live_after);
         if !after.is_empty() {
             let (a, c, r) = after.counts();

@@ -277,6 +277,9 @@ impl Netfilter {
                             // A dump still running on this socket (a concurrent commit):
                             // read again.
                             libc::EBUSY if dump => Err(KernelError::Unstable),
+                            // A filtered dump (the elements of a set, the rules of a table)
+                            // of something a concurrent commit just deleted: read again.
+                            libc::ENOENT if dump => Err(KernelError::Unstable),
                             libc::EOPNOTSUPP | libc::EPROTONOSUPPORT => {
                                 Err(KernelError::NoNfTables(std::io::Error::from_raw_os_error(errno).to_string()))
                             }

@@ -1518,3 +1518,121 @@ pub fn strip_ansi(text: &str) -> String {
     }
     out
 }
+
+// ---------------------------------------------------------------------------
+// campaigns (tests/campaigns.rs): seeded randomness, SIGKILL at a moment, state views
+// ---------------------------------------------------------------------------
+
+/// xorshift64*: a small deterministic generator for kill moments and random choices
+/// (the seed is printed by whoever uses it, so a run can be repeated).
+#[derive(Clone, Debug)]
+pub struct Xorshift(u64);
+
+impl Xorshift {
+    /// A generator for `seed` (0 is replaced, xorshift would stay at 0).
+    pub fn new(seed: u64) -> Xorshift {
+        Xorshift(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+    /// Uniform in `[0, max]`, in whole microseconds.
+    pub fn upto(&mut self, max: Duration) -> Duration {
+        Duration::from_micros(self.below(max.as_micros() as u64 + 1))
+    }
+    /// One element of `v` (which must not be empty).
+    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len() as u64) as usize]
+    }
+}
+
+/// FNV-1a of `s`: mixes a campaign's name into a shared seed.
+pub fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Starts `cmd` (stdin, stdout and stderr to /dev/null), lets it run for `delay`, then
+/// sends it SIGKILL unless it has exited, and reaps it. `Some(code)`: it exited by itself
+/// before the kill (`-1` for a signal); `None`: it was killed while running.
+pub fn spawn_then_sigkill(cmd: &mut Command, delay: Duration) -> Option<i32> {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let deadline = Instant::now() + delay;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st.code().unwrap_or(-1));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_micros(200)));
+    }
+    let _ = child.kill();
+    let st = child.wait().expect("wait for a killed child");
+    // It may have exited between the last look and the kill.
+    st.code()
+}
+
+/// `net.ipv4.conf.<name>.route_localnet` of every entry (`all`, `default`, each interface)
+/// of the namespace, by name.
+pub fn route_localnet_values(ns: &Netns) -> BTreeMap<String, String> {
+    ns.run(|| {
+        let mut m = BTreeMap::new();
+        for e in std::fs::read_dir("/proc/sys/net/ipv4/conf").expect("list /proc/sys/net/ipv4/conf").flatten() {
+            if let Ok(v) = std::fs::read_to_string(e.path().join("route_localnet")) {
+                m.insert(e.file_name().to_string_lossy().into_owned(), v.trim().to_string());
+            }
+        }
+        m
+    })
+}
+
+/// Our two tables of an `nft list ruleset` listing (ip first), counter values zeroed out
+/// and blanks collapsed: equal for equal rule sets whatever the handles and counters.
+pub fn our_tables_signature(ruleset: &str) -> String {
+    let t = tables(ruleset);
+    ["ip ecs-hostnet", "inet ecs-hostnet"]
+        .iter()
+        .filter_map(|k| t.get(*k))
+        .flat_map(|text| text.lines().map(normalize_counters).collect::<Vec<_>>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Whether the listing holds a live localhost guard: the rule in `table inet ecs-hostnet`,
+/// which is not dormant.
+pub fn localhost_guard_listed(ruleset: &str) -> bool {
+    tables(ruleset)
+        .get("inet ecs-hostnet")
+        .is_some_and(|t| t.contains("comment \"localhost-guard\"") && !t.contains("flags dormant"))
+}
+
+/// Temporary files under `dir` (recursively): names that start with `.` and end with
+/// `.tmp` (ecs-hostnet's `.NAME.ecs-hostnet.tmp` and `.PID.tmp`), relative to `dir`.
+pub fn temp_files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            } else if name.starts_with('.') && name.ends_with(".tmp") {
+                out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
