@@ -1,4 +1,4 @@
-//! nf_tables dump messages -> [`LiveTable`], [`LiveChain`], [`LiveRule`], parsed with
+//! nf_tables dump messages -> [`LiveTable`](crate::ruleset::LiveTable), [`LiveChain`](crate::ruleset::LiveChain), [`LiveRule`], parsed with
 //! libnftnl (nftnl-sys). Anything ecs-hostnet does not generate is kept as
 //! [`Expr::Other`] with libnftnl's own text, so it can be shown and never equals ours.
 
@@ -47,6 +47,24 @@ pub struct TableInfo {
     pub record: Option<crate::ruleset::Record>,
 }
 
+impl TableInfo {
+    /// The table as a [`LiveTable`](crate::ruleset::LiveTable) (no chains or objects yet)
+    /// when it is one of [`OWNED_TABLES`](crate::ruleset::OWNED_TABLES); `None` otherwise.
+    pub fn into_owned_table(self) -> Option<crate::ruleset::LiveTable> {
+        let family = self.family.filter(|f| crate::ruleset::OWNED_TABLES.contains(&(*f, self.name.as_str())))?;
+        Some(crate::ruleset::LiveTable {
+            family,
+            name: self.name,
+            handle: self.handle,
+            comment: self.comment,
+            flags: self.flags,
+            record: self.record,
+            chains: vec![],
+            foreign_objects: vec![],
+        })
+    }
+}
+
 /// Parses an `NFT_MSG_NEWTABLE` message.
 pub fn table(nlh: *const libc::nlmsghdr) -> Result<TableInfo, String> {
     unsafe {
@@ -77,6 +95,7 @@ pub fn table(nlh: *const libc::nlmsghdr) -> Result<TableInfo, String> {
 }
 
 /// A chain's identity and definition.
+#[derive(Clone, Debug)]
 pub struct ChainInfo {
     /// `nfgen_family`; `None` for a family we do not model.
     pub family: Option<Family>,
@@ -90,6 +109,25 @@ pub struct ChainInfo {
     /// A base chain whose hook or type ecs-hostnet does not model (e.g. inet ingress,
     /// type route): it can never match a desired chain.
     pub unmodelled: bool,
+}
+
+impl ChainInfo {
+    /// The chain as a [`LiveChain`](crate::ruleset::LiveChain) without rules. A base chain
+    /// whose hook or type is not modelled becomes an impossible one (postrouting, priority
+    /// `i32::MIN`, policy drop), so it never matches a desired chain.
+    pub fn into_live_chain(self) -> crate::ruleset::LiveChain {
+        let base = if self.unmodelled {
+            Some(crate::ruleset::BaseChain {
+                chain_type: crate::ruleset::ChainType::Filter,
+                hook: crate::ruleset::Hook::Postrouting,
+                priority: i32::MIN,
+                policy_accept: false,
+            })
+        } else {
+            self.base
+        };
+        crate::ruleset::LiveChain { name: self.name, base, rules: vec![] }
+    }
 }
 
 /// Parses an `NFT_MSG_NEWCHAIN` message.

@@ -11,7 +11,7 @@ pub mod decode;
 pub mod encode;
 
 use crate::plan::Op;
-use crate::ruleset::{Family, LiveChain, LiveTable, OWNED_TABLES};
+use crate::ruleset::{Family, LiveTable};
 use nftnl::nftnl_sys as sys;
 use std::collections::BTreeSet;
 use std::os::raw::{c_char, c_int};
@@ -314,7 +314,7 @@ impl Netfilter {
         }
     }
 
-    /// Reads the tables ecs-hostnet owns ([`OWNED_TABLES`]) with their chains and rules,
+    /// Reads the tables ecs-hostnet owns ([`OWNED_TABLES`](crate::ruleset::OWNED_TABLES)) with their chains and rules,
     /// as one consistent snapshot, and the rule-set generation it belongs to (pass it to
     /// [`Netfilter::commit`]). Foreign tables are listed but not read.
     pub fn read_owned(&mut self) -> Result<(Vec<LiveTable>, u32)> {
@@ -330,22 +330,10 @@ impl Netfilter {
     }
 
     fn read_owned_once(&mut self) -> Result<Vec<LiveTable>> {
-        let owned: BTreeSet<(Family, &str)> = OWNED_TABLES.iter().copied().collect();
         let mut tables = Vec::new();
         for m in self.request(libc::NFT_MSG_GETTABLE as u32, 0, true, |_| {})? {
             let t = decode::table(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
-            if let Some(f) = t.family.filter(|f| owned.contains(&(*f, t.name.as_str()))) {
-                tables.push(LiveTable {
-                    family: f,
-                    name: t.name,
-                    handle: t.handle,
-                    comment: t.comment,
-                    flags: t.flags,
-                    record: t.record,
-                    chains: vec![],
-                    foreign_objects: vec![],
-                });
-            }
+            tables.extend(t.into_owned_table());
         }
         tables.sort_by_key(|t| if t.family == Family::Ip { 0 } else { 1 });
         for t in &mut tables {
@@ -355,18 +343,7 @@ impl Netfilter {
             for m in self.request(libc::NFT_MSG_GETCHAIN as u32, family, true, |_| {})? {
                 let c = decode::chain(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
                 if c.family == Some(t.family) && c.table == t.name {
-                    let mut base = c.base;
-                    if c.unmodelled {
-                        // Make sure it never matches a desired chain: a regular chain
-                        // with a hook is impossible, so mark it as a base chain nobody wants.
-                        base = Some(crate::ruleset::BaseChain {
-                            chain_type: crate::ruleset::ChainType::Filter,
-                            hook: crate::ruleset::Hook::Postrouting,
-                            priority: i32::MIN,
-                            policy_accept: false,
-                        });
-                    }
-                    t.chains.push(LiveChain { name: c.name, base, rules: vec![] });
+                    t.chains.push(c.into_live_chain());
                 }
             }
             // One set dump: anonymous sets (bound to rules' lookups) are read with their
@@ -604,7 +581,7 @@ impl Netfilter {
 /// libnftnl memory-safety defect ([`decode::libnftnl_hazard`]), and it is copied to a
 /// 4-aligned buffer followed by zero bytes (an unterminated string attribute then ends
 /// inside the copy). Every nf_tables message is decoded, those of foreign tables too. The
-/// result is what `read_owned` builds: the tables of [`OWNED_TABLES`] (ip first, in dump
+/// result is what `read_owned` builds: the tables of [`OWNED_TABLES`](crate::ruleset::OWNED_TABLES) (ip first, in dump
 /// order), each with its chains in dump order, each chain's rules in dump order with the
 /// lookups resolved against the table's anonymous sets (their elements sorted), and its
 /// named sets and stateful objects as `foreign_objects` (`set NAME`, `object NAME`). Set
@@ -692,23 +669,10 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
     let family_of = |m: &[u32]| Family::from_nfproto(m[4].to_ne_bytes()[0] as u32);
     let at = |off: usize| move |e: String| format!("byte {off}: {e}");
 
-    let owned: BTreeSet<(Family, &str)> = OWNED_TABLES.iter().copied().collect();
     let mut tables = Vec::new();
     for (off, m) in &tables_m {
         let (off, m) = (*off, m.as_slice());
-        let t = decode::table(nlh(m)).map_err(at(off))?;
-        if let Some(f) = t.family.filter(|f| owned.contains(&(*f, t.name.as_str()))) {
-            tables.push(LiveTable {
-                family: f,
-                name: t.name,
-                handle: t.handle,
-                comment: t.comment,
-                flags: t.flags,
-                record: t.record,
-                chains: vec![],
-                foreign_objects: vec![],
-            });
-        }
+        tables.extend(decode::table(nlh(m)).map_err(at(off))?.into_owned_table());
     }
     tables.sort_by_key(|t| if t.family == Family::Ip { 0 } else { 1 });
 
@@ -747,17 +711,7 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
     for t in &mut tables {
         for c in &chains {
             if c.family == Some(t.family) && c.table == t.name {
-                let mut base = c.base;
-                if c.unmodelled {
-                    // As read_owned: an unmodelled base chain never matches a desired chain.
-                    base = Some(crate::ruleset::BaseChain {
-                        chain_type: crate::ruleset::ChainType::Filter,
-                        hook: crate::ruleset::Hook::Postrouting,
-                        priority: i32::MIN,
-                        policy_accept: false,
-                    });
-                }
-                t.chains.push(LiveChain { name: c.name.clone(), base, rules: vec![] });
+                t.chains.push(c.clone().into_live_chain());
             }
         }
         let mut anon = decode::AnonSets::new();
