@@ -333,8 +333,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
                 }
             }
             if paths.len() > 1 {
-                let line = format!("{} file(s): {} valid, {bad} invalid.", paths.len(), paths.len() - bad);
-                if bad > 0 { eprintln!("{line}") } else { writeln!(out, "{line}")? }
+                eprintln!("{} file(s): {} valid, {bad} invalid.", paths.len(), paths.len() - bad);
             }
             Ok(if bad > 0 { 1 } else { 0 })
         }

@@ -63,6 +63,16 @@ pub enum Op {
         /// `NFTA_CHAIN_POLICY`); `None` for a regular chain.
         base: Option<BaseChain>,
     },
+    /// `NFT_MSG_DELCHAIN` of one of our chains the configuration no longer has; the kernel
+    /// deletes its rules with it (no `NLM_F_NONREC`).
+    DelChain {
+        /// The table's family (`nfgenmsg.nfgen_family`).
+        family: Family,
+        /// `NFTA_CHAIN_TABLE`.
+        table: String,
+        /// `NFTA_CHAIN_NAME`.
+        name: String,
+    },
     /// `NFT_MSG_DELRULE` by handle (never without one: that would flush the chain).
     DelRule {
         /// The table's family (`nfgenmsg.nfgen_family`).
@@ -103,6 +113,7 @@ impl fmt::Display for Op {
                 }
                 Ok(())
             }
+            Op::DelChain { family, table, name } => write!(f, "delete chain {} {table} {name}", family.name()),
             Op::DelRule { family, table, chain, handle } => {
                 write!(f, "delete rule {} {table} {chain} handle {handle}", family.name())
             }
@@ -570,23 +581,7 @@ pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
                 why,
             ));
             for c in &lt.chains {
-                let mut change = Change::new(
-                    Action::Remove,
-                    Subject::Chain { family: lt.family, table: lt.name.clone(), chain: c.name.clone() },
-                    why,
-                );
-                change.old = c.base.as_ref().map(base_chain_text);
-                p.changes.push(change);
-                for r in &c.rules {
-                    p.changes.push(
-                        Change::new(
-                            Action::Remove,
-                            rule_subject(lt.family, &lt.name, &c.name, r.comment.as_deref(), Some(r.handle)),
-                            why,
-                        )
-                        .old(rule_text(lt.family, &r.exprs, None)),
-                    );
-                }
+                list_chain_removal(lt, c, why, &mut p.changes);
             }
         }
     }
@@ -802,9 +797,11 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
     // A base chain whose policy alone differs is updated in place (NEWCHAIN on the
     // existing chain); its rules keep their handles.
     let mut policy_updates = Vec::new();
+    let mut dropped = Vec::new();
     for lc in &lt.chains {
         match t.chains.iter().find(|c| c.name == lc.name) {
-            None => recreate.push(format!("chain {} is not in the configuration", lc.name)),
+            None if OUR_CHAINS.contains(&lc.name.as_str()) => dropped.push(lc),
+            None => recreate.push(format!("chain {} is not ecs-hostnet's", crate::nftsyntax::printable(&lc.name))),
             Some(c) if c.base != lc.base => {
                 let policy_only = matches!((c.base, lc.base), (Some(d), Some(l))
                     if BaseChain { policy_accept: d.policy_accept, ..l } == d);
@@ -834,6 +831,9 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
         );
         // Show the chain- and rule-level differences too, but carry them out by rebuilding.
         let mut shown = Plan::default();
+        for lc in &dropped {
+            list_chain_removal(lt, lc, "no longer in the configuration", &mut shown.changes);
+        }
         for c in &policy_updates {
             let live_base = lt.chains.iter().find(|lc| lc.name == c.name).and_then(|lc| lc.base);
             shown.changes.push(policy_change(t, c, live_base, "restored by the recreate"));
@@ -864,6 +864,10 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
         }
         return;
     }
+    for lc in dropped {
+        p.ops.push(Op::DelChain { family: lt.family, table: lt.name.clone(), name: lc.name.clone() });
+        list_chain_removal(lt, lc, "no longer in the configuration", &mut p.changes);
+    }
     for c in policy_updates {
         p.ops.push(Op::AddChain { family: t.family, table: t.name.clone(), name: c.name.clone(), base: c.base });
         let live_base = lt.chains.iter().find(|lc| lc.name == c.name).and_then(|lc| lc.base);
@@ -876,6 +880,32 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
         }
     }
 }
+
+/// Lists a live chain that goes away, and each of its rules, as removals.
+fn list_chain_removal(lt: &LiveTable, c: &LiveChain, why: &str, changes: &mut Vec<Change>) {
+    let mut change = Change::new(
+        Action::Remove,
+        Subject::Chain { family: lt.family, table: lt.name.clone(), chain: c.name.clone() },
+        why,
+    );
+    change.old = c.base.as_ref().map(base_chain_text);
+    changes.push(change);
+    for r in &c.rules {
+        changes.push(
+            Change::new(
+                Action::Remove,
+                rule_subject(lt.family, &lt.name, &c.name, r.comment.as_deref(), Some(r.handle)),
+                why,
+            )
+            .old(rule_text(lt.family, &r.exprs, None)),
+        );
+    }
+}
+
+/// The chains ecs-hostnet makes (see [`crate::compile`]): one of them that the
+/// configuration no longer has is deleted in place; any other chain in our table is
+/// someone else's, and the table is recreated.
+const OUR_CHAINS: [&str; 4] = ["prerouting", "output", "input", "forward"];
 
 /// A base chain whose policy alone was changed by someone.
 fn policy_change(t: &Table, c: &Chain, live_base: Option<BaseChain>, how: &str) -> Change {
@@ -1021,7 +1051,7 @@ mod tests {
     use crate::compile::compile;
     use crate::config::{default_config, parse};
     use crate::rtnl::RouteKind;
-    use crate::ruleset::LiveRule;
+    use crate::ruleset::{LiveChain, LiveRule};
 
     /// The live state a kernel would report after applying `d` (handles 1, 2, ...), with
     /// `record` in the inet table and every desired route_localnet at 1.
@@ -1326,6 +1356,35 @@ mod tests {
             "{}",
             p.text()
         );
+    }
+
+    #[test]
+    fn a_chain_dropped_from_the_configuration_is_deleted_in_place_and_listed() {
+        let d = compile(&default_config());
+        let live = converged(&d, &rec(&[("all", "0")]));
+        let no_imds = compile(&parse("t", "[imds_block]\nenabled = false\n").unwrap());
+        let p = plan(&no_imds, &live);
+        assert_eq!(
+            p.ops,
+            vec![Op::DelChain { family: Family::Inet, table: "ecs-hostnet".into(), name: "forward".into() }],
+            "{}",
+            p.text()
+        );
+        assert_eq!(p.counts(), (0, 0, 3), "{}", p.text());
+        let ids: Vec<_> = p
+            .changes
+            .iter()
+            .filter_map(|c| match &c.subject {
+                Subject::Rule { id, .. } => id.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, ["imds-block-ipv4", "imds-block-ipv6"]);
+        // A chain that is not one of ours still recreates the table (it may be jumped to).
+        let mut foreign = live.clone();
+        foreign.tables[1].chains.push(LiveChain { name: "extra".into(), base: None, rules: vec![] });
+        let p = plan(&d, &foreign);
+        assert!(matches!(p.ops[0], Op::DelTable { family: Family::Inet, .. }), "{:?}", p.ops);
     }
 
     #[test]

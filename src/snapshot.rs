@@ -254,7 +254,12 @@ impl Snapshot {
         const NAME_MAX: usize = 256;
         const MAX_EXPRS: usize = 128;
         let selector_ok = |k: &str| k == "all" || crate::config::IfPattern::parse(k, false).is_ok();
-        let record_ok = |r: &Record| r.iter().all(|(k, v)| selector_ok(k) && v.parse::<i32>().is_ok());
+        // The first entry that is not `all`/an interface name with an integer value.
+        let record_bad = |r: &Record| {
+            r.iter().find(|(k, v)| !(selector_ok(k) && v.parse::<i32>().is_ok())).map(|(k, v)| {
+                format!("{:?} = {:?}", crate::report::escape_controls(k), crate::report::escape_controls(v))
+            })
+        };
         let mut seen = Vec::new();
         for t in &self.tables {
             let what = format!("table {} {}", t.family.name(), crate::report::escape_controls(&t.name));
@@ -268,17 +273,18 @@ impl Snapshot {
             if t.comment.as_ref().is_some_and(|c| c.len() > NAME_MAX) {
                 bail!("{what}: the comment is longer than {NAME_MAX} bytes");
             }
-            if t.record.as_ref().is_some_and(|r| !record_ok(r)) {
-                bail!("{what}: the route_localnet record names a selector or value that is not valid");
+            if let Some(bad) = t.record.as_ref().and_then(record_bad) {
+                bail!("{what}: the route_localnet record holds {bad}: want `all` or an interface name and an integer");
             }
             let mut chains = Vec::new();
             let mut handles = std::collections::BTreeSet::new();
             for c in &t.chains {
-                if c.name.len() > NAME_MAX || chains.contains(&&c.name) {
-                    bail!(
-                        "{what}: chain {} is listed twice or its name is too long",
-                        crate::report::escape_controls(&c.name)
-                    );
+                let chain = crate::report::escape_controls(&c.name);
+                if c.name.len() > NAME_MAX {
+                    bail!("{what}: the chain name {chain:?} is longer than {NAME_MAX} bytes");
+                }
+                if chains.contains(&&c.name) {
+                    bail!("{what}: chain {chain} is listed twice");
                 }
                 chains.push(&c.name);
                 for r in &c.rules {
@@ -301,8 +307,8 @@ impl Snapshot {
                 bail!("{what}: a foreign object's name is too long");
             }
         }
-        if self.saved_record.as_ref().is_some_and(|r| !record_ok(r)) {
-            bail!("saved_record names a selector or value that is not valid");
+        if let Some(bad) = self.saved_record.as_ref().and_then(record_bad) {
+            bail!("saved_record holds {bad}: want `all` or an interface name and an integer");
         }
         for (k, v) in &self.route_localnet {
             if !(selector_ok(k) && v.parse::<i32>().is_ok()) {

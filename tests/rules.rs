@@ -1206,3 +1206,45 @@ fn adjacent_and_maximal_pattern_sets() {
     ns.ehn(&["remove", "-c", &big]).expect_code(0);
     assert_eq!(ns.ruleset(), "");
 }
+
+/// A chain the configuration no longer has (the IMDS block's `forward`) is deleted in
+/// place, with its rules listed by `plan`: the other chains' rules keep their handles and
+/// counters, and the result equals `nft -f` of the new rendering.
+#[test]
+fn a_dropped_chain_is_deleted_in_place() {
+    require_root();
+    let ns = Netns::new("dropchain");
+    let dir = TempDir::new("dropchain");
+    let cfg = dir.default_config();
+    let no_imds = dir.write("noimds.toml", "[imds_block]\nenabled = false\n");
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let input_before: Vec<String> = ns
+        .ruleset_handles()
+        .lines()
+        .filter(|l| l.contains("localhost-guard") || l.contains("introspection-guard"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(input_before.len(), 2, "{}", ns.ruleset_handles());
+    let plan = ns.ehn(&["plan", "-c", &no_imds, "--format", "json"]);
+    plan.expect_code(2);
+    let doc: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+    let removed: Vec<&str> = doc["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "remove")
+        .filter_map(|c| c["id"].as_str().or(c["chain"].as_str()))
+        .collect();
+    assert_eq!(removed, ["forward", "imds-block-ipv4", "imds-block-ipv6"], "{plan}");
+    assert_eq!(doc["summary"], serde_json::json!({"add": 0, "change": 0, "remove": 3}), "{plan}");
+    ns.ehn(&["apply", "-c", &no_imds]).expect_code(0);
+    ns.ehn(&["check", "-c", &no_imds]).expect_code(0);
+    let after = ns.ruleset_handles();
+    assert!(!after.contains("chain forward"), "{after}");
+    let input_after: Vec<String> = after
+        .lines()
+        .filter(|l| l.contains("localhost-guard") || l.contains("introspection-guard"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(input_after, input_before, "the input chain's rules must keep their handles");
+}

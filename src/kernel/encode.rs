@@ -351,6 +351,17 @@ unsafe impl nftnl::NlMsg for OpMsg<'_> {
             match op {
                 Op::AddTable { .. } | Op::DelTable { .. } => write_table(buf, seq, op),
                 Op::AddChain { family, table, name, base } => write_chain(buf, seq, *family, table, name, base),
+                Op::DelChain { family, table, name } => {
+                    let c = sys::nftnl_chain_alloc();
+                    let (ct, cn) = (cstring(table), cstring(name));
+                    sys::nftnl_chain_set_u32(c, sys::NFTNL_CHAIN_FAMILY as u16, family.nfproto() as u32);
+                    sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, ct.as_ptr());
+                    sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_NAME as u16, cn.as_ptr());
+                    // Without NLM_F_NONREC the kernel deletes the chain's rules with it.
+                    let nlh = header(buf, libc::NFT_MSG_DELCHAIN, *family, libc::NLM_F_ACK, seq);
+                    sys::nftnl_chain_nlmsg_build_payload(nlh, c);
+                    sys::nftnl_chain_free(c);
+                }
                 Op::DelRule { family, table, chain, handle } => {
                     let r = sys::nftnl_rule_alloc();
                     let (ct, cc) = (cstring(table), cstring(chain));
