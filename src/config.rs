@@ -823,11 +823,19 @@ fn check_list(
         // long is refused anyway.
         return None;
     }
+    // Whether any two entries overlap, in O(n log n): sorted by their name (a prefix
+    // without its '+'), every name that starts with a prefix follows it directly, so an
+    // overlap always shows between neighbours. Only then is each entry compared with the
+    // earlier ones (quadratic, but only for a list that is refused), to name the pair.
+    let mut bases: Vec<(&str, bool)> =
+        list.v.iter().map(|e| (e.get_ref().trim_end_matches('+'), e.get_ref().ends_with('+'))).collect();
+    bases.sort_unstable();
+    let any_overlap = bases.windows(2).any(|w| w[0].0 == w[1].0 || (w[0].1 && w[1].0.starts_with(w[0].0)));
     for e in &list.v {
         match IfPattern::parse(e.get_ref(), allow_prefix) {
             Err(m) => errs.push(loc.err(span(e), format!("{key}: {m}"))),
             Ok(p) => {
-                if let Some(other) = out.iter().find(|o| {
+                if let Some(other) = out.iter().take(if any_overlap { usize::MAX } else { 0 }).find(|o| {
                     *o == &p
                         || (o.is_prefix() && o.matches(p.as_str().trim_end_matches('+')))
                         || (p.is_prefix() && p.matches(o.as_str().trim_end_matches('+')))
