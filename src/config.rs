@@ -793,7 +793,14 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
         let msg = if msg.is_empty() { "invalid TOML syntax".to_string() } else { msg };
         ConfigErrors(vec![loc.err(e.span(), msg)])
     })?;
-    let default = toml::from_str::<Bare>(DEFAULT_TOML).expect("embedded default parses");
+    // The embedded default (or a copy of it, the common case) is parsed once, not twice.
+    let parsed_default;
+    let default = if text == DEFAULT_TOML {
+        &user
+    } else {
+        parsed_default = toml::from_str::<Bare>(DEFAULT_TOML).expect("embedded default parses");
+        &parsed_default
+    };
     let table = "a TOML document is a table";
     let mut problems = Vec::new();
     let (config, failed) = resolve(user.0.table().expect(table), default.0.table().expect(table), &mut problems);
