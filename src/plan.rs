@@ -834,6 +834,12 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
         for lc in &dropped {
             list_chain_removal(lt, lc, "no longer in the configuration", &mut shown.changes);
         }
+        // Someone else's chains go with the recreate: listed too.
+        for lc in lt.chains.iter().filter(|lc| !OUR_CHAINS.contains(&lc.name.as_str())) {
+            if !t.chains.iter().any(|c| c.name == lc.name) {
+                list_chain_removal(lt, lc, "not ecs-hostnet's", &mut shown.changes);
+            }
+        }
         for c in &policy_updates {
             let live_base = lt.chains.iter().find(|lc| lc.name == c.name).and_then(|lc| lc.base);
             shown.changes.push(policy_change(t, c, live_base, "restored by the recreate"));

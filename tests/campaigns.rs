@@ -1991,7 +1991,7 @@ fn hostile_tables_precreated_by_someone_else() {
         (
             "ip table with chain foo",
             "table ip ecs-hostnet {\n\tchain foo {\n\t\ttype filter hook input priority 0; policy accept;\n\t}\n}\n",
-            &["chain foo is not in the configuration", "recreated in the same transaction"],
+            &["chain foo is not ecs-hostnet's", "recreated in the same transaction"],
         ),
         (
             "ip prerouting redefined as a filter chain",
