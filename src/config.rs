@@ -707,14 +707,8 @@ impl Config {
         if !a.manage_ecs_config.v {
             return vec![];
         }
-        [
-            ("ECS_ENABLE_TASK_IAM_ROLE", a.enable_task_iam_role.v),
-            ("ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", a.enable_task_iam_role_network_host.v),
-            ("ECS_AWSVPC_BLOCK_IMDS", a.awsvpc_block_imds.v),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), Some(v.to_string())))
-        .collect()
+        let values = [a.enable_task_iam_role.v, a.enable_task_iam_role_network_host.v, a.awsvpc_block_imds.v];
+        crate::agentconfig::AGENT_KEYS.iter().zip(values).map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect()
     }
 
     /// Container interfaces the IMDS block leaves alone.

@@ -198,8 +198,7 @@ pub fn read_live(nf: &mut Netfilter, desired: &Desired, root: &Root) -> Result<(
     let (tables, generation) = nf.read_owned()?;
     let saved_record = read_saved_record(nf, root);
     let mut rt = Rtnl::open()?;
-    let ipv4_routes = rt.routes(false, |r| is_endpoint_route(desired, r))?;
-    let ipv4_default_route = rt.has_default_route(false)?;
+    let (ipv4_routes, ipv4_default_route) = rt.routes_and_default(false, |r| is_endpoint_route(desired, r))?;
     let lo_up = rt.link_is_up(crate::rtnl::LOOPBACK_IFINDEX)?;
     let facts = HostFacts { tables, saved_record, ipv4_routes, ipv4_default_route, lo_up };
     Ok((facts.live_state(desired, sysctl::read_route_localnet)?, generation))
@@ -216,8 +215,7 @@ pub fn read_facts(
     let (tables, generation) = nf.read_owned()?;
     let saved_record = read_saved_record(nf, root);
     let mut rt = Rtnl::open()?;
-    let ipv4_routes = rt.routes(false, |_| true)?;
-    let ipv4_default_route = rt.has_default_route(false)?;
+    let (ipv4_routes, ipv4_default_route) = rt.routes_and_default(false, |_| true)?;
     let lo_up = rt.link_is_up(crate::rtnl::LOOPBACK_IFINDEX)?;
     let mut values = std::collections::BTreeMap::new();
     let dir = "/proc/sys/net/ipv4/conf";

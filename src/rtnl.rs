@@ -231,18 +231,22 @@ impl Rtnl {
         }))
     }
 
-    /// Whether the main table has a default route (`0.0.0.0/0` or `::/0`) of type unicast.
-    pub fn has_default_route(&mut self, ipv6: bool) -> Result<bool> {
-        Ok(self
-            .dump_main(ipv6)?
-            .iter()
-            .any(|r| r.header.destination_prefix_length == 0 && r.header.kind == RouteType::Unicast))
-    }
-
     /// The main-table routes of one family (with a destination) that `keep` selects.
     pub fn routes(&mut self, ipv6: bool, keep: impl Fn(&LiveRoute) -> bool) -> Result<Vec<LiveRoute>> {
-        Ok(self
-            .dump_main(ipv6)?
+        Ok(self.routes_and_default(ipv6, keep)?.0)
+    }
+
+    /// [`Rtnl::routes`] and whether the main table has a default route (a unicast route
+    /// with prefix length 0), from ONE route dump.
+    pub fn routes_and_default(
+        &mut self,
+        ipv6: bool,
+        keep: impl Fn(&LiveRoute) -> bool,
+    ) -> Result<(Vec<LiveRoute>, bool)> {
+        let dump = self.dump_main(ipv6)?;
+        let default =
+            dump.iter().any(|r| r.header.destination_prefix_length == 0 && r.header.kind == RouteType::Unicast);
+        let routes = dump
             .into_iter()
             .filter_map(|r| {
                 let dest = r.attributes.iter().find_map(|a| match a {
@@ -279,7 +283,8 @@ impl Rtnl {
                 })
             })
             .filter(|r| keep(r))
-            .collect())
+            .collect();
+        Ok((routes, default))
     }
 
     /// Adds `spec` (create-exclusive; an identical route added meanwhile by someone else

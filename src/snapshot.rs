@@ -25,11 +25,6 @@ use std::collections::BTreeMap;
 /// The schema name in [`Snapshot::schema`].
 pub const SNAPSHOT_SCHEMA: &str = "ecs-hostnet.snapshot/v1";
 
-/// The ECS agent keys ecs-hostnet may manage in ecs.config: the only lines of that file a
-/// snapshot keeps (see [`crate::config::Config::agent_keys`]).
-pub const AGENT_KEYS: [&str; 3] =
-    ["ECS_ENABLE_TASK_IAM_ROLE", "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", "ECS_AWSVPC_BLOCK_IMDS"];
-
 /// One host's live state (`ecs-hostnet snapshot`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,7 +90,7 @@ pub struct FileSnapshot {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EcsConfigSnapshot {
-    /// The file with every line but [`AGENT_KEYS`] redacted; `null` when it is missing.
+    /// The file with every line but [`agentconfig::AGENT_KEYS`] redacted; `null` when it is missing.
     pub live: Option<Content>,
 }
 
@@ -184,7 +179,7 @@ impl Snapshot {
                     .get(artifacts::ECS_CONFIG_PATH)
                     .cloned()
                     .flatten()
-                    .map(|b| Content::from_bytes(&agentconfig::redact(&b, &AGENT_KEYS))),
+                    .map(|b| Content::from_bytes(&agentconfig::redact(&b, &agentconfig::AGENT_KEYS))),
             }),
         });
         Snapshot {

@@ -429,16 +429,8 @@ fn ipv6_only_host_endpoint_route_via_lo() {
 /// an IPv6 default route via the peer, no IPv4 address but lo's and no IPv4 route; the
 /// agent's credentials listener on 127.0.0.1:51679. (host, peer, listener)
 fn ipv6_only_host() -> (Netns, Netns, Listener) {
-    let host = Netns::new("v6host");
-    let peer = Netns::new("v6peer");
-    host.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &peer.name]);
-    host.ip(&["addr", "add", "2001:db8:3::1/64", "dev", "eth0", "nodad"]);
-    host.ip(&["link", "set", "eth0", "up"]);
-    peer.ip(&["addr", "add", "2001:db8:3::2/64", "dev", "eth0", "nodad"]);
-    peer.ip(&["link", "set", "eth0", "up"]);
-    host.ip(&["-6", "route", "add", "default", "via", "2001:db8:3::2"]);
+    let (host, peer) = ipv6_only_pair("v6host");
     let agent = Listener::spawn(&host.name, "127.0.0.1:51679", CREDS_BODY);
-    assert_eq!(host.ip(&["-4", "route", "show"]).trim(), "", "no IPv4 route");
     (host, peer, agent)
 }
 

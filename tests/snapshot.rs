@@ -319,15 +319,7 @@ fn plan_against_snapshot_equals_live_plan_fresh_applied_altered() {
 fn plan_against_snapshot_equals_live_plan_ipv6_only_host() {
     require_root();
     let b = Bench::new("snap-v6");
-    let host = Netns::new("snapv6");
-    let peer = Netns::new("snapv6peer");
-    host.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &peer.name]);
-    host.ip(&["addr", "add", "2001:db8:3::1/64", "dev", "eth0", "nodad"]);
-    host.ip(&["link", "set", "eth0", "up"]);
-    peer.ip(&["addr", "add", "2001:db8:3::2/64", "dev", "eth0", "nodad"]);
-    peer.ip(&["link", "set", "eth0", "up"]);
-    host.ip(&["-6", "route", "add", "default", "via", "2001:db8:3::2"]);
-    assert_eq!(host.ip(&["-4", "route", "show"]).trim(), "", "no IPv4 route");
+    let (host, peer) = ipv6_only_pair("snapv6");
     let root = TempDir::new("snapv6-root");
     let r = root.path();
     let default = b.path("default.toml");

@@ -1636,3 +1636,20 @@ pub fn temp_files_under(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// An IPv6-only host namespace and its peer: 2001:db8:3::1/64 on a veth to the peer
+/// (2001:db8:3::2), an IPv6 default route via the peer, no IPv4 address but lo's and no
+/// IPv4 route. `role` names both. (host, peer)
+#[allow(dead_code)]
+pub fn ipv6_only_pair(role: &str) -> (Netns, Netns) {
+    let host = Netns::new(role);
+    let peer = Netns::new(&format!("{role}peer"));
+    host.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &peer.name]);
+    host.ip(&["addr", "add", "2001:db8:3::1/64", "dev", "eth0", "nodad"]);
+    host.ip(&["link", "set", "eth0", "up"]);
+    peer.ip(&["addr", "add", "2001:db8:3::2/64", "dev", "eth0", "nodad"]);
+    peer.ip(&["link", "set", "eth0", "up"]);
+    host.ip(&["-6", "route", "add", "default", "via", "2001:db8:3::2"]);
+    assert_eq!(host.ip(&["-4", "route", "show"]).trim(), "", "no IPv4 route");
+    (host, peer)
+}
