@@ -385,13 +385,18 @@ pub fn rule_text(family: Family, exprs: &[Expr], comment: Option<&str>) -> Strin
 /// `'`, control characters (ESC, newline, ...) are escaped, so a comment can neither
 /// forge lines of a plan nor send terminal escape sequences.
 pub fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '"' => "'".to_string(),
-            c if c.is_control() => c.escape_default().to_string(),
-            c => c.to_string(),
-        })
-        .collect()
+    if !s.chars().any(|c| c == '"' || c.is_control()) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '"' => out.push('\''),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `type nat hook prerouting priority -100; policy accept;`

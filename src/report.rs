@@ -69,7 +69,18 @@ impl Palette {
 /// from a configuration under review) can hold control characters: escape them (`\n`,
 /// `\u{1b}`) so that nothing printed can forge a line or send a terminal escape sequence.
 pub fn escape_controls(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn comment(reason: &str, extra: &[String]) -> String {
@@ -313,6 +324,14 @@ pub fn json(p: &Plan, command: &str, configuration: &str, against: &Against) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_controls_escapes_only_control_characters() {
+        assert_eq!(escape_controls("plain text, \"quoted\" ünïcode"), "plain text, \"quoted\" ünïcode");
+        assert_eq!(escape_controls("a\u{1b}[31mred\nb\t\u{7f}"), "a\\u{1b}[31mred\\nb\\t\\u{7f}");
+        assert_eq!(crate::nftsyntax::printable("say \"hi\"\r\n"), "say 'hi'\\r\\n");
+        assert_eq!(crate::nftsyntax::printable("veth*"), "veth*");
+    }
 
     #[test]
     fn color_follows_the_flag_the_terminal_and_no_color() {

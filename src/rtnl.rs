@@ -163,7 +163,9 @@ impl Rtnl {
                 std::mem::size_of::<libc::timeval>() as libc::socklen_t,
             );
         }
-        Ok(Rtnl { sock, seq: 0, buf: vec![0; 64 * 1024] })
+        // Filled through `BufMut` (spare capacity, never zeroed); 32 KiB is the most the
+        // kernel puts in one dump read (`SKB_WITH_OVERHEAD(32768)`, net/netlink/af_netlink.c).
+        Ok(Rtnl { sock, seq: 0, buf: Vec::with_capacity(32 * 1024) })
     }
 
     fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>> {
@@ -178,7 +180,9 @@ impl Rtnl {
         self.sock.send(&bytes, 0).context("rtnetlink send")?;
         let mut out = Vec::new();
         loop {
-            let n = self.sock.recv(&mut &mut self.buf[..], 0).context("rtnetlink receive")?;
+            self.buf.clear();
+            self.sock.recv(&mut self.buf, 0).context("rtnetlink receive")?;
+            let n = self.buf.len();
             let mut off = 0;
             while off < n {
                 let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])

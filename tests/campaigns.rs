@@ -238,7 +238,7 @@ impl Campaign {
         }
         eprint!("{text}");
         let repeat = format!(
-            "ECS_HOSTNET_CAMPAIGN_SEED={seed} ECS_HOSTNET_CAMPAIGN_ROUNDS={} cargo test --release --test campaigns {} -- --nocapture",
+            "ECS_HOSTNET_CAMPAIGN_SEED={seed} ECS_HOSTNET_CAMPAIGN_ROUNDS={} cargo test --profile ci --test campaigns {} -- --nocapture",
             self.rounds,
             self.name.replace('-', "_")
         );

@@ -94,6 +94,12 @@ pub enum KernelError {
 
 type Result<T> = std::result::Result<T, KernelError>;
 
+/// Size of the receive buffer, bytes. The kernel fills one dump skb per `recvmsg` and sizes
+/// it after the reader's largest buffer, capped at `SKB_WITH_OVERHEAD(32768)`
+/// (`netlink_recvmsg`, net/netlink/af_netlink.c): a larger buffer is never filled, and is
+/// only more memory to zero and fault in.
+const RECV_BUFFER_BYTES: usize = 32 * 1024;
+
 /// A receive buffer aligned for `struct nlmsghdr` (mnl checks alignment).
 struct AlignedBuf(Vec<u64>);
 
@@ -183,7 +189,7 @@ impl Netfilter {
         }
         let seq =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
-        Ok(Netfilter { sock, seq, buf: AlignedBuf::new(64 * 1024) })
+        Ok(Netfilter { sock, seq, buf: AlignedBuf::new(RECV_BUFFER_BYTES) })
     }
 
     /// The network namespace cookie (`SO_NETNS_COOKIE`, kernel >= 5.14): a 64-bit id that
@@ -394,7 +400,7 @@ impl Netfilter {
                 sys::nftnl_rule_free(r);
             })?;
             for m in rules {
-                let r = decode::rule(m.as_ptr() as *const _, &sets).map_err(KernelError::Malformed)?;
+                let r = decode::rule(&m, &sets).map_err(KernelError::Malformed)?;
                 if r.family != Some(t.family) || r.table != t.name {
                     continue;
                 }
@@ -666,6 +672,7 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
         off += len.next_multiple_of(4).min(rest.len());
     }
     let nlh = |m: &[u32]| m.as_ptr() as *const libc::nlmsghdr;
+    let as_bytes = |m: &[u32]| unsafe { std::slice::from_raw_parts(m.as_ptr() as *const u8, m.len() * 4) };
     let family_of = |m: &[u32]| Family::from_nfproto(m[4].to_ne_bytes()[0] as u32);
     let at = |off: usize| move |e: String| format!("byte {off}: {e}");
 
@@ -704,7 +711,7 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
     let mut rules = Vec::new();
     for (off, m) in &rules_m {
         let (off, m) = (*off, m.as_slice());
-        let r = decode::rule(nlh(m), &no_sets).map_err(at(off))?;
+        let r = decode::rule(as_bytes(m), &no_sets).map_err(at(off))?;
         rules.push((off, m, r.family, r.table));
     }
 
@@ -743,7 +750,7 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
             if *family != Some(t.family) || *table != t.name {
                 continue;
             }
-            let r = decode::rule(nlh(m), &anon).map_err(at(*off))?;
+            let r = decode::rule(as_bytes(m), &anon).map_err(at(*off))?;
             match t.chains.iter_mut().find(|c| c.name == r.chain) {
                 Some(c) => c.rules.push(r.rule),
                 None => {
