@@ -145,6 +145,26 @@ fn parse_error(m: &[u8]) -> (i32, Option<String>) {
 }
 
 /// An op's text cut to a length an error line can carry (a set of 1000 names is long).
+/// What one message of a batch is, to name it if the kernel rejects it: an op (index into
+/// the plan's ops), the anonymous set of an `AddRule` op's lookup, or a run of that set's
+/// elements from the given index.
+enum MsgLabel {
+    Op(usize),
+    Set(usize),
+    Elements(usize, usize),
+}
+
+impl MsgLabel {
+    fn text(&self, ops: &[Op]) -> String {
+        let op = |i: usize| short_label(&ops[i].to_string());
+        match *self {
+            MsgLabel::Op(i) => op(i),
+            MsgLabel::Set(i) => format!("add the set of `{}`", op(i)),
+            MsgLabel::Elements(i, start) => format!("add elements {start}.. of the set of `{}`", op(i)),
+        }
+    }
+}
+
 fn short_label(s: &str) -> String {
     match s.char_indices().nth(300) {
         Some((i, _)) => format!("{}...", &s[..i]),
@@ -427,18 +447,18 @@ impl Netfilter {
         encode::check_encodable(ops).map_err(KernelError::Encode)?;
         let mut batch = nftnl::Batch::new();
         // One label per message: an op, or the anonymous set (and its elements) a rule's
-        // lookup needs, sent just before the rule and tied to it by a batch-local id.
-        let mut labels: Vec<String> = Vec::new();
+        // lookup needs, sent just before the rule and tied to it by a batch-local id. The
+        // text is made only for a message the kernel rejects.
+        let mut labels: Vec<MsgLabel> = Vec::new();
         let mut next_set_id = 1u32;
-        for op in ops {
+        for (i, op) in ops.iter().enumerate() {
             let mut ids = Vec::new();
             if let Op::AddRule { family, table, rule, .. } = op {
                 for x in &rule.exprs {
                     if let crate::ruleset::Expr::Lookup { set, .. } = x {
-                        let short = short_label(&op.to_string());
                         let m = encode::SetMsg { family: *family, table, id: next_set_id, set, elements: None };
                         batch.add(&m, nftnl::MsgType::Add);
-                        labels.push(format!("add the set of `{short}`"));
+                        labels.push(MsgLabel::Set(i));
                         // Elements in several messages: one NEWSETELEM holds at most
                         // 64 KiB of attributes.
                         let n = set.elements.len();
@@ -447,7 +467,7 @@ impl Netfilter {
                             let m =
                                 encode::SetMsg { family: *family, table, id: next_set_id, set, elements: Some(range) };
                             batch.add(&m, nftnl::MsgType::Add);
-                            labels.push(format!("add elements {start}.. of the set of `{short}`"));
+                            labels.push(MsgLabel::Elements(i, start));
                         }
                         ids.push(next_set_id);
                         next_set_id += 1;
@@ -455,7 +475,7 @@ impl Netfilter {
                 }
             }
             batch.add(&encode::OpMsg(op, &ids), nftnl::MsgType::Add);
-            labels.push(short_label(&op.to_string()));
+            labels.push(MsgLabel::Op(i));
         }
         let batch = batch.finalize();
         let seqs = batch.sequence_numbers();
@@ -466,7 +486,7 @@ impl Netfilter {
                 return "batch begin (the rule set changed after it was read)".into();
             }
             match seq.checked_sub(first_op_seq).and_then(|i| labels.get(i as usize)) {
-                Some(l) => l.clone(),
+                Some(l) => l.text(ops),
                 None if seq == seqs.start => "batch begin".into(),
                 None => "batch end (commit)".into(),
             }
@@ -765,4 +785,28 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
         }
     }
     Ok(tables)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rejected message is named by its op in nft syntax, its set by the op it serves.
+    #[test]
+    fn a_rejected_message_is_named_by_its_op() {
+        let desired = crate::compile::compile(&crate::config::default_config());
+        let ops = crate::plan::plan(&desired, &crate::plan::LiveState::default()).ops;
+        let (i, _) = ops
+            .iter()
+            .enumerate()
+            .find(|(_, op)| {
+                matches!(op, Op::AddRule { rule, .. } if rule.exprs.iter().any(|x| matches!(x, crate::ruleset::Expr::Lookup { .. })))
+            })
+            .expect("the default has an IMDS rule with a set");
+        let op = MsgLabel::Op(i).text(&ops);
+        assert!(op.starts_with("add rule inet ecs-hostnet forward ") && op.contains("169.254.169.254"), "{op}");
+        assert_eq!(MsgLabel::Set(i).text(&ops), format!("add the set of `{op}`"));
+        assert_eq!(MsgLabel::Elements(i, 64).text(&ops), format!("add elements 64.. of the set of `{op}`"));
+        assert!(MsgLabel::Op(0).text(&ops).starts_with("add table ip ecs-hostnet"));
+    }
 }
