@@ -268,6 +268,9 @@ fn corrupted_dumps_give_located_errors() {
         ("kernel-error-eperm.bin", "Operation not permitted"),
         ("libnftnl-expression-without-name.bin", "without NFTA_EXPR_NAME"),
         ("libnftnl-set-element-attribute-17.bin", "set element attribute type 17"),
+        ("libnftnl-jump-verdict-without-chain.bin", "jump/goto verdict without NFTA_VERDICT_CHAIN"),
+        // An extended-ack text with a newline and NULs, escaped into one line.
+        ("kernel-error-extack-with-newline.bin", "the kernel answered with an error"),
     ];
     for (name, want) in cases {
         let e = run_readback(name, &read("readback", name)).expect_err(name);

@@ -717,6 +717,11 @@ fn nl_attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
 ///   attribute at `tb[type]` of an `NFTA_SET_ELEM_MAX + 1` stack array, past its end (a
 ///   stack buffer overflow).
 ///
+/// * a verdict (`NFTA_DATA_VERDICT` in any `nft_data` nest: an expression's data attribute,
+///   a set element's key or data) with code `NFT_JUMP` or `NFT_GOTO` and no
+///   `NFTA_VERDICT_CHAIN`: `nftnl_parse_verdict` leaves its attribute table uninitialised and
+///   `strdup`s whatever pointer the stack held there.
+///
 /// libnftnl also ends the process with `exit(1)` ("nf_tables kernel ABI is broken") when an
 /// attribute it knows fails its type check (a u32 that is not 4 bytes, ...): that is its
 /// design, not checked here. `m` shorter than 20 bytes, or with an `nlmsg_len` past its
@@ -730,7 +735,16 @@ pub fn libnftnl_hazard(m: &[u8]) -> Option<String> {
     let msg = u16::from_ne_bytes([m[4], m[5]]) & 0xff;
     let nested = |ty: u16| attrs.iter().filter(move |(t, _)| *t == ty).map(|(_, v)| *v);
     match msg as i32 {
-        libc::NFT_MSG_NEWRULE => nested(4).find_map(|v| expr_list_hazard(v, "rule expression")),
+        libc::NFT_MSG_NEWRULE => nested(4).find_map(|v| {
+            expr_list_hazard(v, "rule expression").or_else(|| {
+                // Every nest inside an expression's NFTA_EXPR_DATA that may be an nft_data.
+                nl_attrs(v).into_iter().take_while(|(t, _)| *t == 1).find_map(|(_, e)| {
+                    nl_attrs(e).into_iter().filter(|(t, _)| *t == 2).find_map(|(_, data)| {
+                        nl_attrs(data).into_iter().find_map(|(_, d)| verdict_hazard(d, "rule expression data"))
+                    })
+                })
+            })
+        }),
         libc::NFT_MSG_NEWSET => nested(17)
             .find_map(|v| expr_hazard(v, "set expression"))
             .or_else(|| nested(18).find_map(|v| expr_list_hazard(v, "set expression"))),
@@ -744,6 +758,8 @@ pub fn libnftnl_hazard(m: &[u8]) -> Option<String> {
                     ));
                 }
                 elem.iter().find_map(|(t, v)| match t {
+                    // NFTA_SET_ELEM_KEY, _DATA, _KEY_END: nft_data nests
+                    1 | 2 | 10 => verdict_hazard(v, "set element"),
                     7 => expr_hazard(v, "set element expression"),
                     11 => expr_list_hazard(v, "set element expression"),
                     _ => None,
@@ -752,6 +768,20 @@ pub fn libnftnl_hazard(m: &[u8]) -> Option<String> {
         }),
         _ => None,
     }
+}
+
+/// [`libnftnl_hazard`] for a nest that libnftnl may parse as an `nft_data`: a jump or goto
+/// verdict (`NFT_JUMP` -3, `NFT_GOTO` -4 in `NFTA_VERDICT_CODE`) without `NFTA_VERDICT_CHAIN`,
+/// read as libmnl reads it (up to the first malformed attribute).
+fn verdict_hazard(data: &[u8], what: &str) -> Option<String> {
+    let verdict = nl_attrs(data).into_iter().rev().find(|(t, _)| *t == 2)?.1;
+    let v = nl_attrs(verdict);
+    let code = v.iter().rev().find(|(t, _)| *t == 1).and_then(|(_, c)| <[u8; 4]>::try_from(*c).ok())?;
+    let code = i32::from_be_bytes(code);
+    let has_chain = v.iter().any(|(t, _)| *t == 2);
+    ((code == -3 || code == -4) && !has_chain).then(|| {
+        format!("{what}: a jump/goto verdict without NFTA_VERDICT_CHAIN: libnftnl 1.2.4 strdup()s an uninitialised pointer")
+    })
 }
 
 /// [`libnftnl_hazard`] for a list of `NFTA_LIST_ELEM` expression nests (parsing stops at the

@@ -659,7 +659,7 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
             libc::NLMSG_ERROR => match parse_error(m) {
                 (0, _) => {}
                 (errno, ext) => {
-                    let ext = ext.map(|e| format!(" ({e})")).unwrap_or_default();
+                    let ext = ext.map(|e| format!(" ({})", crate::report::escape_controls(&e))).unwrap_or_default();
                     let err = std::io::Error::from_raw_os_error(errno);
                     return Err(format!("byte {off}: the kernel answered with an error: {err}{ext}"));
                 }
