@@ -355,38 +355,46 @@ impl Netfilter {
         Err(KernelError::Unstable)
     }
 
+    /// One read of our tables. Chains, sets and objects are dumped once for every family
+    /// (`NFPROTO_UNSPEC`) and given to their table by (family, table name); rules are dumped
+    /// per table; and the elements per anonymous set: 3 + tables + sets dumps instead of
+    /// 4 per table. Nothing is dumped beyond the table list when none of our tables exists.
     fn read_owned_once(&mut self) -> Result<Vec<LiveTable>> {
         let mut tables = Vec::new();
         for m in self.request(libc::NFT_MSG_GETTABLE as u32, 0, true, |_| {})? {
             let t = decode::table(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
             tables.extend(t.into_owned_table());
         }
+        if tables.is_empty() {
+            return Ok(tables);
+        }
         tables.sort_by_key(|t| if t.family == Family::Ip { 0 } else { 1 });
-        for t in &mut tables {
+        let family_of = |m: &[u8]| Family::from_nfproto(m.get(16).copied().unwrap_or(0) as u32);
+        let owner = |tables: &[LiveTable], family: Option<Family>, table: &str| {
+            tables.iter().position(|t| Some(t.family) == family && t.name == table)
+        };
+        for m in self.request(libc::NFT_MSG_GETCHAIN as u32, 0, true, |_| {})? {
+            let c = decode::chain(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+            if let Some(i) = owner(&tables, c.family, &c.table) {
+                tables[i].chains.push(c.into_live_chain());
+            }
+        }
+        // Anonymous sets (bound to rules' lookups) are read with their elements; a named set
+        // is someone else's (ecs-hostnet makes none).
+        let mut sets = vec![decode::AnonSets::new(); tables.len()];
+        for m in self.request(libc::NFT_MSG_GETSET as u32, 0, true, |_| {})? {
+            let (table, name, set) = decode::set(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+            let Some(i) = owner(&tables, family_of(&m), &table) else { continue };
+            match set {
+                Some(set) => {
+                    sets[i].insert(name, set);
+                }
+                None => tables[i].foreign_objects.push(format!("set {name}")),
+            }
+        }
+        for (t, sets) in tables.iter().zip(sets.iter_mut()) {
             let family = t.family.nfproto();
-            let name = std::ffi::CString::new(t.name.clone()).expect("owned names have no NUL");
-            let tname = &name;
-            for m in self.request(libc::NFT_MSG_GETCHAIN as u32, family, true, |_| {})? {
-                let c = decode::chain(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
-                if c.family == Some(t.family) && c.table == t.name {
-                    t.chains.push(c.into_live_chain());
-                }
-            }
-            // One set dump: anonymous sets (bound to rules' lookups) are read with their
-            // elements; a named set is someone else's (ecs-hostnet makes none).
-            let mut sets = decode::AnonSets::new();
-            for m in self.request(libc::NFT_MSG_GETSET as u32, family, true, |_| {})? {
-                let (table, name, set) = decode::set(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
-                if table != t.name {
-                    continue;
-                }
-                match set {
-                    Some(set) => {
-                        sets.insert(name, set);
-                    }
-                    None => t.foreign_objects.push(format!("set {name}")),
-                }
-            }
+            let tname = std::ffi::CString::new(t.name.clone()).expect("owned names have no NUL");
             for (name, set) in sets.iter_mut() {
                 let cname =
                     std::ffi::CString::new(name.clone()).map_err(|_| KernelError::Malformed("set name".into()))?;
@@ -405,26 +413,32 @@ impl Netfilter {
                 // compare in ascending order, as they are built and sent.
                 set.elements.sort();
             }
-            for m in self.request(libc::NFT_MSG_GETOBJ as u32, family, true, |_| {})? {
-                let (table, name) = decode::object(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
-                if table == t.name {
-                    t.foreign_objects.push(format!("object {name}"));
-                }
+        }
+        for m in self.request(libc::NFT_MSG_GETOBJ as u32, 0, true, |_| {})? {
+            let (table, name) = decode::object(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+            if let Some(i) = owner(&tables, family_of(&m), &table) {
+                tables[i].foreign_objects.push(format!("object {name}"));
             }
-            // The kernel filters a rule dump by NFTA_RULE_TABLE.
-            let rules = self.request(libc::NFT_MSG_GETRULE as u32, family, true, |nlh| unsafe {
+        }
+        // One rule dump per table, filtered by the kernel (NFTA_RULE_TABLE). Not one for
+        // both: with NFPROTO_UNSPEC and a table name, nf_tables_dump_rules stops after the
+        // first table of that name.
+        for (i, sets) in sets.iter().enumerate() {
+            let (family, name) = (tables[i].family, tables[i].name.clone());
+            let cname = std::ffi::CString::new(name.clone()).expect("owned names have no NUL");
+            let rules = self.request(libc::NFT_MSG_GETRULE as u32, family.nfproto(), true, |nlh| unsafe {
                 let r = sys::nftnl_rule_alloc();
-                sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, name.as_ptr());
-                sys::nftnl_rule_set_u32(r, sys::NFTNL_RULE_FAMILY as u16, family as u32);
+                sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, cname.as_ptr());
+                sys::nftnl_rule_set_u32(r, sys::NFTNL_RULE_FAMILY as u16, family.nfproto() as u32);
                 sys::nftnl_rule_nlmsg_build_payload(nlh, r);
                 sys::nftnl_rule_free(r);
             })?;
             for m in rules {
-                let r = decode::rule(&m, &sets).map_err(KernelError::Malformed)?;
-                if r.family != Some(t.family) || r.table != t.name {
+                let r = decode::rule(&m, sets).map_err(KernelError::Malformed)?;
+                if r.family != Some(family) || r.table != name {
                     continue;
                 }
-                match t.chains.iter_mut().find(|c| c.name == r.chain) {
+                match tables[i].chains.iter_mut().find(|c| c.name == r.chain) {
                     Some(c) => c.rules.push(r.rule),
                     None => return Err(KernelError::Unstable),
                 }
