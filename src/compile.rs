@@ -52,7 +52,13 @@ fn base(chain_type: ChainType, hook: Hook, priority: i32) -> Option<BaseChain> {
 }
 
 fn rule(id: String, parts: Vec<Vec<Expr>>) -> Rule {
-    Rule { id, exprs: parts.into_iter().flatten().collect() }
+    // Exactly sized: a flattening collect grows by doubling, and with 1024 container
+    // patterns the spare capacity of the DNAT rules was a fifth of apply's peak heap.
+    let mut exprs = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for part in parts {
+        exprs.extend(part);
+    }
+    Rule { id, exprs }
 }
 
 /// Compiles a validated configuration into the desired state.

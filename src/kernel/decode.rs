@@ -550,7 +550,9 @@ pub fn rule_direct(m: &[u8], sets: &AnonSets) -> Option<RuleInfo> {
         return None;
     }
     let mut list = t[nfta::RULE_EXPRESSIONS]?;
-    let mut exprs = Vec::new();
+    // Exactly sized (live rules of 1024 patterns are a large part of the peak heap); the
+    // count is only a capacity hint, the walk below checks every element.
+    let mut exprs = Vec::with_capacity(nl_attr_count(list));
     while !list.is_empty() {
         if list.len() < 4 {
             return None;
@@ -701,6 +703,20 @@ fn nl_attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
         b = &b[len.next_multiple_of(4).min(b.len())..];
     }
     out
+}
+
+/// How many attributes [`nl_attrs`] would return, without collecting them.
+fn nl_attr_count(mut b: &[u8]) -> usize {
+    let mut n = 0;
+    while b.len() >= 4 {
+        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+        if len < 4 || len > b.len() {
+            break;
+        }
+        n += 1;
+        b = &b[len.next_multiple_of(4).min(b.len())..];
+    }
+    n
 }
 
 /// Why libnftnl 1.2.4 would corrupt memory or crash parsing the nf_tables message `m`
