@@ -926,15 +926,17 @@ mod tests {
         files.sort();
         for path in files.iter().filter(|p| p.to_string_lossy().ends_with("-full.bin")) {
             let msgs = dump_messages(&std::fs::read(path).unwrap());
-            let mut sets = AnonSets::new();
+            // Anonymous sets per (family, table): two tables may both have a `__set0`.
+            let mut sets: std::collections::HashMap<(u8, String), AnonSets> = Default::default();
             for (ty, m) in &msgs {
                 if *ty == libc::NFT_MSG_NEWSET as u16 {
-                    let (_, name, set) = set(m.as_ptr() as *const libc::nlmsghdr).unwrap();
-                    sets.extend(set.map(|s| (name, s)));
+                    let (table, name, set) = set(m.as_ptr() as *const libc::nlmsghdr).unwrap();
+                    sets.entry((m[16], table)).or_default().extend(set.map(|s| (name, s)));
                 }
             }
-            for (ty, m) in msgs.iter().filter(|(ty, _)| *ty == libc::NFT_MSG_NEWRULE as u16) {
-                let _ = ty;
+            for (_, m) in msgs.iter().filter(|(ty, _)| *ty == libc::NFT_MSG_NEWRULE as u16) {
+                let table = rule_libnftnl(m, &AnonSets::new()).unwrap().table;
+                let sets = sets.get(&(m[16], table)).cloned().unwrap_or_default();
                 let slow = rule_libnftnl(m, &sets).unwrap();
                 let ours = slow.rule.comment.as_deref().is_some_and(|c| crate::plan::is_our_id(c))
                     && crate::ruleset::OWNED_TABLES.iter().any(|(f, t)| Some(*f) == slow.family && *t == slow.table);
