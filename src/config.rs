@@ -991,6 +991,16 @@ fn check_consistency(loc: &Located, c: &Config, f: &Failed) -> Vec<ConfigError> 
             c.imds_block.ipv6_address.span.clone(),
             format!("imds_block.ipv6_address {imds6} is not a unicast address; IMDS is fd00:ec2::254"),
         ));
+    } else if ok(&[f.imds_block.ipv6_address]) && imds6.to_ipv4_mapped().is_some() {
+        // ::ffff:a.b.c.d never appears as an IPv6 packet's destination: an IPv4 packet
+        // goes through the ip daddr rule (ipv4_address) instead.
+        errs.push(loc.err(
+            c.imds_block.ipv6_address.span.clone(),
+            format!(
+                "imds_block.ipv6_address {imds6} is an IPv4-mapped address, never an IPv6 destination; \
+                 the IPv4 IMDS address goes in ipv4_address; IMDS over IPv6 is fd00:ec2::254"
+            ),
+        ));
     }
     let imds = c.imds_block.ipv4_address.v.0;
     if ok(&[f.imds_block.ipv4_address]) && (imds.is_unspecified() || imds.is_multicast() || imds.is_broadcast()) {

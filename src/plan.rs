@@ -1001,10 +1001,17 @@ fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
         p.ops.push(Op::DelRule { family: fam, table: tn.into(), chain: cn.into(), handle: lr.handle });
         let id = lr.comment.as_deref();
         let desired = id.and_then(|id| c.rules.iter().find(|r| r.id == id));
+        let wrong_chain;
         let reason = match (id, desired) {
             (None, _) => "added by someone (no ecs-hostnet id)",
             (Some(id), None) if !is_our_id(id) => "added by someone (not an ecs-hostnet id)",
-            (Some(_), None) => "no longer in the configuration",
+            (Some(id), None) => match t.chains.iter().find(|o| o.name != c.name && o.rules.iter().any(|r| r.id == id)) {
+                Some(o) => {
+                    wrong_chain = format!("in the wrong chain (ecs-hostnet puts it in chain {})", o.name);
+                    wrong_chain.as_str()
+                }
+                None => "no longer in the configuration",
+            },
             (Some(id), Some(d)) => {
                 let kept_same_id = kept.iter().any(|&(i, _)| c.rules[i].id == id);
                 if d.exprs == lr.exprs {
@@ -1391,6 +1398,24 @@ mod tests {
         foreign.tables[1].chains.push(LiveChain { name: "extra".into(), base: None, rules: vec![] });
         let p = plan(&d, &foreign);
         assert!(matches!(p.ops[0], Op::DelTable { family: Family::Inet, .. }), "{:?}", p.ops);
+    }
+
+    /// A copy of one of our rules in another chain of ours is removed there, and the reason
+    /// names the chain it belongs in.
+    #[test]
+    fn a_rule_of_ours_in_the_wrong_chain_says_where_it_belongs() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        let inet = live.tables.iter_mut().find(|t| t.family == Family::Inet).unwrap();
+        let guard = inet.chains[0].rules.iter().find(|r| r.comment.as_deref() == Some("localhost-guard")).unwrap();
+        let mut copy = guard.clone();
+        copy.handle = 999;
+        let forward = inet.chains.iter_mut().find(|c| c.name == "forward").unwrap();
+        forward.rules.push(copy);
+        let p = plan(&d, &live);
+        assert_eq!(p.counts(), (0, 0, 1), "{}", p.text());
+        assert_eq!(p.changes[0].reason, "in the wrong chain (ecs-hostnet puts it in chain input)", "{}", p.text());
+        assert!(matches!(p.ops[..], [Op::DelRule { handle: 999, .. }]), "{:?}", p.ops);
     }
 
     #[test]

@@ -77,9 +77,14 @@ pub enum KernelError {
         /// The first unanswered message, named as in [`KernelError::Rejected`].
         op: String,
     },
-    /// [`Netfilter::read_owned`] saw the generation move, `NLM_F_DUMP_INTR`, or a rule of
-    /// a chain it had not listed, on each of its 5 attempts.
-    #[error("the rule set kept changing while it was read (5 attempts); another program is writing it")]
+    /// [`Netfilter::read_owned`] saw the generation move with our tables read differently each
+    /// time, `NLM_F_DUMP_INTR`, or a rule of
+    /// a chain it had not listed, on each of its attempts ([`READ_ATTEMPTS`]).
+    #[error(
+        "the rule set kept changing while it was read ({} attempts in about {} ms); another program is writing it",
+        READ_ATTEMPTS,
+        (1u64 << (READ_ATTEMPTS - 1)) - 1
+    )]
     Unstable,
     /// An answer libnftnl (or our header parsing) could not parse: a truncated netlink
     /// message, a malformed table/chain/rule or `NFT_MSG_NEWGEN` message, or a batch that
@@ -93,6 +98,10 @@ pub enum KernelError {
 }
 
 type Result<T> = std::result::Result<T, KernelError>;
+
+/// Reads of our tables [`Netfilter::read_owned`] tries before it gives up (pauses of 1, 2,
+/// 4, ... ms between them: about 127 ms in all).
+pub const READ_ATTEMPTS: u32 = 8;
 
 /// Size of the receive buffer, bytes. The kernel fills one dump skb per `recvmsg` and sizes
 /// it after the reader's largest buffer, capped at `SKB_WITH_OVERHEAD(32768)`
@@ -193,6 +202,9 @@ pub struct Netfilter {
     sock: mnl::Socket,
     seq: u32,
     buf: AlignedBuf,
+    /// A dump answered since the last reset carried `NLM_F_DUMP_INTR` (a commit, anyone's,
+    /// happened while it was produced); see [`Netfilter::read_owned`].
+    dump_interrupted: bool,
 }
 
 impl Netfilter {
@@ -209,7 +221,7 @@ impl Netfilter {
         }
         let seq =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
-        Ok(Netfilter { sock, seq, buf: AlignedBuf::new(RECV_BUFFER_BYTES) })
+        Ok(Netfilter { sock, seq, buf: AlignedBuf::new(RECV_BUFFER_BYTES), dump_interrupted: false })
     }
 
     /// The network namespace cookie (`SO_NETNS_COOKIE`, kernel >= 5.14): a 64-bit id that
@@ -267,9 +279,8 @@ impl Netfilter {
         self.sock.send(&req.bytes()[..len]).map_err(|err| KernelError::Io { what: what.clone(), err })?;
         let portid = self.sock.portid();
         let mut out = Vec::new();
-        // A dump interrupted by a concurrent commit is read to its end (so the socket is
-        // free for the retry) and then reported as unstable.
-        let mut interrupted = false;
+        // A dump interrupted by a concurrent commit is read to its end and returned; the
+        // interruption is noted for read_owned, which decides whether the read stands.
         loop {
             let n = self.sock.recv_raw(self.buf.bytes()).map_err(|err| KernelError::Io { what: what.clone(), err })?;
             let mut data = &self.buf.bytes()[..n];
@@ -290,10 +301,9 @@ impl Netfilter {
                     continue; // a late answer to an earlier request
                 }
                 if h.nlmsg_flags & NLM_F_DUMP_INTR != 0 {
-                    interrupted = true;
+                    self.dump_interrupted = true;
                 }
                 match h.nlmsg_type as c_int {
-                    libc::NLMSG_DONE if interrupted => return Err(KernelError::Unstable),
                     libc::NLMSG_DONE => return Ok(out),
                     libc::NLMSG_ERROR => {
                         let (errno, _) = parse_error(m);
@@ -343,22 +353,46 @@ impl Netfilter {
     /// Reads the tables ecs-hostnet owns ([`OWNED_TABLES`](crate::ruleset::OWNED_TABLES)) with their chains and rules,
     /// as one consistent snapshot, and the rule-set generation it belongs to (pass it to
     /// [`Netfilter::commit`]). Foreign tables are listed but not read.
+    ///
+    /// A read stands when the generation did not move while it ran and no dump was
+    /// interrupted (`NLM_F_DUMP_INTR`). When another program keeps committing (to its own
+    /// tables: Docker, a firewall daemon; the kernel's generation and dump checks do not say
+    /// which table changed), two whole reads in a row that found our tables identical,
+    /// handles included, stand too: our tables had that state, and the later generation is
+    /// returned, so a batch planned on it is still refused if anything changed since. Up to
+    /// [`READ_ATTEMPTS`] reads, with a pause before each retry (1 ms, doubling). Errors:
+    /// [`KernelError::Unstable`] when no read stood; the dumps' own errors.
     pub fn read_owned(&mut self) -> Result<(Vec<LiveTable>, u32)> {
-        for _ in 0..5 {
+        let mut previous: Option<Vec<LiveTable>> = None;
+        let mut pause = std::time::Duration::from_millis(1);
+        for attempt in 0..READ_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
             let before = self.generation()?;
+            self.dump_interrupted = false;
             match self.read_owned_once() {
-                Ok(tables) if self.generation()? == before => return Ok((tables, before)),
-                Ok(_) | Err(KernelError::Unstable) => continue,
+                Ok(tables) => {
+                    let after = self.generation()?;
+                    if (after == before && !self.dump_interrupted) || previous.as_ref() == Some(&tables) {
+                        return Ok((tables, after));
+                    }
+                    previous = Some(tables);
+                }
+                Err(KernelError::Unstable) => previous = None,
                 Err(e) => return Err(e),
             }
         }
         Err(KernelError::Unstable)
     }
 
-    /// One read of our tables. Chains, sets and objects are dumped once for every family
-    /// (`NFPROTO_UNSPEC`) and given to their table by (family, table name); rules are dumped
-    /// per table; and the elements per anonymous set: 3 + tables + sets dumps instead of
-    /// 4 per table. Nothing is dumped beyond the table list when none of our tables exists.
+    /// One read of our tables: per table, its chains (the kernel cannot filter a chain dump
+    /// by table: every chain of the table's family comes back and the others are dropped),
+    /// its sets and objects (filtered by the kernel: `NFTA_SET_TABLE`, `NFTA_OBJ_TABLE`), the
+    /// elements of each anonymous set, and its rules (`NFTA_RULE_TABLE`). Other programs'
+    /// sets, objects and rules are never sent to us, whatever their number. Nothing is dumped
+    /// beyond the table list when none of our tables exists.
     fn read_owned_once(&mut self) -> Result<Vec<LiveTable>> {
         let mut tables = Vec::new();
         for m in self.request(libc::NFT_MSG_GETTABLE as u32, 0, true, |_| {})? {
@@ -369,32 +403,37 @@ impl Netfilter {
             return Ok(tables);
         }
         tables.sort_by_key(|t| if t.family == Family::Ip { 0 } else { 1 });
-        let family_of = |m: &[u8]| Family::from_nfproto(m.get(16).copied().unwrap_or(0) as u32);
-        let owner = |tables: &[LiveTable], family: Option<Family>, table: &str| {
-            tables.iter().position(|t| Some(t.family) == family && t.name == table)
-        };
-        for m in self.request(libc::NFT_MSG_GETCHAIN as u32, 0, true, |_| {})? {
-            let c = decode::chain(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
-            if let Some(i) = owner(&tables, c.family, &c.table) {
-                tables[i].chains.push(c.into_live_chain());
-            }
-        }
-        // Anonymous sets (bound to rules' lookups) are read with their elements; a named set
-        // is someone else's (ecs-hostnet makes none).
         let mut sets = vec![decode::AnonSets::new(); tables.len()];
-        for m in self.request(libc::NFT_MSG_GETSET as u32, 0, true, |_| {})? {
-            let (table, name, set) = decode::set(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
-            let Some(i) = owner(&tables, family_of(&m), &table) else { continue };
-            match set {
-                Some(set) => {
-                    sets[i].insert(name, set);
-                }
-                None => tables[i].foreign_objects.push(format!("set {name}")),
-            }
-        }
-        for (t, sets) in tables.iter().zip(sets.iter_mut()) {
+        for (t, sets) in tables.iter_mut().zip(sets.iter_mut()) {
             let family = t.family.nfproto();
             let tname = std::ffi::CString::new(t.name.clone()).expect("owned names have no NUL");
+            for m in self.request(libc::NFT_MSG_GETCHAIN as u32, family, true, |_| {})? {
+                let c = decode::chain(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+                if c.family == Some(t.family) && c.table == t.name {
+                    t.chains.push(c.into_live_chain());
+                }
+            }
+            // Anonymous sets (bound to rules' lookups) are read with their elements; a named
+            // set is someone else's (ecs-hostnet makes none).
+            let msgs = self.request(libc::NFT_MSG_GETSET as u32, family, true, |nlh| unsafe {
+                let st = sys::nftnl_set_alloc();
+                sys::nftnl_set_set_str(st, sys::NFTNL_SET_TABLE as u16, tname.as_ptr());
+                sys::nftnl_set_set_u32(st, sys::NFTNL_SET_FAMILY as u16, family as u32);
+                sys::nftnl_set_nlmsg_build_payload(nlh, st);
+                sys::nftnl_set_free(st);
+            })?;
+            for m in msgs {
+                let (table, name, set) = decode::set(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+                if table != t.name {
+                    continue;
+                }
+                match set {
+                    Some(set) => {
+                        sets.insert(name, set);
+                    }
+                    None => t.foreign_objects.push(format!("set {name}")),
+                }
+            }
             for (name, set) in sets.iter_mut() {
                 let cname =
                     std::ffi::CString::new(name.clone()).map_err(|_| KernelError::Malformed("set name".into()))?;
@@ -413,15 +452,22 @@ impl Netfilter {
                 // compare in ascending order, as they are built and sent.
                 set.elements.sort();
             }
-        }
-        for m in self.request(libc::NFT_MSG_GETOBJ as u32, 0, true, |_| {})? {
-            let (table, name) = decode::object(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
-            if let Some(i) = owner(&tables, family_of(&m), &table) {
-                tables[i].foreign_objects.push(format!("object {name}"));
+            let msgs = self.request(libc::NFT_MSG_GETOBJ as u32, family, true, |nlh| unsafe {
+                let o = sys::nftnl_obj_alloc();
+                sys::nftnl_obj_set_str(o, sys::NFTNL_OBJ_TABLE as u16, tname.as_ptr());
+                sys::nftnl_obj_set_u32(o, sys::NFTNL_OBJ_FAMILY as u16, family as u32);
+                sys::nftnl_obj_nlmsg_build_payload(nlh, o);
+                sys::nftnl_obj_free(o);
+            })?;
+            for m in msgs {
+                let (table, name) = decode::object(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+                if table == t.name {
+                    t.foreign_objects.push(format!("object {name}"));
+                }
             }
         }
         // One rule dump per table, filtered by the kernel (NFTA_RULE_TABLE). Not one for
-        // both: with NFPROTO_UNSPEC and a table name, nf_tables_dump_rules stops after the
+        // both with NFPROTO_UNSPEC: with a table name, nf_tables_dump_rules stops after the
         // first table of that name.
         for (i, sets) in sets.iter().enumerate() {
             let (family, name) = (tables[i].family, tables[i].name.clone());
