@@ -1005,13 +1005,15 @@ fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
         let reason = match (id, desired) {
             (None, _) => "added by someone (no ecs-hostnet id)",
             (Some(id), None) if !is_our_id(id) => "added by someone (not an ecs-hostnet id)",
-            (Some(id), None) => match t.chains.iter().find(|o| o.name != c.name && o.rules.iter().any(|r| r.id == id)) {
-                Some(o) => {
-                    wrong_chain = format!("in the wrong chain (ecs-hostnet puts it in chain {})", o.name);
-                    wrong_chain.as_str()
+            (Some(id), None) => {
+                match t.chains.iter().find(|o| o.name != c.name && o.rules.iter().any(|r| r.id == id)) {
+                    Some(o) => {
+                        wrong_chain = format!("in the wrong chain (ecs-hostnet puts it in chain {})", o.name);
+                        wrong_chain.as_str()
+                    }
+                    None => "no longer in the configuration",
                 }
-                None => "no longer in the configuration",
-            },
+            }
             (Some(id), Some(d)) => {
                 let kept_same_id = kept.iter().any(|&(i, _)| c.rules[i].id == id);
                 if d.exprs == lr.exprs {

@@ -440,12 +440,9 @@ fn expr_direct(e: &[u8], sets: &AnonSets) -> Option<Expr> {
         // NFTA_META_DREG 1, NFTA_META_KEY 2 (NFTA_META_SREG 3: a meta set, not ours)
         b"meta\0" if attrs_are(a, &[1, 2], &[]) => Expr::Meta { key: be32(a[2])?, dreg: be32(a[1])? },
         // NFTA_PAYLOAD_DREG 1, BASE 2, OFFSET 3, LEN 4 (SREG and checksum attributes: a write)
-        b"payload\0" if attrs_are(a, &[1, 2, 3, 4], &[]) => Expr::Payload {
-            base: be32(a[2])?,
-            offset: be32(a[3])?,
-            len: be32(a[4])?,
-            dreg: be32(a[1])?,
-        },
+        b"payload\0" if attrs_are(a, &[1, 2, 3, 4], &[]) => {
+            Expr::Payload { base: be32(a[2])?, offset: be32(a[3])?, len: be32(a[4])?, dreg: be32(a[1])? }
+        }
         // NFTA_CMP_SREG 1, OP 2 (NFT_CMP_EQ 0, NFT_CMP_NEQ 1), DATA 3
         b"cmp\0" if attrs_are(a, &[1, 2, 3], &[]) => Expr::Cmp {
             sreg: be32(a[1])?,
@@ -458,15 +455,13 @@ fn expr_direct(e: &[u8], sets: &AnonSets) -> Option<Expr> {
         },
         // NFTA_BITWISE_SREG 1, DREG 2, LEN 3, MASK 4, XOR 5, OP 6 (NFT_BITWISE_BOOL 0;
         // newer kernels report it)
-        b"bitwise\0" if attrs_are(a, &[1, 2, 3, 4, 5], &[6]) && opt_be32(a[6])?.unwrap_or(0) == 0 => {
-            Expr::Bitwise {
-                sreg: be32(a[1])?,
-                dreg: be32(a[2])?,
-                len: be32(a[3])?,
-                mask: data_value(a[4])?,
-                xor: data_value(a[5])?,
-            }
-        }
+        b"bitwise\0" if attrs_are(a, &[1, 2, 3, 4, 5], &[6]) && opt_be32(a[6])?.unwrap_or(0) == 0 => Expr::Bitwise {
+            sreg: be32(a[1])?,
+            dreg: be32(a[2])?,
+            len: be32(a[3])?,
+            mask: data_value(a[4])?,
+            xor: data_value(a[5])?,
+        },
         // NFTA_CT_DREG 1, KEY 2 (DIRECTION 3, SREG 4: not ours)
         b"ct\0" if attrs_are(a, &[1, 2], &[]) => Expr::Ct { key: be32(a[2])?, dreg: be32(a[1])? },
         // NFTA_COUNTER_BYTES 1, PACKETS 2 (u64), PAD 3
@@ -518,11 +513,9 @@ fn expr_direct(e: &[u8], sets: &AnonSets) -> Option<Expr> {
             flags: opt_be32(a[7])?,
         },
         // NFTA_REDIR_REG_PROTO_MIN 1, REG_PROTO_MAX 2, FLAGS 3
-        b"redir\0" if attrs_are(a, &[], &[1, 2, 3]) => Expr::Redir {
-            reg_proto_min: opt_be32(a[1])?,
-            reg_proto_max: opt_be32(a[2])?,
-            flags: opt_be32(a[3])?,
-        },
+        b"redir\0" if attrs_are(a, &[], &[1, 2, 3]) => {
+            Expr::Redir { reg_proto_min: opt_be32(a[1])?, reg_proto_max: opt_be32(a[2])?, flags: opt_be32(a[3])? }
+        }
         _ => return None,
     })
 }
@@ -538,11 +531,11 @@ pub fn rule_direct(m: &[u8], sets: &AnonSets) -> Option<RuleInfo> {
     let m = m.get(..len)?;
     let family = Family::from_nfproto(*m.get(16)? as u32);
     let t = attr_table::<9>(m.get(20..)?)?;
-    if !attrs_are(&t, &[nfta::RULE_TABLE, nfta::RULE_CHAIN, nfta::RULE_HANDLE, nfta::RULE_EXPRESSIONS], &[
-        nfta::RULE_POSITION,
-        nfta::RULE_USERDATA,
-        nfta::RULE_PAD,
-    ]) {
+    if !attrs_are(
+        &t,
+        &[nfta::RULE_TABLE, nfta::RULE_CHAIN, nfta::RULE_HANDLE, nfta::RULE_EXPRESSIONS],
+        &[nfta::RULE_POSITION, nfta::RULE_USERDATA, nfta::RULE_PAD],
+    ) {
         return None;
     }
     let handle = u64::from_be_bytes(t[nfta::RULE_HANDLE]?.try_into().ok()?);
@@ -796,7 +789,9 @@ fn verdict_hazard(data: &[u8], what: &str) -> Option<String> {
     let code = i32::from_be_bytes(code);
     let has_chain = v.iter().any(|(t, _)| *t == 2);
     ((code == -3 || code == -4) && !has_chain).then(|| {
-        format!("{what}: a jump/goto verdict without NFTA_VERDICT_CHAIN: libnftnl 1.2.4 strdup()s an uninitialised pointer")
+        format!(
+            "{what}: a jump/goto verdict without NFTA_VERDICT_CHAIN: libnftnl 1.2.4 strdup()s an uninitialised pointer"
+        )
     })
 }
 
@@ -954,7 +949,12 @@ mod tests {
                     }
                     None => {
                         fallback_total += 1;
-                        assert!(!ours || foreign_expr, "{}: rule {:?} of ours left to libnftnl", path.display(), slow.rule);
+                        assert!(
+                            !ours || foreign_expr,
+                            "{}: rule {:?} of ours left to libnftnl",
+                            path.display(),
+                            slow.rule
+                        );
                     }
                 }
                 ours_total += ours as usize;

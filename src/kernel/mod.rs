@@ -154,6 +154,28 @@ fn parse_error(m: &[u8]) -> (i32, Option<String>) {
 }
 
 /// An op's text cut to a length an error line can carry (a set of 1000 names is long).
+/// Writes the filter of a set dump into the request `nlh`: `NFTA_SET_TABLE` = `table`, and
+/// for the elements of one set (`NFT_MSG_GETSETELEM`) `NFTA_SET_NAME` = `set`.
+///
+/// # Safety
+/// `nlh` is a request header built by `nftnl_nlmsg_build_hdr` in a buffer with room for
+/// the attributes (`Netfilter::request`'s 4 KiB).
+unsafe fn set_dump_filter(nlh: *mut libc::nlmsghdr, family: u8, table: &std::ffi::CStr, set: Option<&std::ffi::CStr>) {
+    unsafe {
+        let st = sys::nftnl_set_alloc();
+        sys::nftnl_set_set_str(st, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
+        sys::nftnl_set_set_u32(st, sys::NFTNL_SET_FAMILY as u16, family as u32);
+        match set {
+            Some(name) => {
+                sys::nftnl_set_set_str(st, sys::NFTNL_SET_NAME as u16, name.as_ptr());
+                sys::nftnl_set_elems_nlmsg_build_payload(nlh, st);
+            }
+            None => sys::nftnl_set_nlmsg_build_payload(nlh, st),
+        }
+        sys::nftnl_set_free(st);
+    }
+}
+
 /// What one message of a batch is, to name it if the kernel rejects it: an op (index into
 /// the plan's ops), the anonymous set of an `AddRule` op's lookup, or a run of that set's
 /// elements from the given index.
@@ -416,11 +438,7 @@ impl Netfilter {
             // Anonymous sets (bound to rules' lookups) are read with their elements; a named
             // set is someone else's (ecs-hostnet makes none).
             let msgs = self.request(libc::NFT_MSG_GETSET as u32, family, true, |nlh| unsafe {
-                let st = sys::nftnl_set_alloc();
-                sys::nftnl_set_set_str(st, sys::NFTNL_SET_TABLE as u16, tname.as_ptr());
-                sys::nftnl_set_set_u32(st, sys::NFTNL_SET_FAMILY as u16, family as u32);
-                sys::nftnl_set_nlmsg_build_payload(nlh, st);
-                sys::nftnl_set_free(st);
+                set_dump_filter(nlh, family, &tname, None)
             })?;
             for m in msgs {
                 let (table, name, set) = decode::set(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
@@ -438,12 +456,7 @@ impl Netfilter {
                 let cname =
                     std::ffi::CString::new(name.clone()).map_err(|_| KernelError::Malformed("set name".into()))?;
                 let msgs = self.request(libc::NFT_MSG_GETSETELEM as u32, family, true, |nlh| unsafe {
-                    let st = sys::nftnl_set_alloc();
-                    sys::nftnl_set_set_str(st, sys::NFTNL_SET_TABLE as u16, tname.as_ptr());
-                    sys::nftnl_set_set_str(st, sys::NFTNL_SET_NAME as u16, cname.as_ptr());
-                    sys::nftnl_set_set_u32(st, sys::NFTNL_SET_FAMILY as u16, family as u32);
-                    sys::nftnl_set_elems_nlmsg_build_payload(nlh, st);
-                    sys::nftnl_set_free(st);
+                    set_dump_filter(nlh, family, &tname, Some(&cname))
                 })?;
                 for m in msgs {
                     decode::set_elements(m.as_ptr() as *const _, &mut set.elements).map_err(KernelError::Malformed)?;
