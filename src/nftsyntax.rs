@@ -385,18 +385,7 @@ pub fn rule_text(family: Family, exprs: &[Expr], comment: Option<&str>) -> Strin
 /// `'`, control characters (ESC, newline, ...) are escaped, so a comment can neither
 /// forge lines of a plan nor send terminal escape sequences.
 pub fn printable(s: &str) -> String {
-    if !s.chars().any(|c| c == '"' || c.is_control()) {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '"' => out.push('\''),
-            c if c.is_control() => out.extend(c.escape_default()),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::report::escape_controls(&s.replace('"', "'"))
 }
 
 /// `type nat hook prerouting priority -100; policy accept;`

@@ -126,7 +126,8 @@ fn header(m: &[u8]) -> libc::nlmsghdr {
     unsafe { std::ptr::read_unaligned(m.as_ptr() as *const libc::nlmsghdr) }
 }
 
-/// Error number and extended-ack text of an `NLMSG_ERROR` message (0 = ACK).
+/// Error number and extended-ack text of an `NLMSG_ERROR` message (0 = ACK); the text with
+/// its control characters escaped (`report::escape_controls`), one line.
 fn parse_error(m: &[u8]) -> (i32, Option<String>) {
     if m.len() < 20 {
         return (libc::EPROTO, None);
@@ -145,7 +146,9 @@ fn parse_error(m: &[u8]) -> (i32, Option<String>) {
                 break;
             }
             if ty == NLMSGERR_ATTR_MSG {
-                msg = Some(String::from_utf8_lossy(&m[off + 4..off + len]).trim_end_matches('\0').to_string());
+                // Kernel text, made one printable line here, for every error that quotes it.
+                let text = String::from_utf8_lossy(&m[off + 4..off + len]);
+                msg = Some(crate::report::escape_controls(text.trim_end_matches('\0')));
             }
             off += len.next_multiple_of(4);
         }
@@ -732,7 +735,7 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
             libc::NLMSG_ERROR => match parse_error(m) {
                 (0, _) => {}
                 (errno, ext) => {
-                    let ext = ext.map(|e| format!(" ({})", crate::report::escape_controls(&e))).unwrap_or_default();
+                    let ext = ext.map(|e| format!(" ({e})")).unwrap_or_default();
                     let err = std::io::Error::from_raw_os_error(errno);
                     return Err(format!("byte {off}: the kernel answered with an error: {err}{ext}"));
                 }
