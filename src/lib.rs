@@ -1,24 +1,21 @@
 //! ecs-hostnet: prepares a Linux host's network for Amazon ECS tasks with IAM roles.
 //!
-//! The pure core is [`config`] -> [`compile`] -> [`plan`] (no I/O, tested without root);
-//! [`nftsyntax`] prints rules for people and for `nft -f`; [`kernel`], [`sysctl`] and
-//! [`netns`] talk to the running kernel; [`engine`] ties them together for the commands.
+//! The pipeline, one layer per folder (docs/architecture.md):
+//!
+//! ```text
+//! config  -> desired -> plan -> render        the pure core: no I/O, tested without root
+//!    \__________\_________\______\___ model   the shared vocabulary (a leaf)
+//! engine: read (host) -> plan -> carry out (host) -> read back
+//! host:   nf_tables netlink (the only FFI), rtnetlink, sysctl, netns, files
+//! cli:    flags in, a call into the engine, output out (the binary's `main.rs`)
+//! ```
 
 #![warn(missing_docs)]
 
-pub mod agentconfig;
-pub mod artifacts;
-pub mod compile;
 pub mod config;
+pub mod desired;
 pub mod engine;
-pub mod install;
-pub mod kernel;
-pub mod netns;
-pub mod nftsyntax;
+pub mod host;
+pub mod model;
 pub mod plan;
-pub mod report;
-pub mod rtnl;
-pub mod ruleset;
-pub mod snapshot;
-pub mod sysctl;
-pub mod task;
+pub mod render;

@@ -3,9 +3,17 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use ecs_hostnet::engine::{self, Loaded};
-use ecs_hostnet::install::{self, Root};
-use ecs_hostnet::{artifacts, netns, nftsyntax, plan, plan::sysctl_name, report, snapshot, task};
+use ecs_hostnet::engine::load::{self as loader, Loaded};
+use ecs_hostnet::engine::{self, install, task};
+use ecs_hostnet::host::files::Root;
+use ecs_hostnet::host::netns;
+use ecs_hostnet::host::run_dir::{LOCK_TIMEOUT, Lock};
+use ecs_hostnet::model::escape::escape_controls;
+use ecs_hostnet::model::names::sysctl_name;
+use ecs_hostnet::model::nft_text as nftsyntax;
+use ecs_hostnet::model::route::TaskAction;
+use ecs_hostnet::plan::{self, files as artifacts};
+use ecs_hostnet::render::{nft_script, plan as report, snapshot};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -256,26 +264,26 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
     match cli.command {
         Command::Task { action } => {
             let (args, action) = match action {
-                TaskCommand::Apply(a) => (a, task::TaskAction::Apply),
-                TaskCommand::Check(a) => (a, task::TaskAction::Check),
-                TaskCommand::Remove(a) => (a, task::TaskAction::Remove),
+                TaskCommand::Apply(a) => (a, TaskAction::Apply),
+                TaskCommand::Check(a) => (a, TaskAction::Check),
+                TaskCommand::Remove(a) => (a, TaskAction::Remove),
             };
-            let loaded = engine::load_config(args.config.config.as_deref(), &root)?;
+            let loaded = loader::load_config(args.config.config.as_deref(), &root)?;
             let mut paths: Vec<PathBuf> = cli.netns.iter().map(|n| netns::resolve(n)).collect();
             if let Some(dir) = &args.netns_dir {
-                paths.extend(task::namespaces_under(dir)?);
+                paths.extend(netns::namespaces_under(dir)?);
             }
             if paths.is_empty() {
                 anyhow::bail!("task needs network namespaces: --netns NAME|PATH (repeatable) or --netns-dir DIR");
             }
-            let results = task::run(action, &paths, &task::imds_routes(&loaded.config))?;
+            let results = task::run(action, &paths, &ecs_hostnet::desired::task_routes::imds_routes(&loaded.config))?;
             let (mut failed, mut drift) = (0, 0);
             for r in &results {
                 match &r.outcome {
                     Ok(ops) if ops.is_empty() => writeln!(out, "{}: converged, nothing to do", r.netns.display())?,
                     Ok(ops) => {
                         drift += 1;
-                        let verb = if action == task::TaskAction::Check { "drift: would" } else { "done:" };
+                        let verb = if action == TaskAction::Check { "drift: would" } else { "done:" };
                         let list: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
                         writeln!(out, "{}: {verb} {}", r.netns.display(), list.join("; "))?;
                     }
@@ -285,22 +293,22 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
                     }
                 }
             }
-            let verb = if action == task::TaskAction::Check { "with drift" } else { "changed" };
+            let verb = if action == TaskAction::Check { "with drift" } else { "changed" };
             writeln!(out, "{} namespace(s): {drift} {verb}, {failed} failed.", results.len())?;
             Ok(if failed > 0 {
                 1
-            } else if drift > 0 && action == task::TaskAction::Check {
+            } else if drift > 0 && action == TaskAction::Check {
                 2
             } else {
                 0
             })
         }
         Command::Install { config } => {
-            let (loaded, bytes) = engine::load_config_bytes(config.config.as_deref(), &root)?;
+            let (loaded, bytes) = loader::load_config_bytes(config.config.as_deref(), &root)?;
             let binary =
                 std::fs::read("/proc/self/exe").context("cannot read this program's binary (/proc/self/exe)")?;
-            let _lock = if root.is_system() { Some(engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?) } else { None };
-            eprintln!("configuration: {}; root {}", report::escape_controls(&loaded.source), root.at("/").display());
+            let _lock = if root.is_system() { Some(Lock::acquire(&root, LOCK_TIMEOUT)?) } else { None };
+            eprintln!("configuration: {}; root {}", escape_controls(&loaded.source), root.at("/").display());
             for line in install::install(&root, &bytes, &binary, &loaded.config.agent_keys())? {
                 writeln!(out, "{line}")?;
             }
@@ -308,7 +316,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Uninstall => {
-            let _lock = if root.is_system() { Some(engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?) } else { None };
+            let _lock = if root.is_system() { Some(Lock::acquire(&root, LOCK_TIMEOUT)?) } else { None };
             let report = install::uninstall(&root)?;
             for line in &report {
                 writeln!(out, "{line}")?;
@@ -324,8 +332,8 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
                 if given.is_empty() { vec![None] } else { given.into_iter().map(Some).collect() };
             let mut bad = 0;
             for p in &paths {
-                match engine::load_config(p.as_deref(), &root) {
-                    Ok(l) => writeln!(out, "{}: valid", report::escape_controls(&l.source))?,
+                match loader::load_config(p.as_deref(), &root) {
+                    Ok(l) => writeln!(out, "{}: valid", escape_controls(&l.source))?,
                     Err(e) => {
                         print_error(&e);
                         bad += 1;
@@ -340,7 +348,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
         Command::Diff { old, new, format } => {
             // Both files are read first, so that every error of both is reported.
             let (old_loaded, new_loaded) =
-                match (engine::load_config(Some(&old), &root), engine::load_config(Some(&new), &root)) {
+                match (loader::load_config(Some(&old), &root), loader::load_config(Some(&new), &root)) {
                     (Ok(o), Ok(n)) => (o, n),
                     (o, n) => {
                         let mut errors: Vec<anyhow::Error> = o.err().into_iter().collect();
@@ -353,8 +361,8 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
                 };
             eprintln!(
                 "configuration: {}; against a host converged to {}",
-                report::escape_controls(&new_loaded.source),
-                report::escape_controls(&old_loaded.source)
+                escape_controls(&new_loaded.source),
+                escape_controls(&old_loaded.source)
             );
             let mut p = plan::diff(&engine::desired(&old_loaded), &engine::desired(&new_loaded));
             p.changes.extend(artifacts::diff_files(&old_loaded.config, &new_loaded.config));
@@ -383,15 +391,15 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Render { config, format } => {
-            let loaded = engine::load_config(config.config.as_deref(), &root)?;
+            let loaded = loader::load_config(config.config.as_deref(), &root)?;
             match format {
-                RenderFormat::Nft => out.push_str(&nftsyntax::script(&engine::desired(&loaded), &loaded.source)),
+                RenderFormat::Nft => out.push_str(&nft_script::script(&engine::desired(&loaded), &loaded.source)),
                 RenderFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&render_json(&loaded))?)?,
             }
             Ok(0)
         }
         Command::Plan(args) | Command::Check(args) => {
-            let loaded = engine::load_config(args.config.config.as_deref(), &root)?;
+            let loaded = loader::load_config(args.config.config.as_deref(), &root)?;
             let desired = engine::desired(&loaded);
             let keys = loaded.config.agent_keys();
             let (mut p, against) = match &args.against {
@@ -402,20 +410,20 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
                     let snap = snapshot::Snapshot::from_json(&name, &bytes)?;
                     eprintln!(
                         "configuration: {}; snapshot {}",
-                        report::escape_controls(&loaded.source),
-                        report::escape_controls(&name)
+                        escape_controls(&loaded.source),
+                        escape_controls(&name)
                     );
                     let live =
                         snap.facts().live_state(&desired, |sel| Ok::<_, anyhow::Error>(snap.route_localnet(sel)))?;
                     let mut p = plan::plan(&desired, &live);
                     if let Some((state, files, link)) = snap.install_view() {
-                        p.changes.extend(artifacts::plan_files(&state, &files, link, &keys).0);
+                        p.changes.extend(crate::plan::files::plan_files(&state, &files, link, &keys).0);
                     }
                     (p, report::Against::Snapshot { path: name })
                 }
                 None => {
                     enter()?;
-                    eprintln!("configuration: {}; {context}", report::escape_controls(&loaded.source));
+                    eprintln!("configuration: {}; {context}", escape_controls(&loaded.source));
                     let (_, mut p) = engine::in_namespace(ns, engine::plan_live(&desired, &root))?;
                     p.changes.extend(install::converge_files(&root, &keys, false)?);
                     (p, report::Against::Netns { netns: ns.map(str::to_string) })
@@ -440,13 +448,13 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
             Ok(if p.is_empty() { 0 } else { 2 })
         }
         Command::Apply { config } => {
-            let loaded = engine::load_config(config.config.as_deref(), &root)?;
+            let loaded = loader::load_config(config.config.as_deref(), &root)?;
             let desired = engine::desired(&loaded);
             // A broken install state is an error before the kernel is touched.
             install::read_state(&root)?;
             enter()?;
-            eprintln!("configuration: {}; {context}", report::escape_controls(&loaded.source));
-            let lock = engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?;
+            eprintln!("configuration: {}; {context}", escape_controls(&loaded.source));
+            let lock = Lock::acquire(&root, LOCK_TIMEOUT)?;
             let mut p = engine::in_namespace(ns, engine::converge(&desired, &root, &lock))?;
             p.changes.extend(install::converge_files(&root, &loaded.config.agent_keys(), true)?);
             if p.is_empty() {
@@ -462,10 +470,10 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
         Command::Remove { config } => {
             // The configuration is validated so a typo is not silently ignored, but what
             // is removed is what ecs-hostnet owns, whatever the configuration says now.
-            let loaded = engine::load_config(config.config.as_deref(), &root)?;
+            let loaded = loader::load_config(config.config.as_deref(), &root)?;
             enter()?;
-            eprintln!("configuration: {}; {context}", report::escape_controls(&loaded.source));
-            let lock = engine::Lock::acquire(&root, engine::LOCK_TIMEOUT)?;
+            eprintln!("configuration: {}; {context}", escape_controls(&loaded.source));
+            let lock = Lock::acquire(&root, LOCK_TIMEOUT)?;
             let p = engine::in_namespace(ns, engine::remove(&root, &lock))?;
             if p.is_empty() {
                 writeln!(out, "Nothing to remove: no ecs-hostnet tables or settings are present.")?;
@@ -478,7 +486,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
 }
 
 /// A carried-out plan as text: the changes, then `HEADLINE: N added, N changed, N removed.`
-fn done_text(p: &ecs_hostnet::plan::Plan, headline: &str) -> String {
+fn done_text(p: &plan::Plan, headline: &str) -> String {
     let (a, c, r) = p.counts();
     let text = p.text();
     let body = text.lines().filter(|l| !l.starts_with("Plan: ")).collect::<Vec<_>>().join("\n");
@@ -489,7 +497,7 @@ fn done_text(p: &ecs_hostnet::plan::Plan, headline: &str) -> String {
 /// (`FILE:LINE:COL: message`), anything else as one `ecs-hostnet: ...` line.
 /// Control characters (from a file name or a value under review) are escaped.
 fn print_error(e: &anyhow::Error) {
-    use report::escape_controls;
+    use escape_controls;
     match e.downcast_ref::<ecs_hostnet::config::ConfigErrors>() {
         Some(errors) => errors.0.iter().for_each(|e| eprintln!("{}", escape_controls(&e.to_string()))),
         None => eprintln!("ecs-hostnet: {}", escape_controls(&format!("{e:#}").replace('\n', "; "))),

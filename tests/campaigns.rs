@@ -1317,8 +1317,8 @@ impl Monitor {
         let path = ns.path();
         let s = stop.clone();
         let handle = std::thread::spawn(move || {
-            use ecs_hostnet::kernel::Netfilter;
-            use ecs_hostnet::ruleset::Family;
+            use ecs_hostnet::host::nft::Netfilter;
+            use ecs_hostnet::model::ruleset::Family;
             enter_netns(&path);
             let mut nf = Netfilter::open().expect("netfilter socket");
             let (mut samples, mut consistent, mut exposures) = (0, 0, Vec::new());
@@ -1475,7 +1475,7 @@ struct Writers {
 /// The namespace's nf_tables rule-set generation (it moves with every commit).
 fn generation(ns: &Netns) -> u32 {
     ns.run(|| {
-        let mut nf = ecs_hostnet::kernel::Netfilter::open().expect("netfilter socket");
+        let mut nf = ecs_hostnet::host::nft::Netfilter::open().expect("netfilter socket");
         nf.generation().expect("rule-set generation")
     })
 }
@@ -1580,9 +1580,9 @@ impl Writers {
         if flood {
             let (s, path) = (stop.clone(), ns.path());
             threads.push(std::thread::spawn(move || {
-                use ecs_hostnet::kernel::{KernelError, Netfilter};
-                use ecs_hostnet::plan::Op;
-                use ecs_hostnet::ruleset::Family;
+                use ecs_hostnet::host::nft::{KernelError, Netfilter};
+                use ecs_hostnet::model::ops::Op;
+                use ecs_hostnet::model::ruleset::Family;
                 enter_netns(&path);
                 let mut nf = Netfilter::open().expect("netfilter socket");
                 let name = "campaign-flood".to_string();
@@ -1879,8 +1879,8 @@ fn apply_racing_foreign_writers() {
 // maximum length and with NUL bytes.
 
 /// The desired rule `id` of the default configuration: (family, chain, expressions).
-fn desired_rule(id: &str) -> (ecs_hostnet::ruleset::Family, String, Vec<ecs_hostnet::ruleset::Expr>) {
-    let d = ecs_hostnet::compile::compile(&ecs_hostnet::config::default_config());
+fn desired_rule(id: &str) -> (ecs_hostnet::model::ruleset::Family, String, Vec<ecs_hostnet::model::ruleset::Expr>) {
+    let d = ecs_hostnet::desired::compile(&ecs_hostnet::config::default_config());
     for t in d.tables {
         for ch in t.chains {
             for r in ch.rules {
@@ -1898,18 +1898,18 @@ fn desired_rule(id: &str) -> (ecs_hostnet::ruleset::Family, String, Vec<ecs_host
 /// refuses comments over 128 characters), from a thread inside `ns`.
 fn plant_rule(
     ns: &Netns,
-    family: ecs_hostnet::ruleset::Family,
+    family: ecs_hostnet::model::ruleset::Family,
     chain: &str,
     id: String,
-    exprs: Vec<ecs_hostnet::ruleset::Expr>,
+    exprs: Vec<ecs_hostnet::model::ruleset::Expr>,
 ) -> Result<(), String> {
     let chain = chain.to_string();
     ns.run(move || {
-        use ecs_hostnet::kernel::Netfilter;
-        use ecs_hostnet::plan::{Op, Placement};
+        use ecs_hostnet::host::nft::Netfilter;
+        use ecs_hostnet::model::ops::{Op, Placement};
         let mut nf = Netfilter::open().map_err(|e| e.to_string())?;
         let generation = nf.generation().map_err(|e| e.to_string())?;
-        let rule = ecs_hostnet::ruleset::Rule { id, exprs };
+        let rule = ecs_hostnet::model::ruleset::Rule { id, exprs };
         let op = Op::AddRule { family, table: "ecs-hostnet".into(), chain, rule, placement: Placement::Append };
         nf.commit(&[op], generation).map_err(|e| e.to_string())
     })

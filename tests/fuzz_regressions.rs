@@ -8,10 +8,13 @@
 //! named tests pin what real captured dumps decode to, and what each corruption of one
 //! gives.
 
-use ecs_hostnet::kernel::{decode_dump, encode};
-use ecs_hostnet::plan::{self, LiveState};
-use ecs_hostnet::ruleset::{Expr, Family, LiveTable};
-use ecs_hostnet::{compile, config, nftsyntax, report};
+use ecs_hostnet::host::nft::{decode_dump, encode};
+use ecs_hostnet::plan::{self, live::LiveState};
+use ecs_hostnet::model::{live::LiveTable, ruleset::{Expr, Family}};
+use ecs_hostnet::desired::compile;
+use ecs_hostnet::render::nft_script;
+use ecs_hostnet::render::plan as report;
+use ecs_hostnet::config;
 use std::path::{Path, PathBuf};
 
 fn dir(kind: &str) -> PathBuf {
@@ -60,11 +63,11 @@ fn config_text(name: &str, bytes: &[u8]) -> String {
 fn run_config(name: &str, text: &str) -> Result<(), Vec<config::ConfigError>> {
     match config::parse("fuzz.toml", text) {
         Ok(c) => {
-            let d = compile::compile(&c);
-            assert!(nftsyntax::script(&d, "fuzz.toml").starts_with("#!/usr/sbin/nft -f\n"), "{name}");
+            let d = compile(&c);
+            assert!(nft_script::script(&d, "fuzz.toml").starts_with("#!/usr/sbin/nft -f\n"), "{name}");
             let fresh = plan::plan(&d, &LiveState::default());
             encode::check_encodable(&fresh.ops).unwrap_or_else(|e| panic!("{name}: validated but not encodable: {e}"));
-            let p = plan::diff(&compile::compile(&config::default_config()), &d);
+            let p = plan::diff(&compile(&config::default_config()), &d);
             let _ = report::text(&p, true, "No changes.");
             Ok(())
         }
@@ -154,7 +157,7 @@ fn run_readback(name: &str, bytes: &[u8]) -> Result<Vec<LiveTable>, String> {
             let back: Vec<LiveTable> = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(&back, tables, "{name}: JSON round trip");
             let live = LiveState { tables: tables.clone(), ..Default::default() };
-            let p = plan::plan(&compile::compile(&config::default_config()), &live);
+            let p = plan::plan(&compile(&config::default_config()), &live);
             let _ = report::text(&p, false, "No changes.");
             let _ = report::text(&plan::plan_removal(&live), false, "Nothing to remove.");
         }
@@ -189,7 +192,7 @@ fn real_default_dump_holds_the_default_rule_set() {
     let names: Vec<(Family, &str)> = tables.iter().map(|t| (t.family, t.name.as_str())).collect();
     assert_eq!(names, [(Family::Ip, "ecs-hostnet"), (Family::Inet, "ecs-hostnet")]);
     let (ip, inet) = (&tables[0], &tables[1]);
-    assert_eq!(ip.comment.as_deref(), Some(ecs_hostnet::ruleset::TABLE_COMMENT));
+    assert_eq!(ip.comment.as_deref(), Some(ecs_hostnet::model::names::TABLE_COMMENT));
     assert_eq!((ip.flags, inet.flags), (0, 0));
     assert!(ip.foreign_objects.is_empty() && inet.foreign_objects.is_empty());
     let chains = |t: &LiveTable| t.chains.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
@@ -216,7 +219,7 @@ fn real_default_dump_holds_the_default_rule_set() {
     // sends no batch.
     let route_localnet = [("all".to_string(), Some("1".to_string()))].into();
     let live = LiveState { tables: tables.clone(), route_localnet, ..Default::default() };
-    assert!(plan::plan(&compile::compile(&config::default_config()), &live).ops.is_empty());
+    assert!(plan::plan(&compile(&config::default_config()), &live).ops.is_empty());
 }
 
 #[test]
@@ -240,7 +243,7 @@ fn real_foreign_dump_shows_what_others_added() {
     for name in ["immediate", "limit", "objref", "lookup"] {
         assert!(others.contains(&name), "{name} not in {others:?}");
     }
-    let p = plan::plan(&compile::compile(&config::default_config()), &LiveState { tables, ..Default::default() });
+    let p = plan::plan(&compile(&config::default_config()), &LiveState { tables, ..Default::default() });
     assert!(!p.ops.is_empty(), "someone else's additions are drift");
 }
 
@@ -259,7 +262,7 @@ fn real_odd_dump_decodes_as_the_live_read_did() {
     assert!(rules >= 80, "{rules} rules in our tables");
     let others = tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).flat_map(|r| &r.exprs);
     assert!(others.filter(|x| matches!(x, Expr::Other { .. })).count() >= 30);
-    let p = plan::plan(&compile::compile(&config::default_config()), &LiveState { tables, ..Default::default() });
+    let p = plan::plan(&compile(&config::default_config()), &LiveState { tables, ..Default::default() });
     assert!(!p.ops.is_empty(), "someone else's additions are drift");
     let _ = report::text(&p, false, "No changes.");
 }

@@ -955,11 +955,11 @@ fn apply_racing_remove_ends_consistent() {
 
 /// Plant `table inet ecs-hostnet` (comment "x") whose userdata holds
 /// `record`, through the crate's own kernel layer, from a thread inside `ns`.
-fn plant_record(ns: &Netns, record: ecs_hostnet::ruleset::Record) {
+fn plant_record(ns: &Netns, record: ecs_hostnet::model::record::Record) {
     ns.run(move || {
-        use ecs_hostnet::kernel::Netfilter;
-        use ecs_hostnet::plan::Op;
-        use ecs_hostnet::ruleset::Family;
+        use ecs_hostnet::host::nft::Netfilter;
+        use ecs_hostnet::model::ops::Op;
+        use ecs_hostnet::model::ruleset::Family;
         let mut nf = Netfilter::open().expect("open netfilter socket");
         let generation = nf.generation().expect("generation");
         nf.commit(
@@ -1030,7 +1030,7 @@ fn hostile_record_key_is_not_a_path() {
     let mut codes = Vec::new();
     for rec in records {
         let ns = Netns::new("hostile");
-        let record: ecs_hostnet::ruleset::Record = rec.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        let record: ecs_hostnet::model::record::Record = rec.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
         plant_record(&ns, record.clone());
         assert!(ns.ruleset().contains("table inet ecs-hostnet"));
         let mut got = Vec::new();

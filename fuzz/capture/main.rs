@@ -9,10 +9,10 @@
 //! `GETSETELEM` for each set found, `GETOBJ` and `GETRULE`. Every byte received is kept
 //! as received (including each dump's `NLMSG_DONE`). It writes `PREFIX-KIND.bin` for each
 //! kind (`tables`, `chains`, `sets`, `setelems`, `objs`, `rules`) that found something, and `PREFIX-full.bin`,
-//! all of them in that order, which `ecs_hostnet::kernel::decode_dump` reads as a whole.
+//! all of them in that order, which `ecs_hostnet::host::nft::decode_dump` reads as a whole.
 //! Read-only: it sends no request that changes anything.
 
-use ecs_hostnet::kernel::decode;
+use ecs_hostnet::host::nft::decode;
 use nftnl::nftnl_sys as sys;
 use std::os::raw::c_char;
 use std::path::PathBuf;
@@ -39,7 +39,7 @@ fn run() -> Result<(), String> {
     let (Some(netns), Some(out), Some(name)) = (netns, out, name) else {
         return Err("usage: capture-dump --netns NAME --out DIR --name PREFIX".into());
     };
-    ecs_hostnet::netns::enter(&netns).map_err(|e| e.to_string())?;
+    ecs_hostnet::host::netns::enter(&netns).map_err(|e| e.to_string())?;
     let mut d = Dumper::open()?;
     let tables = d.dump(libc::NFT_MSG_GETTABLE, 0, |_| {})?;
     let chains = d.dump(libc::NFT_MSG_GETCHAIN, 0, |_| {})?;

@@ -9,7 +9,12 @@
 //! validates can always be sent (`check_encodable`), as the README promises.
 #![no_main]
 
-use ecs_hostnet::{compile, config, kernel, nftsyntax, plan, report};
+use ecs_hostnet::desired::compile;
+use ecs_hostnet::host::nft as kernel;
+use ecs_hostnet::model::nft_text as nftsyntax;
+use ecs_hostnet::render::nft_script;
+use ecs_hostnet::render::plan as report;
+use ecs_hostnet::{config, plan};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,14 +34,14 @@ fn check(text: &str) {
     let lines = text.matches('\n').count() + 1;
     match config::parse("fuzz.toml", text) {
         Ok(c) => {
-            let d = compile::compile(&c);
-            let script = nftsyntax::script(&d, "fuzz.toml");
+            let d = compile(&c);
+            let script = nft_script::script(&d, "fuzz.toml");
             assert!(script.starts_with("#!/usr/sbin/nft -f\n"));
-            let fresh = plan::plan(&d, &plan::LiveState::default());
+            let fresh = plan::plan(&d, &plan::live::LiveState::default());
             if let Err(e) = kernel::encode::check_encodable(&fresh.ops) {
                 panic!("a configuration that validates cannot be encoded: {e}\n{text}");
             }
-            let p = plan::diff(&compile::compile(&config::default_config()), &d);
+            let p = plan::diff(&compile(&config::default_config()), &d);
             let _ = report::text(&p, true, "No changes.");
             let _ = report::json(&p, "diff", "fuzz.toml", &report::Against::Snapshot { path: "old.toml".into() });
         }

@@ -13,10 +13,13 @@
 //! those exits as known libnftnl behaviour, not as crashes.
 #![no_main]
 
-use ecs_hostnet::kernel::{self, encode};
-use ecs_hostnet::plan::{self, LiveState, Op};
-use ecs_hostnet::ruleset::{Expr, LiveTable};
-use ecs_hostnet::{compile, config, report};
+use ecs_hostnet::host::nft::{self as kernel, encode};
+use ecs_hostnet::model::ops::Op;
+use ecs_hostnet::plan::{self, live::LiveState};
+use ecs_hostnet::model::{live::LiveTable, ruleset::Expr};
+use ecs_hostnet::desired::compile;
+use ecs_hostnet::render::plan as report;
+use ecs_hostnet::config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| check(data));
@@ -34,7 +37,7 @@ fn check(buf: &[u8]) {
     let back: Vec<LiveTable> = serde_json::from_str(&json).unwrap_or_else(|e| panic!("JSON round trip: {e}\n{json}"));
     assert_eq!(back, tables, "JSON round trip changed the tables");
 
-    let desired = compile::compile(&config::default_config());
+    let desired = compile(&config::default_config());
     let live = LiveState { tables, ..Default::default() };
     let p = plan::plan(&desired, &live);
     let _ = report::text(&p, true, "No changes.");

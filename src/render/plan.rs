@@ -11,8 +11,10 @@
 //! For machines, [`json`]: the schema `ecs-hostnet.plan/v1`, documented in
 //! `docs/json.md` and pinned by golden tests.
 
-use crate::plan::{Action, Change, Plan, Subject};
-use crate::ruleset::Family;
+use crate::model::escape::escape_controls;
+use crate::plan::Plan;
+use crate::plan::change::{Action, Change, Subject};
+use crate::model::ruleset::Family;
 use anstyle::{AnsiColor, Style};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -65,24 +67,6 @@ impl Palette {
     }
 }
 
-/// Text from outside (a foreign comment, a foreign object's name, a file name, a value
-/// from a configuration under review) can hold control characters: escape them (`\n`,
-/// `\u{1b}`) so that nothing printed can forge a line or send a terminal escape sequence.
-pub fn escape_controls(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn comment(reason: &str, extra: &[String]) -> String {
     let mut parts: Vec<String> = Vec::new();
     if !reason.is_empty() {
@@ -95,7 +79,7 @@ fn comment(reason: &str, extra: &[String]) -> String {
 /// The rule as `nft list` shows it: its text, then its comment (the id).
 fn rule_line(text: &str, id: Option<&str>) -> String {
     match id {
-        Some(id) => format!("{} comment \"{}\"", escape_controls(text), crate::nftsyntax::printable(id)),
+        Some(id) => format!("{} comment \"{}\"", escape_controls(text), crate::model::nft_text::printable(id)),
         None => escape_controls(text),
     }
 }
@@ -329,8 +313,8 @@ mod tests {
     fn escape_controls_escapes_only_control_characters() {
         assert_eq!(escape_controls("plain text, \"quoted\" ünïcode"), "plain text, \"quoted\" ünïcode");
         assert_eq!(escape_controls("a\u{1b}[31mred\nb\t\u{7f}"), "a\\u{1b}[31mred\\nb\\t\\u{7f}");
-        assert_eq!(crate::nftsyntax::printable("say \"hi\"\r\n"), "say 'hi'\\r\\n");
-        assert_eq!(crate::nftsyntax::printable("veth*"), "veth*");
+        assert_eq!(crate::model::nft_text::printable("say \"hi\"\r\n"), "say 'hi'\\r\\n");
+        assert_eq!(crate::model::nft_text::printable("veth*"), "veth*");
     }
 
     #[test]
@@ -370,3 +354,4 @@ mod tests {
         assert!(colored.contains("\u{1b}[31m- "), "the remove line is red: {colored:?}");
     }
 }
+

@@ -13,9 +13,15 @@
 //!
 //! Each rule's id (its comment) names what it is for, e.g. `credentials-dnat docker+`.
 
-use crate::config::{Config, EndpointRoute, IfPattern};
-use crate::ruleset::{BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict, build, ct};
-use crate::ruleset::{TABLE_COMMENT, TABLE_NAME};
+pub mod ecs_config;
+pub mod install_files;
+pub mod task_routes;
+
+use crate::config::{Config, EndpointRoute};
+use crate::model::build;
+use crate::model::ifpattern::IfPattern;
+use crate::model::ruleset::{BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict, ct};
+use crate::model::names::{TABLE_COMMENT, TABLE_NAME};
 use std::net::Ipv4Addr;
 
 /// What the host should look like.
@@ -37,7 +43,7 @@ pub struct Desired {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EndpointRouteWanted {
     /// `169.254.170.2/32 dev lo` (from `credentials.endpoint_address`).
-    pub spec: crate::rtnl::RouteSpec,
+    pub spec: crate::model::route::RouteSpec,
     /// `true`: only when there is no IPv4 default route (and never removed for having one).
     pub auto: bool,
 }
@@ -174,10 +180,10 @@ pub fn compile(c: &Config) -> Desired {
     let endpoint_route = match (cred.enabled.v && cred.redirect_host_traffic.v, cred.endpoint_route_via_lo.v) {
         (false, _) | (_, EndpointRoute::Never) => None,
         (true, mode) => Some(EndpointRouteWanted {
-            spec: crate::rtnl::RouteSpec {
+            spec: crate::model::route::RouteSpec {
                 dest: std::net::IpAddr::V4(endpoint),
                 prefix_len: 32,
-                kind: crate::rtnl::RouteKind::DevLo,
+                kind: crate::model::route::RouteKind::DevLo,
             },
             auto: mode == EndpointRoute::Auto,
         }),

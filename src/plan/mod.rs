@@ -11,438 +11,22 @@
 //! of live rules that already match the desired order is kept, everything else is deleted
 //! by handle, and missing rules are inserted before the next kept rule or appended.
 
-use crate::compile::Desired;
-use crate::nftsyntax::{base_chain_text, rule_text};
-use crate::rtnl::{LiveRoute, ROUTE_PROTOCOL};
-use crate::ruleset::{BaseChain, Chain, Family, LiveChain, LiveRule, LiveTable, Record, Rule, Table};
-use crate::task::RouteOp;
-use serde::Serialize;
+pub mod change;
+pub mod files;
+pub mod live;
+pub mod task_routes;
+
+use crate::desired::Desired;
+use crate::model::live::{LiveChain, LiveRule, LiveTable};
+use crate::model::nft_text::{base_chain_text, rule_text};
+use crate::model::ops::{Op, Placement, SysctlWrite};
+use crate::model::record::Record;
+use crate::model::route::{LiveRoute, ROUTE_PROTOCOL, RouteOp};
+use crate::model::ruleset::{BaseChain, Chain, Family, Rule, Table};
+use crate::model::names::sysctl_name;
+use change::{Action, Change, Subject, rule_subject};
+use live::{converged_host, LiveState};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-
-/// Where a new rule goes in its chain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
-    /// At the end of the chain (`NLM_F_APPEND`, no position).
-    Append,
-    /// Just before the live rule with this handle (`NFTA_RULE_POSITION`, no `NLM_F_APPEND`).
-    Before(u64),
-}
-
-/// One message of the nf_tables batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
-    /// `NFT_MSG_NEWTABLE`, with our comment and the route_localnet record as userdata.
-    AddTable {
-        /// The table's family (`nfgenmsg.nfgen_family`).
-        family: Family,
-        /// `NFTA_TABLE_NAME`.
-        name: String,
-        /// Table comment, userdata TLV `NFTNL_UDATA_TABLE_COMMENT`.
-        comment: String,
-        /// The route_localnet record, userdata TLV [`crate::ruleset::record::UDATA_TYPE`];
-        /// empty (no TLV) except for `table inet ecs-hostnet`.
-        record: Record,
-    },
-    /// `NFT_MSG_DELTABLE` (deletes its chains and rules too).
-    DelTable {
-        /// The table's family (`nfgenmsg.nfgen_family`).
-        family: Family,
-        /// `NFTA_TABLE_NAME`.
-        name: String,
-    },
-    /// `NFT_MSG_NEWCHAIN`.
-    AddChain {
-        /// The table's family (`nfgenmsg.nfgen_family`).
-        family: Family,
-        /// `NFTA_CHAIN_TABLE`.
-        table: String,
-        /// `NFTA_CHAIN_NAME`.
-        name: String,
-        /// Type, hook, priority and policy (`NFTA_CHAIN_TYPE`, `NFTA_CHAIN_HOOK`,
-        /// `NFTA_CHAIN_POLICY`); `None` for a regular chain.
-        base: Option<BaseChain>,
-    },
-    /// `NFT_MSG_DELCHAIN` of one of our chains the configuration no longer has; the kernel
-    /// deletes its rules with it (no `NLM_F_NONREC`).
-    DelChain {
-        /// The table's family (`nfgenmsg.nfgen_family`).
-        family: Family,
-        /// `NFTA_CHAIN_TABLE`.
-        table: String,
-        /// `NFTA_CHAIN_NAME`.
-        name: String,
-    },
-    /// `NFT_MSG_DELRULE` by handle (never without one: that would flush the chain).
-    DelRule {
-        /// The table's family (`nfgenmsg.nfgen_family`).
-        family: Family,
-        /// `NFTA_RULE_TABLE`.
-        table: String,
-        /// `NFTA_RULE_CHAIN`.
-        chain: String,
-        /// `NFTA_RULE_HANDLE` of the live rule to delete.
-        handle: u64,
-    },
-    /// `NFT_MSG_NEWRULE`.
-    AddRule {
-        /// The table's family (`nfgenmsg.nfgen_family`).
-        family: Family,
-        /// `NFTA_RULE_TABLE`.
-        table: String,
-        /// `NFTA_RULE_CHAIN`.
-        chain: String,
-        /// The rule: its expressions (`NFTA_RULE_EXPRESSIONS`) and its id as the comment
-        /// (`NFTA_RULE_USERDATA`).
-        rule: Rule,
-        /// Appended, or inserted before a kept rule (`NFTA_RULE_POSITION`).
-        placement: Placement,
-    },
-}
-
-impl fmt::Display for Op {
-    /// The operation as an nft command, used to name a message the kernel rejected.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Op::AddTable { family, name, .. } => write!(f, "add table {} {name}", family.name()),
-            Op::DelTable { family, name } => write!(f, "delete table {} {name}", family.name()),
-            Op::AddChain { family, table, name, base } => {
-                write!(f, "add chain {} {table} {name}", family.name())?;
-                if let Some(b) = base {
-                    write!(f, " {{ {} }}", base_chain_text(b))?;
-                }
-                Ok(())
-            }
-            Op::DelChain { family, table, name } => write!(f, "delete chain {} {table} {name}", family.name()),
-            Op::DelRule { family, table, chain, handle } => {
-                write!(f, "delete rule {} {table} {chain} handle {handle}", family.name())
-            }
-            Op::AddRule { family, table, chain, rule, placement } => {
-                let verb = match placement {
-                    Placement::Append => "add rule".to_string(),
-                    Placement::Before(h) => format!("insert rule (before handle {h})"),
-                };
-                write!(
-                    f,
-                    "{verb} {} {table} {chain} {}",
-                    family.name(),
-                    rule_text(*family, &rule.exprs, Some(&rule.id))
-                )
-            }
-        }
-    }
-}
-
-/// A sysctl write: `/proc/sys/net/ipv4/conf/<selector>/route_localnet` <- `value`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SysctlWrite {
-    /// `all` or an exact interface name: the `<selector>` in the path.
-    pub selector: String,
-    /// The decimal text written: `1` to enable, or the value recorded before ecs-hostnet
-    /// first set it.
-    pub value: String,
-}
-
-impl SysctlWrite {
-    /// The sysctl's dotted name, e.g. `net.ipv4.conf.all.route_localnet`.
-    pub fn name(&self) -> String {
-        sysctl_name(&self.selector)
-    }
-}
-
-/// `net.ipv4.conf.<selector>.route_localnet`.
-pub fn sysctl_name(selector: &str) -> String {
-    format!("net.ipv4.conf.{selector}.route_localnet")
-}
-
-/// `+` add, `~` change, `-` remove.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// Something missing is created (`+`).
-    Add,
-    /// Something present is corrected or recreated, or a sysctl is set or put back (`~`).
-    Change,
-    /// Something present is deleted: a table, or a foreign, duplicate or stale rule (`-`).
-    Remove,
-}
-
-impl Action {
-    /// The sign `plan` prints before the change: `+`, `~` or `-`.
-    pub fn sign(self) -> char {
-        match self {
-            Action::Add => '+',
-            Action::Change => '~',
-            Action::Remove => '-',
-        }
-    }
-}
-
-/// What a change is about. In JSON (`ecs-hostnet.plan/v1`) its fields are flattened into
-/// the change object, with `kind` naming the variant (`table`, `chain`, `rule`, `sysctl`,
-/// `route`, `file`, `symlink`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Subject {
-    /// `table FAMILY NAME`.
-    Table {
-        /// `ip` or `inet`.
-        family: Family,
-        /// Always [`crate::ruleset::TABLE_NAME`].
-        table: String,
-    },
-    /// `chain FAMILY TABLE CHAIN`.
-    Chain {
-        /// `ip` or `inet`.
-        family: Family,
-        /// The table's name.
-        table: String,
-        /// The chain's name (`prerouting`, `output`, `input`, `forward`, or a foreign one).
-        chain: String,
-    },
-    /// A rule, named by its id (the rule comment) and, for a live rule, its kernel handle.
-    Rule {
-        /// `ip` or `inet`.
-        family: Family,
-        /// The table's name.
-        table: String,
-        /// The chain's name.
-        chain: String,
-        /// The rule's id (comment); `None` for a live rule without a comment.
-        id: Option<String>,
-        /// Kernel handle of the live rule removed; `None` for a rule to be added.
-        handle: Option<u64>,
-    },
-    /// A sysctl, e.g. `net.ipv4.conf.all.route_localnet`.
-    Sysctl {
-        /// The sysctl's dotted name.
-        name: String,
-    },
-    /// A main-table IPv4 route, e.g. `169.254.170.2/32 dev lo src 127.0.0.1`.
-    Route {
-        /// The route as `ip route` would name it.
-        route: String,
-    },
-    /// A file install manages (absolute path on the host, without `--root`).
-    File {
-        /// The file's path.
-        path: String,
-    },
-    /// The boot unit's enablement symlink.
-    Symlink {
-        /// The link's path.
-        path: String,
-    },
-}
-
-impl Subject {
-    /// The one-line name of the object: `table ip ecs-hostnet`, `chain inet ecs-hostnet
-    /// input`, `rule ip ecs-hostnet prerouting "credentials-dnat docker+" handle 4`,
-    /// `sysctl net.ipv4.conf.all.route_localnet`, `route ...`, `file /etc/ecs/ecs.config`.
-    pub fn object(&self) -> String {
-        match self {
-            Subject::Table { family, table } => table_object(*family, table),
-            Subject::Chain { family, table, chain } => chain_object(*family, table, chain),
-            Subject::Rule { family, table, chain, id, handle } => {
-                rule_object(*family, table, chain, id.as_deref(), *handle)
-            }
-            Subject::Sysctl { name } => format!("sysctl {name}"),
-            Subject::Route { route } => format!("route {route}"),
-            Subject::File { path } => format!("file {path}"),
-            Subject::Symlink { path } => format!("symlink {path}"),
-        }
-    }
-}
-
-/// One change, for people and for machines: what, why, and its live and desired form.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Change {
-    /// Add, change or remove.
-    pub action: Action,
-    /// What the change is about (flattened into the JSON object).
-    #[serde(flatten)]
-    pub subject: Subject,
-    /// Why: `missing`, `modified by someone`, `no longer in the configuration`, ...
-    pub reason: String,
-    /// The live form, when there is one: a rule in nft syntax (without its comment), a
-    /// chain's `type ... policy ...;`, a sysctl value, a route.
-    pub old: Option<String>,
-    /// The desired form, in the same terms as `old`.
-    pub new: Option<String>,
-    /// Further lines: why a table is recreated, a file's line diff (`-old`, `+new`).
-    pub details: Vec<String>,
-}
-
-impl Change {
-    /// A change with no old or new form and no details.
-    pub fn new(action: Action, subject: Subject, reason: impl Into<String>) -> Change {
-        Change { action, subject, reason: reason.into(), old: None, new: None, details: vec![] }
-    }
-    /// Sets the live form.
-    pub fn old(mut self, text: impl Into<String>) -> Change {
-        self.old = Some(text.into());
-        self
-    }
-    /// Sets the desired form.
-    pub fn new_form(mut self, text: impl Into<String>) -> Change {
-        self.new = Some(text.into());
-        self
-    }
-    /// Sets the extra lines.
-    pub fn details(mut self, lines: Vec<String>) -> Change {
-        self.details = lines;
-        self
-    }
-    /// See [`Subject::object`].
-    pub fn object(&self) -> String {
-        self.subject.object()
-    }
-}
-
-/// Sysctl values read from the kernel: selector -> value, `None` when the interface does
-/// not exist.
-pub type LiveSysctls = BTreeMap<String, Option<String>>;
-
-/// The live state the planner compares against.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LiveState {
-    /// Our tables only (see [`crate::ruleset::OWNED_TABLES`]).
-    pub tables: Vec<LiveTable>,
-    /// route_localnet values for every selector that is desired or recorded.
-    pub route_localnet: LiveSysctls,
-    /// The copy of the record kept outside the kernel (a file per network namespace),
-    /// used when the kernel's copy is gone: someone deleted our table or flushed the
-    /// rule set (`nft flush ruleset`, as Debian's /etc/nftables.conf does).
-    pub saved_record: Option<Record>,
-    /// Main-table IPv4 routes to the credentials endpoint, and every `dev lo` route
-    /// ecs-hostnet made (its route protocol).
-    pub endpoint_routes: Vec<LiveRoute>,
-    /// Whether the namespace has an IPv4 default route (`0.0.0.0/0` in the main table).
-    pub ipv4_default_route: bool,
-    /// Whether `lo` is up: a `dev lo` route cannot be added while it is down.
-    pub lo_up: bool,
-}
-
-impl LiveState {
-    /// The route_localnet record: the one held in `table inet ecs-hostnet`, else the
-    /// saved copy.
-    pub fn record(&self) -> Option<&Record> {
-        self.tables
-            .iter()
-            .find(|t| t.family == Family::Inet)
-            .and_then(|t| t.record.as_ref())
-            .or(self.saved_record.as_ref())
-    }
-}
-
-/// Is `r` a route the planner looks at: one to the credentials endpoint (whoever made
-/// it), or a `dev lo` route ecs-hostnet made ([`ROUTE_PROTOCOL`])?
-pub fn is_endpoint_route(desired: &Desired, r: &LiveRoute) -> bool {
-    desired.endpoint_route.is_some_and(|w| r.dest == w.spec.dest)
-        || (r.protocol == ROUTE_PROTOCOL && r.kind == Some(crate::rtnl::RouteKind::DevLo))
-}
-
-/// The facts of one host (or network namespace) that a [`LiveState`] is selected from:
-/// what the kernel and the run directory hold, before the configuration says which parts
-/// matter. `plan` reads them from the kernel; `plan --against` from a snapshot.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HostFacts {
-    /// Our tables (see [`crate::ruleset::OWNED_TABLES`]).
-    pub tables: Vec<LiveTable>,
-    /// The saved copy of the route_localnet record (see [`LiveState::saved_record`]).
-    pub saved_record: Option<Record>,
-    /// Main-table IPv4 routes with a destination: at least every one
-    /// [`is_endpoint_route`] selects.
-    pub ipv4_routes: Vec<LiveRoute>,
-    /// See [`LiveState::ipv4_default_route`].
-    pub ipv4_default_route: bool,
-    /// See [`LiveState::lo_up`].
-    pub lo_up: bool,
-}
-
-impl HostFacts {
-    /// The live state `desired` is planned against: our tables, the route_localnet value
-    /// of every selector the plan needs (`sysctl(selector)`, `None` when the interface does
-    /// not exist) and the endpoint routes.
-    pub fn live_state<E>(
-        self,
-        desired: &Desired,
-        mut sysctl: impl FnMut(&str) -> Result<Option<String>, E>,
-    ) -> Result<LiveState, E> {
-        let mut route_localnet = LiveSysctls::new();
-        for sel in sysctl_selectors(desired, &self.tables, self.saved_record.as_ref()) {
-            let value = sysctl(&sel)?;
-            route_localnet.insert(sel, value);
-        }
-        let endpoint_routes = self.ipv4_routes.into_iter().filter(|r| is_endpoint_route(desired, r)).collect();
-        Ok(LiveState {
-            tables: self.tables,
-            route_localnet,
-            saved_record: self.saved_record,
-            endpoint_routes,
-            ipv4_default_route: self.ipv4_default_route,
-            lo_up: self.lo_up,
-        })
-    }
-}
-
-/// The facts of a host converged to `desired`, as the kernel would report them right
-/// after `apply` (rule handles 1, 2, ... in order), for `diff OLD NEW`. The host is a
-/// standard one: it has an IPv4 default route and `lo` is up, and each route_localnet
-/// value ecs-hostnet set was `original` before (the kernel's default is 0).
-pub fn converged_host(desired: &Desired, original: &str) -> HostFacts {
-    let record: Record = desired.route_localnet.iter().map(|s| (s.clone(), original.to_string())).collect();
-    let mut handle = 0;
-    let tables = desired
-        .tables
-        .iter()
-        .map(|t| LiveTable {
-            family: t.family,
-            name: t.name.clone(),
-            handle: 1,
-            comment: Some(t.comment.clone()),
-            flags: 0,
-            foreign_objects: vec![],
-            record: (t.family == Family::Inet).then(|| record.clone()),
-            chains: t
-                .chains
-                .iter()
-                .map(|c| LiveChain {
-                    name: c.name.clone(),
-                    base: c.base,
-                    rules: c
-                        .rules
-                        .iter()
-                        .map(|r| {
-                            handle += 1;
-                            LiveRule { handle, comment: Some(r.id.clone()), exprs: r.exprs.clone() }
-                        })
-                        .collect(),
-                })
-                .collect(),
-        })
-        .collect();
-    // Under `auto` (and this host's IPv4 default route) no endpoint route is made.
-    let ipv4_routes = desired
-        .endpoint_route
-        .filter(|w| !w.auto)
-        .map(|w| LiveRoute {
-            dest: w.spec.dest,
-            prefix_len: w.spec.prefix_len,
-            kind: Some(w.spec.kind),
-            protocol: ROUTE_PROTOCOL,
-            metric: None,
-        })
-        .into_iter()
-        .collect();
-    HostFacts {
-        tables,
-        saved_record: (!record.is_empty()).then_some(record),
-        ipv4_routes,
-        ipv4_default_route: true,
-        lo_up: true,
-    }
-}
 
 /// `diff OLD NEW`: what applying `new` would change on a host converged to `old` (see
 /// [`converged_host`]; every interface either names exists, with route_localnet 0 where
@@ -470,19 +54,6 @@ pub fn diff(old: &Desired, new: &Desired) -> Plan {
         }
     }
     p
-}
-
-/// Selectors whose route_localnet value the planner needs: desired ones and recorded ones
-/// (in the kernel's record or the saved copy).
-pub fn sysctl_selectors(desired: &Desired, live_tables: &[LiveTable], saved: Option<&Record>) -> BTreeSet<String> {
-    let mut s: BTreeSet<String> = desired.route_localnet.iter().cloned().collect();
-    if let Some(r) = live_tables.iter().find(|t| t.family == Family::Inet).and_then(|t| t.record.as_ref()) {
-        s.extend(r.keys().cloned());
-    }
-    if let Some(r) = saved {
-        s.extend(r.keys().cloned());
-    }
-    s
 }
 
 /// What to do.
@@ -520,34 +91,10 @@ impl Plan {
         (n(Action::Add), n(Action::Change), n(Action::Remove))
     }
 
-    /// The plan as text for people, without color (see [`crate::report::text`]).
+    /// The plan as text for people, without color (see [`crate::render::plan::text`]).
     pub fn text(&self) -> String {
-        crate::report::text(self, false, "No changes: the host matches the configuration.")
+        crate::render::plan::text(self, false, "No changes: the host matches the configuration.")
     }
-}
-
-fn table_object(family: Family, name: &str) -> String {
-    format!("table {} {name}", family.name())
-}
-
-fn chain_object(family: Family, table: &str, chain: &str) -> String {
-    format!("chain {} {table} {chain}", family.name())
-}
-
-fn rule_subject(family: Family, table: &str, chain: &str, id: Option<&str>, handle: Option<u64>) -> Subject {
-    Subject::Rule { family, table: table.into(), chain: chain.into(), id: id.map(str::to_string), handle }
-}
-
-fn rule_object(family: Family, table: &str, chain: &str, id: Option<&str>, handle: Option<u64>) -> String {
-    let mut s = format!("rule {} {table} {chain}", family.name());
-    if let Some(id) = id {
-        // A foreign comment is kernel text: escape it (see `nftsyntax::printable`).
-        s.push_str(&format!(" \"{}\"", crate::nftsyntax::printable(id)));
-    }
-    if let Some(h) = handle {
-        s.push_str(&format!(" handle {h}"));
-    }
-    s
 }
 
 /// Plans the changes that take `live` to `desired`.
@@ -801,7 +348,7 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
     for lc in &lt.chains {
         match t.chains.iter().find(|c| c.name == lc.name) {
             None if OUR_CHAINS.contains(&lc.name.as_str()) => dropped.push(lc),
-            None => recreate.push(format!("chain {} is not ecs-hostnet's", crate::nftsyntax::printable(&lc.name))),
+            None => recreate.push(format!("chain {} is not ecs-hostnet's", crate::model::nft_text::printable(&lc.name))),
             Some(c) if c.base != lc.base => {
                 let policy_only = matches!((c.base, lc.base), (Some(d), Some(l))
                     if BaseChain { policy_accept: d.policy_accept, ..l } == d);
@@ -1063,10 +610,10 @@ fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::compile;
+    use crate::desired::compile;
     use crate::config::{default_config, parse};
-    use crate::rtnl::RouteKind;
-    use crate::ruleset::{LiveChain, LiveRule};
+    use crate::model::route::RouteKind;
+    use crate::model::live::{LiveChain, LiveRule};
 
     /// The live state a kernel would report after applying `d` (handles 1, 2, ...), with
     /// `record` in the inet table and every desired route_localnet at 1.
@@ -1167,7 +714,7 @@ mod tests {
         let mut dup = chain.rules[0].clone();
         dup.handle = 100;
         chain.rules.push(dup);
-        chain.rules.push(LiveRule { handle: 101, comment: None, exprs: vec![crate::ruleset::Expr::Counter] });
+        chain.rules.push(LiveRule { handle: 101, comment: None, exprs: vec![crate::model::ruleset::Expr::Counter] });
         let p = plan(&d, &live);
         assert_eq!(p.counts(), (0, 0, 2), "{}", p.text());
         let reasons: Vec<&str> = p.changes.iter().map(|c| c.reason.as_str()).collect();
@@ -1473,3 +1020,4 @@ mod tests {
         assert!(kept.windows(2).all(|w| w[0].1 < w[1].1));
     }
 }
+

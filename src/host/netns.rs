@@ -3,7 +3,7 @@
 //! ecs-hostnet is single-threaded: it calls setns(2) on its only thread before opening any
 //! netlink socket or `/proc/sys` file, so everything it does happens in that namespace.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::sched::{CloneFlags, setns};
 use std::path::{Path, PathBuf};
@@ -44,4 +44,14 @@ pub fn enter(spec: &str) -> Result<()> {
         Err(Errno::EINVAL) => bail!("{} is not a network namespace", path.display()),
         Err(e) => bail!("cannot enter network namespace {spec:?} ({}): {e}", path.display()),
     }
+}
+
+/// The network namespaces named under `dir` (e.g. `/run/netns`), sorted.
+pub fn namespaces_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    v.sort();
+    Ok(v)
 }

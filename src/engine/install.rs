@@ -1,5 +1,5 @@
 //! `install` and `uninstall`, and the file half of `plan`/`check`/`apply`: reading and
-//! writing the files of [`crate::artifacts`] under a root directory.
+//! writing the files of [`crate::desired::install_files`] under a root directory.
 //!
 //! Every write is atomic: a temporary file in the same folder, fsync, rename over the
 //! target, fsync of the folder. A crash or `kill -9` at any moment leaves each file
@@ -8,138 +8,14 @@
 //! so an interrupted install or uninstall can always be finished or undone by running
 //! either command again.
 
-use crate::agentconfig;
-use crate::artifacts::{self, Bytes, InstallState, InstalledEcsConfig, InstalledFile, LiveFiles};
-use crate::plan::Change;
+use crate::desired::ecs_config;
+use crate::desired::install_files as artifacts;
+use crate::model::install_state::{Bytes, InstallState, InstalledEcsConfig, InstalledFile, LiveFiles};
+use crate::plan::change::Change;
+use crate::host::files::{Root, read_opt, missing_dirs, temp_path, write_atomic, remove_file};
 use anyhow::{Context, Result, bail};
-use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-
-/// The directory every absolute path is taken relative to (`--root`, default `/`), so
-/// image builders can install into a tree that is not the running system.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Root(PathBuf);
-
-impl Root {
-    /// `None` is the running system's `/`.
-    pub fn new(dir: Option<&Path>) -> Root {
-        Root(dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/")))
-    }
-    /// `true` for the running system.
-    pub fn is_system(&self) -> bool {
-        self.0 == Path::new("/")
-    }
-    /// The real path of `abs` (an absolute path inside the root).
-    pub fn at(&self, abs: &str) -> PathBuf {
-        self.0.join(abs.trim_start_matches('/'))
-    }
-}
-
-/// Reads a file; `Ok(None)` when it does not exist.
-pub fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-/// Folders of `path` (under `root`) that do not exist yet, outermost first.
-fn missing_dirs(root: &Root, abs: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut p = Path::new(abs).parent();
-    while let Some(dir) = p {
-        if dir == Path::new("/") || root.at(&dir.to_string_lossy()).exists() {
-            break;
-        }
-        out.push(dir.to_string_lossy().into_owned());
-        p = dir.parent();
-    }
-    out.reverse();
-    out
-}
-
-/// The temporary file [`write_atomic`] writes before renaming it over `path`: a fixed
-/// name next to it, so a run killed mid-write leaves at most one, which the next run
-/// (install or uninstall) removes.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.ecs-hostnet.tmp"))
-}
-
-/// Atomically replaces `path` with `content` unless it already holds exactly that.
-/// A new file gets `mode`; an existing one keeps its mode and owner. Returns whether it
-/// wrote.
-pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<bool> {
-    // A symlink is followed: the file it points to is replaced and the link kept (an
-    // ecs.config managed elsewhere). A link to anything but a regular file (a unit masked
-    // with a link to /dev/null) is refused rather than overwritten.
-    let resolved;
-    let path = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            resolved = std::fs::canonicalize(path)
-                .with_context(|| format!("{} is a symlink to a missing file; remove it first", path.display()))?;
-            if !std::fs::metadata(&resolved).is_ok_and(|m| m.is_file()) {
-                bail!(
-                    "{} is a symlink to {}, not to a regular file (a masked unit?); unmask or remove it first",
-                    path.display(),
-                    resolved.display()
-                );
-            }
-            resolved.as_path()
-        }
-        _ => path,
-    };
-    if read_opt(path)?.as_deref() == Some(content) {
-        return Ok(false);
-    }
-    let dir = path.parent().context("a file path has a folder")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let existing = std::fs::metadata(path).ok();
-    let tmp = temp_path(path);
-    // A temporary file left by an earlier run that was killed is ours to replace.
-    let _ = std::fs::remove_file(&tmp);
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(content).with_context(|| format!("cannot write {}", tmp.display()))?;
-        let (mode, owner) = match &existing {
-            Some(m) => (m.permissions().mode() & 0o7777, Some((m.uid(), m.gid()))),
-            None => (mode, None),
-        };
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
-                .with_context(|| format!("cannot chown {}", tmp.display()))?;
-        }
-        f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map(|()| true)
-}
-
-/// Removes a file if it exists (fsyncing its folder). Returns whether it removed.
-fn remove_file(path: &Path) -> Result<bool> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-            }
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
-    }
-}
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 /// Folders on the way to the state file that hold nothing but what an install killed
 /// before its state was written left behind (the folder chain and a temporary state
@@ -184,12 +60,12 @@ pub fn read_state(root: &Root) -> Result<Option<InstallState>> {
     let state: InstallState = serde_json::from_slice(&bytes).with_context(|| {
         format!("{}: not an ecs-hostnet install state; remove it by hand if nothing is installed", path.display())
     })?;
-    if state.schema != artifacts::STATE_SCHEMA {
+    if state.schema != crate::model::install_state::STATE_SCHEMA {
         bail!(
             "{}: unknown schema {:?} (this ecs-hostnet reads {})",
             path.display(),
             state.schema,
-            artifacts::STATE_SCHEMA
+            crate::model::install_state::STATE_SCHEMA
         );
     }
     Ok(Some(state))
@@ -218,7 +94,7 @@ pub fn install(
 ) -> Result<Report> {
     let old = read_state(root)?;
     let mut state = old.clone().unwrap_or_else(|| InstallState {
-        schema: artifacts::STATE_SCHEMA.into(),
+        schema: crate::model::install_state::STATE_SCHEMA.into(),
         // Folders an earlier, interrupted install made before it could record them.
         created_dirs: leftover_state_dirs(root),
         ..Default::default()
@@ -252,11 +128,11 @@ pub fn install(
     let ecs_path = root.at(artifacts::ECS_CONFIG_PATH);
     let ecs_now = read_opt(&ecs_path)?;
     let ecs_new =
-        (!agent_keys.is_empty()).then(|| agentconfig::set_all(ecs_now.as_deref().unwrap_or_default(), agent_keys));
+        (!agent_keys.is_empty()).then(|| ecs_config::set_all(ecs_now.as_deref().unwrap_or_default(), agent_keys));
     if let Some(new) = &ecs_new {
         let keys_before = agent_keys
             .iter()
-            .map(|(k, _)| (k.clone(), ecs_now.as_deref().and_then(|t| agentconfig::get(t, k))))
+            .map(|(k, _)| (k.clone(), ecs_now.as_deref().and_then(|t| ecs_config::get(t, k))))
             .collect();
         state.ecs_config = Some(match state.ecs_config.take() {
             Some(mut e) => {
@@ -325,7 +201,7 @@ pub fn uninstall(root: &Root) -> Result<Report> {
         let path = root.at(artifacts::ECS_CONFIG_PATH);
         let now = read_opt(&path)?;
         let before = e.before.as_ref().map(|b| &b.0[..]);
-        let keys_as_before = |t: &[u8]| e.keys_before.iter().all(|(k, v)| agentconfig::get(t, k) == *v);
+        let keys_as_before = |t: &[u8]| e.keys_before.iter().all(|(k, v)| ecs_config::get(t, k) == *v);
         if now.as_deref() == before {
             // Never changed (install stopped before it), or already restored.
         } else if now.as_deref() == Some(&e.written.0[..]) {
@@ -342,7 +218,7 @@ pub fn uninstall(root: &Root) -> Result<Report> {
             // Edited since install: put back our keys only, keep the other edits.
             let keys: Vec<(String, Option<String>)> =
                 e.keys_before.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            write_atomic(&path, &agentconfig::set_all(&now, &keys), 0o644)?;
+            write_atomic(&path, &ecs_config::set_all(&now, &keys), 0o644)?;
             report.push(format!(
                 "restored the agent keys in {} (the file was edited since install)",
                 artifacts::ECS_CONFIG_PATH
@@ -389,7 +265,7 @@ pub fn uninstall(root: &Root) -> Result<Report> {
     Ok(report)
 }
 
-/// The files of an installed host as they are now (for [`artifacts::plan_files`]).
+/// The files of an installed host as they are now (for [`crate::plan::files::plan_files`]).
 pub fn read_live_files(root: &Root, state: &InstallState) -> Result<(LiveFiles, bool)> {
     let mut live = LiveFiles::new();
     for f in &state.files {
@@ -406,7 +282,7 @@ pub fn read_live_files(root: &Root, state: &InstallState) -> Result<(LiveFiles, 
 pub fn converge_files(root: &Root, agent_keys: &[(String, Option<String>)], fix: bool) -> Result<Vec<Change>> {
     let Some(state) = read_state(root)? else { return Ok(vec![]) };
     let (live, link) = read_live_files(root, &state)?;
-    let (changes, fixes) = artifacts::plan_files(&state, &live, link, agent_keys);
+    let (changes, fixes) = crate::plan::files::plan_files(&state, &live, link, agent_keys);
     if fix {
         for f in &fixes {
             write_atomic(&root.at(&f.path), &f.content, 0o644)?;
@@ -421,3 +297,4 @@ pub fn converge_files(root: &Root, agent_keys: &[(String, Option<String>)], fix:
     }
     Ok(changes)
 }
+

@@ -15,95 +15,9 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
-use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-/// `rtm_protocol` of the routes ecs-hostnet adds (`ip route` shows `proto 236`). Values
-/// above `RTPROT_STATIC` (4) are free for routing daemons; this one marks ours.
-pub const ROUTE_PROTOCOL: u8 = 236;
-
-/// `LOOPBACK_IFINDEX`: `lo` is interface 1 in every network namespace.
-pub const LOOPBACK_IFINDEX: u32 = 1;
-
-/// What a route does with matching packets. JSON: `"blackhole"`, `"dev_lo"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RouteKind {
-    /// `blackhole PREFIX`: `connect()` fails at once (EINVAL), nothing is sent.
-    Blackhole,
-    /// `PREFIX dev lo`: locally delivered (for the credentials endpoint on hosts without
-    /// an IPv4 default route).
-    DevLo,
-}
-
-/// A route in the main table: destination prefix and kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RouteSpec {
-    /// Destination address (`RTA_DST`).
-    pub dest: IpAddr,
-    /// Destination prefix length in bits (`rtm_dst_len`): 32 or 128 for one address.
-    pub prefix_len: u8,
-    /// What the route does.
-    pub kind: RouteKind,
-}
-
-impl std::fmt::Display for RouteSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.kind {
-            RouteKind::Blackhole => write!(f, "blackhole {}/{}", self.dest, self.prefix_len),
-            RouteKind::DevLo => write!(f, "{}/{} dev lo src 127.0.0.1", self.dest, self.prefix_len),
-        }
-    }
-}
-
-/// A route as read from the kernel, reduced to what the planner compares.
-///
-/// JSON (the same rules as [`crate::ruleset::LiveTable`]'s: `None` is written `null` and
-/// read back from `null` or a missing field, unknown fields are rejected):
-///
-/// ```json
-/// {"dest": "169.254.170.2", "prefix_len": 32, "kind": "dev_lo", "protocol": 236, "metric": null}
-/// {"dest": "fd00:ec2::254", "prefix_len": 128, "kind": "blackhole", "protocol": 236, "metric": 1024}
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LiveRoute {
-    /// Destination address (`RTA_DST`); in JSON the usual text form (`"169.254.169.254"`,
-    /// `"fd00:ec2::254"`).
-    pub dest: IpAddr,
-    /// Destination prefix length in bits.
-    pub prefix_len: u8,
-    /// `None` for a kind ecs-hostnet does not make (a gateway route, unreachable, ...).
-    pub kind: Option<RouteKind>,
-    /// `rtm_protocol`; [`ROUTE_PROTOCOL`] for ours.
-    pub protocol: u8,
-    /// `RTA_PRIORITY` (the metric; lower wins), if the kernel reported one.
-    pub metric: Option<u32>,
-}
-
-impl std::fmt::Display for LiveRoute {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.kind {
-            Some(RouteKind::Blackhole) => "blackhole ",
-            _ => "",
-        };
-        write!(f, "{kind}{}/{} proto {}", self.dest, self.prefix_len, self.protocol)?;
-        if let Some(m) = self.metric {
-            write!(f, " metric {m}")?;
-        }
-        if self.kind == Some(RouteKind::DevLo) {
-            write!(f, " dev lo")?;
-        }
-        Ok(())
-    }
-}
-
-impl LiveRoute {
-    /// Does this live route satisfy `want` (whoever made it)?
-    pub fn satisfies(&self, want: &RouteSpec) -> bool {
-        self.dest == want.dest && self.prefix_len == want.prefix_len && self.kind == Some(want.kind)
-    }
-}
+use crate::model::route::*;
 
 fn family(ip: &IpAddr) -> AddressFamily {
     if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 }
@@ -330,6 +244,17 @@ impl Rtnl {
     }
 }
 
+impl Rtnl {
+    /// Carries out one route change.
+    pub fn run(&mut self, op: &RouteOp) -> Result<()> {
+        match op {
+            RouteOp::Add { spec } => self.add(spec),
+            RouteOp::DeleteInTheWay { route } => self.delete_live(route),
+            RouteOp::Delete { spec } => self.delete(spec),
+        }
+    }
+}
+
 fn table_attr(r: &RouteMessage) -> Option<u32> {
     r.attributes.iter().find_map(|a| match a {
         RouteAttribute::Table(t) => Some(*t),
@@ -393,3 +318,4 @@ mod json_tests {
         assert!(e.contains("missing field `prefix_len`"), "{e}");
     }
 }
+

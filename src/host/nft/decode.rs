@@ -1,8 +1,10 @@
-//! nf_tables dump messages -> [`LiveTable`](crate::ruleset::LiveTable), [`LiveChain`](crate::ruleset::LiveChain), [`LiveRule`], parsed with
+//! nf_tables dump messages -> [`LiveTable`](crate::model::live::LiveTable), [`LiveChain`](crate::model::live::LiveChain), [`LiveRule`], parsed with
 //! libnftnl (nftnl-sys). Anything ecs-hostnet does not generate is kept as
 //! [`Expr::Other`] with libnftnl's own text, so it can be shown and never equals ours.
 
-use crate::ruleset::{BaseChain, ChainType, CmpOp, Expr, Family, Hook, LiveRule, Verdict, record};
+use crate::model::live::LiveRule;
+use crate::model::record;
+use crate::model::ruleset::{BaseChain, ChainType, CmpOp, Expr, Family, Hook, Verdict};
 use nftnl::nftnl_sys as sys;
 use std::ffi::CStr;
 use std::os::raw::c_char;
@@ -22,7 +24,7 @@ pub fn udata_items(b: &[u8]) -> Vec<(u8, &[u8])> {
 
 fn comment_of(udata: Option<&[u8]>) -> Option<String> {
     let items = udata_items(udata?);
-    let (_, v) = items.iter().find(|(t, _)| *t == crate::kernel::encode::UDATA_COMMENT)?;
+    let (_, v) = items.iter().find(|(t, _)| *t == crate::host::nft::encode::UDATA_COMMENT)?;
     Some(String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
 }
 
@@ -44,15 +46,15 @@ pub struct TableInfo {
     pub flags: u32,
     /// The route_localnet record TLV ([`record::UDATA_TYPE`]) of the userdata; `None` when
     /// absent or not one we wrote.
-    pub record: Option<crate::ruleset::Record>,
+    pub record: Option<crate::model::record::Record>,
 }
 
 impl TableInfo {
-    /// The table as a [`LiveTable`](crate::ruleset::LiveTable) (no chains or objects yet)
-    /// when it is one of [`OWNED_TABLES`](crate::ruleset::OWNED_TABLES); `None` otherwise.
-    pub fn into_owned_table(self) -> Option<crate::ruleset::LiveTable> {
-        let family = self.family.filter(|f| crate::ruleset::OWNED_TABLES.contains(&(*f, self.name.as_str())))?;
-        Some(crate::ruleset::LiveTable {
+    /// The table as a [`LiveTable`](crate::model::live::LiveTable) (no chains or objects yet)
+    /// when it is one of [`OWNED_TABLES`](crate::model::names::OWNED_TABLES); `None` otherwise.
+    pub fn into_owned_table(self) -> Option<crate::model::live::LiveTable> {
+        let family = self.family.filter(|f| crate::model::names::OWNED_TABLES.contains(&(*f, self.name.as_str())))?;
+        Some(crate::model::live::LiveTable {
             family,
             name: self.name,
             handle: self.handle,
@@ -112,21 +114,21 @@ pub struct ChainInfo {
 }
 
 impl ChainInfo {
-    /// The chain as a [`LiveChain`](crate::ruleset::LiveChain) without rules. A base chain
+    /// The chain as a [`LiveChain`](crate::model::live::LiveChain) without rules. A base chain
     /// whose hook or type is not modelled becomes an impossible one (postrouting, priority
     /// `i32::MIN`, policy drop), so it never matches a desired chain.
-    pub fn into_live_chain(self) -> crate::ruleset::LiveChain {
+    pub fn into_live_chain(self) -> crate::model::live::LiveChain {
         let base = if self.unmodelled {
-            Some(crate::ruleset::BaseChain {
-                chain_type: crate::ruleset::ChainType::Filter,
-                hook: crate::ruleset::Hook::Postrouting,
+            Some(crate::model::ruleset::BaseChain {
+                chain_type: crate::model::ruleset::ChainType::Filter,
+                hook: crate::model::ruleset::Hook::Postrouting,
                 priority: i32::MIN,
                 policy_accept: false,
             })
         } else {
             self.base
         };
-        crate::ruleset::LiveChain { name: self.name, base, rules: vec![] }
+        crate::model::live::LiveChain { name: self.name, base, rules: vec![] }
     }
 }
 
@@ -295,7 +297,7 @@ unsafe fn decode_expr(e: *const sys::nftnl_expr, sets: &AnonSets) -> Expr {
 
 /// Parses an `NFT_MSG_NEWRULE` message: `m` is the whole message (`nlmsghdr`, `nfgenmsg`,
 /// attributes), `nlmsg_len` bytes or more (bytes past `nlmsg_len` are ignored by the direct
-/// decoder; libnftnl reads strings up to their NUL, see [`crate::kernel::decode_dump`]).
+/// decoder; libnftnl reads strings up to their NUL, see [`crate::host::nft::decode_dump`]).
 ///
 /// A rule made only of expressions in the forms ecs-hostnet generates is decoded directly
 /// ([`rule_direct`]); anything else (a foreign expression, an attribute we do not model, an
@@ -598,11 +600,11 @@ pub(crate) unsafe fn rule_from_object(r: *const sys::nftnl_rule, sets: &AnonSets
 }
 
 /// The anonymous sets of a table by kernel name (`__set0`, ...), with their elements.
-pub type AnonSets = std::collections::HashMap<String, crate::ruleset::AnonSet>;
+pub type AnonSets = std::collections::HashMap<String, crate::model::set::AnonSet>;
 
 /// A set from an `NFT_MSG_NEWSET` message: `(table, name, header)`, the header (without
 /// elements) only for an anonymous set (`NFT_SET_ANONYMOUS`), `None` for a named one.
-pub fn set(nlh: *const libc::nlmsghdr) -> Result<(String, String, Option<crate::ruleset::AnonSet>), String> {
+pub fn set(nlh: *const libc::nlmsghdr) -> Result<(String, String, Option<crate::model::set::AnonSet>), String> {
     unsafe {
         let st = sys::nftnl_set_alloc();
         if sys::nftnl_set_nlmsg_parse(nlh as _, st) < 0 {
@@ -612,7 +614,7 @@ pub fn set(nlh: *const libc::nlmsghdr) -> Result<(String, String, Option<crate::
         let table = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_TABLE as u16));
         let name = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_NAME as u16));
         let flags = sys::nftnl_set_get_u32(st, sys::NFTNL_SET_FLAGS as u16);
-        let set = crate::ruleset::AnonSet {
+        let set = crate::model::set::AnonSet {
             key_type: sys::nftnl_set_get_u32(st, sys::NFTNL_SET_KEY_TYPE as u16),
             key_len: sys::nftnl_set_get_u32(st, sys::NFTNL_SET_KEY_LEN as u16),
             interval: flags & 4 != 0,
@@ -625,7 +627,7 @@ pub fn set(nlh: *const libc::nlmsghdr) -> Result<(String, String, Option<crate::
 }
 
 /// The elements of one `NFT_MSG_NEWSETELEM` message, appended to `out`.
-pub fn set_elements(nlh: *const libc::nlmsghdr, out: &mut Vec<crate::ruleset::SetElem>) -> Result<(), String> {
+pub fn set_elements(nlh: *const libc::nlmsghdr, out: &mut Vec<crate::model::set::SetElem>) -> Result<(), String> {
     unsafe {
         let st = sys::nftnl_set_alloc();
         if sys::nftnl_set_elems_nlmsg_parse(nlh as _, st) < 0 {
@@ -651,7 +653,7 @@ pub fn set_elements(nlh: *const libc::nlmsghdr, out: &mut Vec<crate::ruleset::Se
                 } else {
                     0
                 };
-                out.push(crate::ruleset::SetElem { key, interval_end: flags & 1 != 0 });
+                out.push(crate::model::set::SetElem { key, interval_end: flags & 1 != 0 });
             }
             sys::nftnl_set_elems_iter_destroy(it);
         }
@@ -663,7 +665,7 @@ pub fn set_elements(nlh: *const libc::nlmsghdr, out: &mut Vec<crate::ruleset::Se
 /// The set an `NFT_MSG_NEWSETELEM` message belongs to: `(table, set name)`, from its
 /// `NFTA_SET_ELEM_LIST_TABLE` and `NFTA_SET_ELEM_LIST_SET` attributes (empty strings when
 /// absent). A dump answers one request for one set, so [`set_elements`] does not need
-/// this; a captured dump of several sets ([`crate::kernel::decode_dump`]) does.
+/// this; a captured dump of several sets ([`crate::host::nft::decode_dump`]) does.
 ///
 /// Errors: `"malformed set element message"` when libnftnl cannot parse the message, as
 /// [`set_elements`] reports it. `nlh` must point at a whole message of `nlmsg_len` bytes.
@@ -843,7 +845,7 @@ pub fn object(nlh: *const libc::nlmsghdr) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::compile;
+    use crate::desired::compile;
     use crate::config::default_config;
 
     /// Every desired rule survives encode -> netlink message -> decode unchanged, so the
@@ -855,7 +857,7 @@ mod tests {
             for c in &t.chains {
                 for r in &c.rules {
                     let ids: Vec<u32> = (1..=4).collect();
-                    let obj = crate::kernel::encode::rule_object(t.family, &t.name, &c.name, r, &ids).unwrap();
+                    let obj = crate::host::nft::encode::rule_object(t.family, &t.name, &c.name, r, &ids).unwrap();
                     let sets: AnonSets = r
                         .exprs
                         .iter()
@@ -934,7 +936,7 @@ mod tests {
                 let sets = sets.get(&(m[16], table)).cloned().unwrap_or_default();
                 let slow = rule_libnftnl(m, &sets).unwrap();
                 let ours = slow.rule.comment.as_deref().is_some_and(|c| crate::plan::is_our_id(c))
-                    && crate::ruleset::OWNED_TABLES.iter().any(|(f, t)| Some(*f) == slow.family && *t == slow.table);
+                    && crate::model::names::OWNED_TABLES.iter().any(|(f, t)| Some(*f) == slow.family && *t == slow.table);
                 let foreign_expr = slow.rule.exprs.iter().any(|e| matches!(e, Expr::Other { .. }));
                 match rule_direct(m, &sets) {
                     Some(direct) => {

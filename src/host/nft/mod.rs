@@ -10,8 +10,9 @@
 pub mod decode;
 pub mod encode;
 
-use crate::plan::Op;
-use crate::ruleset::{Family, LiveTable};
+use crate::model::ops::Op;
+use crate::model::live::LiveTable;
+use crate::model::ruleset::Family;
 use nftnl::nftnl_sys as sys;
 use std::collections::BTreeSet;
 use std::os::raw::{c_char, c_int};
@@ -148,7 +149,7 @@ fn parse_error(m: &[u8]) -> (i32, Option<String>) {
             if ty == NLMSGERR_ATTR_MSG {
                 // Kernel text, made one printable line here, for every error that quotes it.
                 let text = String::from_utf8_lossy(&m[off + 4..off + len]);
-                msg = Some(crate::report::escape_controls(text.trim_end_matches('\0')));
+                msg = Some(crate::model::escape::escape_controls(text.trim_end_matches('\0')));
             }
             off += len.next_multiple_of(4);
         }
@@ -375,7 +376,7 @@ impl Netfilter {
         }
     }
 
-    /// Reads the tables ecs-hostnet owns ([`OWNED_TABLES`](crate::ruleset::OWNED_TABLES)) with their chains and rules,
+    /// Reads the tables ecs-hostnet owns ([`OWNED_TABLES`](crate::model::names::OWNED_TABLES)) with their chains and rules,
     /// as one consistent snapshot, and the rule-set generation it belongs to (pass it to
     /// [`Netfilter::commit`]). Foreign tables are listed but not read.
     ///
@@ -531,7 +532,7 @@ impl Netfilter {
             let mut ids = Vec::new();
             if let Op::AddRule { family, table, rule, .. } = op {
                 for x in &rule.exprs {
-                    if let crate::ruleset::Expr::Lookup { set, .. } = x {
+                    if let crate::model::ruleset::Expr::Lookup { set, .. } = x {
                         let m = encode::SetMsg { family: *family, table, id: next_set_id, set, elements: None };
                         batch.add(&m, nftnl::MsgType::Add);
                         labels.push(MsgLabel::Set(i));
@@ -683,7 +684,7 @@ impl Netfilter {
 /// libnftnl memory-safety defect ([`decode::libnftnl_hazard`]), and it is copied to a
 /// 4-aligned buffer followed by zero bytes (an unterminated string attribute then ends
 /// inside the copy). Every nf_tables message is decoded, those of foreign tables too. The
-/// result is what `read_owned` builds: the tables of [`OWNED_TABLES`](crate::ruleset::OWNED_TABLES) (ip first, in dump
+/// result is what `read_owned` builds: the tables of [`OWNED_TABLES`](crate::model::names::OWNED_TABLES) (ip first, in dump
 /// order), each with its chains in dump order, each chain's rules in dump order with the
 /// lookups resolved against the table's anonymous sets (their elements sorted), and its
 /// named sets and stateful objects as `foreign_objects` (`set NAME`, `object NAME`). Set
@@ -870,13 +871,13 @@ mod tests {
     /// A rejected message is named by its op in nft syntax, its set by the op it serves.
     #[test]
     fn a_rejected_message_is_named_by_its_op() {
-        let desired = crate::compile::compile(&crate::config::default_config());
-        let ops = crate::plan::plan(&desired, &crate::plan::LiveState::default()).ops;
+        let desired = crate::desired::compile(&crate::config::default_config());
+        let ops = crate::plan::plan(&desired, &crate::plan::live::LiveState::default()).ops;
         let (i, _) = ops
             .iter()
             .enumerate()
             .find(|(_, op)| {
-                matches!(op, Op::AddRule { rule, .. } if rule.exprs.iter().any(|x| matches!(x, crate::ruleset::Expr::Lookup { .. })))
+                matches!(op, Op::AddRule { rule, .. } if rule.exprs.iter().any(|x| matches!(x, crate::model::ruleset::Expr::Lookup { .. })))
             })
             .expect("the default has an IMDS rule with a set");
         let op = MsgLabel::Op(i).text(&ops);

@@ -1,7 +1,7 @@
 //! route_localnet through `/proc/sys` paths.
 //!
 //! `/proc/sys/net` shows the network namespace of the thread that opens the file, so after
-//! [`crate::netns::enter`] these reads and writes act on that namespace. Paths are built
+//! [`crate::host::netns::enter`] these reads and writes act on that namespace. Paths are built
 //! from the selector directly, so interface names with dots (`eth0.100`) work, which the
 //! dotted sysctl names (and the `sysctl` crate) cannot express.
 
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 /// `all` or a valid interface name, so no input can name another path.
 pub fn route_localnet_path(selector: &str) -> Result<PathBuf> {
     if selector != "all" {
-        crate::config::IfPattern::parse(selector, false)
+        crate::model::ifpattern::IfPattern::parse(selector, false)
             .map_err(|e| anyhow::anyhow!("refusing route_localnet for {selector:?}: {e}"))?;
     }
     Ok(PathBuf::from(format!("/proc/sys/net/ipv4/conf/{selector}/route_localnet")))

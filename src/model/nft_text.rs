@@ -6,9 +6,8 @@
 //! altered is always shown as it really is. [`script`] renders a whole desired state as a
 //! file that `nft -f` accepts.
 
-use crate::compile::Desired;
-use crate::ruleset::{BaseChain, Chain, CmpOp, Expr, Family, Table, Verdict, ct, meta, payload};
-use crate::ruleset::{NAT_RANGE_MAP_IPS, NAT_RANGE_PROTO_SPECIFIED, NAT_TYPE_DNAT, REG_VERDICT};
+use crate::model::ruleset::{BaseChain, CmpOp, Expr, Family, Verdict, ct, meta, payload};
+use crate::model::ruleset::{NAT_RANGE_MAP_IPS, NAT_RANGE_PROTO_SPECIFIED, NAT_TYPE_DNAT, REG_VERDICT};
 
 /// `NF_NAT_RANGE_PROTO_RANDOM`.
 const NAT_RANGE_PROTO_RANDOM: u32 = 4;
@@ -385,7 +384,7 @@ pub fn rule_text(family: Family, exprs: &[Expr], comment: Option<&str>) -> Strin
 /// `'`, control characters (ESC, newline, ...) are escaped, so a comment can neither
 /// forge lines of a plan nor send terminal escape sequences.
 pub fn printable(s: &str) -> String {
-    crate::report::escape_controls(&s.replace('"', "'"))
+    crate::model::escape::escape_controls(&s.replace('"', "'"))
 }
 
 /// `type nat hook prerouting priority -100; policy accept;`
@@ -399,51 +398,11 @@ pub fn base_chain_text(b: &BaseChain) -> String {
     )
 }
 
-fn chain_block(out: &mut String, family: Family, chain: &Chain) {
-    let _ = writeln!(out, "\tchain {} {{", chain.name);
-    if let Some(b) = &chain.base {
-        let _ = writeln!(out, "\t\t{}", base_chain_text(b));
-    }
-    for r in &chain.rules {
-        let _ = writeln!(out, "\t\t{}", rule_text(family, &r.exprs, Some(&r.id)));
-    }
-    let _ = writeln!(out, "\t}}");
-}
-
-/// One table as an nft block.
-pub fn table_block(t: &Table) -> String {
-    let mut out = format!("table {} {} {{\n\tcomment \"{}\"\n", t.family.name(), t.name, t.comment);
-    for c in &t.chains {
-        chain_block(&mut out, t.family, c);
-    }
-    out.push_str("}\n");
-    out
-}
-
-/// The desired state as a script for `nft -f`: each table is created empty if missing,
-/// deleted, and defined anew, so loading the script twice leaves one copy. The
-/// route_localnet sysctls are not nft objects and are listed as comments.
-pub fn script(d: &Desired, source: &str) -> String {
-    let mut out = String::from("#!/usr/sbin/nft -f\n");
-    let _ = writeln!(out, "# ecs-hostnet rule set, compiled from {source}.");
-    let _ = writeln!(out, "# `ecs-hostnet apply` loads the same rule set in one netlink transaction.");
-    for sel in &d.route_localnet {
-        let _ = writeln!(
-            out,
-            "# not in this script: sysctl net.ipv4.conf.{sel}.route_localnet = 1 (apply sets it once the guard is live)"
-        );
-    }
-    for t in &d.tables {
-        let _ = writeln!(out, "\ntable {} {}\ndelete table {} {}", t.family.name(), t.name, t.family.name(), t.name);
-        out.push_str(&table_block(t));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::compile;
+    use crate::render::nft_script::script;
+    use crate::desired::compile;
     use crate::config::default_config;
 
     #[test]
@@ -496,7 +455,7 @@ mod tests {
 
     #[test]
     fn nat_flags_show_and_comments_cannot_forge_lines() {
-        let mut exprs = crate::ruleset::build::dnat(Ipv4Addr::LOCALHOST, 51679).to_vec();
+        let mut exprs = crate::model::build::dnat(Ipv4Addr::LOCALHOST, 51679).to_vec();
         if let Expr::Nat { flags, .. } = &mut exprs[2] {
             *flags = Some(NAT_RANGE_MAP_IPS | NAT_RANGE_PROTO_SPECIFIED | NAT_RANGE_PERSISTENT);
         }
@@ -512,8 +471,9 @@ mod tests {
         assert_eq!(lift(Family::Ip, &exprs), None);
         assert!(rule_text(Family::Ip, &exprs, None).starts_with("# bytecode: [ log prefix x ]"));
         // An ip header match in an inet table without its nfproto dependency is not `ip daddr`.
-        let bare = crate::ruleset::build::ip_addr(CmpOp::Eq, 16, Ipv4Addr::new(1, 2, 3, 4), 32).to_vec();
+        let bare = crate::model::build::ip_addr(CmpOp::Eq, 16, Ipv4Addr::new(1, 2, 3, 4), 32).to_vec();
         assert_eq!(lift(Family::Inet, &bare), None);
         assert_eq!(lift(Family::Ip, &bare).as_deref(), Some("ip daddr 1.2.3.4"));
     }
 }
+

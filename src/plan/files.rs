@@ -1,163 +1,11 @@
-//! What `install` puts on a host, and how the installed files drift (pure).
-//!
-//! Files, all under the target root (`--root`, default `/`):
-//!
-//! | path | what |
-//! |---|---|
-//! | [`CONFIG_PATH`] | the configuration (the `-c` file, else the embedded default) |
-//! | [`UNIT_PATH`] | oneshot unit running `ecs-hostnet apply` at boot, before the network, Docker and the ECS agent |
-//! | [`WANTS_LINK`] | its enablement (`WantedBy=sysinit.target`, what `systemctl enable` makes) |
-//! | [`DROPIN_PATH`] | the ecs-init hook: `ExecStartPre=ecs-hostnet apply` for `ecs.service` |
-//! | [`BIN_PATH`] | the binary the units run |
-//! | [`ECS_CONFIG_PATH`] | the agent's settings: only our keys are changed, in place |
-//!
-//! The install state ([`InstallState`], at [`STATE_PATH`]) records what each file held
-//! before the first install and what install wrote, so `uninstall` removes exactly what
-//! install added and `plan`/`check` can show drift as a diff of file lines.
+//! File drift of an installed host, and the file changes between two configurations (pure).
 
-use crate::agentconfig;
-use crate::plan::{Action, Change, Subject};
-use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use crate::desired::ecs_config;
+use crate::plan::change::{Action, Change, Subject};
+use crate::desired::install_files::{ECS_CONFIG_PATH, WANTS_LINK, UNIT_PATH};
+use crate::desired::install_files::CONFIG_PATH;
+use crate::model::install_state::{Bytes, InstallState, InstalledEcsConfig, LiveFiles, STATE_SCHEMA};
 use std::collections::BTreeMap;
-
-/// The installed binary.
-pub const BIN_PATH: &str = "/usr/local/sbin/ecs-hostnet";
-/// The installed configuration; also where commands look when no `-c` is given.
-pub const CONFIG_PATH: &str = "/etc/ecs-hostnet/config.toml";
-/// The boot unit.
-pub const UNIT_PATH: &str = "/etc/systemd/system/ecs-hostnet.service";
-/// The boot unit's enablement symlink.
-pub const WANTS_LINK: &str = "/etc/systemd/system/sysinit.target.wants/ecs-hostnet.service";
-/// The ecs-init hook (a drop-in for the ECS agent's `ecs.service`).
-pub const DROPIN_PATH: &str = "/etc/systemd/system/ecs.service.d/ecs-hostnet.conf";
-/// The ECS agent's environment file.
-pub const ECS_CONFIG_PATH: &str = "/etc/ecs/ecs.config";
-/// What install did, for uninstall and drift checks.
-pub const STATE_PATH: &str = "/var/lib/ecs-hostnet/install.json";
-
-/// The boot unit. Ordered like Debian's `nftables.service` (no default dependencies,
-/// before `network-pre.target`), and before `docker.service` and `ecs.service`, so the
-/// guards and the IMDS block exist before any container or agent runs.
-pub fn unit_text() -> String {
-    format!(
-        "# Installed by `ecs-hostnet install`; `ecs-hostnet uninstall` removes it.\n\
-         [Unit]\n\
-         Description=ECS task IAM role host networking (ecs-hostnet apply)\n\
-         Documentation=file://{CONFIG_PATH}\n\
-         DefaultDependencies=no\n\
-         After=local-fs.target\n\
-         Wants=network-pre.target\n\
-         Before=network-pre.target docker.service ecs.service shutdown.target\n\
-         Conflicts=shutdown.target\n\
-         \n\
-         [Service]\n\
-         Type=oneshot\n\
-         RemainAfterExit=yes\n\
-         StandardInput=null\n\
-         ExecStart={BIN_PATH} apply\n\
-         \n\
-         [Install]\n\
-         WantedBy=sysinit.target\n"
-    )
-}
-
-/// The ecs-init hook: the agent never starts on a host that is not converged.
-pub fn dropin_text() -> String {
-    format!(
-        "# Installed by `ecs-hostnet install`: the ECS agent only starts once the host's\n\
-         # network matches {CONFIG_PATH}. `ecs-hostnet uninstall` removes it.\n\
-         [Unit]\n\
-         After=ecs-hostnet.service\n\
-         \n\
-         [Service]\n\
-         ExecStartPre={BIN_PATH} apply\n"
-    )
-}
-
-/// A text file install writes: path (absolute, under the root), content, mode.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TextFile {
-    /// Absolute path as on the target host ([`CONFIG_PATH`], [`UNIT_PATH`], [`DROPIN_PATH`]).
-    pub path: &'static str,
-    /// The exact bytes to write.
-    pub content: Vec<u8>,
-    /// Permission bits (`0o644` for all of them).
-    pub mode: u32,
-}
-
-/// The text files install writes for a configuration whose file content is `config_text`.
-pub fn text_files(config_text: &[u8]) -> Vec<TextFile> {
-    vec![
-        TextFile { path: CONFIG_PATH, content: config_text.to_vec(), mode: 0o644 },
-        TextFile { path: UNIT_PATH, content: unit_text().into_bytes(), mode: 0o644 },
-        TextFile { path: DROPIN_PATH, content: dropin_text().into_bytes(), mode: 0o644 },
-    ]
-}
-
-/// Bytes stored in the state file as base64 text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Bytes(pub Vec<u8>);
-
-impl Serialize for Bytes {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD.decode(s).map(Bytes).map_err(serde::de::Error::custom)
-    }
-}
-
-/// One file install wrote.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstalledFile {
-    /// Absolute path as on the target host (without `--root`).
-    pub path: String,
-    /// Content before the first install; `None`: the file did not exist.
-    pub before: Option<Bytes>,
-    /// Its mode bits then (restored with it by uninstall).
-    #[serde(default)]
-    pub before_mode: Option<u32>,
-    /// What install wrote (checked for drift); `None` for the binary, which an upgrade
-    /// may replace.
-    pub written: Option<Bytes>,
-}
-
-/// The agent settings install changed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstalledEcsConfig {
-    /// The whole file before the first install; `None`: it did not exist.
-    pub before: Option<Bytes>,
-    /// Each key's value before the first install (`None`: absent).
-    pub keys_before: BTreeMap<String, Option<String>>,
-    /// The file as install left it.
-    pub written: Bytes,
-}
-
-/// `/var/lib/ecs-hostnet/install.json`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct InstallState {
-    /// `ecs-hostnet.install/v1`.
-    pub schema: String,
-    /// Every file install wrote (the binary first), in install order; uninstall walks
-    /// them in reverse.
-    pub files: Vec<InstalledFile>,
-    /// The enablement symlink, if install made it.
-    pub wants_link: bool,
-    /// What install did to [`ECS_CONFIG_PATH`]; `None` while no install has managed an
-    /// agent key.
-    pub ecs_config: Option<InstalledEcsConfig>,
-    /// Folders install created (deepest last); uninstall removes them when empty.
-    pub created_dirs: Vec<String>,
-}
-
-/// The schema name written in [`InstallState::schema`].
-pub const STATE_SCHEMA: &str = "ecs-hostnet.install/v1";
-
 /// A line diff of two file contents for people: `-old` / `+new` lines, with up to one
 /// line of context around each change.
 pub fn line_diff(old: &[u8], new: &[u8]) -> Vec<String> {
@@ -165,11 +13,11 @@ pub fn line_diff(old: &[u8], new: &[u8]) -> Vec<String> {
 }
 
 /// The diff of the agent's settings file: only the changed lines, with every line that
-/// does not set one of `agent_keys` redacted ([`agentconfig::redact`]): ecs.config holds
+/// does not set one of `agent_keys` redacted ([`ecs_config::redact`]): ecs.config holds
 /// secrets (`ECS_ENGINE_AUTH_DATA`) that must not reach a CI log.
 pub fn agent_settings_diff(old: &[u8], new: &[u8], agent_keys: &[(String, Option<String>)]) -> Vec<String> {
     let keep: Vec<&str> = agent_keys.iter().map(|(k, _)| k.as_str()).collect();
-    line_diff_with_context(&agentconfig::redact(old, &keep), &agentconfig::redact(new, &keep), 0)
+    line_diff_with_context(&ecs_config::redact(old, &keep), &ecs_config::redact(new, &keep), 0)
 }
 
 fn line_diff_with_context(old: &[u8], new: &[u8], context: usize) -> Vec<String> {
@@ -185,16 +33,12 @@ fn line_diff_with_context(old: &[u8], new: &[u8], context: usize) -> Vec<String>
                     similar::ChangeTag::Equal => ' ',
                 };
                 let line = c.value().trim_end_matches('\n').trim_end_matches('\r');
-                out.push(format!("{sign}{}", crate::nftsyntax::printable(line)));
+                out.push(format!("{sign}{}", crate::model::nft_text::printable(line)));
             }
         }
     }
     out
 }
-
-/// The installed files as they are now: path -> content (`None`: missing).
-pub type LiveFiles = BTreeMap<String, Option<Vec<u8>>>;
-
 /// One fix for a drifted installed file: write `content` to `path`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileFix {
@@ -244,7 +88,7 @@ pub fn plan_files(
     }
     if state.ecs_config.is_some() && !agent_keys.is_empty() {
         let now = live.get(ECS_CONFIG_PATH).cloned().flatten().unwrap_or_default();
-        let want = agentconfig::set_all(&now, agent_keys);
+        let want = ecs_config::set_all(&now, agent_keys);
         if want != now {
             changes.push(
                 Change::new(
@@ -274,7 +118,7 @@ pub fn diff_files(old: &crate::config::Config, new: &crate::config::Config) -> V
         ecs_config: Some(InstalledEcsConfig { before: None, keys_before: BTreeMap::new(), written: Bytes(vec![]) }),
         ..Default::default()
     };
-    let live: LiveFiles = [(ECS_CONFIG_PATH.to_string(), Some(agentconfig::set_all(b"", &old_keys)))].into();
+    let live: LiveFiles = [(ECS_CONFIG_PATH.to_string(), Some(ecs_config::set_all(b"", &old_keys)))].into();
     plan_files(&state, &live, true, &new.agent_keys()).0
 }
 
@@ -296,6 +140,8 @@ pub fn diff_files_note(old: &crate::config::Config, new: &crate::config::Config)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::install_files::{DROPIN_PATH, dropin_text, text_files, unit_text};
+    use crate::model::install_state::InstalledFile;
 
     fn state() -> InstallState {
         InstallState {
@@ -328,7 +174,7 @@ mod tests {
     #[test]
     fn installed_host_has_no_drift() {
         let s = state();
-        let ecs = agentconfig::set_all(b"ECS_CLUSTER=a\n", &keys());
+        let ecs = ecs_config::set_all(b"ECS_CLUSTER=a\n", &keys());
         let (changes, fixes) = plan_files(&s, &live(&s, &ecs), true, &keys());
         assert!(changes.is_empty() && fixes.is_empty(), "{changes:?}");
     }
@@ -377,3 +223,4 @@ mod tests {
         assert!(dropin_text().contains("ExecStartPre=/usr/local/sbin/ecs-hostnet apply\n"));
     }
 }
+

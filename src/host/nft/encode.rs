@@ -2,10 +2,10 @@
 //! into an nftnl [`Batch`](nftnl::Batch).
 //!
 //! Every attribute is set explicitly, in the canonical form the kernel reports back on a
-//! dump (see [`crate::ruleset::Expr`]), so what we send is what we later read.
+//! dump (see [`crate::model::ruleset::Expr`]), so what we send is what we later read.
 
-use crate::plan::{Op, Placement};
-use crate::ruleset::{BaseChain, Expr, Family, Rule};
+use crate::model::ops::{Op, Placement};
+use crate::model::ruleset::{BaseChain, Expr, Family, Rule};
 use nftnl::nftnl_sys as sys;
 use std::ffi::{CString, c_void};
 use std::os::raw::c_char;
@@ -107,7 +107,7 @@ fn encode_expr(x: &Expr, set_ids: &mut impl Iterator<Item = u32>) -> Result<*mut
             }
             Expr::Verdict(v) => {
                 let e = expr(c"immediate");
-                set_u32(e, sys::NFTNL_EXPR_IMM_DREG, crate::ruleset::REG_VERDICT);
+                set_u32(e, sys::NFTNL_EXPR_IMM_DREG, crate::model::ruleset::REG_VERDICT);
                 set_u32(e, sys::NFTNL_EXPR_IMM_VERDICT, v.code() as u32);
                 e
             }
@@ -191,7 +191,7 @@ pub struct SetMsg<'a> {
     /// `NFTA_SET_ID`, unique within the batch.
     pub id: u32,
     /// The content.
-    pub set: &'a crate::ruleset::AnonSet,
+    pub set: &'a crate::model::set::AnonSet,
     /// `None`: the set itself; `Some(range)`: these of its elements.
     pub elements: Option<std::ops::Range<usize>>,
 }
@@ -231,7 +231,7 @@ unsafe impl nftnl::NlMsg for SetMsg<'_> {
                 sys::nftnl_set_set_u32(st, sys::NFTNL_SET_KEY_TYPE as u16, self.set.key_type);
                 sys::nftnl_set_set_u32(st, sys::NFTNL_SET_KEY_LEN as u16, self.set.key_len);
                 sys::nftnl_set_set_u32(st, sys::NFTNL_SET_DESC_SIZE as u16, self.set.elements.len() as u32);
-                if self.set.key_type == crate::ruleset::TYPE_IFNAME {
+                if self.set.key_type == crate::model::set::TYPE_IFNAME {
                     sys::nftnl_set_set_data(
                         st,
                         sys::NFTNL_SET_USERDATA as u16,
@@ -253,11 +253,11 @@ unsafe fn header(buf: *mut c_void, msg: i32, family: Family, flags: i32, seq: u3
 
 /// A table's userdata: the comment TLV and, when not empty, the route_localnet record
 /// TLV. Errors when it exceeds what the kernel accepts.
-pub fn table_udata(comment: &str, record: &crate::ruleset::Record) -> Result<Vec<u8>, String> {
+pub fn table_udata(comment: &str, record: &crate::model::record::Record) -> Result<Vec<u8>, String> {
     let mut u = Vec::new();
     udata_put(&mut u, UDATA_COMMENT, &strz(comment))?;
     if !record.is_empty() {
-        udata_put(&mut u, crate::ruleset::record::UDATA_TYPE, &crate::ruleset::record::encode(record))
+        udata_put(&mut u, crate::model::record::UDATA_TYPE, &crate::model::record::encode(record))
             .map_err(|e| format!("cannot record the route_localnet values found ({e}); list fewer interfaces in route_localnet.enable"))?;
     }
     Ok(u)

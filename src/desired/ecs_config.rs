@@ -92,12 +92,6 @@ pub fn set(text: &[u8], key: &str, value: Option<&str>) -> Vec<u8> {
     out
 }
 
-/// The agent keys ecs-hostnet manages, in file order: `[agent]` `enable_task_iam_role`,
-/// `enable_task_iam_role_network_host` and `awsvpc_block_imds` (see
-/// [`crate::config::Config::agent_keys`]), and the only lines a snapshot keeps.
-pub const AGENT_KEYS: [&str; 3] =
-    ["ECS_ENABLE_TASK_IAM_ROLE", "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", "ECS_AWSVPC_BLOCK_IMDS"];
-
 /// What a redacted line's value becomes (see [`redact`]).
 pub const REDACTED: &str = "<redacted>";
 

@@ -7,16 +7,18 @@
 //! later: our tables (as the kernel reports them, expression by expression), the saved
 //! route_localnet record, the route_localnet value of every interface, every main-table
 //! IPv4 route, and, on an installed host, the managed files. The agent's settings file is
-//! redacted ([`crate::agentconfig::redact`]): only the keys ecs-hostnet manages are kept.
+//! redacted ([`crate::desired::ecs_config::redact`]): only the keys ecs-hostnet manages are kept.
 //! Planning against it goes through the same code as planning against the kernel
-//! ([`HostFacts::live_state`], [`crate::artifacts::plan_files`]), so both give the same
+//! ([`HostFacts::live_state`], [`crate::desired::install_files::plan_files`]), so both give the same
 //! plan (a test pins this).
 
-use crate::agentconfig;
-use crate::artifacts::{self, Bytes, InstallState, InstalledEcsConfig, InstalledFile, LiveFiles};
-use crate::plan::HostFacts;
-use crate::rtnl::LiveRoute;
-use crate::ruleset::{LiveTable, Record};
+use crate::desired::ecs_config;
+use crate::desired::install_files as artifacts;
+use crate::model::install_state::{Bytes, InstallState, InstalledEcsConfig, InstalledFile, LiveFiles};
+use crate::plan::live::HostFacts;
+use crate::model::route::LiveRoute;
+use crate::model::live::LiveTable;
+use crate::model::record::Record;
 use anyhow::{Result, bail};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -90,7 +92,7 @@ pub struct FileSnapshot {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EcsConfigSnapshot {
-    /// The file with every line but [`agentconfig::AGENT_KEYS`] redacted; `null` when it is missing.
+    /// The file with every line but [`crate::model::names::AGENT_KEYS`] redacted; `null` when it is missing.
     pub live: Option<Content>,
 }
 
@@ -128,7 +130,7 @@ impl Content {
 
 /// Our tables in nft syntax, for people.
 fn listing(tables: &[LiveTable]) -> Vec<String> {
-    use crate::nftsyntax::{base_chain_text, printable, rule_text};
+    use crate::model::nft_text::{base_chain_text, printable, rule_text};
     let mut out = Vec::new();
     for t in tables {
         out.push(format!("table {} {} {{", t.family.name(), t.name));
@@ -150,7 +152,7 @@ fn listing(tables: &[LiveTable]) -> Vec<String> {
 impl Snapshot {
     /// Assembles a snapshot from what was read: the host's facts, the route_localnet
     /// values, the generation, and the installed files (`(state, files, link_ok)` as
-    /// [`crate::install::read_live_files`] gives them; `None` when nothing is installed).
+    /// [`crate::engine::install::read_live_files`] gives them; `None` when nothing is installed).
     pub fn new(
         facts: HostFacts,
         route_localnet: BTreeMap<String, String>,
@@ -179,7 +181,7 @@ impl Snapshot {
                     .get(artifacts::ECS_CONFIG_PATH)
                     .cloned()
                     .flatten()
-                    .map(|b| Content::from_bytes(&agentconfig::redact(&b, &agentconfig::AGENT_KEYS))),
+                    .map(|b| Content::from_bytes(&ecs_config::redact(&b, &crate::model::names::AGENT_KEYS))),
             }),
         });
         Snapshot {
@@ -245,19 +247,19 @@ impl Snapshot {
     /// expressions, sysctl values that are not integers, and selectors that are not `all`
     /// or an interface name.
     pub fn check(&self) -> Result<()> {
-        use crate::ruleset::OWNED_TABLES;
+        use crate::model::names::OWNED_TABLES;
         const NAME_MAX: usize = 256;
         const MAX_EXPRS: usize = 128;
-        let selector_ok = |k: &str| k == "all" || crate::config::IfPattern::parse(k, false).is_ok();
+        let selector_ok = |k: &str| k == "all" || crate::model::ifpattern::IfPattern::parse(k, false).is_ok();
         // The first entry that is not `all`/an interface name with an integer value.
         let record_bad = |r: &Record| {
             r.iter().find(|(k, v)| !(selector_ok(k) && v.parse::<i32>().is_ok())).map(|(k, v)| {
-                format!("{:?} = {:?}", crate::report::escape_controls(k), crate::report::escape_controls(v))
+                format!("{:?} = {:?}", crate::model::escape::escape_controls(k), crate::model::escape::escape_controls(v))
             })
         };
         let mut seen = Vec::new();
         for t in &self.tables {
-            let what = format!("table {} {}", t.family.name(), crate::report::escape_controls(&t.name));
+            let what = format!("table {} {}", t.family.name(), crate::model::escape::escape_controls(&t.name));
             if !OWNED_TABLES.contains(&(t.family, t.name.as_str())) {
                 bail!("{what} is not one of ecs-hostnet's (table ip ecs-hostnet, table inet ecs-hostnet)");
             }
@@ -274,7 +276,7 @@ impl Snapshot {
             let mut chains = Vec::new();
             let mut handles = std::collections::BTreeSet::new();
             for c in &t.chains {
-                let chain = crate::report::escape_controls(&c.name);
+                let chain = crate::model::escape::escape_controls(&c.name);
                 if c.name.len() > NAME_MAX {
                     bail!("{what}: the chain name {chain:?} is longer than {NAME_MAX} bytes");
                 }
@@ -309,8 +311,8 @@ impl Snapshot {
             if !(selector_ok(k) && v.parse::<i32>().is_ok()) {
                 bail!(
                     "route_localnet: {:?} = {:?}: want `all` or an interface name and an integer",
-                    crate::report::escape_controls(k),
-                    crate::report::escape_controls(v)
+                    crate::model::escape::escape_controls(k),
+                    crate::model::escape::escape_controls(v)
                 );
             }
         }
@@ -340,7 +342,7 @@ impl Snapshot {
         self.route_localnet.get(selector).cloned()
     }
 
-    /// The install state, live files and link state [`artifacts::plan_files`] compares,
+    /// The install state, live files and link state [`crate::plan::files::plan_files`] compares,
     /// rebuilt from the snapshot; `None` when nothing was installed. (File contents were
     /// checked by [`Snapshot::from_json`].)
     pub fn install_view(&self) -> Option<(InstallState, LiveFiles, bool)> {
@@ -365,7 +367,7 @@ impl Snapshot {
             InstalledEcsConfig { before: None, keys_before: BTreeMap::new(), written: Bytes(vec![]) }
         });
         let state = InstallState {
-            schema: artifacts::STATE_SCHEMA.into(),
+            schema: crate::model::install_state::STATE_SCHEMA.into(),
             files,
             wants_link: i.wants_link,
             ecs_config,
@@ -378,12 +380,12 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ruleset::{Expr, Family};
+    use crate::model::ruleset::{Expr, Family};
 
     fn converged() -> Snapshot {
-        let d = crate::compile::compile(&crate::config::default_config());
+        let d = crate::desired::compile(&crate::config::default_config());
         let values = [("all".to_string(), "1".to_string()), ("lo".to_string(), "0".to_string())].into();
-        Snapshot::new(crate::plan::converged_host(&d, "0"), values, 7, None, None, None)
+        Snapshot::new(crate::plan::live::converged_host(&d, "0"), values, 7, None, None, None)
     }
 
     fn refused(s: &Snapshot) -> String {

@@ -1,0 +1,219 @@
+//! The commands, tying configuration, planner, kernel and sysctls together.
+//!
+//! Order of work in `apply` and `remove`: the configuration is read and validated first
+//! (nothing touches the kernel if it is invalid); then the live state is read, planned
+//! against, and carried out as sysctl restores, ONE nf_tables batch, sysctl enables; then
+//! the live state is read again to prove convergence.
+
+pub mod install;
+pub mod load;
+pub mod task;
+
+use crate::desired::{Desired, compile};
+use crate::host::files::Root;
+use crate::host::nft::{KernelError, Netfilter};
+use crate::host::rtnl::Rtnl;
+use crate::host::run_dir::{Lock, read_saved_record, sync_saved_record};
+use crate::host::sysctl;
+use crate::plan::live::{HostFacts, LiveState, is_endpoint_route};
+use crate::plan::{Plan, plan, plan_removal};
+use anyhow::{Context, Result, bail};
+use load::Loaded;
+use std::time::Duration;
+
+/// Where the configuration is read from when no `-c` is given (under `--root`).
+pub const SYSTEM_CONFIG: &str = crate::desired::install_files::CONFIG_PATH;
+/// Reads our tables, the saved record and the route_localnet values the plan needs, and
+/// the rule-set generation they belong to.
+pub fn read_live(nf: &mut Netfilter, desired: &Desired, root: &Root) -> Result<(LiveState, u32)> {
+    let (tables, generation) = nf.read_owned()?;
+    let saved_record = read_saved_record(nf, root);
+    let mut rt = Rtnl::open()?;
+    let (ipv4_routes, ipv4_default_route) = rt.routes_and_default(false, |r| is_endpoint_route(desired, r))?;
+    let lo_up = rt.link_is_up(crate::model::route::LOOPBACK_IFINDEX)?;
+    let facts = HostFacts { tables, saved_record, ipv4_routes, ipv4_default_route, lo_up };
+    Ok((facts.live_state(desired, sysctl::read_route_localnet)?, generation))
+}
+
+/// Everything `plan` could need of the current network namespace, whatever the
+/// configuration: our tables, the saved record, every main-table IPv4 route, and the
+/// route_localnet value of `all`, `default` and every interface (the `snapshot` command).
+/// Returns the facts, the values, and the rule-set generation read.
+pub fn read_facts(
+    nf: &mut Netfilter,
+    root: &Root,
+) -> Result<(HostFacts, std::collections::BTreeMap<String, String>, u32)> {
+    let (tables, generation) = nf.read_owned()?;
+    let saved_record = read_saved_record(nf, root);
+    let mut rt = Rtnl::open()?;
+    let (ipv4_routes, ipv4_default_route) = rt.routes_and_default(false, |_| true)?;
+    let lo_up = rt.link_is_up(crate::model::route::LOOPBACK_IFINDEX)?;
+    let mut values = std::collections::BTreeMap::new();
+    let dir = "/proc/sys/net/ipv4/conf";
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {dir}"))? {
+        let name = entry.with_context(|| format!("cannot list {dir}"))?.file_name().to_string_lossy().into_owned();
+        // Only names a /proc/sys path may be built from (see `sysctl::route_localnet_path`).
+        if sysctl::route_localnet_path(&name).is_err() {
+            continue;
+        }
+        if let Some(v) = sysctl::read_route_localnet(&name)? {
+            values.insert(name, v);
+        }
+    }
+    Ok((HostFacts { tables, saved_record, ipv4_routes, ipv4_default_route, lo_up }, values, generation))
+}
+
+/// The `snapshot` of the current network namespace (see [`crate::render::snapshot`]); `netns` is
+/// the `--netns` given, recorded in it.
+pub fn snapshot(root: &Root, netns: Option<&str>) -> Result<crate::render::snapshot::Snapshot> {
+    let mut nf = Netfilter::open()?;
+    let (facts, values, generation) = read_facts(&mut nf, root)?;
+    let install = match crate::engine::install::read_state(root)? {
+        Some(state) => {
+            let (files, link) = crate::engine::install::read_live_files(root, &state)?;
+            Some((state, files, link))
+        }
+        None => None,
+    };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string());
+    Ok(crate::render::snapshot::Snapshot::new(facts, values, generation, netns.map(str::to_string), kernel, install))
+}
+
+/// Plans `desired` against the live state of the current network namespace.
+pub fn plan_live(desired: &Desired, root: &Root) -> Result<(Netfilter, Plan)> {
+    let mut nf = Netfilter::open()?;
+    let (live, _) = read_live(&mut nf, desired, root)?;
+    Ok((nf, plan(desired, &live)))
+}
+
+/// Carries out `desired`: restores, one batch, enables; retried (re-read and re-planned)
+/// up to three times when a concurrent writer changed the rule set under us. Returns the
+/// plan that was carried out (empty when the host was already converged).
+///
+/// The caller holds the [`Lock`] (and keeps it while it repairs installed files).
+pub fn converge(desired: &Desired, root: &Root, _lock: &Lock) -> Result<Plan> {
+    carry_out(desired, root, |live| plan(desired, live))
+}
+
+/// Removes everything ecs-hostnet owns (see [`plan_removal`]). The caller holds the [`Lock`].
+pub fn remove(root: &Root, _lock: &Lock) -> Result<Plan> {
+    carry_out(&nothing(), root, plan_removal)
+}
+
+/// How many times apply or remove reads, plans and sends before giving up on a rule set
+/// that other programs keep changing.
+const MAX_ATTEMPTS: u32 = 6;
+
+fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Plan) -> Result<Plan> {
+    let mut nf = Netfilter::open()?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (live, generation) = read_live(&mut nf, desired, root)?;
+        let p = planner(&live);
+        if p.is_empty() {
+            // Converged: no batch, no sysctl; only a missing saved copy is written.
+            sync_saved_record(&nf, root, &p.record)?;
+            return Ok(p);
+        }
+        for w in &p.sysctl_before {
+            sysctl::write_route_localnet(&w.selector, &w.value)?;
+        }
+        // Routes before the batch: a route the kernel refuses then stops us before any
+        // rule changed (the endpoint route is harmless without the rules).
+        if !p.route_ops.is_empty() {
+            let mut rt = Rtnl::open()?;
+            for op in &p.route_ops {
+                rt.run(op)?;
+            }
+        }
+        match nf.commit(&p.ops, generation) {
+            Ok(()) => {}
+            Err(KernelError::Rejected { ref err, .. })
+                if matches!(err.raw_os_error(), Some(libc::ERESTART | libc::ENOENT | libc::EEXIST | libc::EBUSY)) =>
+            {
+                // Someone committed between our read and our batch (ERESTART: the
+                // generation moved): nothing was applied; read again and re-plan, after a
+                // short, growing pause so a busy writer can finish.
+                if attempt < MAX_ATTEMPTS {
+                    std::thread::sleep(Duration::from_millis(1 << attempt));
+                    continue;
+                }
+                bail!(
+                    "the rule set kept changing under ecs-hostnet: another program committed between its read and its \
+                     batch {MAX_ATTEMPTS} times, and the kernel refused each batch whole, so nothing was applied; try again"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // Values that are no longer ours go back to what was found before, also when a
+        // concurrent apply (under another lock) turned them on since we read them.
+        if let Some(old) = live.record() {
+            for (sel, original) in old.iter().filter(|(k, _)| !p.record.contains_key(*k)) {
+                if sysctl::read_route_localnet(sel)?.is_some_and(|now| now != *original) {
+                    sysctl::write_route_localnet(sel, original)?;
+                }
+            }
+        }
+        // The kernel now holds the record; keep the copy before route_localnet goes on.
+        sync_saved_record(&nf, root, &p.record)?;
+        for w in &p.sysctl_after {
+            sysctl::write_route_localnet(&w.selector, &w.value)?;
+        }
+        let (live_after, _) = read_live(&mut nf, desired, root)
+            .context("the batch was committed, but reading the result back failed (run `ecs-hostnet check`)")?;
+        let after = planner(&live_after);
+        if !after.is_empty() {
+            let (a, c, r) = after.counts();
+            // Never leave route_localnet on without the guard (a concurrent remove with
+            // another lock, or someone flushing the rule set, can take the guard away
+            // between our batch and our sysctl write): put the recorded values back.
+            let mut restored = Vec::new();
+            if !guard_is_live(&live_after) {
+                for w in &p.sysctl_after {
+                    if let Some(original) = p.record.get(&w.selector) {
+                        sysctl::write_route_localnet(&w.selector, original)?;
+                        restored.push(format!("{}={original}", crate::model::names::sysctl_name(&w.selector)));
+                    }
+                }
+            }
+            let restored = if restored.is_empty() {
+                String::new()
+            } else {
+                format!("; the localhost guard is gone, so {} was put back", restored.join(", "))
+            };
+            bail!(
+                "the host did not converge: {a} to add, {c} to change, {r} to remove remain after the batch{restored} (run `ecs-hostnet plan` to see them)"
+            );
+        }
+        return Ok(p);
+    }
+}
+
+/// Whether the localhost guard rule is live in `table inet ecs-hostnet`.
+fn guard_is_live(live: &LiveState) -> bool {
+    live.tables.iter().any(|t| {
+        t.family == crate::model::ruleset::Family::Inet
+            && t.flags == 0
+            && t.chains.iter().any(|c| c.rules.iter().any(|r| r.comment.as_deref() == Some("localhost-guard")))
+    })
+}
+
+/// The desired state of `remove`: none of our tables, no route_localnet of ours.
+pub fn nothing() -> Desired {
+    Desired { tables: vec![], route_localnet: vec![], endpoint_route: None }
+}
+
+/// Compiles a loaded configuration.
+pub fn desired(loaded: &Loaded) -> Desired {
+    compile(&loaded.config)
+}
+
+/// Error context for the namespace, used by main.
+pub fn in_namespace<T>(netns: Option<&str>, r: Result<T>) -> Result<T> {
+    match netns {
+        Some(ns) => r.with_context(|| format!("in network namespace {ns:?}")),
+        None => r,
+    }
+}
+

@@ -1,0 +1,9 @@
+//! Output: plans as text for people and JSON for machines ([`plan`]), the desired state
+//! as an `nft -f` script ([`nft_script`]), and the `snapshot` document ([`snapshot`]).
+//!
+//! May import [`crate::model`], [`crate::config`], [`crate::desired`] and [`crate::plan`];
+//! never the host edges or the engine. Pure: no I/O.
+
+pub mod nft_script;
+pub mod plan;
+pub mod snapshot;
