@@ -1,0 +1,249 @@
+//! The checks that involve several values, or the elements of a list together.
+
+use super::values::{RouteLocalnet, Val};
+use super::{Config, ConfigError, Failed, Located, NameList, MAX_ALLOWED_INTERFACES, MAX_CONTAINER_PATTERNS, MAX_ROUTE_LOCALNET_INTERFACES};
+use crate::model::ifpattern::IfPattern;
+use toml::Spanned;
+
+/// Checks each element of a name list; returns the parsed patterns when all are valid.
+fn check_list(
+    loc: &Located,
+    errs: &mut Vec<ConfigError>,
+    key: &str,
+    list: &Val<NameList>,
+    allow_prefix: bool,
+    max: usize,
+) -> Option<Vec<IfPattern>> {
+    // Element spans point into the user's file only when the user wrote the list.
+    let span = |e: &Spanned<String>| list.span.as_ref().map(|_| e.span());
+    let before = errs.len();
+    let mut out: Vec<IfPattern> = Vec::new();
+    if list.v.len() > max {
+        errs.push(loc.err(list.span.clone(), format!("{key} has {} entries; at most {max} are allowed", list.v.len())));
+        // The elements are not checked: the overlap check is quadratic, and a list this
+        // long is refused anyway.
+        return None;
+    }
+    // Whether any two entries overlap, in O(n log n): sorted by their name (a prefix
+    // without its '+'), every name that starts with a prefix follows it directly, so an
+    // overlap always shows between neighbours. Only then is each entry compared with the
+    // earlier ones (quadratic, but only for a list that is refused), to name the pair.
+    let mut bases: Vec<(&str, bool)> =
+        list.v.iter().map(|e| (e.get_ref().trim_end_matches('+'), e.get_ref().ends_with('+'))).collect();
+    bases.sort_unstable();
+    let any_overlap = bases.windows(2).any(|w| w[0].0 == w[1].0 || (w[0].1 && w[1].0.starts_with(w[0].0)));
+    for e in &list.v {
+        match IfPattern::parse(e.get_ref(), allow_prefix) {
+            Err(m) => errs.push(loc.err(span(e), format!("{key}: {m}"))),
+            Ok(p) => {
+                if let Some(other) = out.iter().take(if any_overlap { usize::MAX } else { 0 }).find(|o| {
+                    *o == &p
+                        || (o.is_prefix() && o.matches(p.as_str().trim_end_matches('+')))
+                        || (p.is_prefix() && p.matches(o.as_str().trim_end_matches('+')))
+                }) {
+                    let what = if other == &p {
+                        "is listed twice".to_string()
+                    } else {
+                        format!("overlaps \"{}\" (one pattern covers the other)", other.as_str())
+                    };
+                    errs.push(
+                        loc.err(
+                            span(e),
+                            format!("{key}: \"{}\" {what}; each interface may match one entry", p.as_str()),
+                        ),
+                    );
+                }
+                out.push(p);
+            }
+        }
+    }
+    (errs.len() == before).then_some(out)
+}
+
+/// The checks that involve several values, or a list's elements together. A check that
+/// involves a key in `f` (its value could not be read) is skipped; the elements of a list
+/// are still checked when only some of them could not be read.
+pub(super) fn check_consistency(loc: &Located, c: &Config, f: &Failed) -> Vec<ConfigError> {
+    // None of these keys failed.
+    let ok = |keys: &[bool]| !keys.contains(&true);
+    let mut errs = Vec::new();
+    let containers =
+        check_list(loc, &mut errs, "containers.interfaces", &c.containers.interfaces, true, MAX_CONTAINER_PATTERNS)
+            .filter(|_| ok(&[f.containers.interfaces]));
+    check_list(
+        loc,
+        &mut errs,
+        "introspection_guard.allowed_interfaces",
+        &c.introspection_guard.allowed_interfaces,
+        true,
+        MAX_ALLOWED_INTERFACES,
+    );
+    let exclusions = check_list(
+        loc,
+        &mut errs,
+        "imds_block.exclude_interfaces",
+        &c.imds_block.exclude_interfaces,
+        true,
+        MAX_CONTAINER_PATTERNS,
+    )
+    .filter(|_| ok(&[f.imds_block.exclude_interfaces]));
+    if let (Some(containers), Some(exclusions)) = (&containers, &exclusions) {
+        let span = |i: usize| {
+            c.imds_block.exclude_interfaces.span.as_ref().map(|_| c.imds_block.exclude_interfaces.v[i].span())
+        };
+        for (i, e) in exclusions.iter().enumerate() {
+            let stem = e.as_str().trim_end_matches('+');
+            if let Some(p) = containers
+                .iter()
+                .find(|p| e.matches(p.as_str().trim_end_matches('+')) && (e.is_prefix() || !p.is_prefix()))
+            {
+                errs.push(loc.err(
+                    span(i),
+                    format!(
+                        "imds_block.exclude_interfaces: \"{}\" excludes all of containers.interfaces \"{}\"; drop that pattern from containers.interfaces instead",
+                        e.as_str(),
+                        p.as_str()
+                    ),
+                ));
+            } else if !containers
+                .iter()
+                .any(|p| p.matches(stem) || (e.is_prefix() && e.matches(p.as_str().trim_end_matches('+'))))
+            {
+                errs.push(loc.err(
+                    span(i),
+                    format!(
+                        "imds_block.exclude_interfaces: \"{}\" matches none of containers.interfaces, so it excludes nothing",
+                        e.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    let rl = &c.route_localnet.enable;
+    if let RouteLocalnet::Interfaces(list) = &rl.v {
+        let as_val = Val { v: list.clone(), span: rl.span.clone() };
+        let before = errs.len();
+        for e in list {
+            if e.get_ref() == "all" || e.get_ref() == "default" {
+                errs.push(loc.err(
+                    rl.span.as_ref().map(|_| e.span()),
+                    format!(
+                        "route_localnet.enable: \"{}\" is a sysctl keyword, not an interface; write enable = \"all\"",
+                        e.get_ref()
+                    ),
+                ));
+            }
+        }
+        if errs.len() == before {
+            check_list(loc, &mut errs, "route_localnet.enable", &as_val, false, MAX_ROUTE_LOCALNET_INTERFACES);
+        }
+        if list.is_empty() && ok(&[f.route_localnet.enable]) {
+            errs.push(
+                loc.err(rl.span.clone(), "route_localnet.enable is an empty list; write enable = \"off\" instead"),
+            );
+        }
+    }
+    let rl_on = !matches!(rl.v, RouteLocalnet::Off);
+    let guard = &c.localhost_guard;
+    let opt_out = &guard.i_accept_that_route_localnet_exposes_localhost_services;
+    let (f_rl, f_guard, f_opt_out) = (
+        f.route_localnet.enable,
+        f.localhost_guard.enabled,
+        f.localhost_guard.i_accept_that_route_localnet_exposes_localhost_services,
+    );
+    if ok(&[f_rl, f_guard, f_opt_out]) && rl_on && !guard.enabled.v && !opt_out.v {
+        errs.push(loc.err(
+            guard.enabled.span.clone().or(rl.span.clone()),
+            "localhost_guard.enabled = false while route_localnet is on would expose every 127.0.0.1 service \
+             to L2 neighbours (CVE-2020-8558); keep the guard, set route_localnet.enable = \"off\", or set \
+             localhost_guard.i_accept_that_route_localnet_exposes_localhost_services = true",
+        ));
+    }
+    if ok(&[f_guard, f_opt_out]) && guard.enabled.v && opt_out.v {
+        errs.push(loc.err(
+            opt_out.span.clone(),
+            "i_accept_that_route_localnet_exposes_localhost_services = true but localhost_guard.enabled = true; \
+             remove the opt-out or disable the guard",
+        ));
+    }
+    let (cred, fc) = (&c.credentials, &f.credentials);
+    let agent = cred.agent_address.v.0;
+    if ok(&[fc.agent_address]) && (agent.is_unspecified() || agent.is_multicast() || agent.is_broadcast()) {
+        errs.push(loc.err(
+            cred.agent_address.span.clone(),
+            format!(
+                "credentials.agent_address {agent} cannot receive a DNAT; allowed: a unicast address such as 127.0.0.1"
+            ),
+        ));
+    }
+    let endpoint = cred.endpoint_address.v.0;
+    if ok(&[fc.endpoint_address]) && (endpoint.is_unspecified() || endpoint.is_multicast() || endpoint.is_broadcast()) {
+        errs.push(loc.err(
+            cred.endpoint_address.span.clone(),
+            format!(
+                "credentials.endpoint_address {endpoint} is not a unicast address; the ECS endpoint is 169.254.170.2"
+            ),
+        ));
+    }
+    let imds6 = c.imds_block.ipv6_address.v.0;
+    if ok(&[f.imds_block.ipv6_address]) && (imds6.is_unspecified() || imds6.is_multicast() || imds6.is_loopback()) {
+        errs.push(loc.err(
+            c.imds_block.ipv6_address.span.clone(),
+            format!("imds_block.ipv6_address {imds6} is not a unicast address; IMDS is fd00:ec2::254"),
+        ));
+    } else if ok(&[f.imds_block.ipv6_address]) && imds6.to_ipv4_mapped().is_some() {
+        // ::ffff:a.b.c.d never appears as an IPv6 packet's destination: an IPv4 packet
+        // goes through the ip daddr rule (ipv4_address) instead.
+        errs.push(loc.err(
+            c.imds_block.ipv6_address.span.clone(),
+            format!(
+                "imds_block.ipv6_address {imds6} is an IPv4-mapped address, never an IPv6 destination; \
+                 the IPv4 IMDS address goes in ipv4_address; IMDS over IPv6 is fd00:ec2::254"
+            ),
+        ));
+    }
+    let imds = c.imds_block.ipv4_address.v.0;
+    if ok(&[f.imds_block.ipv4_address]) && (imds.is_unspecified() || imds.is_multicast() || imds.is_broadcast()) {
+        errs.push(loc.err(
+            c.imds_block.ipv4_address.span.clone(),
+            format!("imds_block.ipv4_address {imds} is not a unicast address; IMDS is 169.254.169.254"),
+        ));
+    }
+    if ok(&[fc.enabled, fc.agent_address, f_rl]) && cred.enabled.v && agent.is_loopback() && !rl_on {
+        errs.push(loc.err(
+            rl.span.clone().or(cred.agent_address.span.clone()),
+            format!(
+                "route_localnet.enable = \"off\" but credentials.agent_address is {agent} (loopback): the kernel drops \
+                 container packets DNATed to 127.0.0.0/8 as martians unless route_localnet is on; allowed: \"all\" \
+                 or a list of interfaces"
+            ),
+        ));
+    }
+    if containers.as_ref().is_some_and(|l| l.is_empty())
+        && ok(&[fc.enabled, f.imds_block.enabled])
+        && (cred.enabled.v || c.imds_block.enabled.v)
+    {
+        errs.push(loc.err(
+            c.containers.interfaces.span.clone(),
+            "containers.interfaces is empty, so the credentials DNAT and the IMDS block would match nothing; \
+             list the container-facing interfaces (e.g. \"docker+\") or disable both",
+        ));
+    }
+    let ig = &c.introspection_guard;
+    let fi = &f.introspection_guard;
+    if ok(&[fi.enabled, fc.enabled, fi.port, fc.agent_port])
+        && ig.enabled.v
+        && cred.enabled.v
+        && ig.port.v == cred.agent_port.v
+    {
+        errs.push(loc.err(
+            ig.port.span.clone().or(cred.agent_port.span.clone()),
+            format!(
+                "introspection_guard.port and credentials.agent_port are both {}; the guard would cut \
+                 containers off the credentials endpoint",
+                cred.agent_port.v.0
+            ),
+        ));
+    }
+    errs
+}

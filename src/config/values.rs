@@ -1,0 +1,163 @@
+//! The value types of the configuration (ports, addresses, enums, a value with its span),
+//! each deserialized with a message that says what was expected.
+
+use serde::{Deserialize, Deserializer};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use super::NameList;
+use std::fmt;
+use std::ops::Range;
+use toml::Spanned;
+
+/// A TCP port, 1-65535.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Port(pub u16);
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Port;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a TCP port number 1-65535 (an integer)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Port, E> {
+                match u16::try_from(n) {
+                    Ok(p) if p >= 1 => Ok(Port(p)),
+                    _ => Err(E::custom(format!("port {n} is out of range; allowed: 1-65535"))),
+                }
+            }
+        }
+        d.deserialize_i64(V)
+    }
+}
+
+/// A string, with `expecting` in the error for any other type (serde's own says only
+/// "expected a string").
+fn string_for<'de, D: Deserializer<'de>>(d: D, expecting: &'static str) -> Result<String, D::Error> {
+    struct V(&'static str);
+    impl serde::de::Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<String, E> {
+            Ok(s.to_string())
+        }
+    }
+    d.deserialize_str(V(expecting))
+}
+
+/// An IPv4 address with a message that says which family was expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V4(pub Ipv4Addr);
+
+impl<'de> Deserialize<'de> for V4 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = string_for(d, "an IPv4 address in quotes, such as \"169.254.170.2\"")?;
+        if let Ok(a) = s.parse::<Ipv4Addr>() {
+            return Ok(V4(a));
+        }
+        let hint = if s.parse::<Ipv6Addr>().is_ok() { " (this is an IPv6 address)" } else { "" };
+        Err(serde::de::Error::custom(format!(
+            "\"{}\" is not an IPv4 address{hint}; allowed: dotted quad such as 169.254.170.2",
+            s.escape_default()
+        )))
+    }
+}
+
+/// An IPv6 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6(pub Ipv6Addr);
+
+impl<'de> Deserialize<'de> for V6 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = string_for(d, "an IPv6 address in quotes, such as \"fd00:ec2::254\"")?;
+        if let Ok(a) = s.parse::<Ipv6Addr>() {
+            return Ok(V6(a));
+        }
+        let hint = if s.parse::<Ipv4Addr>().is_ok() { " (this is an IPv4 address)" } else { "" };
+        Err(serde::de::Error::custom(format!(
+            "\"{}\" is not an IPv6 address{hint}; allowed: RFC 4291 text such as fd00:ec2::254",
+            s.escape_default()
+        )))
+    }
+}
+
+/// `credentials.endpoint_route_via_lo`: when to add the `169.254.170.2/32 dev lo` route
+/// that host-network-mode tasks need on hosts without an IPv4 default route (else their
+/// connect() fails with "network unreachable" before the output-hook REDIRECT is reached).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointRoute {
+    /// Add it when the namespace has no IPv4 default route; never remove it because one
+    /// appeared later (it is harmless on a dual-stack host).
+    Auto,
+    /// Always keep it.
+    Always,
+    /// Never add it; remove the one ecs-hostnet added.
+    Never,
+}
+
+impl<'de> Deserialize<'de> for EndpointRoute {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match string_for(d, "one of \"auto\", \"always\", \"never\"")?.as_str() {
+            "auto" => Ok(EndpointRoute::Auto),
+            "always" => Ok(EndpointRoute::Always),
+            "never" => Ok(EndpointRoute::Never),
+            other => Err(serde::de::Error::custom(format!(
+                "\"{}\" is not allowed; allowed: \"auto\", \"always\", \"never\"",
+                other.escape_default()
+            ))),
+        }
+    }
+}
+
+/// `route_localnet.enable`: `"all"`, `"off"` or a list of exact interface names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteLocalnet {
+    /// `"off"`: ecs-hostnet sets no route_localnet, and puts back any value it recorded.
+    Off,
+    /// `"all"`: `net.ipv4.conf.all.route_localnet = 1`, which also covers bridges created later.
+    All,
+    /// Exact interface names as written (checked by [`parse`]).
+    Interfaces(NameList),
+}
+
+impl<'de> Deserialize<'de> for RouteLocalnet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RouteLocalnet;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"all\", \"off\" or a list of interface names")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RouteLocalnet, E> {
+                match s {
+                    "all" => Ok(RouteLocalnet::All),
+                    "off" => Ok(RouteLocalnet::Off),
+                    _ => Err(E::custom(format!(
+                        "\"{}\" is not allowed; allowed: \"all\", \"off\" or a list of interface names",
+                        s.escape_default()
+                    ))),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<RouteLocalnet, A::Error> {
+                let mut v = Vec::new();
+                while let Some(name) = a.next_element::<Spanned<String>>()? {
+                    v.push(name);
+                }
+                Ok(RouteLocalnet::Interfaces(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A value from the configuration, with its byte span in the user's file when the user
+/// wrote it (`None` when it came from the embedded default).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Val<T> {
+    /// The value.
+    pub v: T,
+    /// Byte range of the value in the user's file (turned into `LINE:COL` for errors).
+    pub span: Option<Range<usize>>,
+}
