@@ -11,7 +11,6 @@
 
 use ecs_hostnet::desired::compile;
 use ecs_hostnet::host::nft as kernel;
-use ecs_hostnet::model::nft_text as nftsyntax;
 use ecs_hostnet::render::nft_script;
 use ecs_hostnet::render::plan as report;
 use ecs_hostnet::{config, plan};

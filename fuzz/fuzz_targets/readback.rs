@@ -1,5 +1,5 @@
-//! Fuzz target `readback`: the netlink dump decoder (`kernel::decode_dump`, the libnftnl
-//! decoders of `kernel::decode`) on arbitrary bytes read as a sequence of netlink messages,
+//! Fuzz target `readback`: the netlink dump decoder (`host::nft::decode_dump`, the libnftnl
+//! decoders of `host::nft::decode`) on arbitrary bytes read as a sequence of netlink messages,
 //! then everything that consumes what was read: the JSON form of the live tables (must
 //! round-trip), the planner against the default configuration, the plan's text and JSON,
 //! `remove`'s plan, and the batch the plan would send (built, not sent).
@@ -7,7 +7,7 @@
 //! libnftnl and libmnl are system libraries without sanitizer instrumentation: AddressSanitizer
 //! sees their crashes and their heap misuse (double free, leaks), not their in-bounds-looking
 //! reads. `decode_dump` copies each message with trailing zero bytes and refuses the known
-//! libnftnl 1.2.4 defects (`kernel::decode::libnftnl_hazard`). libnftnl's own `exit(1)` on an
+//! libnftnl 1.2.4 defects (`host::nft::decode::libnftnl_hazard`). libnftnl's own `exit(1)` on an
 //! attribute of the wrong size ("nf_tables kernel ABI is broken") is its design: libFuzzer
 //! reports it as "fuzz target exited"; `scripts/fuzz` runs this target with `-fork` and files
 //! those exits as known libnftnl behaviour, not as crashes.
