@@ -11,10 +11,9 @@
 //! | [`BIN_PATH`] | the binary the units run |
 //! | [`ECS_CONFIG_PATH`] | the agent's settings: only our keys are changed, in place |
 //!
-//! The install state ([`InstallState`], at [`STATE_PATH`]) records what each file held
+//! The install state ([`InstallState`](crate::model::install_state::InstallState), at [`STATE_PATH`]) records what each file held
 //! before the first install and what install wrote, so `uninstall` removes exactly what
 //! install added and `plan`/`check` can show drift as a diff of file lines.
-
 
 /// The installed binary.
 pub const BIN_PATH: &str = "/usr/local/sbin/ecs-hostnet";
@@ -89,4 +88,3 @@ pub fn text_files(config_text: &[u8]) -> Vec<TextFile> {
         TextFile { path: DROPIN_PATH, content: dropin_text().into_bytes(), mode: 0o644 },
     ]
 }
-

@@ -11,7 +11,8 @@
 //!   chain forward     filter forward    0     IMDS block, per container interface pattern and family
 //! ```
 //!
-//! Each rule's id (its comment) names what it is for, e.g. `credentials-dnat docker+`.
+//! Each rule's id (its comment) names what it is for, e.g. `credentials-dnat docker+`; the
+//! chain names and rule ids are defined once, in [`crate::model::names`].
 
 pub mod ecs_config;
 pub mod install_files;
@@ -20,8 +21,8 @@ pub mod task_routes;
 use crate::config::{Config, EndpointRoute};
 use crate::model::build;
 use crate::model::ifpattern::IfPattern;
+use crate::model::names::{TABLE_COMMENT, TABLE_NAME, chain, rule_id};
 use crate::model::ruleset::{BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict, ct};
-use crate::model::names::{TABLE_COMMENT, TABLE_NAME};
 use std::net::Ipv4Addr;
 
 /// What the host should look like.
@@ -92,11 +93,11 @@ pub fn compile(c: &Config) -> Desired {
                 let mut parts = vec![build::iifname(CmpOp::Eq, p.as_str()).to_vec()];
                 parts.extend(match_endpoint());
                 parts.push(build::dnat(agent, agent_port).to_vec());
-                rule(format!("credentials-dnat {}", p.as_str()), parts)
+                rule(rule_id::credentials_dnat(p.as_str()), parts)
             })
             .collect();
         nat_chains.push(Chain {
-            name: "prerouting".into(),
+            name: chain::PREROUTING.into(),
             base: base(ChainType::Nat, Hook::Prerouting, PRIORITY_DSTNAT),
             rules,
         });
@@ -110,9 +111,9 @@ pub fn compile(c: &Config) -> Desired {
                 parts.push(build::dnat(agent, agent_port).to_vec());
             }
             nat_chains.push(Chain {
-                name: "output".into(),
+                name: chain::OUTPUT.into(),
                 base: base(ChainType::Nat, Hook::Output, PRIORITY_DSTNAT),
-                rules: vec![rule("credentials-redirect".into(), parts)],
+                rules: vec![rule(rule_id::CREDENTIALS_REDIRECT.into(), parts)],
             });
         }
     }
@@ -125,7 +126,7 @@ pub fn compile(c: &Config) -> Desired {
     if c.localhost_guard.enabled.v {
         let loopback = Ipv4Addr::new(127, 0, 0, 0);
         input.push(rule(
-            "localhost-guard".into(),
+            rule_id::LOCALHOST_GUARD.into(),
             vec![
                 build::iifname(CmpOp::Neq, "lo").to_vec(),
                 build::nfproto(Family::Inet, false),
@@ -141,7 +142,7 @@ pub fn compile(c: &Config) -> Desired {
             c.introspection_allowed().iter().map(|p| build::iifname(CmpOp::Neq, p.as_str()).to_vec()).collect();
         parts.push(build::tcp_dport(c.introspection_guard.port.v.0).to_vec());
         parts.push(vec![Expr::Counter, Expr::Verdict(Verdict::Drop)]);
-        input.push(rule("introspection-guard".into(), parts));
+        input.push(rule(rule_id::INTROSPECTION_GUARD.into(), parts));
     }
     let mut forward = Vec::new();
     if c.imds_block.enabled.v && !containers.is_empty() {
@@ -154,14 +155,14 @@ pub fn compile(c: &Config) -> Desired {
     let mut filter_chains = Vec::new();
     if !input.is_empty() {
         filter_chains.push(Chain {
-            name: "input".into(),
+            name: chain::INPUT.into(),
             base: base(ChainType::Filter, Hook::Input, PRIORITY_FILTER),
             rules: input,
         });
     }
     if !forward.is_empty() {
         filter_chains.push(Chain {
-            name: "forward".into(),
+            name: chain::FORWARD.into(),
             base: base(ChainType::Filter, Hook::Forward, PRIORITY_FILTER),
             rules: forward,
         });
@@ -193,9 +194,12 @@ pub fn compile(c: &Config) -> Desired {
 
 fn imds_rule(patterns: &[IfPattern], ipv6: bool, c: &Config) -> Rule {
     let (id, addr) = if ipv6 {
-        ("imds-block-ipv6".to_string(), build::ip6_daddr(c.imds_block.ipv6_address.v.0).to_vec())
+        (rule_id::IMDS_BLOCK_IPV6.to_string(), build::ip6_daddr(c.imds_block.ipv6_address.v.0).to_vec())
     } else {
-        ("imds-block-ipv4".to_string(), build::ip_addr(CmpOp::Eq, 16, c.imds_block.ipv4_address.v.0, 32).to_vec())
+        (
+            rule_id::IMDS_BLOCK_IPV4.to_string(),
+            build::ip_addr(CmpOp::Eq, 16, c.imds_block.ipv4_address.v.0, 32).to_vec(),
+        )
     };
     // Exclusions come first, as `iifname != "..."`; then one set of all container patterns.
     let mut parts: Vec<Vec<Expr>> =

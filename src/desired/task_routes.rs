@@ -17,4 +17,3 @@ pub fn imds_routes(c: &Config) -> Vec<RouteSpec> {
     }
     v
 }
-

@@ -1,5 +1,5 @@
-//! Names ecs-hostnet owns or reads, in one place: its tables, chains and rule ids, the
-//! sysctl it sets, the agent keys it manages.
+//! Names ecs-hostnet owns or reads, in one place: its tables, chains ([`chain`]) and rule
+//! ids ([`rule_id`]), the sysctl it sets, the agent keys it manages.
 
 use crate::model::ruleset::Family;
 
@@ -23,3 +23,60 @@ pub fn sysctl_name(selector: &str) -> String {
 /// [`crate::config::Config::agent_keys`]), and the only lines a snapshot keeps.
 pub const AGENT_KEYS: [&str; 3] =
     ["ECS_ENABLE_TASK_IAM_ROLE", "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", "ECS_AWSVPC_BLOCK_IMDS"];
+
+/// The names of the chains ecs-hostnet makes, each named after the hook it is attached
+/// to (see [`crate::desired`]): the NAT chains in `table ip ecs-hostnet`, the filter chains
+/// in `table inet ecs-hostnet`.
+pub mod chain {
+    /// `chain prerouting` (ip, nat): the credentials DNAT rules.
+    pub const PREROUTING: &str = "prerouting";
+    /// `chain output` (ip, nat): the credentials REDIRECT for host-network-mode tasks.
+    pub const OUTPUT: &str = "output";
+    /// `chain input` (inet, filter): the localhost and introspection guards.
+    pub const INPUT: &str = "input";
+    /// `chain forward` (inet, filter): the IMDS block.
+    pub const FORWARD: &str = "forward";
+    /// Every chain ecs-hostnet makes. One of them that the configuration no longer has is
+    /// deleted in place; any other chain in our table is someone else's.
+    pub const ALL: [&str; 4] = [PREROUTING, OUTPUT, INPUT, FORWARD];
+}
+
+/// The ids ecs-hostnet gives its rules (the rule comment, see
+/// [`crate::model::ruleset::Rule::id`]): they name what a rule is for.
+pub mod rule_id {
+    /// What every credentials DNAT rule's id starts with; the container interface
+    /// pattern follows (see [`credentials_dnat`]).
+    pub const CREDENTIALS_DNAT_PREFIX: &str = "credentials-dnat ";
+    /// The credentials REDIRECT (or DNAT) of host traffic, in `chain output`.
+    pub const CREDENTIALS_REDIRECT: &str = "credentials-redirect";
+    /// The localhost guard, in `chain input`.
+    pub const LOCALHOST_GUARD: &str = "localhost-guard";
+    /// The introspection guard, in `chain input`.
+    pub const INTROSPECTION_GUARD: &str = "introspection-guard";
+    /// The IPv4 IMDS block, in `chain forward`.
+    pub const IMDS_BLOCK_IPV4: &str = "imds-block-ipv4";
+    /// The IPv6 IMDS block, in `chain forward`.
+    pub const IMDS_BLOCK_IPV6: &str = "imds-block-ipv6";
+
+    /// The id of the credentials DNAT rule for one container interface pattern, e.g.
+    /// `credentials-dnat docker+`.
+    pub fn credentials_dnat(pattern: &str) -> String {
+        format!("{CREDENTIALS_DNAT_PREFIX}{pattern}")
+    }
+
+    /// Is `id` one that ecs-hostnet generates? Used to tell a rule dropped from the
+    /// configuration from a rule someone else put in our chain. Any id starting with one
+    /// of ours counts.
+    pub fn is_ours(id: &str) -> bool {
+        [
+            CREDENTIALS_DNAT_PREFIX,
+            CREDENTIALS_REDIRECT,
+            LOCALHOST_GUARD,
+            INTROSPECTION_GUARD,
+            IMDS_BLOCK_IPV4,
+            IMDS_BLOCK_IPV6,
+        ]
+        .iter()
+        .any(|p| id.starts_with(p))
+    }
+}

@@ -1,6 +1,7 @@
 //! One change of a plan, for people and for machines: what, why, and its live and desired form.
 
 use crate::model::ruleset::Family;
+use crate::plan::reason::Reason;
 use serde::Serialize;
 /// `+` add, `~` change, `-` remove.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -44,7 +45,7 @@ pub enum Subject {
         family: Family,
         /// The table's name.
         table: String,
-        /// The chain's name (`prerouting`, `output`, `input`, `forward`, or a foreign one).
+        /// The chain's name (one of [`crate::model::names::chain::ALL`], or a foreign one).
         chain: String,
     },
     /// A rule, named by its id (the rule comment) and, for a live rule, its kernel handle.
@@ -109,8 +110,9 @@ pub struct Change {
     /// What the change is about (flattened into the JSON object).
     #[serde(flatten)]
     pub subject: Subject,
-    /// Why: `missing`, `modified by someone`, `no longer in the configuration`, ...
-    pub reason: String,
+    /// Why: `missing`, `modified by someone`, `no longer in the configuration`, ... (in
+    /// JSON, its text).
+    pub reason: Reason,
     /// The live form, when there is one: a rule in nft syntax (without its comment), a
     /// chain's `type ... policy ...;`, a sysctl value, a route.
     pub old: Option<String>,
@@ -122,8 +124,8 @@ pub struct Change {
 
 impl Change {
     /// A change with no old or new form and no details.
-    pub fn new(action: Action, subject: Subject, reason: impl Into<String>) -> Change {
-        Change { action, subject, reason: reason.into(), old: None, new: None, details: vec![] }
+    pub fn new(action: Action, subject: Subject, reason: Reason) -> Change {
+        Change { action, subject, reason, old: None, new: None, details: vec![] }
     }
     /// Sets the live form.
     pub fn old(mut self, text: impl Into<String>) -> Change {
@@ -161,7 +163,7 @@ pub(crate) fn rule_subject(family: Family, table: &str, chain: &str, id: Option<
 pub(crate) fn rule_object(family: Family, table: &str, chain: &str, id: Option<&str>, handle: Option<u64>) -> String {
     let mut s = format!("rule {} {table} {chain}", family.name());
     if let Some(id) = id {
-        // A foreign comment is kernel text: escape it (see `nftsyntax::printable`).
+        // A foreign comment is kernel text: escape it (see `model::nft_text::printable`).
         s.push_str(&format!(" \"{}\"", crate::model::nft_text::printable(id)));
     }
     if let Some(h) = handle {

@@ -1,10 +1,11 @@
 //! File drift of an installed host, and the file changes between two configurations (pure).
 
 use crate::desired::ecs_config;
-use crate::plan::change::{Action, Change, Subject};
-use crate::desired::install_files::{ECS_CONFIG_PATH, WANTS_LINK, UNIT_PATH};
 use crate::desired::install_files::CONFIG_PATH;
+use crate::desired::install_files::{ECS_CONFIG_PATH, UNIT_PATH, WANTS_LINK};
 use crate::model::install_state::{Bytes, InstallState, InstalledEcsConfig, LiveFiles, STATE_SCHEMA};
+use crate::plan::change::{Action, Change, Subject};
+use crate::plan::reason::{Note, Reason};
 use std::collections::BTreeMap;
 /// A line diff of two file contents for people: `-old` / `+new` lines, with up to one
 /// line of context around each change.
@@ -70,20 +71,16 @@ pub fn plan_files(
             continue;
         }
         let (action, reason, details) = match &now {
-            None => (Action::Add, "missing: deleted by someone", vec![]),
-            Some(n) => (Action::Change, "modified by someone", line_diff(n, &written.0)),
+            None => (Action::Add, Reason::FileDeleted, vec![]),
+            Some(n) => (Action::Change, Reason::FileModified, line_diff(n, &written.0)),
         };
         changes.push(Change::new(action, Subject::File { path: f.path.clone() }, reason).details(details));
         fixes.push(FileFix { path: f.path.clone(), content: written.0.clone() });
     }
     if state.wants_link && !link_ok {
         changes.push(
-            Change::new(
-                Action::Add,
-                Subject::Symlink { path: WANTS_LINK.into() },
-                "missing: the boot unit is not enabled",
-            )
-            .new_form(UNIT_PATH),
+            Change::new(Action::Add, Subject::Symlink { path: WANTS_LINK.into() }, Reason::BootUnitNotEnabled)
+                .new_form(UNIT_PATH),
         );
     }
     if state.ecs_config.is_some() && !agent_keys.is_empty() {
@@ -94,7 +91,7 @@ pub fn plan_files(
                 Change::new(
                     Action::Change,
                     Subject::File { path: ECS_CONFIG_PATH.into() },
-                    "agent settings differ from the configuration",
+                    Reason::AgentSettingsDiffer,
                 )
                 .details(agent_settings_diff(&now, &want, agent_keys)),
             );
@@ -123,16 +120,10 @@ pub fn diff_files(old: &crate::config::Config, new: &crate::config::Config) -> V
 }
 
 /// What `diff OLD NEW` cannot show as a change: `agent.manage_ecs_config` switched.
-pub fn diff_files_note(old: &crate::config::Config, new: &crate::config::Config) -> Option<String> {
+pub fn diff_files_note(old: &crate::config::Config, new: &crate::config::Config) -> Option<Note> {
     match (old.agent.manage_ecs_config.v, new.agent.manage_ecs_config.v) {
-        (false, true) => Some(format!(
-            "agent.manage_ecs_config is turned on: apply does not change {ECS_CONFIG_PATH} on a host installed \
-             without it; run `ecs-hostnet install` there"
-        )),
-        (true, false) => Some(format!(
-            "agent.manage_ecs_config is turned off: apply leaves {ECS_CONFIG_PATH} as it is; `ecs-hostnet \
-             uninstall` puts back the values found before install"
-        )),
+        (false, true) => Some(Note::ManageEcsConfigTurnedOn),
+        (true, false) => Some(Note::ManageEcsConfigTurnedOff),
         _ => None,
     }
 }
@@ -223,4 +214,3 @@ mod tests {
         assert!(dropin_text().contains("ExecStartPre=/usr/local/sbin/ecs-hostnet apply\n"));
     }
 }
-

@@ -165,4 +165,3 @@ pub fn sysctl_selectors(desired: &Desired, live_tables: &[LiveTable], saved: Opt
     }
     s
 }
-

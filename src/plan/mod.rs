@@ -10,23 +10,31 @@
 //! Correct rules keep their kernel handles (and counters): within a chain, the longest run
 //! of live rules that already match the desired order is kept, everything else is deleted
 //! by handle, and missing rules are inserted before the next kept rule or appended.
+//!
+//! Each change says why it is made ([`Reason`]); what a person should know that is not a
+//! change is a [`Note`] (see [`reason`]). Both are values: code decides on the variant,
+//! their text is only for output.
 
 pub mod change;
 pub mod files;
 pub mod live;
+pub mod reason;
 pub mod task_routes;
 
 use crate::desired::Desired;
 use crate::model::live::{LiveChain, LiveRule, LiveTable};
+use crate::model::names::{chain, rule_id, sysctl_name};
 use crate::model::nft_text::{base_chain_text, rule_text};
 use crate::model::ops::{Op, Placement, SysctlWrite};
 use crate::model::record::Record;
 use crate::model::route::{LiveRoute, ROUTE_PROTOCOL, RouteOp};
 use crate::model::ruleset::{BaseChain, Chain, Family, Rule, Table};
-use crate::model::names::sysctl_name;
 use change::{Action, Change, Subject, rule_subject};
-use live::{converged_host, LiveState};
+use live::{LiveState, converged_host};
 use std::collections::{BTreeMap, BTreeSet};
+
+pub use crate::model::names::rule_id::is_ours as is_our_id;
+pub use reason::{Note, Reason};
 
 /// `diff OLD NEW`: what applying `new` would change on a host converged to `old` (see
 /// [`converged_host`]; every interface either names exists, with route_localnet 0 where
@@ -41,11 +49,7 @@ pub fn diff(old: &Desired, new: &Desired) -> Plan {
         .unwrap_or_else(|e| match e {});
     let mut p = plan(new, &live);
     if p.changes.iter().any(|c| matches!(c.subject, Subject::Route { .. } | Subject::Sysctl { .. })) {
-        p.notes.push(
-            "sysctl and route changes are those of a model host: it has an IPv4 default route, every interface \
-             named exists, and route_localnet was 0 before ecs-hostnet; `plan --against` a snapshot shows a real host"
-                .into(),
-        );
+        p.notes.push(Note::ModelHost);
     }
     // The handles are this model's, not any host's: not shown.
     for c in &mut p.changes {
@@ -68,7 +72,7 @@ pub struct Plan {
     /// Sysctl enables, written AFTER the batch (the guard must be live first).
     pub sysctl_after: Vec<SysctlWrite>,
     /// Things a person should know that are not changes (e.g. an interface that does not exist yet).
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
     /// The route_localnet record once the plan is carried out (empty: none).
     pub record: Record,
     /// Route changes, made after the batch (the endpoint route for host-mode tasks).
@@ -113,7 +117,7 @@ pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
     for t in &desired.tables {
         let want_record = if t.family == Family::Inet { record.clone() } else { Record::new() };
         match live.tables.iter().find(|l| l.family == t.family && l.name == t.name) {
-            None => add_table(t, &want_record, "missing", &mut p),
+            None => add_table(t, &want_record, &Reason::Missing, &mut p),
             Some(lt) => plan_table(t, &want_record, lt, &mut p),
         }
     }
@@ -121,43 +125,42 @@ pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
         if !desired.tables.iter().any(|t| t.family == lt.family && t.name == lt.name) {
             p.ops.push(Op::DelTable { family: lt.family, name: lt.name.clone() });
             // The table's chains and rules go with it: each is listed, as for a table added.
-            let why = "no longer in the configuration";
             p.changes.push(Change::new(
                 Action::Remove,
                 Subject::Table { family: lt.family, table: lt.name.clone() },
-                why,
+                Reason::NoLongerConfigured,
             ));
             for c in &lt.chains {
-                list_chain_removal(lt, c, why, &mut p.changes);
+                list_chain_removal(lt, c, &Reason::NoLongerConfigured, &mut p.changes);
             }
         }
     }
     plan_endpoint_route(desired, live, &mut p);
     p.changes.extend(enables);
     let guard_desired = desired.tables.iter().any(|t| {
-        t.family == Family::Inet && t.chains.iter().any(|c| c.rules.iter().any(|r| r.id == "localhost-guard"))
+        t.family == Family::Inet && t.chains.iter().any(|c| c.rules.iter().any(|r| r.id == rule_id::LOCALHOST_GUARD))
     });
     if !guard_desired && !desired.route_localnet.is_empty() {
-        p.notes.push(format!(
-            "the localhost guard is off while {} is on: every 127.0.0.1 service of the host is reachable from \
-             its L2 neighbours (CVE-2020-8558); localhost_guard.i_accept_that_route_localnet_exposes_localhost_services = true accepts that",
-            desired.route_localnet.iter().map(|k| sysctl_name(k)).collect::<Vec<_>>().join(", ")
-        ));
+        p.notes.push(Note::GuardOff { selectors: desired.route_localnet.clone() });
     }
-    let guard_live = live.tables.iter().any(|t| {
-        t.family == Family::Inet
-            && t.flags == 0
-            && t.chains.iter().any(|c| c.rules.iter().any(|r| r.comment.as_deref() == Some("localhost-guard")))
-    });
-    let exposed: Vec<&String> =
-        live.route_localnet.iter().filter(|(_, v)| v.as_deref() == Some("1")).map(|(k, _)| k).collect();
-    if !guard_live && !exposed.is_empty() {
-        p.notes.push(format!(
-            "route_localnet is on ({}) but no localhost guard is live: 127.0.0.1 services are reachable from neighbours until apply",
-            exposed.iter().map(|k| sysctl_name(k)).collect::<Vec<_>>().join(", ")
-        ));
+    if !localhost_guard_is_live(live) {
+        let exposed: Vec<String> =
+            live.route_localnet.iter().filter(|(_, v)| v.as_deref() == Some("1")).map(|(k, _)| k.clone()).collect();
+        if !exposed.is_empty() {
+            p.notes.push(Note::ExposedUntilApply { selectors: exposed });
+        }
     }
     p
+}
+
+/// Whether the localhost guard rule is live: in `table inet ecs-hostnet`, which is not
+/// dormant (flags 0).
+pub fn localhost_guard_is_live(live: &LiveState) -> bool {
+    live.tables.iter().any(|t| {
+        t.family == Family::Inet
+            && t.flags == 0
+            && t.chains.iter().any(|c| c.rules.iter().any(|r| r.comment.as_deref() == Some(rule_id::LOCALHOST_GUARD)))
+    })
 }
 
 /// The `ENDPOINT/32 dev lo` route: added when wanted and missing; ours deleted when the
@@ -171,27 +174,20 @@ fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
             let present = live.endpoint_routes.iter().any(|r| r.satisfies(&w.spec));
             // Ours in another form go first (same prefix: the new one would clash).
             for r in live.endpoint_routes.iter().filter(|r| ours(r) && !r.satisfies(&w.spec)) {
-                let reason = if r.dest == w.spec.dest {
-                    "replaced by the current form"
-                } else {
-                    "no longer in the configuration"
-                };
+                let reason =
+                    if r.dest == w.spec.dest { Reason::ReplacedByCurrentForm } else { Reason::NoLongerConfigured };
                 delete_route(r, reason, p);
             }
             let other =
                 live.endpoint_routes.iter().find(|r| r.dest == w.spec.dest && !r.satisfies(&w.spec) && !ours(r));
             let wanted = !w.auto || !live.ipv4_default_route || live.endpoint_routes.iter().any(&ours);
             if let (true, false, Some(o)) = (wanted, present, other) {
-                p.notes.push(format!("a route {o} already leads to the endpoint; {} is not added", w.spec));
+                p.notes.push(Note::EndpointRouteTaken { route: o.clone(), wanted: w.spec });
             } else if wanted && !present && !live.lo_up {
-                p.notes.push(format!(
-                    "route {} is wanted but lo is down (a fresh network namespace?): not added; bring lo up and apply again",
-                    w.spec
-                ));
+                p.notes.push(Note::LoDown { wanted: w.spec });
             } else if wanted && !present {
                 p.route_ops.push(RouteOp::Add { spec: w.spec });
-                let why =
-                    if w.auto { "missing: no IPv4 default route, host-network-mode tasks need it" } else { "missing" };
+                let why = if w.auto { Reason::MissingNoIpv4DefaultRoute } else { Reason::Missing };
                 p.changes.push(
                     Change::new(Action::Add, Subject::Route { route: w.spec.to_string() }, why)
                         .new_form(w.spec.to_string()),
@@ -200,13 +196,13 @@ fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
         }
         None => {
             for r in live.endpoint_routes.iter().filter(|r| ours(r)) {
-                delete_route(r, "no longer in the configuration", p);
+                delete_route(r, Reason::NoLongerConfigured, p);
             }
         }
     }
 }
 
-fn delete_route(r: &LiveRoute, reason: &str, p: &mut Plan) {
+fn delete_route(r: &LiveRoute, reason: Reason, p: &mut Plan) {
     p.route_ops.push(RouteOp::DeleteInTheWay { route: r.clone() });
     p.changes.push(Change::new(Action::Remove, Subject::Route { route: r.to_string() }, reason).old(r.to_string()));
 }
@@ -215,10 +211,10 @@ fn delete_route(r: &LiveRoute, reason: &str, p: &mut Plan) {
 pub fn plan_removal(live: &LiveState) -> Plan {
     let mut p = plan(&Desired { tables: vec![], route_localnet: vec![], endpoint_route: None }, live);
     for c in &mut p.changes {
-        c.reason = "ecs-hostnet remove".into();
+        c.reason = Reason::RemoveCommand;
     }
     // The exposure note speaks of the state before the remove, which puts it right.
-    p.notes.retain(|n| !n.contains("no localhost guard is live"));
+    p.notes.retain(|n| !matches!(n, Note::ExposedUntilApply { .. }));
     p
 }
 
@@ -228,34 +224,27 @@ fn plan_sysctls(desired: &Desired, live: &LiveState, p: &mut Plan) -> Record {
     let mut new = Record::new();
     for sel in &desired.route_localnet {
         let Some(Some(now)) = live.route_localnet.get(sel) else {
-            p.notes.push(format!(
-                "interface {sel} does not exist, so {} is not set; run apply again once it exists",
-                sysctl_name(sel)
-            ));
+            p.notes.push(Note::InterfaceMissing { selector: sel.clone() });
             continue;
         };
         let original = old.get(sel).cloned().unwrap_or_else(|| now.clone());
         if !old.contains_key(sel) && now == "1" {
-            p.notes.push(format!(
-                "{} is already 1 and no earlier value is recorded (first run on a host where something else set it, \
-                 or our tables were flushed by someone): 1 is recorded, so `remove` will leave it at 1",
-                sysctl_name(sel)
-            ));
+            p.notes.push(Note::AlreadyOneUnrecorded { selector: sel.clone() });
         }
-        new.insert(sel.clone(), original.clone());
         if now != "1" {
             p.sysctl_after.push(SysctlWrite { selector: sel.clone(), value: "1".into() });
-            let reason = if old.contains_key(sel) { "changed by someone" } else { "not set yet" };
+            let reason = if old.contains_key(sel) {
+                Reason::SysctlChangedBySomeone { original: original.clone() }
+            } else {
+                Reason::SysctlNotSetYet { original: original.clone() }
+            };
             p.changes.push(
-                Change::new(
-                    Action::Change,
-                    Subject::Sysctl { name: sysctl_name(sel) },
-                    format!("{reason}; set once the rule set is live, `remove` restores {original}"),
-                )
-                .old(now.clone())
-                .new_form("1"),
+                Change::new(Action::Change, Subject::Sysctl { name: sysctl_name(sel) }, reason)
+                    .old(now.clone())
+                    .new_form("1"),
             );
         }
+        new.insert(sel.clone(), original);
     }
     for (sel, original) in &old {
         if new.contains_key(sel) {
@@ -266,45 +255,45 @@ fn plan_sysctls(desired: &Desired, live: &LiveState, p: &mut Plan) -> Record {
         {
             p.sysctl_before.push(SysctlWrite { selector: sel.clone(), value: original.clone() });
             p.changes.push(
-                Change::new(
-                    Action::Change,
-                    Subject::Sysctl { name: sysctl_name(sel) },
-                    "no longer in the configuration: back to the value found before ecs-hostnet set it",
-                )
-                .old(now.clone())
-                .new_form(original.clone()),
+                Change::new(Action::Change, Subject::Sysctl { name: sysctl_name(sel) }, Reason::SysctlRestored)
+                    .old(now.clone())
+                    .new_form(original.clone()),
             );
         }
     }
     new
 }
 
-fn add_table(t: &Table, record: &Record, reason: &str, p: &mut Plan) {
+fn add_table(t: &Table, record: &Record, reason: &Reason, p: &mut Plan) {
     p.ops.push(Op::AddTable {
         family: t.family,
         name: t.name.clone(),
         comment: t.comment.clone(),
         record: record.clone(),
     });
-    p.changes.push(Change::new(Action::Add, Subject::Table { family: t.family, table: t.name.clone() }, reason));
+    p.changes.push(Change::new(
+        Action::Add,
+        Subject::Table { family: t.family, table: t.name.clone() },
+        reason.clone(),
+    ));
     for c in &t.chains {
         add_chain(t, c, reason, p);
     }
 }
 
-fn add_chain(t: &Table, c: &Chain, reason: &str, p: &mut Plan) {
+fn add_chain(t: &Table, c: &Chain, reason: &Reason, p: &mut Plan) {
     p.ops.push(Op::AddChain { family: t.family, table: t.name.clone(), name: c.name.clone(), base: c.base });
     let mut change = Change::new(
         Action::Add,
         Subject::Chain { family: t.family, table: t.name.clone(), chain: c.name.clone() },
-        reason,
+        reason.clone(),
     );
     change.new = c.base.as_ref().map(base_chain_text);
     p.changes.push(change);
     for r in &c.rules {
         p.ops.push(add_rule(t, c, r, Placement::Append));
         p.changes.push(
-            Change::new(Action::Add, rule_subject(t.family, &t.name, &c.name, Some(&r.id), None), reason)
+            Change::new(Action::Add, rule_subject(t.family, &t.name, &c.name, Some(&r.id), None), reason.clone())
                 .new_form(rule_text(t.family, &r.exprs, None)),
         );
     }
@@ -347,8 +336,10 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
     let mut dropped = Vec::new();
     for lc in &lt.chains {
         match t.chains.iter().find(|c| c.name == lc.name) {
-            None if OUR_CHAINS.contains(&lc.name.as_str()) => dropped.push(lc),
-            None => recreate.push(format!("chain {} is not ecs-hostnet's", crate::model::nft_text::printable(&lc.name))),
+            None if chain::ALL.contains(&lc.name.as_str()) => dropped.push(lc),
+            None => {
+                recreate.push(format!("chain {} is not ecs-hostnet's", crate::model::nft_text::printable(&lc.name)))
+            }
             Some(c) if c.base != lc.base => {
                 let policy_only = matches!((c.base, lc.base), (Some(d), Some(l))
                     if BaseChain { policy_accept: d.policy_accept, ..l } == d);
@@ -372,24 +363,24 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
             Change::new(
                 Action::Change,
                 Subject::Table { family: t.family, table: t.name.clone() },
-                "recreated in the same transaction",
+                Reason::TableRecreated,
             )
             .details(recreate),
         );
         // Show the chain- and rule-level differences too, but carry them out by rebuilding.
         let mut shown = Plan::default();
         for lc in &dropped {
-            list_chain_removal(lt, lc, "no longer in the configuration", &mut shown.changes);
+            list_chain_removal(lt, lc, &Reason::NoLongerConfigured, &mut shown.changes);
         }
         // Someone else's chains go with the recreate: listed too.
-        for lc in lt.chains.iter().filter(|lc| !OUR_CHAINS.contains(&lc.name.as_str())) {
+        for lc in lt.chains.iter().filter(|lc| !chain::ALL.contains(&lc.name.as_str())) {
             if !t.chains.iter().any(|c| c.name == lc.name) {
-                list_chain_removal(lt, lc, "not ecs-hostnet's", &mut shown.changes);
+                list_chain_removal(lt, lc, &Reason::ForeignChain, &mut shown.changes);
             }
         }
         for c in &policy_updates {
             let live_base = lt.chains.iter().find(|lc| lc.name == c.name).and_then(|lc| lc.base);
-            shown.changes.push(policy_change(t, c, live_base, "restored by the recreate"));
+            shown.changes.push(policy_change(t, c, live_base, false));
         }
         for c in &t.chains {
             if let Some(lc) = lt.chains.iter().find(|lc| lc.name == c.name) {
@@ -411,7 +402,7 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
             if !lt.chains.iter().any(|lc| lc.name == c.name) {
                 // Listed like any missing chain; the ops are already in the rebuild.
                 let mut shown = Plan::default();
-                add_chain(t, c, "missing", &mut shown);
+                add_chain(t, c, &Reason::Missing, &mut shown);
                 p.changes.extend(shown.changes);
             }
         }
@@ -419,27 +410,27 @@ fn plan_table(t: &Table, record: &Record, lt: &LiveTable, p: &mut Plan) {
     }
     for lc in dropped {
         p.ops.push(Op::DelChain { family: lt.family, table: lt.name.clone(), name: lc.name.clone() });
-        list_chain_removal(lt, lc, "no longer in the configuration", &mut p.changes);
+        list_chain_removal(lt, lc, &Reason::NoLongerConfigured, &mut p.changes);
     }
     for c in policy_updates {
         p.ops.push(Op::AddChain { family: t.family, table: t.name.clone(), name: c.name.clone(), base: c.base });
         let live_base = lt.chains.iter().find(|lc| lc.name == c.name).and_then(|lc| lc.base);
-        p.changes.push(policy_change(t, c, live_base, "updated in place"));
+        p.changes.push(policy_change(t, c, live_base, true));
     }
     for c in &t.chains {
         match lt.chains.iter().find(|lc| lc.name == c.name) {
-            None => add_chain(t, c, "missing", p),
+            None => add_chain(t, c, &Reason::Missing, p),
             Some(lc) => plan_chain(t, c, lc, p),
         }
     }
 }
 
 /// Lists a live chain that goes away, and each of its rules, as removals.
-fn list_chain_removal(lt: &LiveTable, c: &LiveChain, why: &str, changes: &mut Vec<Change>) {
+fn list_chain_removal(lt: &LiveTable, c: &LiveChain, why: &Reason, changes: &mut Vec<Change>) {
     let mut change = Change::new(
         Action::Remove,
         Subject::Chain { family: lt.family, table: lt.name.clone(), chain: c.name.clone() },
-        why,
+        why.clone(),
     );
     change.old = c.base.as_ref().map(base_chain_text);
     changes.push(change);
@@ -448,25 +439,21 @@ fn list_chain_removal(lt: &LiveTable, c: &LiveChain, why: &str, changes: &mut Ve
             Change::new(
                 Action::Remove,
                 rule_subject(lt.family, &lt.name, &c.name, r.comment.as_deref(), Some(r.handle)),
-                why,
+                why.clone(),
             )
             .old(rule_text(lt.family, &r.exprs, None)),
         );
     }
 }
 
-/// The chains ecs-hostnet makes (see [`crate::compile`]): one of them that the
-/// configuration no longer has is deleted in place; any other chain in our table is
-/// someone else's, and the table is recreated.
-const OUR_CHAINS: [&str; 4] = ["prerouting", "output", "input", "forward"];
-
-/// A base chain whose policy alone was changed by someone.
-fn policy_change(t: &Table, c: &Chain, live_base: Option<BaseChain>, how: &str) -> Change {
-    let policy = |b: Option<BaseChain>| if b.is_some_and(|b| b.policy_accept) { "accept" } else { "drop" };
+/// A base chain whose policy alone was changed by someone, corrected in place or by the
+/// table's recreate.
+fn policy_change(t: &Table, c: &Chain, live_base: Option<BaseChain>, in_place: bool) -> Change {
+    let accept = |b: Option<BaseChain>| b.is_some_and(|b| b.policy_accept);
     Change::new(
         Action::Change,
         Subject::Chain { family: t.family, table: t.name.clone(), chain: c.name.clone() },
-        format!("modified by someone: policy {} -> {}, {how}", policy(live_base), policy(c.base)),
+        Reason::PolicyModified { live_accept: accept(live_base), want_accept: accept(c.base), in_place },
     )
     .old(live_base.as_ref().map(base_chain_text).unwrap_or_default())
     .new_form(c.base.as_ref().map(base_chain_text).unwrap_or_default())
@@ -517,21 +504,6 @@ fn kept_pairs(desired: &[Rule], live: &[LiveRule]) -> Vec<(usize, usize)> {
     out
 }
 
-/// Is `id` one that ecs-hostnet generates (see [`crate::compile`])? Used to tell a rule
-/// dropped from the configuration from a rule someone else put in our chain.
-pub fn is_our_id(id: &str) -> bool {
-    [
-        "credentials-dnat ",
-        "credentials-redirect",
-        "localhost-guard",
-        "introspection-guard",
-        "imds-block-ipv4",
-        "imds-block-ipv6",
-    ]
-    .iter()
-    .any(|p| id.starts_with(p))
-}
-
 fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
     let (fam, tn, cn) = (t.family, t.name.as_str(), c.name.as_str());
     let kept = kept_pairs(&c.rules, &lc.rules);
@@ -548,32 +520,28 @@ fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
         p.ops.push(Op::DelRule { family: fam, table: tn.into(), chain: cn.into(), handle: lr.handle });
         let id = lr.comment.as_deref();
         let desired = id.and_then(|id| c.rules.iter().find(|r| r.id == id));
-        let wrong_chain;
         let reason = match (id, desired) {
-            (None, _) => "added by someone (no ecs-hostnet id)",
-            (Some(id), None) if !is_our_id(id) => "added by someone (not an ecs-hostnet id)",
+            (None, _) => Reason::ForeignRuleWithoutId,
+            (Some(id), None) if !is_our_id(id) => Reason::ForeignRuleWithForeignId,
             (Some(id), None) => {
                 match t.chains.iter().find(|o| o.name != c.name && o.rules.iter().any(|r| r.id == id)) {
-                    Some(o) => {
-                        wrong_chain = format!("in the wrong chain (ecs-hostnet puts it in chain {})", o.name);
-                        wrong_chain.as_str()
-                    }
-                    None => "no longer in the configuration",
+                    Some(o) => Reason::WrongChain { belongs_in: o.name.clone() },
+                    None => Reason::NoLongerConfigured,
                 }
             }
             (Some(id), Some(d)) => {
                 let kept_same_id = kept.iter().any(|&(i, _)| c.rules[i].id == id);
                 if d.exprs == lr.exprs {
-                    if kept_same_id { "duplicate copy" } else { "out of order" }
+                    if kept_same_id { Reason::DuplicateCopy } else { Reason::OutOfOrder }
                 } else if kept_same_id || modified.contains_key(id) {
-                    "duplicate copy, modified by someone"
+                    Reason::ModifiedDuplicateCopy
                 } else {
                     modified.insert(id, lr);
                     continue;
                 }
             }
         };
-        if reason == "out of order" {
+        if matches!(reason, Reason::OutOfOrder) {
             continue; // reported with its re-insertion below
         }
         p.changes.push(
@@ -591,7 +559,7 @@ fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
         let subject = rule_subject(fam, tn, cn, Some(&r.id), None);
         let want = rule_text(fam, &r.exprs, None);
         if let Some(lr) = modified.get(r.id.as_str()) {
-            let mut change = Change::new(Action::Change, subject, "differs from the configuration")
+            let mut change = Change::new(Action::Change, subject, Reason::DiffersFromConfiguration)
                 .old(rule_text(fam, &lr.exprs, None))
                 .new_form(want);
             if let Subject::Rule { handle, .. } = &mut change.subject {
@@ -599,9 +567,9 @@ fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
             }
             p.changes.push(change);
         } else if lc.rules.iter().any(|lr| same(r, lr)) {
-            p.changes.push(Change::new(Action::Change, subject, "out of order").old(want.clone()).new_form(want));
+            p.changes.push(Change::new(Action::Change, subject, Reason::OutOfOrder).old(want.clone()).new_form(want));
         } else {
-            p.changes.push(Change::new(Action::Add, subject, "missing").new_form(want));
+            p.changes.push(Change::new(Action::Add, subject, Reason::Missing).new_form(want));
         }
     }
     let _ = desired_ids;
@@ -610,10 +578,11 @@ fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::compile;
     use crate::config::{default_config, parse};
-    use crate::model::route::RouteKind;
+    use crate::desired::compile;
     use crate::model::live::{LiveChain, LiveRule};
+    use crate::model::names::TABLE_NAME;
+    use crate::model::route::RouteKind;
 
     /// The live state a kernel would report after applying `d` (handles 1, 2, ...), with
     /// `record` in the inet table and every desired route_localnet at 1.
@@ -684,8 +653,8 @@ mod tests {
             }
             o => panic!("unexpected {o:?}"),
         }
-        assert_eq!(p.changes[0].reason, "missing");
-        assert!(p.changes[0].object().contains("credentials-dnat br-+"));
+        assert_eq!(p.changes[0].reason.to_string(), "missing");
+        assert!(p.changes[0].object().contains(&rule_id::credentials_dnat("br-+")));
     }
 
     #[test]
@@ -699,7 +668,7 @@ mod tests {
         let h = out.handle;
         let p = plan(&d, &live);
         assert_eq!(p.counts(), (0, 1, 0), "{}", p.text());
-        assert!(p.changes[0].reason.starts_with("differs from the configuration"), "{}", p.text());
+        assert!(p.changes[0].reason.to_string().starts_with("differs from the configuration"), "{}", p.text());
         assert!(p.changes[0].old.as_ref().unwrap().contains("redirect to :51680"));
         assert!(p.changes[0].new.as_ref().unwrap().contains("redirect to :51679"));
         assert!(matches!(p.ops[0], Op::DelRule { handle, .. } if handle == h));
@@ -717,7 +686,7 @@ mod tests {
         chain.rules.push(LiveRule { handle: 101, comment: None, exprs: vec![crate::model::ruleset::Expr::Counter] });
         let p = plan(&d, &live);
         assert_eq!(p.counts(), (0, 0, 2), "{}", p.text());
-        let reasons: Vec<&str> = p.changes.iter().map(|c| c.reason.as_str()).collect();
+        let reasons: Vec<String> = p.changes.iter().map(|c| c.reason.to_string()).collect();
         assert_eq!(reasons, ["duplicate copy", "added by someone (no ecs-hostnet id)"]);
         assert!(p.ops.iter().all(|o| matches!(o, Op::DelRule { handle: 100 | 101, .. })));
     }
@@ -730,7 +699,7 @@ mod tests {
         let p = plan(&smaller, &live);
         // br-+ and ecs-bridge: 2 DNAT rules go; the 2 IMDS rules now match one name.
         assert_eq!(p.counts(), (0, 2, 2), "{}", p.text());
-        assert_eq!(p.changes.iter().filter(|c| c.reason == "no longer in the configuration").count(), 2);
+        assert_eq!(p.changes.iter().filter(|c| c.reason.to_string() == "no longer in the configuration").count(), 2);
     }
 
     #[test]
@@ -741,7 +710,7 @@ mod tests {
         let p = plan(&d, &live);
         let dels = p.ops.iter().filter(|o| matches!(o, Op::DelRule { .. })).count();
         assert_eq!(dels, 2, "{}", p.text());
-        assert!(p.changes.iter().all(|c| c.reason == "out of order"));
+        assert!(p.changes.iter().all(|c| c.reason.to_string() == "out of order"));
         // Apply the ops to the model and check the result is the desired order.
         let mut rules = live.tables[0].chains[0].rules.clone();
         for op in &p.ops {
@@ -773,7 +742,7 @@ mod tests {
         let p = plan(&d, &live);
         assert_eq!(p.sysctl_after, vec![SysctlWrite { selector: "all".into(), value: "1".into() }]);
         assert!(p.ops.is_empty(), "the record is unchanged, so no batch: {:?}", p.ops);
-        assert!(p.changes[0].reason.starts_with("changed by someone"), "{}", p.text());
+        assert!(p.changes[0].reason.to_string().starts_with("changed by someone"), "{}", p.text());
     }
 
     #[test]
@@ -795,7 +764,7 @@ mod tests {
         live.route_localnet.insert("all".into(), Some("1".into()));
         let p = plan(&d, &live);
         assert!(p.sysctl_after.is_empty());
-        assert!(p.notes[0].contains("no earlier value is recorded"), "{:?}", p.notes);
+        assert!(p.notes[0].to_string().contains("no earlier value is recorded"), "{:?}", p.notes);
         let rec1 = p.ops.iter().find_map(|o| match o {
             Op::AddTable { family: Family::Inet, record, .. } => Some(record.clone()),
             _ => None,
@@ -829,7 +798,7 @@ mod tests {
         let p = plan(&d, &live);
         assert_eq!(p.record, rec(&[("all", "0")]));
         assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
-        assert!(p.notes[0].contains("no localhost guard is live"), "{:?}", p.notes);
+        assert!(p.notes[0].to_string().contains("no localhost guard is live"), "{:?}", p.notes);
         assert!(p.ops.iter().any(
             |o| matches!(o, Op::AddTable { family: Family::Inet, record, .. } if *record == rec(&[("all", "0")]))
         ));
@@ -845,7 +814,7 @@ mod tests {
         live.ipv4_default_route = false;
         live.lo_up = false;
         let p = plan(&d, &live);
-        assert!(p.is_empty() && p.notes[0].contains("lo is down"), "{}", p.text());
+        assert!(p.is_empty() && p.notes[0].to_string().contains("lo is down"), "{}", p.text());
         live.lo_up = true;
         let p = plan(&d, &live);
         let spec = d.endpoint_route.unwrap().spec;
@@ -899,8 +868,10 @@ mod tests {
         live.tables[1].chains[0].base.as_mut().unwrap().policy_accept = false;
         let p = plan(&d, &live);
         assert_eq!(p.ops.len(), 1, "{:?}", p.ops);
-        assert!(matches!(&p.ops[0], Op::AddChain { name, base: Some(b), .. } if name == "input" && b.policy_accept));
-        assert!(p.changes[0].reason.contains("policy drop -> accept"), "{}", p.text());
+        assert!(
+            matches!(&p.ops[0], Op::AddChain { name, base: Some(b), .. } if name == chain::INPUT && b.policy_accept)
+        );
+        assert!(p.changes[0].reason.to_string().contains("policy drop -> accept"), "{}", p.text());
     }
 
     #[test]
@@ -913,8 +884,8 @@ mod tests {
         assert!(matches!(p.ops[0], Op::DelTable { family: Family::Inet, .. }), "{:?}", p.ops);
         assert!(
             p.changes.iter().any(|c| c.subject
-                == Subject::Chain { family: Family::Inet, table: "ecs-hostnet".into(), chain: "forward".into() }
-                && c.reason.contains("policy drop -> accept")),
+                == Subject::Chain { family: Family::Inet, table: TABLE_NAME.into(), chain: chain::FORWARD.into() }
+                && c.reason.to_string().contains("policy drop -> accept")),
             "{}",
             p.text()
         );
@@ -928,7 +899,7 @@ mod tests {
         let p = plan(&no_imds, &live);
         assert_eq!(
             p.ops,
-            vec![Op::DelChain { family: Family::Inet, table: "ecs-hostnet".into(), name: "forward".into() }],
+            vec![Op::DelChain { family: Family::Inet, table: TABLE_NAME.into(), name: chain::FORWARD.into() }],
             "{}",
             p.text()
         );
@@ -941,7 +912,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(ids, ["imds-block-ipv4", "imds-block-ipv6"]);
+        assert_eq!(ids, [rule_id::IMDS_BLOCK_IPV4, rule_id::IMDS_BLOCK_IPV6]);
         // A chain that is not one of ours still recreates the table (it may be jumped to).
         let mut foreign = live.clone();
         foreign.tables[1].chains.push(LiveChain { name: "extra".into(), base: None, rules: vec![] });
@@ -956,14 +927,20 @@ mod tests {
         let d = compile(&default_config());
         let mut live = converged(&d, &rec(&[("all", "0")]));
         let inet = live.tables.iter_mut().find(|t| t.family == Family::Inet).unwrap();
-        let guard = inet.chains[0].rules.iter().find(|r| r.comment.as_deref() == Some("localhost-guard")).unwrap();
+        let guard =
+            inet.chains[0].rules.iter().find(|r| r.comment.as_deref() == Some(rule_id::LOCALHOST_GUARD)).unwrap();
         let mut copy = guard.clone();
         copy.handle = 999;
-        let forward = inet.chains.iter_mut().find(|c| c.name == "forward").unwrap();
+        let forward = inet.chains.iter_mut().find(|c| c.name == chain::FORWARD).unwrap();
         forward.rules.push(copy);
         let p = plan(&d, &live);
         assert_eq!(p.counts(), (0, 0, 1), "{}", p.text());
-        assert_eq!(p.changes[0].reason, "in the wrong chain (ecs-hostnet puts it in chain input)", "{}", p.text());
+        assert_eq!(
+            p.changes[0].reason.to_string(),
+            "in the wrong chain (ecs-hostnet puts it in chain input)",
+            "{}",
+            p.text()
+        );
         assert!(matches!(p.ops[..], [Op::DelRule { handle: 999, .. }]), "{:?}", p.ops);
     }
 
@@ -974,7 +951,7 @@ mod tests {
         let no_v6 = compile(&parse("t", "[imds_block]\nblock_ipv6 = false\n").unwrap());
         let p = plan(&no_v6, &live);
         assert_eq!(p.counts(), (0, 0, 1), "{}", p.text());
-        assert_eq!(p.changes[0].reason, "no longer in the configuration", "{}", p.text());
+        assert_eq!(p.changes[0].reason.to_string(), "no longer in the configuration", "{}", p.text());
         let no_guard = compile(
             &parse(
                 "t",
@@ -983,7 +960,7 @@ mod tests {
             .unwrap(),
         );
         let p = plan(&no_guard, &live);
-        assert!(p.notes.iter().any(|n| n.contains("CVE-2020-8558")), "{}", p.text());
+        assert!(p.notes.iter().any(|n| n.to_string().contains("CVE-2020-8558")), "{}", p.text());
     }
 
     #[test]
@@ -1020,4 +997,3 @@ mod tests {
         assert!(kept.windows(2).all(|w| w[0].1 < w[1].1));
     }
 }
-

@@ -27,14 +27,12 @@ pub fn plan_routes(action: TaskAction, want: &[RouteSpec], live: &[LiveRoute]) -
     ops
 }
 
-
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::default_config;
     use crate::desired::task_routes::imds_routes;
     use crate::model::route::RouteKind;
-    use crate::config::default_config;
 
     fn live(spec: &RouteSpec, kind: Option<RouteKind>, protocol: u8) -> LiveRoute {
         LiveRoute { dest: spec.dest, prefix_len: spec.prefix_len, kind, protocol, metric: Some(100) }
@@ -66,4 +64,3 @@ mod tests {
         assert!(plan_routes(TaskAction::Remove, &want, &[]).is_empty());
     }
 }
-

@@ -12,9 +12,9 @@
 //! `docs/json.md` and pinned by golden tests.
 
 use crate::model::escape::escape_controls;
-use crate::plan::Plan;
-use crate::plan::change::{Action, Change, Subject};
 use crate::model::ruleset::Family;
+use crate::plan::change::{Action, Change, Subject};
+use crate::plan::{Note, Plan, Reason};
 use anstyle::{AnsiColor, Style};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -67,11 +67,16 @@ impl Palette {
     }
 }
 
-fn comment(reason: &str, extra: &[String]) -> String {
+/// `  # REASON; EXTRA; ...`, each part with its control characters escaped; nothing when
+/// there are no parts.
+fn comment(reason: Option<&Reason>, extra: &[String]) -> String {
+    comment_parts(reason.map(Reason::to_string).as_deref(), extra)
+}
+
+/// `  # FIRST; EXTRA; ...`, as [`comment`].
+fn comment_parts(first: Option<&str>, extra: &[String]) -> String {
     let mut parts: Vec<String> = Vec::new();
-    if !reason.is_empty() {
-        parts.push(escape_controls(reason));
-    }
+    parts.extend(first.map(escape_controls));
     parts.extend(extra.iter().map(|d| escape_controls(d)));
     if parts.is_empty() { String::new() } else { format!("  # {}", parts.join("; ")) }
 }
@@ -146,13 +151,13 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
     let (tables, rest) = group(&p.changes);
     for t in &tables {
         let tsign = t.own.map_or(' ', |c| c.action.sign());
-        let treason = t.own.map(|c| c.reason.as_str());
+        let treason = t.own.map(|c| &c.reason);
         let open = if t.chains.is_empty() { "" } else { " {" };
-        let tcomment = t.own.map(|c| comment(&c.reason, &c.details)).unwrap_or_default();
+        let tcomment = t.own.map(|c| comment(Some(&c.reason), &c.details)).unwrap_or_default();
         line(tsign, format!("table {} {}{open}{tcomment}", t.family.name(), escape_controls(t.name)));
         for ch in &t.chains {
             let csign = ch.own.map_or(' ', |c| c.action.sign());
-            let creason = ch.own.map(|c| c.reason.as_str()).or(treason);
+            let creason = ch.own.map(|c| &c.reason).or(treason);
             // A chain added or removed shows its `type ... hook ... policy ...;` line.
             let base_line = ch.own.and_then(|c| match c.action {
                 Action::Add => c.new.as_deref(),
@@ -161,8 +166,8 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
             });
             let open = if ch.rules.is_empty() && base_line.is_none() { "" } else { " {" };
             let ccomment = match ch.own {
-                Some(c) if Some(c.reason.as_str()) != treason || tsign != c.action.sign() => {
-                    comment(&c.reason, &c.details)
+                Some(c) if Some(&c.reason) != treason || tsign != c.action.sign() => {
+                    comment(Some(&c.reason), &c.details)
                 }
                 _ => String::new(),
             };
@@ -174,8 +179,9 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
                 let Subject::Rule { id, handle, .. } = &r.subject else { continue };
                 let id = id.as_deref();
                 let handle_note: Vec<String> = handle.iter().map(|h| format!("handle {h}")).collect();
-                let inherited = Some(r.reason.as_str()) == creason && csign == r.action.sign();
-                let reason = if inherited { "" } else { r.reason.as_str() };
+                // The reason of its chain (or table) with the same sign is not repeated.
+                let inherited = Some(&r.reason) == creason && csign == r.action.sign();
+                let reason = if inherited { None } else { Some(&r.reason) };
                 match (r.action, r.old.as_deref(), r.new.as_deref()) {
                     (Action::Change, Some(old), Some(new)) if old != new => {
                         line('-', format!("    {}{}", rule_line(old, id), comment(reason, &handle_note)));
@@ -205,22 +211,23 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
         let sign = c.action.sign();
         match &c.subject {
             Subject::Sysctl { name } => {
-                let was = c.old.as_deref().map(|o| format!("was {}", escape_controls(o))).unwrap_or_default();
+                let was = c.old.as_deref().map(|o| format!("was {}", escape_controls(o)));
                 let value = c.new.as_deref().map(escape_controls).unwrap_or_default();
-                line(sign, format!("sysctl {name} = {value}{}", comment(&was, std::slice::from_ref(&c.reason))));
+                let why = comment_parts(was.as_deref(), &[c.reason.to_string()]);
+                line(sign, format!("sysctl {name} = {value}{why}"));
             }
             Subject::Route { route } => {
-                line(sign, format!("route {}{}", escape_controls(route), comment(&c.reason, &[])))
+                line(sign, format!("route {}{}", escape_controls(route), comment(Some(&c.reason), &[])))
             }
             Subject::File { path } | Subject::Symlink { path } => {
                 let what = if matches!(c.subject, Subject::File { .. }) { "file" } else { "symlink" };
                 let target = c.new.as_deref().map(|t| format!(" -> {}", escape_controls(t))).unwrap_or_default();
-                line(sign, format!("{what} {}{target}{}", escape_controls(path), comment(&c.reason, &[])));
+                line(sign, format!("{what} {}{target}{}", escape_controls(path), comment(Some(&c.reason), &[])));
                 for d in &c.details {
                     line('d', escape_controls(d));
                 }
             }
-            _ => line(sign, format!("{}{}", escape_controls(&c.object()), comment(&c.reason, &c.details))),
+            _ => line(sign, format!("{}{}", escape_controls(&c.object()), comment(Some(&c.reason), &c.details))),
         }
     }
     let mut out = String::new();
@@ -228,7 +235,7 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
         let _ = writeln!(out, "{}", pal.for_sign(*sign, l));
     }
     for n in &p.notes {
-        let _ = writeln!(out, "note: {}", escape_controls(n));
+        let _ = writeln!(out, "note: {}", escape_controls(&n.to_string()));
     }
     let (a, c, r) = p.counts();
     if p.is_empty() {
@@ -282,7 +289,7 @@ struct PlanDocument<'a> {
     converged: bool,
     summary: Summary,
     changes: &'a [Change],
-    notes: &'a [String],
+    notes: &'a [Note],
 }
 
 /// The plan as an `ecs-hostnet.plan/v1` JSON document (pretty printed, one trailing
@@ -336,12 +343,12 @@ mod tests {
                     Action::Remove,
                     Subject::Rule {
                         family: Family::Inet,
-                        table: "ecs-hostnet".into(),
+                        table: crate::model::names::TABLE_NAME.into(),
                         chain: "input\n+ forged".into(),
                         id: Some("x\n+ forged\u{1b}[31m".into()),
                         handle: Some(9),
                     },
-                    "added by someone",
+                    Reason::ForeignRuleWithoutId,
                 )
                 .old("counter\n+ forged"),
             ],
@@ -354,4 +361,3 @@ mod tests {
         assert!(colored.contains("\u{1b}[31m- "), "the remove line is red: {colored:?}");
     }
 }
-
