@@ -488,7 +488,7 @@ fn run(cli: Cli, out: &mut String) -> anyhow::Result<u8> {
 /// A carried-out plan as text: the changes, then `HEADLINE: N added, N changed, N removed.`
 fn done_text(p: &plan::Plan, headline: &str) -> String {
     let (a, c, r) = p.counts();
-    let text = p.text();
+    let text = report::text(p, false, "No changes: the host matches the configuration.");
     let body = text.lines().filter(|l| !l.starts_with("Plan: ")).collect::<Vec<_>>().join("\n");
     format!("{body}\n{headline}: {a} added, {c} changed, {r} removed.\n")
 }

@@ -94,11 +94,6 @@ impl Plan {
         let n = |a| self.changes.iter().filter(|c| c.action == a).count();
         (n(Action::Add), n(Action::Change), n(Action::Remove))
     }
-
-    /// The plan as text for people, without color (see [`crate::render::plan::text`]).
-    pub fn text(&self) -> String {
-        crate::render::plan::text(self, false, "No changes: the host matches the configuration.")
-    }
 }
 
 /// Plans the changes that take `live` to `desired`.
@@ -577,6 +572,15 @@ fn plan_chain(t: &Table, c: &Chain, lc: &LiveChain, p: &mut Plan) {
 
 #[cfg(test)]
 mod tests {
+    /// The plan as people read it, for assertion messages (the printer is `render`'s).
+    trait Text {
+        fn text(&self) -> String;
+    }
+    impl Text for Plan {
+        fn text(&self) -> String {
+            crate::render::plan::text(self, false, "No changes: the host matches the configuration.")
+        }
+    }
     use super::*;
     use crate::config::{default_config, parse};
     use crate::desired::compile;
