@@ -10,7 +10,7 @@ use crate::model::nft_text::rule_text;
 use crate::model::ruleset::{Chain, Family, Table};
 use serde_json::{Value, json};
 
-/// The JSON schema name of [`json`]'s output.
+/// The JSON schema name of [`json()`]'s output.
 pub const RENDER_SCHEMA: &str = "ecs-hostnet.render/v1";
 
 /// The desired state compiled from the configuration named `configuration`, as an
