@@ -7,7 +7,7 @@
 //!    \__________\_________\______\___ model   the shared vocabulary (a leaf)
 //! engine: read (host) -> plan -> carry out (host) -> read back
 //! host:   nf_tables netlink (the only FFI), rtnetlink, sysctl, netns, files
-//! cli:    flags in, a call into the engine, output out (the binary's `main.rs`)
+//! cli:    flags in, a call into the engine, output out (src/cli/, a module of the binary)
 //! ```
 
 #![warn(missing_docs)]

@@ -193,16 +193,6 @@ pub enum Note {
     /// `the IMDS block covers bridge-mode containers only. ...`: what `plan` says when the
     /// IMDS block is on.
     ImdsBlockScope,
-    /// A fixed text given by a caller outside the planner (see the `From<&'static str>`
-    /// impl); prefer a variant.
-    Text(&'static str),
-}
-
-/// A caller's fixed note text, e.g. `p.notes.push("...".into())`.
-impl From<&'static str> for Note {
-    fn from(text: &'static str) -> Note {
-        Note::Text(text)
-    }
 }
 
 /// `SYSCTL, SYSCTL, ...`: the route_localnet sysctl of each selector.
@@ -273,7 +263,6 @@ impl fmt::Display for Note {
                  (aws ec2 modify-instance-metadata-options --http-tokens required --http-put-response-hop-limit 1); \
                  awsvpc tasks get blackhole routes (ECS_AWSVPC_BLOCK_IMDS=true, or `ecs-hostnet task apply`).",
             ),
-            Note::Text(text) => f.write_str(text),
         }
     }
 }
@@ -402,7 +391,6 @@ mod tests {
              (aws ec2 modify-instance-metadata-options --http-tokens required --http-put-response-hop-limit 1); \
              awsvpc tasks get blackhole routes (ECS_AWSVPC_BLOCK_IMDS=true, or `ecs-hostnet task apply`)."
         );
-        assert_eq!(n(Note::from("a caller's note")), "a caller's note");
     }
 
     /// In JSON a reason and a note are their text.

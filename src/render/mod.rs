@@ -1,9 +1,12 @@
-//! Output: plans as text for people and JSON for machines ([`plan`]), the desired state
-//! as an `nft -f` script ([`nft_script`]), and the `snapshot` document ([`snapshot`]).
+//! Output: plans as text for people and JSON for machines ([`plan`]), a carried-out plan
+//! as text ([`done`]), the desired state as an `nft -f` script ([`nft_script`]) or as JSON
+//! ([`desired_json`]), and the `snapshot` document ([`snapshot`]).
 //!
 //! May import [`crate::model`], [`crate::config`], [`crate::desired`] and [`crate::plan`];
 //! never the host edges or the engine. Pure: no I/O.
 
+pub mod desired_json;
+pub mod done;
 pub mod nft_script;
 pub mod plan;
 pub mod snapshot;

@@ -1,0 +1,185 @@
+//! The command line's grammar: the clap `Cli`, its `Command`s and their flags. Only
+//! declarations; checking flags against each other is [`super::context`]'s, running a
+//! command is its own module's.
+//!
+//! Imports clap only. The `///` comments on arguments, commands and values are the
+//! `--help` text (word for word); those on the types themselves and on the flattened and
+//! subcommand fields are not shown.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Prepares a Linux host's network for Amazon ECS tasks with IAM roles: the credentials
+/// endpoint DNAT/REDIRECT, the localhost and introspection guards, the IMDS block and
+/// route_localnet, as one nftables transaction in tables of its own.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Act in this network namespace: a name under /run/netns or a path such as
+    /// /proc/PID/ns/net.
+    /// Repeat it for `task`, which acts in many namespaces.
+    #[arg(long, global = true, value_name = "NAME|PATH", action = clap::ArgAction::Append)]
+    pub netns: Vec<String>,
+    /// Take every path (configuration, units, ecs.config, install state, run directory)
+    /// relative to DIR, e.g. an image being built.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Color the text output: auto = only on a terminal and when NO_COLOR is unset.
+    #[arg(long, global = true, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub color: ColorArg,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `-c FILE`, the configuration of every command but `validate` (which takes many).
+#[derive(clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file (default: /etc/ecs-hostnet/config.toml under --root if it
+    /// exists, else the embedded rules/default.toml).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `render --format`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RenderFormat {
+    /// A script for `nft -f`.
+    Nft,
+    /// The desired state as JSON (schema "ecs-hostnet.render/v1").
+    Json,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ColorArg {
+    /// Color only when standard output is a terminal and NO_COLOR is unset or empty.
+    Auto,
+    /// Always color (overrides NO_COLOR).
+    Always,
+    /// Never color.
+    Never,
+}
+
+/// `plan`, `check` and `diff --format`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// A diff in nft syntax for people, grouped by table and chain.
+    Text,
+    /// The schema "ecs-hostnet.plan/v1" (docs/json.md).
+    Json,
+}
+
+/// `snapshot --format`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SnapshotFormat {
+    /// The schema "ecs-hostnet.snapshot/v1" (docs/json.md).
+    Json,
+}
+
+/// The flags of `plan` and `check`.
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    /// `-c FILE`.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Plan against a snapshot (from `ecs-hostnet snapshot`) instead of the kernel: no
+    /// root, no kernel access.
+    #[arg(long, value_name = "SNAPSHOT.json")]
+    pub against: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: PlanFormat,
+}
+
+/// The flags of `task apply|check|remove`.
+#[derive(clap::Args)]
+pub struct TaskArgs {
+    /// `-c FILE`.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Also every namespace file in this folder (e.g. /run/netns).
+    #[arg(long, value_name = "DIR")]
+    pub netns_dir: Option<PathBuf>,
+}
+
+/// `task`'s subcommands.
+#[derive(Subcommand)]
+pub enum TaskCommand {
+    /// Add the missing routes in each namespace. Exit 0: all converged, 1: any failed.
+    Apply(TaskArgs),
+    /// Report missing routes. Exit 0: all converged, 2: drift, 1: any failed.
+    Check(TaskArgs),
+    /// Delete the routes ecs-hostnet added. Exit 0: done, 1: any failed.
+    Remove(TaskArgs),
+}
+
+/// The commands; each runs in the module of its name (plan and check in `plan`,
+/// install and uninstall in `install`).
+#[derive(Subcommand)]
+pub enum Command {
+    /// Print the rule set the configuration compiles to (no root, no kernel).
+    Render {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value = "nft")]
+        format: RenderFormat,
+    },
+    /// Show what apply would change. Exit 0: nothing to do, 2: changes, 1: error.
+    Plan(PlanArgs),
+    /// Make the host match the configuration. Exit 0 when converged.
+    Apply {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Compare the host with the configuration. Exit 0: converged, 2: drift, 1: error.
+    Check(PlanArgs),
+    /// What applying NEW would change on a host converged to OLD (no root, no kernel).
+    /// Exit 0: no changes, 2: changes, 1: error.
+    Diff {
+        /// The configuration the host is converged to (e.g. the file on the main branch).
+        old: PathBuf,
+        /// The configuration to apply (e.g. the file in a pull request).
+        new: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: PlanFormat,
+    },
+    /// Print the live state of this host (or --netns) as JSON, for `plan --against`.
+    /// Needs CAP_NET_ADMIN in the namespace (root, or a user namespace that owns it).
+    Snapshot {
+        /// Output format (JSON only).
+        #[arg(long, value_enum, default_value = "json")]
+        format: SnapshotFormat,
+    },
+    /// Remove everything ecs-hostnet made and put route_localnet back to the value found
+    /// before ecs-hostnet first set it. Exit 0 when nothing of ours is left.
+    Remove {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Install the configuration, the binary, the boot unit (enabled), the ecs-init hook
+    /// and the agent's ecs.config keys. Writes only what differs, atomically.
+    Install {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Remove exactly what install added and put back what it replaced.
+    Uninstall,
+    /// The awsvpc IMDS block: BLACKHOLE routes to the IMDS addresses inside task network
+    /// namespaces (given with --netns, repeatable, and/or --netns-dir).
+    Task {
+        #[command(subcommand)]
+        action: TaskCommand,
+    },
+    /// Check configuration files without root or kernel; every error in every file is
+    /// reported. Exit 0: all valid, 1: any invalid.
+    Validate {
+        /// Configuration files (default as for the other commands).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// More configuration files (repeatable).
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+    },
+}

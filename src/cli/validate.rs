@@ -1,0 +1,35 @@
+//! `validate`: checks configuration files without root or kernel, reporting every error
+//! in every file.
+//!
+//! Imports [`super::context`], [`super::exit`], the library's [`ecs_hostnet::engine::load`]
+//! and [`ecs_hostnet::model::escape`].
+
+use super::context::Context;
+use super::exit::{Exit, print_error};
+use anyhow::Result;
+use ecs_hostnet::engine::load;
+use ecs_hostnet::model::escape::escape_controls;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Loads each of `files` then `config` (the default configuration when both are empty):
+/// `FILE: valid` on stdout or its errors on stderr, and a count when there are several.
+/// [`Exit::Failure`] when any is invalid.
+pub fn run(cx: &Context, files: Vec<PathBuf>, config: Vec<PathBuf>, out: &mut String) -> Result<Exit> {
+    let given: Vec<PathBuf> = files.into_iter().chain(config).collect();
+    let paths: Vec<Option<PathBuf>> = if given.is_empty() { vec![None] } else { given.into_iter().map(Some).collect() };
+    let mut bad = 0;
+    for p in &paths {
+        match load::load_config(p.as_deref(), &cx.root) {
+            Ok(l) => writeln!(out, "{}: valid", escape_controls(&l.source))?,
+            Err(e) => {
+                print_error(&e);
+                bad += 1;
+            }
+        }
+    }
+    if paths.len() > 1 {
+        eprintln!("{} file(s): {} valid, {bad} invalid.", paths.len(), paths.len() - bad);
+    }
+    Ok(Exit::failure_if(bad > 0))
+}
