@@ -159,7 +159,11 @@ fn the_check_sees_a_forbidden_import() {
         .filter(|(_, _, l)| code(l).contains("crate::{") || code(l).contains("ecs_hostnet::{"))
         .map(|(f, n, l)| format!("src/{}:{}: {}", f.rel, n + 1, l.trim()))
         .collect();
-    assert!(braced.is_empty(), "imports that name several layers in one brace, which this check cannot see:\n{}", braced.join("\n"));
+    assert!(
+        braced.is_empty(),
+        "imports that name several layers in one brace, which this check cannot see:\n{}",
+        braced.join("\n")
+    );
 }
 
 #[test]
@@ -203,7 +207,53 @@ fn anyhow_stays_in_the_engine_and_the_command_line() {
 fn main_parses_and_dispatches() {
     let main = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/main.rs")).unwrap();
     let n = main.lines().count();
-    assert!(n < MAIN_MAX_LINES, "src/main.rs has {n} lines; it parses and dispatches (under {MAIN_MAX_LINES}), commands live in src/cli/");
+    assert!(
+        n < MAIN_MAX_LINES,
+        "src/main.rs has {n} lines; it parses and dispatches (under {MAIN_MAX_LINES}), commands live in src/cli/"
+    );
+}
+
+/// The most lines a function of the command line may have: flags in, a call, output out.
+const CLI_FN_MAX_LINES: usize = 60;
+
+/// `(name, first line, lines)` of every function in `lines` (a `fn` line up to the `}` at
+/// its own indentation; rustfmt puts it there).
+fn functions(lines: &[String]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim_start();
+        let Some(rest) = ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn "].iter().find_map(|p| t.strip_prefix(p))
+        else {
+            continue;
+        };
+        let indent = &l[..l.len() - t.len()];
+        let close = format!("{indent}}}");
+        if let Some(end) = lines[i..].iter().position(|x| *x == close || x.starts_with(&format!("{close} "))) {
+            let name = rest.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("").to_string();
+            out.push((name, i + 1, end + 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn command_functions_stay_short() {
+    let mut long = Vec::new();
+    for f in sources().into_iter().filter(|f| f.rel.starts_with("cli/") || f.rel == "main.rs") {
+        for (name, line, n) in functions(&f.lines) {
+            if n > CLI_FN_MAX_LINES {
+                long.push(format!("src/{}:{line}: fn {name} has {n} lines", f.rel));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "command-line functions over {CLI_FN_MAX_LINES} lines (move the work to the engine):\n{}",
+        long.join("\n")
+    );
+    // The measure itself: a planted 3-line function is seen with its length.
+    let planted: Vec<String> = ["fn a() {", "    x();", "}"].map(String::from).to_vec();
+    assert_eq!(functions(&planted), [("a".to_string(), 1, 3)]);
 }
 
 #[test]
@@ -213,5 +263,9 @@ fn every_file_says_what_it_owns() {
         .filter(|f| !f.lines.first().is_some_and(|l| l.starts_with("//!")))
         .map(|f| format!("src/{}:1", f.rel))
         .collect();
-    assert!(undocumented.is_empty(), "files without a `//!` module doc on their first line:\n{}", undocumented.join("\n"));
+    assert!(
+        undocumented.is_empty(),
+        "files without a `//!` module doc on their first line:\n{}",
+        undocumented.join("\n")
+    );
 }
