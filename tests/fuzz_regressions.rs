@@ -8,13 +8,16 @@
 //! named tests pin what real captured dumps decode to, and what each corruption of one
 //! gives.
 
-use ecs_hostnet::host::nft::{decode_dump, encode};
-use ecs_hostnet::plan::{self, live::LiveState};
-use ecs_hostnet::model::{live::LiveTable, ruleset::{Expr, Family}};
+use ecs_hostnet::config;
 use ecs_hostnet::desired::compile;
+use ecs_hostnet::host::nft::{decode_dump, encode};
+use ecs_hostnet::model::{
+    live::LiveTable,
+    ruleset::{Expr, Family},
+};
+use ecs_hostnet::plan::{self, live::LiveState};
 use ecs_hostnet::render::nft_script;
 use ecs_hostnet::render::plan as report;
-use ecs_hostnet::config;
 use std::path::{Path, PathBuf};
 
 fn dir(kind: &str) -> PathBuf {

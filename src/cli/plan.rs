@@ -18,7 +18,6 @@ use ecs_hostnet::plan::{self as planner, Note, Plan};
 use ecs_hostnet::render::{plan as report, snapshot};
 use std::path::Path;
 
-
 /// The configuration's agent keys, as [`install::converge_files`] takes them.
 type AgentKeys = [(String, Option<String>)];
 

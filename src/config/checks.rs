@@ -1,7 +1,10 @@
 //! The checks that involve several values, or the elements of a list together.
 
 use super::values::{RouteLocalnet, Val};
-use super::{Config, ConfigError, Failed, Located, NameList, MAX_ALLOWED_INTERFACES, MAX_CONTAINER_PATTERNS, MAX_ROUTE_LOCALNET_INTERFACES};
+use super::{
+    Config, ConfigError, Failed, Located, MAX_ALLOWED_INTERFACES, MAX_CONTAINER_PATTERNS,
+    MAX_ROUTE_LOCALNET_INTERFACES, NameList,
+};
 use crate::model::ifpattern::IfPattern;
 use toml::Spanned;
 

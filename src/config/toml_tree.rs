@@ -2,8 +2,8 @@
 //! then each key read on its own against the embedded default, so that every problem of a
 //! file is reported, not only the first.
 
-use super::values::{EndpointRoute, Port, RouteLocalnet, V4, V6, Val};
 use super::NameList;
+use super::values::{EndpointRoute, Port, RouteLocalnet, V4, V6, Val};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::ops::Range;

@@ -1,10 +1,10 @@
 //! The value types of the configuration (ports, addresses, enums, a value with its span),
 //! each deserialized with a message that says what was expected.
 
-use serde::{Deserialize, Deserializer};
-use std::net::{Ipv4Addr, Ipv6Addr};
 use super::NameList;
+use serde::{Deserialize, Deserializer};
 use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use toml::Spanned;
 

@@ -106,10 +106,6 @@ pub fn dnat(addr: Ipv4Addr, port: u16) -> [Expr; 3] {
 pub fn redirect(port: u16) -> [Expr; 2] {
     [
         Expr::Immediate { dreg: REG_1, data: port.to_be_bytes().to_vec() },
-        Expr::Redir {
-            reg_proto_min: Some(REG_1),
-            reg_proto_max: Some(REG_1),
-            flags: Some(NAT_RANGE_PROTO_SPECIFIED),
-        },
+        Expr::Redir { reg_proto_min: Some(REG_1), reg_proto_max: Some(REG_1), flags: Some(NAT_RANGE_PROTO_SPECIFIED) },
     ]
 }

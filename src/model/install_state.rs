@@ -68,7 +68,5 @@ pub struct InstallState {
 /// The schema name written in [`InstallState::schema`].
 pub const STATE_SCHEMA: &str = "ecs-hostnet.install/v1";
 
-
 /// The installed files as they are now: path -> content (`None`: missing).
 pub type LiveFiles = BTreeMap<String, Option<Vec<u8>>>;
-

@@ -326,4 +326,3 @@ mod json_tests {
         assert_eq!(back.ifname_patterns(), None);
     }
 }
-

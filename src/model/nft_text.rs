@@ -401,9 +401,9 @@ pub fn base_chain_text(b: &BaseChain) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::nft_script::script;
-    use crate::desired::compile;
     use crate::config::default_config;
+    use crate::desired::compile;
+    use crate::render::nft_script::script;
 
     #[test]
     fn every_default_rule_lifts_to_nft_syntax() {
@@ -476,4 +476,3 @@ mod tests {
         assert_eq!(lift(Family::Ip, &bare).as_deref(), Some("ip daddr 1.2.3.4"));
     }
 }
-

@@ -1,8 +1,8 @@
 //! The operations a plan is carried out with: nf_tables batch messages ([`Op`]) and
 //! route_localnet writes ([`SysctlWrite`]).
 
-use crate::model::nft_text::{base_chain_text, rule_text};
 use crate::model::names::sysctl_name;
+use crate::model::nft_text::{base_chain_text, rule_text};
 use crate::model::record::Record;
 use crate::model::ruleset::{BaseChain, Family, Rule};
 use serde::Serialize;
@@ -137,4 +137,3 @@ impl SysctlWrite {
         sysctl_name(&self.selector)
     }
 }
-

@@ -1,6 +1,5 @@
 //! The route_localnet record: the values ecs-hostnet found before it first changed them.
 
-
 /// The values of `net.ipv4.conf.<selector>.route_localnet` that ecs-hostnet found before it
 /// first changed them, by selector (`all` or an interface name), e.g. `{"all": "0"}`.
 ///

@@ -27,8 +27,8 @@
 //! * Values are not checked against each other (a compare whose data is longer than the
 //!   register, say): the form holds whatever the model can hold.
 
-use serde::{Deserialize, Serialize};
 use crate::model::set::AnonSet;
+use serde::{Deserialize, Serialize};
 /// nf_tables address family (`NFPROTO_*` from `linux/netfilter.h`). JSON: `"inet"`, `"ip"`, `"ip6"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

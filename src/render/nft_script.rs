@@ -44,4 +44,3 @@ pub fn script(d: &Desired, source: &str) -> String {
     }
     out
 }
-

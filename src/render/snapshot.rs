@@ -15,10 +15,10 @@
 use crate::desired::ecs_config;
 use crate::desired::install_files as artifacts;
 use crate::model::install_state::{Bytes, InstallState, InstalledEcsConfig, InstalledFile, LiveFiles};
-use crate::plan::live::HostFacts;
-use crate::model::route::LiveRoute;
 use crate::model::live::LiveTable;
 use crate::model::record::Record;
+use crate::model::route::LiveRoute;
+use crate::plan::live::HostFacts;
 use anyhow::{Result, bail};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -254,7 +254,11 @@ impl Snapshot {
         // The first entry that is not `all`/an interface name with an integer value.
         let record_bad = |r: &Record| {
             r.iter().find(|(k, v)| !(selector_ok(k) && v.parse::<i32>().is_ok())).map(|(k, v)| {
-                format!("{:?} = {:?}", crate::model::escape::escape_controls(k), crate::model::escape::escape_controls(v))
+                format!(
+                    "{:?} = {:?}",
+                    crate::model::escape::escape_controls(k),
+                    crate::model::escape::escape_controls(v)
+                )
             })
         };
         let mut seen = Vec::new();
