@@ -96,7 +96,8 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 /// An exclusive `flock(2)` on `<run dir>/lock`, held by apply and remove for their whole
 /// run so that the boot unit, the ecs-init hook and a person never interleave (a remove
 /// between an apply's batch and its sysctl write would leave route_localnet on with no
-/// guard). Released when dropped (or when the process dies).
+/// guard). Released when dropped (nix's [`Flock`] unlocks, then the file is closed) or
+/// when the process dies.
 pub struct Lock {
     _flock: Flock<std::fs::File>,
 }
@@ -120,9 +121,11 @@ impl Lock {
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(flock) => return Ok(Lock { _flock: flock }),
+                // As an io::Error, so the message ends in "(os error N)" as it always has.
                 Err((_, errno)) if errno != Errno::EWOULDBLOCK => {
                     return Err(Error::Lock { path, source: errno.into() });
                 }
+                // Held by someone else: the file comes back for the next try.
                 Err((f, _)) => file = f,
             }
             if start.elapsed() >= timeout {

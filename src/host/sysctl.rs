@@ -44,7 +44,7 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// Listing [`CONF_DIR`] failed.
+    /// Listing `/proc/sys/net/ipv4/conf` failed.
     #[error("cannot list {CONF_DIR}")]
     List {
         /// The OS error.

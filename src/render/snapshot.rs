@@ -9,7 +9,7 @@
 //! IPv4 route, and, on an installed host, the managed files. The agent's settings file is
 //! redacted ([`crate::desired::ecs_config::redact`]): only the keys ecs-hostnet manages are kept.
 //! Planning against it goes through the same code as planning against the kernel
-//! ([`HostFacts::live_state`], [`crate::desired::install_files::plan_files`]), so both give the same
+//! ([`HostFacts::live_state`], [`crate::plan::files::plan_files`]), so both give the same
 //! plan (a test pins this).
 //!
 //! Reading a snapshot ([`Snapshot::from_json`]) fails with a [`SnapshotError`], located
