@@ -10,9 +10,9 @@
 
 use crate::desired::ecs_config;
 use crate::desired::install_files as artifacts;
+use crate::host::files::{Root, missing_dirs, read_opt, remove_file, temp_path, write_atomic};
 use crate::model::install_state::{Bytes, InstallState, InstalledEcsConfig, InstalledFile, LiveFiles};
 use crate::plan::change::Change;
-use crate::host::files::{Root, read_opt, missing_dirs, temp_path, write_atomic, remove_file};
 use anyhow::{Context, Result, bail};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -74,7 +74,7 @@ pub fn read_state(root: &Root) -> Result<Option<InstallState>> {
 fn write_state(root: &Root, state: &InstallState) -> Result<bool> {
     let mut text = serde_json::to_vec_pretty(state)?;
     text.push(b'\n');
-    write_atomic(&root.at(artifacts::STATE_PATH), &text, 0o600)
+    Ok(write_atomic(&root.at(artifacts::STATE_PATH), &text, 0o600)?)
 }
 
 fn link_ok(root: &Root) -> bool {
@@ -297,4 +297,3 @@ pub fn converge_files(root: &Root, agent_keys: &[(String, Option<String>)], fix:
     }
     Ok(changes)
 }
-

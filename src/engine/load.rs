@@ -87,4 +87,3 @@ pub fn load_config_bytes(path: Option<&Path>, root: &Root) -> Result<(Loaded, Ve
     let config = config::parse(&name, &text)?;
     Ok((Loaded { config, source: name }, bytes))
 }
-

@@ -9,6 +9,9 @@ pub mod install;
 pub mod load;
 pub mod task;
 
+#[cfg(test)]
+mod error_text;
+
 use crate::desired::{Desired, compile};
 use crate::host::files::Root;
 use crate::host::nft::{KernelError, Netfilter};
@@ -48,18 +51,7 @@ pub fn read_facts(
     let mut rt = Rtnl::open()?;
     let (ipv4_routes, ipv4_default_route) = rt.routes_and_default(false, |_| true)?;
     let lo_up = rt.link_is_up(crate::model::route::LOOPBACK_IFINDEX)?;
-    let mut values = std::collections::BTreeMap::new();
-    let dir = "/proc/sys/net/ipv4/conf";
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {dir}"))? {
-        let name = entry.with_context(|| format!("cannot list {dir}"))?.file_name().to_string_lossy().into_owned();
-        // Only names a /proc/sys path may be built from (see `sysctl::route_localnet_path`).
-        if sysctl::route_localnet_path(&name).is_err() {
-            continue;
-        }
-        if let Some(v) = sysctl::read_route_localnet(&name)? {
-            values.insert(name, v);
-        }
-    }
+    let values = sysctl::read_all_route_localnet()?;
     Ok((HostFacts { tables, saved_record, ipv4_routes, ipv4_default_route, lo_up }, values, generation))
 }
 
@@ -216,4 +208,3 @@ pub fn in_namespace<T>(netns: Option<&str>, r: Result<T>) -> Result<T> {
         None => r,
     }
 }
-

@@ -8,13 +8,14 @@
 //! Planning ([`plan_routes`]) is pure; one worker thread enters each namespace in turn
 //! (setns on that thread only), so hundreds of namespaces cost one process.
 
+use crate::host::netns::{self, Home};
 use crate::host::rtnl::Rtnl;
 use crate::model::route::{RouteOp, RouteSpec, TaskAction};
 use crate::plan::task_routes::plan_routes;
-use anyhow::{Context, Result};
-use nix::sched::{CloneFlags, setns};
+use anyhow::Result;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
 /// The outcome in one namespace.
 #[derive(Debug)]
 pub struct TaskResult {
@@ -24,14 +25,10 @@ pub struct TaskResult {
     pub outcome: Result<Vec<RouteOp>>,
 }
 
-
+/// Enters the namespace at `path` (for good: the caller goes back), reads the routes of
+/// `want`'s destinations, plans, and (unless checking) carries the plan out.
 fn in_namespace(path: &Path, action: TaskAction, want: &[RouteSpec]) -> Result<Vec<RouteOp>> {
-    let f = crate::host::netns::open_nonblocking(path)?;
-    setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| match e {
-        nix::errno::Errno::EINVAL => anyhow::anyhow!("{} is not a network namespace", path.display()),
-        nix::errno::Errno::EPERM => anyhow::anyhow!("entering {} needs CAP_SYS_ADMIN: run as root", path.display()),
-        e => anyhow::anyhow!("cannot enter {}: {e}", path.display()),
-    })?;
+    netns::enter_path(path)?;
     let mut rt = Rtnl::open()?;
     let dests: Vec<IpAddr> = want.iter().map(|s| s.dest).collect();
     let mut live = rt.routes(false, |r| dests.contains(&r.dest))?;
@@ -54,13 +51,12 @@ pub fn run(action: TaskAction, paths: &[PathBuf], want: &[RouteSpec]) -> Result<
     let paths = paths.to_vec();
     let want = want.to_vec();
     std::thread::spawn(move || -> Result<Vec<TaskResult>> {
-        let home =
-            std::fs::File::open("/proc/thread-self/ns/net").context("cannot open this thread's network namespace")?;
+        let home = Home::here()?;
         let mut out = Vec::with_capacity(paths.len());
         for p in paths {
             let outcome = in_namespace(&p, action, &want);
             // Back home before the next one, so a bad path cannot leave us elsewhere.
-            setns(&home, CloneFlags::CLONE_NEWNET).context("cannot return to the original network namespace")?;
+            home.go_back()?;
             out.push(TaskResult { netns: p, outcome });
         }
         Ok(out)

@@ -4,20 +4,117 @@
 //! Used for the awsvpc task IMDS block (BLACKHOLE routes to `169.254.169.254/32` and
 //! `fd00:ec2::254/128` inside each task's network namespace, what the ECS agent's CNI
 //! plugin installs with `ECS_AWSVPC_BLOCK_IMDS=true`). Routes ecs-hostnet adds carry the
-//! route protocol [`ROUTE_PROTOCOL`], so `remove` only ever deletes its own.
+//! route protocol [`ROUTE_PROTOCOL`], so `remove` only ever deletes its own. Also used
+//! for the endpoint route (`dev lo`) and to read whether `lo` is up.
+//!
+//! Owns the rtnetlink socket ([`Rtnl`]) and its failures ([`Error`]).
 
-use anyhow::{Context, Result, bail};
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    DecodeError, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use nix::errno::Errno;
+use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
+use nix::sys::time::TimeVal;
 use std::net::IpAddr;
 
 use crate::model::route::*;
+
+/// An rtnetlink failure. OS errors of the socket are the
+/// [`source`](std::error::Error::source) (printed after `: ` by `{:#}`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// socket(2) failed.
+    #[error("cannot open a NETLINK_ROUTE socket")]
+    Open {
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// bind(2) failed.
+    #[error("cannot bind the NETLINK_ROUTE socket")]
+    Bind {
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// connect(2) to the kernel failed.
+    #[error("cannot connect the NETLINK_ROUTE socket")]
+    Connect {
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Sending a request failed.
+    #[error("rtnetlink send")]
+    Send {
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Receiving an answer failed (including the 5 s receive timeout: `EAGAIN`).
+    #[error("rtnetlink receive")]
+    Receive {
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An answer could not be decoded.
+    #[error("cannot parse an rtnetlink answer: {error}")]
+    Parse {
+        /// The decoder's complaint.
+        error: DecodeError,
+    },
+    /// An answer's header says its length is 0 (it would never end).
+    #[error("rtnetlink answer with length 0")]
+    ZeroLength,
+    /// The kernel answered the request with an errno (`NLMSG_ERROR`). Printed as the
+    /// errno's text alone.
+    #[error(transparent)]
+    Kernel(std::io::Error),
+    /// Adding a route failed (see [`Error::is_exists`] for the case [`Rtnl::add`] forgives).
+    #[error("cannot add route {spec}")]
+    Add {
+        /// The route.
+        spec: RouteSpec,
+        /// Why.
+        source: Box<Error>,
+    },
+    /// Deleting one of our routes failed.
+    #[error("cannot delete route {spec}")]
+    Delete {
+        /// The route.
+        spec: RouteSpec,
+        /// Why.
+        source: Box<Error>,
+    },
+    /// Deleting a route in the way of ours failed.
+    #[error("cannot delete route {route}")]
+    DeleteInTheWay {
+        /// The route as read.
+        route: LiveRoute,
+        /// Why.
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// The errno the kernel answered with, looking through [`Error::Add`] and the deletes.
+    pub fn kernel_errno(&self) -> Option<Errno> {
+        match self {
+            Error::Kernel(e) => e.raw_os_error().map(Errno::from_raw),
+            Error::Add { source, .. } | Error::Delete { source, .. } | Error::DeleteInTheWay { source, .. } => {
+                source.kernel_errno()
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the kernel answered `EEXIST`: the route (or one with the same key) exists.
+    pub fn is_exists(&self) -> bool {
+        self.kernel_errno() == Some(Errno::EEXIST)
+    }
+}
 
 fn family(ip: &IpAddr) -> AddressFamily {
     if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 }
@@ -59,30 +156,25 @@ pub struct Rtnl {
 }
 
 impl Rtnl {
-    /// Opens a `NETLINK_ROUTE` socket.
-    pub fn open() -> Result<Rtnl> {
-        let mut sock = Socket::new(NETLINK_ROUTE).context("cannot open a NETLINK_ROUTE socket")?;
-        sock.bind_auto().context("cannot bind the NETLINK_ROUTE socket")?;
-        sock.connect(&SocketAddr::new(0, 0)).context("cannot connect the NETLINK_ROUTE socket")?;
+    /// Opens a `NETLINK_ROUTE` socket, with extended acks and a 5 s receive timeout.
+    ///
+    /// Errors: [`Error::Open`], [`Error::Bind`], [`Error::Connect`].
+    pub fn open() -> Result<Rtnl, Error> {
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(|source| Error::Open { source })?;
+        sock.bind_auto().map_err(|source| Error::Bind { source })?;
+        sock.connect(&SocketAddr::new(0, 0)).map_err(|source| Error::Connect { source })?;
         let _ = sock.set_ext_ack(true);
         // The kernel answers within the request; never wait forever for an answer that
-        // will not come.
-        let timeout = libc::timeval { tv_sec: 5, tv_usec: 0 };
-        unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&sock),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &timeout as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
+        // will not come. (Best effort, as extended acks.)
+        let _ = setsockopt(&sock, ReceiveTimeout, &TimeVal::new(5, 0));
         // Filled through `BufMut` (spare capacity, never zeroed); 32 KiB is the most the
         // kernel puts in one dump read (`SKB_WITH_OVERHEAD(32768)`, net/netlink/af_netlink.c).
         Ok(Rtnl { sock, seq: 0, buf: Vec::with_capacity(32 * 1024) })
     }
 
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>> {
+    /// Sends one request and collects the answers of its sequence number up to the
+    /// `NLMSG_DONE` or the ack.
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, Error> {
         self.seq += 1;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
@@ -91,19 +183,19 @@ impl Rtnl {
         req.finalize();
         let mut bytes = vec![0; req.buffer_len()];
         req.serialize(&mut bytes);
-        self.sock.send(&bytes, 0).context("rtnetlink send")?;
+        self.sock.send(&bytes, 0).map_err(|source| Error::Send { source })?;
         let mut out = Vec::new();
         loop {
             self.buf.clear();
-            self.sock.recv(&mut self.buf, 0).context("rtnetlink receive")?;
+            self.sock.recv(&mut self.buf, 0).map_err(|source| Error::Receive { source })?;
             let n = self.buf.len();
             let mut off = 0;
             while off < n {
                 let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                    .map_err(|e| anyhow::anyhow!("cannot parse an rtnetlink answer: {e}"))?;
+                    .map_err(|error| Error::Parse { error })?;
                 let len = m.header.length as usize;
                 if len == 0 {
-                    bail!("rtnetlink answer with length 0");
+                    return Err(Error::ZeroLength);
                 }
                 off += len.next_multiple_of(4);
                 if m.header.sequence_number != self.seq {
@@ -114,7 +206,7 @@ impl Rtnl {
                     NetlinkPayload::Error(e) => {
                         return match e.code {
                             None => Ok(out),
-                            Some(_) => Err(e.to_io().into()),
+                            Some(_) => Err(Error::Kernel(e.to_io())),
                         };
                     }
                     NetlinkPayload::InnerMessage(m) => out.push(m),
@@ -124,7 +216,7 @@ impl Rtnl {
         }
     }
 
-    fn dump_main(&mut self, ipv6: bool) -> Result<Vec<RouteMessage>> {
+    fn dump_main(&mut self, ipv6: bool) -> Result<Vec<RouteMessage>, Error> {
         let mut m = RouteMessage::default();
         m.header.address_family = if ipv6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
         let all = self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
@@ -140,7 +232,10 @@ impl Rtnl {
 
     /// Whether the interface with this index is administratively up (`IFF_UP`); a route
     /// through a down interface cannot be added (ENETDOWN).
-    pub fn link_is_up(&mut self, index: u32) -> Result<bool> {
+    ///
+    /// Errors: those of the socket ([`Error::Send`], [`Error::Receive`], [`Error::Parse`],
+    /// [`Error::ZeroLength`]) and the kernel's answer ([`Error::Kernel`], e.g. `ENODEV`).
+    pub fn link_is_up(&mut self, index: u32) -> Result<bool, Error> {
         let mut m = netlink_packet_route::link::LinkMessage::default();
         m.header.index = index;
         let answer = self.request(RouteNetlinkMessage::GetLink(m), NLM_F_ACK)?;
@@ -150,17 +245,21 @@ impl Rtnl {
     }
 
     /// The main-table routes of one family (with a destination) that `keep` selects.
-    pub fn routes(&mut self, ipv6: bool, keep: impl Fn(&LiveRoute) -> bool) -> Result<Vec<LiveRoute>> {
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn routes(&mut self, ipv6: bool, keep: impl Fn(&LiveRoute) -> bool) -> Result<Vec<LiveRoute>, Error> {
         Ok(self.routes_and_default(ipv6, keep)?.0)
     }
 
     /// [`Rtnl::routes`] and whether the main table has a default route (a unicast route
     /// with prefix length 0), from ONE route dump.
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
     pub fn routes_and_default(
         &mut self,
         ipv6: bool,
         keep: impl Fn(&LiveRoute) -> bool,
-    ) -> Result<(Vec<LiveRoute>, bool)> {
+    ) -> Result<(Vec<LiveRoute>, bool), Error> {
         let dump = self.dump_main(ipv6)?;
         let default =
             dump.iter().any(|r| r.header.destination_prefix_length == 0 && r.header.kind == RouteType::Unicast);
@@ -207,19 +306,23 @@ impl Rtnl {
 
     /// Adds `spec` (create-exclusive; an identical route added meanwhile by someone else
     /// counts as done).
-    pub fn add(&mut self, spec: &RouteSpec) -> Result<()> {
+    ///
+    /// Errors: [`Error::Add`], wrapping the socket's or the kernel's error.
+    pub fn add(&mut self, spec: &RouteSpec) -> Result<(), Error> {
         let flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
         match self.request(RouteNetlinkMessage::NewRoute(message(spec)), flags) {
             // Someone added the same route between our read and now: the goal is met (the
             // caller reads the state back).
-            Err(e) if e.downcast_ref::<std::io::Error>().and_then(|e| e.raw_os_error()) == Some(libc::EEXIST) => Ok(()),
-            r => r.map(|_| ()).with_context(|| format!("cannot add route {spec}")),
+            Err(e) if e.is_exists() => Ok(()),
+            r => r.map(|_| ()).map_err(|e| Error::Add { spec: *spec, source: Box::new(e) }),
         }
     }
 
     /// Deletes a route someone else made that is in the way of ours: matched by prefix,
     /// table, protocol and metric, whatever its type.
-    pub fn delete_live(&mut self, r: &LiveRoute) -> Result<()> {
+    ///
+    /// Errors: [`Error::DeleteInTheWay`], wrapping the socket's or the kernel's error.
+    pub fn delete_live(&mut self, r: &LiveRoute) -> Result<(), Error> {
         let mut m = RouteMessage::default();
         m.header.address_family = family(&r.dest);
         m.header.destination_prefix_length = r.prefix_len;
@@ -232,21 +335,25 @@ impl Rtnl {
             m.attributes.push(RouteAttribute::Priority(metric));
         }
         self.request(RouteNetlinkMessage::DelRoute(m), NLM_F_ACK)
-            .with_context(|| format!("cannot delete route {r}"))?;
+            .map_err(|e| Error::DeleteInTheWay { route: r.clone(), source: Box::new(e) })?;
         Ok(())
     }
 
     /// Deletes our route `spec` (only one with [`ROUTE_PROTOCOL`]).
-    pub fn delete(&mut self, spec: &RouteSpec) -> Result<()> {
+    ///
+    /// Errors: [`Error::Delete`], wrapping the socket's or the kernel's error.
+    pub fn delete(&mut self, spec: &RouteSpec) -> Result<(), Error> {
         self.request(RouteNetlinkMessage::DelRoute(message(spec)), NLM_F_ACK)
-            .with_context(|| format!("cannot delete route {spec}"))?;
+            .map_err(|e| Error::Delete { spec: *spec, source: Box::new(e) })?;
         Ok(())
     }
 }
 
 impl Rtnl {
     /// Carries out one route change.
-    pub fn run(&mut self, op: &RouteOp) -> Result<()> {
+    ///
+    /// Errors: those of [`Rtnl::add`], [`Rtnl::delete_live`] and [`Rtnl::delete`].
+    pub fn run(&mut self, op: &RouteOp) -> Result<(), Error> {
         match op {
             RouteOp::Add { spec } => self.add(spec),
             RouteOp::DeleteInTheWay { route } => self.delete_live(route),
@@ -318,4 +425,3 @@ mod json_tests {
         assert!(e.contains("missing field `prefix_len`"), "{e}");
     }
 }
-

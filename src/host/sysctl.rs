@@ -1,38 +1,105 @@
-//! route_localnet through `/proc/sys` paths.
+//! route_localnet through `/proc/sys` paths: reading and writing
+//! `net.ipv4.conf.<selector>.route_localnet` and listing the selectors the kernel has.
 //!
 //! `/proc/sys/net` shows the network namespace of the thread that opens the file, so after
 //! [`crate::host::netns::enter`] these reads and writes act on that namespace. Paths are built
 //! from the selector directly, so interface names with dots (`eth0.100`) work, which the
-//! dotted sysctl names (and the `sysctl` crate) cannot express.
+//! dotted sysctl names (and the `sysctl` crate) cannot express. Failures are a typed
+//! [`Error`] naming the selector or the path.
 
-use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::path::PathBuf;
 
-/// `/proc/sys/net/ipv4/conf/<selector>/route_localnet`. Errors unless `selector` is
-/// `all` or a valid interface name, so no input can name another path.
-pub fn route_localnet_path(selector: &str) -> Result<PathBuf> {
-    if selector != "all" {
-        crate::model::ifpattern::IfPattern::parse(selector, false)
-            .map_err(|e| anyhow::anyhow!("refusing route_localnet for {selector:?}: {e}"))?;
-    }
-    Ok(PathBuf::from(format!("/proc/sys/net/ipv4/conf/{selector}/route_localnet")))
+/// The folder of the per-interface IPv4 settings (`all`, `default` and one per interface).
+const CONF_DIR: &str = "/proc/sys/net/ipv4/conf";
+
+/// A route_localnet read or write that failed. An OS error is the
+/// [`source`](std::error::Error::source) (printed after `: ` by `{:#}`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The selector is neither `all` nor a valid interface name, so no path is built.
+    #[error("refusing route_localnet for {selector:?}: {reason}")]
+    BadSelector {
+        /// The selector as given.
+        selector: String,
+        /// Why it is not an interface name.
+        reason: String,
+    },
+    /// Reading the file failed for a reason other than its absence.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The `/proc/sys` file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Writing the file failed (no root, the interface gone, ...).
+    #[error("cannot write {value} to {}", path.display())]
+    Write {
+        /// The value written (`"0"`, `"1"`, ...).
+        value: String,
+        /// The `/proc/sys` file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Listing `/proc/sys/net/ipv4/conf` failed.
+    #[error("cannot list {CONF_DIR}")]
+    List {
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
-/// Reads route_localnet for `selector` (`all` or an interface name). `Ok(None)` when the
-/// interface does not exist. Errors name the path.
-pub fn read_route_localnet(selector: &str) -> Result<Option<String>> {
+/// `/proc/sys/net/ipv4/conf/<selector>/route_localnet`. Errors ([`Error::BadSelector`])
+/// unless `selector` is `all` or a valid interface name, so no input can name another path.
+pub fn route_localnet_path(selector: &str) -> Result<PathBuf, Error> {
+    if selector != "all" {
+        crate::model::ifpattern::IfPattern::parse(selector, false)
+            .map_err(|reason| Error::BadSelector { selector: selector.to_string(), reason })?;
+    }
+    Ok(PathBuf::from(format!("{CONF_DIR}/{selector}/route_localnet")))
+}
+
+/// Reads route_localnet for `selector` (`all` or an interface name): the value as the
+/// kernel prints it, trimmed (`"0"`, `"1"`). `Ok(None)` when the interface does not exist.
+///
+/// Errors: [`Error::BadSelector`], [`Error::Read`].
+pub fn read_route_localnet(selector: &str) -> Result<Option<String>, Error> {
     let path = route_localnet_path(selector)?;
     match std::fs::read_to_string(&path) {
         Ok(s) => Ok(Some(s.trim().to_string())),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(source) => Err(Error::Read { path, source }),
     }
 }
 
-/// Writes `value` to route_localnet for `selector`. Errors name the path and the cause
-/// (e.g. permission denied without root, interface gone).
-pub fn write_route_localnet(selector: &str, value: &str) -> Result<()> {
+/// Writes `value` to route_localnet for `selector`.
+///
+/// Errors: [`Error::BadSelector`], [`Error::Write`] (naming the path and, as its source,
+/// the cause: permission denied without root, interface gone, ...).
+pub fn write_route_localnet(selector: &str, value: &str) -> Result<(), Error> {
     let path = route_localnet_path(selector)?;
-    std::fs::write(&path, value).with_context(|| format!("cannot write {value} to {}", path.display()))
+    std::fs::write(&path, value).map_err(|source| Error::Write { value: value.to_string(), path, source })
+}
+
+/// route_localnet of `all`, `default` and every interface of the namespace: name -> value
+/// as [`read_route_localnet`] gives it. Names no path may be built from (see
+/// [`route_localnet_path`]) and interfaces gone while listing are left out.
+///
+/// Errors: [`Error::List`], [`Error::Read`].
+pub fn read_all_route_localnet() -> Result<BTreeMap<String, String>, Error> {
+    let mut values = BTreeMap::new();
+    for entry in std::fs::read_dir(CONF_DIR).map_err(|source| Error::List { source })? {
+        let name = entry.map_err(|source| Error::List { source })?.file_name().to_string_lossy().into_owned();
+        // Only names a /proc/sys path may be built from (see `route_localnet_path`).
+        if route_localnet_path(&name).is_err() {
+            continue;
+        }
+        if let Some(v) = read_route_localnet(&name)? {
+            values.insert(name, v);
+        }
+    }
+    Ok(values)
 }

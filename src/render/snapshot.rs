@@ -9,8 +9,11 @@
 //! IPv4 route, and, on an installed host, the managed files. The agent's settings file is
 //! redacted ([`crate::desired::ecs_config::redact`]): only the keys ecs-hostnet manages are kept.
 //! Planning against it goes through the same code as planning against the kernel
-//! ([`HostFacts::live_state`], [`crate::desired::install_files::plan_files`]), so both give the same
+//! ([`HostFacts::live_state`], [`crate::plan::files::plan_files`]), so both give the same
 //! plan (a test pins this).
+//!
+//! Reading a snapshot ([`Snapshot::from_json`]) fails with a [`SnapshotError`], located
+//! (`NAME:LINE:COL: ...` or `NAME: ...`).
 
 use crate::desired::ecs_config;
 use crate::desired::install_files as artifacts;
@@ -19,13 +22,92 @@ use crate::model::live::LiveTable;
 use crate::model::record::Record;
 use crate::model::route::LiveRoute;
 use crate::plan::live::HostFacts;
-use anyhow::{Result, bail};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The schema name in [`Snapshot::schema`].
 pub const SNAPSHOT_SCHEMA: &str = "ecs-hostnet.snapshot/v1";
+
+/// A snapshot document that cannot be read, or that no host could have given. Each is one
+/// line (no [`source`](std::error::Error::source)).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The document is not JSON.
+    #[error("{name}:{line}:{column}: {message} (a snapshot is the JSON `ecs-hostnet snapshot` prints)")]
+    NotJson {
+        /// The document's name (its path).
+        name: String,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// The JSON parser's message, without its position.
+        message: String,
+    },
+    /// The `schema` is another one.
+    #[error("{name}: schema {schema:?} is not one this ecs-hostnet reads ({SNAPSHOT_SCHEMA})")]
+    UnknownSchema {
+        /// The document's name.
+        name: String,
+        /// The schema it names.
+        schema: String,
+    },
+    /// There is no `schema` string.
+    #[error("{name}: no \"schema\": {SNAPSHOT_SCHEMA:?}; this is not a snapshot from `ecs-hostnet snapshot`")]
+    NoSchema {
+        /// The document's name.
+        name: String,
+    },
+    /// JSON of the right schema whose content does not fit [`Snapshot`] (a missing or
+    /// unknown field, a wrong type).
+    #[error("{name}:{line}:{column}: {message}")]
+    Malformed {
+        /// The document's name.
+        name: String,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// The JSON parser's message, without its position.
+        message: String,
+    },
+    /// What [`Snapshot::check`] refuses: something no kernel or host reports.
+    #[error("{problem}")]
+    Implausible {
+        /// What is wrong, naming the table, chain, rule or setting.
+        problem: String,
+    },
+    /// [`SnapshotError::Implausible`] in a named document.
+    #[error("{name}: {problem}; not a snapshot a host could give")]
+    NotFromAHost {
+        /// The document's name.
+        name: String,
+        /// What is wrong (as in [`SnapshotError::Implausible`]).
+        problem: String,
+    },
+    /// File content `{"base64": ...}` that is not base64 ([`Content::to_bytes`]).
+    #[error("invalid base64 file content: {error}")]
+    Base64 {
+        /// The decoder's complaint.
+        error: base64::DecodeError,
+    },
+    /// [`SnapshotError::Base64`] in a named document, for the file at `path`.
+    #[error("{name}: {path}: invalid base64 file content: {error}")]
+    BadContent {
+        /// The document's name.
+        name: String,
+        /// The managed file whose content is bad.
+        path: String,
+        /// The decoder's complaint.
+        error: base64::DecodeError,
+    },
+}
+
+/// [`SnapshotError::Implausible`] from a message.
+fn implausible(problem: String) -> SnapshotError {
+    SnapshotError::Implausible { problem }
+}
 
 /// One host's live state (`ecs-hostnet snapshot`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,14 +199,27 @@ impl Content {
             Err(_) => Content::Base64 { base64: base64::engine::general_purpose::STANDARD.encode(b) },
         }
     }
-    /// The bytes; errors on invalid base64.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+    /// The bytes.
+    ///
+    /// Errors: [`SnapshotError::Base64`] on invalid base64.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, SnapshotError> {
         match self {
             Content::Text(s) => Ok(s.as_bytes().to_vec()),
             Content::Base64 { base64 } => base64::engine::general_purpose::STANDARD
                 .decode(base64)
-                .map_err(|e| anyhow::anyhow!("invalid base64 file content: {e}")),
+                .map_err(|error| SnapshotError::Base64 { error }),
         }
+    }
+
+    /// [`Content::to_bytes`], errors naming the document and the file
+    /// ([`SnapshotError::BadContent`]).
+    fn to_bytes_in(&self, name: &str, path: &str) -> Result<Vec<u8>, SnapshotError> {
+        self.to_bytes().map_err(|e| match e {
+            SnapshotError::Base64 { error } => {
+                SnapshotError::BadContent { name: name.to_string(), path: path.to_string(), error }
+            }
+            e => e,
+        })
     }
 }
 
@@ -203,37 +298,44 @@ impl Snapshot {
 
     /// Reads a snapshot document. `name` is used in errors, which are located
     /// (`NAME:LINE:COL: ...`) and name the schema this ecs-hostnet reads.
-    pub fn from_json(name: &str, bytes: &[u8]) -> Result<Snapshot> {
-        let located = |e: serde_json::Error| {
-            // serde_json's text ends with " at line L column C": say it once, up front.
+    ///
+    /// Errors: [`SnapshotError::NotJson`], [`SnapshotError::UnknownSchema`],
+    /// [`SnapshotError::NoSchema`], [`SnapshotError::Malformed`],
+    /// [`SnapshotError::NotFromAHost`] (see [`Snapshot::check`]), [`SnapshotError::BadContent`].
+    pub fn from_json(name: &str, bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+        // serde_json's text ends with " at line L column C": say it once, up front.
+        let position = |e: &serde_json::Error| {
             let text = e.to_string();
             let suffix = format!(" at line {} column {}", e.line(), e.column());
-            let msg = text.strip_suffix(&suffix).unwrap_or(&text);
-            anyhow::anyhow!("{name}:{}:{}: {msg}", e.line(), e.column().max(1))
+            let message = text.strip_suffix(&suffix).unwrap_or(&text).to_string();
+            (name.to_string(), e.line(), e.column().max(1), message)
         };
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-            let e = located(e);
-            anyhow::anyhow!("{e} (a snapshot is the JSON `ecs-hostnet snapshot` prints)")
+            let (name, line, column, message) = position(&e);
+            SnapshotError::NotJson { name, line, column, message }
         })?;
         match value.get("schema").and_then(|s| s.as_str()) {
             Some(SNAPSHOT_SCHEMA) => {}
-            Some(other) => bail!("{name}: schema {other:?} is not one this ecs-hostnet reads ({SNAPSHOT_SCHEMA})"),
-            None => {
-                bail!("{name}: no \"schema\": {SNAPSHOT_SCHEMA:?}; this is not a snapshot from `ecs-hostnet snapshot`")
+            Some(other) => {
+                return Err(SnapshotError::UnknownSchema { name: name.to_string(), schema: other.to_string() });
             }
+            None => return Err(SnapshotError::NoSchema { name: name.to_string() }),
         }
-        let snap: Snapshot = serde_json::from_slice(bytes).map_err(located)?;
-        snap.check().map_err(|e| anyhow::anyhow!("{name}: {e}; not a snapshot a host could give"))?;
+        let snap: Snapshot = serde_json::from_slice(bytes).map_err(|e| {
+            let (name, line, column, message) = position(&e);
+            SnapshotError::Malformed { name, line, column, message }
+        })?;
+        snap.check().map_err(|e| SnapshotError::NotFromAHost { name: name.to_string(), problem: e.to_string() })?;
         // Check what the planner would otherwise meet later: file contents decode.
         if let Some(i) = &snap.install {
             for f in &i.files {
-                f.expected.to_bytes().map_err(|e| anyhow::anyhow!("{name}: {}: {e}", f.path))?;
+                f.expected.to_bytes_in(name, &f.path)?;
                 if let Some(l) = &f.live {
-                    l.to_bytes().map_err(|e| anyhow::anyhow!("{name}: {}: {e}", f.path))?;
+                    l.to_bytes_in(name, &f.path)?;
                 }
             }
             if let Some(Some(l)) = i.ecs_config.as_ref().map(|e| &e.live) {
-                l.to_bytes().map_err(|e| anyhow::anyhow!("{name}: {}: {e}", artifacts::ECS_CONFIG_PATH))?;
+                l.to_bytes_in(name, artifacts::ECS_CONFIG_PATH)?;
             }
         }
         Ok(snap)
@@ -246,7 +348,9 @@ impl Snapshot {
     /// `NFT_USERDATA_MAXLEN`: 256 bytes), rules of more than `NFT_RULE_MAXEXPRS` (128)
     /// expressions, sysctl values that are not integers, and selectors that are not `all`
     /// or an interface name.
-    pub fn check(&self) -> Result<()> {
+    ///
+    /// Errors: [`SnapshotError::Implausible`], naming the first problem found.
+    pub fn check(&self) -> Result<(), SnapshotError> {
         use crate::model::names::OWNED_TABLES;
         const NAME_MAX: usize = 256;
         const MAX_EXPRS: usize = 128;
@@ -265,59 +369,70 @@ impl Snapshot {
         for t in &self.tables {
             let what = format!("table {} {}", t.family.name(), crate::model::escape::escape_controls(&t.name));
             if !OWNED_TABLES.contains(&(t.family, t.name.as_str())) {
-                bail!("{what} is not one of ecs-hostnet's (table ip ecs-hostnet, table inet ecs-hostnet)");
+                return Err(implausible(format!(
+                    "{what} is not one of ecs-hostnet's (table ip ecs-hostnet, table inet ecs-hostnet)"
+                )));
             }
             if seen.contains(&(t.family, &t.name)) {
-                bail!("{what} is listed twice");
+                return Err(implausible(format!("{what} is listed twice")));
             }
             seen.push((t.family, &t.name));
             if t.comment.as_ref().is_some_and(|c| c.len() > NAME_MAX) {
-                bail!("{what}: the comment is longer than {NAME_MAX} bytes");
+                return Err(implausible(format!("{what}: the comment is longer than {NAME_MAX} bytes")));
             }
             if let Some(bad) = t.record.as_ref().and_then(record_bad) {
-                bail!("{what}: the route_localnet record holds {bad}: want `all` or an interface name and an integer");
+                return Err(implausible(format!(
+                    "{what}: the route_localnet record holds {bad}: want `all` or an interface name and an integer"
+                )));
             }
             let mut chains = Vec::new();
             let mut handles = std::collections::BTreeSet::new();
             for c in &t.chains {
                 let chain = crate::model::escape::escape_controls(&c.name);
                 if c.name.len() > NAME_MAX {
-                    bail!("{what}: the chain name {chain:?} is longer than {NAME_MAX} bytes");
+                    return Err(implausible(format!(
+                        "{what}: the chain name {chain:?} is longer than {NAME_MAX} bytes"
+                    )));
                 }
                 if chains.contains(&&c.name) {
-                    bail!("{what}: chain {chain} is listed twice");
+                    return Err(implausible(format!("{what}: chain {chain} is listed twice")));
                 }
                 chains.push(&c.name);
                 for r in &c.rules {
                     if !handles.insert(r.handle) {
-                        bail!("{what}: rule handle {} is listed twice", r.handle);
+                        return Err(implausible(format!("{what}: rule handle {} is listed twice", r.handle)));
                     }
                     if r.comment.as_ref().is_some_and(|c| c.len() > NAME_MAX) {
-                        bail!("{what}: the comment of rule handle {} is longer than {NAME_MAX} bytes", r.handle);
+                        return Err(implausible(format!(
+                            "{what}: the comment of rule handle {} is longer than {NAME_MAX} bytes",
+                            r.handle
+                        )));
                     }
                     if r.exprs.len() > MAX_EXPRS {
-                        bail!(
+                        return Err(implausible(format!(
                             "{what}: rule handle {} has {} expressions, the kernel allows {MAX_EXPRS}",
                             r.handle,
                             r.exprs.len()
-                        );
+                        )));
                     }
                 }
             }
             if t.foreign_objects.iter().any(|o| o.len() > 2 * NAME_MAX) {
-                bail!("{what}: a foreign object's name is too long");
+                return Err(implausible(format!("{what}: a foreign object's name is too long")));
             }
         }
         if let Some(bad) = self.saved_record.as_ref().and_then(record_bad) {
-            bail!("saved_record holds {bad}: want `all` or an interface name and an integer");
+            return Err(implausible(format!(
+                "saved_record holds {bad}: want `all` or an interface name and an integer"
+            )));
         }
         for (k, v) in &self.route_localnet {
             if !(selector_ok(k) && v.parse::<i32>().is_ok()) {
-                bail!(
+                return Err(implausible(format!(
                     "route_localnet: {:?} = {:?}: want `all` or an interface name and an integer",
                     crate::model::escape::escape_controls(k),
                     crate::model::escape::escape_controls(v)
-                );
+                )));
             }
         }
         Ok(())
