@@ -161,7 +161,7 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
             // another lock, or someone flushing the rule set, can take the guard away
             // between our batch and our sysctl write): put the recorded values back.
             let mut restored = Vec::new();
-            if !guard_is_live(&live_after) {
+            if !crate::plan::localhost_guard_is_live(&live_after) {
                 for w in &p.sysctl_after {
                     if let Some(original) = p.record.get(&w.selector) {
                         sysctl::write_route_localnet(&w.selector, original)?;
@@ -180,15 +180,6 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
         }
         return Ok(p);
     }
-}
-
-/// Whether the localhost guard rule is live in `table inet ecs-hostnet`.
-fn guard_is_live(live: &LiveState) -> bool {
-    live.tables.iter().any(|t| {
-        t.family == crate::model::ruleset::Family::Inet
-            && t.flags == 0
-            && t.chains.iter().any(|c| c.rules.iter().any(|r| r.comment.as_deref() == Some("localhost-guard")))
-    })
 }
 
 /// The desired state of `remove`: none of our tables, no route_localnet of ours.
