@@ -1,6 +1,8 @@
 //! ecs-hostnet command line. Exit codes: 0 = done / nothing to do, 2 = changes or drift
 //! (plan, check), 1 = error (with a message on stderr).
 
+#![deny(unsafe_code)]
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use ecs_hostnet::engine::load::{self as loader, Loaded};

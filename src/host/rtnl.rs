@@ -60,6 +60,8 @@ pub struct Rtnl {
 
 impl Rtnl {
     /// Opens a `NETLINK_ROUTE` socket.
+    // Temporary, until this setsockopt goes through nix: the crate denies unsafe_code.
+    #[allow(unsafe_code)]
     pub fn open() -> Result<Rtnl> {
         let mut sock = Socket::new(NETLINK_ROUTE).context("cannot open a NETLINK_ROUTE socket")?;
         sock.bind_auto().context("cannot bind the NETLINK_ROUTE socket")?;
@@ -68,6 +70,8 @@ impl Rtnl {
         // The kernel answers within the request; never wait forever for an answer that
         // will not come.
         let timeout = libc::timeval { tv_sec: 5, tv_usec: 0 };
+        // SAFETY: the descriptor is `sock`'s, open while `sock` lives; `timeout` is a valid
+        // `struct timeval` and the length passed is its size.
         unsafe {
             libc::setsockopt(
                 std::os::fd::AsRawFd::as_raw_fd(&sock),
