@@ -34,15 +34,16 @@ const NFT_HDR: usize = 20;
 /// 1.2.4 stores; it copies a longer one past its 64-byte array.
 pub const DATA_MAXLEN: usize = 64;
 
-/// Upper bound of the bytes one attribute setter adds to an encoded message, besides the
-/// value: the attribute header (4), up to two enclosing nests (an `nft_data` value or a
-/// verdict: 8), alignment padding (3), a string's NUL (1), rounded up.
-const ATTR_BOUND: usize = 24;
-
-/// Upper bound of the bytes an object encodes to before any attribute: the nests libnftnl
-/// opens for it (expression list, element list, chain hook, set description, an
-/// expression's `NFTA_LIST_ELEM` + `NFTA_EXPR_DATA`, ...), rounded up.
-const OBJECT_BOUND: usize = 64;
+/// Upper bound of the bytes an object encodes to besides its attributes: the nests
+/// libnftnl opens for it, 4 bytes each (a rule's expression list, a set's element list and
+/// description, a chain's hook, an element's `NFTA_LIST_ELEM`, an expression's
+/// `NFTA_LIST_ELEM` and `NFTA_EXPR_DATA`, whose name counts as a string attribute).
+///
+/// The attributes' bounds: a u32 or u64 at most 16 bytes (header 4, value 8, or a verdict's
+/// two nests 8 and its code 8), a string 8 + its length with the NUL (header 4, padding 3),
+/// data 12 + its length (an `nft_data` nest 4, header 4, padding 3). Checked against what
+/// libnftnl 1.2.4's `*_nlmsg_build_payload` and `mnl_attr_put*` write, and by a test.
+const OBJECT_BOUND: usize = 16;
 
 // ---------------------------------------------------------------------------------------
 // Reading messages
@@ -210,18 +211,18 @@ macro_rules! parse {
     }};
 }
 
-/// Bound contribution of a string attribute.
+/// Bound contribution of a string attribute ([`OBJECT_BOUND`]).
 fn str_bound(s: &CStr) -> usize {
-    ATTR_BOUND + s.to_bytes_with_nul().len()
+    8 + s.to_bytes_with_nul().len()
 }
 
-/// Bound contribution of a byte-string attribute.
+/// Bound contribution of a data attribute, plain or in an `nft_data` nest ([`OBJECT_BOUND`]).
 fn data_bound(d: &[u8]) -> usize {
-    ATTR_BOUND + d.len()
+    12 + d.len()
 }
 
-/// Bound contribution of a u32/u64 attribute.
-const INT_BOUND: usize = ATTR_BOUND + 8;
+/// Bound contribution of a u32 or u64 attribute, a verdict included ([`OBJECT_BOUND`]).
+const INT_BOUND: usize = 16;
 
 /// A `u32` length for libnftnl; values ecs-hostnet sets are far shorter.
 fn len32(d: &[u8]) -> u32 {
@@ -663,7 +664,7 @@ impl Expr {
         // SAFETY: `name` is NUL-terminated; libnftnl returns a new expression or NULL.
         let e = unsafe { sys::nftnl_expr_alloc(name.as_ptr()) };
         let ptr = NonNull::new(e).unwrap_or_else(|| panic!("libnftnl has no {name:?} expression"));
-        Expr { ptr, bound: OBJECT_BOUND + name.to_bytes_with_nul().len() }
+        Expr { ptr, bound: OBJECT_BOUND + str_bound(name) }
     }
 
     /// Sets a u32 attribute. Callers pass only attributes their expression stores as a
@@ -1116,61 +1117,66 @@ impl Msg<'_> {
         unsafe { (*self.nlh.as_ptr()).nlmsg_len as usize }
     }
 
-    /// Panics unless a payload of at most `bound` bytes fits in the buffer after what is
-    /// there: libnftnl would write past its end.
-    fn room(&self, bound: usize) -> *mut libc::nlmsghdr {
+    /// Runs `build` (one `nftnl_*_nlmsg_build_payload`) on the header after checking that
+    /// a payload of at most `bound` bytes fits in the buffer after what is there: panics
+    /// otherwise, since libnftnl would write past its end. Debug builds check afterwards
+    /// that the bound held.
+    fn put(&mut self, bound: usize, build: impl FnOnce(*mut libc::nlmsghdr)) {
+        let before = self.len();
         assert!(
-            self.len() + bound <= self.cap,
+            before + bound <= self.cap,
             "an nf_tables message of up to {} bytes does not fit its {}-byte buffer",
-            self.len() + bound,
+            before + bound,
             self.cap
         );
-        self.nlh.as_ptr()
+        build(self.nlh.as_ptr());
+        debug_assert!(
+            self.len() <= before + bound,
+            "libnftnl wrote {} bytes, over the bound {bound}",
+            self.len() - before
+        );
     }
 
     /// Adds a table's attributes (`nftnl_table_nlmsg_build_payload`).
     pub fn put_table(&mut self, t: &Table) {
-        let nlh = self.room(t.bound);
-        // SAFETY: `room` checked that the table's encoding fits; libnftnl only reads `t`.
-        unsafe { sys::nftnl_table_nlmsg_build_payload(nlh, t.ptr.as_ptr()) }
+        // SAFETY: `put` checked that the table's encoding fits after `nlh`; libnftnl only
+        // reads `t`.
+        self.put(t.bound, |nlh| unsafe { sys::nftnl_table_nlmsg_build_payload(nlh, t.ptr.as_ptr()) })
     }
 
     /// Adds a chain's attributes (`nftnl_chain_nlmsg_build_payload`).
     pub fn put_chain(&mut self, c: &Chain) {
-        let nlh = self.room(c.bound);
-        // SAFETY: `room` checked that the chain's encoding fits; libnftnl only reads `c`.
-        unsafe { sys::nftnl_chain_nlmsg_build_payload(nlh, c.ptr.as_ptr()) }
+        // SAFETY: `put` checked that the chain's encoding fits after `nlh`; libnftnl only
+        // reads `c`.
+        self.put(c.bound, |nlh| unsafe { sys::nftnl_chain_nlmsg_build_payload(nlh, c.ptr.as_ptr()) })
     }
 
     /// Adds a rule's attributes and expressions (`nftnl_rule_nlmsg_build_payload`).
     pub fn put_rule(&mut self, r: &mut Rule) {
-        let nlh = self.room(r.bound);
-        // SAFETY: `room` checked that the rule's encoding fits; `r` is borrowed mutably, as
-        // libnftnl's prototype asks.
-        unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, r.ptr.as_ptr()) }
+        // SAFETY: `put` checked that the rule's encoding fits after `nlh`; `r` is borrowed
+        // mutably, as libnftnl's prototype asks.
+        self.put(r.bound, |nlh| unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, r.ptr.as_ptr()) })
     }
 
     /// Adds a set's attributes, without its elements (`nftnl_set_nlmsg_build_payload`).
     pub fn put_set(&mut self, s: &mut Set) {
-        let nlh = self.room(s.bound);
-        // SAFETY: `room` checked that the set's encoding fits; `s` is borrowed mutably, as
-        // libnftnl's prototype asks.
-        unsafe { sys::nftnl_set_nlmsg_build_payload(nlh, s.ptr.as_ptr()) }
+        // SAFETY: `put` checked that the set's encoding fits after `nlh`; `s` is borrowed
+        // mutably, as libnftnl's prototype asks.
+        self.put(s.bound, |nlh| unsafe { sys::nftnl_set_nlmsg_build_payload(nlh, s.ptr.as_ptr()) })
     }
 
     /// Adds a set's name, table, id and elements (`nftnl_set_elems_nlmsg_build_payload`).
     pub fn put_set_elems(&mut self, s: &mut Set) {
-        let nlh = self.room(s.bound);
-        // SAFETY: `room` checked that the set's encoding (elements included) fits; `s` is
-        // borrowed mutably, as libnftnl's prototype asks.
-        unsafe { sys::nftnl_set_elems_nlmsg_build_payload(nlh, s.ptr.as_ptr()) }
+        // SAFETY: `put` checked that the set's encoding (elements included) fits after
+        // `nlh`; `s` is borrowed mutably, as libnftnl's prototype asks.
+        self.put(s.bound, |nlh| unsafe { sys::nftnl_set_elems_nlmsg_build_payload(nlh, s.ptr.as_ptr()) })
     }
 
     /// Adds an object's attributes (`nftnl_obj_nlmsg_build_payload`).
     pub fn put_obj(&mut self, o: &Obj) {
-        let nlh = self.room(o.bound);
-        // SAFETY: `room` checked that the object's encoding fits; libnftnl only reads `o`.
-        unsafe { sys::nftnl_obj_nlmsg_build_payload(nlh, o.ptr.as_ptr()) }
+        // SAFETY: `put` checked that the object's encoding fits after `nlh`; libnftnl only
+        // reads `o`.
+        self.put(o.bound, |nlh| unsafe { sys::nftnl_obj_nlmsg_build_payload(nlh, o.ptr.as_ptr()) })
     }
 }
 
@@ -1202,4 +1208,122 @@ pub fn socket_fd(sock: &mnl::Socket) -> BorrowedFd<'_> {
     // SAFETY: the descriptor belongs to `sock`, which closes it only when dropped; the
     // borrow of `sock` keeps it open for the `BorrowedFd`'s lifetime.
     unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::nft::Aligned;
+
+    /// An `NFT_MSG_NEWTABLE` message for table `name` with userdata `udata`, as libnftnl
+    /// builds it (exactly `nlmsg_len` bytes).
+    fn table_message(name: &CStr, udata: &[u8]) -> Vec<u8> {
+        let mut buf = Aligned([0u8; 1024]);
+        let mut t = Table::new();
+        t.set_family(libc::NFPROTO_IPV4 as u32);
+        t.set_name(name);
+        t.set_userdata(udata);
+        let mut msg = MsgBuf::new(&mut buf.0).header(libc::NFT_MSG_NEWTABLE as u16, libc::NFPROTO_IPV4 as u16, 0, 7);
+        msg.put_table(&t);
+        let len = msg.len();
+        buf.0[..len].to_vec()
+    }
+
+    /// A message is parsed wherever it sits and whatever follows it: in place when it is
+    /// aligned and ends with a zero byte, else from a padded copy; same result.
+    #[test]
+    fn a_message_parses_the_same_in_place_unaligned_or_unterminated() {
+        let m = table_message(c"t", &[0, 2, b'x', 0xff]);
+        assert_ne!(m.last(), Some(&0), "the message must end with a non-zero byte for this test");
+        let read = |m: &[u8]| {
+            let t = Table::parse(m).unwrap();
+            (t.family(), t.name().map(CStr::to_owned), t.userdata().map(<[u8]>::to_vec))
+        };
+        let expected = (libc::NFPROTO_IPV4 as u32, Some(c"t".to_owned()), Some(vec![0, 2, b'x', 0xff]));
+        assert_eq!(read(&m), expected);
+        let mut shifted = vec![0u8];
+        shifted.extend_from_slice(&m);
+        assert_eq!(read(&shifted[1..]), expected);
+        let mut padded = m.clone();
+        padded.extend_from_slice(&[0; 4]);
+        assert_eq!(read(&padded), expected);
+    }
+
+    /// Framing is checked before libnftnl sees anything.
+    #[test]
+    fn a_message_that_does_not_frame_is_refused() {
+        let m = table_message(c"t", b"u");
+        assert!(matches!(Table::parse(&m[..19]), Err(Refused::Malformed)));
+        // nlmsg_len past the end of the slice, and below nlmsghdr + nfgenmsg.
+        assert!(matches!(Table::parse(&m[..m.len() - 1]), Err(Refused::Malformed)));
+        let mut short = m.clone();
+        short[..4].copy_from_slice(&16u32.to_ne_bytes());
+        assert!(matches!(Table::parse(&short), Err(Refused::Malformed)));
+        // Bytes past nlmsg_len are not parsed.
+        let mut longer = m.clone();
+        longer.extend_from_slice(&[0xff; 9]);
+        assert_eq!(Table::parse(&longer).unwrap().name(), Some(c"t"));
+    }
+
+    /// A set element attribute above NFTA_SET_ELEM_MAX never reaches libnftnl 1.2.4.
+    #[test]
+    fn a_libnftnl_hazard_is_refused_before_parsing() {
+        let mut m = vec![0u8; 20];
+        m[4..6].copy_from_slice(&(((10u16) << 8) | libc::NFT_MSG_NEWSETELEM as u16).to_ne_bytes());
+        // NFTA_SET_ELEM_LIST_ELEMENTS { NFTA_LIST_ELEM { type 12, u32 } }
+        m.extend_from_slice(&[20, 0, 3, 0x80, 16, 0, 1, 0x80, 8, 0, 12, 0, 0, 0, 0, 1, 4, 0, 1, 0]);
+        let n = m.len() as u32;
+        m[..4].copy_from_slice(&n.to_ne_bytes());
+        match Set::parse_elems(&m) {
+            Err(Refused::Hazard(why)) => assert!(why.contains("above NFTA_SET_ELEM_MAX"), "{why}"),
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("parsed"),
+        }
+    }
+
+    /// libnftnl 1.2.4 copies values into 64-byte arrays unchecked: longer ones are errors.
+    #[test]
+    fn values_longer_than_an_nft_data_are_refused() {
+        assert!(Expr::cmp(1, 0, &[7; DATA_MAXLEN]).is_ok());
+        assert!(Expr::cmp(1, 0, &[7; DATA_MAXLEN + 1]).err().unwrap().contains("65 bytes"));
+        assert!(Expr::immediate(1, &[7; DATA_MAXLEN + 1]).is_err());
+        assert!(Expr::bitwise(1, 1, 4, &[0; 4], &[0; DATA_MAXLEN + 1]).is_err());
+        let mut e = SetElem::new();
+        assert!(e.set_key(&[1; DATA_MAXLEN]).is_ok());
+        assert!(e.set_key(&[1; DATA_MAXLEN + 1]).is_err());
+    }
+
+    /// What would not fit the buffer panics before libnftnl writes anything.
+    #[test]
+    #[should_panic(expected = "does not fit its 256-byte buffer")]
+    fn a_payload_larger_than_its_buffer_panics_before_it_is_written() {
+        let mut buf = Aligned([0u8; 256]);
+        let mut t = Table::new();
+        t.set_name(&std::ffi::CString::new("x".repeat(300)).unwrap());
+        MsgBuf::new(&mut buf.0).header(libc::NFT_MSG_NEWTABLE as u16, 2, 0, 1).put_table(&t);
+    }
+
+    /// The byte bound of an object is never below what libnftnl writes, for the largest
+    /// messages ecs-hostnet builds: 512 interval elements with flags and 16-byte keys.
+    #[test]
+    fn the_byte_bound_covers_what_libnftnl_writes() {
+        let mut st = Set::new();
+        st.set_table(c"ecs-hostnet");
+        st.set_name(c"__set%d");
+        st.set_family(1);
+        st.set_id(1);
+        for i in 0..512u32 {
+            let mut e = SetElem::new();
+            e.set_key(&[i as u8; 16]).unwrap();
+            e.set_flags(1);
+            st.add_elem(e);
+        }
+        let bound = st.bound;
+        let mut raw = Box::new(Aligned([0u8; 65536 + 4096]));
+        let mut msg = MsgBuf::new(&mut raw.0).header(libc::NFT_MSG_NEWSETELEM as u16, 1, 0, 1);
+        msg.put_set_elems(&mut st);
+        let written = msg.len() - NFT_HDR;
+        assert!(written <= bound && bound <= nftnl::nft_nlmsg_maxsize() as usize, "{written} > {bound}");
+        assert!(written > 512 * 16, "{written}");
+    }
 }

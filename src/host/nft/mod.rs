@@ -903,4 +903,61 @@ mod tests {
         assert_eq!(MsgLabel::Elements(i, 64).text(&ops), format!("add elements 64.. of the set of `{op}`"));
         assert!(MsgLabel::Op(0).text(&ops).starts_with("add table ip ecs-hostnet"));
     }
+
+    /// A batch refused for someone else's commit is retried; any other refusal is not.
+    #[test]
+    fn concurrent_commits_are_told_from_other_refusals() {
+        let rejected = |errno| KernelError::Rejected {
+            op: "batch begin".into(),
+            err: std::io::Error::from_raw_os_error(errno),
+            extack: String::new(),
+        };
+        for errno in [libc::ERESTART, libc::ENOENT, libc::EEXIST, libc::EBUSY] {
+            assert!(rejected(errno).is_concurrent_commit(), "{errno}");
+        }
+        for errno in [libc::EPERM, libc::EINVAL, libc::ENOSPC] {
+            assert!(!rejected(errno).is_concurrent_commit(), "{errno}");
+        }
+        let io = KernelError::Io { what: "request 13".into(), err: std::io::Error::from_raw_os_error(libc::ENOENT) };
+        assert!(!io.is_concurrent_commit());
+        assert!(!KernelError::Unstable.is_concurrent_commit());
+    }
+
+    /// The io errors are sources, and an error chain (`{:#}`, as the CLI prints errors)
+    /// reads as the one-line message did before.
+    #[test]
+    fn io_errors_print_once_in_an_error_chain() {
+        let io = KernelError::Io { what: "request 13".into(), err: std::io::Error::from_raw_os_error(libc::ENOENT) };
+        assert!(std::error::Error::source(&io).is_some());
+        let text = format!("{:#}", anyhow::Error::from(io));
+        assert_eq!(text, format!("netlink request 13 failed: {}", std::io::Error::from_raw_os_error(libc::ENOENT)));
+        let sock = KernelError::Socket(std::io::Error::from_raw_os_error(libc::EMFILE));
+        let text = format!("{:#}", anyhow::Error::from(sock));
+        assert_eq!(
+            text,
+            format!("cannot open a netfilter netlink socket: {}", std::io::Error::from_raw_os_error(libc::EMFILE))
+        );
+    }
+
+    /// A set element key longer than libnftnl's 64-byte array is refused before a batch is
+    /// built.
+    #[test]
+    fn an_oversized_set_key_is_not_encodable() {
+        let desired = crate::desired::compile(&crate::config::default_config());
+        let mut ops = crate::plan::plan(&desired, &crate::plan::live::LiveState::default()).ops;
+        encode::check_encodable(&ops).unwrap();
+        let set = ops
+            .iter_mut()
+            .find_map(|op| match op {
+                Op::AddRule { rule, .. } => rule.exprs.iter_mut().find_map(|x| match x {
+                    crate::model::ruleset::Expr::Lookup { set, .. } => Some(set),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .expect("the default has a rule with a set");
+        set.elements[0].key = vec![0; 65];
+        let err = encode::check_encodable(&ops).unwrap_err();
+        assert!(err.contains("65 bytes"), "{err}");
+    }
 }
