@@ -79,18 +79,22 @@ impl TableInfo {
     }
 }
 
-/// How the message parsers below take their message: `m` is one whole netlink message,
-/// `nlmsghdr` (16 bytes, native byte order) then `nfgenmsg` (4 bytes) then attributes,
-/// `nlmsg_len` bytes or more (bytes past `nlmsg_len` are not parsed); any alignment. libnftnl
-/// parses it (in place when `m` is 4-aligned and ends with a zero byte, else a padded copy;
-/// see `ffi`). Errors: `malformed KIND message` when `m` is shorter than 20 bytes, its
-/// `nlmsg_len` is below 20 or past the end of `m`, or libnftnl cannot parse it; `refused
-/// before libnftnl parses it: ...` for a message that would hit a known libnftnl defect
-/// ([`libnftnl_hazard`]).
-///
 /// Parses an `NFT_MSG_NEWTABLE` message (`NFTA_TABLE_NAME`, `_HANDLE`, `_FLAGS`,
-/// `_USERDATA`; the family of `nfgenmsg`). See above for `m` and the errors (`malformed
-/// table message`).
+/// `_USERDATA`; the family of `nfgenmsg`).
+///
+/// `m`, as for every libnftnl parser of this module: one whole netlink message, `nlmsghdr`
+/// (16 bytes, native byte order) then `nfgenmsg` (4 bytes) then attributes, `nlmsg_len`
+/// bytes or more (bytes past `nlmsg_len` are not parsed), any alignment. libnftnl parses it
+/// in place when `m` is 4-aligned and ends with a zero byte (as [`Netfilter`] and
+/// [`decode_dump`] keep their messages), else from a padded copy.
+///
+/// Errors: `malformed table message` (`malformed KIND message` for the others) when `m` is
+/// shorter than 20 bytes, its `nlmsg_len` is below 20 or past the end of `m`, or libnftnl
+/// cannot parse it; `refused before libnftnl parses it: WHY` for a message that would hit a
+/// known libnftnl defect ([`libnftnl_hazard`]).
+///
+/// [`Netfilter`]: crate::host::nft::Netfilter
+/// [`decode_dump`]: crate::host::nft::decode_dump
 pub fn table(m: &[u8]) -> Result<TableInfo, String> {
     let t = ffi::Table::parse(m).map_err(refused("table"))?;
     let family = Family::from_nfproto(t.family());
@@ -305,7 +309,7 @@ pub fn rule(m: &[u8], sets: &AnonSets) -> Result<RuleInfo, String> {
 }
 
 /// [`rule`] through libnftnl only (`nftnl_rule_nlmsg_parse`, then each expression's
-/// attributes). `m` must be at least 20 bytes; see [`rule`] for its shape.
+/// attributes). `m` and the errors (`malformed rule message`) as for [`table`].
 pub fn rule_libnftnl(m: &[u8], sets: &AnonSets) -> Result<RuleInfo, String> {
     let r = ffi::Rule::parse(m).map_err(refused("rule"))?;
     Ok(rule_from_object(&r, sets))

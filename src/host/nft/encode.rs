@@ -275,8 +275,8 @@ impl OpMsg<'_> {
 }
 
 /// Fails before anything is sent if an op cannot be encoded (a foreign expression, an
-/// oversized comment or value, or a set element key longer than [`ffi::DATA_MAXLEN`] in
-/// a desired rule would be a bug, reported instead of panicking).
+/// oversized comment, or a value or set element key longer than the 64 bytes of
+/// `NFT_DATA_VALUE_MAXLEN` in a desired rule would be a bug, reported instead of panicking).
 pub fn check_encodable(ops: &[Op]) -> Result<(), String> {
     for op in ops {
         match op {
