@@ -11,6 +11,8 @@
 //! ```
 
 #![warn(missing_docs)]
+// Unsafe code lives in one module, host::nft::ffi, which allows it.
+#![deny(unsafe_code)]
 
 pub mod config;
 pub mod desired;

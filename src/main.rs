@@ -6,6 +6,8 @@
 //! Parsing and dispatch only; everything else is in [`cli`], a module of this binary
 //! (so the library never depends on clap's command-line types).
 
+#![deny(unsafe_code)]
+
 mod cli;
 
 use clap::Parser as _;

@@ -166,6 +166,7 @@ struct RuntimeCase {
 
 fn make_fifo(path: &Path) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
     let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
     assert_eq!(rc, 0, "mkfifo {}: {}", path.display(), std::io::Error::last_os_error());
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -1417,6 +1417,7 @@ fn concurrent_applies_converge_without_errors() {
     let lock_path = p(root, "run/ecs-hostnet/lock");
     std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).unwrap();
+    // SAFETY: flock(2) on the descriptor of `lock`, open while `lock` lives.
     assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) }, 0);
     let handles = start_together(applies(6, &f.cfgs[0]));
     std::thread::sleep(Duration::from_millis(700));

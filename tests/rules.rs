@@ -669,6 +669,7 @@ fn hold_lock(path: &std::path::Path) -> HeldLock {
         .write(true)
         .open(path)
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    // SAFETY: flock(2) on the descriptor of `f`, open while `f` lives.
     let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     assert_eq!(r, 0, "cannot lock {}: {}", path.display(), std::io::Error::last_os_error());
     HeldLock { _file: f }

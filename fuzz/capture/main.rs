@@ -50,8 +50,7 @@ fn run() -> Result<(), String> {
             continue;
         }
         let family = m[16];
-        let aligned: Vec<u32> = m.chunks(4).map(|c| u32::from_ne_bytes(pad4(c))).collect();
-        let (table, set, _) = decode::set(aligned.as_ptr() as *const libc::nlmsghdr)?;
+        let (table, set, _) = decode::set(m)?;
         let (ct, cs) = (cstr(&table)?, cstr(&set)?);
         elems.extend(d.dump(libc::NFT_MSG_GETSETELEM, family, |nlh| unsafe {
             let st = sys::nftnl_set_alloc();
@@ -82,12 +81,6 @@ fn run() -> Result<(), String> {
 
 fn write(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn pad4(c: &[u8]) -> [u8; 4] {
-    let mut w = [0u8; 4];
-    w[..c.len()].copy_from_slice(c);
-    w
 }
 
 fn cstr(s: &str) -> Result<std::ffi::CString, String> {

@@ -121,9 +121,7 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
         }
         match nf.commit(&p.ops, generation) {
             Ok(()) => {}
-            Err(KernelError::Rejected { ref err, .. })
-                if matches!(err.raw_os_error(), Some(libc::ERESTART | libc::ENOENT | libc::EEXIST | libc::EBUSY)) =>
-            {
+            Err(ref e) if KernelError::is_concurrent_commit(e) => {
                 // Someone committed between our read and our batch (ERESTART: the
                 // generation moved): nothing was applied; read again and re-plan, after a
                 // short, growing pause so a busy writer can finish.

@@ -37,6 +37,7 @@ pub fn bin() -> &'static str {
 
 /// Kernel tests need root. They fail loudly (never skip) without it.
 pub fn require_root() {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
     assert_eq!(euid, 0, "these integration tests create network namespaces and must run as root (euid is {euid})");
 }
@@ -1376,6 +1377,7 @@ impl Unprivileged {
         let run_dir = dir.path().join("run");
         std::fs::create_dir(&run_dir).unwrap();
         std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // SAFETY: geteuid(2) has no preconditions and cannot fail.
         let as_nobody = unsafe { libc::geteuid() } == 0;
         let u = Unprivileged { dir, bin: copy, run_dir, as_nobody };
         u.assert_identity();
@@ -1399,6 +1401,7 @@ impl Unprivileged {
 
     /// The uid the commands run as.
     pub fn uid(&self) -> u32 {
+        // SAFETY: geteuid(2) has no preconditions and cannot fail.
         if self.as_nobody { NOBODY_UID } else { unsafe { libc::geteuid() } }
     }
 

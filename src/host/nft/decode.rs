@@ -2,12 +2,14 @@
 //! libnftnl (nftnl-sys). Anything ecs-hostnet does not generate is kept as
 //! [`Expr::Other`] with libnftnl's own text, so it can be shown and never equals ours.
 
+use super::ffi::{self, Refused};
 use crate::model::live::LiveRule;
 use crate::model::record;
 use crate::model::ruleset::{BaseChain, ChainType, CmpOp, Expr, Family, Hook, Verdict};
 use nftnl::nftnl_sys as sys;
 use std::ffi::CStr;
-use std::os::raw::c_char;
+
+pub use super::hazard::libnftnl_hazard;
 
 /// Walks libnftnl udata TLVs; returns `(type, value)` pairs, stopping at a malformed one.
 pub fn udata_items(b: &[u8]) -> Vec<(u8, &[u8])> {
@@ -28,8 +30,18 @@ fn comment_of(udata: Option<&[u8]>) -> Option<String> {
     Some(String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
 }
 
-unsafe fn str_of(p: *const c_char) -> String {
-    if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() }
+/// A libnftnl string attribute as text (invalid UTF-8 replaced); empty when unset.
+fn str_of(s: Option<&CStr>) -> String {
+    s.map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The error text of a message libnftnl did not parse: `malformed WHAT message`, or
+/// `refused before libnftnl parses it: WHY` for a known libnftnl defect.
+fn refused(what: &str) -> impl FnOnce(Refused) -> String + '_ {
+    move |r| match r {
+        Refused::Malformed => format!("malformed {what} message"),
+        Refused::Hazard(why) => format!("refused before libnftnl parses it: {why}"),
+    }
 }
 
 /// A table's identity and userdata.
@@ -67,33 +79,32 @@ impl TableInfo {
     }
 }
 
-/// Parses an `NFT_MSG_NEWTABLE` message.
-pub fn table(nlh: *const libc::nlmsghdr) -> Result<TableInfo, String> {
-    unsafe {
-        let t = sys::nftnl_table_alloc();
-        if sys::nftnl_table_nlmsg_parse(nlh as _, t) < 0 {
-            sys::nftnl_table_free(t);
-            return Err("malformed table message".into());
-        }
-        let family = Family::from_nfproto(sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FAMILY as u16));
-        let name = str_of(sys::nftnl_table_get_str(t, sys::NFTNL_TABLE_NAME as u16));
-        let handle = sys::nftnl_table_get_u64(t, sys::NFTNL_TABLE_HANDLE as u16);
-        let flags = sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FLAGS as u16);
-        let mut ud = None;
-        if sys::nftnl_table_is_set(t, sys::NFTNL_TABLE_USERDATA as u16) {
-            let mut len = 0u32;
-            let p = sys::nftnl_table_get_data(t, sys::NFTNL_TABLE_USERDATA as u16, &mut len);
-            if !p.is_null() {
-                ud = Some(std::slice::from_raw_parts(p as *const u8, len as usize).to_vec());
-            }
-        }
-        sys::nftnl_table_free(t);
-        let comment = comment_of(ud.as_deref());
-        let record = ud.as_deref().and_then(|u| {
-            udata_items(u).into_iter().find(|(t, _)| *t == record::UDATA_TYPE).and_then(|(_, v)| record::decode(v))
-        });
-        Ok(TableInfo { family, name, handle, comment, flags, record })
-    }
+/// Parses an `NFT_MSG_NEWTABLE` message (`NFTA_TABLE_NAME`, `_HANDLE`, `_FLAGS`,
+/// `_USERDATA`; the family of `nfgenmsg`).
+///
+/// `m`, as for every libnftnl parser of this module: one whole netlink message, `nlmsghdr`
+/// (16 bytes, native byte order) then `nfgenmsg` (4 bytes) then attributes, `nlmsg_len`
+/// bytes or more (bytes past `nlmsg_len` are not parsed), any alignment. libnftnl parses it
+/// in place when `m` is 4-aligned and ends with a zero byte (as [`Netfilter`] and
+/// [`decode_dump`] keep their messages), else from a padded copy.
+///
+/// Errors: `malformed table message` (`malformed KIND message` for the others) when `m` is
+/// shorter than 20 bytes, its `nlmsg_len` is below 20 or past the end of `m`, or libnftnl
+/// cannot parse it; `refused before libnftnl parses it: WHY` for a message that would hit a
+/// known libnftnl defect ([`libnftnl_hazard`]).
+///
+/// [`Netfilter`]: crate::host::nft::Netfilter
+/// [`decode_dump`]: crate::host::nft::decode_dump
+pub fn table(m: &[u8]) -> Result<TableInfo, String> {
+    let t = ffi::Table::parse(m).map_err(refused("table"))?;
+    let family = Family::from_nfproto(t.family());
+    let name = str_of(t.name());
+    let ud = t.userdata();
+    let comment = comment_of(ud);
+    let record = ud.and_then(|u| {
+        udata_items(u).into_iter().find(|(t, _)| *t == record::UDATA_TYPE).and_then(|(_, v)| record::decode(v))
+    });
+    Ok(TableInfo { family, name, handle: t.handle(), comment, flags: t.flags(), record })
 }
 
 /// A chain's identity and definition.
@@ -132,38 +143,31 @@ impl ChainInfo {
     }
 }
 
-/// Parses an `NFT_MSG_NEWCHAIN` message.
-pub fn chain(nlh: *const libc::nlmsghdr) -> Result<ChainInfo, String> {
-    unsafe {
-        let c = sys::nftnl_chain_alloc();
-        if sys::nftnl_chain_nlmsg_parse(nlh as _, c) < 0 {
-            sys::nftnl_chain_free(c);
-            return Err("malformed chain message".into());
+/// Parses an `NFT_MSG_NEWCHAIN` message (`NFTA_CHAIN_TABLE`, `_NAME`, `_HOOK`, `_TYPE`,
+/// `_POLICY`; the family of `nfgenmsg`). `m` and the errors (`malformed chain message`) as
+/// for [`table`].
+pub fn chain(m: &[u8]) -> Result<ChainInfo, String> {
+    let c = ffi::Chain::parse(m).map_err(refused("chain"))?;
+    let family = Family::from_nfproto(c.family());
+    let table = str_of(c.table());
+    let name = str_of(c.name());
+    let mut base = None;
+    let mut unmodelled = false;
+    if let Some(hooknum) = c.hooknum() {
+        let hook = Hook::from_number(hooknum);
+        let chain_type = match c.chain_type().map(CStr::to_bytes) {
+            Some(b"filter") => Some(ChainType::Filter),
+            Some(b"nat") => Some(ChainType::Nat),
+            _ => None,
+        };
+        let priority = c.prio();
+        let policy_accept = c.policy().is_none_or(|p| p as i32 == libc::NF_ACCEPT);
+        match (hook, chain_type) {
+            (Some(hook), Some(chain_type)) => base = Some(BaseChain { chain_type, hook, priority, policy_accept }),
+            _ => unmodelled = true,
         }
-        let family = Family::from_nfproto(sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_FAMILY as u16));
-        let table = str_of(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16));
-        let name = str_of(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_NAME as u16));
-        let mut base = None;
-        let mut unmodelled = false;
-        if sys::nftnl_chain_is_set(c, sys::NFTNL_CHAIN_HOOKNUM as u16) {
-            let hook = Hook::from_number(sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16));
-            let ty = str_of(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TYPE as u16));
-            let chain_type = match ty.as_str() {
-                "filter" => Some(ChainType::Filter),
-                "nat" => Some(ChainType::Nat),
-                _ => None,
-            };
-            let priority = sys::nftnl_chain_get_s32(c, sys::NFTNL_CHAIN_PRIO as u16);
-            let policy_accept = !sys::nftnl_chain_is_set(c, sys::NFTNL_CHAIN_POLICY as u16)
-                || sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_POLICY as u16) as i32 == libc::NF_ACCEPT;
-            match (hook, chain_type) {
-                (Some(hook), Some(chain_type)) => base = Some(BaseChain { chain_type, hook, priority, policy_accept }),
-                _ => unmodelled = true,
-            }
-        }
-        sys::nftnl_chain_free(c);
-        Ok(ChainInfo { family, table, name, base, unmodelled })
     }
+    Ok(ChainInfo { family, table, name, base, unmodelled })
 }
 
 /// A rule with its location.
@@ -178,121 +182,103 @@ pub struct RuleInfo {
     pub rule: LiveRule,
 }
 
-unsafe fn get_u32(e: *const sys::nftnl_expr, attr: u32) -> Option<u32> {
-    unsafe { if sys::nftnl_expr_is_set(e, attr as u16) { Some(sys::nftnl_expr_get_u32(e, attr as u16)) } else { None } }
+fn get_u32(e: &ffi::ExprRef<'_>, attr: u32) -> Option<u32> {
+    e.get_u32(attr)
 }
 
-unsafe fn get_data(e: *const sys::nftnl_expr, attr: u32) -> Option<Vec<u8>> {
-    unsafe {
-        if !sys::nftnl_expr_is_set(e, attr as u16) {
-            return None;
-        }
-        let mut len = 0u32;
-        let p = sys::nftnl_expr_get(e, attr as u16, &mut len);
-        if p.is_null() {
-            return None;
-        }
-        Some(std::slice::from_raw_parts(p as *const u8, len as usize).to_vec())
-    }
+fn get_data(e: &ffi::ExprRef<'_>, attr: u32) -> Option<Vec<u8>> {
+    e.get(attr).map(<[u8]>::to_vec)
 }
 
-unsafe fn other(e: *const sys::nftnl_expr, name: &str) -> Expr {
-    let mut buf = [0 as c_char; 1024];
-    unsafe {
-        sys::nftnl_expr_snprintf(buf.as_mut_ptr(), buf.len(), e, sys::NFTNL_OUTPUT_DEFAULT, 0);
-        Expr::Other { name: name.to_string(), text: str_of(buf.as_ptr()) }
-    }
+fn other(e: &ffi::ExprRef<'_>, name: &str) -> Expr {
+    Expr::Other { name: name.to_string(), text: e.text() }
 }
 
 /// Only these attributes set (any others mean a form we do not model).
-unsafe fn only(e: *const sys::nftnl_expr, allowed: &[u32], max_attr: u32) -> bool {
-    (1..=max_attr).all(|a| allowed.contains(&a) || !unsafe { sys::nftnl_expr_is_set(e, a as u16) })
+fn only(e: &ffi::ExprRef<'_>, allowed: &[u32], max_attr: u32) -> bool {
+    (1..=max_attr).all(|a| allowed.contains(&a) || !e.is_set(a))
 }
 
-unsafe fn decode_expr(e: *const sys::nftnl_expr, sets: &AnonSets) -> Expr {
-    unsafe {
-        let name = str_of(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_NAME as u16));
-        let decoded = match name.as_str() {
-            "meta" if only(e, &[sys::NFTNL_EXPR_META_KEY, sys::NFTNL_EXPR_META_DREG], 3) => Some(Expr::Meta {
-                key: get_u32(e, sys::NFTNL_EXPR_META_KEY).unwrap_or(0),
-                dreg: get_u32(e, sys::NFTNL_EXPR_META_DREG).unwrap_or(0),
-            }),
-            "payload" if only(e, &[1, 2, 3, 4], 8) => Some(Expr::Payload {
-                base: get_u32(e, sys::NFTNL_EXPR_PAYLOAD_BASE).unwrap_or(0),
-                offset: get_u32(e, sys::NFTNL_EXPR_PAYLOAD_OFFSET).unwrap_or(0),
-                len: get_u32(e, sys::NFTNL_EXPR_PAYLOAD_LEN).unwrap_or(0),
-                dreg: get_u32(e, sys::NFTNL_EXPR_PAYLOAD_DREG).unwrap_or(0),
-            }),
-            "cmp" => {
-                let op = match get_u32(e, sys::NFTNL_EXPR_CMP_OP) {
-                    Some(0) => Some(CmpOp::Eq),
-                    Some(1) => Some(CmpOp::Neq),
+fn decode_expr(e: &ffi::ExprRef<'_>, sets: &AnonSets) -> Expr {
+    let name = str_of(e.name());
+    let decoded = match name.as_str() {
+        "meta" if only(e, &[sys::NFTNL_EXPR_META_KEY, sys::NFTNL_EXPR_META_DREG], 3) => Some(Expr::Meta {
+            key: get_u32(e, sys::NFTNL_EXPR_META_KEY).unwrap_or(0),
+            dreg: get_u32(e, sys::NFTNL_EXPR_META_DREG).unwrap_or(0),
+        }),
+        "payload" if only(e, &[1, 2, 3, 4], 8) => Some(Expr::Payload {
+            base: get_u32(e, sys::NFTNL_EXPR_PAYLOAD_BASE).unwrap_or(0),
+            offset: get_u32(e, sys::NFTNL_EXPR_PAYLOAD_OFFSET).unwrap_or(0),
+            len: get_u32(e, sys::NFTNL_EXPR_PAYLOAD_LEN).unwrap_or(0),
+            dreg: get_u32(e, sys::NFTNL_EXPR_PAYLOAD_DREG).unwrap_or(0),
+        }),
+        "cmp" => {
+            let op = match get_u32(e, sys::NFTNL_EXPR_CMP_OP) {
+                Some(0) => Some(CmpOp::Eq),
+                Some(1) => Some(CmpOp::Neq),
+                _ => None,
+            };
+            op.map(|op| Expr::Cmp {
+                sreg: get_u32(e, sys::NFTNL_EXPR_CMP_SREG).unwrap_or(0),
+                op,
+                data: get_data(e, sys::NFTNL_EXPR_CMP_DATA).unwrap_or_default(),
+            })
+        }
+        // NFTNL_EXPR_BITWISE_OP is reported by newer kernels; 0 is NFT_BITWISE_BOOL.
+        "bitwise" if only(e, &[1, 2, 3, 4, 5, 6], 7) && get_u32(e, sys::NFTNL_EXPR_BITWISE_OP).unwrap_or(0) == 0 => {
+            Some(Expr::Bitwise {
+                sreg: get_u32(e, sys::NFTNL_EXPR_BITWISE_SREG).unwrap_or(0),
+                dreg: get_u32(e, sys::NFTNL_EXPR_BITWISE_DREG).unwrap_or(0),
+                len: get_u32(e, sys::NFTNL_EXPR_BITWISE_LEN).unwrap_or(0),
+                mask: get_data(e, sys::NFTNL_EXPR_BITWISE_MASK).unwrap_or_default(),
+                xor: get_data(e, sys::NFTNL_EXPR_BITWISE_XOR).unwrap_or_default(),
+            })
+        }
+        "ct" if only(e, &[sys::NFTNL_EXPR_CT_DREG, sys::NFTNL_EXPR_CT_KEY], 4) => Some(Expr::Ct {
+            key: get_u32(e, sys::NFTNL_EXPR_CT_KEY).unwrap_or(0),
+            dreg: get_u32(e, sys::NFTNL_EXPR_CT_DREG).unwrap_or(0),
+        }),
+        "counter" => Some(Expr::Counter),
+        // A map lookup (with a destination register) is not one of ours.
+        "lookup" if !e.is_set(sys::NFTNL_EXPR_LOOKUP_DREG) => {
+            let name = str_of(e.get_str(sys::NFTNL_EXPR_LOOKUP_SET));
+            sets.get(&name).map(|set| Expr::Lookup {
+                sreg: get_u32(e, sys::NFTNL_EXPR_LOOKUP_SREG).unwrap_or(0),
+                set: set.clone(),
+                invert: get_u32(e, sys::NFTNL_EXPR_LOOKUP_FLAGS).unwrap_or(0) & 1 != 0,
+            })
+        }
+        "immediate" => {
+            let dreg = get_u32(e, sys::NFTNL_EXPR_IMM_DREG).unwrap_or(0);
+            if e.is_set(sys::NFTNL_EXPR_IMM_CHAIN) {
+                None // jump/goto
+            } else if let Some(v) = get_u32(e, sys::NFTNL_EXPR_IMM_VERDICT) {
+                match v as i32 {
+                    0 if dreg == 0 => Some(Expr::Verdict(Verdict::Drop)),
+                    1 if dreg == 0 => Some(Expr::Verdict(Verdict::Accept)),
                     _ => None,
-                };
-                op.map(|op| Expr::Cmp {
-                    sreg: get_u32(e, sys::NFTNL_EXPR_CMP_SREG).unwrap_or(0),
-                    op,
-                    data: get_data(e, sys::NFTNL_EXPR_CMP_DATA).unwrap_or_default(),
-                })
-            }
-            // NFTNL_EXPR_BITWISE_OP is reported by newer kernels; 0 is NFT_BITWISE_BOOL.
-            "bitwise"
-                if only(e, &[1, 2, 3, 4, 5, 6], 7) && get_u32(e, sys::NFTNL_EXPR_BITWISE_OP).unwrap_or(0) == 0 =>
-            {
-                Some(Expr::Bitwise {
-                    sreg: get_u32(e, sys::NFTNL_EXPR_BITWISE_SREG).unwrap_or(0),
-                    dreg: get_u32(e, sys::NFTNL_EXPR_BITWISE_DREG).unwrap_or(0),
-                    len: get_u32(e, sys::NFTNL_EXPR_BITWISE_LEN).unwrap_or(0),
-                    mask: get_data(e, sys::NFTNL_EXPR_BITWISE_MASK).unwrap_or_default(),
-                    xor: get_data(e, sys::NFTNL_EXPR_BITWISE_XOR).unwrap_or_default(),
-                })
-            }
-            "ct" if only(e, &[sys::NFTNL_EXPR_CT_DREG, sys::NFTNL_EXPR_CT_KEY], 4) => Some(Expr::Ct {
-                key: get_u32(e, sys::NFTNL_EXPR_CT_KEY).unwrap_or(0),
-                dreg: get_u32(e, sys::NFTNL_EXPR_CT_DREG).unwrap_or(0),
-            }),
-            "counter" => Some(Expr::Counter),
-            // A map lookup (with a destination register) is not one of ours.
-            "lookup" if !sys::nftnl_expr_is_set(e, sys::NFTNL_EXPR_LOOKUP_DREG as u16) => {
-                let name = str_of(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_LOOKUP_SET as u16));
-                sets.get(&name).map(|set| Expr::Lookup {
-                    sreg: get_u32(e, sys::NFTNL_EXPR_LOOKUP_SREG).unwrap_or(0),
-                    set: set.clone(),
-                    invert: get_u32(e, sys::NFTNL_EXPR_LOOKUP_FLAGS).unwrap_or(0) & 1 != 0,
-                })
-            }
-            "immediate" => {
-                let dreg = get_u32(e, sys::NFTNL_EXPR_IMM_DREG).unwrap_or(0);
-                if sys::nftnl_expr_is_set(e, sys::NFTNL_EXPR_IMM_CHAIN as u16) {
-                    None // jump/goto
-                } else if let Some(v) = get_u32(e, sys::NFTNL_EXPR_IMM_VERDICT) {
-                    match v as i32 {
-                        0 if dreg == 0 => Some(Expr::Verdict(Verdict::Drop)),
-                        1 if dreg == 0 => Some(Expr::Verdict(Verdict::Accept)),
-                        _ => None,
-                    }
-                } else {
-                    get_data(e, sys::NFTNL_EXPR_IMM_DATA).map(|data| Expr::Immediate { dreg, data })
                 }
+            } else {
+                get_data(e, sys::NFTNL_EXPR_IMM_DATA).map(|data| Expr::Immediate { dreg, data })
             }
-            "nat" => Some(Expr::Nat {
-                nat_type: get_u32(e, sys::NFTNL_EXPR_NAT_TYPE).unwrap_or(0),
-                family: get_u32(e, sys::NFTNL_EXPR_NAT_FAMILY).unwrap_or(0),
-                reg_addr_min: get_u32(e, sys::NFTNL_EXPR_NAT_REG_ADDR_MIN),
-                reg_addr_max: get_u32(e, sys::NFTNL_EXPR_NAT_REG_ADDR_MAX),
-                reg_proto_min: get_u32(e, sys::NFTNL_EXPR_NAT_REG_PROTO_MIN),
-                reg_proto_max: get_u32(e, sys::NFTNL_EXPR_NAT_REG_PROTO_MAX),
-                flags: get_u32(e, sys::NFTNL_EXPR_NAT_FLAGS),
-            }),
-            "redir" => Some(Expr::Redir {
-                reg_proto_min: get_u32(e, sys::NFTNL_EXPR_REDIR_REG_PROTO_MIN),
-                reg_proto_max: get_u32(e, sys::NFTNL_EXPR_REDIR_REG_PROTO_MAX),
-                flags: get_u32(e, sys::NFTNL_EXPR_REDIR_FLAGS),
-            }),
-            _ => None,
-        };
-        decoded.unwrap_or_else(|| other(e, &name))
-    }
+        }
+        "nat" => Some(Expr::Nat {
+            nat_type: get_u32(e, sys::NFTNL_EXPR_NAT_TYPE).unwrap_or(0),
+            family: get_u32(e, sys::NFTNL_EXPR_NAT_FAMILY).unwrap_or(0),
+            reg_addr_min: get_u32(e, sys::NFTNL_EXPR_NAT_REG_ADDR_MIN),
+            reg_addr_max: get_u32(e, sys::NFTNL_EXPR_NAT_REG_ADDR_MAX),
+            reg_proto_min: get_u32(e, sys::NFTNL_EXPR_NAT_REG_PROTO_MIN),
+            reg_proto_max: get_u32(e, sys::NFTNL_EXPR_NAT_REG_PROTO_MAX),
+            flags: get_u32(e, sys::NFTNL_EXPR_NAT_FLAGS),
+        }),
+        "redir" => Some(Expr::Redir {
+            reg_proto_min: get_u32(e, sys::NFTNL_EXPR_REDIR_REG_PROTO_MIN),
+            reg_proto_max: get_u32(e, sys::NFTNL_EXPR_REDIR_REG_PROTO_MAX),
+            flags: get_u32(e, sys::NFTNL_EXPR_REDIR_FLAGS),
+        }),
+        _ => None,
+    };
+    decoded.unwrap_or_else(|| other(e, &name))
 }
 
 /// Parses an `NFT_MSG_NEWRULE` message: `m` is the whole message (`nlmsghdr`, `nfgenmsg`,
@@ -323,31 +309,10 @@ pub fn rule(m: &[u8], sets: &AnonSets) -> Result<RuleInfo, String> {
 }
 
 /// [`rule`] through libnftnl only (`nftnl_rule_nlmsg_parse`, then each expression's
-/// attributes). `m` must be at least 20 bytes; see [`rule`] for its shape.
+/// attributes). `m` and the errors (`malformed rule message`) as for [`table`].
 pub fn rule_libnftnl(m: &[u8], sets: &AnonSets) -> Result<RuleInfo, String> {
-    if m.len() < 20 {
-        return Err("malformed rule message".into());
-    }
-    // libnftnl reads the header through a pointer: give it an aligned copy when `m` is not.
-    let aligned;
-    let m = if m.as_ptr().align_offset(4) == 0 {
-        m
-    } else {
-        let mut copy = vec![0u32; m.len().div_ceil(4) + 1];
-        unsafe { std::ptr::copy_nonoverlapping(m.as_ptr(), copy.as_mut_ptr() as *mut u8, m.len()) };
-        aligned = copy;
-        unsafe { std::slice::from_raw_parts(aligned.as_ptr() as *const u8, m.len()) }
-    };
-    unsafe {
-        let r = sys::nftnl_rule_alloc();
-        if sys::nftnl_rule_nlmsg_parse(m.as_ptr() as _, r) < 0 {
-            sys::nftnl_rule_free(r);
-            return Err("malformed rule message".into());
-        }
-        let info = rule_from_object(r, sets);
-        sys::nftnl_rule_free(r);
-        Ok(info)
-    }
+    let r = ffi::Rule::parse(m).map_err(refused("rule"))?;
+    Ok(rule_from_object(&r, sets))
 }
 
 /// Kernel attribute numbers of `include/uapi/linux/netfilter/nf_tables.h` read by
@@ -569,97 +534,45 @@ pub fn rule_direct(m: &[u8], sets: &AnonSets) -> Option<RuleInfo> {
 }
 
 /// Reads a parsed libnftnl rule object.
-pub(crate) unsafe fn rule_from_object(r: *const sys::nftnl_rule, sets: &AnonSets) -> RuleInfo {
-    unsafe {
-        let family = Family::from_nfproto(sys::nftnl_rule_get_u32(r, sys::NFTNL_RULE_FAMILY as u16));
-        let table = str_of(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_TABLE as u16));
-        let chain = str_of(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_CHAIN as u16));
-        let handle = sys::nftnl_rule_get_u64(r, sys::NFTNL_RULE_HANDLE as u16);
-        let mut comment = None;
-        if sys::nftnl_rule_is_set(r, sys::NFTNL_RULE_USERDATA as u16) {
-            let mut len = 0u32;
-            let p = sys::nftnl_rule_get_data(r, sys::NFTNL_RULE_USERDATA as u16, &mut len);
-            if !p.is_null() {
-                comment = comment_of(Some(std::slice::from_raw_parts(p as *const u8, len as usize)));
-            }
-        }
-        let mut exprs = Vec::new();
-        let it = sys::nftnl_expr_iter_create(r);
-        if !it.is_null() {
-            loop {
-                let e = sys::nftnl_expr_iter_next(it);
-                if e.is_null() {
-                    break;
-                }
-                exprs.push(decode_expr(e, sets));
-            }
-            sys::nftnl_expr_iter_destroy(it);
-        }
-        RuleInfo { family, table, chain, rule: LiveRule { handle, comment, exprs } }
-    }
+pub(crate) fn rule_from_object(r: &ffi::Rule, sets: &AnonSets) -> RuleInfo {
+    let family = Family::from_nfproto(r.family());
+    let table = str_of(r.table());
+    let chain = str_of(r.chain());
+    let comment = r.userdata().and_then(|u| comment_of(Some(u)));
+    let exprs = r.exprs().map(|e| decode_expr(&e, sets)).collect();
+    RuleInfo { family, table, chain, rule: LiveRule { handle: r.handle(), comment, exprs } }
 }
 
 /// The anonymous sets of a table by kernel name (`__set0`, ...), with their elements.
 pub type AnonSets = std::collections::HashMap<String, crate::model::set::AnonSet>;
 
 /// A set from an `NFT_MSG_NEWSET` message: `(table, name, header)`, the header (without
-/// elements) only for an anonymous set (`NFT_SET_ANONYMOUS`), `None` for a named one.
-pub fn set(nlh: *const libc::nlmsghdr) -> Result<(String, String, Option<crate::model::set::AnonSet>), String> {
-    unsafe {
-        let st = sys::nftnl_set_alloc();
-        if sys::nftnl_set_nlmsg_parse(nlh as _, st) < 0 {
-            sys::nftnl_set_free(st);
-            return Err("malformed set message".into());
-        }
-        let table = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_TABLE as u16));
-        let name = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_NAME as u16));
-        let flags = sys::nftnl_set_get_u32(st, sys::NFTNL_SET_FLAGS as u16);
-        let set = crate::model::set::AnonSet {
-            key_type: sys::nftnl_set_get_u32(st, sys::NFTNL_SET_KEY_TYPE as u16),
-            key_len: sys::nftnl_set_get_u32(st, sys::NFTNL_SET_KEY_LEN as u16),
-            interval: flags & 4 != 0,
-            elements: vec![],
-            patterns: None,
-        };
-        sys::nftnl_set_free(st);
-        Ok((table, name, (flags & 1 != 0).then_some(set)))
-    }
+/// elements) only for an anonymous set (`NFT_SET_ANONYMOUS`), `None` for a named one. `m`
+/// and the errors (`malformed set message`) as for [`table`].
+pub fn set(m: &[u8]) -> Result<(String, String, Option<crate::model::set::AnonSet>), String> {
+    let st = ffi::Set::parse(m).map_err(refused("set"))?;
+    let flags = st.flags();
+    let set = crate::model::set::AnonSet {
+        key_type: st.key_type(),
+        key_len: st.key_len(),
+        interval: flags & 4 != 0,
+        elements: vec![],
+        patterns: None,
+    };
+    Ok((str_of(st.table()), str_of(st.name()), (flags & 1 != 0).then_some(set)))
 }
 
-/// The elements of one `NFT_MSG_NEWSETELEM` message, appended to `out`.
-pub fn set_elements(nlh: *const libc::nlmsghdr, out: &mut Vec<crate::model::set::SetElem>) -> Result<(), String> {
-    unsafe {
-        let st = sys::nftnl_set_alloc();
-        if sys::nftnl_set_elems_nlmsg_parse(nlh as _, st) < 0 {
-            sys::nftnl_set_free(st);
-            return Err("malformed set element message".into());
-        }
-        let it = sys::nftnl_set_elems_iter_create(st);
-        if !it.is_null() {
-            loop {
-                let e = sys::nftnl_set_elems_iter_next(it);
-                if e.is_null() {
-                    break;
-                }
-                let mut len = 0u32;
-                let p = sys::nftnl_set_elem_get(e, sys::NFTNL_SET_ELEM_KEY as u16, &mut len);
-                let key = if p.is_null() {
-                    vec![]
-                } else {
-                    std::slice::from_raw_parts(p as *const u8, len as usize).to_vec()
-                };
-                let flags = if sys::nftnl_set_elem_is_set(e, sys::NFTNL_SET_ELEM_FLAGS as u16) {
-                    sys::nftnl_set_elem_get_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16)
-                } else {
-                    0
-                };
-                out.push(crate::model::set::SetElem { key, interval_end: flags & 1 != 0 });
-            }
-            sys::nftnl_set_elems_iter_destroy(it);
-        }
-        sys::nftnl_set_free(st);
-        Ok(())
+/// The elements of one `NFT_MSG_NEWSETELEM` message, appended to `out` in message order
+/// (key bytes, `NFT_SET_ELEM_INTERVAL_END`). `m` and the errors (`malformed set element
+/// message`) as for [`table`].
+pub fn set_elements(m: &[u8], out: &mut Vec<crate::model::set::SetElem>) -> Result<(), String> {
+    let st = ffi::Set::parse_elems(m).map_err(refused("set element"))?;
+    for e in st.elems() {
+        let key = e.key().map(<[u8]>::to_vec).unwrap_or_default();
+        let flags = e.flags().unwrap_or(0);
+        out.push(crate::model::set::SetElem { key, interval_end: flags & 1 != 0 });
     }
+    Ok(())
 }
 
 /// The set an `NFT_MSG_NEWSETELEM` message belongs to: `(table, set name)`, from its
@@ -667,40 +580,15 @@ pub fn set_elements(nlh: *const libc::nlmsghdr, out: &mut Vec<crate::model::set:
 /// absent). A dump answers one request for one set, so [`set_elements`] does not need
 /// this; a captured dump of several sets ([`crate::host::nft::decode_dump`]) does.
 ///
-/// Errors: `"malformed set element message"` when libnftnl cannot parse the message, as
-/// [`set_elements`] reports it. `nlh` must point at a whole message of `nlmsg_len` bytes.
-pub fn set_elements_owner(nlh: *const libc::nlmsghdr) -> Result<(String, String), String> {
-    unsafe {
-        let st = sys::nftnl_set_alloc();
-        if sys::nftnl_set_elems_nlmsg_parse(nlh as _, st) < 0 {
-            sys::nftnl_set_free(st);
-            return Err("malformed set element message".into());
-        }
-        let table = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_TABLE as u16));
-        let name = str_of(sys::nftnl_set_get_str(st, sys::NFTNL_SET_NAME as u16));
-        sys::nftnl_set_free(st);
-        Ok((table, name))
-    }
+/// `m` and the errors (`malformed set element message`, as [`set_elements`] reports it)
+/// as for [`table`].
+pub fn set_elements_owner(m: &[u8]) -> Result<(String, String), String> {
+    let st = ffi::Set::parse_elems(m).map_err(refused("set element"))?;
+    Ok((str_of(st.table()), str_of(st.name())))
 }
 
-/// The attributes of a netlink attribute stream as `(type, payload)`, the type without its
-/// `NLA_F_NESTED` / `NLA_F_NET_BYTEORDER` bits, up to the first one whose header or length
-/// does not fit (where libmnl's `mnl_attr_for_each` stops too).
-fn nl_attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while b.len() >= 4 {
-        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let ty = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            break;
-        }
-        out.push((ty, &b[4..len]));
-        b = &b[len.next_multiple_of(4).min(b.len())..];
-    }
-    out
-}
-
-/// How many attributes [`nl_attrs`] would return, without collecting them.
+/// How many attributes a netlink attribute stream holds, up to the first one whose header
+/// or length does not fit (a capacity hint for [`rule_direct`]).
 fn nl_attr_count(mut b: &[u8]) -> usize {
     let mut n = 0;
     while b.len() >= 4 {
@@ -714,139 +602,18 @@ fn nl_attr_count(mut b: &[u8]) -> usize {
     n
 }
 
-/// Why libnftnl 1.2.4 would corrupt memory or crash parsing the nf_tables message `m`
-/// (whole message: `nlmsghdr`, `nfgenmsg`, attributes), or `None`. The kernel never sends
-/// such messages; a fuzzer does. Two defects of libnftnl are checked:
-///
-/// * an expression nest without `NFTA_EXPR_NAME` (in a rule's `NFTA_RULE_EXPRESSIONS`, a
-///   set's `NFTA_SET_EXPR` / `NFTA_SET_EXPRESSIONS`, a set element's `NFTA_SET_ELEM_EXPR`
-///   / `NFTA_SET_ELEM_EXPRESSIONS`, a `dynset` expression's `NFTA_DYNSET_EXPR` /
-///   `NFTA_DYNSET_EXPRESSIONS`): `nftnl_expr_parse` passes `mnl_attr_get_str(NULL)` (address
-///   4) to `nftnl_expr_alloc`, whose `strcmp` faults;
-/// * a set element attribute of type 12 or more (above `NFTA_SET_ELEM_MAX`, 11):
-///   `nftnl_set_elem_parse_attr_cb` checks the type against `NFTA_SET_MAX` and stores the
-///   attribute at `tb[type]` of an `NFTA_SET_ELEM_MAX + 1` stack array, past its end (a
-///   stack buffer overflow).
-///
-/// * a verdict (`NFTA_DATA_VERDICT` in any `nft_data` nest: an expression's data attribute,
-///   a set element's key or data) with code `NFT_JUMP` or `NFT_GOTO` and no
-///   `NFTA_VERDICT_CHAIN`: `nftnl_parse_verdict` leaves its attribute table uninitialised and
-///   `strdup`s whatever pointer the stack held there.
-///
-/// libnftnl also ends the process with `exit(1)` ("nf_tables kernel ABI is broken") when an
-/// attribute it knows fails its type check (a u32 that is not 4 bytes, ...): that is its
-/// design, not checked here. `m` shorter than 20 bytes, or with an `nlmsg_len` past its
-/// end, is read as far as it goes.
-pub fn libnftnl_hazard(m: &[u8]) -> Option<String> {
-    if m.len() < 20 {
-        return None;
-    }
-    let len = (u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize).clamp(20, m.len());
-    let attrs = nl_attrs(&m[20..len]);
-    let msg = u16::from_ne_bytes([m[4], m[5]]) & 0xff;
-    let nested = |ty: u16| attrs.iter().filter(move |(t, _)| *t == ty).map(|(_, v)| *v);
-    match msg as i32 {
-        libc::NFT_MSG_NEWRULE => nested(4).find_map(|v| {
-            expr_list_hazard(v, "rule expression").or_else(|| {
-                // Every nest inside an expression's NFTA_EXPR_DATA that may be an nft_data.
-                nl_attrs(v).into_iter().take_while(|(t, _)| *t == 1).find_map(|(_, e)| {
-                    nl_attrs(e).into_iter().filter(|(t, _)| *t == 2).find_map(|(_, data)| {
-                        nl_attrs(data).into_iter().find_map(|(_, d)| verdict_hazard(d, "rule expression data"))
-                    })
-                })
-            })
-        }),
-        libc::NFT_MSG_NEWSET => nested(17)
-            .find_map(|v| expr_hazard(v, "set expression"))
-            .or_else(|| nested(18).find_map(|v| expr_list_hazard(v, "set expression"))),
-        libc::NFT_MSG_NEWSETELEM => nested(3).find_map(|list| {
-            // As nftnl_set_elems_parse: anything but NFTA_LIST_ELEM ends the parse.
-            nl_attrs(list).into_iter().take_while(|(t, _)| *t == 1).find_map(|(_, elem)| {
-                let elem = nl_attrs(elem);
-                if let Some((t, _)) = elem.iter().find(|(t, _)| *t > 11) {
-                    return Some(format!(
-                        "set element attribute type {t} (above NFTA_SET_ELEM_MAX): libnftnl 1.2.4 writes past a stack array"
-                    ));
-                }
-                elem.iter().find_map(|(t, v)| match t {
-                    // NFTA_SET_ELEM_KEY, _DATA, _KEY_END: nft_data nests
-                    1 | 2 | 10 => verdict_hazard(v, "set element"),
-                    7 => expr_hazard(v, "set element expression"),
-                    11 => expr_list_hazard(v, "set element expression"),
-                    _ => None,
-                })
-            })
-        }),
-        _ => None,
-    }
-}
-
-/// [`libnftnl_hazard`] for a nest that libnftnl may parse as an `nft_data`: a jump or goto
-/// verdict (`NFT_JUMP` -3, `NFT_GOTO` -4 in `NFTA_VERDICT_CODE`) without `NFTA_VERDICT_CHAIN`,
-/// read as libmnl reads it (up to the first malformed attribute).
-fn verdict_hazard(data: &[u8], what: &str) -> Option<String> {
-    let verdict = nl_attrs(data).into_iter().rev().find(|(t, _)| *t == 2)?.1;
-    let v = nl_attrs(verdict);
-    let code = v.iter().rev().find(|(t, _)| *t == 1).and_then(|(_, c)| <[u8; 4]>::try_from(*c).ok())?;
-    let code = i32::from_be_bytes(code);
-    let has_chain = v.iter().any(|(t, _)| *t == 2);
-    ((code == -3 || code == -4) && !has_chain).then(|| {
-        format!(
-            "{what}: a jump/goto verdict without NFTA_VERDICT_CHAIN: libnftnl 1.2.4 strdup()s an uninitialised pointer"
-        )
-    })
-}
-
-/// [`libnftnl_hazard`] for a list of `NFTA_LIST_ELEM` expression nests (parsing stops at the
-/// first other attribute).
-fn expr_list_hazard(list: &[u8], what: &str) -> Option<String> {
-    nl_attrs(list).into_iter().take_while(|(t, _)| *t == 1).find_map(|(_, e)| expr_hazard(e, what))
-}
-
-/// [`libnftnl_hazard`] for one expression nest (`NFTA_EXPR_NAME`, `NFTA_EXPR_DATA`).
-fn expr_hazard(e: &[u8], what: &str) -> Option<String> {
-    let attrs = nl_attrs(e);
-    let Some((_, name)) = attrs.iter().rev().find(|(t, _)| *t == 1) else {
-        return Some(format!("{what} without NFTA_EXPR_NAME: libnftnl 1.2.4 dereferences a NULL name"));
-    };
-    // A dynset expression parses the expressions it carries (NFTA_DYNSET_EXPR, _EXPRESSIONS).
-    if name.split(|b| *b == 0).next() == Some(b"dynset") {
-        let data = attrs.iter().filter(|(t, _)| *t == 2).flat_map(|(_, d)| nl_attrs(d));
-        for (t, v) in data {
-            let found = match t {
-                7 => expr_hazard(v, "dynset expression"),
-                10 => expr_list_hazard(v, "dynset expression"),
-                _ => None,
-            };
-            if found.is_some() {
-                return found;
-            }
-        }
-    }
-    None
-}
-
 /// A stateful object (counter, quota, limit, ...) from an `NFT_MSG_NEWOBJ` message:
-/// `(table, name)`.
-pub fn object(nlh: *const libc::nlmsghdr) -> Result<(String, String), String> {
-    unsafe {
-        let o = sys::nftnl_obj_alloc();
-        if sys::nftnl_obj_nlmsg_parse(nlh as _, o) < 0 {
-            sys::nftnl_obj_free(o);
-            return Err("malformed object message".into());
-        }
-        let table = str_of(sys::nftnl_obj_get_str(o, sys::NFTNL_OBJ_TABLE as u16));
-        let name = str_of(sys::nftnl_obj_get_str(o, sys::NFTNL_OBJ_NAME as u16));
-        sys::nftnl_obj_free(o);
-        Ok((table, name))
-    }
+/// `(table, name)`. `m` and the errors (`malformed object message`) as for [`table`].
+pub fn object(m: &[u8]) -> Result<(String, String), String> {
+    let o = ffi::Obj::parse(m).map_err(refused("object"))?;
+    Ok((str_of(o.table()), str_of(o.name())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::compile;
     use crate::config::default_config;
+    use crate::desired::compile;
 
     /// Every desired rule survives encode -> netlink message -> decode unchanged, so the
     /// planner compares like with like (the kernel round trip is tested in tests/).
@@ -857,7 +624,7 @@ mod tests {
             for c in &t.chains {
                 for r in &c.rules {
                     let ids: Vec<u32> = (1..=4).collect();
-                    let obj = crate::host::nft::encode::rule_object(t.family, &t.name, &c.name, r, &ids).unwrap();
+                    let mut obj = crate::host::nft::encode::rule_object(t.family, &t.name, &c.name, r, &ids).unwrap();
                     let sets: AnonSets = r
                         .exprs
                         .iter()
@@ -866,27 +633,22 @@ mod tests {
                             _ => None,
                         })
                         .collect();
-                    let mut buf = vec![0u64; 1024];
-                    let info = unsafe {
-                        let nlh = sys::nftnl_nlmsg_build_hdr(
-                            buf.as_mut_ptr() as *mut c_char,
-                            libc::NFT_MSG_NEWRULE as u16,
-                            t.family.nfproto() as u16,
-                            0,
-                            1,
-                        );
-                        sys::nftnl_rule_nlmsg_build_payload(nlh, obj);
-                        sys::nftnl_rule_free(obj);
-                        let len = (*nlh).nlmsg_len as usize;
-                        let m = std::slice::from_raw_parts(buf.as_ptr() as *const u8, len);
-                        // libnftnl builds no NFTA_RULE_HANDLE: the direct decoder leaves
-                        // such a message to libnftnl; where it answers, it agrees.
-                        let slow = rule_libnftnl(m, &sets).unwrap();
-                        if let Some(direct) = rule_direct(m, &sets) {
-                            assert_eq!(direct.rule, slow.rule);
-                        }
-                        slow
-                    };
+                    let mut buf = crate::host::nft::Aligned([0u8; 8192]);
+                    let mut msg = ffi::MsgBuf::new(&mut buf.0).header(
+                        libc::NFT_MSG_NEWRULE as u16,
+                        t.family.nfproto() as u16,
+                        0,
+                        1,
+                    );
+                    msg.put_rule(&mut obj);
+                    let len = msg.len();
+                    let m = &buf.0[..len];
+                    // libnftnl builds no NFTA_RULE_HANDLE: the direct decoder leaves such a
+                    // message to libnftnl; where it answers, it agrees.
+                    let info = rule_libnftnl(m, &sets).unwrap();
+                    if let Some(direct) = rule_direct(m, &sets) {
+                        assert_eq!(direct.rule, info.rule);
+                    }
                     assert_eq!(info.rule.comment.as_deref(), Some(r.id.as_str()));
                     assert_eq!(info.rule.exprs, r.exprs, "rule {}", r.id);
                     assert_eq!((info.table.as_str(), info.chain.as_str()), (t.name.as_str(), c.name.as_str()));
@@ -927,7 +689,7 @@ mod tests {
             let mut sets: std::collections::HashMap<(u8, String), AnonSets> = Default::default();
             for (ty, m) in &msgs {
                 if *ty == libc::NFT_MSG_NEWSET as u16 {
-                    let (table, name, set) = set(m.as_ptr() as *const libc::nlmsghdr).unwrap();
+                    let (table, name, set) = set(m).unwrap();
                     sets.entry((m[16], table)).or_default().extend(set.map(|s| (name, s)));
                 }
             }
@@ -935,8 +697,10 @@ mod tests {
                 let table = rule_libnftnl(m, &AnonSets::new()).unwrap().table;
                 let sets = sets.get(&(m[16], table)).cloned().unwrap_or_default();
                 let slow = rule_libnftnl(m, &sets).unwrap();
-                let ours = slow.rule.comment.as_deref().is_some_and(|c| crate::plan::is_our_id(c))
-                    && crate::model::names::OWNED_TABLES.iter().any(|(f, t)| Some(*f) == slow.family && *t == slow.table);
+                let ours = slow.rule.comment.as_deref().is_some_and(crate::plan::is_our_id)
+                    && crate::model::names::OWNED_TABLES
+                        .iter()
+                        .any(|(f, t)| Some(*f) == slow.family && *t == slow.table);
                 let foreign_expr = slow.rule.exprs.iter().any(|e| matches!(e, Expr::Other { .. }));
                 match rule_direct(m, &sets) {
                     Some(direct) => {

@@ -4,11 +4,10 @@
 //! Every attribute is set explicitly, in the canonical form the kernel reports back on a
 //! dump (see [`crate::model::ruleset::Expr`]), so what we send is what we later read.
 
+use super::ffi::{self, Msg, MsgBuf};
 use crate::model::ops::{Op, Placement};
 use crate::model::ruleset::{BaseChain, Expr, Family, Rule};
-use nftnl::nftnl_sys as sys;
-use std::ffi::{CString, c_void};
-use std::os::raw::c_char;
+use std::ffi::CString;
 
 /// libnftnl udata TLV type of a rule comment (`NFTNL_UDATA_RULE_COMMENT`) and of a table
 /// comment (`NFTNL_UDATA_TABLE_COMMENT`): both 0.
@@ -42,119 +41,29 @@ fn cstring(s: &str) -> CString {
     CString::new(s).expect("no NUL in names")
 }
 
-/// Owns an `nftnl_expr` until it is handed to a rule.
-fn expr(name: &std::ffi::CStr) -> *mut sys::nftnl_expr {
-    let e = unsafe { sys::nftnl_expr_alloc(name.as_ptr()) };
-    assert!(!e.is_null(), "libnftnl has no {name:?} expression");
-    e
-}
-
-unsafe fn set_u32(e: *mut sys::nftnl_expr, attr: u32, v: u32) {
-    unsafe { sys::nftnl_expr_set_u32(e, attr as u16, v) }
-}
-
-unsafe fn set_data(e: *mut sys::nftnl_expr, attr: u32, d: &[u8]) {
-    unsafe { sys::nftnl_expr_set(e, attr as u16, d.as_ptr() as *const c_void, d.len() as u32) };
-}
-
-/// Builds the libnftnl expression for one [`Expr`]. `Expr::Other` is never desired and
-/// has no encoding.
-fn encode_expr(x: &Expr, set_ids: &mut impl Iterator<Item = u32>) -> Result<*mut sys::nftnl_expr, String> {
-    unsafe {
-        Ok(match x {
-            Expr::Meta { key, dreg } => {
-                let e = expr(c"meta");
-                set_u32(e, sys::NFTNL_EXPR_META_KEY, *key);
-                set_u32(e, sys::NFTNL_EXPR_META_DREG, *dreg);
-                e
-            }
-            Expr::Payload { base, offset, len, dreg } => {
-                let e = expr(c"payload");
-                set_u32(e, sys::NFTNL_EXPR_PAYLOAD_BASE, *base);
-                set_u32(e, sys::NFTNL_EXPR_PAYLOAD_OFFSET, *offset);
-                set_u32(e, sys::NFTNL_EXPR_PAYLOAD_LEN, *len);
-                set_u32(e, sys::NFTNL_EXPR_PAYLOAD_DREG, *dreg);
-                e
-            }
-            Expr::Cmp { sreg, op, data } => {
-                let e = expr(c"cmp");
-                set_u32(e, sys::NFTNL_EXPR_CMP_SREG, *sreg);
-                set_u32(e, sys::NFTNL_EXPR_CMP_OP, op.number());
-                set_data(e, sys::NFTNL_EXPR_CMP_DATA, data);
-                e
-            }
-            Expr::Bitwise { sreg, dreg, len, mask, xor } => {
-                let e = expr(c"bitwise");
-                set_u32(e, sys::NFTNL_EXPR_BITWISE_SREG, *sreg);
-                set_u32(e, sys::NFTNL_EXPR_BITWISE_DREG, *dreg);
-                set_u32(e, sys::NFTNL_EXPR_BITWISE_LEN, *len);
-                set_data(e, sys::NFTNL_EXPR_BITWISE_MASK, mask);
-                set_data(e, sys::NFTNL_EXPR_BITWISE_XOR, xor);
-                e
-            }
-            Expr::Ct { key, dreg } => {
-                let e = expr(c"ct");
-                set_u32(e, sys::NFTNL_EXPR_CT_KEY, *key);
-                set_u32(e, sys::NFTNL_EXPR_CT_DREG, *dreg);
-                e
-            }
-            Expr::Counter => expr(c"counter"),
-            Expr::Immediate { dreg, data } => {
-                let e = expr(c"immediate");
-                set_u32(e, sys::NFTNL_EXPR_IMM_DREG, *dreg);
-                set_data(e, sys::NFTNL_EXPR_IMM_DATA, data);
-                e
-            }
-            Expr::Verdict(v) => {
-                let e = expr(c"immediate");
-                set_u32(e, sys::NFTNL_EXPR_IMM_DREG, crate::model::ruleset::REG_VERDICT);
-                set_u32(e, sys::NFTNL_EXPR_IMM_VERDICT, v.code() as u32);
-                e
-            }
-            Expr::Nat { nat_type, family, reg_addr_min, reg_addr_max, reg_proto_min, reg_proto_max, flags } => {
-                let e = expr(c"nat");
-                set_u32(e, sys::NFTNL_EXPR_NAT_TYPE, *nat_type);
-                set_u32(e, sys::NFTNL_EXPR_NAT_FAMILY, *family);
-                for (attr, v) in [
-                    (sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, reg_addr_min),
-                    (sys::NFTNL_EXPR_NAT_REG_ADDR_MAX, reg_addr_max),
-                    (sys::NFTNL_EXPR_NAT_REG_PROTO_MIN, reg_proto_min),
-                    (sys::NFTNL_EXPR_NAT_REG_PROTO_MAX, reg_proto_max),
-                    (sys::NFTNL_EXPR_NAT_FLAGS, flags),
-                ] {
-                    if let Some(v) = v {
-                        set_u32(e, attr, *v);
-                    }
-                }
-                e
-            }
-            Expr::Redir { reg_proto_min, reg_proto_max, flags } => {
-                let e = expr(c"redir");
-                for (attr, v) in [
-                    (sys::NFTNL_EXPR_REDIR_REG_PROTO_MIN, reg_proto_min),
-                    (sys::NFTNL_EXPR_REDIR_REG_PROTO_MAX, reg_proto_max),
-                    (sys::NFTNL_EXPR_REDIR_FLAGS, flags),
-                ] {
-                    if let Some(v) = v {
-                        set_u32(e, attr, *v);
-                    }
-                }
-                e
-            }
-            Expr::Lookup { sreg, invert, .. } => {
-                let e = expr(c"lookup");
-                let id = set_ids.next().ok_or("a lookup without its set in the batch")?;
-                set_u32(e, sys::NFTNL_EXPR_LOOKUP_SREG, *sreg);
-                sys::nftnl_expr_set_str(e, sys::NFTNL_EXPR_LOOKUP_SET as u16, ANON_SET_NAME.as_ptr());
-                set_u32(e, sys::NFTNL_EXPR_LOOKUP_SET_ID, id);
-                if *invert {
-                    set_u32(e, sys::NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
-                }
-                e
-            }
-            Expr::Other { name, .. } => return Err(format!("cannot encode foreign expression {name}")),
-        })
-    }
+/// Builds the libnftnl expression for one [`Expr`], taking the batch-local id of a lookup's
+/// set from `set_ids`. Errors: `Expr::Other` (never desired, no encoding), a lookup without
+/// a set id left, a value longer than [`ffi::DATA_MAXLEN`].
+fn encode_expr(x: &Expr, set_ids: &mut impl Iterator<Item = u32>) -> Result<ffi::Expr, String> {
+    Ok(match x {
+        Expr::Meta { key, dreg } => ffi::Expr::meta(*key, *dreg),
+        Expr::Payload { base, offset, len, dreg } => ffi::Expr::payload(*base, *offset, *len, *dreg),
+        Expr::Cmp { sreg, op, data } => ffi::Expr::cmp(*sreg, op.number(), data)?,
+        Expr::Bitwise { sreg, dreg, len, mask, xor } => ffi::Expr::bitwise(*sreg, *dreg, *len, mask, xor)?,
+        Expr::Ct { key, dreg } => ffi::Expr::ct(*key, *dreg),
+        Expr::Counter => ffi::Expr::counter(),
+        Expr::Immediate { dreg, data } => ffi::Expr::immediate(*dreg, data)?,
+        Expr::Verdict(v) => ffi::Expr::verdict(crate::model::ruleset::REG_VERDICT, v.code() as u32),
+        Expr::Nat { nat_type, family, reg_addr_min, reg_addr_max, reg_proto_min, reg_proto_max, flags } => {
+            ffi::Expr::nat(*nat_type, *family, [*reg_addr_min, *reg_addr_max, *reg_proto_min, *reg_proto_max], *flags)
+        }
+        Expr::Redir { reg_proto_min, reg_proto_max, flags } => ffi::Expr::redir(*reg_proto_min, *reg_proto_max, *flags),
+        Expr::Lookup { sreg, invert, .. } => {
+            let id = set_ids.next().ok_or("a lookup without its set in the batch")?;
+            ffi::Expr::lookup(*sreg, ANON_SET_NAME, id, invert.then_some(NFT_LOOKUP_F_INV))
+        }
+        Expr::Other { name, .. } => return Err(format!("cannot encode foreign expression {name}")),
+    })
 }
 
 /// One [`Op`] as an nftnl message for [`nftnl::Batch::add`], with the batch-local ids of
@@ -200,55 +109,47 @@ pub struct SetMsg<'a> {
 /// attribute nest can hold).
 pub const SET_ELEMS_PER_MESSAGE: usize = 512;
 
-unsafe impl nftnl::NlMsg for SetMsg<'_> {
-    unsafe fn write(&self, buf: *mut c_void, seq: u32, _: nftnl::MsgType) {
-        unsafe {
-            let st = sys::nftnl_set_alloc();
-            let ct = cstring(self.table);
-            sys::nftnl_set_set_str(st, sys::NFTNL_SET_TABLE as u16, ct.as_ptr());
-            sys::nftnl_set_set_str(st, sys::NFTNL_SET_NAME as u16, ANON_SET_NAME.as_ptr());
-            sys::nftnl_set_set_u32(st, sys::NFTNL_SET_FAMILY as u16, self.family.nfproto() as u32);
-            sys::nftnl_set_set_u32(st, sys::NFTNL_SET_ID as u16, self.id);
-            if let Some(range) = &self.elements {
-                for el in &self.set.elements[range.clone()] {
-                    let e = sys::nftnl_set_elem_alloc();
-                    sys::nftnl_set_elem_set(
-                        e,
-                        sys::NFTNL_SET_ELEM_KEY as u16,
-                        el.key.as_ptr() as *const c_void,
-                        el.key.len() as u32,
-                    );
-                    if el.interval_end {
-                        sys::nftnl_set_elem_set_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16, SET_ELEM_INTERVAL_END);
-                    }
-                    sys::nftnl_set_elem_add(st, e);
+impl SetMsg<'_> {
+    /// The set (`NFT_MSG_NEWSET`: flags, key type and length, size, userdata of an
+    /// interface-name set) or its elements in `elements` (`NFT_MSG_NEWSETELEM`), as one
+    /// message into `out` with sequence number `seq` (nftnl's [`NlMsg`](nftnl::NlMsg), in
+    /// [`ffi`]). Panics on an element key longer than [`ffi::DATA_MAXLEN`], which
+    /// [`check_encodable`] refuses first.
+    pub(crate) fn write_msg(&self, out: MsgBuf<'_>, seq: u32) {
+        let mut st = ffi::Set::new();
+        let ct = cstring(self.table);
+        st.set_table(&ct);
+        st.set_name(ANON_SET_NAME);
+        st.set_family(self.family.nfproto() as u32);
+        st.set_id(self.id);
+        if let Some(range) = &self.elements {
+            for el in &self.set.elements[range.clone()] {
+                let mut e = ffi::SetElem::new();
+                e.set_key(&el.key).expect("set element keys checked before batching");
+                if el.interval_end {
+                    e.set_flags(SET_ELEM_INTERVAL_END);
                 }
-                let nlh = header(buf, libc::NFT_MSG_NEWSETELEM, self.family, libc::NLM_F_CREATE | libc::NLM_F_ACK, seq);
-                sys::nftnl_set_elems_nlmsg_build_payload(nlh, st);
-            } else {
-                let flags = SET_FLAGS_ANON_CONSTANT | if self.set.interval { SET_FLAG_INTERVAL } else { 0 };
-                sys::nftnl_set_set_u32(st, sys::NFTNL_SET_FLAGS as u16, flags);
-                sys::nftnl_set_set_u32(st, sys::NFTNL_SET_KEY_TYPE as u16, self.set.key_type);
-                sys::nftnl_set_set_u32(st, sys::NFTNL_SET_KEY_LEN as u16, self.set.key_len);
-                sys::nftnl_set_set_u32(st, sys::NFTNL_SET_DESC_SIZE as u16, self.set.elements.len() as u32);
-                if self.set.key_type == crate::model::set::TYPE_IFNAME {
-                    sys::nftnl_set_set_data(
-                        st,
-                        sys::NFTNL_SET_USERDATA as u16,
-                        IFNAME_SET_UDATA.as_ptr() as *const c_void,
-                        IFNAME_SET_UDATA.len() as u32,
-                    );
-                }
-                let nlh = header(buf, libc::NFT_MSG_NEWSET, self.family, libc::NLM_F_CREATE | libc::NLM_F_ACK, seq);
-                sys::nftnl_set_nlmsg_build_payload(nlh, st);
+                st.add_elem(e);
             }
-            sys::nftnl_set_free(st);
+            let mut msg = header(out, libc::NFT_MSG_NEWSETELEM, self.family, libc::NLM_F_CREATE | libc::NLM_F_ACK, seq);
+            msg.put_set_elems(&mut st);
+        } else {
+            let flags = SET_FLAGS_ANON_CONSTANT | if self.set.interval { SET_FLAG_INTERVAL } else { 0 };
+            st.set_flags(flags);
+            st.set_key_type(self.set.key_type);
+            st.set_key_len(self.set.key_len);
+            st.set_desc_size(self.set.elements.len() as u32);
+            if self.set.key_type == crate::model::set::TYPE_IFNAME {
+                st.set_userdata(&IFNAME_SET_UDATA);
+            }
+            let mut msg = header(out, libc::NFT_MSG_NEWSET, self.family, libc::NLM_F_CREATE | libc::NLM_F_ACK, seq);
+            msg.put_set(&mut st);
         }
     }
 }
 
-unsafe fn header(buf: *mut c_void, msg: i32, family: Family, flags: i32, seq: u32) -> *mut libc::nlmsghdr {
-    unsafe { sys::nftnl_nlmsg_build_hdr(buf as *mut c_char, msg as u16, family.nfproto() as u16, flags as u16, seq) }
+fn header(out: MsgBuf<'_>, msg: i32, family: Family, flags: i32, seq: u32) -> Msg<'_> {
+    out.header(msg as u16, family.nfproto() as u16, flags as u16, seq)
 }
 
 /// A table's userdata: the comment TLV and, when not empty, the route_localnet record
@@ -257,13 +158,16 @@ pub fn table_udata(comment: &str, record: &crate::model::record::Record) -> Resu
     let mut u = Vec::new();
     udata_put(&mut u, UDATA_COMMENT, &strz(comment))?;
     if !record.is_empty() {
-        udata_put(&mut u, crate::model::record::UDATA_TYPE, &crate::model::record::encode(record))
-            .map_err(|e| format!("cannot record the route_localnet values found ({e}); list fewer interfaces in route_localnet.enable"))?;
+        udata_put(&mut u, crate::model::record::UDATA_TYPE, &crate::model::record::encode(record)).map_err(|e| {
+            format!(
+                "cannot record the route_localnet values found ({e}); list fewer interfaces in route_localnet.enable"
+            )
+        })?;
     }
     Ok(u)
 }
 
-unsafe fn write_table(buf: *mut c_void, seq: u32, op: &Op) {
+fn write_table(out: MsgBuf<'_>, seq: u32, op: &Op) {
     let (family, name, msg, flags, udata) = match op {
         Op::AddTable { family, name, comment, record } => {
             // Checked before the batch is built (see `check_encodable`).
@@ -273,133 +177,123 @@ unsafe fn write_table(buf: *mut c_void, seq: u32, op: &Op) {
         Op::DelTable { family, name } => (family, name, libc::NFT_MSG_DELTABLE, 0, None),
         _ => unreachable!(),
     };
-    unsafe {
-        let t = sys::nftnl_table_alloc();
-        let cname = cstring(name);
-        sys::nftnl_table_set_u32(t, sys::NFTNL_TABLE_FAMILY as u16, family.nfproto() as u32);
-        sys::nftnl_table_set_str(t, sys::NFTNL_TABLE_NAME as u16, cname.as_ptr());
-        if let Some(u) = &udata {
-            sys::nftnl_table_set_u32(t, sys::NFTNL_TABLE_FLAGS as u16, 0);
-            sys::nftnl_table_set_data(t, sys::NFTNL_TABLE_USERDATA as u16, u.as_ptr() as *const c_void, u.len() as u32);
-        }
-        let nlh = header(buf, msg, *family, flags | libc::NLM_F_ACK, seq);
-        sys::nftnl_table_nlmsg_build_payload(nlh, t);
-        sys::nftnl_table_free(t);
+    let mut t = ffi::Table::new();
+    let cname = cstring(name);
+    t.set_family(family.nfproto() as u32);
+    t.set_name(&cname);
+    if let Some(u) = &udata {
+        t.set_flags(0);
+        t.set_userdata(u);
     }
+    header(out, msg, *family, flags | libc::NLM_F_ACK, seq).put_table(&t);
 }
 
-unsafe fn write_chain(buf: *mut c_void, seq: u32, family: Family, table: &str, name: &str, base: &Option<BaseChain>) {
-    unsafe {
-        let c = sys::nftnl_chain_alloc();
-        let (ct, cn) = (cstring(table), cstring(name));
-        sys::nftnl_chain_set_u32(c, sys::NFTNL_CHAIN_FAMILY as u16, family.nfproto() as u32);
-        sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, ct.as_ptr());
-        sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_NAME as u16, cn.as_ptr());
-        let ty;
-        if let Some(b) = base {
-            ty = cstring(b.chain_type.name());
-            sys::nftnl_chain_set_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16, b.hook.number());
-            sys::nftnl_chain_set_s32(c, sys::NFTNL_CHAIN_PRIO as u16, b.priority);
-            sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TYPE as u16, ty.as_ptr());
-            let policy = if b.policy_accept { libc::NF_ACCEPT } else { libc::NF_DROP };
-            sys::nftnl_chain_set_u32(c, sys::NFTNL_CHAIN_POLICY as u16, policy as u32);
-        }
-        let nlh = header(buf, libc::NFT_MSG_NEWCHAIN, family, libc::NLM_F_CREATE | libc::NLM_F_ACK, seq);
-        sys::nftnl_chain_nlmsg_build_payload(nlh, c);
-        sys::nftnl_chain_free(c);
+/// A chain with its family, table and name, and for a base chain its hook, priority, type
+/// and policy.
+fn chain_object(family: Family, table: &str, name: &str, base: &Option<BaseChain>) -> ffi::Chain {
+    let mut c = ffi::Chain::new();
+    let (ct, cn) = (cstring(table), cstring(name));
+    c.set_family(family.nfproto() as u32);
+    c.set_table(&ct);
+    c.set_name(&cn);
+    if let Some(b) = base {
+        c.set_hooknum(b.hook.number());
+        c.set_prio(b.priority);
+        c.set_type(&cstring(b.chain_type.name()));
+        let policy = if b.policy_accept { libc::NF_ACCEPT } else { libc::NF_DROP };
+        c.set_policy(policy as u32);
     }
+    c
 }
 
-/// Builds the rule object (shared by the batch and the tests' round trip).
+/// A rule with its family, table and chain (and nothing else yet).
+fn rule_base(family: Family, table: &str, chain: &str) -> ffi::Rule {
+    let mut r = ffi::Rule::new();
+    let (ct, cc) = (cstring(table), cstring(chain));
+    r.set_family(family.nfproto() as u32);
+    r.set_table(&ct);
+    r.set_chain(&cc);
+    r
+}
+
+/// Builds the rule object (shared by the batch and the tests' round trip): family, table,
+/// chain, the expressions, the comment (`rule.id`) as userdata; a lookup's set is tied by
+/// the next id of `set_ids`. Errors: an expression [`encode_expr`] cannot encode, a
+/// comment too long for the userdata.
 pub(crate) fn rule_object(
     family: Family,
     table: &str,
     chain: &str,
     rule: &Rule,
     set_ids: &[u32],
-) -> Result<*mut sys::nftnl_rule, String> {
+) -> Result<ffi::Rule, String> {
     let mut set_ids = set_ids.iter().copied();
-    unsafe {
-        let r = sys::nftnl_rule_alloc();
-        let (ct, cc) = (cstring(table), cstring(chain));
-        sys::nftnl_rule_set_u32(r, sys::NFTNL_RULE_FAMILY as u16, family.nfproto() as u32);
-        sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, ct.as_ptr());
-        sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, cc.as_ptr());
-        for x in &rule.exprs {
-            match encode_expr(x, &mut set_ids) {
-                Ok(e) => sys::nftnl_rule_add_expr(r, e),
-                Err(err) => {
-                    sys::nftnl_rule_free(r);
-                    return Err(err);
-                }
-            }
-        }
-        let mut u = Vec::new();
-        if let Err(e) = udata_put(&mut u, UDATA_COMMENT, &strz(&rule.id)) {
-            sys::nftnl_rule_free(r);
-            return Err(e);
-        }
-        sys::nftnl_rule_set_data(r, sys::NFTNL_RULE_USERDATA as u16, u.as_ptr() as *const c_void, u.len() as u32);
-        Ok(r)
+    let mut r = rule_base(family, table, chain);
+    for x in &rule.exprs {
+        r.add_expr(encode_expr(x, &mut set_ids)?);
     }
+    let mut u = Vec::new();
+    udata_put(&mut u, UDATA_COMMENT, &strz(&rule.id))?;
+    r.set_userdata(&u);
+    Ok(r)
 }
 
-unsafe impl nftnl::NlMsg for OpMsg<'_> {
-    unsafe fn write(&self, buf: *mut c_void, seq: u32, _: nftnl::MsgType) {
+impl OpMsg<'_> {
+    /// The op as one message into `out` with sequence number `seq` (nftnl's
+    /// [`NlMsg`](nftnl::NlMsg), in [`ffi`]). Panics on an op [`check_encodable`] refuses.
+    pub(crate) fn write_msg(&self, out: MsgBuf<'_>, seq: u32) {
         let op = self.0;
-        unsafe {
-            match op {
-                Op::AddTable { .. } | Op::DelTable { .. } => write_table(buf, seq, op),
-                Op::AddChain { family, table, name, base } => write_chain(buf, seq, *family, table, name, base),
-                Op::DelChain { family, table, name } => {
-                    let c = sys::nftnl_chain_alloc();
-                    let (ct, cn) = (cstring(table), cstring(name));
-                    sys::nftnl_chain_set_u32(c, sys::NFTNL_CHAIN_FAMILY as u16, family.nfproto() as u32);
-                    sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, ct.as_ptr());
-                    sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_NAME as u16, cn.as_ptr());
-                    // Without NLM_F_NONREC the kernel deletes the chain's rules with it.
-                    let nlh = header(buf, libc::NFT_MSG_DELCHAIN, *family, libc::NLM_F_ACK, seq);
-                    sys::nftnl_chain_nlmsg_build_payload(nlh, c);
-                    sys::nftnl_chain_free(c);
+        match op {
+            Op::AddTable { .. } | Op::DelTable { .. } => write_table(out, seq, op),
+            Op::AddChain { family, table, name, base } => {
+                let c = chain_object(*family, table, name, base);
+                header(out, libc::NFT_MSG_NEWCHAIN, *family, libc::NLM_F_CREATE | libc::NLM_F_ACK, seq).put_chain(&c);
+            }
+            Op::DelChain { family, table, name } => {
+                let c = chain_object(*family, table, name, &None);
+                // Without NLM_F_NONREC the kernel deletes the chain's rules with it.
+                header(out, libc::NFT_MSG_DELCHAIN, *family, libc::NLM_F_ACK, seq).put_chain(&c);
+            }
+            Op::DelRule { family, table, chain, handle } => {
+                let mut r = rule_base(*family, table, chain);
+                r.set_handle(*handle);
+                header(out, libc::NFT_MSG_DELRULE, *family, libc::NLM_F_ACK, seq).put_rule(&mut r);
+            }
+            Op::AddRule { family, table, chain, rule, placement } => {
+                // Checked before the batch is built (see `check_encodable`).
+                let mut r = rule_object(*family, table, chain, rule, self.1).expect("rule checked before batching");
+                let mut flags = libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_ACK;
+                match placement {
+                    Placement::Append => flags |= libc::NLM_F_APPEND,
+                    // Without NLM_F_APPEND the kernel inserts before the rule at POSITION.
+                    Placement::Before(h) => r.set_position(*h),
                 }
-                Op::DelRule { family, table, chain, handle } => {
-                    let r = sys::nftnl_rule_alloc();
-                    let (ct, cc) = (cstring(table), cstring(chain));
-                    sys::nftnl_rule_set_u32(r, sys::NFTNL_RULE_FAMILY as u16, family.nfproto() as u32);
-                    sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, ct.as_ptr());
-                    sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, cc.as_ptr());
-                    sys::nftnl_rule_set_u64(r, sys::NFTNL_RULE_HANDLE as u16, *handle);
-                    let nlh = header(buf, libc::NFT_MSG_DELRULE, *family, libc::NLM_F_ACK, seq);
-                    sys::nftnl_rule_nlmsg_build_payload(nlh, r);
-                    sys::nftnl_rule_free(r);
-                }
-                Op::AddRule { family, table, chain, rule, placement } => {
-                    // Checked before the batch is built (see `check_encodable`).
-                    let r = rule_object(*family, table, chain, rule, self.1).expect("rule checked before batching");
-                    let mut flags = libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_ACK;
-                    match placement {
-                        Placement::Append => flags |= libc::NLM_F_APPEND,
-                        // Without NLM_F_APPEND the kernel inserts before the rule at POSITION.
-                        Placement::Before(h) => sys::nftnl_rule_set_u64(r, sys::NFTNL_RULE_POSITION as u16, *h),
-                    }
-                    let nlh = header(buf, libc::NFT_MSG_NEWRULE, *family, flags, seq);
-                    sys::nftnl_rule_nlmsg_build_payload(nlh, r);
-                    sys::nftnl_rule_free(r);
-                }
+                header(out, libc::NFT_MSG_NEWRULE, *family, flags, seq).put_rule(&mut r);
             }
         }
     }
 }
 
-/// Fails before anything is sent if an op cannot be encoded (a foreign expression or an
-/// oversized comment in a desired rule would be a bug, reported instead of panicking).
+/// Fails before anything is sent if an op cannot be encoded (a foreign expression, an
+/// oversized comment, or a value or set element key longer than the 64 bytes of
+/// `NFT_DATA_VALUE_MAXLEN` in a desired rule would be a bug, reported instead of panicking).
 pub fn check_encodable(ops: &[Op]) -> Result<(), String> {
     for op in ops {
         match op {
             Op::AddRule { family, table, chain, rule, .. } => {
                 let ids: Vec<u32> = (1..=rule.exprs.len() as u32).collect();
-                let r = rule_object(*family, table, chain, rule, &ids)?;
-                unsafe { sys::nftnl_rule_free(r) };
+                rule_object(*family, table, chain, rule, &ids)?;
+                for x in &rule.exprs {
+                    if let Expr::Lookup { set, .. } = x
+                        && let Some(el) = set.elements.iter().find(|el| el.key.len() > ffi::DATA_MAXLEN)
+                    {
+                        return Err(format!(
+                            "set element key of {} bytes exceeds nf_tables' {}",
+                            el.key.len(),
+                            ffi::DATA_MAXLEN
+                        ));
+                    }
+                }
             }
             Op::AddTable { comment, record, .. } => {
                 table_udata(comment, record)?;

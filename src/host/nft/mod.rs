@@ -9,13 +9,22 @@
 
 pub mod decode;
 pub mod encode;
+// The only module with unsafe code: libnftnl objects, message parsing and building, and
+// the socket's descriptor behind safe types.
+#[allow(unsafe_code)]
+mod ffi;
+mod hazard;
 
-use crate::model::ops::Op;
 use crate::model::live::LiveTable;
+use crate::model::ops::Op;
 use crate::model::ruleset::Family;
-use nftnl::nftnl_sys as sys;
+use nix::sys::socket::{self as nixsock, sockopt};
+// nix's macro for socket options it lacks; it expands to the other two.
+use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
 use std::collections::BTreeSet;
-use std::os::raw::{c_char, c_int};
+use std::ffi::CStr;
+use std::os::fd::AsRawFd;
+use std::os::raw::c_int;
 use thiserror::Error;
 
 /// `SOL_NETLINK` (linux/socket.h).
@@ -24,6 +33,33 @@ const SOL_NETLINK: c_int = 270;
 const NETLINK_CAP_ACK: c_int = 10;
 /// `NETLINK_EXT_ACK`: errors carry the kernel's text message.
 const NETLINK_EXT_ACK: c_int = 11;
+/// `SO_NETNS_COOKIE` (asm-generic/socket.h, kernel >= 5.14).
+const SO_NETNS_COOKIE: c_int = 71;
+
+sockopt_impl!(
+    /// `NETLINK_CAP_ACK` on a netlink socket: errors do not echo the whole request back.
+    CapAck,
+    SetOnly,
+    SOL_NETLINK,
+    NETLINK_CAP_ACK,
+    bool
+);
+sockopt_impl!(
+    /// `NETLINK_EXT_ACK` on a netlink socket: errors carry the kernel's text message.
+    ExtAck,
+    SetOnly,
+    SOL_NETLINK,
+    NETLINK_EXT_ACK,
+    bool
+);
+sockopt_impl!(
+    /// `SO_NETNS_COOKIE`: the socket's network namespace cookie (u64).
+    NetnsCookie,
+    GetOnly,
+    libc::SOL_SOCKET,
+    SO_NETNS_COOKIE,
+    u64
+);
 /// `NLM_F_CAPPED` in an error message's flags.
 const NLM_F_CAPPED: u16 = 0x100;
 /// `NLM_F_ACK_TLVS` in an error message's flags.
@@ -44,22 +80,28 @@ pub enum KernelError {
     /// cannot be loaded. Carries the errno text.
     #[error("this kernel has no nf_tables support (module nf_tables not available): {0}")]
     NoNfTables(String),
-    /// Opening the `NETLINK_NETFILTER` socket failed ([`Netfilter::open`]).
-    #[error("cannot open a netfilter netlink socket: {0}")]
-    Socket(std::io::Error),
+    /// Opening the `NETLINK_NETFILTER` socket failed ([`Netfilter::open`]). The OS error is
+    /// the source (shown after a colon in an error chain).
+    #[error("cannot open a netfilter netlink socket")]
+    Socket(#[source] std::io::Error),
     /// A send or receive failed, or a read request (dump, `NFT_MSG_GETGEN`) was answered
-    /// with an errno not covered above.
-    #[error("netlink {what} failed: {err}")]
+    /// with an errno not covered above. The error is the source (shown after a colon in an
+    /// error chain).
+    #[error("netlink {what} failed")]
     Io {
         /// What was being done: `request N` (the `NFT_MSG_*` number), `send of the batch`,
         /// `receive of the batch answers`.
         what: String,
         /// The OS error or the errno from the kernel's `NLMSG_ERROR`.
+        #[source]
         err: std::io::Error,
     },
     /// A message of the batch was answered with an error, so the kernel aborted the whole
     /// transaction. `ERESTART` on the batch begin means the rule-set generation moved
-    /// since it was read (`NFNL_BATCH_GENID`).
+    /// since it was read (`NFNL_BATCH_GENID`); see [`KernelError::is_concurrent_commit`].
+    ///
+    /// The errno is part of the sentence (`err` is not a `#[source]`: an error chain would
+    /// print it twice).
     #[error("the kernel rejected `{op}`: {err}{extack}; nothing was applied (one transaction)")]
     Rejected {
         /// The rejected message as an nft command ([`Op`]'s `Display`), or `batch begin` /
@@ -98,6 +140,23 @@ pub enum KernelError {
     Encode(String),
 }
 
+impl KernelError {
+    /// Whether the kernel refused the batch because someone else committed between our read
+    /// and our batch, so that reading again and re-planning can succeed: [`Rejected`] with
+    /// `ERESTART` (the rule-set generation moved: `NFNL_BATCH_GENID`), `ENOENT` (an object
+    /// the plan names was deleted), `EEXIST` (an object it adds was added) or `EBUSY` (a
+    /// chain or table it deletes gained a reference). Nothing was applied.
+    ///
+    /// [`Rejected`]: KernelError::Rejected
+    pub fn is_concurrent_commit(&self) -> bool {
+        matches!(
+            self,
+            KernelError::Rejected { err, .. }
+                if matches!(err.raw_os_error(), Some(libc::ERESTART | libc::ENOENT | libc::EEXIST | libc::EBUSY))
+        )
+    }
+}
+
 type Result<T> = std::result::Result<T, KernelError>;
 
 /// Reads of our tables [`Netfilter::read_owned`] tries before it gives up (pauses of 1, 2,
@@ -110,21 +169,34 @@ pub const READ_ATTEMPTS: u32 = 8;
 /// only more memory to zero and fault in.
 const RECV_BUFFER_BYTES: usize = 32 * 1024;
 
-/// A receive buffer aligned for `struct nlmsghdr` (mnl checks alignment).
-struct AlignedBuf(Vec<u64>);
+/// Request size, bytes: a header and a dump filter (a table and a set name).
+const REQUEST_BYTES: usize = 4096;
 
-impl AlignedBuf {
-    fn new(bytes: usize) -> Self {
-        AlignedBuf(vec![0u64; bytes.div_ceil(8)])
-    }
-    fn bytes(&mut self) -> &mut [u8] {
-        let len = self.0.len() * 8;
-        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr() as *mut u8, len) }
+/// `N` bytes aligned for `struct nlmsghdr` (mnl checks the alignment of a receive buffer;
+/// libnftnl writes headers and attributes through pointers).
+#[repr(C, align(8))]
+pub(crate) struct Aligned<const N: usize>(pub(crate) [u8; N]);
+
+/// The `struct nlmsghdr` at the start of `m` (native byte order). `m` is at least 16 bytes.
+fn header(m: &[u8]) -> libc::nlmsghdr {
+    let u32_at = |i: usize| u32::from_ne_bytes([m[i], m[i + 1], m[i + 2], m[i + 3]]);
+    libc::nlmsghdr {
+        nlmsg_len: u32_at(0),
+        nlmsg_type: u16::from_ne_bytes([m[4], m[5]]),
+        nlmsg_flags: u16::from_ne_bytes([m[6], m[7]]),
+        nlmsg_seq: u32_at(8),
+        nlmsg_pid: u32_at(12),
     }
 }
 
-fn header(m: &[u8]) -> libc::nlmsghdr {
-    unsafe { std::ptr::read_unaligned(m.as_ptr() as *const libc::nlmsghdr) }
+/// A copy of the message `m` for the decoders: zero bytes appended up to a multiple of 4
+/// and 4 more, so that it ends with a zero byte and libnftnl parses it in place (see
+/// [`decode::table`]). One allocation of the final size.
+fn padded_copy(m: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(m.len().next_multiple_of(4) + 4);
+    v.extend_from_slice(m);
+    v.resize(m.len().next_multiple_of(4) + 4, 0);
+    v
 }
 
 /// Error number and extended-ack text of an `NLMSG_ERROR` message (0 = ACK); the text with
@@ -157,26 +229,18 @@ fn parse_error(m: &[u8]) -> (i32, Option<String>) {
     (-err, msg)
 }
 
-/// An op's text cut to a length an error line can carry (a set of 1000 names is long).
-/// Writes the filter of a set dump into the request `nlh`: `NFTA_SET_TABLE` = `table`, and
+/// Writes the filter of a set dump into the request `msg`: `NFTA_SET_TABLE` = `table`, and
 /// for the elements of one set (`NFT_MSG_GETSETELEM`) `NFTA_SET_NAME` = `set`.
-///
-/// # Safety
-/// `nlh` is a request header built by `nftnl_nlmsg_build_hdr` in a buffer with room for
-/// the attributes (`Netfilter::request`'s 4 KiB).
-unsafe fn set_dump_filter(nlh: *mut libc::nlmsghdr, family: u8, table: &std::ffi::CStr, set: Option<&std::ffi::CStr>) {
-    unsafe {
-        let st = sys::nftnl_set_alloc();
-        sys::nftnl_set_set_str(st, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
-        sys::nftnl_set_set_u32(st, sys::NFTNL_SET_FAMILY as u16, family as u32);
-        match set {
-            Some(name) => {
-                sys::nftnl_set_set_str(st, sys::NFTNL_SET_NAME as u16, name.as_ptr());
-                sys::nftnl_set_elems_nlmsg_build_payload(nlh, st);
-            }
-            None => sys::nftnl_set_nlmsg_build_payload(nlh, st),
+fn set_dump_filter(msg: &mut ffi::Msg<'_>, family: u8, table: &CStr, set: Option<&CStr>) {
+    let mut st = ffi::Set::new();
+    st.set_table(table);
+    st.set_family(family as u32);
+    match set {
+        Some(name) => {
+            st.set_name(name);
+            msg.put_set_elems(&mut st);
         }
-        sys::nftnl_set_free(st);
+        None => msg.put_set(&mut st),
     }
 }
 
@@ -200,6 +264,7 @@ impl MsgLabel {
     }
 }
 
+/// An op's text cut to a length an error line can carry (a set of 1000 names is long).
 fn short_label(s: &str) -> String {
     match s.char_indices().nth(300) {
         Some((i, _)) => format!("{}...", &s[..i]),
@@ -227,7 +292,7 @@ fn batch_begin_with_genid(begin: &[u8], generation: u32) -> Vec<u8> {
 pub struct Netfilter {
     sock: mnl::Socket,
     seq: u32,
-    buf: AlignedBuf,
+    buf: Box<Aligned<RECV_BUFFER_BYTES>>,
     /// A dump answered since the last reset carried `NLM_F_DUMP_INTR` (a commit, anyone's,
     /// happened while it was produced); see [`Netfilter::read_owned`].
     dump_interrupted: bool,
@@ -237,40 +302,19 @@ impl Netfilter {
     /// Opens a `NETLINK_NETFILTER` socket with extended ACKs.
     pub fn open() -> Result<Netfilter> {
         let sock = mnl::Socket::new(mnl::Bus::Netfilter).map_err(KernelError::Socket)?;
-        let fd = unsafe { mnl::mnl_sys::mnl_socket_get_fd(sock.as_raw_socket()) };
-        let one: c_int = 1;
-        for opt in [NETLINK_CAP_ACK, NETLINK_EXT_ACK] {
-            // Best effort: old kernels lack these; errors then carry less detail.
-            unsafe {
-                libc::setsockopt(fd, SOL_NETLINK, opt, &one as *const _ as *const libc::c_void, 4);
-            }
-        }
+        // Best effort: old kernels lack these; errors then carry less detail.
+        let _ = nixsock::setsockopt(&ffi::socket_fd(&sock), CapAck, &true);
+        let _ = nixsock::setsockopt(&ffi::socket_fd(&sock), ExtAck, &true);
         let seq =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
-        Ok(Netfilter { sock, seq, buf: AlignedBuf::new(RECV_BUFFER_BYTES), dump_interrupted: false })
+        Ok(Netfilter { sock, seq, buf: Box::new(Aligned([0; RECV_BUFFER_BYTES])), dump_interrupted: false })
     }
 
     /// The network namespace cookie (`SO_NETNS_COOKIE`, kernel >= 5.14): a 64-bit id that
     /// is unique for the boot and never reused, unlike an nsfs inode number. `None` on
     /// older kernels.
     pub fn netns_cookie(&self) -> Option<u64> {
-        const SO_NETNS_COOKIE: c_int = 71;
-        let mut v: u64 = 0;
-        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd(),
-                libc::SOL_SOCKET,
-                SO_NETNS_COOKIE,
-                &mut v as *mut u64 as *mut libc::c_void,
-                &mut len,
-            )
-        };
-        (r == 0 && len == 8).then_some(v)
-    }
-
-    fn fd(&self) -> c_int {
-        unsafe { mnl::mnl_sys::mnl_socket_get_fd(self.sock.as_raw_socket()) }
+        nixsock::getsockopt(&ffi::socket_fd(&self.sock), NetnsCookie).ok()
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -278,38 +322,31 @@ impl Netfilter {
         self.seq
     }
 
-    /// Sends one request and collects the answer's messages (a dump until `NLMSG_DONE`,
-    /// a plain GET until its ACK).
+    /// Sends one request (`payload` adds its filter to the header) and collects the
+    /// answer's messages (a dump until `NLMSG_DONE`, a plain GET until its ACK), each as
+    /// received followed by zero padding (see [`padded_copy`]).
     fn request(
         &mut self,
         msg: u32,
         family: u8,
         dump: bool,
-        payload: impl FnOnce(*mut libc::nlmsghdr),
+        payload: impl FnOnce(&mut ffi::Msg<'_>),
     ) -> Result<Vec<Vec<u8>>> {
         let seq = self.next_seq();
-        let mut req = AlignedBuf::new(4096);
+        let mut req = Aligned([0; REQUEST_BYTES]);
         let flags = if dump { libc::NLM_F_DUMP } else { libc::NLM_F_ACK };
-        let len = unsafe {
-            let nlh = sys::nftnl_nlmsg_build_hdr(
-                req.bytes().as_mut_ptr() as *mut c_char,
-                msg as u16,
-                family as u16,
-                flags as u16,
-                seq,
-            );
-            payload(nlh);
-            (*nlh).nlmsg_len as usize
-        };
+        let mut m = ffi::MsgBuf::new(&mut req.0).header(msg as u16, family as u16, flags as u16, seq);
+        payload(&mut m);
+        let len = m.len();
         let what = format!("request {msg}");
-        self.sock.send(&req.bytes()[..len]).map_err(|err| KernelError::Io { what: what.clone(), err })?;
+        self.sock.send(&req.0[..len]).map_err(|err| KernelError::Io { what: what.clone(), err })?;
         let portid = self.sock.portid();
         let mut out = Vec::new();
         // A dump interrupted by a concurrent commit is read to its end and returned; the
         // interruption is noted for read_owned, which decides whether the read stands.
         loop {
-            let n = self.sock.recv_raw(self.buf.bytes()).map_err(|err| KernelError::Io { what: what.clone(), err })?;
-            let mut data = &self.buf.bytes()[..n];
+            let n = self.sock.recv_raw(&mut self.buf.0).map_err(|err| KernelError::Io { what: what.clone(), err })?;
+            let mut data = &self.buf.0[..n];
             while data.len() >= 16 {
                 let h = header(data);
                 // libnftnl trusts nlmsg_len: a message that does not fit what was received
@@ -354,7 +391,7 @@ impl Netfilter {
                             "nf_tables message of {l} bytes, shorter than its header"
                         )));
                     }
-                    _ => out.push(m.to_vec()),
+                    _ => out.push(padded_copy(m)),
                 }
             }
         }
@@ -364,16 +401,7 @@ impl Netfilter {
     pub fn generation(&mut self) -> Result<u32> {
         let msgs = self.request(libc::NFT_MSG_GETGEN as u32, 0, false, |_| {})?;
         let m = msgs.first().ok_or_else(|| KernelError::Malformed("no NEWGEN answer".into()))?;
-        unsafe {
-            let g = sys::nftnl_gen_alloc();
-            let ok = sys::nftnl_gen_nlmsg_parse(m.as_ptr() as *const _, g) >= 0;
-            let id = sys::nftnl_gen_get_u32(g, sys::NFTNL_GEN_ID as u16);
-            sys::nftnl_gen_free(g);
-            if !ok {
-                return Err(KernelError::Malformed("NEWGEN".into()));
-            }
-            Ok(id)
-        }
+        ffi::generation_id(m).map_err(|_| KernelError::Malformed("NEWGEN".into()))
     }
 
     /// Reads the tables ecs-hostnet owns ([`OWNED_TABLES`](crate::model::names::OWNED_TABLES)) with their chains and rules,
@@ -422,7 +450,7 @@ impl Netfilter {
     fn read_owned_once(&mut self) -> Result<Vec<LiveTable>> {
         let mut tables = Vec::new();
         for m in self.request(libc::NFT_MSG_GETTABLE as u32, 0, true, |_| {})? {
-            let t = decode::table(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+            let t = decode::table(&m).map_err(KernelError::Malformed)?;
             tables.extend(t.into_owned_table());
         }
         if tables.is_empty() {
@@ -434,18 +462,17 @@ impl Netfilter {
             let family = t.family.nfproto();
             let tname = std::ffi::CString::new(t.name.clone()).expect("owned names have no NUL");
             for m in self.request(libc::NFT_MSG_GETCHAIN as u32, family, true, |_| {})? {
-                let c = decode::chain(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+                let c = decode::chain(&m).map_err(KernelError::Malformed)?;
                 if c.family == Some(t.family) && c.table == t.name {
                     t.chains.push(c.into_live_chain());
                 }
             }
             // Anonymous sets (bound to rules' lookups) are read with their elements; a named
             // set is someone else's (ecs-hostnet makes none).
-            let msgs = self.request(libc::NFT_MSG_GETSET as u32, family, true, |nlh| unsafe {
-                set_dump_filter(nlh, family, &tname, None)
-            })?;
+            let msgs =
+                self.request(libc::NFT_MSG_GETSET as u32, family, true, |m| set_dump_filter(m, family, &tname, None))?;
             for m in msgs {
-                let (table, name, set) = decode::set(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+                let (table, name, set) = decode::set(&m).map_err(KernelError::Malformed)?;
                 if table != t.name {
                     continue;
                 }
@@ -459,25 +486,24 @@ impl Netfilter {
             for (name, set) in sets.iter_mut() {
                 let cname =
                     std::ffi::CString::new(name.clone()).map_err(|_| KernelError::Malformed("set name".into()))?;
-                let msgs = self.request(libc::NFT_MSG_GETSETELEM as u32, family, true, |nlh| unsafe {
-                    set_dump_filter(nlh, family, &tname, Some(&cname))
+                let msgs = self.request(libc::NFT_MSG_GETSETELEM as u32, family, true, |m| {
+                    set_dump_filter(m, family, &tname, Some(&cname))
                 })?;
                 for m in msgs {
-                    decode::set_elements(m.as_ptr() as *const _, &mut set.elements).map_err(KernelError::Malformed)?;
+                    decode::set_elements(&m, &mut set.elements).map_err(KernelError::Malformed)?;
                 }
                 // The kernel dumps an interval set's elements in descending key order;
                 // compare in ascending order, as they are built and sent.
                 set.elements.sort();
             }
-            let msgs = self.request(libc::NFT_MSG_GETOBJ as u32, family, true, |nlh| unsafe {
-                let o = sys::nftnl_obj_alloc();
-                sys::nftnl_obj_set_str(o, sys::NFTNL_OBJ_TABLE as u16, tname.as_ptr());
-                sys::nftnl_obj_set_u32(o, sys::NFTNL_OBJ_FAMILY as u16, family as u32);
-                sys::nftnl_obj_nlmsg_build_payload(nlh, o);
-                sys::nftnl_obj_free(o);
+            let msgs = self.request(libc::NFT_MSG_GETOBJ as u32, family, true, |m| {
+                let mut o = ffi::Obj::new();
+                o.set_table(&tname);
+                o.set_family(family as u32);
+                m.put_obj(&o);
             })?;
             for m in msgs {
-                let (table, name) = decode::object(m.as_ptr() as *const _).map_err(KernelError::Malformed)?;
+                let (table, name) = decode::object(&m).map_err(KernelError::Malformed)?;
                 if table == t.name {
                     t.foreign_objects.push(format!("object {name}"));
                 }
@@ -489,12 +515,11 @@ impl Netfilter {
         for (i, sets) in sets.iter().enumerate() {
             let (family, name) = (tables[i].family, tables[i].name.clone());
             let cname = std::ffi::CString::new(name.clone()).expect("owned names have no NUL");
-            let rules = self.request(libc::NFT_MSG_GETRULE as u32, family.nfproto(), true, |nlh| unsafe {
-                let r = sys::nftnl_rule_alloc();
-                sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, cname.as_ptr());
-                sys::nftnl_rule_set_u32(r, sys::NFTNL_RULE_FAMILY as u16, family.nfproto() as u32);
-                sys::nftnl_rule_nlmsg_build_payload(nlh, r);
-                sys::nftnl_rule_free(r);
+            let rules = self.request(libc::NFT_MSG_GETRULE as u32, family.nfproto(), true, |m| {
+                let mut r = ffi::Rule::new();
+                r.set_table(&cname);
+                r.set_family(family.nfproto() as u32);
+                m.put_rule(&mut r);
             })?;
             for m in rules {
                 let r = decode::rule(&m, sets).map_err(KernelError::Malformed)?;
@@ -585,23 +610,18 @@ impl Netfilter {
         pages[0] = &first[begin_len..];
         pages.insert(0, &begin);
         let total: usize = pages.iter().map(|p| p.len()).sum();
-        let snd = (total + 64 * 1024) as c_int;
-        let rcv = (seqs.len() * 1024 + 64 * 1024) as c_int;
-        for (opt, val) in [(libc::SO_SNDBUFFORCE, snd), (libc::SO_RCVBUFFORCE, rcv)] {
-            // Needs CAP_NET_ADMIN, which writing nf_tables needs anyway.
-            unsafe { libc::setsockopt(self.fd(), libc::SOL_SOCKET, opt, &val as *const _ as *const libc::c_void, 4) };
-        }
-        let mut iov: Vec<libc::iovec> =
-            pages.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut _, iov_len: p.len() }).collect();
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as u16;
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = &mut addr as *mut _ as *mut libc::c_void;
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as u32;
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = iov.len();
-        if unsafe { libc::sendmsg(self.fd(), &msg, 0) } < 0 {
-            let err = std::io::Error::last_os_error();
+        // Socket buffers for the whole batch and its answers (set as C ints, as the kernel
+        // reads them). Needs CAP_NET_ADMIN, which writing nf_tables needs anyway.
+        let snd = total + 64 * 1024;
+        let rcv = seqs.len() * 1024 + 64 * 1024;
+        let _ = nixsock::setsockopt(&ffi::socket_fd(&self.sock), sockopt::SndBufForce, &snd);
+        let _ = nixsock::setsockopt(&ffi::socket_fd(&self.sock), sockopt::RcvBufForce, &rcv);
+        let iov: Vec<std::io::IoSlice<'_>> = pages.iter().map(|p| std::io::IoSlice::new(p)).collect();
+        let kernel = nixsock::NetlinkAddr::new(0, 0);
+        if let Err(errno) =
+            nixsock::sendmsg(self.sock.as_raw_fd(), &iov, &[], nixsock::MsgFlags::empty(), Some(&kernel))
+        {
+            let err = std::io::Error::from(errno);
             return Err(match err.raw_os_error() {
                 Some(libc::EPERM) => KernelError::PermissionDenied,
                 _ => KernelError::Io { what: "send of the batch".into(), err },
@@ -613,15 +633,16 @@ impl Netfilter {
         let mut first_error: Option<(u32, i32, Option<String>)> = None;
         let portid = self.sock.portid();
         while !pending.is_empty() {
-            let mut pfd = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
-            if unsafe { libc::poll(&mut pfd, 1, 2000) } <= 0 {
+            let mut pfd = [nix::poll::PollFd::new(ffi::socket_fd(&self.sock), nix::poll::PollFlags::POLLIN)];
+            // A timeout (2 s) or an error ends the wait: what is pending then is unanswered.
+            if !matches!(nix::poll::poll(&mut pfd, 2000u16), Ok(n) if n > 0) {
                 break;
             }
             let n = self
                 .sock
-                .recv_raw(self.buf.bytes())
+                .recv_raw(&mut self.buf.0)
                 .map_err(|err| KernelError::Io { what: "receive of the batch answers".into(), err })?;
-            let mut data = &self.buf.bytes()[..n];
+            let mut data = &self.buf.0[..n];
             while data.len() >= 16 {
                 let h = header(data);
                 let l = (h.nlmsg_len as usize).clamp(16, data.len());
@@ -648,7 +669,7 @@ impl Netfilter {
         if let Some((seq, errno, ext)) = first_error {
             let mut extack = ext.map(|e| format!(" ({e})")).unwrap_or_default();
             if errno == libc::EPERM {
-                if unsafe { libc::geteuid() } != 0 {
+                if !nix::unistd::geteuid().is_root() {
                     return Err(KernelError::PermissionDenied);
                 }
                 // Root and still EPERM: a table held by another process (`flags owner`).
@@ -758,57 +779,53 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
                     t => return Err(format!("byte {off}: nf_tables message {t} is not a dump answer")),
                 };
                 // libnftnl parses in place and reads string attributes up to their NUL: each
-                // message gets a 4-aligned copy followed by zero bytes, so an unterminated
-                // string stops inside the copy.
-                let mut copy = vec![0u32; len.div_ceil(4) + 1];
-                unsafe { std::ptr::copy_nonoverlapping(m.as_ptr(), copy.as_mut_ptr() as *mut u8, len) };
-                kind.push((off, copy));
+                // message gets a copy followed by zero bytes, so an unterminated string
+                // stops inside the copy (and the decoders need no copy of their own).
+                kind.push((off, padded_copy(m)));
             }
             t => return Err(format!("byte {off}: message type {t:#x} is not an nf_tables message")),
         }
         off += len.next_multiple_of(4).min(rest.len());
     }
-    let nlh = |m: &[u32]| m.as_ptr() as *const libc::nlmsghdr;
-    let as_bytes = |m: &[u32]| unsafe { std::slice::from_raw_parts(m.as_ptr() as *const u8, m.len() * 4) };
-    let family_of = |m: &[u32]| Family::from_nfproto(m[4].to_ne_bytes()[0] as u32);
+    let family_of = |m: &[u8]| Family::from_nfproto(m[16] as u32);
     let at = |off: usize| move |e: String| format!("byte {off}: {e}");
 
     let mut tables = Vec::new();
     for (off, m) in &tables_m {
         let (off, m) = (*off, m.as_slice());
-        tables.extend(decode::table(nlh(m)).map_err(at(off))?.into_owned_table());
+        tables.extend(decode::table(m).map_err(at(off))?.into_owned_table());
     }
     tables.sort_by_key(|t| if t.family == Family::Ip { 0 } else { 1 });
 
     let mut chains = Vec::new();
     for (off, m) in &chains_m {
         let (off, m) = (*off, m.as_slice());
-        chains.push(decode::chain(nlh(m)).map_err(at(off))?);
+        chains.push(decode::chain(m).map_err(at(off))?);
     }
     let mut sets = Vec::new();
     for (off, m) in &sets_m {
         let (off, m) = (*off, m.as_slice());
-        sets.push((family_of(m), decode::set(nlh(m)).map_err(at(off))?));
+        sets.push((family_of(m), decode::set(m).map_err(at(off))?));
     }
     let mut elems = Vec::new();
     for (off, m) in &elems_m {
         let (off, m) = (*off, m.as_slice());
-        let (table, set) = decode::set_elements_owner(nlh(m)).map_err(at(off))?;
+        let (table, set) = decode::set_elements_owner(m).map_err(at(off))?;
         let mut found = Vec::new();
-        decode::set_elements(nlh(m), &mut found).map_err(at(off))?;
+        decode::set_elements(m, &mut found).map_err(at(off))?;
         elems.push((family_of(m), table, set, found));
     }
     let mut objs = Vec::new();
     for (off, m) in &objs_m {
         let (off, m) = (*off, m.as_slice());
-        objs.push((family_of(m), decode::object(nlh(m)).map_err(at(off))?));
+        objs.push((family_of(m), decode::object(m).map_err(at(off))?));
     }
     // Every rule is decoded; those of our tables again with the table's anonymous sets.
     let no_sets = decode::AnonSets::new();
     let mut rules = Vec::new();
     for (off, m) in &rules_m {
         let (off, m) = (*off, m.as_slice());
-        let r = decode::rule(as_bytes(m), &no_sets).map_err(at(off))?;
+        let r = decode::rule(m, &no_sets).map_err(at(off))?;
         rules.push((off, m, r.family, r.table));
     }
 
@@ -847,7 +864,7 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
             if *family != Some(t.family) || *table != t.name {
                 continue;
             }
-            let r = decode::rule(as_bytes(m), &anon).map_err(at(*off))?;
+            let r = decode::rule(m, &anon).map_err(at(*off))?;
             match t.chains.iter_mut().find(|c| c.name == r.chain) {
                 Some(c) => c.rules.push(r.rule),
                 None => {
@@ -885,5 +902,62 @@ mod tests {
         assert_eq!(MsgLabel::Set(i).text(&ops), format!("add the set of `{op}`"));
         assert_eq!(MsgLabel::Elements(i, 64).text(&ops), format!("add elements 64.. of the set of `{op}`"));
         assert!(MsgLabel::Op(0).text(&ops).starts_with("add table ip ecs-hostnet"));
+    }
+
+    /// A batch refused for someone else's commit is retried; any other refusal is not.
+    #[test]
+    fn concurrent_commits_are_told_from_other_refusals() {
+        let rejected = |errno| KernelError::Rejected {
+            op: "batch begin".into(),
+            err: std::io::Error::from_raw_os_error(errno),
+            extack: String::new(),
+        };
+        for errno in [libc::ERESTART, libc::ENOENT, libc::EEXIST, libc::EBUSY] {
+            assert!(rejected(errno).is_concurrent_commit(), "{errno}");
+        }
+        for errno in [libc::EPERM, libc::EINVAL, libc::ENOSPC] {
+            assert!(!rejected(errno).is_concurrent_commit(), "{errno}");
+        }
+        let io = KernelError::Io { what: "request 13".into(), err: std::io::Error::from_raw_os_error(libc::ENOENT) };
+        assert!(!io.is_concurrent_commit());
+        assert!(!KernelError::Unstable.is_concurrent_commit());
+    }
+
+    /// The io errors are sources, and an error chain (`{:#}`, as the CLI prints errors)
+    /// reads as the one-line message did before.
+    #[test]
+    fn io_errors_print_once_in_an_error_chain() {
+        let io = KernelError::Io { what: "request 13".into(), err: std::io::Error::from_raw_os_error(libc::ENOENT) };
+        assert!(std::error::Error::source(&io).is_some());
+        let text = format!("{:#}", anyhow::Error::from(io));
+        assert_eq!(text, format!("netlink request 13 failed: {}", std::io::Error::from_raw_os_error(libc::ENOENT)));
+        let sock = KernelError::Socket(std::io::Error::from_raw_os_error(libc::EMFILE));
+        let text = format!("{:#}", anyhow::Error::from(sock));
+        assert_eq!(
+            text,
+            format!("cannot open a netfilter netlink socket: {}", std::io::Error::from_raw_os_error(libc::EMFILE))
+        );
+    }
+
+    /// A set element key longer than libnftnl's 64-byte array is refused before a batch is
+    /// built.
+    #[test]
+    fn an_oversized_set_key_is_not_encodable() {
+        let desired = crate::desired::compile(&crate::config::default_config());
+        let mut ops = crate::plan::plan(&desired, &crate::plan::live::LiveState::default()).ops;
+        encode::check_encodable(&ops).unwrap();
+        let set = ops
+            .iter_mut()
+            .find_map(|op| match op {
+                Op::AddRule { rule, .. } => rule.exprs.iter_mut().find_map(|x| match x {
+                    crate::model::ruleset::Expr::Lookup { set, .. } => Some(set),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .expect("the default has a rule with a set");
+        set.elements[0].key = vec![0; 65];
+        let err = encode::check_encodable(&ops).unwrap_err();
+        assert!(err.contains("65 bytes"), "{err}");
     }
 }

@@ -1,0 +1,158 @@
+//! Messages libnftnl 1.2.4 must never see: the memory-safety defects of its parsers that a
+//! malformed nf_tables message reaches. [`ffi`](super::ffi) refuses such a message before
+//! handing it to libnftnl, and [`decode_dump`](super::decode_dump) names the defect in its
+//! error. Plain byte walking, no allocation: it runs on every message libnftnl parses.
+
+/// The attributes of a netlink attribute stream as `(type, payload)`, the type without its
+/// `NLA_F_NESTED` / `NLA_F_NET_BYTEORDER` bits, up to the first one whose header or length
+/// does not fit (where libmnl's `mnl_attr_for_each` stops too).
+#[derive(Clone)]
+struct NlAttrs<'a>(&'a [u8]);
+
+impl<'a> Iterator for NlAttrs<'a> {
+    type Item = (u16, &'a [u8]);
+
+    fn next(&mut self) -> Option<(u16, &'a [u8])> {
+        let b = self.0;
+        if b.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+        let ty = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
+        if len < 4 || len > b.len() {
+            self.0 = &[];
+            return None;
+        }
+        self.0 = &b[len.next_multiple_of(4).min(b.len())..];
+        Some((ty, &b[4..len]))
+    }
+}
+
+fn nl_attrs(b: &[u8]) -> NlAttrs<'_> {
+    NlAttrs(b)
+}
+
+/// Why libnftnl 1.2.4 would corrupt memory or crash parsing the nf_tables message `m`
+/// (whole message: `nlmsghdr`, `nfgenmsg`, attributes), or `None`. The kernel never sends
+/// such messages; a fuzzer does. Two defects of libnftnl are checked:
+///
+/// * an expression nest without `NFTA_EXPR_NAME` (in a rule's `NFTA_RULE_EXPRESSIONS`, a
+///   set's `NFTA_SET_EXPR` / `NFTA_SET_EXPRESSIONS`, a set element's `NFTA_SET_ELEM_EXPR`
+///   / `NFTA_SET_ELEM_EXPRESSIONS`, a `dynset` expression's `NFTA_DYNSET_EXPR` /
+///   `NFTA_DYNSET_EXPRESSIONS`): `nftnl_expr_parse` passes `mnl_attr_get_str(NULL)` (address
+///   4) to `nftnl_expr_alloc`, whose `strcmp` faults;
+/// * a set element attribute of type 12 or more (above `NFTA_SET_ELEM_MAX`, 11):
+///   `nftnl_set_elem_parse_attr_cb` checks the type against `NFTA_SET_MAX` and stores the
+///   attribute at `tb[type]` of an `NFTA_SET_ELEM_MAX + 1` stack array, past its end (a
+///   stack buffer overflow).
+///
+/// * a verdict (`NFTA_DATA_VERDICT` in any `nft_data` nest: an expression's data attribute,
+///   a set element's key or data) with code `NFT_JUMP` or `NFT_GOTO` and no
+///   `NFTA_VERDICT_CHAIN`: `nftnl_parse_verdict` leaves its attribute table uninitialised and
+///   `strdup`s whatever pointer the stack held there.
+///
+/// libnftnl also ends the process with `exit(1)` ("nf_tables kernel ABI is broken") when an
+/// attribute it knows fails its type check (a u32 that is not 4 bytes, ...): that is its
+/// design, not checked here. `m` shorter than 20 bytes, or with an `nlmsg_len` past its
+/// end, is read as far as it goes.
+pub fn libnftnl_hazard(m: &[u8]) -> Option<String> {
+    if m.len() < 20 {
+        return None;
+    }
+    let len = (u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize).clamp(20, m.len());
+    let attrs = nl_attrs(&m[20..len]);
+    let msg = u16::from_ne_bytes([m[4], m[5]]) & 0xff;
+    let nested = |ty: u16| attrs.clone().filter(move |(t, _)| *t == ty).map(|(_, v)| v);
+    match msg as i32 {
+        libc::NFT_MSG_NEWRULE => nested(4).find_map(|v| {
+            expr_list_hazard(v, "rule expression").or_else(|| {
+                // Every nest inside an expression's NFTA_EXPR_DATA that may be an nft_data.
+                nl_attrs(v).take_while(|(t, _)| *t == 1).find_map(|(_, e)| {
+                    nl_attrs(e).filter(|(t, _)| *t == 2).find_map(|(_, data)| {
+                        nl_attrs(data).find_map(|(_, d)| verdict_hazard(d, "rule expression data"))
+                    })
+                })
+            })
+        }),
+        libc::NFT_MSG_NEWSET => nested(17)
+            .find_map(|v| expr_hazard(v, "set expression"))
+            .or_else(|| nested(18).find_map(|v| expr_list_hazard(v, "set expression"))),
+        libc::NFT_MSG_NEWSETELEM => nested(3).find_map(|list| {
+            // As nftnl_set_elems_parse: anything but NFTA_LIST_ELEM ends the parse.
+            nl_attrs(list).take_while(|(t, _)| *t == 1).find_map(|(_, elem)| {
+                if let Some((t, _)) = nl_attrs(elem).find(|(t, _)| *t > 11) {
+                    return Some(format!(
+                        "set element attribute type {t} (above NFTA_SET_ELEM_MAX): libnftnl 1.2.4 writes past a stack array"
+                    ));
+                }
+                nl_attrs(elem).find_map(|(t, v)| match t {
+                    // NFTA_SET_ELEM_KEY, _DATA, _KEY_END: nft_data nests
+                    1 | 2 | 10 => verdict_hazard(v, "set element"),
+                    7 => expr_hazard(v, "set element expression"),
+                    11 => expr_list_hazard(v, "set element expression"),
+                    _ => None,
+                })
+            })
+        }),
+        _ => None,
+    }
+}
+
+/// [`libnftnl_hazard`] for a nest that libnftnl may parse as an `nft_data`: a jump or goto
+/// verdict (`NFT_JUMP` -3, `NFT_GOTO` -4 in `NFTA_VERDICT_CODE`) without `NFTA_VERDICT_CHAIN`,
+/// read as libmnl reads it (up to the first malformed attribute; of a repeated attribute,
+/// the last one counts).
+fn verdict_hazard(data: &[u8], what: &str) -> Option<String> {
+    let verdict = nl_attrs(data).filter(|(t, _)| *t == 2).last()?.1;
+    let code = nl_attrs(verdict).filter(|(t, _)| *t == 1).last().and_then(|(_, c)| <[u8; 4]>::try_from(c).ok())?;
+    let code = i32::from_be_bytes(code);
+    let has_chain = nl_attrs(verdict).any(|(t, _)| t == 2);
+    ((code == -3 || code == -4) && !has_chain).then(|| {
+        format!(
+            "{what}: a jump/goto verdict without NFTA_VERDICT_CHAIN: libnftnl 1.2.4 strdup()s an uninitialised pointer"
+        )
+    })
+}
+
+/// [`libnftnl_hazard`] for a list of `NFTA_LIST_ELEM` expression nests (parsing stops at the
+/// first other attribute).
+fn expr_list_hazard(list: &[u8], what: &str) -> Option<String> {
+    nl_attrs(list).take_while(|(t, _)| *t == 1).find_map(|(_, e)| expr_hazard(e, what))
+}
+
+/// [`libnftnl_hazard`] for one expression nest (`NFTA_EXPR_NAME`, `NFTA_EXPR_DATA`).
+fn expr_hazard(e: &[u8], what: &str) -> Option<String> {
+    let Some((_, name)) = nl_attrs(e).filter(|(t, _)| *t == 1).last() else {
+        return Some(format!("{what} without NFTA_EXPR_NAME: libnftnl 1.2.4 dereferences a NULL name"));
+    };
+    // A dynset expression parses the expressions it carries (NFTA_DYNSET_EXPR, _EXPRESSIONS).
+    if name.split(|b| *b == 0).next() == Some(b"dynset") {
+        let data = nl_attrs(e).filter(|(t, _)| *t == 2).flat_map(|(_, d)| nl_attrs(d));
+        for (t, v) in data {
+            let found = match t {
+                7 => expr_hazard(v, "dynset expression"),
+                10 => expr_list_hazard(v, "dynset expression"),
+                _ => None,
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk stops at the first attribute that does not fit, as libmnl's does.
+    #[test]
+    fn attribute_walk_stops_at_a_bad_length() {
+        let b = [8u8, 0, 1, 0, 1, 2, 3, 4, 5, 0, 2, 0, 9, 0, 0, 0, 8, 0, 3, 0];
+        let got: Vec<_> = nl_attrs(&b).collect();
+        assert_eq!(got, vec![(1u16, &[1u8, 2, 3, 4][..]), (2, &[9][..])]);
+        let truncated = [8u8, 0, 1, 0, 1, 2, 3, 4, 9, 0, 2, 0];
+        assert_eq!(nl_attrs(&truncated).count(), 1);
+    }
+}
