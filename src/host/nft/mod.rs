@@ -14,7 +14,9 @@ pub mod encode;
 #[allow(unsafe_code)]
 mod ffi;
 mod hazard;
+mod assemble;
 
+use assemble::Assembly;
 use crate::model::live::LiveTable;
 use crate::model::ops::Op;
 use crate::model::ruleset::Family;
@@ -453,48 +455,34 @@ impl Netfilter {
             let t = decode::table(&m).map_err(KernelError::Malformed)?;
             tables.extend(t.into_owned_table());
         }
-        if tables.is_empty() {
-            return Ok(tables);
+        let mut asm = Assembly::new(tables);
+        if asm.is_empty() {
+            return Ok(asm.finish());
         }
-        tables.sort_by_key(|t| if t.family == Family::Ip { 0 } else { 1 });
-        let mut sets = vec![decode::AnonSets::new(); tables.len()];
-        for (t, sets) in tables.iter_mut().zip(sets.iter_mut()) {
-            let family = t.family.nfproto();
-            let tname = std::ffi::CString::new(t.name.clone()).expect("owned names have no NUL");
+        let owned: Vec<(Family, String)> = asm.tables().iter().map(|t| (t.family, t.name.clone())).collect();
+        for (i, (fam, name)) in owned.iter().enumerate() {
+            let family = fam.nfproto();
+            let tname = std::ffi::CString::new(name.clone()).expect("owned names have no NUL");
             for m in self.request(libc::NFT_MSG_GETCHAIN as u32, family, true, |_| {})? {
-                let c = decode::chain(&m).map_err(KernelError::Malformed)?;
-                if c.family == Some(t.family) && c.table == t.name {
-                    t.chains.push(c.into_live_chain());
-                }
+                asm.add_chain(decode::chain(&m).map_err(KernelError::Malformed)?);
             }
-            // Anonymous sets (bound to rules' lookups) are read with their elements; a named
-            // set is someone else's (ecs-hostnet makes none).
             let msgs =
                 self.request(libc::NFT_MSG_GETSET as u32, family, true, |m| set_dump_filter(m, family, &tname, None))?;
             for m in msgs {
-                let (table, name, set) = decode::set(&m).map_err(KernelError::Malformed)?;
-                if table != t.name {
-                    continue;
-                }
-                match set {
-                    Some(set) => {
-                        sets.insert(name, set);
-                    }
-                    None => t.foreign_objects.push(format!("set {name}")),
-                }
+                let (table, set_name, set) = decode::set(&m).map_err(KernelError::Malformed)?;
+                asm.add_set(Some(*fam), &table, set_name, set);
             }
-            for (name, set) in sets.iter_mut() {
+            for set_name in asm.set_names(i) {
                 let cname =
-                    std::ffi::CString::new(name.clone()).map_err(|_| KernelError::Malformed("set name".into()))?;
+                    std::ffi::CString::new(set_name.clone()).map_err(|_| KernelError::Malformed("set name".into()))?;
                 let msgs = self.request(libc::NFT_MSG_GETSETELEM as u32, family, true, |m| {
                     set_dump_filter(m, family, &tname, Some(&cname))
                 })?;
                 for m in msgs {
-                    decode::set_elements(&m, &mut set.elements).map_err(KernelError::Malformed)?;
+                    let mut elems = Vec::new();
+                    decode::set_elements(&m, &mut elems).map_err(KernelError::Malformed)?;
+                    asm.add_set_elements(Some(*fam), name, &set_name, elems);
                 }
-                // The kernel dumps an interval set's elements in descending key order;
-                // compare in ascending order, as they are built and sent.
-                set.elements.sort();
             }
             let msgs = self.request(libc::NFT_MSG_GETOBJ as u32, family, true, |m| {
                 let mut o = ffi::Obj::new();
@@ -503,36 +491,29 @@ impl Netfilter {
                 m.put_obj(&o);
             })?;
             for m in msgs {
-                let (table, name) = decode::object(&m).map_err(KernelError::Malformed)?;
-                if table == t.name {
-                    t.foreign_objects.push(format!("object {name}"));
-                }
+                let (table, obj_name) = decode::object(&m).map_err(KernelError::Malformed)?;
+                asm.add_object(Some(*fam), &table, &obj_name);
             }
         }
+        asm.sort_set_elements();
         // One rule dump per table, filtered by the kernel (NFTA_RULE_TABLE). Not one for
         // both with NFPROTO_UNSPEC: with a table name, nf_tables_dump_rules stops after the
         // first table of that name.
-        for (i, sets) in sets.iter().enumerate() {
-            let (family, name) = (tables[i].family, tables[i].name.clone());
+        for (fam, name) in &owned {
             let cname = std::ffi::CString::new(name.clone()).expect("owned names have no NUL");
-            let rules = self.request(libc::NFT_MSG_GETRULE as u32, family.nfproto(), true, |m| {
+            let rules = self.request(libc::NFT_MSG_GETRULE as u32, fam.nfproto(), true, |m| {
                 let mut r = ffi::Rule::new();
                 r.set_table(&cname);
-                r.set_family(family.nfproto() as u32);
+                r.set_family(fam.nfproto() as u32);
                 m.put_rule(&mut r);
             })?;
             for m in rules {
+                let sets = asm.sets_of(Some(*fam), name).expect("one of ours");
                 let r = decode::rule(&m, sets).map_err(KernelError::Malformed)?;
-                if r.family != Some(family) || r.table != name {
-                    continue;
-                }
-                match tables[i].chains.iter_mut().find(|c| c.name == r.chain) {
-                    Some(c) => c.rules.push(r.rule),
-                    None => return Err(KernelError::Unstable),
-                }
+                asm.add_rule(r).map_err(|_| KernelError::Unstable)?;
             }
         }
-        Ok(tables)
+        Ok(asm.finish())
     }
 
     /// Sends `ops` as one nf_tables batch and waits for every answer. Does nothing for an
@@ -792,93 +773,44 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
 
     let mut tables = Vec::new();
     for (off, m) in &tables_m {
-        let (off, m) = (*off, m.as_slice());
-        tables.extend(decode::table(m).map_err(at(off))?.into_owned_table());
+        tables.extend(decode::table(m).map_err(at(*off))?.into_owned_table());
     }
-    tables.sort_by_key(|t| if t.family == Family::Ip { 0 } else { 1 });
-
-    let mut chains = Vec::new();
+    let mut asm = Assembly::new(tables);
     for (off, m) in &chains_m {
-        let (off, m) = (*off, m.as_slice());
-        chains.push(decode::chain(m).map_err(at(off))?);
+        asm.add_chain(decode::chain(m).map_err(at(*off))?);
     }
-    let mut sets = Vec::new();
     for (off, m) in &sets_m {
-        let (off, m) = (*off, m.as_slice());
-        sets.push((family_of(m), decode::set(m).map_err(at(off))?));
+        let (table, name, set) = decode::set(m).map_err(at(*off))?;
+        asm.add_set(family_of(m), &table, name, set);
     }
-    let mut elems = Vec::new();
     for (off, m) in &elems_m {
-        let (off, m) = (*off, m.as_slice());
-        let (table, set) = decode::set_elements_owner(m).map_err(at(off))?;
+        let (table, set) = decode::set_elements_owner(m).map_err(at(*off))?;
         let mut found = Vec::new();
-        decode::set_elements(m, &mut found).map_err(at(off))?;
-        elems.push((family_of(m), table, set, found));
+        decode::set_elements(m, &mut found).map_err(at(*off))?;
+        asm.add_set_elements(family_of(m), &table, &set, found);
     }
-    let mut objs = Vec::new();
+    asm.sort_set_elements();
     for (off, m) in &objs_m {
-        let (off, m) = (*off, m.as_slice());
-        objs.push((family_of(m), decode::object(m).map_err(at(off))?));
+        let (table, name) = decode::object(m).map_err(at(*off))?;
+        asm.add_object(family_of(m), &table, &name);
     }
-    // Every rule is decoded; those of our tables again with the table's anonymous sets.
+    // Every rule is decoded (a malformed one is refused, whoever owns it); those of our
+    // tables again with the table's anonymous sets.
     let no_sets = decode::AnonSets::new();
-    let mut rules = Vec::new();
     for (off, m) in &rules_m {
-        let (off, m) = (*off, m.as_slice());
-        let r = decode::rule(m, &no_sets).map_err(at(off))?;
-        rules.push((off, m, r.family, r.table));
+        let r = decode::rule(m, &no_sets).map_err(at(*off))?;
+        let Some(sets) = asm.sets_of(r.family, &r.table) else { continue };
+        let r = decode::rule(m, sets).map_err(at(*off))?;
+        asm.add_rule(r).map_err(|e| {
+            format!(
+                "byte {off}: a rule of chain {:?} in table {} {}, which the dump did not list",
+                e.chain,
+                e.family.name(),
+                e.table
+            )
+        })?;
     }
-
-    for t in &mut tables {
-        for c in &chains {
-            if c.family == Some(t.family) && c.table == t.name {
-                t.chains.push(c.clone().into_live_chain());
-            }
-        }
-        let mut anon = decode::AnonSets::new();
-        for (family, (table, name, set)) in &sets {
-            if *family != Some(t.family) || *table != t.name {
-                continue;
-            }
-            match set {
-                Some(set) => {
-                    anon.insert(name.clone(), set.clone());
-                }
-                None => t.foreign_objects.push(format!("set {name}")),
-            }
-        }
-        for (name, set) in anon.iter_mut() {
-            for (family, table, owner, found) in &elems {
-                if *family == Some(t.family) && *table == t.name && owner == name {
-                    set.elements.extend(found.iter().cloned());
-                }
-            }
-            set.elements.sort();
-        }
-        for (family, (table, name)) in &objs {
-            if *family == Some(t.family) && *table == t.name {
-                t.foreign_objects.push(format!("object {name}"));
-            }
-        }
-        for (off, m, family, table) in &rules {
-            if *family != Some(t.family) || *table != t.name {
-                continue;
-            }
-            let r = decode::rule(m, &anon).map_err(at(*off))?;
-            match t.chains.iter_mut().find(|c| c.name == r.chain) {
-                Some(c) => c.rules.push(r.rule),
-                None => {
-                    return Err(format!(
-                        "byte {off}: a rule of chain {:?} in table {} {}, which the dump did not list",
-                        r.chain,
-                        t.family.name(),
-                        t.name
-                    ));
-                }
-            }
-        }
-    }
-    Ok(tables)
+    Ok(asm.finish())
 }
 
 #[cfg(test)]
