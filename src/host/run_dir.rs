@@ -14,11 +14,17 @@
 //!   ecs-hostnet, or group/world-writable) is **made 0700**: we made it, and once it is
 //!   0700 nobody else can add to it; what is already in it is checked entry by entry;
 //! - the lock file, the record folder and the records are ours and 0600/0700. A lock file
-//!   of ours with another mode is made 0600 in place (a root administrator holding it with
-//!   `flock` is still respected); anything else at `lock` (a symlink, another user's file)
-//!   is replaced by a new file renamed over it. When the lock is still held at the
-//!   timeout by a process of another user (one that opened it while an older
-//!   ecs-hostnet left it readable), the error names that process.
+//!   of ours with another mode is made 0600 in place, so a root administrator holding it
+//!   with `flock(1)` is still respected; anything else at `lock` (a symlink, another
+//!   user's file) is replaced by a new file renamed over it;
+//! - a process of another user may still hold a lock file it opened while an older
+//!   ecs-hostnet left it readable (0644): `flock` works on a read-only descriptor. When
+//!   the lock is busy and `/proc/locks` shows that every holder is a process of another
+//!   user, that file is set aside: a new lock file is renamed over it (under a second
+//!   lock, `.lock.guard`, so two ecs-hostnet runs never both do it) and waited for
+//!   instead. After taking the lock, a run checks that `lock` still names the file it
+//!   locked, and starts again if not. So no other user can make apply wait, and a holder
+//!   running as root is always waited for.
 //!
 //! Every entry is opened relative to the open run directory with `O_NOFOLLOW`.
 
@@ -73,27 +79,6 @@ pub enum Error {
         path: PathBuf,
         /// How long it was waited for (whole seconds are printed).
         timeout: Duration,
-    },
-    /// The lock was held for the whole timeout by a process of another user: one that
-    /// opened the lock file while it was readable by others (an older ecs-hostnet made it
-    /// 0644). See [`Error::is_busy`].
-    #[error(
-        "the lock {} was held for more than {} s by pid {pid} (uid {uid}), not by ecs-hostnet running as root: \
-         it opened the lock file while an older ecs-hostnet left it readable by others; stop that process \
-         (or remove {} so that the next run makes a new lock), then try again",
-        path.display(),
-        timeout.as_secs(),
-        path.display()
-    )]
-    HeldByOtherUser {
-        /// `<run dir>/lock`.
-        path: PathBuf,
-        /// How long it was waited for.
-        timeout: Duration,
-        /// The holder's process id (as this process's pid namespace sees it).
-        pid: u32,
-        /// The holder's real uid.
-        uid: u32,
     },
     /// The run directory, or the record folder in it, is something other than a folder
     /// (a symlink, a file).
@@ -151,7 +136,7 @@ pub enum Error {
 impl Error {
     /// Whether another process held the lock for the whole timeout.
     pub fn is_busy(&self) -> bool {
-        matches!(self, Error::Busy { .. } | Error::HeldByOtherUser { .. })
+        matches!(self, Error::Busy { .. })
     }
 }
 
@@ -167,6 +152,8 @@ pub fn run_dir(root: &Root) -> PathBuf {
 const RUN_DIR: &str = "/run/ecs-hostnet";
 /// The lock file's name in the run directory.
 const LOCK: &str = "lock";
+/// The lock taken to set a lock file aside (never held for more than a rename).
+const GUARD: &str = ".lock.guard";
 /// The record folder's name in the run directory.
 const RECORDS: &str = "route_localnet";
 
@@ -272,14 +259,15 @@ fn records_dir(rd: &RunDir, fix: bool) -> Result<Option<(OwnedFd, PathBuf)>, Err
     Ok(checked_folder(&fd, &path, fix)?.then_some((fd, path)))
 }
 
-/// Opens `<run dir>/lock` for `flock`, made ours and 0600 (see the module docs).
-fn open_lock(rd: &RunDir) -> Result<std::fs::File, Error> {
-    let path = rd.path.join(LOCK);
+/// Opens `<run dir>/<name>` (the lock or its guard) for `flock`, made ours and 0600 (see
+/// the module docs).
+fn open_lock(rd: &RunDir, name: &str) -> Result<std::fs::File, Error> {
+    let path = rd.path.join(name);
     let open_err = |source: std::io::Error| Error::OpenLock { path: path.clone(), source };
     for _ in 0..3 {
         match openat(
             &rd.fd,
-            LOCK,
+            name,
             OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o600),
         ) {
@@ -291,20 +279,21 @@ fn open_lock(rd: &RunDir) -> Result<std::fs::File, Error> {
                     }
                     return Ok(std::fs::File::from(fd));
                 }
-                // Another user's file (or a FIFO, a device) at `lock`.
-                replace_lock(rd).map_err(open_err)?;
+                // Another user's file (or a FIFO, a device) at `name`.
+                replace_lock(rd, name).map_err(open_err)?;
             }
-            // A symlink at `lock`.
-            Err(Errno::ELOOP) => replace_lock(rd).map_err(open_err)?,
+            // A symlink at `name`.
+            Err(Errno::ELOOP) => replace_lock(rd, name).map_err(open_err)?,
             Err(e) => return Err(open_err(e.into())),
         }
     }
     Err(open_err(Errno::ELOOP.into()))
 }
 
-/// Puts a new, empty 0600 lock file of ours in place of whatever is at `lock`.
-fn replace_lock(rd: &RunDir) -> std::io::Result<()> {
-    let tmp = ".lock.tmp";
+/// Puts a new, empty 0600 file of ours in place of whatever is at `name`.
+fn replace_lock(rd: &RunDir, name: &str) -> std::io::Result<()> {
+    let tmp = format!(".{name}.tmp");
+    let tmp = tmp.as_str();
     let _ = unlinkat(&rd.fd, tmp, UnlinkatFlags::NoRemoveDir);
     let fd = openat(
         &rd.fd,
@@ -313,7 +302,7 @@ fn replace_lock(rd: &RunDir) -> std::io::Result<()> {
         Mode::from_bits_truncate(0o600),
     )?;
     fchmod(&fd, Mode::from_bits_truncate(0o600))?;
-    renameat(&rd.fd, tmp, &rd.fd, LOCK).inspect_err(|_| {
+    renameat(&rd.fd, tmp, &rd.fd, name).inspect_err(|_| {
         let _ = unlinkat(&rd.fd, tmp, UnlinkatFlags::NoRemoveDir);
     })?;
     Ok(())
@@ -331,40 +320,94 @@ pub struct Lock {
 impl Lock {
     /// Opens (and checks, see the module docs) the run directory, its record folder and
     /// the lock file, then waits up to `timeout` for the lock, trying every 20 ms without
-    /// blocking. Everything a later [`sync_saved_record`] needs is checked here, before
-    /// the caller touches the kernel.
+    /// blocking; a lock file held only by processes of other users is set aside (see the
+    /// module docs). Everything a later [`sync_saved_record`] needs is checked here,
+    /// before the caller touches the kernel.
     ///
     /// Errors: [`Error::CreateRunDir`], [`Error::NotAFolder`], [`Error::ForeignOwner`],
     /// [`Error::CreateDir`], [`Error::OpenLock`], [`Error::Lock`], and [`Error::Busy`]
-    /// (or [`Error::HeldByOtherUser`]) when the lock was still held after `timeout`.
+    /// when the lock was still held after `timeout`.
     pub fn acquire(root: &Root, timeout: Duration) -> Result<Lock, Error> {
         let rd = open_run_dir(root, true)?
             .ok_or_else(|| Error::CreateRunDir { dir: run_dir(root), source: Errno::ENOENT.into() })?;
         records_dir(&rd, false)?;
         let path = rd.path.join(LOCK);
-        let mut file = open_lock(&rd)?;
-        let start = Instant::now();
+        let deadline = Instant::now() + timeout;
+        let mut file = open_lock(&rd, LOCK)?;
+        let mut tries: u32 = 0;
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(flock) => return Ok(Lock { _flock: flock }),
+                Ok(flock) if names_lock(&rd, &flock) => return Ok(Lock { _flock: flock }),
+                // Set aside while we waited: the new file is the lock now.
+                Ok(flock) => {
+                    drop(flock);
+                    file = open_lock(&rd, LOCK)?;
+                    continue;
+                }
                 // As an io::Error, so the message ends in "(os error N)" as it always has.
                 Err((_, errno)) if errno != Errno::EWOULDBLOCK => {
                     return Err(Error::Lock { path, source: errno.into() });
                 }
-                // Held by someone else: the file comes back for the next try.
-                Err((f, _)) => file = f,
+                // Held by someone else: the file comes back for the next try. Who holds
+                // it is looked at on the first try and then once a second.
+                Err((f, _)) => {
+                    if tries.is_multiple_of(50) && held_by_other_users_only(&f) && set_aside(&rd, &f, deadline)? {
+                        file = open_lock(&rd, LOCK)?;
+                        tries = 0;
+                        continue;
+                    }
+                    file = f;
+                }
             }
-            if start.elapsed() >= timeout {
-                let st = fstat(&file).ok();
-                let other = st.and_then(|st| lock_holders(&st).into_iter().find(|&(_, uid)| uid != euid()));
-                return Err(match other {
-                    Some((pid, uid)) => Error::HeldByOtherUser { path, timeout, pid, uid },
-                    None => Error::Busy { path, timeout },
-                });
+            tries += 1;
+            if Instant::now() >= deadline {
+                return Err(Error::Busy { path, timeout });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Whether `<run dir>/lock` still names the open file `f`.
+fn names_lock(rd: &RunDir, f: &std::fs::File) -> bool {
+    match (fstat(f), fstatat(&rd.fd, LOCK, AtFlags::AT_SYMLINK_NOFOLLOW)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
+    }
+}
+
+/// Whether the lock file `f` is held, and only by processes whose real uid is not ours
+/// (see [`lock_holders`]; `false` when they cannot be told).
+fn held_by_other_users_only(f: &std::fs::File) -> bool {
+    let Ok(st) = fstat(f) else { return false };
+    let holders = lock_holders(&st);
+    !holders.is_empty() && holders.iter().all(|&(_, uid)| uid != euid())
+}
+
+/// Renames a new lock file over `<run dir>/lock` if it still names `stale`, under
+/// [`GUARD`] so that of two runs that saw the same stale lock only one replaces it.
+/// Returns whether `lock` now names another file than `stale` (replaced by this run or by
+/// another one); `Ok(false)` when the guard stayed busy until `deadline`.
+fn set_aside(rd: &RunDir, stale: &std::fs::File, deadline: Instant) -> Result<bool, Error> {
+    let path = rd.path.join(LOCK);
+    let mut guard = open_lock(rd, GUARD)?;
+    let _held = loop {
+        match Flock::lock(guard, FlockArg::LockExclusiveNonblock) {
+            Ok(g) => break g,
+            Err((_, errno)) if errno != Errno::EWOULDBLOCK => {
+                return Err(Error::Lock { path: rd.path.join(GUARD), source: errno.into() });
+            }
+            Err((g, _)) if Instant::now() < deadline => {
+                guard = g;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return Ok(false),
+        }
+    };
+    if names_lock(rd, stale) {
+        replace_lock(rd, LOCK).map_err(|source| Error::OpenLock { path, source })?;
+    }
+    Ok(true)
 }
 
 /// The processes holding a `flock` on the file of status `st`, with their real uid, from
