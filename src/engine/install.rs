@@ -27,7 +27,9 @@ use std::path::Path;
 /// file), outermost first. Only the state file's folders can be created before the state
 /// records them.
 fn leftover_state_dirs(root: &Root) -> Vec<String> {
-    let state = Path::new(artifacts::STATE_PATH);
+    // By its real path: an image may link /var/lib/ecs-hostnet elsewhere.
+    let state = files::real_path(root, artifacts::STATE_PATH);
+    let state = Path::new(&state);
     let tmp_name = temp_path(state).file_name().map(|n| n.to_os_string());
     let mut out = Vec::new();
     let mut child: Option<std::ffi::OsString> = None;
@@ -271,7 +273,9 @@ pub fn uninstall(root: &Root) -> Result<Report> {
     }
     // Only folders install created, and only when empty; those holding the state file go
     // last, right after it, so an uninstall killed before the end finds its state again.
-    let holds_state = |d: &String| Path::new(artifacts::STATE_PATH).starts_with(d);
+    // Folders are recorded by their real path (see `files::missing_dirs`): so is the state.
+    let state_real = files::real_path(root, artifacts::STATE_PATH);
+    let holds_state = |d: &String| Path::new(&state_real).starts_with(d);
     let remove_dirs = |dirs: Vec<&String>, report: &mut Report| {
         for d in dirs.into_iter().rev() {
             if matches!(files::remove_dir(root, d), Ok(true)) {

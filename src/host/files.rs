@@ -21,7 +21,8 @@
 //! Operations: [`read_opt`], [`open_read`], [`metadata`], [`write_atomic`] (temporary file
 //! in the same folder, fsync, `renameat`, fsync of the folder), [`set_perm`],
 //! [`remove_file`], [`remove_dir`], [`read_link`], [`replace_symlink`], [`read_dir`], and
-//! the helpers install uses to record what it creates ([`missing_dirs`], [`temp_path`]).
+//! the helpers install uses to record what it creates ([`missing_dirs`], [`real_path`],
+//! [`temp_path`]).
 //! [`locate`] gives other edges (the run directory) an open folder to work in.
 
 use nix::errno::Errno;
@@ -520,6 +521,20 @@ pub fn missing_dirs(root: &Root, abs: &str) -> Vec<String> {
     let mut out = Vec::new();
     let _ = walk(&fd, abs, true, Missing::List(&mut out));
     out
+}
+
+/// The real path inside the root of the file `abs` names: its folders' symlinks resolved
+/// inside the root (its last component not followed); missing folders are named where
+/// [`write_atomic`] would create them. `abs` itself when it cannot be resolved.
+pub fn real_path(root: &Root, abs: &str) -> String {
+    let name = Path::new(abs).file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    if let Some(parent) = missing_dirs(root, abs).pop() {
+        return join_abs(&parent, &name);
+    }
+    match root.open().map(|fd| walk(&fd, abs, false, Missing::Stop)) {
+        Ok(Ok(l)) => l.abs(),
+        _ => abs.to_string(),
+    }
 }
 
 /// The temporary file [`write_atomic`] writes before renaming it over `path`: a fixed
