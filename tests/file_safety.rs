@@ -451,6 +451,15 @@ fn root_with_absolute_symlinks_pointing_outside_never_changes_the_outside() {
         Path::new("/etc/systemd/system/ecs-hostnet.service")
     );
     assert_eq!(std::fs::read(inside.join("cfg/config.toml")).unwrap(), std::fs::read(&cfg).unwrap());
+    // Without -c, install reads the installed configuration inside the root (through the
+    // relative link), not the build host's.
+    let again = ehn_root(root, &["install"]);
+    again.expect_code(0);
+    let source = again.stderr.lines().find(|l| l.starts_with("configuration: ")).unwrap_or_default().to_string();
+    assert!(source.starts_with(&format!("configuration: {}/", root.display())), "{again}");
+    assert_eq!(std::fs::read(inside.join("cfg/config.toml")).unwrap(), std::fs::read(&cfg).unwrap(), "{again}");
+    assert_stamps_eq("after install without -c", &before, &stamps(o));
+
     // plan, check and apply read (and repair) inside the root too.
     ehn_root_ns(root, &ns, &["plan", "-c", &cfg]).expect_code(2);
     ehn_root_ns(root, &ns, &["apply", "-c", &cfg]).expect_code(0);

@@ -22,7 +22,7 @@
 //! in the same folder, fsync, `renameat`, fsync of the folder), [`set_perm`],
 //! [`remove_file`], [`remove_dir`], [`read_link`], [`replace_symlink`], [`read_dir`], and
 //! the helpers install uses to record what it creates ([`missing_dirs`], [`real_path`],
-//! [`temp_path`]).
+//! [`temp_path`]). [`resolved_host_path`] serves code that still reads through host paths.
 //! [`locate`] gives other edges (the run directory) an open folder to work in.
 
 use nix::errno::Errno;
@@ -535,6 +535,18 @@ pub fn real_path(root: &Root, abs: &str) -> String {
         Ok(Ok(l)) => l.abs(),
         _ => abs.to_string(),
     }
+}
+
+/// The host path of what `abs` names inside the root, every symlink on the way (the
+/// last one too) resolved inside the root ([`real_path`] when it does not exist): for
+/// code that reads through host paths, so that it reads what the image holds, never what
+/// an absolute link in it names on the build host.
+pub fn resolved_host_path(root: &Root, abs: &str) -> PathBuf {
+    let real = match root.open().map(|fd| walk(&fd, abs, true, Missing::Stop)) {
+        Ok(Ok(l)) if l.stat.is_some() => l.abs(),
+        _ => real_path(root, abs),
+    };
+    root.at(&real)
 }
 
 /// The temporary file [`write_atomic`] writes before renaming it over `path`: a fixed
