@@ -1,20 +1,25 @@
 //! `install` and `uninstall`, and the file half of `plan`/`check`/`apply`: reading and
 //! writing the files of [`crate::desired::install_files`] under a root directory.
 //!
-//! Every write is atomic: a temporary file in the same folder, fsync, rename over the
-//! target, fsync of the folder. A crash or `kill -9` at any moment leaves each file
-//! either old or new, never partial. Files are written only when their content differs.
+//! Every path is resolved inside the root ([`crate::host::files`]: an absolute symlink in
+//! an image is taken relative to `--root`, never followed onto the build host). Every
+//! write is atomic: a temporary file in the same folder, fsync, rename over the target,
+//! fsync of the folder; the enablement symlink is renamed into place the same way. A crash
+//! or `kill -9` at any moment leaves each file either old or new, never partial. Files
+//! are written only when their content, mode or owner differs: the files ecs-hostnet owns
+//! get exact modes whatever the umask (configuration and units 0644, binary 0755, state
+//! 0600, all root:root; folders it creates 0755); ecs.config, which it only edits, keeps
+//! its mode and owner.
 //! The install state is written before the files it describes and removed after them,
 //! so an interrupted install or uninstall can always be finished or undone by running
 //! either command again.
 
 use crate::desired::ecs_config;
 use crate::desired::install_files as artifacts;
-use crate::host::files::{Root, missing_dirs, read_opt, remove_file, temp_path, write_atomic};
+use crate::host::files::{self, Perm, Root, missing_dirs, read_opt, remove_file, temp_path, write_atomic};
 use crate::model::install_state::{Bytes, InstallState, InstalledEcsConfig, InstalledFile, LiveFiles};
 use crate::plan::change::Change;
 use anyhow::{Context, Result, bail};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Folders on the way to the state file that hold nothing but what an install killed
@@ -22,24 +27,26 @@ use std::path::Path;
 /// file), outermost first. Only the state file's folders can be created before the state
 /// records them.
 fn leftover_state_dirs(root: &Root) -> Vec<String> {
-    let state = Path::new(artifacts::STATE_PATH);
+    // By its real path: an image may link /var/lib/ecs-hostnet elsewhere.
+    let state = files::real_path(root, artifacts::STATE_PATH);
+    let state = Path::new(&state);
     let tmp_name = temp_path(state).file_name().map(|n| n.to_os_string());
     let mut out = Vec::new();
     let mut child: Option<std::ffi::OsString> = None;
     let mut dir = state.parent();
     while let Some(d) = dir.filter(|d| *d != Path::new("/")) {
-        let entries = match std::fs::read_dir(root.at(&d.to_string_lossy())) {
-            Ok(e) => e,
+        let entries = match files::read_dir(root, &d.to_string_lossy()) {
+            Ok(Some(e)) => e,
             // Killed before this level was made: look at its parent.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None) => {
                 dir = d.parent();
                 continue;
             }
             Err(_) => break,
         };
         let state_dir = Some(d) == state.parent();
-        let only_ours = entries.flatten().all(|e| {
-            let n = Some(e.file_name());
+        let only_ours = entries.into_iter().all(|e| {
+            let n = Some(e);
             (child.is_some() && n == child) || (state_dir && n == tmp_name)
         });
         if !only_ours {
@@ -53,10 +60,15 @@ fn leftover_state_dirs(root: &Root) -> Vec<String> {
     out
 }
 
+/// `abs`'s temporary file ([`temp_path`]), as an absolute path inside the root.
+fn temp_abs(abs: &str) -> String {
+    temp_path(Path::new(abs)).to_string_lossy().into_owned()
+}
+
 /// Reads the install state; `Ok(None)` when nothing is installed.
 pub fn read_state(root: &Root) -> Result<Option<InstallState>> {
     let path = root.at(artifacts::STATE_PATH);
-    let Some(bytes) = read_opt(&path)? else { return Ok(None) };
+    let Some(bytes) = read_opt(root, artifacts::STATE_PATH)? else { return Ok(None) };
     let state: InstallState = serde_json::from_slice(&bytes).with_context(|| {
         format!("{}: not an ecs-hostnet install state; remove it by hand if nothing is installed", path.display())
     })?;
@@ -74,11 +86,22 @@ pub fn read_state(root: &Root) -> Result<Option<InstallState>> {
 fn write_state(root: &Root, state: &InstallState) -> Result<bool> {
     let mut text = serde_json::to_vec_pretty(state)?;
     text.push(b'\n');
-    Ok(write_atomic(&root.at(artifacts::STATE_PATH), &text, 0o600)?)
+    Ok(write_atomic(root, artifacts::STATE_PATH, &text, 0o600)?)
 }
 
 fn link_ok(root: &Root) -> bool {
-    std::fs::read_link(root.at(artifacts::WANTS_LINK)).is_ok_and(|t| t == Path::new(artifacts::UNIT_PATH))
+    files::read_link(root, artifacts::WANTS_LINK).is_some_and(|t| t == Path::new(artifacts::UNIT_PATH))
+}
+
+/// How each file install writes is written: ecs.config is only edited (its mode and
+/// owner kept), the others are ecs-hostnet's and get exact modes.
+fn perm_of(abs: &str) -> Perm {
+    match abs {
+        artifacts::ECS_CONFIG_PATH => Perm::KeepExisting(0o644),
+        artifacts::BIN_PATH => Perm::Exact(0o755),
+        artifacts::STATE_PATH => Perm::Exact(0o600),
+        _ => Perm::Exact(0o644),
+    }
 }
 
 /// What install or uninstall did, one line each.
@@ -117,16 +140,19 @@ pub fn install(
         let written = text.then(|| Bytes(content.clone()));
         match state.files.iter_mut().find(|f| f.path == *abs) {
             Some(f) => f.written = written,
-            None => state.files.push(InstalledFile {
-                path: abs.to_string(),
-                before: read_opt(&root.at(abs))?.map(Bytes),
-                before_mode: std::fs::metadata(root.at(abs)).ok().map(|m| m.permissions().mode() & 0o7777),
-                written,
-            }),
+            None => {
+                let meta = files::metadata(root, abs, true)?.filter(|m| m.is_file);
+                state.files.push(InstalledFile {
+                    path: abs.to_string(),
+                    before: read_opt(root, abs)?.map(Bytes),
+                    before_mode: meta.map(|m| m.mode),
+                    before_owner: meta.map(|m| (m.uid, m.gid)),
+                    written,
+                })
+            }
         }
     }
-    let ecs_path = root.at(artifacts::ECS_CONFIG_PATH);
-    let ecs_now = read_opt(&ecs_path)?;
+    let ecs_now = read_opt(root, artifacts::ECS_CONFIG_PATH)?;
     let ecs_new =
         (!agent_keys.is_empty()).then(|| ecs_config::set_all(ecs_now.as_deref().unwrap_or_default(), agent_keys));
     if let Some(new) = &ecs_new {
@@ -142,10 +168,7 @@ pub fn install(
             None => InstalledEcsConfig { before: ecs_now.clone().map(Bytes), keys_before, written: Bytes(new.clone()) },
         });
     }
-    if !state.wants_link
-        && !root.at(artifacts::WANTS_LINK).exists()
-        && std::fs::symlink_metadata(root.at(artifacts::WANTS_LINK)).is_err()
-    {
+    if !state.wants_link && files::metadata(root, artifacts::WANTS_LINK, false)?.is_none() {
         state.wants_link = true;
     }
 
@@ -154,18 +177,11 @@ pub fn install(
         report.push(format!("wrote {}", artifacts::STATE_PATH));
     }
     for (abs, content, mode, _) in &targets {
-        let verb = if write_atomic(&root.at(abs), content, *mode)? { "wrote" } else { "unchanged" };
+        let verb = if write_atomic(root, abs, content, *mode)? { "wrote" } else { "unchanged" };
         report.push(format!("{verb} {abs}"));
     }
     if state.wants_link && !link_ok(root) {
-        let link = root.at(artifacts::WANTS_LINK);
-        let dir = link.parent().context("link has a folder")?;
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let tmp = temp_path(&link);
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(artifacts::UNIT_PATH, &tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        std::fs::rename(&tmp, &link).with_context(|| format!("cannot create {}", link.display()))?;
+        files::replace_symlink(root, artifacts::WANTS_LINK, artifacts::UNIT_PATH)?;
         report.push(format!("enabled {} (symlink {})", artifacts::UNIT_PATH, artifacts::WANTS_LINK));
     } else if state.wants_link || link_ok(root) {
         report.push(format!("unchanged {}", artifacts::WANTS_LINK));
@@ -176,7 +192,11 @@ pub fn install(
         ));
     }
     if let Some(new) = &ecs_new {
-        let verb = if write_atomic(&ecs_path, new, 0o644)? { "updated" } else { "unchanged" };
+        let verb = if write_atomic(root, artifacts::ECS_CONFIG_PATH, new, perm_of(artifacts::ECS_CONFIG_PATH))? {
+            "updated"
+        } else {
+            "unchanged"
+        };
         let keys: Vec<String> = agent_keys.iter().map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or(""))).collect();
         report.push(format!("{verb} {} ({})", artifacts::ECS_CONFIG_PATH, keys.join(", ")));
     }
@@ -187,10 +207,10 @@ pub fn install(
 pub fn uninstall(root: &Root) -> Result<Report> {
     let Some(state) = read_state(root)? else {
         let leftovers = leftover_state_dirs(root);
-        let _ = std::fs::remove_file(temp_path(&root.at(artifacts::STATE_PATH)));
+        let _ = remove_file(root, &temp_abs(artifacts::STATE_PATH));
         let mut report = vec!["nothing installed (no install state)".to_string()];
         for d in leftovers.iter().rev() {
-            if std::fs::remove_dir(root.at(d)).is_ok() {
+            if matches!(files::remove_dir(root, d), Ok(true)) {
                 report.push(format!("removed folder {d} (left by an interrupted install)"));
             }
         }
@@ -198,8 +218,8 @@ pub fn uninstall(root: &Root) -> Result<Report> {
     };
     let mut report = Vec::new();
     if let Some(e) = &state.ecs_config {
-        let path = root.at(artifacts::ECS_CONFIG_PATH);
-        let now = read_opt(&path)?;
+        let path = artifacts::ECS_CONFIG_PATH;
+        let now = read_opt(root, path)?;
         let before = e.before.as_ref().map(|b| &b.0[..]);
         let keys_as_before = |t: &[u8]| e.keys_before.iter().all(|(k, v)| ecs_config::get(t, k) == *v);
         if now.as_deref() == before {
@@ -207,10 +227,10 @@ pub fn uninstall(root: &Root) -> Result<Report> {
         } else if now.as_deref() == Some(&e.written.0[..]) {
             match &e.before {
                 None => {
-                    remove_file(&path)?;
+                    remove_file(root, path)?;
                 }
                 Some(b) => {
-                    write_atomic(&path, &b.0, 0o644)?;
+                    write_atomic(root, path, &b.0, perm_of(path))?;
                 }
             }
             report.push(format!("restored {}", artifacts::ECS_CONFIG_PATH));
@@ -218,7 +238,7 @@ pub fn uninstall(root: &Root) -> Result<Report> {
             // Edited since install: put back our keys only, keep the other edits.
             let keys: Vec<(String, Option<String>)> =
                 e.keys_before.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            write_atomic(&path, &ecs_config::set_all(&now, &keys), 0o644)?;
+            write_atomic(root, path, &ecs_config::set_all(&now, &keys), perm_of(path))?;
             report.push(format!(
                 "restored the agent keys in {} (the file was edited since install)",
                 artifacts::ECS_CONFIG_PATH
@@ -226,41 +246,46 @@ pub fn uninstall(root: &Root) -> Result<Report> {
         }
     }
     if state.wants_link && link_ok(root) {
-        remove_file(&root.at(artifacts::WANTS_LINK))?;
+        remove_file(root, artifacts::WANTS_LINK)?;
         report.push(format!("disabled (removed {})", artifacts::WANTS_LINK));
     }
     for f in state.files.iter().rev() {
-        let path = root.at(&f.path);
-        let _ = std::fs::remove_file(temp_path(&path));
+        let _ = remove_file(root, &temp_abs(&f.path));
         match &f.before {
             None => {
-                if remove_file(&path)? {
+                if remove_file(root, &f.path)? {
                     report.push(format!("removed {}", f.path));
                 }
             }
             Some(b) => {
-                write_atomic(&path, &b.0, f.before_mode.unwrap_or(0o644))?;
+                let mode = f.before_mode.unwrap_or(0o644);
+                let perm = match f.before_owner {
+                    Some((uid, gid)) => Perm::Restore { mode, uid, gid },
+                    None => Perm::Exact(mode),
+                };
+                write_atomic(root, &f.path, &b.0, perm)?;
                 report.push(format!("restored {}", f.path));
             }
         }
     }
     for abs in [artifacts::ECS_CONFIG_PATH, artifacts::WANTS_LINK] {
-        let _ = std::fs::remove_file(temp_path(&root.at(abs)));
+        let _ = remove_file(root, &temp_abs(abs));
     }
     // Only folders install created, and only when empty; those holding the state file go
     // last, right after it, so an uninstall killed before the end finds its state again.
-    let holds_state = |d: &String| Path::new(artifacts::STATE_PATH).starts_with(d);
+    // Folders are recorded by their real path (see `files::missing_dirs`): so is the state.
+    let state_real = files::real_path(root, artifacts::STATE_PATH);
+    let holds_state = |d: &String| Path::new(&state_real).starts_with(d);
     let remove_dirs = |dirs: Vec<&String>, report: &mut Report| {
         for d in dirs.into_iter().rev() {
-            if std::fs::remove_dir(root.at(d)).is_ok() {
+            if matches!(files::remove_dir(root, d), Ok(true)) {
                 report.push(format!("removed folder {d}"));
             }
         }
     };
     remove_dirs(state.created_dirs.iter().filter(|d| !holds_state(d)).collect(), &mut report);
-    let state_path = root.at(artifacts::STATE_PATH);
-    let _ = std::fs::remove_file(temp_path(&state_path));
-    remove_file(&state_path)?;
+    let _ = remove_file(root, &temp_abs(artifacts::STATE_PATH));
+    remove_file(root, artifacts::STATE_PATH)?;
     remove_dirs(state.created_dirs.iter().filter(|d| holds_state(d)).collect(), &mut report);
     Ok(report)
 }
@@ -270,10 +295,10 @@ pub fn read_live_files(root: &Root, state: &InstallState) -> Result<(LiveFiles, 
     let mut live = LiveFiles::new();
     for f in &state.files {
         if f.written.is_some() {
-            live.insert(f.path.clone(), read_opt(&root.at(&f.path))?);
+            live.insert(f.path.clone(), read_opt(root, &f.path)?);
         }
     }
-    live.insert(artifacts::ECS_CONFIG_PATH.into(), read_opt(&root.at(artifacts::ECS_CONFIG_PATH))?);
+    live.insert(artifacts::ECS_CONFIG_PATH.into(), read_opt(root, artifacts::ECS_CONFIG_PATH)?);
     Ok((live, link_ok(root)))
 }
 
@@ -282,18 +307,29 @@ pub fn read_live_files(root: &Root, state: &InstallState) -> Result<(LiveFiles, 
 pub fn converge_files(root: &Root, agent_keys: &[(String, Option<String>)], fix: bool) -> Result<Vec<Change>> {
     let Some(state) = read_state(root)? else { return Ok(vec![]) };
     let (live, link) = read_live_files(root, &state)?;
-    let (changes, fixes) = crate::plan::files::plan_files(&state, &live, link, agent_keys);
+    let (mut changes, fixes) = crate::plan::files::plan_files(&state, &live, link, agent_keys);
+    // The binary's content is not checked (an upgrade replaces it), its mode and owner are:
+    // the units run it as root.
+    let binary = if state.files.iter().any(|f| f.path == artifacts::BIN_PATH) {
+        crate::plan::files::binary_drift(
+            files::metadata(root, artifacts::BIN_PATH, true)?
+                .filter(|m| m.is_file)
+                .map(|m| crate::plan::files::FileOwner { mode: m.mode, uid: m.uid, gid: m.gid }),
+        )
+    } else {
+        None
+    };
     if fix {
         for f in &fixes {
-            write_atomic(&root.at(&f.path), &f.content, 0o644)?;
+            write_atomic(root, &f.path, &f.content, perm_of(&f.path))?;
         }
         if state.wants_link && !link {
-            let link = root.at(artifacts::WANTS_LINK);
-            std::fs::create_dir_all(link.parent().context("has a folder")?)?;
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(artifacts::UNIT_PATH, &link)
-                .with_context(|| format!("cannot create {}", link.display()))?;
+            files::replace_symlink(root, artifacts::WANTS_LINK, artifacts::UNIT_PATH)?;
+        }
+        if binary.is_some() {
+            files::set_perm(root, artifacts::BIN_PATH, perm_of(artifacts::BIN_PATH))?;
         }
     }
+    changes.extend(binary);
     Ok(changes)
 }

@@ -25,7 +25,8 @@ pub fn load_config(path: Option<&Path>, root: &Root) -> Result<Loaded> {
 
 /// [`load_config`], also returning the file's bytes (the embedded default's for it).
 pub fn load_config_bytes(path: Option<&Path>, root: &Root) -> Result<(Loaded, Vec<u8>)> {
-    let system = root.at(SYSTEM_CONFIG);
+    // Resolved inside the root: an image's absolute links never lead to the build host's files.
+    let system = crate::host::files::resolved_host_path(root, SYSTEM_CONFIG);
     let path = match path {
         Some(p) => Some(p.to_path_buf()),
         None if system.exists() => Some(system),

@@ -1,13 +1,43 @@
 //! The run directory (`/run/ecs-hostnet`): the lock of apply/remove ([`Lock`], an
 //! exclusive `flock(2)`) and the saved copies of the route_localnet record (one file per
 //! network namespace). Failures are a typed [`Error`] naming the path.
+//!
+//! Root-only, so that no other user can hold the lock (and keep the ECS agent down
+//! through its `ExecStartPre=` hook) or plant a record that `remove` would write back to
+//! `/proc/sys`:
+//!
+//! - the run directory is made 0700 (its missing parents 0755), whatever the umask;
+//! - an existing one must be a folder (not a symlink) owned by the user running
+//!   ecs-hostnet (root); one owned by anyone else is **refused**, with what to do: its
+//!   owner could have put anything in it and could change it at any time, and giving it
+//!   to root would bless what is there. One of ours with another mode (0755 from an older
+//!   ecs-hostnet, or group/world-writable) is **made 0700**: we made it, and once it is
+//!   0700 nobody else can add to it; what is already in it is checked entry by entry;
+//! - the lock file, the record folder and the records are ours and 0600/0700. A lock file
+//!   of ours with another mode is made 0600 in place, so a root administrator holding it
+//!   with `flock(1)` is still respected; anything else at `lock` (a symlink, another
+//!   user's file) is replaced by a new file renamed over it;
+//! - a process of another user may still hold a lock file it opened while an older
+//!   ecs-hostnet left it readable (0644): `flock` works on a read-only descriptor. When
+//!   the lock is busy and `/proc/locks` shows that every holder is a process of another
+//!   user, that file is set aside: a new lock file is renamed over it (under a second
+//!   lock, `.lock.guard`, so two ecs-hostnet runs never both do it) and waited for
+//!   instead. After taking the lock, a run checks that `lock` still names the file it
+//!   locked, and starts again if not. So no other user can make apply wait, and a holder
+//!   running as root is always waited for.
+//!
+//! Every entry is opened relative to the open run directory with `O_NOFOLLOW`.
 
-use crate::host::files::Root;
+use crate::host::files::{self, Root};
 use crate::host::nft::Netfilter;
 use crate::model::record::{self, Record};
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
-use std::path::PathBuf;
+use nix::fcntl::{AtFlags, Flock, FlockArg, OFlag, openat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+use std::io::{Read as _, Write as _};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A failure in the run directory. Each message names the path; an OS error is the
@@ -50,6 +80,33 @@ pub enum Error {
         /// How long it was waited for (whole seconds are printed).
         timeout: Duration,
     },
+    /// The run directory, or the record folder in it, is something other than a folder
+    /// (a symlink, a file).
+    #[error(
+        "{} is not a folder (a symlink or a file); remove it (ecs-hostnet makes it again, root-only)",
+        path.display()
+    )]
+    NotAFolder {
+        /// The run directory or `<run dir>/route_localnet`.
+        path: PathBuf,
+    },
+    /// The run directory, or the record folder in it, belongs to another user, who could
+    /// hold the lock or change the saved records: refused.
+    #[error(
+        "{} is owned by uid {uid}, not by {}: that user could hold the lock or change the saved route_localnet \
+         records; remove it (rm -r {}) and ecs-hostnet makes it again, root-only",
+        path.display(),
+        if *want == 0 { "root".to_string() } else { format!("uid {want} (the user running ecs-hostnet)") },
+        path.display()
+    )]
+    ForeignOwner {
+        /// The run directory or `<run dir>/route_localnet`.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// The user running ecs-hostnet (its effective uid).
+        want: u32,
+    },
     /// A folder for the saved record could not be created.
     #[error("cannot create {}", dir.display())]
     CreateDir {
@@ -77,7 +134,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether another apply or remove held the lock for the whole timeout.
+    /// Whether another process held the lock for the whole timeout.
     pub fn is_busy(&self) -> bool {
         matches!(self, Error::Busy { .. })
     }
@@ -86,12 +143,170 @@ impl Error {
 /// The run directory: the lock and the saved route_localnet records. `$ECS_HOSTNET_RUN_DIR`
 /// if set (tests and unusual layouts), else `/run/ecs-hostnet` under the root (a tmpfs:
 /// cleared at boot, when the kernel's route_localnet values are back to their defaults too).
+/// The host path, for messages; it is opened by resolving it inside the root.
 pub fn run_dir(root: &Root) -> PathBuf {
-    std::env::var_os("ECS_HOSTNET_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| root.at("/run/ecs-hostnet"))
+    std::env::var_os("ECS_HOSTNET_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| root.at(RUN_DIR))
 }
+
+/// The run directory inside the root.
+const RUN_DIR: &str = "/run/ecs-hostnet";
+/// The lock file's name in the run directory.
+const LOCK: &str = "lock";
+/// The lock taken to set a lock file aside (never held for more than a rename).
+const GUARD: &str = ".lock.guard";
+/// The record folder's name in the run directory.
+const RECORDS: &str = "route_localnet";
 
 /// How long a second apply/remove waits for the first before giving up.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+fn is_kind(st: &FileStat, kind: SFlag) -> bool {
+    st.st_mode & SFlag::S_IFMT.bits() == kind.bits()
+}
+
+/// The open, checked run directory.
+struct RunDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// Opens the run directory (see the module docs for what is checked). With `fix`, a
+/// missing one is made (0700, parents 0755) and one of ours with another mode is made
+/// 0700; without (readers that take no lock), `Ok(None)` when it is missing, and one that
+/// others can write to is not trusted (`Ok(None)`).
+fn open_run_dir(root: &Root, fix: bool) -> Result<Option<RunDir>, Error> {
+    let path = run_dir(root);
+    let create_err = |source: std::io::Error| Error::CreateRunDir { dir: path.clone(), source };
+    // $ECS_HOSTNET_RUN_DIR is a host path (resolved from the host's `/`); the default
+    // is resolved inside the root.
+    let (in_root, abs) = match std::env::var_os("ECS_HOSTNET_RUN_DIR") {
+        Some(p) => (Root::new(None), std::path::absolute(&p).map_err(create_err)?.to_string_lossy().into_owned()),
+        None => (root.clone(), RUN_DIR.to_string()),
+    };
+    let Some(at) = files::locate(&in_root, &abs, false, fix).map_err(create_err)? else { return Ok(None) };
+    if at.stat.is_none() {
+        if !fix {
+            return Ok(None);
+        }
+        match mkdirat(&at.dir, at.name.as_os_str(), Mode::from_bits_truncate(0o700)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(create_err(e.into())),
+        }
+    }
+    let fd = match openat(
+        &at.dir,
+        at.name.as_os_str(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::ELOOP | Errno::ENOTDIR) => return Err(Error::NotAFolder { path }),
+        Err(Errno::ENOENT) if !fix => return Ok(None),
+        Err(e) => return Err(create_err(e.into())),
+    };
+    if !checked_folder(&fd, &path, fix)? {
+        return Ok(None);
+    }
+    Ok(Some(RunDir { fd, path }))
+}
+
+/// Checks an open folder of the run directory: owned by us (else refused), mode 0700
+/// (with `fix`, made so; without, `Ok(false)` when others can write to it).
+fn checked_folder(fd: &OwnedFd, path: &Path, fix: bool) -> Result<bool, Error> {
+    let st = fstat(fd).map_err(|e| Error::CreateDir { dir: path.to_path_buf(), source: e.into() })?;
+    if st.st_uid != euid() {
+        return Err(Error::ForeignOwner { path: path.to_path_buf(), uid: st.st_uid, want: euid() });
+    }
+    if st.st_mode & 0o7777 != 0o700 {
+        if !fix {
+            return Ok(st.st_mode & 0o022 == 0);
+        }
+        fchmod(fd, Mode::from_bits_truncate(0o700))
+            .map_err(|e| Error::CreateDir { dir: path.to_path_buf(), source: e.into() })?;
+    }
+    Ok(true)
+}
+
+/// The record folder in the run directory, checked like the run directory; created
+/// (0700) with `fix`. `Ok(None)` when it is missing (and not made) or not trusted.
+fn records_dir(rd: &RunDir, fix: bool) -> Result<Option<(OwnedFd, PathBuf)>, Error> {
+    let path = rd.path.join(RECORDS);
+    let create_err = |source: std::io::Error| Error::CreateDir { dir: path.clone(), source };
+    match fstatat(&rd.fd, RECORDS, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Err(Errno::ENOENT) if !fix => return Ok(None),
+        Err(Errno::ENOENT) => match mkdirat(&rd.fd, RECORDS, Mode::from_bits_truncate(0o700)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(create_err(e.into())),
+        },
+        Err(e) => return Err(create_err(e.into())),
+        Ok(st) if !is_kind(&st, SFlag::S_IFDIR) => return Err(Error::NotAFolder { path }),
+        Ok(_) => {}
+    }
+    let fd = match openat(
+        &rd.fd,
+        RECORDS,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::ELOOP | Errno::ENOTDIR) => return Err(Error::NotAFolder { path }),
+        Err(e) => return Err(create_err(e.into())),
+    };
+    Ok(checked_folder(&fd, &path, fix)?.then_some((fd, path)))
+}
+
+/// Opens `<run dir>/<name>` (the lock or its guard) for `flock`, made ours and 0600 (see
+/// the module docs).
+fn open_lock(rd: &RunDir, name: &str) -> Result<std::fs::File, Error> {
+    let path = rd.path.join(name);
+    let open_err = |source: std::io::Error| Error::OpenLock { path: path.clone(), source };
+    for _ in 0..3 {
+        match openat(
+            &rd.fd,
+            name,
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        ) {
+            Ok(fd) => {
+                let st = fstat(&fd).map_err(|e| open_err(e.into()))?;
+                if is_kind(&st, SFlag::S_IFREG) && st.st_uid == euid() {
+                    if st.st_mode & 0o7777 != 0o600 {
+                        fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|e| open_err(e.into()))?;
+                    }
+                    return Ok(std::fs::File::from(fd));
+                }
+                // Another user's file (or a FIFO, a device) at `name`.
+                replace_lock(rd, name).map_err(open_err)?;
+            }
+            // A symlink at `name`.
+            Err(Errno::ELOOP) => replace_lock(rd, name).map_err(open_err)?,
+            Err(e) => return Err(open_err(e.into())),
+        }
+    }
+    Err(open_err(Errno::ELOOP.into()))
+}
+
+/// Puts a new, empty 0600 file of ours in place of whatever is at `name`.
+fn replace_lock(rd: &RunDir, name: &str) -> std::io::Result<()> {
+    let tmp = format!(".{name}.tmp");
+    let tmp = tmp.as_str();
+    let _ = unlinkat(&rd.fd, tmp, UnlinkatFlags::NoRemoveDir);
+    let fd = openat(
+        &rd.fd,
+        tmp,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    fchmod(&fd, Mode::from_bits_truncate(0o600))?;
+    renameat(&rd.fd, tmp, &rd.fd, name).inspect_err(|_| {
+        let _ = unlinkat(&rd.fd, tmp, UnlinkatFlags::NoRemoveDir);
+    })?;
+    Ok(())
+}
 
 /// An exclusive `flock(2)` on `<run dir>/lock`, held by apply and remove for their whole
 /// run so that the boot unit, the ecs-init hook and a person never interleave (a remove
@@ -103,32 +318,49 @@ pub struct Lock {
 }
 
 impl Lock {
-    /// Waits up to `timeout` for the lock, trying every 20 ms without blocking.
+    /// Opens (and checks, see the module docs) the run directory, its record folder and
+    /// the lock file, then waits up to `timeout` for the lock, trying every 20 ms without
+    /// blocking; a lock file held only by processes of other users is set aside (see the
+    /// module docs). Everything a later [`sync_saved_record`] needs is checked here,
+    /// before the caller touches the kernel.
     ///
-    /// Errors: [`Error::CreateRunDir`], [`Error::OpenLock`], [`Error::Lock`], and
-    /// [`Error::Busy`] when the lock was still held after `timeout`.
+    /// Errors: [`Error::CreateRunDir`], [`Error::NotAFolder`], [`Error::ForeignOwner`],
+    /// [`Error::CreateDir`], [`Error::OpenLock`], [`Error::Lock`], and [`Error::Busy`]
+    /// when the lock was still held after `timeout`.
     pub fn acquire(root: &Root, timeout: Duration) -> Result<Lock, Error> {
-        let dir = run_dir(root);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::CreateRunDir { dir: dir.clone(), source })?;
-        let path = dir.join("lock");
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|source| Error::OpenLock { path: path.clone(), source })?;
-        let start = Instant::now();
+        let rd = open_run_dir(root, true)?
+            .ok_or_else(|| Error::CreateRunDir { dir: run_dir(root), source: Errno::ENOENT.into() })?;
+        records_dir(&rd, false)?;
+        let path = rd.path.join(LOCK);
+        let deadline = Instant::now() + timeout;
+        let mut file = open_lock(&rd, LOCK)?;
+        let mut tries: u32 = 0;
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(flock) => return Ok(Lock { _flock: flock }),
+                Ok(flock) if names_lock(&rd, &flock) => return Ok(Lock { _flock: flock }),
+                // Set aside while we waited: the new file is the lock now.
+                Ok(flock) => {
+                    drop(flock);
+                    file = open_lock(&rd, LOCK)?;
+                    continue;
+                }
                 // As an io::Error, so the message ends in "(os error N)" as it always has.
                 Err((_, errno)) if errno != Errno::EWOULDBLOCK => {
                     return Err(Error::Lock { path, source: errno.into() });
                 }
-                // Held by someone else: the file comes back for the next try.
-                Err((f, _)) => file = f,
+                // Held by someone else: the file comes back for the next try. Who holds
+                // it is looked at on the first try and then once a second.
+                Err((f, _)) => {
+                    if tries.is_multiple_of(50) && held_by_other_users_only(&f) && set_aside(&rd, &f, deadline)? {
+                        file = open_lock(&rd, LOCK)?;
+                        tries = 0;
+                        continue;
+                    }
+                    file = f;
+                }
             }
-            if start.elapsed() >= timeout {
+            tries += 1;
+            if Instant::now() >= deadline {
                 return Err(Error::Busy { path, timeout });
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -136,44 +368,165 @@ impl Lock {
     }
 }
 
-/// Where the saved copy of this namespace's route_localnet record lives:
-/// `<run dir>/route_localnet/<netns cookie>`. `None` on kernels without netns cookies
-/// (< 5.14): an nsfs inode number can be reused by a later namespace, so no file is kept
-/// and only the kernel's copy is used.
-fn saved_record_path(nf: &Netfilter, root: &Root) -> Option<PathBuf> {
-    nf.netns_cookie().map(|c| run_dir(root).join("route_localnet").join(format!("netns-{c}")))
+/// Whether `<run dir>/lock` still names the open file `f`.
+fn names_lock(rd: &RunDir, f: &std::fs::File) -> bool {
+    match (fstat(f), fstatat(&rd.fd, LOCK, AtFlags::AT_SYMLINK_NOFOLLOW)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
+    }
 }
 
-/// The saved copy of this namespace's record; `None` when there is none or it is not one we wrote.
+/// Whether the lock file `f` is held, and only by processes whose real uid is not ours
+/// (see [`lock_holders`]; `false` when they cannot be told).
+fn held_by_other_users_only(f: &std::fs::File) -> bool {
+    let Ok(st) = fstat(f) else { return false };
+    let holders = lock_holders(&st);
+    !holders.is_empty() && holders.iter().all(|&(_, uid)| uid != euid())
+}
+
+/// Renames a new lock file over `<run dir>/lock` if it still names `stale`, under
+/// [`GUARD`] so that of two runs that saw the same stale lock only one replaces it.
+/// Returns whether `lock` now names another file than `stale` (replaced by this run or by
+/// another one); `Ok(false)` when the guard stayed busy until `deadline`.
+fn set_aside(rd: &RunDir, stale: &std::fs::File, deadline: Instant) -> Result<bool, Error> {
+    let path = rd.path.join(LOCK);
+    let mut guard = open_lock(rd, GUARD)?;
+    let _held = loop {
+        match Flock::lock(guard, FlockArg::LockExclusiveNonblock) {
+            Ok(g) => break g,
+            Err((_, errno)) if errno != Errno::EWOULDBLOCK => {
+                return Err(Error::Lock { path: rd.path.join(GUARD), source: errno.into() });
+            }
+            Err((g, _)) if Instant::now() < deadline => {
+                guard = g;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return Ok(false),
+        }
+    };
+    if names_lock(rd, stale) {
+        replace_lock(rd, LOCK).map_err(|source| Error::OpenLock { path, source })?;
+    }
+    Ok(true)
+}
+
+/// The processes holding a `flock` on the file of status `st`, with their real uid, from
+/// `/proc/locks` and `/proc/PID/status` (empty when they cannot be read).
+fn lock_holders(st: &FileStat) -> Vec<(u32, u32)> {
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else { return vec![] };
+    let dev = (nix::sys::stat::major(st.st_dev), nix::sys::stat::minor(st.st_dev));
+    flock_holders(&locks, dev, st.st_ino)
+        .into_iter()
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()?;
+            Some((pid, uid))
+        })
+        .collect()
+}
+
+/// The pids of `FLOCK` holders (not waiters) of inode `ino` on device `dev` (major,
+/// minor) in the text of `/proc/locks`: lines such as
+/// `1: FLOCK  ADVISORY  WRITE 1234 00:1b:6789 0 EOF` (device numbers in hex).
+fn flock_holders(locks: &str, dev: (u64, u64), ino: u64) -> Vec<u32> {
+    let want = format!("{:02x}:{:02x}:{ino}", dev.0, dev.1);
+    locks
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // A waiter's line reads `1: -> FLOCK ...`.
+            (f.len() >= 6 && f[1] == "FLOCK" && f[5] == want).then(|| f[4].parse().ok()).flatten()
+        })
+        .collect()
+}
+
+/// The saved copy's file name in the record folder: `netns-<netns cookie>`. `None` on
+/// kernels without netns cookies (< 5.14): an nsfs inode number can be reused by a later
+/// namespace, so no file is kept and only the kernel's copy is used.
+fn saved_record_name(nf: &Netfilter) -> Option<String> {
+    nf.netns_cookie().map(|c| format!("netns-{c}"))
+}
+
+/// Reads a saved record of ours (a regular file owned by us that no one else can write);
+/// `None` otherwise.
+fn read_record(dir: &OwnedFd, name: &str) -> Option<Vec<u8>> {
+    let fd =
+        openat(dir, name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+            .ok()?;
+    let st = fstat(&fd).ok()?;
+    if !is_kind(&st, SFlag::S_IFREG) || st.st_uid != euid() || st.st_mode & 0o022 != 0 {
+        return None;
+    }
+    let mut out = Vec::new();
+    std::fs::File::from(fd).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+/// The saved copy of this namespace's record; `None` when there is none, it is not one we
+/// wrote, or the run directory is not one to trust (see the module docs).
 pub fn read_saved_record(nf: &Netfilter, root: &Root) -> Option<Record> {
-    let text = std::fs::read(saved_record_path(nf, root)?).ok()?;
-    record::decode(&text)
+    let name = saved_record_name(nf)?;
+    let rd = open_run_dir(root, false).ok()??;
+    let (dir, _) = records_dir(&rd, false).ok()??;
+    record::decode(&read_record(&dir, &name)?)
 }
 
 /// Makes the saved copy equal `r` (deleted when empty); writes only when it differs,
-/// through a temporary file and a rename so a crash leaves the old or the new copy.
-/// Nothing is kept on kernels without netns cookies.
+/// through a temporary file (0600) and a rename so a crash leaves the old or the new
+/// copy. Nothing is kept on kernels without netns cookies.
 ///
-/// Errors: [`Error::Remove`], [`Error::CreateDir`], [`Error::Write`].
+/// Errors: [`Error::CreateRunDir`], [`Error::NotAFolder`], [`Error::ForeignOwner`],
+/// [`Error::Remove`], [`Error::CreateDir`], [`Error::Write`].
 pub fn sync_saved_record(nf: &Netfilter, root: &Root, r: &Record) -> Result<(), Error> {
-    let Some(path) = saved_record_path(nf, root) else { return Ok(()) };
+    let Some(name) = saved_record_name(nf) else { return Ok(()) };
+    let rd = open_run_dir(root, true)?
+        .ok_or_else(|| Error::CreateRunDir { dir: run_dir(root), source: Errno::ENOENT.into() })?;
     if r.is_empty() {
-        return match std::fs::remove_file(&path) {
-            Err(source) if source.kind() != std::io::ErrorKind::NotFound => Err(Error::Remove { path, source }),
-            _ => Ok(()),
+        let Some((dir, dir_path)) = records_dir(&rd, false)? else { return Ok(()) };
+        return match unlinkat(&dir, name.as_str(), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(Error::Remove { path: dir_path.join(&name), source: e.into() }),
         };
     }
     let bytes = record::encode(r);
-    if std::fs::read(&path).ok().as_deref() == Some(&bytes[..]) {
+    let (dir, dir_path) = records_dir(&rd, true)?
+        .ok_or_else(|| Error::CreateDir { dir: rd.path.join(RECORDS), source: Errno::EACCES.into() })?;
+    if read_record(&dir, &name).as_deref() == Some(&bytes[..]) {
         return Ok(());
     }
-    let dir = path.parent().expect("has a parent");
-    std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir { dir: dir.to_path_buf(), source })?;
     // A fixed temporary name (written under the lock): a run killed before the rename
     // leaves at most this one file, which the next run replaces.
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("record")));
-    let _ = std::fs::remove_file(&tmp);
-    std::fs::write(&tmp, &bytes).map_err(|source| Error::Write { path: tmp.clone(), source })?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ok();
-    std::fs::rename(&tmp, &path).map_err(|source| Error::Write { path, source })
+    let tmp = format!(".{name}.tmp");
+    let tmp_path = dir_path.join(&tmp);
+    let _ = unlinkat(&dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+    let write_err = |source: std::io::Error| Error::Write { path: tmp_path.clone(), source };
+    let fd = openat(
+        &dir,
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| write_err(e.into()))?;
+    fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|e| write_err(e.into()))?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(&bytes).map_err(write_err)?;
+    f.sync_all().ok();
+    renameat(&dir, tmp.as_str(), &dir, name.as_str())
+        .map_err(|e| Error::Write { path: dir_path.join(&name), source: e.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_are_read_from_proc_locks() {
+        let locks = "1: FLOCK  ADVISORY  WRITE 4242 00:1b:6789 0 EOF\n\
+                     1: -> FLOCK  ADVISORY  WRITE 4343 00:1b:6789 0 EOF\n\
+                     2: POSIX  ADVISORY  WRITE 99 00:1b:6789 0 EOF\n\
+                     3: FLOCK  ADVISORY  WRITE 17 fd:01:6789 0 EOF\n";
+        assert_eq!(flock_holders(locks, (0, 0x1b), 6789), vec![4242]);
+        assert_eq!(flock_holders(locks, (0xfd, 1), 6789), vec![17]);
+        assert!(flock_holders(locks, (0, 0x1b), 1).is_empty());
+    }
 }

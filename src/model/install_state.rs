@@ -32,6 +32,10 @@ pub struct InstalledFile {
     /// Its mode bits then (restored with it by uninstall).
     #[serde(default)]
     pub before_mode: Option<u32>,
+    /// Its owner then, `(uid, gid)` (restored with it by uninstall: install makes the
+    /// file root's). Absent in states written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_owner: Option<(u32, u32)>,
     /// What install wrote (checked for drift); `None` for the binary, which an upgrade
     /// may replace.
     pub written: Option<Bytes>,

@@ -2,7 +2,7 @@
 
 use crate::desired::ecs_config;
 use crate::desired::install_files::CONFIG_PATH;
-use crate::desired::install_files::{ECS_CONFIG_PATH, UNIT_PATH, WANTS_LINK};
+use crate::desired::install_files::{BIN_PATH, ECS_CONFIG_PATH, UNIT_PATH, WANTS_LINK};
 use crate::model::install_state::{Bytes, InstallState, InstalledEcsConfig, LiveFiles, STATE_SCHEMA};
 use crate::plan::change::{Action, Change, Subject};
 use crate::plan::reason::{Note, Reason};
@@ -101,6 +101,36 @@ pub fn plan_files(
     (changes, fixes)
 }
 
+/// Mode and owner of an installed file as found on the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileOwner {
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// The mode the installed binary must have: the units run it as root at boot, so it is
+/// executable and no one but root may change it.
+pub const BINARY_MODE: u32 = 0o755;
+
+/// The change that gives the installed binary ([`BIN_PATH`]) mode [`BINARY_MODE`] and
+/// owner root:root, when `found` (its mode and owner now; `None` when it is not a file)
+/// differs. Its content is never drift: an upgrade replaces it.
+pub fn binary_drift(found: Option<FileOwner>) -> Option<Change> {
+    let f = found?;
+    if (f.mode, f.uid, f.gid) == (BINARY_MODE, 0, 0) {
+        return None;
+    }
+    Some(Change::new(
+        Action::Change,
+        Subject::File { path: BIN_PATH.into() },
+        Reason::BinaryModeOrOwner { mode: f.mode, uid: f.uid, gid: f.gid },
+    ))
+}
+
 /// The file changes of `diff OLD NEW`: applying `new` on a host installed with `old`
 /// changes only the agent keys in ecs.config (the units do not depend on the
 /// configuration; the configuration file is the operator's, never drift). The host's
@@ -143,6 +173,7 @@ mod tests {
                     path: f.path.into(),
                     before: None,
                     before_mode: None,
+                    before_owner: None,
                     written: Some(Bytes(f.content)),
                 })
                 .collect(),
@@ -204,6 +235,29 @@ mod tests {
         s.files[0].before = Some(Bytes(vec![0xff, 0, b'\n']));
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<InstallState>(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn binary_mode_or_owner_is_drift() {
+        let ok = FileOwner { mode: 0o755, uid: 0, gid: 0 };
+        assert_eq!(binary_drift(Some(ok)), None);
+        assert_eq!(binary_drift(None), None, "a missing binary has no mode to fix");
+        for bad in [
+            FileOwner { mode: 0o644, ..ok },
+            FileOwner { mode: 0o4755, ..ok },
+            FileOwner { mode: 0o775, ..ok },
+            FileOwner { uid: 1000, ..ok },
+            FileOwner { gid: 100, ..ok },
+        ] {
+            let c = binary_drift(Some(bad)).unwrap_or_else(|| panic!("{bad:?} is drift"));
+            assert_eq!(c.object(), "file /usr/local/sbin/ecs-hostnet");
+            assert_eq!(c.action, Action::Change);
+            assert!(
+                c.reason.to_string().contains(&format!("mode {:04o} owner {}:{}", bad.mode, bad.uid, bad.gid)),
+                "{}",
+                c.reason
+            );
+        }
     }
 
     #[test]

@@ -86,6 +86,16 @@ pub enum Reason {
     BootUnitNotEnabled,
     /// `agent settings differ from the configuration`: ecs.config's agent keys.
     AgentSettingsDiffer,
+    /// `mode MODE owner UID:GID, not 0755 root:root (the units run it as root)`: the
+    /// installed binary's mode or owner.
+    BinaryModeOrOwner {
+        /// Its permission bits now.
+        mode: u32,
+        /// Its owner now.
+        uid: u32,
+        /// Its group now.
+        gid: u32,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -130,6 +140,9 @@ impl fmt::Display for Reason {
             Reason::FileModified => f.write_str("modified by someone"),
             Reason::BootUnitNotEnabled => f.write_str("missing: the boot unit is not enabled"),
             Reason::AgentSettingsDiffer => f.write_str("agent settings differ from the configuration"),
+            Reason::BinaryModeOrOwner { mode, uid, gid } => {
+                write!(f, "mode {mode:04o} owner {uid}:{gid}, not 0755 root:root (the units run it as root)")
+            }
         }
     }
 }
@@ -328,6 +341,10 @@ mod tests {
         assert_eq!(r(Reason::FileModified), "modified by someone");
         assert_eq!(r(Reason::BootUnitNotEnabled), "missing: the boot unit is not enabled");
         assert_eq!(r(Reason::AgentSettingsDiffer), "agent settings differ from the configuration");
+        assert_eq!(
+            r(Reason::BinaryModeOrOwner { mode: 0o644, uid: 1000, gid: 0 }),
+            "mode 0644 owner 1000:0, not 0755 root:root (the units run it as root)"
+        );
 
         let spec = RouteSpec { dest: "169.254.170.2".parse().unwrap(), prefix_len: 32, kind: RouteKind::DevLo };
         let route = LiveRoute { dest: spec.dest, prefix_len: 32, kind: None, protocol: 4, metric: None };

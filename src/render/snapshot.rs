@@ -477,6 +477,7 @@ impl Snapshot {
                     path: f.path.clone(),
                     before: None,
                     before_mode: None,
+                    before_owner: None,
                     written: Some(Bytes(bytes(&f.expected))),
                 }
             })
