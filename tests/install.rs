@@ -410,7 +410,7 @@ fn install_writes_exact_files_and_a_second_install_changes_nothing() {
     let Node::File { mode, content, .. } = &state else { panic!("state is not a file: {state:?}") };
     assert_eq!(*mode, 0o600, "the install state holds the files' former contents: owner-only");
     let json: serde_json::Value = serde_json::from_slice(content).expect("install state is JSON");
-    assert_eq!(json["schema"], "ecs-hostnet.install/v1");
+    assert_eq!(json["schema"], "ecs-hostnet.install/v2");
     assert_nodes_eq("after the first install", &expected_tree(cfg_text.as_bytes(), KEYS_DEFAULT.as_bytes()), &tree);
     // systemd agrees that the unit is enabled
     let enabled = run_cmd(
@@ -945,7 +945,7 @@ fn check_install_files(root: &Path, configs: &[&[u8]], ecs_configs: &[&[u8]], bi
         other => bad.push(format!("{WANTS_LINK}: {other:?}")),
     }
     match std::fs::read(p(root, STATE_PATH)).map(|b| serde_json::from_slice::<serde_json::Value>(&b)) {
-        Ok(Ok(v)) if v["schema"] == "ecs-hostnet.install/v1" => {}
+        Ok(Ok(v)) if v["schema"] == "ecs-hostnet.install/v2" => {}
         other => bad.push(format!("{STATE_PATH}: not a whole install state: {other:?}")),
     }
     bad
