@@ -445,7 +445,7 @@ pub fn tell_systemd(root: &Root, report: &Report) -> Result<Vec<String>> {
             lines.push("systemd is not running here (no /run/systemd/system): no daemon-reload".to_string());
         }
         SystemdStep::OtherRoot if report.units_changed => lines.push(
-            "no systemctl run (--root): a system booted from this root loads the units when it starts".to_string(),
+            "no systemctl run (--root): systemd reads the units of this root when a system boots from it".to_string(),
         ),
         _ => {}
     }
