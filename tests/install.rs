@@ -404,7 +404,7 @@ fn install_writes_exact_files_and_a_second_install_changes_nothing() {
     let Node::File { mode, content, .. } = &state else { panic!("state is not a file: {state:?}") };
     assert_eq!(*mode, 0o600, "the install state holds the files' former contents: owner-only");
     let json: serde_json::Value = serde_json::from_slice(content).expect("install state is JSON");
-    assert_eq!(json["schema"], "ecs-hostnet.install/v1");
+    assert_eq!(json["schema"], "ecs-hostnet.install/v2");
     assert_nodes_eq("after the first install", &expected_tree(cfg_text.as_bytes(), KEYS_DEFAULT.as_bytes()), &tree);
     // systemd agrees that the unit is enabled
     let enabled = run_cmd(
@@ -906,6 +906,465 @@ fn ecs_config_in_an_unwritable_folder_fails_cleanly() {
 }
 
 // ---------------------------------------------------------------------------
+// 3b. what install keeps (no secret), and how install and uninstall end
+// ---------------------------------------------------------------------------
+
+/// [`nodes`] without the run directory (`run/`, where `ECS_HOSTNET_RUN_DIR` points: the
+/// lock and saved records of the kernel commands, not install's).
+fn nodes_but_run(root: &Path) -> BTreeMap<String, Node> {
+    nodes(root).into_iter().filter(|(k, _)| k != "run" && !k.starts_with("run/")).collect()
+}
+
+/// The registry credentials of the tests' ecs.config (`c2VjcmV0` is base64 of "secret").
+const AUTH_VALUE: &str = r#"{"https://index.docker.io/v1/":{"auth":"c2VjcmV0"}}"#;
+
+fn b64(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// Byte strings that betray `secret` in a file: the text itself, its JSON-escaped form,
+/// its hex (both cases), and its base64 as it appears inside the base64 of any text
+/// holding it, at each of the three alignments (the characters fixed by the secret's
+/// own bytes).
+fn betrayals(secret: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = vec![("plain".to_string(), secret.to_vec())];
+    let escaped = serde_json::to_string(&String::from_utf8_lossy(secret)).unwrap();
+    out.push(("JSON-escaped".into(), escaped.trim_matches('"').as_bytes().to_vec()));
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    out.push(("hex".into(), hex.clone().into_bytes()));
+    out.push(("HEX".into(), hex.to_uppercase().into_bytes()));
+    for pad in 0..3usize {
+        let mut t = vec![b'x'; pad];
+        t.extend_from_slice(secret);
+        let enc = b64(&t);
+        let (skip, keep) = (if pad == 0 { 0 } else { 4 }, t.len() / 3 * 4);
+        out.push((format!("base64 at offset {pad}"), enc.as_bytes()[skip..keep].to_vec()));
+    }
+    out
+}
+
+/// Every regular file under `root` but `except` (relative paths) that holds one of the
+/// betrayals of one of `secrets`: `path: what (secret)`.
+fn files_betraying(root: &Path, secrets: &[&str], except: &[&str]) -> Vec<String> {
+    let needles: Vec<(String, Vec<u8>)> = secrets
+        .iter()
+        .flat_map(|s| betrayals(s.as_bytes()).into_iter().map(move |(how, n)| (format!("{how} of {s:?}"), n)))
+        .collect();
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read_dir {}: {e}", d.display())) {
+            let path = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if m.is_dir() {
+                stack.push(path);
+            } else if m.is_file() && !except.contains(&rel.as_str()) {
+                // (only regular files: an overlay's whiteouts are devices)
+                let content = read(&path);
+                for (what, n) in &needles {
+                    if content.windows(n.len()).any(|w| w == &n[..]) {
+                        found.push(format!("{rel}: {what}"));
+                    }
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The secrets the scans look for: the whole value, the inner token, and the decoded
+/// password.
+const SECRETS: [&str; 3] = [AUTH_VALUE, "c2VjcmV0", "ECS_ENGINE_AUTH_DATA"];
+
+/// A pre-existing ecs.config with registry credentials: after install, no file under the
+/// root (the state, the units, the configuration, the binary...) holds them in any
+/// encoding; ecs.config itself still does (which proves the scan finds them); uninstall
+/// gives the file back byte for byte, mode and owner included. In the layouts where a
+/// copy was needed before: a duplicate key of ours, CRLF, no final newline.
+#[test]
+fn install_keeps_no_copy_of_registry_credentials_and_uninstall_restores_ecs_config_byte_for_byte() {
+    require_root();
+    let dir = TempDir::new("secret");
+    let cfg = dir.default_config();
+    let auth = format!("ECS_ENGINE_AUTH_DATA={AUTH_VALUE}");
+    let cases: Vec<(&str, String)> = vec![
+        ("LF", format!("ECS_CLUSTER=prod\n{auth}\nECS_ENGINE_AUTH_TYPE=dockercfg\n")),
+        (
+            "CRLF, our key twice",
+            format!("ECS_AWSVPC_BLOCK_IMDS=false\r\nECS_CLUSTER=prod\r\n{auth}\r\nECS_AWSVPC_BLOCK_IMDS=no\r\n"),
+        ),
+        ("no final newline, secret last", format!("ECS_CLUSTER=prod\n ECS_ENABLE_TASK_IAM_ROLE = false\n{auth}")),
+    ];
+    for (name, before) in cases {
+        let root = TempDir::new("secretroot");
+        let root = root.path();
+        write_mode(&p(root, ECS_CONFIG), before.as_bytes(), 0o600);
+        std::os::unix::fs::chown(p(root, ECS_CONFIG), Some(1234), Some(1234)).unwrap();
+        let original = nodes(root);
+        ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+        let state = read(&p(root, STATE_PATH));
+        assert!(!state.is_empty(), "{name}: no install state");
+        let leaks = files_betraying(root, &SECRETS, &[ECS_CONFIG]);
+        assert!(leaks.is_empty(), "[{name}] files install wrote hold the credentials:\n{}", leaks.join("\n"));
+        let in_ecs = files_betraying(root, &SECRETS, &[]);
+        assert!(
+            in_ecs.iter().any(|l| l.starts_with(&format!("{ECS_CONFIG}: plain"))),
+            "[{name}] the scan does not even find the credentials in ecs.config: {in_ecs:?}"
+        );
+        ehn_root(root, &["uninstall"]).expect_code(0);
+        assert_nodes_eq(&format!("[{name}] after uninstall"), &original, &nodes(root));
+    }
+}
+
+/// Credentials rotated after install stay rotated: uninstall puts back only our keys.
+#[test]
+fn a_secret_rotated_after_install_is_not_resurrected_by_uninstall() {
+    require_root();
+    let dir = TempDir::new("rotate");
+    let cfg = dir.default_config();
+    let root = TempDir::new("rotateroot");
+    let root = root.path();
+    let before = format!("ECS_CLUSTER=prod\nECS_ENGINE_AUTH_DATA={AUTH_VALUE}\nECS_ENABLE_TASK_IAM_ROLE=false\n");
+    write_mode(&p(root, ECS_CONFIG), before.as_bytes(), 0o600);
+    ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+    let rotated = AUTH_VALUE.replace("c2VjcmV0", "cm90YXRlZA==");
+    let installed = String::from_utf8(read(&p(root, ECS_CONFIG))).unwrap();
+    assert!(installed.contains(AUTH_VALUE), "{installed}");
+    std::fs::write(p(root, ECS_CONFIG), installed.replace(AUTH_VALUE, &rotated)).unwrap();
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_eq!(
+        show(&read(&p(root, ECS_CONFIG))),
+        show(format!("ECS_CLUSTER=prod\nECS_ENGINE_AUTH_DATA={rotated}\nECS_ENABLE_TASK_IAM_ROLE=false\n").as_bytes()),
+        "uninstall must keep the rotated secret and put back only ECS_ENABLE_TASK_IAM_ROLE"
+    );
+}
+
+/// A binary already at the install path (an earlier copy someone put there): install
+/// replaces it and keeps none of its bytes in the state (megabytes apply would read at
+/// every boot); uninstall leaves the installed binary there, says so, and its last line
+/// says the binary stays.
+#[test]
+fn a_binary_that_was_there_before_install_is_not_copied_and_stays_after_uninstall() {
+    require_root();
+    let dir = TempDir::new("oldbin");
+    let cfg = dir.default_config();
+    let root = TempDir::new("oldbinroot");
+    let root = root.path();
+    let old = b"\x7fELF an older ecs-hostnet build 0123456789abcdef";
+    write_mode(&p(root, BIN_PATH), old, 0o755);
+    ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+    let state = String::from_utf8(read(&p(root, STATE_PATH))).unwrap();
+    for (what, n) in betrayals(old) {
+        assert!(!state.as_bytes().windows(n.len()).any(|w| w == &n[..]), "the old binary ({what}) is in the state");
+    }
+    let un = ehn_root(root, &["uninstall"]);
+    un.expect_code(0);
+    assert!(un.stdout.contains("left /usr/local/sbin/ecs-hostnet in place: a file was there before install"), "{un}");
+    assert!(un.stdout.contains("(the binary stays: one was there before install)"), "{un}");
+    assert_eq!(read(&p(root, BIN_PATH)), test_binary(), "uninstall must leave the installed binary");
+    assert_eq!(mode_of(&p(root, BIN_PATH)), 0o755);
+}
+
+/// What ecs-hostnet 0.1 wrote as install.json (schema v1) for the current install in
+/// `root`: the files and folders as recorded now, plus whole base64 copies of ecs.config
+/// before (`before`) and after (`written`) install.
+fn v1_state(root: &Path, ecs_before: &[u8]) -> String {
+    let v2: serde_json::Value = serde_json::from_slice(&read(&p(root, STATE_PATH))).unwrap();
+    let written = read(&p(root, ECS_CONFIG));
+    let keys_before: serde_json::Map<String, serde_json::Value> =
+        ["ECS_ENABLE_TASK_IAM_ROLE", "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", "ECS_AWSVPC_BLOCK_IMDS"]
+            .iter()
+            .map(|k| {
+                let v = String::from_utf8_lossy(ecs_before)
+                    .lines()
+                    .rev()
+                    .filter_map(|l| {
+                        l.trim().strip_prefix(k)?.trim_start().strip_prefix('=').map(|v| v.trim().to_string())
+                    })
+                    .next();
+                (k.to_string(), v.map_or(serde_json::Value::Null, serde_json::Value::String))
+            })
+            .collect();
+    let doc = serde_json::json!({
+        "schema": "ecs-hostnet.install/v1",
+        "files": v2["files"],
+        "wants_link": v2["wants_link"],
+        "ecs_config": {"before": b64(ecs_before), "keys_before": keys_before, "written": b64(&written)},
+        "created_dirs": v2["created_dirs"],
+    });
+    serde_json::to_string_pretty(&doc).unwrap() + "\n"
+}
+
+/// An install made by the previous version (its install.json of schema v1, with base64
+/// copies of ecs.config, written here by hand): the next install, apply or uninstall
+/// rewrites it without the copies (schema v2), and uninstall still gives ecs.config back
+/// byte for byte. `check` only reads it (no rewrite).
+#[test]
+fn a_v1_install_state_loses_its_copies_at_the_next_command_and_uninstall_still_restores() {
+    require_root();
+    let dir = TempDir::new("migrate");
+    let cfg = dir.default_config();
+    let before = format!(
+        "ECS_AWSVPC_BLOCK_IMDS=false\r\nECS_CLUSTER=prod\r\nECS_ENGINE_AUTH_DATA={AUTH_VALUE}\r\nECS_AWSVPC_BLOCK_IMDS=no"
+    );
+    for next in ["install", "apply", "uninstall"] {
+        let ns = Netns::new("migrate");
+        let root = TempDir::new("migrateroot");
+        let root = root.path();
+        write_mode(&p(root, ECS_CONFIG), before.as_bytes(), 0o640);
+        let original = nodes(root);
+        ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+        std::fs::write(p(root, STATE_PATH), v1_state(root, before.as_bytes())).unwrap();
+        let planted = files_betraying(root, &SECRETS, &[ECS_CONFIG]);
+        assert!(
+            planted.iter().any(|l| l.starts_with(STATE_PATH) && l.contains("base64")),
+            "the scan does not find the v1 copy: {planted:?}"
+        );
+        let state_before_check = read(&p(root, STATE_PATH));
+        ehn_ns(root, &ns, &["check"]).expect_code(2); // the rule set is not applied yet
+        assert_eq!(read(&p(root, STATE_PATH)), state_before_check, "check rewrote the state");
+        match next {
+            "install" => {
+                ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+            }
+            "apply" => {
+                ehn_ns(root, &ns, &["apply"]).expect_code(0);
+            }
+            _ => {
+                let un = ehn_root(root, &["uninstall"]);
+                un.expect_code(0);
+                assert!(un.stdout.contains("rewrote /var/lib/ecs-hostnet/install.json without its copies"), "{un}");
+            }
+        }
+        if next != "uninstall" {
+            let leaks = files_betraying(root, &SECRETS, &[ECS_CONFIG]);
+            assert!(leaks.is_empty(), "after {next}: still kept:\n{}", leaks.join("\n"));
+            let v: serde_json::Value = serde_json::from_slice(&read(&p(root, STATE_PATH))).unwrap();
+            assert_eq!(v["schema"], "ecs-hostnet.install/v2", "after {next}");
+            assert_eq!(mode_of(&p(root, STATE_PATH)), 0o600);
+            if next == "apply" {
+                ehn_ns(root, &ns, &["remove"]).expect_code(0);
+            }
+            ehn_root(root, &["uninstall"]).expect_code(0);
+        }
+        assert_nodes_eq(&format!("v1 state, {next}, uninstall"), &original, &nodes_but_run(root));
+    }
+}
+
+/// A stand-in for systemctl, first in PATH: appends each call to `log`, with whether
+/// the binary and the drop-in exist at that moment (what a real daemon-reload would
+/// load), and answers `is-active` with `active_exit`.
+fn fake_systemctl(dir: &Path, log: &Path, active_exit: u8) -> PathBuf {
+    let bin_dir = dir.join("fakebin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let script = format!(
+        "#!/bin/sh\n\
+         b=absent; [ -e /{BIN_PATH} ] && b=present\n\
+         d=absent; [ -e /{DROPIN_PATH} ] && d=present\n\
+         echo \"systemctl $* binary=$b dropin=$d\" >> {log}\n\
+         case \"$1\" in is-active) exit {active_exit};; esac\n\
+         exit 0\n",
+        log = log.display()
+    );
+    write_mode(&bin_dir.join("systemctl"), script.as_bytes(), 0o755);
+    bin_dir
+}
+
+fn path_with(first: &Path) -> String {
+    format!("{}:{}", first.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// With `--root` (an image being built) install and uninstall run no systemctl at all,
+/// and say so, even on a machine run by systemd: they run in a private mount namespace
+/// whose /run is a tmpfs holding /run/systemd/system (the machine's own /run is not
+/// touched), with the recorder first in PATH. (The recorder does record: the
+/// running-system test below sees its calls.)
+#[test]
+fn install_and_uninstall_under_root_run_no_systemctl() {
+    require_root();
+    let dir = TempDir::new("nosysctl");
+    let cfg = dir.default_config();
+    let root = TempDir::new("nosysctlroot");
+    let root = root.path();
+    write_mode(&p(root, ECS_CONFIG), b"ECS_CLUSTER=prod\n", 0o644);
+    let log = dir.path().join("systemctl.log");
+    let fake = fake_systemctl(dir.path(), &log, 0);
+    for args in [vec!["install", "-c", cfg.as_str()], vec!["uninstall"]] {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--net", "--", "sh", "-ec"])
+            .arg("mount -t tmpfs tmpfs /run; mkdir -p /run/systemd/system; exec \"$@\"")
+            .args(["sh", bin(), "--root", s(root)])
+            .args(&args)
+            .env("PATH", path_with(&fake))
+            .env("ECS_HOSTNET_RUN_DIR", root.join("run/ecs-hostnet"));
+        let out = run_cmd_with(&mut cmd, Duration::from_secs(60));
+        out.expect_code(0);
+        assert!(out.stdout.contains("no systemctl run (--root)"), "{out}");
+        assert!(!out.stdout.contains("daemon-reload)") && !out.stdout.contains("restart ecs"), "{out}");
+        if args[0] == "uninstall" {
+            assert!(out.stdout.contains("no kernel was touched (--root)"), "{out}");
+            assert!(!out.stdout.contains("`ecs-hostnet"), "uninstall suggests the binary it deleted: {out}");
+        }
+    }
+    assert!(!log.exists(), "systemctl ran under --root: {}", std::fs::read_to_string(&log).unwrap_or_default());
+}
+
+/// The running system (no `--root`), made safe: a private mount namespace (and network
+/// namespace, `unshare --mount --net`) in which /etc, /usr and /var are overlays whose
+/// writes land in a temp dir, and /run is an empty tmpfs holding /run/systemd/system (so
+/// ecs-hostnet sees a systemd-run system, as sd_booted(3) tests). systemctl is the
+/// recorder, first in PATH. The script stops before running anything unless every path
+/// ecs-hostnet writes is on an overlay. When the namespace's last process exits, its
+/// mounts go; the temp dir is removed in Drop.
+///
+/// install then runs `systemctl daemon-reload` and says that the running agent must be
+/// restarted for the new keys; uninstall removes the live rule set first, then the files,
+/// then reloads systemd (the binary and the hook are gone by then, so systemd no longer
+/// names them), and never suggests the binary it deleted.
+#[test]
+fn on_a_running_system_install_and_uninstall_reload_systemd_and_uninstall_removes_the_rule_set() {
+    require_root();
+    let t = TempDir::new("sysroot");
+    let t = t.path();
+    let log = t.join("systemctl.log");
+    let fake = fake_systemctl(t, &log, 0);
+    let before = format!("ECS_CLUSTER=prod\nECS_ENGINE_AUTH_DATA={AUTH_VALUE}\n");
+    write_mode(&t.join("ecs.config.before"), before.as_bytes(), 0o600);
+    write_mode(&t.join("site.toml"), default_config_text().as_bytes(), 0o644);
+    let real_before: Vec<bool> =
+        [BIN_PATH, DROPIN_PATH, STATE_PATH, ECS_CONFIG].iter().map(|r| Path::new("/").join(r).exists()).collect();
+    let script = format!(
+        r#"set -eu
+T={t}
+for d in etc usr var; do
+  mkdir -p $T/ov/$d/up $T/ov/$d/work
+  mount -t overlay overlay -o lowerdir=/$d,upperdir=$T/ov/$d/up,workdir=$T/ov/$d/work /$d
+done
+mount -t tmpfs tmpfs /run
+mkdir -p /run/systemd/system
+for p in /etc /etc/systemd/system /usr/local/sbin /var/lib; do
+  [ "$(stat -f -c %T $p)" = overlayfs ] || {{ echo "$p is not on the overlay" >&2; exit 90; }}
+done
+mkdir -p /etc/ecs && cp -p $T/ecs.config.before /etc/ecs/ecs.config
+export PATH={path} ECS_HOSTNET_RUN_DIR=$T/rundir
+step() {{ name=$1; shift; set +e; "$@" >$T/$name.out 2>$T/$name.err; echo $? >$T/$name.rc; set -e; }}
+step install {bin} install -c $T/site.toml
+step apply {bin} apply
+nft list ruleset >$T/ruleset.applied
+cat /proc/sys/net/ipv4/conf/all/route_localnet >$T/rl.applied
+step uninstall {bin} uninstall
+nft list ruleset >$T/ruleset.after
+cat /proc/sys/net/ipv4/conf/all/route_localnet >$T/rl.after
+cp -p /etc/ecs/ecs.config $T/ecs.config.after
+ls -A /{bin_path} /{state} >$T/left 2>&1 || true
+"#,
+        t = t.display(),
+        path = path_with(&fake),
+        bin = bin(),
+        bin_path = BIN_PATH,
+        state = STATE_PATH,
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--net", "--", "sh", "-c", &script]);
+    let out = run_cmd_with(&mut cmd, Duration::from_secs(120));
+    out.expect_code(0);
+    let f = |name: &str| std::fs::read_to_string(t.join(name)).unwrap_or_else(|e| panic!("{name}: {e}\n{out}"));
+    let step = |name: &str| {
+        format!(
+            "--- {name} exit {}\n{}{}",
+            f(&format!("{name}.rc")).trim(),
+            f(&format!("{name}.out")),
+            f(&format!("{name}.err"))
+        )
+    };
+    for s in ["install", "apply", "uninstall"] {
+        assert_eq!(f(&format!("{s}.rc")).trim(), "0", "{}", step(s));
+    }
+    let (install, uninstall) = (f("install.out"), f("uninstall.out"));
+    let calls: Vec<String> = f("systemctl.log").lines().map(str::to_string).collect();
+    assert_eq!(
+        calls,
+        [
+            "systemctl daemon-reload binary=present dropin=present",
+            "systemctl is-active --quiet ecs.service binary=present dropin=present",
+            "systemctl daemon-reload binary=absent dropin=absent",
+            "systemctl is-active --quiet ecs.service binary=absent dropin=absent",
+        ],
+        "{}\n{}",
+        step("install"),
+        step("uninstall")
+    );
+    assert!(install.contains("reloaded systemd's units (systemctl daemon-reload)"), "{}", step("install"));
+    assert!(install.contains("run `systemctl restart ecs`"), "{}", step("install"));
+    assert!(f("ruleset.applied").contains("table inet ecs-hostnet") && f("rl.applied").trim() == "1");
+    let at =
+        |needle: &str| uninstall.find(needle).unwrap_or_else(|| panic!("{needle:?} missing: {}", step("uninstall")));
+    assert!(at("Removed:") < at("removed /usr/local/sbin/ecs-hostnet"), "{}", step("uninstall"));
+    assert!(at("removed /usr/local/sbin/ecs-hostnet") < at("reloaded systemd's units"), "{}", step("uninstall"));
+    assert!(!uninstall.contains("`ecs-hostnet"), "uninstall suggests the binary it deleted: {}", step("uninstall"));
+    assert!(!f("ruleset.after").contains("ecs-hostnet") && f("rl.after").trim() == "0", "{}", f("ruleset.after"));
+    assert_eq!(show(&read(&t.join("ecs.config.after"))), show(before.as_bytes()));
+    assert!(f("left").contains("No such file"), "{}", f("left"));
+    let leaks = files_betraying(&t.join("ov"), &SECRETS, &["etc/up/ecs/ecs.config"]);
+    assert!(leaks.is_empty(), "{leaks:?}");
+    let real_after: Vec<bool> =
+        [BIN_PATH, DROPIN_PATH, STATE_PATH, ECS_CONFIG].iter().map(|r| Path::new("/").join(r).exists()).collect();
+    assert_eq!(real_before, real_after, "the machine's own files changed");
+}
+
+/// `setpriv` without CAP_NET_ADMIN: nf_tables refuses every request.
+fn without_net_admin(run_dir: &Path, args: &[&str]) -> Out {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--bounding-set=-net_admin", "--inh-caps=-net_admin", "--", bin()])
+        .args(args)
+        .env("ECS_HOSTNET_RUN_DIR", run_dir);
+    run_cmd_with(&mut cmd, Duration::from_secs(60))
+}
+
+/// `uninstall --netns NS` removes the live rule set there (route_localnet back to what
+/// it was) before it deletes the binary; when it cannot (no CAP_NET_ADMIN: the kernel
+/// refuses), nothing at all is uninstalled, the message says so and what to run (the
+/// binary it names is still there).
+#[test]
+fn uninstall_removes_the_live_rule_set_first_or_uninstalls_nothing() {
+    require_root();
+    let dir = TempDir::new("unrules");
+    let cfg = dir.default_config();
+    let ns = Netns::new("unrules");
+    let root = TempDir::new("unrulesroot");
+    let root = root.path();
+    write_mode(&p(root, ECS_CONFIG), b"ECS_CLUSTER=prod\n", 0o644);
+    let original = nodes(root);
+    ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+    ehn_ns(root, &ns, &["apply"]).expect_code(0);
+    let live = ns.ruleset();
+    assert!(live.contains("table inet ecs-hostnet") && ns.route_localnet() == "1", "{live}");
+    let installed = nodes_but_run(root);
+
+    let refused =
+        without_net_admin(&root.join("run/ecs-hostnet"), &["--root", s(root), "--netns", &ns.name, "uninstall"]);
+    assert_eq!(refused.code, 1, "{refused}");
+    assert!(
+        refused.stderr.contains("nothing was uninstalled") && refused.stderr.contains("`ecs-hostnet uninstall` again"),
+        "{refused}"
+    );
+    assert_nodes_eq("after a refused uninstall", &installed, &nodes_but_run(root));
+    assert_eq!(ns.ruleset(), live, "a refused uninstall changed the rule set");
+
+    let un = ehn_ns(root, &ns, &["uninstall"]);
+    un.expect_code(0);
+    let at = |needle: &str| un.stdout.find(needle).unwrap_or_else(|| panic!("{needle:?} not in {un}"));
+    assert!(at("Removed:") < at("removed /usr/local/sbin/ecs-hostnet"), "rule set after the binary: {un}");
+    assert!(!un.stdout.contains("`ecs-hostnet"), "uninstall suggests the binary it deleted: {un}");
+    assert!(!ns.ruleset().contains("ecs-hostnet"), "{}", ns.ruleset());
+    assert_eq!(ns.route_localnet(), "0", "route_localnet not put back");
+    assert_nodes_eq("after uninstall", &original, &nodes_but_run(root));
+}
+
+// ---------------------------------------------------------------------------
 // 4. crash safety
 // ---------------------------------------------------------------------------
 
@@ -939,7 +1398,7 @@ fn check_install_files(root: &Path, configs: &[&[u8]], ecs_configs: &[&[u8]], bi
         other => bad.push(format!("{WANTS_LINK}: {other:?}")),
     }
     match std::fs::read(p(root, STATE_PATH)).map(|b| serde_json::from_slice::<serde_json::Value>(&b)) {
-        Ok(Ok(v)) if v["schema"] == "ecs-hostnet.install/v1" => {}
+        Ok(Ok(v)) if v["schema"] == "ecs-hostnet.install/v2" => {}
         other => bad.push(format!("{STATE_PATH}: not a whole install state: {other:?}")),
     }
     bad

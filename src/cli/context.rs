@@ -2,7 +2,7 @@
 //! command once, before it runs, in a fixed order so the messages come out the same:
 //! `--netns` given several times (only `task` takes that), `--netns` ignored by render,
 //! validate and diff (a note), `--netns` with `--against` (refused), the color choice,
-//! `--netns` ignored by install and uninstall (a note).
+//! `--netns` ignored by install (a note; uninstall removes the rule set there).
 //!
 //! Imports [`super::args`] and the library's host edges ([`Root`], [`netns`]) and
 //! [`ecs_hostnet::render::plan::ColorChoice`].
@@ -45,8 +45,8 @@ impl Context {
             anyhow::bail!("--netns {ns} and --against both say what to plan against; give one");
         }
         let color = color_enabled(cli.color);
-        if ns.is_some() && matches!(cli.command, Command::Install { .. } | Command::Uninstall) {
-            eprintln!("ecs-hostnet: note: --netns is ignored: install and uninstall write files only");
+        if ns.is_some() && matches!(cli.command, Command::Install { .. }) {
+            eprintln!("ecs-hostnet: note: --netns is ignored: install writes files only");
         }
         Ok(Context { netns: cli.netns.clone(), root: Root::new(cli.root.as_deref()), color })
     }

@@ -1,43 +1,81 @@
 //! `install` and `uninstall`: the configuration, the binary, the boot unit, the ecs-init
-//! hook and the agent's ecs.config keys, under `--root`. Files only, no kernel.
+//! hook and the agent's ecs.config keys, under `--root`; then systemd told on the running
+//! system. `uninstall` first removes the live rule set where it is live (the running
+//! system, or `--netns`), before it deletes the binary that could remove it.
 //!
 //! Imports [`super::args`], [`super::context`], [`super::exit`] and the library's
-//! [`ecs_hostnet::engine`] and [`ecs_hostnet::host::run_dir`] (the lock).
+//! [`ecs_hostnet::engine`], [`ecs_hostnet::host::run_dir`] (the lock) and
+//! [`ecs_hostnet::render::done`].
 
 use super::args::ConfigArg;
 use super::context::Context;
 use super::exit::Exit;
 use anyhow::{Context as _, Result};
-use ecs_hostnet::engine::{install, load};
+use ecs_hostnet::engine::{self, install, load};
 use ecs_hostnet::host::files::Root;
 use ecs_hostnet::host::run_dir::{LOCK_TIMEOUT, Lock};
 use ecs_hostnet::model::escape::escape_controls;
+use ecs_hostnet::render::done;
 use std::fmt::Write as _;
 
-/// Installs the configuration and this program's binary, then prints what was written.
+/// Installs the configuration and this program's binary, tells systemd, then prints what
+/// was done.
 pub fn install(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
     let (loaded, bytes) = load::load_config_bytes(config.config.as_deref(), &cx.root)?;
     let binary = std::fs::read("/proc/self/exe").context("cannot read this program's binary (/proc/self/exe)")?;
     let _lock = system_lock(&cx.root)?;
     eprintln!("configuration: {}; root {}", escape_controls(&loaded.source), cx.root.at("/").display());
-    for line in install::install(&cx.root, &bytes, &binary, &loaded.config.agent_keys())? {
-        writeln!(out, "{line}")?;
+    let report = install::install(&cx.root, &bytes, &binary, &loaded.config.agent_keys())?;
+    print_lines(out, &report.lines)?;
+    print_lines(out, &install::tell_systemd(&cx.root, &report)?)?;
+    if cx.root.is_system() {
+        writeln!(out, "Installed. The rule set is applied at the next boot, or now with `ecs-hostnet apply`.")?;
+    } else {
+        writeln!(out, "Installed. A system booted from this root applies the rule set when it starts.")?;
     }
-    writeln!(out, "Installed. The rule set is applied at the next boot, or now with `ecs-hostnet apply`.")?;
     Ok(Exit::Ok)
 }
 
-/// Removes what install added, puts back what it replaced, and prints what it did.
+/// Removes the live rule set where it is live (see
+/// [`install::uninstall_removes_rule_set`]), then what install added, puts back what it
+/// replaced, tells systemd, and prints what it did. When the rule set cannot be removed,
+/// nothing is uninstalled (the binary that can remove it stays) and the error says so.
 pub fn uninstall(cx: &Context, out: &mut String) -> Result<Exit> {
-    let _lock = system_lock(&cx.root)?;
+    let kernel = install::uninstall_removes_rule_set(cx.root.is_system(), cx.ns().is_some());
+    if kernel {
+        cx.enter()?;
+    }
+    let lock = if kernel || cx.root.is_system() { Some(Lock::acquire(&cx.root, LOCK_TIMEOUT)?) } else { None };
+    let installed = install::read_state(&cx.root)?.is_some();
+    if let (true, true, Some(lock)) = (installed, kernel, &lock) {
+        let p = engine::in_namespace(cx.ns(), engine::remove(&cx.root, lock)).context(
+            "the live rule set could not be removed, so nothing was uninstalled; \
+             fix that, then run `ecs-hostnet uninstall` again",
+        )?;
+        if p.is_empty() {
+            writeln!(out, "no live rule set to remove in {}", cx.place())?;
+        } else {
+            out.push_str(&done::text(&p, "Removed"));
+        }
+    }
     let report = install::uninstall(&cx.root)?;
-    for line in &report {
-        writeln!(out, "{line}")?;
+    print_lines(out, &report.lines)?;
+    if report.nothing_installed {
+        return Ok(Exit::Ok);
     }
-    if !report.iter().any(|l| l.starts_with("nothing installed")) {
-        writeln!(out, "Uninstalled. The live rule set is untouched; `ecs-hostnet remove` removes it.")?;
-    }
+    print_lines(out, &install::tell_systemd(&cx.root, &report)?)?;
+    let rules = if kernel {
+        format!("its rule set was removed from {}", cx.place())
+    } else {
+        "no kernel was touched (--root): a system booted from this root starts without its rule set".to_string()
+    };
+    let binary = if report.binary_kept { " (the binary stays: one was there before install)" } else { "" };
+    writeln!(out, "Uninstalled ecs-hostnet{binary}; {rules}.")?;
     Ok(Exit::Ok)
+}
+
+fn print_lines(out: &mut String, lines: &[String]) -> Result<()> {
+    lines.iter().try_for_each(|l| writeln!(out, "{l}")).map_err(Into::into)
 }
 
 /// The run directory's lock on the running system; none under another `--root` (an

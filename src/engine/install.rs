@@ -13,11 +13,21 @@
 //! The install state is written before the files it describes and removed after them,
 //! so an interrupted install or uninstall can always be finished or undone by running
 //! either command again.
+//!
+//! The state keeps no copy of ecs.config ([`crate::model::install_state`]): install
+//! records the lines of our keys ([`ecs_config::record`]) and uninstall puts them back
+//! into the file as it is then ([`ecs_config::restore`]). A state of the previous schema
+//! is converted when read ([`migrate_v1`]) and rewritten by the next install, apply
+//! (file repair) or uninstall.
+//!
+//! After install or uninstall on the running system, systemd is told ([`tell_systemd`]):
+//! what it does is decided by [`systemd_step`] and [`agent_note`], pure functions.
 
 use crate::desired::ecs_config;
 use crate::desired::install_files as artifacts;
 use crate::host::files::{self, Perm, Root, missing_dirs, read_opt, remove_file, temp_path, write_atomic};
-use crate::model::install_state::{Bytes, InstallState, InstalledEcsConfig, InstalledFile, LiveFiles};
+use crate::host::systemd;
+use crate::model::install_state::{Bytes, InstallState, InstalledFile, LiveFiles, STATE_SCHEMA, v1};
 use crate::plan::change::Change;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -65,22 +75,79 @@ fn temp_abs(abs: &str) -> String {
     temp_path(Path::new(abs)).to_string_lossy().into_owned()
 }
 
-/// Reads the install state; `Ok(None)` when nothing is installed.
+/// Reads the install state; `Ok(None)` when nothing is installed. A state of the
+/// previous schema is converted ([`migrate_v1`]); nothing is written.
 pub fn read_state(root: &Root) -> Result<Option<InstallState>> {
+    Ok(read_state_as_found(root)?.map(|(state, _)| state))
+}
+
+/// The install state, and whether it was found in the previous schema (then it still
+/// holds copies of ecs.config on disk, and is to be rewritten).
+fn read_state_as_found(root: &Root) -> Result<Option<(InstallState, bool)>> {
     let path = root.at(artifacts::STATE_PATH);
     let Some(bytes) = read_opt(root, artifacts::STATE_PATH)? else { return Ok(None) };
-    let state: InstallState = serde_json::from_slice(&bytes).with_context(|| {
-        format!("{}: not an ecs-hostnet install state; remove it by hand if nothing is installed", path.display())
-    })?;
-    if state.schema != crate::model::install_state::STATE_SCHEMA {
-        bail!(
-            "{}: unknown schema {:?} (this ecs-hostnet reads {})",
-            path.display(),
-            state.schema,
-            crate::model::install_state::STATE_SCHEMA
-        );
+    let not_a_state =
+        || format!("{}: not an ecs-hostnet install state; remove it by hand if nothing is installed", path.display());
+    #[derive(serde::Deserialize)]
+    struct Head {
+        schema: String,
     }
-    Ok(Some(state))
+    let head: Head = serde_json::from_slice(&bytes).with_context(not_a_state)?;
+    match head.schema.as_str() {
+        STATE_SCHEMA => Ok(Some((serde_json::from_slice(&bytes).with_context(not_a_state)?, false))),
+        v1::SCHEMA => Ok(Some((migrate_v1(serde_json::from_slice(&bytes).with_context(not_a_state)?), true))),
+        other => bail!(
+            "{}: unknown schema {other:?} (this ecs-hostnet reads {STATE_SCHEMA} and {})",
+            path.display(),
+            v1::SCHEMA
+        ),
+    }
+}
+
+/// Converts a state of the previous schema: the copies of ecs.config (the whole file
+/// before and after install, registry credentials included) become the record of our
+/// keys' lines that [`ecs_config::record`] makes of the copy from before, so uninstall
+/// restores the same bytes; the binary's previous content is dropped (its mode says a
+/// file was there; uninstall leaves the binary then). Pure.
+pub fn migrate_v1(old: v1::InstallState) -> InstallState {
+    let files = old
+        .files
+        .into_iter()
+        .map(|mut f| {
+            if f.path == artifacts::BIN_PATH && f.before.is_some() {
+                f.before = None;
+                f.before_mode = Some(f.before_mode.unwrap_or(0o755));
+            }
+            f
+        })
+        .collect();
+    let ecs_config = old.ecs_config.map(|e| {
+        // Our keys in install's order, with the values install wrote (only whether a key
+        // was set matters to the record).
+        let mut names: Vec<&String> = e.keys_before.keys().collect();
+        names.sort_by_key(|k| crate::model::names::AGENT_KEYS.iter().position(|a| a == k).unwrap_or(usize::MAX));
+        let keys: Vec<(String, Option<String>)> = names
+            .into_iter()
+            .map(|k| (k.clone(), Some(ecs_config::get(&e.written.0, k).unwrap_or_default())))
+            .collect();
+        ecs_config::record(e.before.as_ref().map(|b| &b.0[..]), &keys)
+    });
+    InstallState {
+        schema: STATE_SCHEMA.into(),
+        files,
+        wants_link: old.wants_link,
+        ecs_config,
+        created_dirs: old.created_dirs,
+    }
+}
+
+/// Rewrites a state of the previous schema in the current one, without its copies of
+/// ecs.config. Returns whether it rewrote (`false`: nothing installed, or already current).
+pub fn migrate_state(root: &Root) -> Result<bool> {
+    match read_state_as_found(root)? {
+        Some((state, true)) => write_state(root, &state),
+        _ => Ok(false),
+    }
 }
 
 fn write_state(root: &Root, state: &InstallState) -> Result<bool> {
@@ -104,8 +171,29 @@ fn perm_of(abs: &str) -> Perm {
     }
 }
 
-/// What install or uninstall did, one line each.
-pub type Report = Vec<String>;
+/// What install or uninstall did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// One line per file or step, for people.
+    pub lines: Vec<String>,
+    /// The boot unit, the drop-in or the enablement link was written or removed: a
+    /// running systemd must reload its units.
+    pub units_changed: bool,
+    /// The agent keys in ecs.config were written or put back: the ECS agent reads them
+    /// when it starts.
+    pub agent_keys_changed: bool,
+    /// Uninstall left the binary at [`artifacts::BIN_PATH`]: a file was there before the
+    /// first install.
+    pub binary_kept: bool,
+    /// Uninstall found nothing installed (no state).
+    pub nothing_installed: bool,
+}
+
+impl Report {
+    fn line(&mut self, l: String) {
+        self.lines.push(l);
+    }
+}
 
 /// Installs into `root`: the configuration (`config_text`), the binary (`binary`), the
 /// boot unit and its enablement, the ecs-init hook, and the agent keys. Idempotent.
@@ -117,7 +205,7 @@ pub fn install(
 ) -> Result<Report> {
     let old = read_state(root)?;
     let mut state = old.clone().unwrap_or_else(|| InstallState {
-        schema: crate::model::install_state::STATE_SCHEMA.into(),
+        schema: STATE_SCHEMA.into(),
         // Folders an earlier, interrupted install made before it could record them.
         created_dirs: leftover_state_dirs(root),
         ..Default::default()
@@ -144,7 +232,9 @@ pub fn install(
                 let meta = files::metadata(root, abs, true)?.filter(|m| m.is_file);
                 state.files.push(InstalledFile {
                     path: abs.to_string(),
-                    before: read_opt(root, abs)?.map(Bytes),
+                    // The binary's old content is not kept: megabytes that apply would read
+                    // at every boot, and uninstall leaves the installed binary where one was.
+                    before: if *text { read_opt(root, abs)?.map(Bytes) } else { None },
                     before_mode: meta.map(|m| m.mode),
                     before_owner: meta.map(|m| (m.uid, m.gid)),
                     written,
@@ -155,116 +245,127 @@ pub fn install(
     let ecs_now = read_opt(root, artifacts::ECS_CONFIG_PATH)?;
     let ecs_new =
         (!agent_keys.is_empty()).then(|| ecs_config::set_all(ecs_now.as_deref().unwrap_or_default(), agent_keys));
-    if let Some(new) = &ecs_new {
-        let keys_before = agent_keys
-            .iter()
-            .map(|(k, _)| (k.clone(), ecs_now.as_deref().and_then(|t| ecs_config::get(t, k))))
-            .collect();
-        state.ecs_config = Some(match state.ecs_config.take() {
-            Some(mut e) => {
-                e.written = Bytes(new.clone());
-                e
-            }
-            None => InstalledEcsConfig { before: ecs_now.clone().map(Bytes), keys_before, written: Bytes(new.clone()) },
-        });
+    // Recorded once, by the first install that manages the keys: what the file held
+    // before ecs-hostnet ever touched them.
+    if ecs_new.is_some() && state.ecs_config.is_none() {
+        state.ecs_config = Some(ecs_config::record(ecs_now.as_deref(), agent_keys));
     }
     if !state.wants_link && files::metadata(root, artifacts::WANTS_LINK, false)?.is_none() {
         state.wants_link = true;
     }
 
-    let mut report = Vec::new();
+    let mut report = Report::default();
     if write_state(root, &state)? {
-        report.push(format!("wrote {}", artifacts::STATE_PATH));
+        report.line(format!("wrote {}", artifacts::STATE_PATH));
     }
     for (abs, content, mode, _) in &targets {
-        let verb = if write_atomic(root, abs, content, *mode)? { "wrote" } else { "unchanged" };
-        report.push(format!("{verb} {abs}"));
+        let wrote = write_atomic(root, abs, content, *mode)?;
+        report.units_changed |= wrote && is_unit(abs);
+        report.line(format!("{} {abs}", if wrote { "wrote" } else { "unchanged" }));
     }
     if state.wants_link && !link_ok(root) {
         files::replace_symlink(root, artifacts::WANTS_LINK, artifacts::UNIT_PATH)?;
-        report.push(format!("enabled {} (symlink {})", artifacts::UNIT_PATH, artifacts::WANTS_LINK));
+        report.units_changed = true;
+        report.line(format!("enabled {} (symlink {})", artifacts::UNIT_PATH, artifacts::WANTS_LINK));
     } else if state.wants_link || link_ok(root) {
-        report.push(format!("unchanged {}", artifacts::WANTS_LINK));
+        report.line(format!("unchanged {}", artifacts::WANTS_LINK));
     } else {
-        report.push(format!(
+        report.line(format!(
             "left alone: {} exists and is not ecs-hostnet's link; the boot unit is NOT enabled",
             artifacts::WANTS_LINK
         ));
     }
     if let Some(new) = &ecs_new {
-        let verb = if write_atomic(root, artifacts::ECS_CONFIG_PATH, new, perm_of(artifacts::ECS_CONFIG_PATH))? {
-            "updated"
-        } else {
-            "unchanged"
-        };
+        let wrote = write_atomic(root, artifacts::ECS_CONFIG_PATH, new, perm_of(artifacts::ECS_CONFIG_PATH))?;
+        report.agent_keys_changed = wrote;
         let keys: Vec<String> = agent_keys.iter().map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or(""))).collect();
-        report.push(format!("{verb} {} ({})", artifacts::ECS_CONFIG_PATH, keys.join(", ")));
+        let verb = if wrote { "updated" } else { "unchanged" };
+        report.line(format!("{verb} {} ({})", artifacts::ECS_CONFIG_PATH, keys.join(", ")));
     }
     Ok(report)
 }
 
+/// Whether systemd reads `abs` as part of a unit (the boot unit, the drop-in).
+fn is_unit(abs: &str) -> bool {
+    abs == artifacts::UNIT_PATH || abs == artifacts::DROPIN_PATH
+}
+
 /// Removes what install added and puts back what it replaced. Idempotent.
+///
+/// ecs.config gets the lines of our keys back as install found them, every other line as
+/// it is now ([`ecs_config::restore`]); a file install created goes once nothing else is
+/// in it; one deleted since install stays deleted. A binary that was at
+/// [`artifacts::BIN_PATH`] before install is left there (the installed one). A state of
+/// the previous schema is first rewritten without its copies of ecs.config, so that an
+/// uninstall that stops half-way leaves none behind.
 pub fn uninstall(root: &Root) -> Result<Report> {
-    let Some(state) = read_state(root)? else {
+    let Some((state, migrated)) = read_state_as_found(root)? else {
         let leftovers = leftover_state_dirs(root);
         let _ = remove_file(root, &temp_abs(artifacts::STATE_PATH));
-        let mut report = vec!["nothing installed (no install state)".to_string()];
+        let mut report = Report { nothing_installed: true, ..Default::default() };
+        report.line("nothing installed (no install state)".to_string());
         for d in leftovers.iter().rev() {
             if matches!(files::remove_dir(root, d), Ok(true)) {
-                report.push(format!("removed folder {d} (left by an interrupted install)"));
+                report.line(format!("removed folder {d} (left by an interrupted install)"));
             }
         }
         return Ok(report);
     };
-    let mut report = Vec::new();
+    let mut report = Report::default();
+    if migrated && write_state(root, &state)? {
+        report.line(format!("rewrote {} without its copies of {}", artifacts::STATE_PATH, artifacts::ECS_CONFIG_PATH));
+    }
     if let Some(e) = &state.ecs_config {
         let path = artifacts::ECS_CONFIG_PATH;
-        let now = read_opt(root, path)?;
-        let before = e.before.as_ref().map(|b| &b.0[..]);
-        let keys_as_before = |t: &[u8]| e.keys_before.iter().all(|(k, v)| ecs_config::get(t, k) == *v);
-        if now.as_deref() == before {
-            // Never changed (install stopped before it), or already restored.
-        } else if now.as_deref() == Some(&e.written.0[..]) {
-            match &e.before {
-                None => {
-                    remove_file(root, path)?;
-                }
-                Some(b) => {
-                    write_atomic(root, path, &b.0, perm_of(path))?;
-                }
-            }
-            report.push(format!("restored {}", artifacts::ECS_CONFIG_PATH));
-        } else if let Some(now) = now.filter(|n| !keys_as_before(n)) {
-            // Edited since install: put back our keys only, keep the other edits.
-            let keys: Vec<(String, Option<String>)> =
-                e.keys_before.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            write_atomic(root, path, &ecs_config::set_all(&now, &keys), perm_of(path))?;
-            report.push(format!(
-                "restored the agent keys in {} (the file was edited since install)",
+        match read_opt(root, path)?.map(|now| ecs_config::restore(&now, e)) {
+            None if e.existed => report.line(format!(
+                "left alone: {} was deleted since install; it is not recreated",
                 artifacts::ECS_CONFIG_PATH
-            ));
+            )),
+            None => {}
+            Some(None) if remove_file(root, path)? => {
+                report.agent_keys_changed = true;
+                report.line(format!("removed {} (install created it)", artifacts::ECS_CONFIG_PATH));
+            }
+            Some(Some(text)) if write_atomic(root, path, &text, perm_of(path))? => {
+                report.agent_keys_changed = true;
+                report.line(format!(
+                    "restored {} (the agent keys as they were before install; every other line as it is)",
+                    artifacts::ECS_CONFIG_PATH
+                ));
+            }
+            Some(_) => {}
         }
     }
     if state.wants_link && link_ok(root) {
         remove_file(root, artifacts::WANTS_LINK)?;
-        report.push(format!("disabled (removed {})", artifacts::WANTS_LINK));
+        report.units_changed = true;
+        report.line(format!("disabled (removed {})", artifacts::WANTS_LINK));
     }
     for f in state.files.iter().rev() {
         let _ = remove_file(root, &temp_abs(&f.path));
-        match &f.before {
-            None => {
-                if remove_file(root, &f.path)? {
-                    report.push(format!("removed {}", f.path));
-                }
-            }
-            Some(b) => {
-                let mode = f.before_mode.unwrap_or(0o644);
+        match (&f.before, f.before_mode) {
+            (Some(b), mode) => {
+                let mode = mode.unwrap_or(0o644);
                 let perm = match f.before_owner {
                     Some((uid, gid)) => Perm::Restore { mode, uid, gid },
                     None => Perm::Exact(mode),
                 };
-                write_atomic(root, &f.path, &b.0, perm)?;
-                report.push(format!("restored {}", f.path));
+                report.units_changed |= write_atomic(root, &f.path, &b.0, perm)? && is_unit(&f.path);
+                report.line(format!("restored {}", f.path));
+            }
+            (None, Some(_)) => {
+                report.binary_kept |= f.path == artifacts::BIN_PATH;
+                report.line(format!(
+                    "left {} in place: a file was there before install (its old content is not kept)",
+                    f.path
+                ));
+            }
+            (None, None) => {
+                if remove_file(root, &f.path)? {
+                    report.units_changed |= is_unit(&f.path);
+                    report.line(format!("removed {}", f.path));
+                }
             }
         }
     }
@@ -279,7 +380,7 @@ pub fn uninstall(root: &Root) -> Result<Report> {
     let remove_dirs = |dirs: Vec<&String>, report: &mut Report| {
         for d in dirs.into_iter().rev() {
             if matches!(files::remove_dir(root, d), Ok(true)) {
-                report.push(format!("removed folder {d}"));
+                report.line(format!("removed folder {d}"));
             }
         }
     };
@@ -288,6 +389,95 @@ pub fn uninstall(root: &Root) -> Result<Report> {
     remove_file(root, artifacts::STATE_PATH)?;
     remove_dirs(state.created_dirs.iter().filter(|d| holds_state(d)).collect(), &mut report);
     Ok(report)
+}
+
+/// Whether `uninstall` removes the live rule set (what `remove` does) before it deletes
+/// the files: on the running system (the installed units made it), or in the network
+/// namespace `--netns` names. Never for another `--root` alone: an image's rule set is
+/// live nowhere, and a system booted from it after uninstall starts without one.
+pub fn uninstall_removes_rule_set(root_is_system: bool, netns_given: bool) -> bool {
+    root_is_system || netns_given
+}
+
+/// What install or uninstall tells systemd (see [`systemd_step`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemdStep {
+    /// `--root` names another tree (an image being built): no systemctl is run; its
+    /// systemd loads the units when it boots.
+    OtherRoot,
+    /// The running system is not run by systemd (no `/run/systemd/system`): no systemctl.
+    NoSystemd,
+    /// systemd runs, and no unit, drop-in or link changed: nothing to reload.
+    Unchanged,
+    /// systemd runs and a unit, the drop-in or the link changed: `systemctl daemon-reload`,
+    /// so that ecs.service's hook and the boot unit are the files now on disk (after
+    /// uninstall: no hook naming a deleted binary).
+    Reload,
+}
+
+/// Decides [`SystemdStep`] from where install/uninstall ran (`root_is_system`: no
+/// `--root`), whether systemd runs there (`systemd_booted`), and whether a unit file,
+/// the drop-in or the enablement link changed. Pure.
+pub fn systemd_step(root_is_system: bool, systemd_booted: bool, units_changed: bool) -> SystemdStep {
+    match (root_is_system, systemd_booted, units_changed) {
+        (false, _, _) => SystemdStep::OtherRoot,
+        (true, false, _) => SystemdStep::NoSystemd,
+        (true, true, false) => SystemdStep::Unchanged,
+        (true, true, true) => SystemdStep::Reload,
+    }
+}
+
+/// The line about the ECS agent once ecs.config's agent keys changed (`keys_changed`):
+/// the agent reads the file only when it starts. `agent_active` is `systemctl is-active
+/// ecs.service` (asked only when systemd runs). `None` when there is nothing to say: no
+/// key changed, or an image (`--root`), whose agent has not started yet. Pure.
+pub fn agent_note(step: SystemdStep, keys_changed: bool, agent_active: Option<bool>) -> Option<String> {
+    let file = artifacts::ECS_CONFIG_PATH;
+    match (keys_changed, step, agent_active) {
+        (false, ..) | (true, SystemdStep::OtherRoot, _) => None,
+        (true, SystemdStep::NoSystemd, _) | (true, _, None) => {
+            Some(format!("the ECS agent reads {file} when it starts: restart it, if it runs, for the changed keys"))
+        }
+        (true, _, Some(true)) => Some(format!(
+            "ecs.service is running and reads {file} only when it starts: run `systemctl restart ecs` for the changed keys"
+        )),
+        (true, _, Some(false)) => {
+            Some(format!("ecs.service is not running; it reads the changed keys of {file} when it starts"))
+        }
+    }
+}
+
+/// Tells systemd what install or uninstall changed ([`systemd_step`]: `systemctl
+/// daemon-reload` on the running system when a unit changed, nothing under `--root`) and
+/// says what the ECS agent needs ([`agent_note`]). Returns lines for people.
+///
+/// Errors: systemctl could not be run or failed (the files are already written; the
+/// message says so and what to run).
+pub fn tell_systemd(root: &Root, report: &Report) -> Result<Vec<String>> {
+    let step = systemd_step(root.is_system(), root.is_system() && systemd::booted(), report.units_changed);
+    let mut lines = Vec::new();
+    match step {
+        SystemdStep::Reload => {
+            systemd::daemon_reload()
+                .context("the files are in place, but systemd was not told: run `systemctl daemon-reload`")?;
+            lines.push("reloaded systemd's units (systemctl daemon-reload)".to_string());
+        }
+        SystemdStep::NoSystemd if report.units_changed => {
+            lines.push("systemd is not running here (no /run/systemd/system): no daemon-reload".to_string());
+        }
+        SystemdStep::OtherRoot if report.units_changed => lines.push(
+            "no systemctl run (--root): systemd reads the units of this root when a system boots from it".to_string(),
+        ),
+        _ => {}
+    }
+    let agent_active = match step {
+        SystemdStep::Reload | SystemdStep::Unchanged if report.agent_keys_changed => {
+            Some(systemd::is_active("ecs.service").context("cannot ask systemd whether the ECS agent runs")?)
+        }
+        _ => None,
+    };
+    lines.extend(agent_note(step, report.agent_keys_changed, agent_active));
+    Ok(lines)
 }
 
 /// The files of an installed host as they are now (for [`crate::plan::files::plan_files`]).
@@ -304,8 +494,14 @@ pub fn read_live_files(root: &Root, state: &InstallState) -> Result<(LiveFiles, 
 
 /// File drift of an installed host: changes for people and, with `fix`, the repairs
 /// carried out. Nothing when nothing is installed.
+///
+/// With `fix`, a state of the previous schema is also rewritten without its copies of
+/// ecs.config ([`migrate_state`]).
 pub fn converge_files(root: &Root, agent_keys: &[(String, Option<String>)], fix: bool) -> Result<Vec<Change>> {
-    let Some(state) = read_state(root)? else { return Ok(vec![]) };
+    let Some((state, migrated)) = read_state_as_found(root)? else { return Ok(vec![]) };
+    if fix && migrated {
+        write_state(root, &state)?;
+    }
     let (live, link) = read_live_files(root, &state)?;
     let (mut changes, fixes) = crate::plan::files::plan_files(&state, &live, link, agent_keys);
     // The binary's content is not checked (an upgrade replaces it), its mode and owner are:
@@ -332,4 +528,121 @@ pub fn converge_files(root: &Root, agent_keys: &[(String, Option<String>)], fix:
     }
     changes.extend(binary);
     Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn b64(b: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
+
+    /// `needle` as it would show inside base64 of any text containing it, at each of the
+    /// three alignments (the characters that depend only on the needle's bytes).
+    fn base64_forms(needle: &[u8]) -> Vec<String> {
+        (0..3usize)
+            .map(|pad| {
+                let mut t = vec![b'x'; pad];
+                t.extend_from_slice(needle);
+                let enc = b64(&t);
+                let skip = if pad == 0 { 0 } else { 4 };
+                let keep = (t.len() / 3) * 4;
+                enc[skip..keep].to_string()
+            })
+            .collect()
+    }
+
+    const SECRET: &str = r#"{"https://index.docker.io/v1/":{"auth":"c2VjcmV0"}}"#;
+
+    #[test]
+    fn a_v1_state_becomes_v2_without_any_copy_and_restores_the_same_bytes() {
+        let before = format!("ECS_CLUSTER=prod\r\nECS_ENGINE_AUTH_DATA={SECRET}\r\nECS_AWSVPC_BLOCK_IMDS=false\r\n");
+        let keys = crate::config::default_config().agent_keys();
+        let written = ecs_config::set_all(before.as_bytes(), &keys);
+        // What ecs-hostnet 0.1 wrote (its field names and encodings, by hand).
+        let v1_json = serde_json::json!({
+            "schema": "ecs-hostnet.install/v1",
+            "files": [
+                {"path": artifacts::BIN_PATH, "before": b64(b"\x7fELF old binary"), "before_mode": 0o755, "written": null},
+                {"path": artifacts::CONFIG_PATH, "before": null, "before_mode": null, "written": b64(b"x = 1\n")},
+            ],
+            "wants_link": true,
+            "ecs_config": {
+                "before": b64(before.as_bytes()),
+                "keys_before": {
+                    "ECS_ENABLE_TASK_IAM_ROLE": null,
+                    "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST": null,
+                    "ECS_AWSVPC_BLOCK_IMDS": "false"
+                },
+                "written": b64(&written)
+            },
+            "created_dirs": ["/etc/ecs-hostnet"]
+        })
+        .to_string();
+        let old: v1::InstallState = serde_json::from_str(&v1_json).unwrap();
+        let new = migrate_v1(old);
+        let text = serde_json::to_string_pretty(&new).unwrap();
+        // The test can see a copy: the v1 text holds the secret's base64.
+        let mut needles: Vec<String> = vec!["c2VjcmV0".into(), "ECS_ENGINE_AUTH_DATA".into(), "ECS_CLUSTER".into()];
+        needles.extend(base64_forms(SECRET.as_bytes()));
+        needles.extend(base64_forms(b"c2VjcmV0"));
+        needles.push(SECRET.as_bytes().iter().map(|b| format!("{b:02x}")).collect());
+        assert!(needles.iter().any(|n| v1_json.contains(n.as_str())), "the needles do not find the v1 copy");
+        for n in &needles {
+            assert!(!text.contains(n.as_str()), "{n:?} is still in the migrated state:\n{text}");
+        }
+        assert!(!text.contains(&b64(b"\x7fELF old binary")), "the old binary is kept:\n{text}");
+        assert_eq!(new.schema, STATE_SCHEMA);
+        assert!(new.files[0].existed() && new.files[0].before.is_none(), "{:?}", new.files[0]);
+        assert!(!new.files[1].existed());
+        assert_eq!((new.wants_link, &new.created_dirs[..]), (true, &["/etc/ecs-hostnet".to_string()][..]));
+        let rec = new.ecs_config.as_ref().unwrap();
+        assert_eq!(*rec, ecs_config::record(Some(before.as_bytes()), &keys));
+        assert_eq!(ecs_config::restore(&written, rec).as_deref(), Some(before.as_bytes()));
+        // A v1 ecs.config that install created: still removed by uninstall after migration.
+        let created: v1::InstallState = serde_json::from_value(serde_json::json!({
+            "schema": "ecs-hostnet.install/v1", "files": [], "wants_link": false, "created_dirs": [],
+            "ecs_config": {"before": null, "keys_before": {"ECS_AWSVPC_BLOCK_IMDS": null}, "written": b64(b"ECS_AWSVPC_BLOCK_IMDS=true\n")}
+        }))
+        .unwrap();
+        let rec = migrate_v1(created).ecs_config.unwrap();
+        assert_eq!(ecs_config::restore(b"ECS_AWSVPC_BLOCK_IMDS=true\n", &rec), None);
+    }
+
+    #[test]
+    fn systemd_is_told_only_on_the_running_system_when_units_changed() {
+        use SystemdStep::*;
+        let table = [
+            ((false, true, true), OtherRoot),
+            ((false, false, true), OtherRoot),
+            ((false, true, false), OtherRoot),
+            ((true, false, true), NoSystemd),
+            ((true, true, false), Unchanged),
+            ((true, true, true), Reload),
+        ];
+        for ((system, booted, changed), want) in table {
+            assert_eq!(
+                systemd_step(system, booted, changed),
+                want,
+                "system {system}, booted {booted}, changed {changed}"
+            );
+        }
+        assert!(uninstall_removes_rule_set(true, false) && uninstall_removes_rule_set(false, true));
+        assert!(!uninstall_removes_rule_set(false, false), "an image's uninstall touches no kernel");
+    }
+
+    #[test]
+    fn the_agent_is_told_to_restart_only_when_its_keys_changed_and_it_runs() {
+        use SystemdStep::*;
+        assert_eq!(agent_note(Reload, false, Some(true)), None);
+        assert_eq!(agent_note(OtherRoot, true, None), None, "an image's agent has not started");
+        let running = agent_note(Unchanged, true, Some(true)).unwrap();
+        assert!(running.contains("systemctl restart ecs"), "{running}");
+        let stopped = agent_note(Reload, true, Some(false)).unwrap();
+        assert!(stopped.contains("not running") && !stopped.contains("restart"), "{stopped}");
+        let unknown = agent_note(NoSystemd, true, None).unwrap();
+        assert!(unknown.contains("restart it, if it runs"), "{unknown}");
+    }
 }

@@ -1,7 +1,8 @@
 //! The edges: everything that touches the running system. nf_tables over netlink
 //! ([`nft`], the only FFI), routes over rtnetlink ([`rtnl`]), route_localnet under
 //! `/proc/sys` ([`sysctl`]), network namespaces ([`netns`]), files under a root directory
-//! ([`files`]) and the run directory with its lock ([`run_dir`]).
+//! ([`files`]), the run directory with its lock ([`run_dir`]) and `systemctl`
+//! ([`systemd`]).
 //!
 //! May import [`crate::model`] only: it reads and writes model objects and knows nothing
 //! of configurations, plans or how they are printed.
@@ -12,3 +13,4 @@ pub mod nft;
 pub mod rtnl;
 pub mod run_dir;
 pub mod sysctl;
+pub mod systemd;

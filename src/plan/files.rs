@@ -3,10 +3,9 @@
 use crate::desired::ecs_config;
 use crate::desired::install_files::CONFIG_PATH;
 use crate::desired::install_files::{BIN_PATH, ECS_CONFIG_PATH, UNIT_PATH, WANTS_LINK};
-use crate::model::install_state::{Bytes, InstallState, InstalledEcsConfig, LiveFiles, STATE_SCHEMA};
+use crate::model::install_state::{InstallState, InstalledEcsConfig, LiveFiles, STATE_SCHEMA};
 use crate::plan::change::{Action, Change, Subject};
 use crate::plan::reason::{Note, Reason};
-use std::collections::BTreeMap;
 /// A line diff of two file contents for people: `-old` / `+new` lines, with up to one
 /// line of context around each change.
 pub fn line_diff(old: &[u8], new: &[u8]) -> Vec<String> {
@@ -142,7 +141,7 @@ pub fn diff_files(old: &crate::config::Config, new: &crate::config::Config) -> V
     }
     let state = InstallState {
         schema: STATE_SCHEMA.into(),
-        ecs_config: Some(InstalledEcsConfig { before: None, keys_before: BTreeMap::new(), written: Bytes(vec![]) }),
+        ecs_config: Some(InstalledEcsConfig::default()),
         ..Default::default()
     };
     let live: LiveFiles = [(ECS_CONFIG_PATH.to_string(), Some(ecs_config::set_all(b"", &old_keys)))].into();
@@ -162,7 +161,7 @@ pub fn diff_files_note(old: &crate::config::Config, new: &crate::config::Config)
 mod tests {
     use super::*;
     use crate::desired::install_files::{DROPIN_PATH, dropin_text, text_files, unit_text};
-    use crate::model::install_state::InstalledFile;
+    use crate::model::install_state::{Bytes, InstalledFile};
 
     fn state() -> InstallState {
         InstallState {
@@ -178,7 +177,7 @@ mod tests {
                 })
                 .collect(),
             wants_link: true,
-            ecs_config: Some(InstalledEcsConfig { before: None, keys_before: BTreeMap::new(), written: Bytes(vec![]) }),
+            ecs_config: Some(InstalledEcsConfig::default()),
             created_dirs: vec![],
         }
     }

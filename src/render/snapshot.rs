@@ -484,7 +484,7 @@ impl Snapshot {
             .collect();
         let ecs_config = i.ecs_config.as_ref().map(|e| {
             live.insert(artifacts::ECS_CONFIG_PATH.into(), e.live.as_ref().map(bytes));
-            InstalledEcsConfig { before: None, keys_before: BTreeMap::new(), written: Bytes(vec![]) }
+            InstalledEcsConfig::default()
         });
         let state = InstallState {
             schema: crate::model::install_state::STATE_SCHEMA.into(),
