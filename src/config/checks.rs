@@ -420,3 +420,150 @@ fn check_contradictions(
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse("f.toml", text) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// Credentials off, with everything that only served them off too.
+    const CREDENTIALS_OFF: &str = "[credentials]\nenabled = false\n[route_localnet]\nenable = \"off\"\n\
+                                   [agent]\nenable_task_iam_role = false\nenable_task_iam_role_network_host = false\n";
+
+    #[test]
+    fn no_redirect_while_the_agent_serves_host_network_tasks_is_refused_at_the_redirect() {
+        let e = errors("[credentials]\nredirect_host_traffic = false\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "f.toml:2:25: credentials.redirect_host_traffic = false, but agent.enable_task_iam_role_network_host = \
+                 true (the default) has ecs-hostnet tell the ECS agent (ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST)"
+            ),
+            "{e:?}"
+        );
+        assert!(e[0].ends_with("set redirect_host_traffic = true, or agent.enable_task_iam_role_network_host = false"));
+        // Either fix is accepted.
+        assert_eq!(
+            errors(
+                "[credentials]\nredirect_host_traffic = false\n[agent]\nenable_task_iam_role_network_host = false\n"
+            ),
+            Vec::<String>::new()
+        );
+        // ecs-hostnet does not write the agent's keys: not its contradiction.
+        assert_eq!(
+            errors("[credentials]\nredirect_host_traffic = false\n[agent]\nmanage_ecs_config = false\n"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn credentials_off_refuses_what_only_served_them_each_at_its_own_place() {
+        let e = errors("[credentials]\nenabled = false\n");
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e.iter().all(|m| m.starts_with("f.toml:2:11: ")), "{e:?}");
+        assert!(e[0].contains("agent.enable_task_iam_role = true (the default) has ecs-hostnet tell the ECS agent (ECS_ENABLE_TASK_IAM_ROLE)"), "{e:?}");
+        assert!(e[0].contains("no DNAT takes them to the agent"), "{e:?}");
+        assert!(e[1].contains("agent.enable_task_iam_role_network_host = true (the default)"), "{e:?}");
+        assert!(e[1].contains("no REDIRECT takes them to the agent"), "{e:?}");
+        assert!(
+            e[2].contains(
+                "route_localnet.enable = \"all\" (the default) turns route_localnet on, but credentials.enabled = false"
+            ),
+            "{e:?}"
+        );
+        assert!(e[2].ends_with("set route_localnet.enable = \"off\""), "{e:?}");
+        // Written keys are pointed at where they are written.
+        let e = errors(
+            "[credentials]\nenabled = false\n[route_localnet]\nenable = [\"docker0\"]\n[agent]\nenable_task_iam_role = true\n\
+             enable_task_iam_role_network_host = false\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("f.toml:4:10: route_localnet.enable = [\"docker0\"] turns route_localnet on"),
+            "{e:?}"
+        );
+        assert!(e[1].starts_with("f.toml:6:24: agent.enable_task_iam_role = true has ecs-hostnet"), "{e:?}");
+        assert_eq!(errors(CREDENTIALS_OFF), Vec::<String>::new());
+        let unmanaged =
+            "[credentials]\nenabled = false\n[route_localnet]\nenable = \"off\"\n[agent]\nmanage_ecs_config = false\n";
+        assert_eq!(errors(unmanaged), Vec::<String>::new());
+    }
+
+    #[test]
+    fn route_localnet_without_a_dnat_to_loopback_is_refused() {
+        let e = errors("[credentials]\nagent_address = \"10.0.0.5\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "f.toml:2:17: route_localnet.enable = \"all\" (the default) turns route_localnet on, but \
+                 credentials.agent_address 10.0.0.5 is not a loopback address"
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            errors("[credentials]\nagent_address = \"10.0.0.5\"\n[route_localnet]\nenable = \"off\"\n"),
+            Vec::<String>::new()
+        );
+        // An agent address that cannot receive a DNAT has its own error, and only that.
+        let e = errors("[credentials]\nagent_address = \"0.0.0.0\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("cannot receive a DNAT"), "{e:?}");
+    }
+
+    #[test]
+    fn route_localnet_on_an_interface_no_container_pattern_matches_is_refused_at_that_name() {
+        let e = errors("[route_localnet]\nenable = [\"docker0\", \"eth0\", \"ecs-bridge\", \"lo\"]\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("f.toml:2:22: route_localnet.enable: \"eth0\" matches none of containers.interfaces"),
+            "{e:?}"
+        );
+        assert!(e[1].starts_with("f.toml:2:44: route_localnet.enable: \"lo\" matches none"), "{e:?}");
+        assert_eq!(
+            errors("[route_localnet]\nenable = [\"docker0\", \"br-1\", \"ecs-bridge\"]\n"),
+            Vec::<String>::new()
+        );
+        // A bad list has its own errors only.
+        let e = errors("[route_localnet]\nenable = [\"eth0\", \"a/b\"]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        // So has a bad containers.interfaces.
+        let e = errors("[containers]\ninterfaces = [\"a/b\"]\n[route_localnet]\nenable = [\"eth0\"]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+    }
+
+    #[test]
+    fn the_credentials_endpoint_cannot_be_the_imds_address() {
+        let e = errors("[credentials]\nendpoint_address = \"169.254.169.254\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "f.toml:2:20: credentials.endpoint_address and imds_block.ipv4_address are both 169.254.169.254"
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            errors("[credentials]\nendpoint_address = \"169.254.169.254\"\n[imds_block]\nenabled = false\n"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn contradiction_checks_involving_an_unreadable_value_are_skipped() {
+        for text in [
+            "[credentials]\nenabled = \"no\"\n",
+            "[credentials]\nredirect_host_traffic = 0\n",
+            "[credentials]\nenabled = false\n[agent]\nmanage_ecs_config = \"no\"\n[route_localnet]\nenable = 1\n",
+            "[credentials]\nagent_address = \"10.0.0.300\"\n",
+        ] {
+            let e = errors(text);
+            assert_eq!(e.len(), 1 + usize::from(text.contains("enable = 1")), "{text:?}: {e:?}");
+            assert!(e.iter().all(|m| m.contains("invalid type") || m.contains("is not")), "{text:?}: {e:?}");
+        }
+    }
+}
