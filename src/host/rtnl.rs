@@ -572,6 +572,35 @@ mod json_tests {
         assert_eq!(short, v4);
     }
 
+    /// A raw `RTM_NEWROUTE` of `family` in header table `table`.
+    fn raw_route(family: u8, table: u8) -> Vec<u8> {
+        let mut m = vec![0u8; NLMSG_HEADER_LEN + 12];
+        m[..4].copy_from_slice(&(m.len() as u32).to_ne_bytes());
+        m[4..6].copy_from_slice(&RTM_NEWROUTE.to_ne_bytes());
+        m[NLMSG_HEADER_LEN] = family;
+        m[NLMSG_HEADER_LEN + 4] = table;
+        m
+    }
+
+    #[test]
+    fn a_dump_of_every_family_parses_only_ip_routes_that_may_be_in_the_main_table() {
+        let (inet, inet6) = (libc::AF_INET as u8, libc::AF_INET6 as u8);
+        assert!(is_ip_route_in_main(&raw_route(inet, 254)));
+        assert!(is_ip_route_in_main(&raw_route(inet6, 254)));
+        // The real table is in RTA_TABLE: parsed, then judged by it.
+        assert!(is_ip_route_in_main(&raw_route(inet, RT_TABLE_COMPAT)));
+        // The local table; IPv4 multicast (RTNL_FAMILY_IPMR), MPLS.
+        assert!(!is_ip_route_in_main(&raw_route(inet6, 255)));
+        assert!(!is_ip_route_in_main(&raw_route(128, 254)));
+        assert!(!is_ip_route_in_main(&raw_route(libc::AF_MPLS as u8, 254)));
+        // Anything but a route (the dump's NLMSG_DONE, an error) and a truncated route
+        // go to the parser.
+        let mut done = raw_route(0, 0);
+        done[4..6].copy_from_slice(&3u16.to_ne_bytes());
+        assert!(is_ip_route_in_main(&done));
+        assert!(is_ip_route_in_main(&raw_route(128, 254)[..NLMSG_HEADER_LEN + 2]));
+    }
+
     #[test]
     fn malformed_live_routes_are_refused() {
         let err = |json: &str| serde_json::from_str::<LiveRoute>(json).unwrap_err().to_string();
