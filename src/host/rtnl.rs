@@ -575,7 +575,8 @@ mod json_tests {
     /// A raw `RTM_NEWROUTE` of `family` in header table `table`.
     fn raw_route(family: u8, table: u8) -> Vec<u8> {
         let mut m = vec![0u8; NLMSG_HEADER_LEN + 12];
-        m[..4].copy_from_slice(&(m.len() as u32).to_ne_bytes());
+        let len = m.len() as u32;
+        m[..4].copy_from_slice(&len.to_ne_bytes());
         m[4..6].copy_from_slice(&RTM_NEWROUTE.to_ne_bytes());
         m[NLMSG_HEADER_LEN] = family;
         m[NLMSG_HEADER_LEN + 4] = table;
