@@ -135,8 +135,10 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
     loop {
         attempt += 1;
         let (live, generation) = read_live(&mut nf, desired, root)?;
-        // Before anything is written: the configuration does not fit this host.
-        refuse_uplink_conflicts(desired, &live, "nothing was changed")?;
+        // Before anything is written: the configuration does not fit this host. (A retry
+        // follows a refused batch; restores and routes of the attempt before stay.)
+        let unchanged = if attempt == 1 { "nothing was changed" } else { "no rule set was sent" };
+        refuse_uplink_conflicts(desired, &live, unchanged)?;
         let p = planner(&live);
         if p.is_empty() {
             // Converged: no batch, no sysctl; only a missing saved copy is written.
