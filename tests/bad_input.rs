@@ -422,7 +422,8 @@ fn empty_file_and_inputs_at_the_limits_are_valid() {
         &dir.join("interfaces-1024.toml"),
         format!("[containers]\ninterfaces = [{}]\n", names.join(", ")).as_bytes(),
     );
-    let names: Vec<String> = (0..8).map(|i| format!("\"e{i}\"")).collect();
+    // (names under a container pattern: route_localnet elsewhere is refused)
+    let names: Vec<String> = (0..8).map(|i| format!("\"docker{i}\"")).collect();
     write_readable(
         &dir.join("route-localnet-8.toml"),
         format!("[route_localnet]\nenable = [{}]\n", names.join(", ")).as_bytes(),
@@ -431,7 +432,11 @@ fn empty_file_and_inputs_at_the_limits_are_valid() {
     let mut problems = Vec::new();
     for f in ["empty.toml", "one-mib.toml", "interfaces-1024.toml", "route-localnet-8.toml", "bom-crlf.toml"] {
         let out = ehn(&u, &dir, &["validate", f]);
-        if out.code != 0 || out.stdout != format!("{f}: valid\n") || !out.stderr.is_empty() {
+        // The one note on stderr a valid file may get: its prefix patterns are checked
+        // against a host's uplink only on that host.
+        let note = format!("ecs-hostnet: note: {f}: containers.interfaces has prefix patterns (");
+        let stderr_ok = out.stderr.is_empty() || (out.stderr.starts_with(&note) && out.stderr.lines().count() == 1);
+        if out.code != 0 || out.stdout != format!("{f}: valid\n") || !stderr_ok {
             problems.push(format!("{f} must be valid: {out}"));
         }
         let out = ehn(&u, &dir, &["render", "-c", f]);

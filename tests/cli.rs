@@ -211,7 +211,8 @@ fn validate_without_root() {
     as_nobody(&["validate", "-c", &opt_out]).expect_code(0);
     let no_dnat = dir.write(
         "nodnat.toml",
-        "[containers]\ninterfaces = []\n[credentials]\nenabled = false\n[imds_block]\nenabled = false\n",
+        "[containers]\ninterfaces = []\n[credentials]\nenabled = false\n[imds_block]\nenabled = false\n\
+         [route_localnet]\nenable = \"off\"\n[agent]\nenable_task_iam_role = false\nenable_task_iam_role_network_host = false\n",
     );
     as_nobody(&["validate", "-c", &no_dnat]).expect_code(0);
 

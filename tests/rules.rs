@@ -346,6 +346,9 @@ enabled = false
 enabled = false
 [route_localnet]
 enable = "off"
+[agent]
+enable_task_iam_role = false
+enable_task_iam_role_network_host = false
 "#
             .to_string(),
         ),
@@ -415,7 +418,12 @@ fn route_localnet_prior_value_is_restored() {
     let dir = TempDir::new("rln");
     let cfg = dir.default_config();
     // ("off" is refused while the credentials DNAT targets 127.0.0.1)
-    let off = dir.write("off.toml", "[route_localnet]\nenable = \"off\"\n\n[credentials]\nenabled = false\n");
+    // (and the agent keys are refused while nothing serves the credentials)
+    let off = dir.write(
+        "off.toml",
+        "[route_localnet]\nenable = \"off\"\n\n[credentials]\nenabled = false\n\n\
+         [agent]\nenable_task_iam_role = false\nenable_task_iam_role_network_host = false\n",
+    );
 
     let ns = Netns::new("rln1");
     ns.set_sysctl("net.ipv4.conf.all.route_localnet", "1");

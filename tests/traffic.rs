@@ -63,6 +63,8 @@ fn default_config_traffic_before_apply_after_apply_after_remove() {
 /// Controls: configurations that open what the default closes show that the
 /// negative expectations above are real (the neighbour CAN get in when the
 /// guards are off), and that apply moves between configurations both ways.
+/// Opening the DNAT to the uplink is refused while the default routes leave
+/// through it (plan::uplink): the control drops them for that part.
 #[test]
 fn opening_and_closing_the_guards_by_configuration() {
     let mut t = Topology::new();
@@ -107,10 +109,26 @@ allowed_interfaces = ["lo", "docker0", "{HOST_UPLINK}"]
     t.host.ehn(&["apply", "-c", &closed]).expect_code(0);
     assert_probes("with the default configuration", &neighbour_blocked);
 
+    // The uplink as a container interface is refused while the host's default routes leave
+    // through it, and nothing changes...
+    let before = t.host.ruleset();
+    let refused = t.host.ehn(&["apply", "-c", &open]);
+    refused.expect_code(1);
+    let why = format!(
+        "containers.interfaces \"{HOST_UPLINK}\" matches {HOST_UPLINK}, the interface of this host's IPv4 and IPv6 default routes"
+    );
+    assert!(refused.stderr.contains(&why), "{refused}");
+    assert_eq!(t.host.ruleset(), before, "a refused apply changed the rule set");
+    // ... so the control opens the guards on the host without its default routes (the
+    // neighbour is on the uplink's own subnet), and puts them back before closing.
+    t.host.ip(&["route", "del", "default"]);
+    t.host.ip(&["-6", "route", "del", "default"]);
     t.host.ehn(&["apply", "-c", &open]).expect_code(0);
     t.host.ehn(&["check", "-c", &open]).expect_code(0);
     assert_eq!(t.host.route_localnet(), "1");
     assert_probes("with the guards opened", &neighbour_open);
+    t.host.ip(&["route", "add", "default", "via", NEIGHBOUR_V4]);
+    t.host.ip(&["-6", "route", "add", "default", "via", NEIGHBOUR_V6]);
 
     t.host.ehn(&["apply", "-c", &closed]).expect_code(0);
     t.host.ehn(&["check", "-c", &closed]).expect_code(0);

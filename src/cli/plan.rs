@@ -71,7 +71,11 @@ fn against_snapshot(
     let snap = snapshot::Snapshot::from_json(&name, &bytes)?;
     eprintln!("configuration: {}; snapshot {}", escape_controls(&loaded.source), escape_controls(&name));
     let live = snap.facts().live_state(desired, |sel| Ok::<_, anyhow::Error>(snap.route_localnet(sel)))?;
+    engine::refuse_uplink_conflicts(desired, &live, "plan and apply refuse this configuration on that host")?;
     let mut p = planner::plan(desired, &live);
+    if live.uplinks.is_none() && !desired.container_interfaces.patterns.is_empty() {
+        p.notes.push(Note::UplinkNotChecked);
+    }
     if let Some((state, files, link)) = snap.install_view() {
         p.changes.extend(planner::files::plan_files(&state, &files, link, keys).0);
     }

@@ -1,14 +1,16 @@
 //! `validate`: checks configuration files without root or kernel, reporting every error
 //! in every file.
 //!
-//! Imports [`super::context`], [`super::exit`], the library's [`ecs_hostnet::engine::load`]
+//! Imports [`super::context`], [`super::exit`], the library's [`ecs_hostnet::engine`]
+//! (loading, compiling), [`ecs_hostnet::plan::uplink`] (the note on what it cannot check)
 //! and [`ecs_hostnet::model::escape`].
 
 use super::context::Context;
 use super::exit::{Exit, print_error};
 use anyhow::Result;
-use ecs_hostnet::engine::load;
+use ecs_hostnet::engine::{self, load};
 use ecs_hostnet::model::escape::escape_controls;
+use ecs_hostnet::plan::uplink;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -21,7 +23,13 @@ pub fn run(cx: &Context, files: Vec<PathBuf>, config: Vec<PathBuf>, out: &mut St
     let mut bad = 0;
     for p in &paths {
         match load::load_config(p.as_deref(), &cx.root) {
-            Ok(l) => writeln!(out, "{}: valid", escape_controls(&l.source))?,
+            Ok(l) => {
+                writeln!(out, "{}: valid", escape_controls(&l.source))?;
+                // Not an error: the host is not known here (plan, check and apply check it).
+                if let Some(note) = uplink::not_checked_note(&engine::desired(&l)) {
+                    eprintln!("ecs-hostnet: note: {}: {}", escape_controls(&l.source), escape_controls(&note));
+                }
+            }
             Err(e) => {
                 print_error(&e);
                 bad += 1;

@@ -123,6 +123,8 @@ pub(super) fn check_consistency(loc: &Located, c: &Config, f: &Failed) -> Vec<Co
         }
     }
     let rl = &c.route_localnet.enable;
+    // The names of a route_localnet list, once every one of them is valid.
+    let mut rl_names = None;
     if let RouteLocalnet::Interfaces(list) = &rl.v {
         let as_val = Val { v: list.clone(), span: rl.span.clone() };
         let before = errs.len();
@@ -138,7 +140,9 @@ pub(super) fn check_consistency(loc: &Located, c: &Config, f: &Failed) -> Vec<Co
             }
         }
         if errs.len() == before {
-            check_list(loc, &mut errs, "route_localnet.enable", &as_val, false, MAX_ROUTE_LOCALNET_INTERFACES);
+            rl_names =
+                check_list(loc, &mut errs, "route_localnet.enable", &as_val, false, MAX_ROUTE_LOCALNET_INTERFACES)
+                    .filter(|_| ok(&[f.route_localnet.enable]));
         }
         if list.is_empty() && ok(&[f.route_localnet.enable]) {
             errs.push(
@@ -248,5 +252,318 @@ pub(super) fn check_consistency(loc: &Located, c: &Config, f: &Failed) -> Vec<Co
             ),
         ));
     }
+    check_contradictions(loc, c, f, containers.as_deref(), rl_names.as_deref(), &mut errs);
     errs
+}
+
+/// ` (the default)` after a value the user did not write, so that a message about a key
+/// the file does not mention says where its value came from.
+fn default_tag<T>(v: &Val<T>) -> &'static str {
+    if v.span.is_none() { " (the default)" } else { "" }
+}
+
+/// `route_localnet.enable` as it would be written.
+fn route_localnet_text(rl: &RouteLocalnet) -> String {
+    match rl {
+        RouteLocalnet::Off => "\"off\"".into(),
+        RouteLocalnet::All => "\"all\"".into(),
+        RouteLocalnet::Interfaces(list) => {
+            let names: Vec<String> = list.iter().map(|n| format!("\"{}\"", n.get_ref().escape_default())).collect();
+            format!("[{}]", names.join(", "))
+        }
+    }
+}
+
+/// Settings that are each valid but contradict each other: the agent is told to hand out
+/// credentials on a path ecs-hostnet does not make, route_localnet is turned on where no
+/// DNAT to 127.0.0.0/8 needs it (it then serves nothing and only makes the host's
+/// 127.0.0.1 services routable from outside, CVE-2020-8558), or the credentials endpoint
+/// is the IMDS address. `containers` and `rl_names` are the parsed patterns of
+/// `containers.interfaces` and of a `route_localnet.enable` list, when all are valid.
+///
+/// A check that involves a key that could not be read is skipped, as in
+/// [`check_consistency`]. Whether a container pattern matches the host's uplink needs the
+/// host: `plan`, `check` and `apply` refuse that (`crate::plan::uplink`).
+fn check_contradictions(
+    loc: &Located,
+    c: &Config,
+    f: &Failed,
+    containers: Option<&[IfPattern]>,
+    rl_names: Option<&[IfPattern]>,
+    errs: &mut Vec<ConfigError>,
+) {
+    let ok = |keys: &[bool]| !keys.contains(&true);
+    let (cred, fc, agent, fa) = (&c.credentials, &f.credentials, &c.agent, &f.agent);
+    let endpoint = cred.endpoint_address.v.0;
+    // The agent keys reach ecs.config only when ecs-hostnet manages it. Otherwise they are
+    // never read, and whatever ecs.config says is not ecs-hostnet's to judge: refusing
+    // would make people flip a default that has no effect.
+    let manages = ok(&[fa.manage_ecs_config]) && agent.manage_ecs_config.v;
+    let network_host = &agent.enable_task_iam_role_network_host;
+    if manages
+        && ok(&[fc.enabled, fc.redirect_host_traffic, fa.enable_task_iam_role_network_host])
+        && cred.enabled.v
+        && !cred.redirect_host_traffic.v
+        && network_host.v
+    {
+        errs.push(loc.err(
+            cred.redirect_host_traffic.span.clone().or(network_host.span.clone()),
+            format!(
+                "credentials.redirect_host_traffic = false, but agent.enable_task_iam_role_network_host = true{} \
+                 has ecs-hostnet tell the ECS agent (ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST) to give host-network-mode \
+                 tasks credentials at {endpoint}, which they cannot reach without the REDIRECT; set \
+                 redirect_host_traffic = true, or agent.enable_task_iam_role_network_host = false",
+                default_tag(network_host)
+            ),
+        ));
+    }
+    if manages && ok(&[fc.enabled]) && !cred.enabled.v {
+        let keys = [
+            (
+                "enable_task_iam_role",
+                &agent.enable_task_iam_role,
+                fa.enable_task_iam_role,
+                "ECS_ENABLE_TASK_IAM_ROLE",
+                "bridge-mode and awsvpc tasks",
+                "DNAT",
+            ),
+            (
+                "enable_task_iam_role_network_host",
+                network_host,
+                fa.enable_task_iam_role_network_host,
+                "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST",
+                "host-network-mode tasks",
+                "REDIRECT",
+            ),
+        ];
+        for (key, val, failed, setting, tasks, rule) in keys {
+            if failed || !val.v {
+                continue;
+            }
+            errs.push(loc.err(
+                val.span.clone().or(cred.enabled.span.clone()),
+                format!(
+                    "agent.{key} = true{} has ecs-hostnet tell the ECS agent ({setting}) to give {tasks} \
+                     credentials at {endpoint}, but credentials.enabled = false: no {rule} takes them to the \
+                     agent; set agent.{key} = false, or credentials.enabled = true (or, when another tool serves \
+                     the endpoint, agent.manage_ecs_config = false)",
+                    default_tag(val)
+                ),
+            ));
+        }
+    }
+    let rl = &c.route_localnet.enable;
+    let rl_on = match &rl.v {
+        RouteLocalnet::Off => false,
+        RouteLocalnet::All => true,
+        // A list with a bad name has its own error.
+        RouteLocalnet::Interfaces(_) => rl_names.is_some(),
+    };
+    let agent_addr = cred.agent_address.v.0;
+    // An agent address that cannot receive a DNAT has its own error.
+    let dnat_target = !(agent_addr.is_unspecified() || agent_addr.is_multicast() || agent_addr.is_broadcast());
+    let rl_is = format!("route_localnet.enable = {}{}", route_localnet_text(&rl.v), default_tag(rl));
+    let exposes =
+        "route_localnet only makes the host's 127.0.0.1 services routable from other interfaces (CVE-2020-8558)";
+    if ok(&[f.route_localnet.enable]) && rl_on {
+        if ok(&[fc.enabled]) && !cred.enabled.v {
+            errs.push(loc.err(
+                rl.span.clone().or(cred.enabled.span.clone()),
+                format!(
+                    "{rl_is} turns route_localnet on, but credentials.enabled = false: route_localnet is there \
+                     only for the credentials DNAT to {agent_addr}; without that DNAT, {exposes}; set \
+                     route_localnet.enable = \"off\""
+                ),
+            ));
+        } else if ok(&[fc.enabled, fc.agent_address]) && !agent_addr.is_loopback() && dnat_target {
+            errs.push(loc.err(
+                rl.span.clone().or(cred.agent_address.span.clone()),
+                format!(
+                    "{rl_is} turns route_localnet on, but credentials.agent_address {agent_addr} is not a \
+                     loopback address: route_localnet is needed only for a DNAT to 127.0.0.0/8; here {exposes}; \
+                     set route_localnet.enable = \"off\""
+                ),
+            ));
+        } else if let (true, Some(names), Some(containers), RouteLocalnet::Interfaces(list)) =
+            (ok(&[fc.enabled, fc.agent_address]), rl_names, containers, &rl.v)
+        {
+            for (name, written) in names.iter().zip(list) {
+                if containers.iter().any(|p| p.matches(name.as_str())) {
+                    continue;
+                }
+                errs.push(loc.err(
+                    rl.span.as_ref().map(|_| written.span()),
+                    format!(
+                        "route_localnet.enable: \"{name}\" matches none of containers.interfaces: no credentials \
+                         DNAT arrives on {name}, so route_localnet there only makes the host's 127.0.0.1 services \
+                         routable from it (CVE-2020-8558); list only container interfaces (e.g. \"docker0\"), or \
+                         add it to containers.interfaces if containers use it",
+                        name = name.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    let imds = &c.imds_block;
+    if ok(&[fc.enabled, fc.endpoint_address, f.imds_block.enabled, f.imds_block.ipv4_address])
+        && cred.enabled.v
+        && imds.enabled.v
+        && endpoint == imds.ipv4_address.v.0
+    {
+        errs.push(loc.err(
+            cred.endpoint_address.span.clone().or(imds.ipv4_address.span.clone()),
+            format!(
+                "credentials.endpoint_address and imds_block.ipv4_address are both {endpoint}: the credentials \
+                 DNAT would take the containers' IMDS traffic to the ECS agent before the IMDS block sees it; the \
+                 ECS credentials endpoint is 169.254.170.2, IMDS is 169.254.169.254"
+            ),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse("f.toml", text) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// Credentials off, with everything that only served them off too.
+    const CREDENTIALS_OFF: &str = "[credentials]\nenabled = false\n[route_localnet]\nenable = \"off\"\n\
+                                   [agent]\nenable_task_iam_role = false\nenable_task_iam_role_network_host = false\n";
+
+    #[test]
+    fn no_redirect_while_the_agent_serves_host_network_tasks_is_refused_at_the_redirect() {
+        let e = errors("[credentials]\nredirect_host_traffic = false\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "f.toml:2:25: credentials.redirect_host_traffic = false, but agent.enable_task_iam_role_network_host = \
+                 true (the default) has ecs-hostnet tell the ECS agent (ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST)"
+            ),
+            "{e:?}"
+        );
+        assert!(e[0].ends_with("set redirect_host_traffic = true, or agent.enable_task_iam_role_network_host = false"));
+        // Either fix is accepted.
+        assert_eq!(
+            errors(
+                "[credentials]\nredirect_host_traffic = false\n[agent]\nenable_task_iam_role_network_host = false\n"
+            ),
+            Vec::<String>::new()
+        );
+        // ecs-hostnet does not write the agent's keys: not its contradiction.
+        assert_eq!(
+            errors("[credentials]\nredirect_host_traffic = false\n[agent]\nmanage_ecs_config = false\n"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn credentials_off_refuses_what_only_served_them_each_at_its_own_place() {
+        let e = errors("[credentials]\nenabled = false\n");
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e.iter().all(|m| m.starts_with("f.toml:2:11: ")), "{e:?}");
+        assert!(e[0].contains("agent.enable_task_iam_role = true (the default) has ecs-hostnet tell the ECS agent (ECS_ENABLE_TASK_IAM_ROLE)"), "{e:?}");
+        assert!(e[0].contains("no DNAT takes them to the agent"), "{e:?}");
+        assert!(e[1].contains("agent.enable_task_iam_role_network_host = true (the default)"), "{e:?}");
+        assert!(e[1].contains("no REDIRECT takes them to the agent"), "{e:?}");
+        assert!(
+            e[2].contains(
+                "route_localnet.enable = \"all\" (the default) turns route_localnet on, but credentials.enabled = false"
+            ),
+            "{e:?}"
+        );
+        assert!(e[2].ends_with("set route_localnet.enable = \"off\""), "{e:?}");
+        // Written keys are pointed at where they are written.
+        let e = errors(
+            "[credentials]\nenabled = false\n[route_localnet]\nenable = [\"docker0\"]\n[agent]\nenable_task_iam_role = true\n\
+             enable_task_iam_role_network_host = false\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("f.toml:4:10: route_localnet.enable = [\"docker0\"] turns route_localnet on"),
+            "{e:?}"
+        );
+        assert!(e[1].starts_with("f.toml:6:24: agent.enable_task_iam_role = true has ecs-hostnet"), "{e:?}");
+        assert_eq!(errors(CREDENTIALS_OFF), Vec::<String>::new());
+        let unmanaged =
+            "[credentials]\nenabled = false\n[route_localnet]\nenable = \"off\"\n[agent]\nmanage_ecs_config = false\n";
+        assert_eq!(errors(unmanaged), Vec::<String>::new());
+    }
+
+    #[test]
+    fn route_localnet_without_a_dnat_to_loopback_is_refused() {
+        let e = errors("[credentials]\nagent_address = \"10.0.0.5\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "f.toml:2:17: route_localnet.enable = \"all\" (the default) turns route_localnet on, but \
+                 credentials.agent_address 10.0.0.5 is not a loopback address"
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            errors("[credentials]\nagent_address = \"10.0.0.5\"\n[route_localnet]\nenable = \"off\"\n"),
+            Vec::<String>::new()
+        );
+        // An agent address that cannot receive a DNAT has its own error, and only that.
+        let e = errors("[credentials]\nagent_address = \"0.0.0.0\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("cannot receive a DNAT"), "{e:?}");
+    }
+
+    #[test]
+    fn route_localnet_on_an_interface_no_container_pattern_matches_is_refused_at_that_name() {
+        let e = errors("[route_localnet]\nenable = [\"docker0\", \"eth0\", \"ecs-bridge\", \"lo\"]\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("f.toml:2:22: route_localnet.enable: \"eth0\" matches none of containers.interfaces"),
+            "{e:?}"
+        );
+        assert!(e[1].starts_with("f.toml:2:44: route_localnet.enable: \"lo\" matches none"), "{e:?}");
+        assert_eq!(
+            errors("[route_localnet]\nenable = [\"docker0\", \"br-1\", \"ecs-bridge\"]\n"),
+            Vec::<String>::new()
+        );
+        // A bad list has its own errors only.
+        let e = errors("[route_localnet]\nenable = [\"eth0\", \"a/b\"]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        // So has a bad containers.interfaces.
+        let e = errors("[containers]\ninterfaces = [\"a/b\"]\n[route_localnet]\nenable = [\"eth0\"]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+    }
+
+    #[test]
+    fn the_credentials_endpoint_cannot_be_the_imds_address() {
+        let e = errors("[credentials]\nendpoint_address = \"169.254.169.254\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "f.toml:2:20: credentials.endpoint_address and imds_block.ipv4_address are both 169.254.169.254"
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            errors("[credentials]\nendpoint_address = \"169.254.169.254\"\n[imds_block]\nenabled = false\n"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn contradiction_checks_involving_an_unreadable_value_are_skipped() {
+        for text in [
+            "[credentials]\nenabled = \"no\"\n",
+            "[credentials]\nredirect_host_traffic = 0\n",
+            "[credentials]\nenabled = false\n[agent]\nmanage_ecs_config = \"no\"\n[route_localnet]\nenable = 1\n",
+            "[credentials]\nagent_address = \"10.0.0.300\"\n",
+        ] {
+            let e = errors(text);
+            assert_eq!(e.len(), 1 + usize::from(text.contains("enable = 1")), "{text:?}: {e:?}");
+            assert!(e.iter().all(|m| m.contains("invalid type") || m.contains("is not")), "{text:?}: {e:?}");
+        }
+    }
 }

@@ -38,6 +38,25 @@ pub struct Desired {
     /// The `ENDPOINT/32 dev lo` route for host-network-mode tasks on hosts without an
     /// IPv4 default route; `None`: ecs-hostnet keeps none (and removes its own).
     pub endpoint_route: Option<EndpointRouteWanted>,
+    /// The container interface patterns the rules match arriving traffic on, for the
+    /// planner's check that none of them matches the host's uplink
+    /// ([`crate::plan::uplink`]).
+    pub container_interfaces: ContainerInterfaces,
+}
+
+/// Where the rules take container interface patterns (`containers.interfaces`) to match
+/// arriving traffic. Empty (the default) when no rule uses them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerInterfaces {
+    /// `containers.interfaces`; empty when neither the DNAT nor the IMDS block is on.
+    pub patterns: Vec<IfPattern>,
+    /// The credentials DNAT serves packets arriving on them (`credentials.enabled`).
+    pub dnat: bool,
+    /// The IMDS block drops packets forwarded from them (`imds_block.enabled`), but for
+    /// those arriving on [`ContainerInterfaces::imds_exclusions`].
+    pub imds_block: bool,
+    /// `imds_block.exclude_interfaces`.
+    pub imds_exclusions: Vec<IfPattern>,
 }
 
 /// The endpoint route and when it is wanted.
@@ -189,7 +208,13 @@ pub fn compile(c: &Config) -> Desired {
             auto: mode == EndpointRoute::Auto,
         }),
     };
-    Desired { tables, route_localnet, endpoint_route }
+    let (dnat, imds_block) = (cred.enabled.v, c.imds_block.enabled.v && !containers.is_empty());
+    let container_interfaces = if dnat || imds_block {
+        ContainerInterfaces { patterns: containers, dnat, imds_block, imds_exclusions: c.imds_exclusions() }
+    } else {
+        ContainerInterfaces::default()
+    };
+    Desired { tables, route_localnet, endpoint_route, container_interfaces }
 }
 
 fn imds_rule(patterns: &[IfPattern], ipv6: bool, c: &Config) -> Rule {

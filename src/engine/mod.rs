@@ -27,15 +27,38 @@ use std::time::Duration;
 /// Where the configuration is read from when no `-c` is given (under `--root`).
 pub const SYSTEM_CONFIG: &str = crate::desired::install_files::CONFIG_PATH;
 /// Reads our tables, the saved record and the route_localnet values the plan needs, and
-/// the rule-set generation they belong to.
+/// the rule-set generation they belong to; the uplinks only when `desired` has container
+/// interface patterns to check against them (not for `remove`).
 pub fn read_live(nf: &mut Netfilter, desired: &Desired, root: &Root) -> Result<(LiveState, u32)> {
     let (tables, generation) = nf.read_owned()?;
     let saved_record = read_saved_record(nf, root);
     let mut rt = Rtnl::open()?;
-    let (ipv4_routes, ipv4_default_route) = rt.routes_and_default(false, |r| is_endpoint_route(desired, r))?;
+    let routes = rt.host_routes(|r| is_endpoint_route(desired, r))?;
     let lo_up = rt.link_is_up(crate::model::route::LOOPBACK_IFINDEX)?;
-    let facts = HostFacts { tables, saved_record, ipv4_routes, ipv4_default_route, lo_up };
+    let uplinks = if desired.container_interfaces.patterns.is_empty() {
+        None
+    } else {
+        Some(rt.uplinks(&routes.default_route_oifs)?)
+    };
+    let facts = HostFacts {
+        tables,
+        saved_record,
+        ipv4_routes: routes.ipv4_routes,
+        ipv4_default_route: routes.ipv4_default_route,
+        lo_up,
+        uplinks,
+    };
     Ok((facts.live_state(desired, sysctl::read_route_localnet)?, generation))
+}
+
+/// Refuses `desired` on a host where a container interface pattern matches the uplink
+/// ([`crate::plan::uplink`]); `then` says what happened instead (e.g. that nothing was
+/// changed). Not known (`None`): nothing to refuse.
+pub fn refuse_uplink_conflicts(desired: &Desired, live: &LiveState, then: &str) -> Result<()> {
+    match crate::plan::uplink::check(desired, live.uplinks.as_deref().unwrap_or_default()) {
+        Ok(()) => Ok(()),
+        Err(conflicts) => bail!("{conflicts}; {then}"),
+    }
 }
 
 /// Everything `plan` could need of the current network namespace, whatever the
@@ -49,10 +72,19 @@ pub fn read_facts(
     let (tables, generation) = nf.read_owned()?;
     let saved_record = read_saved_record(nf, root);
     let mut rt = Rtnl::open()?;
-    let (ipv4_routes, ipv4_default_route) = rt.routes_and_default(false, |_| true)?;
+    let routes = rt.host_routes(|_| true)?;
     let lo_up = rt.link_is_up(crate::model::route::LOOPBACK_IFINDEX)?;
+    let uplinks = Some(rt.uplinks(&routes.default_route_oifs)?);
     let values = sysctl::read_all_route_localnet()?;
-    Ok((HostFacts { tables, saved_record, ipv4_routes, ipv4_default_route, lo_up }, values, generation))
+    let facts = HostFacts {
+        tables,
+        saved_record,
+        ipv4_routes: routes.ipv4_routes,
+        ipv4_default_route: routes.ipv4_default_route,
+        lo_up,
+        uplinks,
+    };
+    Ok((facts, values, generation))
 }
 
 /// The `snapshot` of the current network namespace (see [`crate::render::snapshot`]); `netns` is
@@ -75,6 +107,7 @@ pub fn snapshot(root: &Root, netns: Option<&str>) -> Result<crate::render::snaps
 pub fn plan_live(desired: &Desired, root: &Root) -> Result<(Netfilter, Plan)> {
     let mut nf = Netfilter::open()?;
     let (live, _) = read_live(&mut nf, desired, root)?;
+    refuse_uplink_conflicts(desired, &live, "plan and apply refuse this configuration on this host")?;
     Ok((nf, plan(desired, &live)))
 }
 
@@ -102,6 +135,10 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
     loop {
         attempt += 1;
         let (live, generation) = read_live(&mut nf, desired, root)?;
+        // Before anything is written: the configuration does not fit this host. (A retry
+        // follows a refused batch; restores and routes of the attempt before stay.)
+        let unchanged = if attempt == 1 { "nothing was changed" } else { "no rule set was sent" };
+        refuse_uplink_conflicts(desired, &live, unchanged)?;
         let p = planner(&live);
         if p.is_empty() {
             // Converged: no batch, no sysctl; only a missing saved copy is written.
@@ -182,7 +219,7 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
 
 /// The desired state of `remove`: none of our tables, no route_localnet of ours.
 pub fn nothing() -> Desired {
-    Desired { tables: vec![], route_localnet: vec![], endpoint_route: None }
+    Desired { tables: vec![], route_localnet: vec![], endpoint_route: None, container_interfaces: Default::default() }
 }
 
 /// Compiles a loaded configuration.

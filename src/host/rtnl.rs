@@ -5,7 +5,9 @@
 //! `fd00:ec2::254/128` inside each task's network namespace, what the ECS agent's CNI
 //! plugin installs with `ECS_AWSVPC_BLOCK_IMDS=true`). Routes ecs-hostnet adds carry the
 //! route protocol [`ROUTE_PROTOCOL`], so `remove` only ever deletes its own. Also used
-//! for the endpoint route (`dev lo`) and to read whether `lo` is up.
+//! for the endpoint route (`dev lo`), to read whether `lo` is up, and to read the
+//! interfaces the default routes leave through (the uplinks, [`Rtnl::host_routes`] and
+//! [`Rtnl::uplinks`]).
 //!
 //! Owns the rtnetlink socket ([`Rtnl`]) and its failures ([`Error`]).
 
@@ -116,6 +118,19 @@ impl Error {
     }
 }
 
+/// What one route dump says about the host (see [`Rtnl::host_routes`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostRoutes {
+    /// The main table's IPv4 routes with a destination that the caller selected.
+    pub ipv4_routes: Vec<LiveRoute>,
+    /// Whether the main table has an IPv4 unicast default route.
+    pub ipv4_default_route: bool,
+    /// The family and interface index of every next hop of the main table's unicast
+    /// default routes, IPv4 and IPv6; sorted, without duplicates. [`Rtnl::uplinks`] names
+    /// them.
+    pub default_route_oifs: Vec<(IpFamily, u32)>,
+}
+
 fn family(ip: &IpAddr) -> AddressFamily {
     if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 }
 }
@@ -175,6 +190,18 @@ impl Rtnl {
     /// Sends one request and collects the answers of its sequence number up to the
     /// `NLMSG_DONE` or the ack.
     fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, Error> {
+        self.request_filtered(msg, flags, |_| true)
+    }
+
+    /// [`Rtnl::request`], skipping unparsed every answer whose raw bytes (its netlink
+    /// header first) `wanted` refuses: a dump of every family holds messages this crate
+    /// has no use for, and an unusual one must not fail the whole read.
+    fn request_filtered(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<RouteNetlinkMessage>, Error> {
         self.seq += 1;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
@@ -191,8 +218,17 @@ impl Rtnl {
             let n = self.buf.len();
             let mut off = 0;
             while off < n {
-                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                    .map_err(|error| Error::Parse { error })?;
+                let raw = &self.buf[off..n];
+                if raw.len() >= NLMSG_HEADER_LEN && !wanted(raw) {
+                    let len = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+                    if len < NLMSG_HEADER_LEN {
+                        return Err(Error::ZeroLength);
+                    }
+                    off += len.next_multiple_of(4);
+                    continue;
+                }
+                let m =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw).map_err(|error| Error::Parse { error })?;
                 let len = m.header.length as usize;
                 if len == 0 {
                     return Err(Error::ZeroLength);
@@ -226,7 +262,7 @@ impl Rtnl {
                 RouteNetlinkMessage::NewRoute(r) => Some(r),
                 _ => None,
             })
-            .filter(|r| r.header.table == RouteHeader::RT_TABLE_MAIN || table_attr(r) == Some(254))
+            .filter(is_main)
             .collect())
     }
 
@@ -242,6 +278,88 @@ impl Rtnl {
         Ok(answer.iter().any(|m| {
             matches!(m, RouteNetlinkMessage::NewLink(l) if l.header.flags.contains(netlink_packet_route::link::LinkFlags::Up))
         }))
+    }
+
+    /// The name of the interface with this index; `None` when there is none (it went
+    /// away since the route naming it was read).
+    ///
+    /// Errors: as [`Rtnl::link_is_up`] (but `ENODEV`).
+    pub fn link_name(&mut self, index: u32) -> Result<Option<String>, Error> {
+        let mut m = netlink_packet_route::link::LinkMessage::default();
+        m.header.index = index;
+        let answer = match self.request(RouteNetlinkMessage::GetLink(m), NLM_F_ACK) {
+            Err(e) if e.kernel_errno() == Some(Errno::ENODEV) => return Ok(None),
+            r => r?,
+        };
+        Ok(answer.into_iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => l.attributes.into_iter().find_map(|a| match a {
+                netlink_packet_route::link::LinkAttribute::IfName(name) => Some(name),
+                _ => None,
+            }),
+            _ => None,
+        }))
+    }
+
+    /// The main table's IPv4 routes (with a destination) that `keep` selects, whether
+    /// there is an IPv4 default route, and the interface of every next hop of the IPv4
+    /// and IPv6 default routes, from ONE route dump of every family (IPv4 and IPv6 in
+    /// one request: `check` of a converged host pays no extra request for IPv6).
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn host_routes(&mut self, keep: impl Fn(&LiveRoute) -> bool) -> Result<HostRoutes, Error> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Unspec;
+        let dump = self.request_filtered(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP, is_ip_route_in_main)?;
+        let mut out = HostRoutes::default();
+        for r in dump.into_iter().filter_map(|m| match m {
+            RouteNetlinkMessage::NewRoute(r) if is_main(&r) => Some(r),
+            _ => None,
+        }) {
+            let family = match r.header.address_family {
+                AddressFamily::Inet => IpFamily::Ipv4,
+                AddressFamily::Inet6 => IpFamily::Ipv6,
+                _ => continue,
+            };
+            if is_default(&r) {
+                out.ipv4_default_route |= family == IpFamily::Ipv4;
+                out.default_route_oifs.extend(next_hop_oifs(&r).map(|i| (family, i)));
+            }
+            if family == IpFamily::Ipv4
+                && let Some(route) = live_route(&r)
+                && keep(&route)
+            {
+                out.ipv4_routes.push(route);
+            }
+        }
+        out.default_route_oifs.sort_unstable();
+        out.default_route_oifs.dedup();
+        Ok(out)
+    }
+
+    /// The uplinks named by [`HostRoutes::default_route_oifs`]: one `RTM_GETLINK` per
+    /// distinct interface (one on a host whose IPv4 and IPv6 default routes share it);
+    /// an interface gone since the dump is left out.
+    ///
+    /// Errors: as [`Rtnl::link_name`].
+    pub fn uplinks(&mut self, oifs: &[(IpFamily, u32)]) -> Result<Vec<Uplink>, Error> {
+        let mut names: std::collections::BTreeMap<u32, Option<String>> = Default::default();
+        let mut out = Vec::new();
+        for &(family, index) in oifs {
+            let name = match names.get(&index) {
+                Some(n) => n.clone(),
+                None => {
+                    let n = self.link_name(index)?;
+                    names.insert(index, n.clone());
+                    n
+                }
+            };
+            if let Some(interface) = name {
+                out.push(Uplink { family, interface });
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     /// The main-table routes of one family (with a destination) that `keep` selects.
@@ -261,46 +379,8 @@ impl Rtnl {
         keep: impl Fn(&LiveRoute) -> bool,
     ) -> Result<(Vec<LiveRoute>, bool), Error> {
         let dump = self.dump_main(ipv6)?;
-        let default =
-            dump.iter().any(|r| r.header.destination_prefix_length == 0 && r.header.kind == RouteType::Unicast);
-        let routes = dump
-            .into_iter()
-            .filter_map(|r| {
-                let dest = r.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
-                    RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
-                    _ => None,
-                })?;
-                let oif = r.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Oif(i) => Some(*i),
-                    _ => None,
-                });
-                let has_gateway = r.attributes.iter().any(|a| matches!(a, RouteAttribute::Gateway(_)));
-                let metric = r.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Priority(p) => Some(*p),
-                    _ => None,
-                });
-                let loopback_src = r.header.scope == RouteScope::Host
-                    || r.attributes
-                        .iter()
-                        .any(|a| matches!(a, RouteAttribute::PrefSource(RouteAddress::Inet(s)) if s.is_loopback()));
-                let kind = match r.header.kind {
-                    RouteType::BlackHole => Some(RouteKind::Blackhole),
-                    RouteType::Unicast if oif == Some(LOOPBACK_IFINDEX) && !has_gateway && loopback_src => {
-                        Some(RouteKind::DevLo)
-                    }
-                    _ => None,
-                };
-                Some(LiveRoute {
-                    dest,
-                    prefix_len: r.header.destination_prefix_length,
-                    kind,
-                    protocol: protocol_number(r.header.protocol),
-                    metric,
-                })
-            })
-            .filter(|r| keep(r))
-            .collect();
+        let default = dump.iter().any(is_default);
+        let routes = dump.iter().filter_map(live_route).filter(|r| keep(r)).collect();
         Ok((routes, default))
     }
 
@@ -362,6 +442,86 @@ impl Rtnl {
     }
 }
 
+/// Length of a netlink message header (`struct nlmsghdr`).
+const NLMSG_HEADER_LEN: usize = 16;
+/// `RTM_NEWROUTE`.
+const RTM_NEWROUTE: u16 = 24;
+/// `RT_TABLE_COMPAT`: the header's table when the real one (above 255) is in `RTA_TABLE`.
+const RT_TABLE_COMPAT: u8 = 252;
+
+/// Whether a raw answer of a route dump is worth parsing: anything but a route, or an
+/// IPv4 or IPv6 route that may be in the main table. Routes of other families (IPv4 and
+/// IPv6 multicast, MPLS) and of the local table are skipped unparsed.
+fn is_ip_route_in_main(raw: &[u8]) -> bool {
+    // nlmsghdr: len u32, type u16, flags u16, seq u32, pid u32; then struct rtmsg:
+    // family, dst_len, src_len, tos, table, protocol, scope, type (u8 each), flags u32.
+    if u16::from_ne_bytes([raw[4], raw[5]]) != RTM_NEWROUTE {
+        return true;
+    }
+    let Some(&[family, _, _, _, table]) = raw.get(NLMSG_HEADER_LEN..NLMSG_HEADER_LEN + 5) else {
+        // Too short to be a route: let the parser say what is wrong with it.
+        return true;
+    };
+    let ip = family == libc::AF_INET as u8 || family == libc::AF_INET6 as u8;
+    ip && (table == RouteHeader::RT_TABLE_MAIN || table == RT_TABLE_COMPAT)
+}
+
+/// Whether a route is in the main table.
+fn is_main(r: &RouteMessage) -> bool {
+    r.header.table == RouteHeader::RT_TABLE_MAIN || table_attr(r) == Some(254)
+}
+
+/// Whether a route is a unicast default route (prefix length 0).
+fn is_default(r: &RouteMessage) -> bool {
+    r.header.destination_prefix_length == 0 && r.header.kind == RouteType::Unicast
+}
+
+/// The interface of each next hop of a route: `RTA_OIF`, and each hop of `RTA_MULTIPATH`.
+fn next_hop_oifs(r: &RouteMessage) -> impl Iterator<Item = u32> + '_ {
+    r.attributes
+        .iter()
+        .flat_map(|a| match a {
+            RouteAttribute::Oif(i) => vec![*i],
+            RouteAttribute::MultiPath(hops) => hops.iter().map(|h| h.interface_index).collect(),
+            _ => vec![],
+        })
+        .filter(|&i| i != 0)
+}
+
+/// A route with a destination, reduced to what the planner compares.
+fn live_route(r: &RouteMessage) -> Option<LiveRoute> {
+    let dest = r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+        RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+        _ => None,
+    })?;
+    let oif = r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    });
+    let has_gateway = r.attributes.iter().any(|a| matches!(a, RouteAttribute::Gateway(_)));
+    let metric = r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Priority(p) => Some(*p),
+        _ => None,
+    });
+    let loopback_src = r.header.scope == RouteScope::Host
+        || r.attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::PrefSource(RouteAddress::Inet(s)) if s.is_loopback()));
+    let kind = match r.header.kind {
+        RouteType::BlackHole => Some(RouteKind::Blackhole),
+        RouteType::Unicast if oif == Some(LOOPBACK_IFINDEX) && !has_gateway && loopback_src => Some(RouteKind::DevLo),
+        _ => None,
+    };
+    Some(LiveRoute {
+        dest,
+        prefix_len: r.header.destination_prefix_length,
+        kind,
+        protocol: protocol_number(r.header.protocol),
+        metric,
+    })
+}
+
 fn table_attr(r: &RouteMessage) -> Option<u32> {
     r.attributes.iter().find_map(|a| match a {
         RouteAttribute::Table(t) => Some(*t),
@@ -410,6 +570,36 @@ mod json_tests {
         let short: LiveRoute =
             serde_json::from_str(r#"{"dest":"169.254.170.2","prefix_len":32,"protocol":236,"kind":"dev_lo"}"#).unwrap();
         assert_eq!(short, v4);
+    }
+
+    /// A raw `RTM_NEWROUTE` of `family` in header table `table`.
+    fn raw_route(family: u8, table: u8) -> Vec<u8> {
+        let mut m = vec![0u8; NLMSG_HEADER_LEN + 12];
+        let len = m.len() as u32;
+        m[..4].copy_from_slice(&len.to_ne_bytes());
+        m[4..6].copy_from_slice(&RTM_NEWROUTE.to_ne_bytes());
+        m[NLMSG_HEADER_LEN] = family;
+        m[NLMSG_HEADER_LEN + 4] = table;
+        m
+    }
+
+    #[test]
+    fn a_dump_of_every_family_parses_only_ip_routes_that_may_be_in_the_main_table() {
+        let (inet, inet6) = (libc::AF_INET as u8, libc::AF_INET6 as u8);
+        assert!(is_ip_route_in_main(&raw_route(inet, 254)));
+        assert!(is_ip_route_in_main(&raw_route(inet6, 254)));
+        // The real table is in RTA_TABLE: parsed, then judged by it.
+        assert!(is_ip_route_in_main(&raw_route(inet, RT_TABLE_COMPAT)));
+        // The local table; IPv4 multicast (RTNL_FAMILY_IPMR), MPLS.
+        assert!(!is_ip_route_in_main(&raw_route(inet6, 255)));
+        assert!(!is_ip_route_in_main(&raw_route(128, 254)));
+        assert!(!is_ip_route_in_main(&raw_route(libc::AF_MPLS as u8, 254)));
+        // Anything but a route (the dump's NLMSG_DONE, an error) and a truncated route
+        // go to the parser.
+        let mut done = raw_route(0, 0);
+        done[4..6].copy_from_slice(&3u16.to_ne_bytes());
+        assert!(is_ip_route_in_main(&done));
+        assert!(is_ip_route_in_main(&raw_route(128, 254)[..NLMSG_HEADER_LEN + 2]));
     }
 
     #[test]

@@ -90,6 +90,38 @@ impl LiveRoute {
     }
 }
 
+/// The address family of a default route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpFamily {
+    /// IPv4 (`0.0.0.0/0`). JSON `"ipv4"`.
+    Ipv4,
+    /// IPv6 (`::/0`). JSON `"ipv6"`.
+    Ipv6,
+}
+
+impl std::fmt::Display for IpFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IpFamily::Ipv4 => "IPv4",
+            IpFamily::Ipv6 => "IPv6",
+        })
+    }
+}
+
+/// An interface that a main-table unicast default route leaves through (each next hop
+/// of a multipath one): the host's uplink, where its neighbours are.
+///
+/// JSON (unknown fields are rejected): `{"family": "ipv4", "interface": "eth0"}`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Uplink {
+    /// The family of the default route.
+    pub family: IpFamily,
+    /// The interface's name (`IFLA_IFNAME`), as the kernel reports it.
+    pub interface: String,
+}
+
 /// What to do in each namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskAction {

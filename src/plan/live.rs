@@ -4,7 +4,7 @@
 use crate::desired::Desired;
 use crate::model::live::{LiveChain, LiveRule, LiveTable};
 use crate::model::record::Record;
-use crate::model::route::{LiveRoute, ROUTE_PROTOCOL};
+use crate::model::route::{LiveRoute, ROUTE_PROTOCOL, Uplink};
 use crate::model::ruleset::Family;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +30,9 @@ pub struct LiveState {
     pub ipv4_default_route: bool,
     /// Whether `lo` is up: a `dev lo` route cannot be added while it is down.
     pub lo_up: bool,
+    /// The interfaces the IPv4 and IPv6 default routes leave through; `None` when not
+    /// known (a snapshot taken by an older ecs-hostnet). See [`crate::plan::uplink`].
+    pub uplinks: Option<Vec<Uplink>>,
 }
 
 impl LiveState {
@@ -67,6 +70,8 @@ pub struct HostFacts {
     pub ipv4_default_route: bool,
     /// See [`LiveState::lo_up`].
     pub lo_up: bool,
+    /// See [`LiveState::uplinks`].
+    pub uplinks: Option<Vec<Uplink>>,
 }
 
 impl HostFacts {
@@ -91,6 +96,7 @@ impl HostFacts {
             endpoint_routes,
             ipv4_default_route: self.ipv4_default_route,
             lo_up: self.lo_up,
+            uplinks: self.uplinks,
         })
     }
 }
@@ -150,6 +156,8 @@ pub fn converged_host(desired: &Desired, original: &str) -> HostFacts {
         ipv4_routes,
         ipv4_default_route: true,
         lo_up: true,
+        // The model host's uplink is not known: `diff` compares configurations only.
+        uplinks: None,
     }
 }
 

@@ -20,6 +20,7 @@ pub mod files;
 pub mod live;
 pub mod reason;
 pub mod task_routes;
+pub mod uplink;
 
 use crate::desired::Desired;
 use crate::model::live::{LiveChain, LiveRule, LiveTable};
@@ -204,7 +205,15 @@ fn delete_route(r: &LiveRoute, reason: Reason, p: &mut Plan) {
 
 /// The plan of `remove`: none of our tables, every recorded route_localnet value put back.
 pub fn plan_removal(live: &LiveState) -> Plan {
-    let mut p = plan(&Desired { tables: vec![], route_localnet: vec![], endpoint_route: None }, live);
+    let mut p = plan(
+        &Desired {
+            tables: vec![],
+            route_localnet: vec![],
+            endpoint_route: None,
+            container_interfaces: Default::default(),
+        },
+        live,
+    );
     for c in &mut p.changes {
         c.reason = Reason::RemoveCommand;
     }
@@ -753,7 +762,12 @@ mod tests {
     fn remove_restores_before_deleting_the_guard() {
         let d = compile(&default_config());
         let live = converged(&d, &rec(&[("all", "0")]));
-        let empty = Desired { tables: vec![], route_localnet: vec![], endpoint_route: None };
+        let empty = Desired {
+            tables: vec![],
+            route_localnet: vec![],
+            endpoint_route: None,
+            container_interfaces: Default::default(),
+        };
         let p = plan(&empty, &live);
         assert_eq!(p.sysctl_before, vec![SysctlWrite { selector: "all".into(), value: "0".into() }]);
         assert!(p.sysctl_after.is_empty());
@@ -775,7 +789,15 @@ mod tests {
         });
         assert_eq!(rec1, Some(rec(&[("all", "1")])));
         let after = converged(&d, &rec(&[("all", "1")]));
-        let p = plan(&Desired { tables: vec![], route_localnet: vec![], endpoint_route: None }, &after);
+        let p = plan(
+            &Desired {
+                tables: vec![],
+                route_localnet: vec![],
+                endpoint_route: None,
+                container_interfaces: Default::default(),
+            },
+            &after,
+        );
         assert!(p.sysctl_before.is_empty());
     }
 

@@ -206,6 +206,10 @@ pub enum Note {
     /// `the IMDS block covers bridge-mode containers only. ...`: what `plan` says when the
     /// IMDS block is on.
     ImdsBlockScope,
+    /// `the snapshot does not name the interfaces of the host's default routes ...`:
+    /// `plan --against` a snapshot taken by an older ecs-hostnet could not check that no
+    /// container interface pattern matches the host's uplink ([`crate::plan::uplink`]).
+    UplinkNotChecked,
 }
 
 /// `SYSCTL, SYSCTL, ...`: the route_localnet sysctl of each selector.
@@ -269,6 +273,10 @@ impl fmt::Display for Note {
                 f,
                 "agent.manage_ecs_config is turned off: apply leaves {ECS_CONFIG_PATH} as it is; `ecs-hostnet \
                  uninstall` puts back the values found before install"
+            ),
+            Note::UplinkNotChecked => f.write_str(
+                "the snapshot does not name the interfaces of the host's default routes (an older ecs-hostnet took \
+                 it): whether containers.interfaces matches the host's uplink was not checked; take a new snapshot",
             ),
             Note::ImdsBlockScope => f.write_str(
                 "the IMDS block covers bridge-mode containers only. Host-network-mode tasks share the \
@@ -400,6 +408,11 @@ mod tests {
             n(Note::ManageEcsConfigTurnedOff),
             "agent.manage_ecs_config is turned off: apply leaves /etc/ecs/ecs.config as it is; `ecs-hostnet \
              uninstall` puts back the values found before install"
+        );
+        assert_eq!(
+            n(Note::UplinkNotChecked),
+            "the snapshot does not name the interfaces of the host's default routes (an older ecs-hostnet took \
+             it): whether containers.interfaces matches the host's uplink was not checked; take a new snapshot"
         );
         assert_eq!(
             n(Note::ImdsBlockScope),

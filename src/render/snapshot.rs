@@ -20,7 +20,7 @@ use crate::desired::install_files as artifacts;
 use crate::model::install_state::{Bytes, InstallState, InstalledEcsConfig, InstalledFile, LiveFiles};
 use crate::model::live::LiveTable;
 use crate::model::record::Record;
-use crate::model::route::LiveRoute;
+use crate::model::route::{LiveRoute, Uplink};
 use crate::plan::live::HostFacts;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -140,6 +140,12 @@ pub struct Snapshot {
     pub ipv4_default_route: bool,
     /// Whether `lo` is up.
     pub lo_up: bool,
+    /// The interfaces the main table's IPv4 and IPv6 default routes leave through (see
+    /// [`Uplink`]), for the check that no container interface pattern matches them
+    /// ([`crate::plan::uplink`]). Missing (or `null`) in a snapshot taken by an older
+    /// ecs-hostnet: `plan --against` then says the check was skipped.
+    #[serde(default)]
+    pub default_route_interfaces: Option<Vec<Uplink>>,
     /// The installed files; `null` when ecs-hostnet is not installed on the host.
     pub install: Option<InstallSnapshot>,
 }
@@ -292,6 +298,7 @@ impl Snapshot {
             ipv4_routes: facts.ipv4_routes,
             ipv4_default_route: facts.ipv4_default_route,
             lo_up: facts.lo_up,
+            default_route_interfaces: facts.uplinks,
             install,
         }
     }
@@ -346,8 +353,8 @@ impl Snapshot {
     /// table): tables other than ecs-hostnet's, duplicate tables, chains or rule handles,
     /// names and comments longer than the kernel allows (`NFT_NAME_MAXLEN`,
     /// `NFT_USERDATA_MAXLEN`: 256 bytes), rules of more than `NFT_RULE_MAXEXPRS` (128)
-    /// expressions, sysctl values that are not integers, and selectors that are not `all`
-    /// or an interface name.
+    /// expressions, sysctl values that are not integers, selectors that are not `all`
+    /// or an interface name, and default route interfaces that are not interface names.
     ///
     /// Errors: [`SnapshotError::Implausible`], naming the first problem found.
     pub fn check(&self) -> Result<(), SnapshotError> {
@@ -435,6 +442,13 @@ impl Snapshot {
                 )));
             }
         }
+        let not_a_name = |u: &&Uplink| crate::model::ifpattern::IfPattern::parse(&u.interface, false).is_err();
+        if let Some(u) = self.default_route_interfaces.iter().flatten().find(not_a_name) {
+            return Err(implausible(format!(
+                "default_route_interfaces: {:?} is not an interface name",
+                crate::model::escape::escape_controls(&u.interface)
+            )));
+        }
         Ok(())
     }
 
@@ -453,6 +467,7 @@ impl Snapshot {
             ipv4_routes: self.ipv4_routes.clone(),
             ipv4_default_route: self.ipv4_default_route,
             lo_up: self.lo_up,
+            uplinks: self.default_route_interfaces.clone(),
         }
     }
 
@@ -524,6 +539,29 @@ mod tests {
     }
 
     #[test]
+    fn default_route_interfaces_round_trip_and_an_older_snapshot_without_them_reads_as_unknown() {
+        use crate::model::route::IpFamily;
+        let mut s = converged();
+        let uplinks = vec![
+            Uplink { family: IpFamily::Ipv4, interface: "br-lan".into() },
+            Uplink { family: IpFamily::Ipv6, interface: "br-lan".into() },
+        ];
+        s.default_route_interfaces = Some(uplinks.clone());
+        let text = s.to_json();
+        assert!(
+            text.contains("\"default_route_interfaces\": [\n    {\n      \"family\": \"ipv4\",\n      \"interface\": \"br-lan\"\n    },"),
+            "{text}"
+        );
+        let back = Snapshot::from_json("s.json", text.as_bytes()).unwrap();
+        assert_eq!(back.facts().uplinks, Some(uplinks));
+        // What an older ecs-hostnet wrote: no such field.
+        let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        doc.as_object_mut().unwrap().remove("default_route_interfaces");
+        let old = Snapshot::from_json("old.json", doc.to_string().as_bytes()).unwrap();
+        assert_eq!(old.facts().uplinks, None);
+    }
+
+    #[test]
     fn snapshots_no_host_could_give_are_refused() {
         let mut s = converged();
         s.tables[0].name = "filter".into();
@@ -547,6 +585,14 @@ mod tests {
         let mut s = converged();
         s.saved_record = Some([("../../etc".to_string(), "1".to_string())].into());
         assert!(refused(&s).contains("saved_record"), "{}", refused(&s));
+        let mut s = converged();
+        let bad = Uplink { family: crate::model::route::IpFamily::Ipv4, interface: "eth0/../x".into() };
+        s.default_route_interfaces = Some(vec![bad]);
+        assert!(
+            refused(&s).contains("default_route_interfaces: \"eth0/../x\" is not an interface name"),
+            "{}",
+            refused(&s)
+        );
         assert!(converged().tables.iter().all(|t| t.family != Family::Ip6));
     }
 }
