@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 /// Converges under the lock, then prints what changed (or that nothing had to).
 pub fn run(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
-    let loaded = load::load_config(config.config.as_deref(), &cx.root)?;
+    let loaded = load::load_config(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;
     let desired = engine::desired(&loaded);
     // A broken install state is an error before the kernel is touched.
     install::read_state(&cx.root)?;

@@ -10,7 +10,7 @@ use super::context::Context;
 use super::exit::{Exit, print_error};
 use anyhow::Result;
 use ecs_hostnet::engine;
-use ecs_hostnet::engine::load::{self, Loaded};
+use ecs_hostnet::engine::load::{self, Loaded, Trust};
 use ecs_hostnet::model::escape::escape_controls;
 use ecs_hostnet::plan::{self as planner, files as artifacts};
 use ecs_hostnet::render::plan as report;
@@ -47,7 +47,7 @@ pub fn run(cx: &Context, old: &Path, new: &Path, format: PlanFormat, out: &mut S
 /// Loads both configurations; `None` when either is invalid, after printing the errors
 /// of both (once when they are the same file), so that every error is reported at once.
 fn load_both(cx: &Context, old: &Path, new: &Path) -> Option<(Loaded, Loaded)> {
-    match (load::load_config(Some(old), &cx.root), load::load_config(Some(new), &cx.root)) {
+    match (load::load_config(Some(old), &cx.root, Trust::Any), load::load_config(Some(new), &cx.root, Trust::Any)) {
         (Ok(o), Ok(n)) => Some((o, n)),
         (o, n) => {
             let mut errors: Vec<anyhow::Error> = o.err().into_iter().collect();

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 
 /// Installs the configuration and this program's binary, then prints what was written.
 pub fn install(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
-    let (loaded, bytes) = load::load_config_bytes(config.config.as_deref(), &cx.root)?;
+    let (loaded, bytes) = load::load_config_bytes(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;
     let binary = std::fs::read("/proc/self/exe").context("cannot read this program's binary (/proc/self/exe)")?;
     let _lock = system_lock(&cx.root)?;
     eprintln!("configuration: {}; root {}", escape_controls(&loaded.source), cx.root.at("/").display());

@@ -11,7 +11,7 @@ use super::context::Context;
 use super::exit::Exit;
 use anyhow::Result;
 use ecs_hostnet::desired::Desired;
-use ecs_hostnet::engine::load::{self, Loaded};
+use ecs_hostnet::engine::load::{self, Loaded, Trust};
 use ecs_hostnet::engine::{self, install};
 use ecs_hostnet::model::escape::escape_controls;
 use ecs_hostnet::plan::{self as planner, Note, Plan};
@@ -42,7 +42,9 @@ impl Mode {
 
 /// Prints the plan in `args.format`; [`Exit::Changes`] when there is something to do.
 pub fn run(cx: &Context, args: &PlanArgs, mode: Mode, out: &mut String) -> Result<Exit> {
-    let loaded = load::load_config(args.config.config.as_deref(), &cx.root)?;
+    // Against the kernel it shows what apply would do, so it refuses what apply refuses.
+    let trust = if args.against.is_some() { Trust::Any } else { Trust::RootOnly };
+    let loaded = load::load_config(args.config.config.as_deref(), &cx.root, trust)?;
     let desired = engine::desired(&loaded);
     let keys = loaded.config.agent_keys();
     let (mut p, against) = match &args.against {

@@ -11,7 +11,8 @@ use super::context::Context;
 use super::exit::Exit;
 use anyhow::Result;
 use ecs_hostnet::desired::task_routes::imds_routes;
-use ecs_hostnet::engine::{load, task};
+use ecs_hostnet::engine::load::{self, Trust};
+use ecs_hostnet::engine::task;
 use ecs_hostnet::host::netns;
 use ecs_hostnet::model::route::TaskAction;
 use std::fmt::Write as _;
@@ -25,7 +26,7 @@ pub fn run(cx: &Context, command: TaskCommand, out: &mut String) -> Result<Exit>
         TaskCommand::Check(a) => (a, TaskAction::Check),
         TaskCommand::Remove(a) => (a, TaskAction::Remove),
     };
-    let loaded = load::load_config(args.config.config.as_deref(), &cx.root)?;
+    let loaded = load::load_config(args.config.config.as_deref(), &cx.root, Trust::RootOnly)?;
     let paths = namespaces(cx, &args)?;
     let results = task::run(action, &paths, &imds_routes(&loaded.config))?;
     let (mut failed, mut drift) = (0, 0);
