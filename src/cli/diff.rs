@@ -7,7 +7,7 @@
 
 use super::args::PlanFormat;
 use super::context::Context;
-use super::exit::{Exit, print_error};
+use super::exit::{Exit, info, print_error};
 use anyhow::Result;
 use ecs_hostnet::engine;
 use ecs_hostnet::engine::load::{self, Loaded, Trust};
@@ -20,11 +20,11 @@ use std::path::Path;
 /// changes.
 pub fn run(cx: &Context, old: &Path, new: &Path, format: PlanFormat, out: &mut String) -> Result<Exit> {
     let Some((old_loaded, new_loaded)) = load_both(cx, old, new) else { return Ok(Exit::Failure) };
-    eprintln!(
+    info(&format!(
         "configuration: {}; against a host converged to {}",
         escape_controls(&new_loaded.source),
         escape_controls(&old_loaded.source)
-    );
+    ));
     let mut p = planner::diff(&engine::desired(&old_loaded), &engine::desired(&new_loaded));
     p.changes.extend(artifacts::diff_files(&old_loaded.config, &new_loaded.config));
     if let Some(n) = artifacts::diff_files_note(&old_loaded.config, &new_loaded.config) {

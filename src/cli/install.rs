@@ -6,7 +6,7 @@
 
 use super::args::ConfigArg;
 use super::context::Context;
-use super::exit::Exit;
+use super::exit::{Exit, info};
 use anyhow::{Context as _, Result};
 use ecs_hostnet::engine::{install, load};
 use ecs_hostnet::host::files::Root;
@@ -19,7 +19,7 @@ pub fn install(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exi
     let (loaded, bytes) = load::load_config_bytes(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;
     let binary = std::fs::read("/proc/self/exe").context("cannot read this program's binary (/proc/self/exe)")?;
     let _lock = system_lock(&cx.root)?;
-    eprintln!("configuration: {}; root {}", escape_controls(&loaded.source), cx.root.at("/").display());
+    info(&format!("configuration: {}; root {}", escape_controls(&loaded.source), cx.root.at("/").display()));
     for line in install::install(&cx.root, &bytes, &binary, &loaded.config.agent_keys())? {
         writeln!(out, "{line}")?;
     }

@@ -8,7 +8,7 @@
 
 use super::args::{PlanArgs, PlanFormat};
 use super::context::Context;
-use super::exit::Exit;
+use super::exit::{Exit, info};
 use anyhow::Result;
 use ecs_hostnet::desired::Desired;
 use ecs_hostnet::engine::load::{self, Loaded, Trust};
@@ -71,7 +71,7 @@ fn against_snapshot(
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{name}: cannot read the snapshot: {e}"))?;
     let snap = snapshot::Snapshot::from_json(&name, &bytes)?;
-    eprintln!("configuration: {}; snapshot {}", escape_controls(&loaded.source), escape_controls(&name));
+    info(&format!("configuration: {}; snapshot {}", escape_controls(&loaded.source), escape_controls(&name)));
     let live = snap.facts().live_state(desired, |sel| Ok::<_, anyhow::Error>(snap.route_localnet(sel)))?;
     let mut p = planner::plan(desired, &live);
     if let Some((state, files, link)) = snap.install_view() {
@@ -88,7 +88,7 @@ fn against_kernel(
     keys: &AgentKeys,
 ) -> Result<(Plan, report::Against)> {
     cx.enter()?;
-    eprintln!("configuration: {}; {}", escape_controls(&loaded.source), cx.place());
+    info(&format!("configuration: {}; {}", escape_controls(&loaded.source), cx.place()));
     let (_, mut p) = engine::in_namespace(cx.ns(), engine::plan_live(desired, &cx.root))?;
     p.changes.extend(install::converge_files(&cx.root, keys, false)?);
     Ok((p, report::Against::Netns { netns: cx.ns().map(str::to_string) }))

@@ -7,7 +7,7 @@
 
 use super::args::ConfigArg;
 use super::context::Context;
-use super::exit::Exit;
+use super::exit::{Exit, info};
 use anyhow::Result;
 use ecs_hostnet::engine;
 use ecs_hostnet::engine::load::{self, Trust};
@@ -23,7 +23,7 @@ pub fn run(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
     // could have written it does not matter, and refusing it would block the way back.
     let loaded = load::load_config(config.config.as_deref(), &cx.root, Trust::Any)?;
     cx.enter()?;
-    eprintln!("configuration: {}; {}", escape_controls(&loaded.source), cx.place());
+    info(&format!("configuration: {}; {}", escape_controls(&loaded.source), cx.place()));
     let lock = Lock::acquire(&cx.root, LOCK_TIMEOUT)?;
     let p = engine::in_namespace(cx.ns(), engine::remove(&cx.root, &lock))?;
     if p.is_empty() {

@@ -5,7 +5,7 @@
 //! and [`ecs_hostnet::model::escape`].
 
 use super::context::Context;
-use super::exit::{Exit, print_error};
+use super::exit::{Exit, info, print_error};
 use anyhow::Result;
 use ecs_hostnet::engine::load::{self, Trust};
 use ecs_hostnet::model::escape::escape_controls;
@@ -29,7 +29,7 @@ pub fn run(cx: &Context, files: Vec<PathBuf>, config: Vec<PathBuf>, out: &mut St
         }
     }
     if paths.len() > 1 {
-        eprintln!("{} file(s): {} valid, {bad} invalid.", paths.len(), paths.len() - bad);
+        info(&format!("{} file(s): {} valid, {bad} invalid.", paths.len(), paths.len() - bad));
     }
     Ok(Exit::failure_if(bad > 0))
 }

@@ -1,12 +1,14 @@
 //! The commands, tying configuration, planner, kernel and sysctls together.
 //!
 //! Order of work in `apply` and `remove`: the configuration is read and validated first
-//! (nothing touches the kernel if it is invalid); then the live state is read, planned
-//! against, and carried out as sysctl restores, ONE nf_tables batch, sysctl enables; then
-//! the live state is read again to prove convergence.
+//! (nothing touches the kernel if it is invalid), and the installed files apply will
+//! repair are checked ([`preflight`]); then the live state is read, planned against, and
+//! carried out as sysctl restores, ONE nf_tables batch, sysctl enables; then the live
+//! state is read again to prove convergence.
 
 pub mod install;
 pub mod load;
+pub mod preflight;
 pub mod task;
 
 #[cfg(test)]
