@@ -25,7 +25,6 @@ use std::fmt::Write as _;
 pub fn run(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
     let loaded = load::load_config(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;
     let desired = engine::desired(&loaded);
-    let keys = loaded.config.agent_keys();
     // A broken install state is an error before the kernel is touched.
     install::read_state(&cx.root)?;
     cx.enter()?;
@@ -33,11 +32,11 @@ pub fn run(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
     let lock = Lock::acquire(&cx.root, LOCK_TIMEOUT)?;
     // The files to repair, read and checked now: a repair that cannot be made stops the
     // run here, with the rule set untouched.
-    install::converge_files(&cx.root, &keys, false)
+    install::converge_files(&cx.root, &loaded.config, false)
         .and_then(|repairs| preflight::check_repairs(&cx.root, &repairs))
         .map_err(|e| e.context("nothing was applied: the installed files cannot be checked or repaired"))?;
     let mut p = engine::in_namespace(cx.ns(), engine::converge(&desired, &cx.root, &lock))?;
-    match install::converge_files(&cx.root, &keys, true) {
+    match install::converge_files(&cx.root, &loaded.config, true) {
         Ok(changes) => p.changes.extend(changes),
         Err(e) => return Err(repair_failed(e, &p, out)),
     }

@@ -26,6 +26,8 @@ pub fn run(cx: &Context, old: &Path, new: &Path, format: PlanFormat, out: &mut S
         escape_controls(&old_loaded.source)
     ));
     let mut p = planner::diff(&engine::desired(&old_loaded), &engine::desired(&new_loaded));
+    // In the order plan and check list them: the hook, then ecs.config.
+    p.changes.extend(artifacts::diff_hook(&old_loaded.config, &new_loaded.config));
     p.changes.extend(artifacts::diff_files(&old_loaded.config, &new_loaded.config));
     if let Some(n) = artifacts::diff_files_note(&old_loaded.config, &new_loaded.config) {
         p.notes.push(n);

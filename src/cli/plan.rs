@@ -18,9 +18,6 @@ use ecs_hostnet::plan::{self as planner, Note, Plan};
 use ecs_hostnet::render::{plan as report, snapshot};
 use std::path::Path;
 
-/// The configuration's agent keys, as [`install::converge_files`] takes them.
-type AgentKeys = [(String, Option<String>)];
-
 /// Which of the two commands runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -46,10 +43,9 @@ pub fn run(cx: &Context, args: &PlanArgs, mode: Mode, out: &mut String) -> Resul
     let trust = if args.against.is_some() { Trust::Any } else { Trust::RootOnly };
     let loaded = load::load_config(args.config.config.as_deref(), &cx.root, trust)?;
     let desired = engine::desired(&loaded);
-    let keys = loaded.config.agent_keys();
     let (mut p, against) = match &args.against {
-        Some(path) => against_snapshot(path, &loaded, &desired, &keys)?,
-        None => against_kernel(cx, &loaded, &desired, &keys)?,
+        Some(path) => against_snapshot(path, &loaded, &desired)?,
+        None => against_kernel(cx, &loaded, &desired)?,
     };
     if mode == Mode::Plan && loaded.config.imds_block.enabled.v {
         p.notes.push(Note::ImdsBlockScope);
@@ -66,7 +62,6 @@ fn against_snapshot(
     path: &Path,
     loaded: &Loaded,
     desired: &Desired,
-    keys: &AgentKeys,
 ) -> Result<(Plan, report::Against)> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{name}: cannot read the snapshot: {e}"))?;
@@ -75,7 +70,7 @@ fn against_snapshot(
     let live = snap.facts().live_state(desired, |sel| Ok::<_, anyhow::Error>(snap.route_localnet(sel)))?;
     let mut p = planner::plan(desired, &live);
     if let Some((state, files, link)) = snap.install_view() {
-        p.changes.extend(planner::files::plan_files(&state, &files, link, keys).0);
+        p.changes.extend(planner::files::plan_files_configured(&state, &files, link, &loaded.config).0);
     }
     Ok((p, report::Against::Snapshot { path: name }))
 }
@@ -85,11 +80,10 @@ fn against_kernel(
     cx: &Context,
     loaded: &Loaded,
     desired: &Desired,
-    keys: &AgentKeys,
 ) -> Result<(Plan, report::Against)> {
     cx.enter()?;
     info(&format!("configuration: {}; {}", escape_controls(&loaded.source), cx.place()));
     let (_, mut p) = engine::in_namespace(cx.ns(), engine::plan_live(desired, &cx.root))?;
-    p.changes.extend(install::converge_files(&cx.root, keys, false)?);
+    p.changes.extend(install::converge_files(&cx.root, &loaded.config, false)?);
     Ok((p, report::Against::Netns { netns: cx.ns().map(str::to_string) }))
 }

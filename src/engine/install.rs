@@ -277,12 +277,13 @@ pub fn read_live_files(root: &Root, state: &InstallState) -> Result<(LiveFiles, 
     Ok((live, link_ok(root)))
 }
 
-/// File drift of an installed host: changes for people and, with `fix`, the repairs
-/// carried out. Nothing when nothing is installed.
-pub fn converge_files(root: &Root, agent_keys: &[(String, Option<String>)], fix: bool) -> Result<Vec<Change>> {
+/// File drift of an installed host against `config` (its agent keys and its ecs-init hook):
+/// changes for people and, with `fix`, the repairs carried out. Nothing when nothing is
+/// installed.
+pub fn converge_files(root: &Root, config: &crate::config::Config, fix: bool) -> Result<Vec<Change>> {
     let Some(state) = read_state(root)? else { return Ok(vec![]) };
     let (live, link) = read_live_files(root, &state)?;
-    let (changes, fixes) = crate::plan::files::plan_files(&state, &live, link, agent_keys);
+    let (changes, fixes) = crate::plan::files::plan_files_configured(&state, &live, link, config);
     if fix {
         for f in &fixes {
             write_atomic(&root.at(&f.path), &f.content, 0o644)?;
