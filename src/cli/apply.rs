@@ -26,13 +26,14 @@ pub fn run(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
     let loaded = load::load_config(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;
     let desired = engine::desired(&loaded);
     // A broken install state is an error before the kernel is touched.
-    install::read_state(&cx.root)?;
+    let installed = install::read_state(&cx.root)?.is_some();
     cx.enter()?;
     info(&format!("configuration: {}; {}", escape_controls(&loaded.source), cx.place()));
     let lock = Lock::acquire(&cx.root, LOCK_TIMEOUT)?;
     // The files to repair, read and checked now: a repair that cannot be made stops the
     // run here, with the rule set untouched.
-    install::converge_files(&cx.root, &loaded.config, false)
+    preflight::check_installed_folders(&cx.root, installed)
+        .and_then(|()| install::converge_files(&cx.root, &loaded.config, false))
         .and_then(|repairs| preflight::check_repairs(&cx.root, &repairs))
         .map_err(|e| e.context("nothing was applied: the installed files cannot be checked or repaired"))?;
     let mut p = engine::in_namespace(cx.ns(), engine::converge(&desired, &cx.root, &lock))?;

@@ -58,11 +58,7 @@ pub fn run(cx: &Context, args: &PlanArgs, mode: Mode, out: &mut String) -> Resul
 }
 
 /// The plan against the snapshot file at `path`.
-fn against_snapshot(
-    path: &Path,
-    loaded: &Loaded,
-    desired: &Desired,
-) -> Result<(Plan, report::Against)> {
+fn against_snapshot(path: &Path, loaded: &Loaded, desired: &Desired) -> Result<(Plan, report::Against)> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{name}: cannot read the snapshot: {e}"))?;
     let snap = snapshot::Snapshot::from_json(&name, &bytes)?;
@@ -76,11 +72,7 @@ fn against_snapshot(
 }
 
 /// The plan against the kernel, in the context's namespace, and the installed files.
-fn against_kernel(
-    cx: &Context,
-    loaded: &Loaded,
-    desired: &Desired,
-) -> Result<(Plan, report::Against)> {
+fn against_kernel(cx: &Context, loaded: &Loaded, desired: &Desired) -> Result<(Plan, report::Against)> {
     cx.enter()?;
     info(&format!("configuration: {}; {}", escape_controls(&loaded.source), cx.place()));
     let (_, mut p) = engine::in_namespace(cx.ns(), engine::plan_live(desired, &cx.root))?;

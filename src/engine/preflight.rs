@@ -1,4 +1,5 @@
-//! Preconditions of `apply` that are checked before the kernel is touched: that every
+//! Preconditions of `apply` that are checked before the kernel is touched: that the
+//! folders of the installed files are folders ([`check_installed_folders`]) and that every
 //! installed file it is about to repair can be written where it is ([`check_repairs`]).
 //!
 //! `apply` changes the rule set first and repairs the installed files after it; a repair
@@ -9,6 +10,7 @@
 //! the regular file it names; anything else is refused) and ask the kernel with
 //! `access(2)` whether the folder that will receive the file is writable.
 
+use crate::desired::install_files::{BIN_PATH, CONFIG_PATH, DROPIN_PATH, ECS_CONFIG_PATH, UNIT_PATH, WANTS_LINK};
 use crate::host::files::Root;
 use crate::plan::change::{Change, Subject};
 use anyhow::{Result, bail};
@@ -26,6 +28,19 @@ pub fn check_repairs(root: &Root, changes: &[Change]) -> Result<()> {
             Subject::Symlink { path } => check_link_target(&root.at(path), path)?,
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// On an installed host (`installed`), the folder of each file install manages is a folder
+/// (or does not exist yet): a folder masked with a symlink to `/dev/null` would make
+/// reading those files fail, and repairing them impossible.
+pub fn check_installed_folders(root: &Root, installed: bool) -> Result<()> {
+    if !installed {
+        return Ok(());
+    }
+    for path in [BIN_PATH, CONFIG_PATH, UNIT_PATH, WANTS_LINK, DROPIN_PATH, ECS_CONFIG_PATH] {
+        existing_folder(&root.at(path), path)?;
     }
     Ok(())
 }
@@ -80,6 +95,19 @@ fn check_link_target(real: &Path, shown: &str) -> Result<()> {
 /// folder above it is (the missing ones are created); a symlink on the way must lead to a
 /// folder.
 fn folder_writable(file: &Path, shown: &str) -> Result<()> {
+    let dir = existing_folder(file, shown)?;
+    nix::unistd::access(&dir, AccessFlags::W_OK).map_err(|errno| {
+        anyhow::anyhow!(
+            "{} cannot be written ({}), so {shown} cannot be repaired; make it writable, then run apply again",
+            dir.display(),
+            std::io::Error::from(errno)
+        )
+    })
+}
+
+/// The folder of `file`, or the nearest existing one above it; an error when what is
+/// there is not a folder (a symlink to `/dev/null`, a file).
+fn existing_folder(file: &Path, shown: &str) -> Result<PathBuf> {
     let mut dir: PathBuf = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
     loop {
         match std::fs::metadata(&dir) {
@@ -104,11 +132,5 @@ fn folder_writable(file: &Path, shown: &str) -> Result<()> {
             Err(e) => bail!("cannot look at {}: {e}, so {shown} cannot be repaired", dir.display()),
         }
     }
-    nix::unistd::access(&dir, AccessFlags::W_OK).map_err(|errno| {
-        anyhow::anyhow!(
-            "{} cannot be written ({}), so {shown} cannot be repaired; make it writable, then run apply again",
-            dir.display(),
-            std::io::Error::from(errno)
-        )
-    })
+    Ok(dir)
 }
