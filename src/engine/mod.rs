@@ -110,6 +110,12 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
             sync_saved_record(&nf, root, &p.record)?;
             return Ok(p);
         }
+        // Every route_localnet write of the plan must be possible before anything is
+        // written: one refused after the batch would leave the rules without it.
+        for w in p.sysctl_before.iter().chain(&p.sysctl_after) {
+            sysctl::check_writable(&w.selector, &w.value)
+                .context("nothing was applied: route_localnet cannot be set here")?;
+        }
         for w in &p.sysctl_before {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
