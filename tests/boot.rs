@@ -428,3 +428,28 @@ fn the_agent_hook_follows_agent_on_error() {
     diff.expect_code(2);
     assert!(diff.stdout.contains("+ExecStartPre=-/usr/local/sbin/ecs-hostnet apply"), "{diff}");
 }
+
+/// A precondition of the kernel part: route_localnet must be writable before the batch
+/// is sent (else the rules would go live and route_localnet stay off). With `/proc/sys`
+/// read-only (a bind mount in a private mount namespace of the command alone), apply
+/// exits 1 saying so, and the namespace has no rule, route or sysctl of ours; the control
+/// without the read-only mount converges.
+#[test]
+fn a_read_only_proc_sys_stops_apply_before_the_kernel_is_touched() {
+    let ns = Netns::new("rosys");
+    let before = kernel_state(&ns);
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(format!("mount --bind -o ro /proc/sys /proc/sys && exec {} --netns {} apply", bin(), ns.name))
+        .env("ECS_HOSTNET_RUN_DIR", ns.run_dir());
+    let out = run_cmd_with(&mut cmd, Duration::from_secs(60));
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("nothing was applied: route_localnet cannot be set here: cannot write 1 to /proc/sys/net/ipv4/conf/all/route_localnet: Read-only file system"),
+        "{out}"
+    );
+    assert!(out.stdout.is_empty(), "{out}");
+    assert_eq!(kernel_state(&ns), before, "apply changed the namespace although it could not set route_localnet");
+    ns.ehn(&["apply"]).expect_code(0);
+    assert_ne!(kernel_state(&ns), before, "the control apply changed nothing: the test could not see a change");
+}
