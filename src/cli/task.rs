@@ -8,7 +8,7 @@
 
 use super::args::{TaskArgs, TaskCommand};
 use super::context::Context;
-use super::exit::Exit;
+use super::exit::{Exit, Priority, log};
 use anyhow::Result;
 use ecs_hostnet::desired::task_routes::imds_routes;
 use ecs_hostnet::engine::load::{self, Trust};
@@ -47,6 +47,16 @@ pub fn run(cx: &Context, command: TaskCommand, out: &mut String) -> Result<Exit>
     }
     let verb = if action == TaskAction::Check { "with drift" } else { "changed" };
     writeln!(out, "{} namespace(s): {drift} {verb}, {failed} failed.", results.len())?;
+    if failed > 0 {
+        // The exit status 1 says why on stderr too (at err priority in the journal).
+        log(
+            Priority::Err,
+            &format!(
+                "ecs-hostnet: task: {failed} of {} namespace(s) failed (each is listed on standard output)",
+                results.len()
+            ),
+        );
+    }
     Ok(if failed > 0 { Exit::Failure } else { Exit::changes_if(drift > 0 && action == TaskAction::Check) })
 }
 

@@ -33,15 +33,33 @@ pub enum Trust {
     /// applied to the host (`apply`, which the boot unit and the agent hook run as root,
     /// `plan`/`check` against the kernel, which must show what apply would do, `install`,
     /// which copies the file to where boot reads it, `task`). Not enforced for other users:
-    /// they cannot apply anything, and their own files are theirs.
+    /// they cannot apply anything, and their own files are theirs; nor for root of a user
+    /// namespace other than the first (an unprivileged user of the machine, acting only on
+    /// namespaces that user owns, who sees the machine's root as uid 65534).
     RootOnly,
 }
 
 impl Trust {
-    /// Whether the ownership and mode checks run: [`Trust::RootOnly`] as root.
+    /// Whether the ownership and mode checks run: [`Trust::RootOnly`] as the machine's root.
     fn enforced(self) -> bool {
-        self == Trust::RootOnly && nix::unistd::geteuid().is_root()
+        self == Trust::RootOnly && nix::unistd::geteuid().is_root() && in_initial_user_namespace()
     }
+}
+
+/// Whether this process is in the machine's first user namespace: its uid map is the
+/// identity over every uid (`0 0 4294967295`). When the map cannot be read, `true` (the
+/// checks run).
+fn in_initial_user_namespace() -> bool {
+    match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(map) => is_identity_uid_map(&map),
+        Err(_) => true,
+    }
+}
+
+/// Whether `/proc/self/uid_map` text maps every uid to itself (the first user namespace).
+fn is_identity_uid_map(map: &str) -> bool {
+    let lines: Vec<Vec<&str>> = map.lines().map(|l| l.split_whitespace().collect()).collect();
+    matches!(lines.as_slice(), [l] if l.as_slice() == ["0", "0", "4294967295"])
 }
 
 /// Reads and validates the configuration: `path` if given, else [`SYSTEM_CONFIG`] under
@@ -286,6 +304,14 @@ mod tests {
 
     fn problem(entry: Entry, uid: u32, mode: u32, sticky: bool) -> Option<String> {
         strict_modes_problem(entry, Path::new("/etc/x/config.toml"), uid, mode, sticky)
+    }
+
+    #[test]
+    fn only_the_first_user_namespace_has_the_identity_map() {
+        assert!(is_identity_uid_map("         0          0 4294967295\n"));
+        assert!(!is_identity_uid_map("         0       1000          1\n"));
+        assert!(!is_identity_uid_map("0 0 1000\n1000 100000 65536\n"));
+        assert!(!is_identity_uid_map(""));
     }
 
     #[test]
