@@ -845,8 +845,8 @@ pub fn object(nlh: *const libc::nlmsghdr) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::default_config;
     use crate::desired::compile;
+    use crate::config::default_config;
 
     /// Every desired rule survives encode -> netlink message -> decode unchanged, so the
     /// planner compares like with like (the kernel round trip is tested in tests/).
@@ -936,9 +936,7 @@ mod tests {
                 let sets = sets.get(&(m[16], table)).cloned().unwrap_or_default();
                 let slow = rule_libnftnl(m, &sets).unwrap();
                 let ours = slow.rule.comment.as_deref().is_some_and(|c| crate::plan::is_our_id(c))
-                    && crate::model::names::OWNED_TABLES
-                        .iter()
-                        .any(|(f, t)| Some(*f) == slow.family && *t == slow.table);
+                    && crate::model::names::OWNED_TABLES.iter().any(|(f, t)| Some(*f) == slow.family && *t == slow.table);
                 let foreign_expr = slow.rule.exprs.iter().any(|e| matches!(e, Expr::Other { .. }));
                 match rule_direct(m, &sets) {
                     Some(direct) => {

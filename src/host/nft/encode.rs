@@ -257,11 +257,8 @@ pub fn table_udata(comment: &str, record: &crate::model::record::Record) -> Resu
     let mut u = Vec::new();
     udata_put(&mut u, UDATA_COMMENT, &strz(comment))?;
     if !record.is_empty() {
-        udata_put(&mut u, crate::model::record::UDATA_TYPE, &crate::model::record::encode(record)).map_err(|e| {
-            format!(
-                "cannot record the route_localnet values found ({e}); list fewer interfaces in route_localnet.enable"
-            )
-        })?;
+        udata_put(&mut u, crate::model::record::UDATA_TYPE, &crate::model::record::encode(record))
+            .map_err(|e| format!("cannot record the route_localnet values found ({e}); list fewer interfaces in route_localnet.enable"))?;
     }
     Ok(u)
 }

@@ -10,8 +10,8 @@
 pub mod decode;
 pub mod encode;
 
-use crate::model::live::LiveTable;
 use crate::model::ops::Op;
+use crate::model::live::LiveTable;
 use crate::model::ruleset::Family;
 use nftnl::nftnl_sys as sys;
 use std::collections::BTreeSet;
