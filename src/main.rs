@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // A usage error goes to stderr; --help and --version are output.
             let exit = if e.use_stderr() { Exit::Failure } else { Exit::Ok };
-            let _ = e.print();
+            cli::exit::print_clap(&e);
             return exit.into();
         }
     };
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     // stdout is an error message, not a panic.
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()) {
-        eprintln!("ecs-hostnet: cannot write to standard output: {e}");
+        cli::exit::log(cli::exit::Priority::Err, &format!("ecs-hostnet: cannot write to standard output: {e}"));
         return Exit::Failure.into();
     }
     match result {

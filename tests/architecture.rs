@@ -124,7 +124,7 @@ fn code_lines(text: &str) -> Vec<String> {
     let c: Vec<char> = text.chars().collect();
     let ident = |ch: char| ch.is_alphanumeric() || ch == '_';
     let mut lines = vec![String::new()];
-    let mut push = |lines: &mut Vec<String>, ch: char| {
+    let push = |lines: &mut Vec<String>, ch: char| {
         if ch == '\n' {
             lines.push(String::new());
         } else {

@@ -1974,6 +1974,17 @@ fn uninstall_restores_files_that_existed_before_install() {
         let root = TempDir::new("preroot");
         let root = root.path();
         setup(root);
+        if installs[0].len() == 1 {
+            // Installing the configuration already there, which uid 1234 owns, would
+            // install one that boot refuses (StrictModes, issue 12): install refuses it,
+            // says why, and changes nothing; made root's, it installs.
+            let before = nodes(root);
+            let refused = ehn_root(root, &installs[0]);
+            refused.expect_code(1);
+            assert!(refused.stderr.contains("refused: the file is owned by uid 1234, not root"), "{label}: {refused}");
+            assert_nodes_eq(&format!("{label}: refused install"), &before, &nodes(root));
+            std::os::unix::fs::chown(p(root, CONFIG_PATH), Some(0), Some(0)).unwrap();
+        }
         let original = nodes(root);
         let mut last = None;
         for args in &installs {

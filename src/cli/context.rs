@@ -8,6 +8,7 @@
 //! [`ecs_hostnet::render::plan::ColorChoice`].
 
 use super::args::{Cli, ColorArg, Command, PlanArgs};
+use super::exit::note;
 use anyhow::Result;
 use ecs_hostnet::host::files::Root;
 use ecs_hostnet::host::netns;
@@ -35,7 +36,7 @@ impl Context {
         if ns.is_some()
             && matches!(cli.command, Command::Render { .. } | Command::Validate { .. } | Command::Diff { .. })
         {
-            eprintln!("ecs-hostnet: note: --netns is ignored: render, validate and diff do not touch a kernel");
+            note("ecs-hostnet: note: --netns is ignored: render, validate and diff do not touch a kernel");
         }
         if let (
             Some(ns),
@@ -46,7 +47,7 @@ impl Context {
         }
         let color = color_enabled(cli.color);
         if ns.is_some() && matches!(cli.command, Command::Install { .. }) {
-            eprintln!("ecs-hostnet: note: --netns is ignored: install writes files only");
+            note("ecs-hostnet: note: --netns is ignored: install writes files only");
         }
         Ok(Context { netns: cli.netns.clone(), root: Root::new(cli.root.as_deref()), color })
     }

@@ -7,10 +7,10 @@
 
 use super::args::PlanFormat;
 use super::context::Context;
-use super::exit::{Exit, print_error};
+use super::exit::{Exit, info, print_error};
 use anyhow::Result;
 use ecs_hostnet::engine;
-use ecs_hostnet::engine::load::{self, Loaded};
+use ecs_hostnet::engine::load::{self, Loaded, Trust};
 use ecs_hostnet::model::escape::escape_controls;
 use ecs_hostnet::plan::{self as planner, files as artifacts};
 use ecs_hostnet::render::plan as report;
@@ -20,12 +20,14 @@ use std::path::Path;
 /// changes.
 pub fn run(cx: &Context, old: &Path, new: &Path, format: PlanFormat, out: &mut String) -> Result<Exit> {
     let Some((old_loaded, new_loaded)) = load_both(cx, old, new) else { return Ok(Exit::Failure) };
-    eprintln!(
+    info(&format!(
         "configuration: {}; against a host converged to {}",
         escape_controls(&new_loaded.source),
         escape_controls(&old_loaded.source)
-    );
+    ));
     let mut p = planner::diff(&engine::desired(&old_loaded), &engine::desired(&new_loaded));
+    // In the order plan and check list them: the hook, then ecs.config.
+    p.changes.extend(artifacts::diff_hook(&old_loaded.config, &new_loaded.config));
     p.changes.extend(artifacts::diff_files(&old_loaded.config, &new_loaded.config));
     if let Some(n) = artifacts::diff_files_note(&old_loaded.config, &new_loaded.config) {
         p.notes.push(n);
@@ -47,7 +49,7 @@ pub fn run(cx: &Context, old: &Path, new: &Path, format: PlanFormat, out: &mut S
 /// Loads both configurations; `None` when either is invalid, after printing the errors
 /// of both (once when they are the same file), so that every error is reported at once.
 fn load_both(cx: &Context, old: &Path, new: &Path) -> Option<(Loaded, Loaded)> {
-    match (load::load_config(Some(old), &cx.root), load::load_config(Some(new), &cx.root)) {
+    match (load::load_config(Some(old), &cx.root, Trust::Any), load::load_config(Some(new), &cx.root, Trust::Any)) {
         (Ok(o), Ok(n)) => Some((o, n)),
         (o, n) => {
             let mut errors: Vec<anyhow::Error> = o.err().into_iter().collect();

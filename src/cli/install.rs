@@ -9,7 +9,7 @@
 
 use super::args::ConfigArg;
 use super::context::Context;
-use super::exit::Exit;
+use super::exit::{Exit, info};
 use anyhow::{Context as _, Result};
 use ecs_hostnet::engine::{self, install, load};
 use ecs_hostnet::host::files::Root;
@@ -21,10 +21,10 @@ use std::fmt::Write as _;
 /// Installs the configuration and this program's binary, tells systemd, then prints what
 /// was done.
 pub fn install(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
-    let (loaded, bytes) = load::load_config_bytes(config.config.as_deref(), &cx.root)?;
+    let (loaded, bytes) = load::load_config_bytes(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;
     let binary = std::fs::read("/proc/self/exe").context("cannot read this program's binary (/proc/self/exe)")?;
     let _lock = system_lock(&cx.root)?;
-    eprintln!("configuration: {}; root {}", escape_controls(&loaded.source), cx.root.at("/").display());
+    info(&format!("configuration: {}; root {}", escape_controls(&loaded.source), cx.root.at("/").display()));
     let report = install::install(&cx.root, &bytes, &binary, &loaded.config.agent_keys())?;
     print_lines(out, &report.lines)?;
     print_lines(out, &install::tell_systemd(&cx.root, &report)?)?;

@@ -8,18 +8,15 @@
 
 use super::args::{PlanArgs, PlanFormat};
 use super::context::Context;
-use super::exit::Exit;
+use super::exit::{Exit, info};
 use anyhow::Result;
 use ecs_hostnet::desired::Desired;
-use ecs_hostnet::engine::load::{self, Loaded};
+use ecs_hostnet::engine::load::{self, Loaded, Trust};
 use ecs_hostnet::engine::{self, install};
 use ecs_hostnet::model::escape::escape_controls;
 use ecs_hostnet::plan::{self as planner, Note, Plan};
 use ecs_hostnet::render::{plan as report, snapshot};
 use std::path::Path;
-
-/// The configuration's agent keys, as [`install::converge_files`] takes them.
-type AgentKeys = [(String, Option<String>)];
 
 /// Which of the two commands runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -42,12 +39,13 @@ impl Mode {
 
 /// Prints the plan in `args.format`; [`Exit::Changes`] when there is something to do.
 pub fn run(cx: &Context, args: &PlanArgs, mode: Mode, out: &mut String) -> Result<Exit> {
-    let loaded = load::load_config(args.config.config.as_deref(), &cx.root)?;
+    // Against the kernel it shows what apply would do, so it refuses what apply refuses.
+    let trust = if args.against.is_some() { Trust::Any } else { Trust::RootOnly };
+    let loaded = load::load_config(args.config.config.as_deref(), &cx.root, trust)?;
     let desired = engine::desired(&loaded);
-    let keys = loaded.config.agent_keys();
     let (mut p, against) = match &args.against {
-        Some(path) => against_snapshot(path, &loaded, &desired, &keys)?,
-        None => against_kernel(cx, &loaded, &desired, &keys)?,
+        Some(path) => against_snapshot(path, &loaded, &desired)?,
+        None => against_kernel(cx, &loaded, &desired)?,
     };
     if mode == Mode::Plan && loaded.config.imds_block.enabled.v {
         p.notes.push(Note::ImdsBlockScope);
@@ -60,16 +58,11 @@ pub fn run(cx: &Context, args: &PlanArgs, mode: Mode, out: &mut String) -> Resul
 }
 
 /// The plan against the snapshot file at `path`.
-fn against_snapshot(
-    path: &Path,
-    loaded: &Loaded,
-    desired: &Desired,
-    keys: &AgentKeys,
-) -> Result<(Plan, report::Against)> {
+fn against_snapshot(path: &Path, loaded: &Loaded, desired: &Desired) -> Result<(Plan, report::Against)> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{name}: cannot read the snapshot: {e}"))?;
     let snap = snapshot::Snapshot::from_json(&name, &bytes)?;
-    eprintln!("configuration: {}; snapshot {}", escape_controls(&loaded.source), escape_controls(&name));
+    info(&format!("configuration: {}; snapshot {}", escape_controls(&loaded.source), escape_controls(&name)));
     let live = snap.facts().live_state(desired, |sel| Ok::<_, anyhow::Error>(snap.route_localnet(sel)))?;
     engine::refuse_uplink_conflicts(desired, &live, "plan and apply refuse this configuration on that host")?;
     let mut p = planner::plan(desired, &live);
@@ -77,21 +70,16 @@ fn against_snapshot(
         p.notes.push(Note::UplinkNotChecked);
     }
     if let Some((state, files, link)) = snap.install_view() {
-        p.changes.extend(planner::files::plan_files(&state, &files, link, keys).0);
+        p.changes.extend(planner::files::plan_files_configured(&state, &files, link, &loaded.config).0);
     }
     Ok((p, report::Against::Snapshot { path: name }))
 }
 
 /// The plan against the kernel, in the context's namespace, and the installed files.
-fn against_kernel(
-    cx: &Context,
-    loaded: &Loaded,
-    desired: &Desired,
-    keys: &AgentKeys,
-) -> Result<(Plan, report::Against)> {
+fn against_kernel(cx: &Context, loaded: &Loaded, desired: &Desired) -> Result<(Plan, report::Against)> {
     cx.enter()?;
-    eprintln!("configuration: {}; {}", escape_controls(&loaded.source), cx.place());
+    info(&format!("configuration: {}; {}", escape_controls(&loaded.source), cx.place()));
     let (_, mut p) = engine::in_namespace(cx.ns(), engine::plan_live(desired, &cx.root))?;
-    p.changes.extend(install::converge_files(&cx.root, keys, false)?);
+    p.changes.extend(install::converge_files(&cx.root, &loaded.config, false)?);
     Ok((p, report::Against::Netns { netns: cx.ns().map(str::to_string) }))
 }

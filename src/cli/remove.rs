@@ -7,9 +7,10 @@
 
 use super::args::ConfigArg;
 use super::context::Context;
-use super::exit::Exit;
+use super::exit::{Exit, info};
 use anyhow::Result;
-use ecs_hostnet::engine::{self, load};
+use ecs_hostnet::engine;
+use ecs_hostnet::engine::load::{self, Trust};
 use ecs_hostnet::host::run_dir::{LOCK_TIMEOUT, Lock};
 use ecs_hostnet::model::escape::escape_controls;
 use ecs_hostnet::render::done;
@@ -18,10 +19,11 @@ use std::fmt::Write as _;
 /// Removes under the lock, then prints what was removed (or that nothing was there).
 pub fn run(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
     // The configuration is validated so a typo is not silently ignored, but what
-    // is removed is what ecs-hostnet owns, whatever the configuration says now.
-    let loaded = load::load_config(config.config.as_deref(), &cx.root)?;
+    // is removed is what ecs-hostnet owns, whatever the configuration says now: so who
+    // could have written it does not matter, and refusing it would block the way back.
+    let loaded = load::load_config(config.config.as_deref(), &cx.root, Trust::Any)?;
     cx.enter()?;
-    eprintln!("configuration: {}; {}", escape_controls(&loaded.source), cx.place());
+    info(&format!("configuration: {}; {}", escape_controls(&loaded.source), cx.place()));
     let lock = Lock::acquire(&cx.root, LOCK_TIMEOUT)?;
     let p = engine::in_namespace(cx.ns(), engine::remove(&cx.root, &lock))?;
     if p.is_empty() {

@@ -8,12 +8,13 @@ use super::args::{ConfigArg, RenderFormat};
 use super::context::Context;
 use super::exit::Exit;
 use anyhow::Result;
-use ecs_hostnet::engine::{self, load};
+use ecs_hostnet::engine;
+use ecs_hostnet::engine::load::{self, Trust};
 use ecs_hostnet::render::{desired_json, nft_script};
 
 /// Prints the desired state of `config` in `format`.
 pub fn run(cx: &Context, config: &ConfigArg, format: RenderFormat, out: &mut String) -> Result<Exit> {
-    let loaded = load::load_config(config.config.as_deref(), &cx.root)?;
+    let loaded = load::load_config(config.config.as_deref(), &cx.root, Trust::Any)?;
     let desired = engine::desired(&loaded);
     match format {
         RenderFormat::Nft => out.push_str(&nft_script::script(&desired, &loaded.source)),

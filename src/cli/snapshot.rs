@@ -5,7 +5,7 @@
 
 use super::args::SnapshotFormat;
 use super::context::Context;
-use super::exit::Exit;
+use super::exit::{Exit, info};
 use anyhow::Result;
 use ecs_hostnet::engine;
 
@@ -14,7 +14,7 @@ pub fn run(cx: &Context, format: SnapshotFormat, out: &mut String) -> Result<Exi
     match format {
         SnapshotFormat::Json => {
             cx.enter()?;
-            eprintln!("snapshot of {}", cx.place());
+            info(&format!("snapshot of {}", cx.place()));
             let snap = engine::in_namespace(cx.ns(), engine::snapshot(&cx.root, cx.ns()))?;
             out.push_str(&snap.to_json());
         }

@@ -8,10 +8,11 @@
 
 use super::args::{TaskArgs, TaskCommand};
 use super::context::Context;
-use super::exit::Exit;
+use super::exit::{Exit, Priority, log};
 use anyhow::Result;
 use ecs_hostnet::desired::task_routes::imds_routes;
-use ecs_hostnet::engine::{load, task};
+use ecs_hostnet::engine::load::{self, Trust};
+use ecs_hostnet::engine::task;
 use ecs_hostnet::host::netns;
 use ecs_hostnet::model::route::TaskAction;
 use std::fmt::Write as _;
@@ -25,7 +26,7 @@ pub fn run(cx: &Context, command: TaskCommand, out: &mut String) -> Result<Exit>
         TaskCommand::Check(a) => (a, TaskAction::Check),
         TaskCommand::Remove(a) => (a, TaskAction::Remove),
     };
-    let loaded = load::load_config(args.config.config.as_deref(), &cx.root)?;
+    let loaded = load::load_config(args.config.config.as_deref(), &cx.root, Trust::RootOnly)?;
     let paths = namespaces(cx, &args)?;
     let results = task::run(action, &paths, &imds_routes(&loaded.config))?;
     let (mut failed, mut drift) = (0, 0);
@@ -46,6 +47,16 @@ pub fn run(cx: &Context, command: TaskCommand, out: &mut String) -> Result<Exit>
     }
     let verb = if action == TaskAction::Check { "with drift" } else { "changed" };
     writeln!(out, "{} namespace(s): {drift} {verb}, {failed} failed.", results.len())?;
+    if failed > 0 {
+        // The exit status 1 says why on stderr too (at err priority in the journal).
+        log(
+            Priority::Err,
+            &format!(
+                "ecs-hostnet: task: {failed} of {} namespace(s) failed (each is listed on standard output)",
+                results.len()
+            ),
+        );
+    }
     Ok(if failed > 0 { Exit::Failure } else { Exit::changes_if(drift > 0 && action == TaskAction::Check) })
 }
 

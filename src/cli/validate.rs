@@ -6,9 +6,10 @@
 //! and [`ecs_hostnet::model::escape`].
 
 use super::context::Context;
-use super::exit::{Exit, print_error};
+use super::exit::{Exit, info, note, print_error};
 use anyhow::Result;
-use ecs_hostnet::engine::{self, load};
+use ecs_hostnet::engine;
+use ecs_hostnet::engine::load::{self, Trust};
 use ecs_hostnet::model::escape::escape_controls;
 use ecs_hostnet::plan::uplink;
 use std::fmt::Write as _;
@@ -22,12 +23,12 @@ pub fn run(cx: &Context, files: Vec<PathBuf>, config: Vec<PathBuf>, out: &mut St
     let paths: Vec<Option<PathBuf>> = if given.is_empty() { vec![None] } else { given.into_iter().map(Some).collect() };
     let mut bad = 0;
     for p in &paths {
-        match load::load_config(p.as_deref(), &cx.root) {
+        match load::load_config(p.as_deref(), &cx.root, Trust::Any) {
             Ok(l) => {
                 writeln!(out, "{}: valid", escape_controls(&l.source))?;
                 // Not an error: the host is not known here (plan, check and apply check it).
-                if let Some(note) = uplink::not_checked_note(&engine::desired(&l)) {
-                    eprintln!("ecs-hostnet: note: {}: {}", escape_controls(&l.source), escape_controls(&note));
+                if let Some(n) = uplink::not_checked_note(&engine::desired(&l)) {
+                    note(&format!("ecs-hostnet: note: {}: {}", escape_controls(&l.source), escape_controls(&n)));
                 }
             }
             Err(e) => {
@@ -37,7 +38,7 @@ pub fn run(cx: &Context, files: Vec<PathBuf>, config: Vec<PathBuf>, out: &mut St
         }
     }
     if paths.len() > 1 {
-        eprintln!("{} file(s): {} valid, {bad} invalid.", paths.len(), paths.len() - bad);
+        info(&format!("{} file(s): {} valid, {bad} invalid.", paths.len(), paths.len() - bad));
     }
     Ok(Exit::failure_if(bad > 0))
 }

@@ -12,7 +12,7 @@ mod checks;
 mod toml_tree;
 mod values;
 
-pub use values::{EndpointRoute, Port, RouteLocalnet, V4, V6, Val};
+pub use values::{AgentOnError, EndpointRoute, Port, RouteLocalnet, V4, V6, Val};
 
 use crate::model::ifpattern::IfPattern;
 use checks::check_consistency;
@@ -180,6 +180,9 @@ file_sections! {
         enable_task_iam_role_network_host: bool,
         awsvpc_block_imds: bool,
     }
+    boot {
+        agent_on_error: AgentOnError,
+    }
 }
 
 impl Config {
@@ -312,6 +315,7 @@ mod tests {
         let c = default_config();
         assert_eq!(c.route_localnet_selectors(), vec!["all"]);
         assert_eq!(c.container_interfaces().len(), 3);
+        assert_eq!(c.boot.agent_on_error.v, AgentOnError::Block);
     }
 
     #[test]
@@ -347,6 +351,8 @@ mod tests {
             ("[imds_block]\nexclude_interfaces = [\"eth0\"]", "excludes nothing"),
             ("[imds_block]\nexclude_interfaces = [\"docker+\"]", "excludes all of"),
             ("[imds_block]\nexclude_interfaces = [\"ecs-bridge\"]", "excludes all of"),
+            ("[boot]\nagent_on_error = \"ignore\"", "allowed: \"block\" (the agent does not start"),
+            ("[boot]\nagent_on_error = false", "one of \"block\", \"start\""),
         ] {
             let e = errors(text);
             assert!(e.iter().any(|m| m.contains(want)), "{text:?}: want {want:?} in {e:?}");
@@ -360,7 +366,7 @@ mod tests {
     const CREDENTIALS_KEYS: &str = "allowed: `enabled`, `endpoint_address`, `endpoint_port`, \
         `agent_address`, `agent_port`, `redirect_host_traffic`, `endpoint_route_via_lo`";
     const SECTION_NAMES: &str = "allowed: `containers`, `route_localnet`, `credentials`, \
-        `localhost_guard`, `introspection_guard`, `imds_block`, `agent`";
+        `localhost_guard`, `introspection_guard`, `imds_block`, `agent`, `boot`";
     const IFNAME_ALLOWED: &str =
         "allowed: 1-15 bytes of ASCII letters, digits and . _ - @ (and a trailing + for a prefix match)";
 

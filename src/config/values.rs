@@ -111,6 +111,43 @@ impl<'de> Deserialize<'de> for EndpointRoute {
     }
 }
 
+/// `boot.agent_on_error`: what the ecs-init hook (the `ExecStartPre=` drop-in of
+/// `ecs.service`) does when `ecs-hostnet apply` fails before the ECS agent starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentOnError {
+    /// `"block"`: the agent does not start (a failed `ExecStartPre=` fails the start), so no
+    /// task runs on a host whose guards and IMDS block are not known to be in place.
+    Block,
+    /// `"start"`: the agent starts anyway (`ExecStartPre=-...`: systemd ignores the failure);
+    /// the error is in the journal at priority err. Tasks may then run without the
+    /// credentials DNAT, the guards or the IMDS block.
+    Start,
+}
+
+impl AgentOnError {
+    /// The value as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentOnError::Block => "block",
+            AgentOnError::Start => "start",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AgentOnError {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match string_for(d, "one of \"block\", \"start\"")?.as_str() {
+            "block" => Ok(AgentOnError::Block),
+            "start" => Ok(AgentOnError::Start),
+            other => Err(serde::de::Error::custom(format!(
+                "\"{}\" is not allowed; allowed: \"block\" (the agent does not start when apply fails), \
+                 \"start\" (it starts anyway, the error is logged)",
+                other.escape_default()
+            ))),
+        }
+    }
+}
+
 /// `route_localnet.enable`: `"all"`, `"off"` or a list of exact interface names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteLocalnet {

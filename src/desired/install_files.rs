@@ -7,13 +7,15 @@
 //! | [`CONFIG_PATH`] | the configuration (the `-c` file, else the embedded default) |
 //! | [`UNIT_PATH`] | oneshot unit running `ecs-hostnet apply` at boot, before the network, Docker and the ECS agent |
 //! | [`WANTS_LINK`] | its enablement (`WantedBy=sysinit.target`, what `systemctl enable` makes) |
-//! | [`DROPIN_PATH`] | the ecs-init hook: `ExecStartPre=ecs-hostnet apply` for `ecs.service` |
+//! | [`DROPIN_PATH`] | the ecs-init hook: `ExecStartPre=ecs-hostnet apply` for `ecs.service` (`ExecStartPre=-...` with `boot.agent_on_error = "start"`) |
 //! | [`BIN_PATH`] | the binary the units run |
 //! | [`ECS_CONFIG_PATH`] | the agent's settings: only our keys are changed, in place |
 //!
 //! The install state ([`InstallState`](crate::model::install_state::InstallState), at [`STATE_PATH`]) records what each file held
 //! before the first install and what install wrote, so `uninstall` removes exactly what
 //! install added and `plan`/`check` can show drift as a diff of file lines.
+
+use crate::config::{self, AgentOnError};
 
 /// The installed binary.
 pub const BIN_PATH: &str = "/usr/local/sbin/ecs-hostnet";
@@ -56,17 +58,41 @@ pub fn unit_text() -> String {
     )
 }
 
-/// The ecs-init hook: the agent never starts on a host that is not converged.
-pub fn dropin_text() -> String {
-    format!(
-        "# Installed by `ecs-hostnet install`: the ECS agent only starts once the host's\n\
-         # network matches {CONFIG_PATH}. `ecs-hostnet uninstall` removes it.\n\
-         [Unit]\n\
-         After=ecs-hostnet.service\n\
-         \n\
-         [Service]\n\
-         ExecStartPre={BIN_PATH} apply\n"
-    )
+/// The ecs-init hook for `boot.agent_on_error`: `apply` runs before the agent starts. With
+/// [`AgentOnError::Block`] the agent never starts on a host that is not converged; with
+/// [`AgentOnError::Start`] the `-` prefix makes systemd ignore a failed apply, whose error is
+/// in the journal at priority err.
+pub fn dropin_text(on_error: AgentOnError) -> String {
+    let (comment, prefix) = match on_error {
+        AgentOnError::Block => (
+            format!(
+                "# Installed by `ecs-hostnet install`: the ECS agent only starts once the host's\n\
+                 # network matches {CONFIG_PATH}. `ecs-hostnet uninstall` removes it.\n"
+            ),
+            "",
+        ),
+        AgentOnError::Start => (
+            format!(
+                "# Installed by `ecs-hostnet install`: before the ECS agent starts, the host's network\n\
+                 # is made to match {CONFIG_PATH}; if that fails, the agent starts anyway\n\
+                 # (boot.agent_on_error = \"start\") and the error is in the journal at priority err.\n\
+                 # `ecs-hostnet uninstall` removes it.\n"
+            ),
+            "-",
+        ),
+    };
+    format!("{comment}[Unit]\nAfter=ecs-hostnet.service\n\n[Service]\nExecStartPre={prefix}{BIN_PATH} apply\n")
+}
+
+/// The hook [`text_files`] writes for the configuration whose file content is
+/// `config_text`: [`dropin_text`] of its `boot.agent_on_error` (the default's when the text
+/// is not a valid configuration, which install never writes).
+pub fn configured_dropin(config_text: &[u8]) -> String {
+    let on_error = std::str::from_utf8(config_text)
+        .ok()
+        .and_then(|t| config::parse("", t).ok())
+        .map_or(AgentOnError::Block, |c| c.boot.agent_on_error.v);
+    dropin_text(on_error)
 }
 
 /// A text file install writes: path (absolute, under the root), content, mode.
@@ -80,11 +106,12 @@ pub struct TextFile {
     pub mode: u32,
 }
 
-/// The text files install writes for a configuration whose file content is `config_text`.
+/// The text files install writes for a configuration whose file content is `config_text`
+/// (the hook follows its `boot.agent_on_error`, see [`configured_dropin`]).
 pub fn text_files(config_text: &[u8]) -> Vec<TextFile> {
     vec![
         TextFile { path: CONFIG_PATH, content: config_text.to_vec(), mode: 0o644 },
         TextFile { path: UNIT_PATH, content: unit_text().into_bytes(), mode: 0o644 },
-        TextFile { path: DROPIN_PATH, content: dropin_text().into_bytes(), mode: 0o644 },
+        TextFile { path: DROPIN_PATH, content: configured_dropin(config_text).into_bytes(), mode: 0o644 },
     ]
 }

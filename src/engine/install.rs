@@ -492,18 +492,19 @@ pub fn read_live_files(root: &Root, state: &InstallState) -> Result<(LiveFiles, 
     Ok((live, link_ok(root)))
 }
 
-/// File drift of an installed host: changes for people and, with `fix`, the repairs
+/// File drift of an installed host against `config` (its agent keys and its ecs-init hook):
+/// changes for people and, with `fix`, the repairs
 /// carried out. Nothing when nothing is installed.
 ///
 /// With `fix`, a state of the previous schema is also rewritten without its copies of
 /// ecs.config ([`migrate_state`]).
-pub fn converge_files(root: &Root, agent_keys: &[(String, Option<String>)], fix: bool) -> Result<Vec<Change>> {
+pub fn converge_files(root: &Root, config: &crate::config::Config, fix: bool) -> Result<Vec<Change>> {
     let Some((state, migrated)) = read_state_as_found(root)? else { return Ok(vec![]) };
     if fix && migrated {
         write_state(root, &state)?;
     }
     let (live, link) = read_live_files(root, &state)?;
-    let (mut changes, fixes) = crate::plan::files::plan_files(&state, &live, link, agent_keys);
+    let (mut changes, fixes) = crate::plan::files::plan_files_configured(&state, &live, link, config);
     // The binary's content is not checked (an upgrade replaces it), its mode and owner are:
     // the units run it as root.
     let binary = if state.files.iter().any(|f| f.path == artifacts::BIN_PATH) {

@@ -1,12 +1,14 @@
 //! The commands, tying configuration, planner, kernel and sysctls together.
 //!
 //! Order of work in `apply` and `remove`: the configuration is read and validated first
-//! (nothing touches the kernel if it is invalid); then the live state is read, planned
-//! against, and carried out as sysctl restores, ONE nf_tables batch, sysctl enables; then
-//! the live state is read again to prove convergence.
+//! (nothing touches the kernel if it is invalid), and the installed files apply will
+//! repair are checked ([`preflight`]); then the live state is read, planned against, and
+//! carried out as sysctl restores, ONE nf_tables batch, sysctl enables; then the live
+//! state is read again to prove convergence.
 
 pub mod install;
 pub mod load;
+pub mod preflight;
 pub mod task;
 
 #[cfg(test)]
@@ -144,6 +146,12 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
             // Converged: no batch, no sysctl; only a missing saved copy is written.
             sync_saved_record(&nf, root, &p.record)?;
             return Ok(p);
+        }
+        // Every route_localnet write of the plan must be possible before anything is
+        // written: one refused after the batch would leave the rules without it.
+        for w in p.sysctl_before.iter().chain(&p.sysctl_after) {
+            sysctl::check_writable(&w.selector, &w.value)
+                .context("nothing was applied: route_localnet cannot be set here")?;
         }
         for w in &p.sysctl_before {
             sysctl::write_route_localnet(&w.selector, &w.value)?;

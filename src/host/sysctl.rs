@@ -84,6 +84,21 @@ pub fn write_route_localnet(selector: &str, value: &str) -> Result<(), Error> {
     std::fs::write(&path, value).map_err(|source| Error::Write { value: value.to_string(), path, source })
 }
 
+/// Whether route_localnet for `selector` could be written now, without writing it: the
+/// file is opened for writing (which checks the permission and a read-only `/proc/sys`)
+/// and closed. An interface that does not exist passes: its write is skipped.
+///
+/// Errors: [`Error::BadSelector`], [`Error::Write`] (with `value`, the value that would be
+/// written, and the cause).
+pub fn check_writable(selector: &str, value: &str) -> Result<(), Error> {
+    let path = route_localnet_path(selector)?;
+    match std::fs::OpenOptions::new().write(true).open(&path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Write { value: value.to_string(), path, source }),
+    }
+}
+
 /// route_localnet of `all`, `default` and every interface of the namespace: name -> value
 /// as [`read_route_localnet`] gives it. Names no path may be built from (see
 /// [`route_localnet_path`]) and interfaces gone while listing are left out.

@@ -2,7 +2,7 @@
 
 use crate::desired::ecs_config;
 use crate::desired::install_files::CONFIG_PATH;
-use crate::desired::install_files::{BIN_PATH, ECS_CONFIG_PATH, UNIT_PATH, WANTS_LINK};
+use crate::desired::install_files::{BIN_PATH, DROPIN_PATH, ECS_CONFIG_PATH, UNIT_PATH, WANTS_LINK, dropin_text};
 use crate::model::install_state::{InstallState, InstalledEcsConfig, LiveFiles, STATE_SCHEMA};
 use crate::plan::change::{Action, Change, Subject};
 use crate::plan::reason::{Note, Reason};
@@ -157,9 +157,47 @@ pub fn diff_files_note(old: &crate::config::Config, new: &crate::config::Config)
     }
 }
 
+/// [`plan_files`] for the configuration `config` (its agent keys, and the ecs-init hook of
+/// its `boot.agent_on_error`, which may differ from the one install wrote): a hook still as
+/// install wrote it, for the other choice, `differs from the configuration`; a hook deleted
+/// or edited is repaired to the configuration's text.
+pub fn plan_files_configured(
+    state: &InstallState,
+    live: &LiveFiles,
+    link_ok: bool,
+    config: &crate::config::Config,
+) -> (Vec<Change>, Vec<FileFix>) {
+    let want = dropin_text(config.boot.agent_on_error.v).into_bytes();
+    let mut wanted = state.clone();
+    let mut choice_changed = false;
+    if let Some(written) = wanted.files.iter_mut().filter(|f| f.path == DROPIN_PATH).find_map(|f| f.written.as_mut())
+        && written.0 != want
+    {
+        choice_changed = live.get(DROPIN_PATH).is_some_and(|now| now.as_deref() == Some(&written.0[..]));
+        written.0 = want;
+    }
+    let (mut changes, fixes) = plan_files(&wanted, live, link_ok, &config.agent_keys());
+    let hook = Subject::File { path: DROPIN_PATH.into() };
+    for c in changes.iter_mut().filter(|c| choice_changed && c.subject == hook) {
+        c.reason = Reason::DiffersFromConfiguration;
+    }
+    (changes, fixes)
+}
+
+/// The hook change of `diff OLD NEW`: a host installed with `old` has its hook; `new`
+/// wants the one of its `boot.agent_on_error`.
+pub fn diff_hook(old: &crate::config::Config, new: &crate::config::Config) -> Option<Change> {
+    let (was, want) = (dropin_text(old.boot.agent_on_error.v), dropin_text(new.boot.agent_on_error.v));
+    (was != want).then(|| {
+        Change::new(Action::Change, Subject::File { path: DROPIN_PATH.into() }, Reason::DiffersFromConfiguration)
+            .details(line_diff(was.as_bytes(), want.as_bytes()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AgentOnError;
     use crate::desired::install_files::{DROPIN_PATH, dropin_text, text_files, unit_text};
     use crate::model::install_state::{Bytes, InstalledFile};
 
@@ -236,6 +274,50 @@ mod tests {
         assert_eq!(serde_json::from_str::<InstallState>(&text).unwrap(), s);
     }
 
+    fn config(on_error: &str) -> crate::config::Config {
+        crate::config::parse("f.toml", &format!("[boot]\nagent_on_error = \"{on_error}\"\n")).unwrap()
+    }
+
+    #[test]
+    fn the_hook_follows_the_configured_choice() {
+        let s = state();
+        let ecs = ecs_config::set_all(b"", &keys());
+        // Installed with "block" (the default): a configuration that says "start" differs.
+        let l = live(&s, &ecs);
+        let (changes, fixes) = plan_files_configured(&s, &l, true, &config("start"));
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].object(), "file /etc/systemd/system/ecs.service.d/ecs-hostnet.conf");
+        assert_eq!(changes[0].reason, Reason::DiffersFromConfiguration);
+        assert!(changes[0].details.contains(&"+ExecStartPre=-/usr/local/sbin/ecs-hostnet apply".to_string()));
+        assert_eq!(fixes, [FileFix { path: DROPIN_PATH.into(), content: dropin_text(AgentOnError::Start).into() }]);
+        // Once repaired, that is no drift, although the state still holds install's text.
+        let mut repaired = l.clone();
+        repaired.insert(DROPIN_PATH.into(), Some(dropin_text(AgentOnError::Start).into()));
+        assert!(plan_files_configured(&s, &repaired, true, &config("start")).0.is_empty());
+        // ... and back to "block" it differs again.
+        let (changes, _) = plan_files_configured(&s, &repaired, true, &config("block"));
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        // A deleted or edited hook is repaired to the configuration's text, for its own reason.
+        let mut gone = l.clone();
+        gone.insert(DROPIN_PATH.into(), None);
+        let (changes, fixes) = plan_files_configured(&s, &gone, true, &config("start"));
+        assert_eq!(changes[0].reason, Reason::FileDeleted);
+        assert_eq!(fixes[0].content, dropin_text(AgentOnError::Start).into_bytes());
+        let mut edited = l.clone();
+        edited.insert(DROPIN_PATH.into(), Some(b"[Service]\n".to_vec()));
+        assert_eq!(plan_files_configured(&s, &edited, true, &config("start")).0[0].reason, Reason::FileModified);
+        // The same choice as install: exactly plan_files.
+        assert_eq!(plan_files_configured(&s, &l, true, &config("block")), plan_files(&s, &l, true, &keys()));
+    }
+
+    #[test]
+    fn diff_shows_the_hook_when_the_choice_changes() {
+        assert_eq!(diff_hook(&config("block"), &config("block")), None);
+        let c = diff_hook(&config("block"), &config("start")).unwrap();
+        assert!(c.details.contains(&"-ExecStartPre=/usr/local/sbin/ecs-hostnet apply".to_string()), "{c:?}");
+        assert!(c.details.contains(&"+ExecStartPre=-/usr/local/sbin/ecs-hostnet apply".to_string()), "{c:?}");
+    }
+
     #[test]
     fn binary_mode_or_owner_is_drift() {
         let ok = FileOwner { mode: 0o755, uid: 0, gid: 0 };
@@ -264,6 +346,7 @@ mod tests {
         assert!(unit_text().contains("ExecStart=/usr/local/sbin/ecs-hostnet apply\n"));
         assert!(unit_text().contains("Before=network-pre.target docker.service ecs.service"));
         assert!(unit_text().contains("RemainAfterExit=yes"));
-        assert!(dropin_text().contains("ExecStartPre=/usr/local/sbin/ecs-hostnet apply\n"));
+        assert!(dropin_text(AgentOnError::Block).contains("ExecStartPre=/usr/local/sbin/ecs-hostnet apply\n"));
+        assert!(dropin_text(AgentOnError::Start).contains("ExecStartPre=-/usr/local/sbin/ecs-hostnet apply\n"));
     }
 }

@@ -76,7 +76,8 @@ pub enum Reason {
     ModifiedDuplicateCopy,
     /// `out of order`: a correct rule moved to its place (deleted and inserted again).
     OutOfOrder,
-    /// `differs from the configuration`: a rule of ours with other expressions.
+    /// `differs from the configuration`: a rule of ours with other expressions, or the
+    /// ecs-init hook as install wrote it for the other `boot.agent_on_error`.
     DiffersFromConfiguration,
     /// `missing: deleted by someone`: a file install wrote is gone.
     FileDeleted,
