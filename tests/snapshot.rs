@@ -608,3 +608,13 @@ fn bad_snapshots_are_refused() {
     }
     assert_no_problems(&problems);
 }
+
+/// An endless snapshot (`/dev/zero`) is refused once it is larger than any host's, instead
+/// of filling the memory; no root needed.
+#[test]
+fn an_endless_snapshot_is_refused_before_it_fills_the_memory() {
+    let o = ehn(&["plan", "--against", "/dev/zero"]);
+    o.expect_code(1);
+    assert!(o.stderr.contains("/dev/zero: cannot read the snapshot: larger than 64 MiB"), "{o}");
+    assert!(o.stdout.is_empty(), "{o}");
+}

@@ -14,8 +14,8 @@ use ecs_hostnet::desired::Desired;
 use ecs_hostnet::engine::load::{self, Loaded, Trust};
 use ecs_hostnet::engine::{self, install};
 use ecs_hostnet::model::escape::escape_controls;
-use ecs_hostnet::plan::{self as planner, Note, Plan};
-use ecs_hostnet::render::{plan as report, snapshot};
+use ecs_hostnet::plan::{Note, Plan};
+use ecs_hostnet::render::plan as report;
 use std::path::Path;
 
 /// Which of the two commands runs.
@@ -60,18 +60,9 @@ pub fn run(cx: &Context, args: &PlanArgs, mode: Mode, out: &mut String) -> Resul
 /// The plan against the snapshot file at `path`.
 fn against_snapshot(path: &Path, loaded: &Loaded, desired: &Desired) -> Result<(Plan, report::Against)> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{name}: cannot read the snapshot: {e}"))?;
-    let snap = snapshot::Snapshot::from_json(&name, &bytes)?;
+    let snap = engine::against::read_snapshot(path)?;
     info(&format!("configuration: {}; snapshot {}", escape_controls(&loaded.source), escape_controls(&name)));
-    let live = snap.facts().live_state(desired, |sel| Ok::<_, anyhow::Error>(snap.route_localnet(sel)))?;
-    engine::refuse_uplink_conflicts(desired, &live, "plan and apply refuse this configuration on that host")?;
-    let mut p = planner::plan(desired, &live);
-    if live.uplinks.is_none() && !desired.container_interfaces.patterns.is_empty() {
-        p.notes.push(Note::UplinkNotChecked);
-    }
-    if let Some((state, files, link)) = snap.install_view() {
-        p.changes.extend(planner::files::plan_files_configured(&state, &files, link, &loaded.config).0);
-    }
+    let p = engine::against::plan_against(&snap, desired, &loaded.config)?;
     Ok((p, report::Against::Snapshot { path: name }))
 }
 

@@ -6,6 +6,7 @@
 //! carried out as sysctl restores, ONE nf_tables batch, sysctl enables; then the live
 //! state is read again to prove convergence.
 
+pub mod against;
 pub mod install;
 pub mod load;
 pub mod preflight;
