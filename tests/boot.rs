@@ -316,7 +316,12 @@ fn stderr_lines_carry_priorities_only_when_stderr_is_the_journal() {
             "validate: two errors, then a count",
             vec!["validate", &bad, &good],
             1,
-            vec!["<3>{bad}:2:14: ", "<3>{bad}:3:11: ", "<6>2 file(s): 1 valid, 1 invalid."],
+            vec![
+                "<3>{bad}:2:14: ",
+                "<3>{bad}:3:11: ",
+                "<5>ecs-hostnet: note: {good}: containers.interfaces has prefix patterns",
+                "<6>2 file(s): 1 valid, 1 invalid.",
+            ],
         ),
         ("a note", vec!["--netns", "x", "render", "-c", &good], 0, vec!["<5>ecs-hostnet: note: --netns is ignored"]),
         ("apply refused at boot", vec!["--netns", &ns.name, "apply", "-c", &open], 1, vec!["<3>{open}: refused: "]),

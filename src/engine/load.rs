@@ -78,7 +78,7 @@ pub fn load_config_bytes(path: Option<&Path>, root: &Root, trust: Trust) -> Resu
     let system_entry = crate::host::files::metadata(root, SYSTEM_CONFIG, false)?.is_some();
     let (path, base) = match path {
         Some(p) => (Some(p.to_path_buf()), PathBuf::from("/")),
-        None if system_entry => (Some(crate::host::files::resolved_host_path(root, SYSTEM_CONFIG)), root.at("")),
+        None if system_entry => (Some(root.at(SYSTEM_CONFIG)), root.at("")),
         None => (None, PathBuf::from("/")),
     };
     let Some(path) = path else {
@@ -102,6 +102,9 @@ pub fn load_config_bytes(path: Option<&Path>, root: &Root, trust: Trust) -> Resu
             return Err(fail(None, problem));
         }
         walk.resolved.unwrap_or(path)
+    } else if base != Path::new("/") {
+        // Not checked (nothing is applied): still read what the image holds.
+        crate::host::files::resolved_host_path(root, SYSTEM_CONFIG)
     } else {
         path
     };

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 pub fn check_repairs(root: &Root, changes: &[Change]) -> Result<()> {
     for c in changes {
         match &c.subject {
-            Subject::File { path } => check_file_target(&host_path(root, path), path)?,
-            Subject::Symlink { path } => check_link_target(&host_path(root, path), path)?,
+            Subject::File { path } => check_file_target(&root.at(path), path)?,
+            Subject::Symlink { path } => check_link_target(&root.at(path), path)?,
             _ => {}
         }
     }
@@ -40,20 +40,9 @@ pub fn check_installed_folders(root: &Root, installed: bool) -> Result<()> {
         return Ok(());
     }
     for path in [BIN_PATH, CONFIG_PATH, UNIT_PATH, WANTS_LINK, DROPIN_PATH, ECS_CONFIG_PATH] {
-        existing_folder(&host_path(root, path), path)?;
+        existing_folder(&root.at(path), path)?;
     }
     Ok(())
-}
-
-/// Where `abs` is on this machine: its folder resolved inside the root (an image's
-/// absolute symlinks are its own, never the build host's folders), its last component as
-/// written, so that a masked unit (a symlink to `/dev/null`) is seen as the symlink it is.
-fn host_path(root: &Root, abs: &str) -> PathBuf {
-    let p = Path::new(abs);
-    match (p.parent(), p.file_name()) {
-        (Some(dir), Some(name)) => crate::host::files::resolved_host_path(root, &dir.to_string_lossy()).join(name),
-        _ => root.at(abs),
-    }
 }
 
 /// A file [`crate::host::files::write_atomic`] will replace or create at `real` (`shown`
