@@ -21,10 +21,14 @@ use crate::host::nft::{KernelError, Netfilter};
 use crate::host::rtnl::Rtnl;
 use crate::host::run_dir::{Lock, read_saved_record, sync_saved_record};
 use crate::host::sysctl;
+use crate::model::names::rule_id;
+use crate::model::ops::Op;
+use crate::model::ruleset::{CmpOp, Expr, payload};
 use crate::plan::live::{HostFacts, LiveState, is_endpoint_route};
 use crate::plan::{Plan, plan, plan_removal};
 use anyhow::{Context, Result, bail};
 use load::Loaded;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// Where the configuration is read from when no `-c` is given (under `--root`).
@@ -196,6 +200,19 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
         for w in &p.sysctl_after {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
+        // The credentials path is now whole (rules and route_localnet): connection attempts
+        // made before it keep their NAT-less entries; delete them so their next packet is
+        // DNATed. Best effort: the rules are committed whatever happens here.
+        for (addr, port) in credentials_endpoints(&p.ops) {
+            if let Err(e) = delete_stale_conntrack(addr, port) {
+                eprintln!(
+                    "ecs-hostnet: warning: the rules are in place, but stale connection-tracking entries toward \
+                     {addr}:{port} could not be deleted ({:#}); a client that tried it before this apply may time \
+                     out until its entry expires (up to 120 s) or it connects from another source port",
+                    anyhow::Error::new(e)
+                );
+            }
+        }
         let (live_after, _) = read_live(&mut nf, desired, root)
             .context("the batch was committed, but reading the result back failed (run `ecs-hostnet check`)")?;
         let after = planner(&live_after);
@@ -226,6 +243,51 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
     }
 }
 
+/// The credentials endpoints (address, TCP port) that the batch `ops` creates or changes a
+/// DNAT or REDIRECT for: those of the added rules whose id is a credentials id
+/// ([`rule_id::CREDENTIALS_DNAT_PREFIX`], [`rule_id::CREDENTIALS_REDIRECT`]), read from their
+/// `ip daddr` and `tcp dport` matches; sorted, without duplicates. Empty for a batch that
+/// leaves the credentials rules alone.
+pub fn credentials_endpoints(ops: &[Op]) -> Vec<(Ipv4Addr, u16)> {
+    let mut out: Vec<(Ipv4Addr, u16)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::AddRule { rule, .. }
+                if rule.id.starts_with(rule_id::CREDENTIALS_DNAT_PREFIX)
+                    || rule.id == rule_id::CREDENTIALS_REDIRECT =>
+            {
+                endpoint_of(&rule.exprs)
+            }
+            _ => None,
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The `ip daddr A` and `tcp dport P` equality matches of a credentials rule (a payload
+/// load followed by its comparison, as [`crate::model::build`] makes them).
+fn endpoint_of(exprs: &[Expr]) -> Option<(Ipv4Addr, u16)> {
+    let (mut addr, mut port) = (None, None);
+    for w in exprs.windows(2) {
+        if let [Expr::Payload { base, offset, len, .. }, Expr::Cmp { op: CmpOp::Eq, data, .. }] = w {
+            match (*base, *offset, *len) {
+                (payload::NETWORK, 16, 4) => addr = <[u8; 4]>::try_from(data.as_slice()).ok().map(Ipv4Addr::from),
+                (payload::TRANSPORT, 2, 2) => port = <[u8; 2]>::try_from(data.as_slice()).ok().map(u16::from_be_bytes),
+                _ => {}
+            }
+        }
+    }
+    Some((addr?, port?))
+}
+
+/// Deletes the stale connection-tracking entries toward `addr:port` in the current
+/// network namespace (see [`crate::host::conntrack`]); returns how many.
+fn delete_stale_conntrack(addr: Ipv4Addr, port: u16) -> Result<usize, crate::host::conntrack::Error> {
+    crate::host::conntrack::Conntrack::open()?.delete_stale_toward(addr, port)
+}
+
 /// The desired state of `remove`: none of our tables, no route_localnet of ours.
 pub fn nothing() -> Desired {
     Desired { tables: vec![], route_localnet: vec![], endpoint_route: None, container_interfaces: Default::default() }
@@ -241,5 +303,62 @@ pub fn in_namespace<T>(netns: Option<&str>, r: Result<T>) -> Result<T> {
     match netns {
         Some(ns) => r.with_context(|| format!("in network namespace {ns:?}")),
         None => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::Placement;
+    use crate::model::ruleset::Family;
+
+    fn compiled(toml: &str) -> Desired {
+        let config = crate::config::parse("test.toml", toml).expect("valid configuration");
+        compile(&config)
+    }
+
+    /// Every rule of `d` as an AddRule op, as a batch that creates the tables would send.
+    fn adds(d: &Desired) -> Vec<Op> {
+        d.tables
+            .iter()
+            .flat_map(|t| {
+                t.chains.iter().flat_map(move |c| {
+                    c.rules.iter().map(move |r| Op::AddRule {
+                        family: t.family,
+                        table: t.name.clone(),
+                        chain: c.name.clone(),
+                        rule: r.clone(),
+                        placement: Placement::Append,
+                    })
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_adding_credentials_rules_names_their_endpoint_once() {
+        let d = compiled("");
+        let ops = adds(&d);
+        assert!(ops.len() > 2, "the default configuration has several rules");
+        assert_eq!(credentials_endpoints(&ops), vec![(Ipv4Addr::new(169, 254, 170, 2), 80)]);
+        let d = compiled("[credentials]\nendpoint_address = \"169.254.170.9\"\nendpoint_port = 8080\n");
+        assert_eq!(credentials_endpoints(&adds(&d)), vec![(Ipv4Addr::new(169, 254, 170, 9), 8080)]);
+    }
+
+    #[test]
+    fn a_batch_without_credentials_rules_names_none() {
+        let d = compiled("");
+        let others: Vec<Op> = adds(&d)
+            .into_iter()
+            .filter(|op| match op {
+                Op::AddRule { rule, .. } => !rule.id.starts_with("credentials"),
+                _ => true,
+            })
+            .collect();
+        assert!(!others.is_empty(), "the guards and IMDS blocks remain");
+        assert_eq!(credentials_endpoints(&others), vec![]);
+        let deletes = vec![Op::DelTable { family: Family::Ip, name: "ecs-hostnet".into() }];
+        assert_eq!(credentials_endpoints(&deletes), vec![]);
+        assert_eq!(credentials_endpoints(&[]), vec![]);
     }
 }

@@ -2,11 +2,12 @@
 //! ([`nft`], the only FFI), routes over rtnetlink ([`rtnl`]), route_localnet under
 //! `/proc/sys` ([`sysctl`]), network namespaces ([`netns`]), files under a root directory
 //! ([`files`]), the run directory with its lock ([`run_dir`]) and `systemctl`
-//! ([`systemd`]).
+//! ([`systemd`]), and stale connection-tracking entries over ctnetlink ([`conntrack`]).
 //!
 //! May import [`crate::model`] only: it reads and writes model objects and knows nothing
 //! of configurations, plans or how they are printed.
 
+pub mod conntrack;
 pub mod files;
 pub mod netns;
 pub mod nft;

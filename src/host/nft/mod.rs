@@ -11,15 +11,15 @@ pub mod decode;
 pub mod encode;
 // The only module with unsafe code: libnftnl objects, message parsing and building, and
 // the socket's descriptor behind safe types.
+mod assemble;
 #[allow(unsafe_code)]
 mod ffi;
 mod hazard;
-mod assemble;
 
-use assemble::Assembly;
 use crate::model::live::LiveTable;
 use crate::model::ops::Op;
 use crate::model::ruleset::Family;
+use assemble::Assembly;
 use nix::sys::socket::{self as nixsock, sockopt};
 // nix's macro for socket options it lacks; it expands to the other two.
 use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
