@@ -10,6 +10,9 @@
 //! Every command writes what it has for stdout into a `String` (written by `main`, so a
 //! closed or full stdout is an error message, not a panic) and writes notes and the
 //! `configuration: ...` line to stderr itself.
+//!
+//! A module of the binary, not of the library: it may import every layer, and nothing
+//! imports it (docs/architecture.md).
 
 mod apply;
 pub mod args;

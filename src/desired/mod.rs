@@ -13,6 +13,8 @@
 //!
 //! Each rule's id (its comment) names what it is for, e.g. `credentials-dnat docker+`; the
 //! chain names and rule ids are defined once, in [`crate::model::names`].
+//!
+//! May import [`crate::model`] and [`crate::config`] only (docs/architecture.md). Pure: no I/O.
 
 pub mod ecs_config;
 pub mod install_files;

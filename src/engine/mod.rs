@@ -5,6 +5,9 @@
 //! repair are checked ([`preflight`]); then the live state is read, planned against, and
 //! carried out as sysctl restores, ONE nf_tables batch, sysctl enables; then the live
 //! state is read again to prove convergence.
+//!
+//! May import every layer but the command line (docs/architecture.md); the only layer
+//! below the command line that uses `anyhow`.
 
 pub mod against;
 pub mod install;

@@ -14,6 +14,10 @@
 //! Each change says why it is made ([`Reason`]); what a person should know that is not a
 //! change is a [`Note`] (see [`reason`]). Both are values: code decides on the variant,
 //! their text is only for output.
+//!
+//! May import [`crate::model`], [`crate::config`] and [`crate::desired`] only
+//! (docs/architecture.md): it never prints itself ([`crate::render`] does) and never
+//! touches the host ([`crate::engine`] reads it). Pure: no I/O.
 
 pub mod change;
 pub mod files;
