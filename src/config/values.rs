@@ -155,7 +155,7 @@ pub enum RouteLocalnet {
     Off,
     /// `"all"`: `net.ipv4.conf.all.route_localnet = 1`, which also covers bridges created later.
     All,
-    /// Exact interface names as written (checked by [`parse`]).
+    /// Exact interface names as written (checked by [`crate::config::parse`]).
     Interfaces(NameList),
 }
 

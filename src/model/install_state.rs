@@ -147,7 +147,7 @@ pub const STATE_SCHEMA: &str = "ecs-hostnet.install/v2";
 pub type LiveFiles = BTreeMap<String, Option<Vec<u8>>>;
 
 /// The previous schema, `ecs-hostnet.install/v1`, as ecs-hostnet 0.1 wrote it: read only
-/// to convert it (the engine rewrites it as [`super::STATE_SCHEMA`]).
+/// to convert it (the engine rewrites it as [`crate::model::install_state::STATE_SCHEMA`]).
 pub mod v1 {
     use super::{Bytes, InstalledFile};
     use serde::Deserialize;

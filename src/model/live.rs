@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LiveTable {
-    /// `ip` or `inet` (see [`OWNED_TABLES`]).
+    /// `ip` or `inet` (see [`crate::model::names::OWNED_TABLES`]).
     pub family: Family,
-    /// `NFTA_TABLE_NAME`; always [`TABLE_NAME`].
+    /// `NFTA_TABLE_NAME`; always [`crate::model::names::TABLE_NAME`].
     pub name: String,
     /// Kernel handle (`NFTA_TABLE_HANDLE`).
     pub handle: u64,

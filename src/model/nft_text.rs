@@ -3,7 +3,7 @@
 //! [`rule_text`] lifts a kernel expression list back to the nft statement that produces
 //! it, for the expression shapes nft 1.0 emits for our matches; anything else is printed
 //! in the low-level form of `nft --debug=netlink` ([`lowlevel_text`]), so a rule someone
-//! altered is always shown as it really is. [`script`] renders a whole desired state as a
+//! altered is always shown as it really is. [`crate::render::nft_script::script`] renders a whole desired state as a
 //! file that `nft -f` accepts.
 
 use crate::model::ruleset::{BaseChain, CmpOp, Expr, Family, Verdict, ct, meta, payload};

@@ -4,7 +4,7 @@
 /// first changed them, by selector (`all` or an interface name), e.g. `{"all": "0"}`.
 ///
 /// It is kept in the kernel, in the userdata of `table inet ecs-hostnet` (TLV type
-/// [`record::UDATA_TYPE`], which nft ignores), so it is written in the same transaction as
+/// [`UDATA_TYPE`], which nft ignores), so it is written in the same transaction as
 /// the localhost guard, lives exactly as long as the rule set in that network namespace,
 /// and `remove` can put the values back.
 ///

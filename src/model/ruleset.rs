@@ -8,7 +8,7 @@
 //!
 //! # JSON form of the live model
 //!
-//! [`LiveTable`] and everything in it (with [`crate::model::route::LiveRoute`]) have a stable JSON
+//! [`crate::model::live::LiveTable`] and everything in it (with [`crate::model::route::LiveRoute`]) have a stable JSON
 //! form (serde `Serialize` + `Deserialize`), used by `snapshot` and `plan --against`. It
 //! round-trips exactly: deserializing what was serialized gives back an equal value,
 //! including [`Expr::Other`], set elements, handles and `None`s (and [`AnonSet::patterns`],
@@ -158,7 +158,7 @@ pub struct BaseChain {
 pub struct Table {
     /// The table's family (`nfgenmsg.nfgen_family`): `ip` for NAT, `inet` for filtering.
     pub family: Family,
-    /// `NFTA_TABLE_NAME`; always [`TABLE_NAME`] for ours.
+    /// `NFTA_TABLE_NAME`; always [`crate::model::names::TABLE_NAME`] for ours.
     pub name: String,
     /// Table comment (userdata TLV `NFTNL_UDATA_TABLE_COMMENT`).
     pub comment: String,
@@ -338,7 +338,7 @@ pub enum Expr {
         /// `NFTA_CMP_OP`.
         op: CmpOp,
         /// `NFTA_CMP_DATA`: the bytes compared with the register's first `data.len()` bytes
-        /// (addresses and ports in network byte order, interface names as in [`build::ifname_data`]).
+        /// (addresses and ports in network byte order, interface names as in [`crate::model::build::ifname_data`]).
         #[serde(with = "hex_bytes")]
         data: Vec<u8>,
     },
@@ -351,7 +351,7 @@ pub enum Expr {
         /// `NFTA_BITWISE_LEN`: bytes operated on (4 for a ct state/status bitmask).
         len: u32,
         /// `NFTA_BITWISE_MASK`: `len` bytes, in the register's byte order (host order for
-        /// ct values, see [`build::ct_bits_clear`]).
+        /// ct values, see [`crate::model::build::ct_bits_clear`]).
         #[serde(with = "hex_bytes")]
         mask: Vec<u8>,
         /// `NFTA_BITWISE_XOR`: `len` bytes; all zero for the masks ecs-hostnet makes.
