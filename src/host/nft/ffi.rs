@@ -1281,6 +1281,123 @@ mod tests {
         }
     }
 
+    /// A netlink attribute: header, payload, zero padding to 4 bytes.
+    pub(crate) fn attr(ty: u16, payload: &[u8]) -> Vec<u8> {
+        let mut a = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
+        a.extend_from_slice(&ty.to_ne_bytes());
+        a.extend_from_slice(payload);
+        a.resize(a.len().next_multiple_of(4), 0);
+        a
+    }
+
+    /// An nf_tables message `NFT_MSG_*` `msg` (family ip) with the attributes `attrs`,
+    /// `nlmsg_len` = its length.
+    pub(crate) fn nft_msg(msg: i32, attrs: &[u8]) -> Vec<u8> {
+        let mut m = vec![0u8; 20];
+        m[4..6].copy_from_slice(&((10u16 << 8) | msg as u16).to_ne_bytes());
+        m[16] = libc::NFPROTO_IPV4 as u8;
+        m.extend_from_slice(attrs);
+        let n = m.len() as u32;
+        m[..4].copy_from_slice(&n.to_ne_bytes());
+        m
+    }
+
+    /// An `NFT_MSG_NEWSET` whose `NFTA_SET_DESC` / `NFTA_SET_DESC_CONCAT` lists `fields`
+    /// concatenation fields (`NFTA_LIST_ELEM { NFTA_SET_FIELD_LEN }`) of 240 bits.
+    pub(crate) fn set_with_concat_fields(fields: usize) -> Vec<u8> {
+        let field = attr(1 | 0x8000, &attr(1, &240u32.to_be_bytes()));
+        let concat = attr(2 | 0x8000, &field.repeat(fields));
+        let mut attrs = attr(1, b"t\0");
+        attrs.extend(attr(2, b"s\0"));
+        attrs.extend(attr(9 | 0x8000, &concat));
+        nft_msg(libc::NFT_MSG_NEWSET, &attrs)
+    }
+
+    /// libnftnl 1.2.4 stores concatenation fields into a 16-entry array without a limit:
+    /// 16 parse, 17 are refused before libnftnl sees them.
+    #[test]
+    fn a_set_with_more_than_16_concatenation_fields_is_refused() {
+        assert!(Set::parse(&set_with_concat_fields(16)).is_ok());
+        for n in [17, 40] {
+            match Set::parse(&set_with_concat_fields(n)) {
+                Err(Refused::Hazard(why)) => assert!(why.contains("concatenation fields"), "{why}"),
+                Err(e) => panic!("{n}: {e:?}"),
+                Ok(_) => panic!("{n}: parsed"),
+            }
+        }
+    }
+
+    /// An `nft_data` nest holding a verdict with the attributes `verdict`.
+    pub(crate) fn verdict_data(verdict: &[u8]) -> Vec<u8> {
+        attr(2 | 0x8000, verdict)
+    }
+
+    /// A rule with one `immediate` expression whose data is `data` (an `nft_data` nest's
+    /// content).
+    pub(crate) fn rule_with_immediate(data: &[u8]) -> Vec<u8> {
+        let mut imm = attr(1, &0u32.to_be_bytes()); // NFTA_IMMEDIATE_DREG
+        imm.extend(attr(2 | 0x8000, data)); // NFTA_IMMEDIATE_DATA
+        let mut e = attr(1, b"immediate\0");
+        e.extend(attr(2 | 0x8000, &imm));
+        let mut attrs = attr(1, b"t\0");
+        attrs.extend(attr(2, b"c\0"));
+        attrs.extend(attr(4 | 0x8000, &attr(1 | 0x8000, &e)));
+        nft_msg(libc::NFT_MSG_NEWRULE, &attrs)
+    }
+
+    /// A verdict without `NFTA_VERDICT_CODE` (libnftnl reads its uninitialised attribute
+    /// table) is refused wherever libnftnl parses a verdict: a rule expression, a set
+    /// element's data, an expression of a set, of a set element, of a dynset.
+    #[test]
+    fn a_verdict_without_a_code_is_refused_wherever_libnftnl_parses_one() {
+        let no_code = verdict_data(&attr(2, b"x\0"));
+        let accept = verdict_data(&attr(1, &1u32.to_be_bytes()));
+        let hazard = |r: Result<(), Refused>| match r {
+            Err(Refused::Hazard(why)) => assert!(why.contains("without NFTA_VERDICT_CODE"), "{why}"),
+            other => panic!("{other:?}"),
+        };
+        assert!(Rule::parse(&rule_with_immediate(&accept)).is_ok());
+        hazard(Rule::parse(&rule_with_immediate(&no_code)).map(drop));
+        // An empty verdict nest.
+        hazard(Rule::parse(&rule_with_immediate(&verdict_data(&[]))).map(drop));
+
+        // A set element's data (NFTA_SET_ELEM_DATA).
+        let elems = |elem: &[u8]| {
+            let mut attrs = attr(1, b"t\0");
+            attrs.extend(attr(2, b"s\0"));
+            attrs.extend(attr(3 | 0x8000, &attr(1 | 0x8000, elem)));
+            nft_msg(libc::NFT_MSG_NEWSETELEM, &attrs)
+        };
+        let mut elem = attr(1 | 0x8000, &attr(1, &[10, 0, 0, 1]));
+        elem.extend(attr(2 | 0x8000, &no_code));
+        hazard(Set::parse_elems(&elems(&elem)).map(drop));
+
+        // An immediate expression carrying the verdict, in a set element
+        // (NFTA_SET_ELEM_EXPR), a set (NFTA_SET_EXPR), and a dynset's NFTA_DYNSET_EXPR.
+        let imm_expr = |data: &[u8]| {
+            let mut imm = attr(1, &0u32.to_be_bytes());
+            imm.extend(attr(2 | 0x8000, data));
+            let mut e = attr(1, b"immediate\0");
+            e.extend(attr(2 | 0x8000, &imm));
+            e
+        };
+        let mut elem = attr(1 | 0x8000, &attr(1, &[10, 0, 0, 1]));
+        elem.extend(attr(7 | 0x8000, &imm_expr(&no_code)));
+        hazard(Set::parse_elems(&elems(&elem)).map(drop));
+        let mut set = attr(1, b"t\0");
+        set.extend(attr(2, b"s\0"));
+        set.extend(attr(17 | 0x8000, &imm_expr(&no_code)));
+        hazard(Set::parse(&nft_msg(libc::NFT_MSG_NEWSET, &set)).map(drop));
+        let mut dynset = attr(1, b"s\0"); // NFTA_DYNSET_SET_NAME
+        dynset.extend(attr(7 | 0x8000, &imm_expr(&no_code))); // NFTA_DYNSET_EXPR
+        let mut e = attr(1, b"dynset\0");
+        e.extend(attr(2 | 0x8000, &dynset));
+        let mut rule = attr(1, b"t\0");
+        rule.extend(attr(2, b"c\0"));
+        rule.extend(attr(4 | 0x8000, &attr(1 | 0x8000, &e)));
+        hazard(Rule::parse(&nft_msg(libc::NFT_MSG_NEWRULE, &rule)).map(drop));
+    }
+
     /// libnftnl 1.2.4 copies values into 64-byte arrays unchecked: longer ones are errors.
     #[test]
     fn values_longer_than_an_nft_data_are_refused() {
