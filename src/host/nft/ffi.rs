@@ -6,9 +6,9 @@
 //!   [`Obj`], and the generation) that free themselves when dropped (`nftnl_*_free`), with
 //!   typed setters and getters for the attributes ecs-hostnet reads and writes; a getter's
 //!   string or bytes borrow the object;
-//! * parsing: `*::parse(&[u8])` hands libnftnl a whole netlink message only after checking
-//!   its framing and the known libnftnl 1.2.4 defects ([`super::hazard`]), and only in a
-//!   form libnftnl cannot read past (4-aligned, a zero byte at the end);
+//! * parsing: `*::parse` hands libnftnl a whole netlink message only as a [`PaddedMsg`]
+//!   (exactly `nlmsg_len` bytes, 4-aligned, zero padding after: libnftnl cannot read past
+//!   it), and only after checking the known libnftnl 1.2.4 defects ([`super::hazard`]);
 //! * building: [`MsgBuf`] / [`Msg`], a buffer of known capacity that libnftnl writes one
 //!   message into; every object counts an upper bound of the bytes it encodes to, checked
 //!   against the room left before libnftnl writes (`mnl_attr_put` checks nothing);
@@ -59,37 +59,102 @@ pub enum Refused {
     Hazard(String),
 }
 
-/// Calls `parse` with a pointer to the message `m` in a form libnftnl may read: `m` is at
-/// least `nlmsghdr` + `nfgenmsg` with an `nlmsg_len` within it, and hits no known libnftnl
-/// defect. The pointer is `m` itself when `m` is 4-aligned and ends with a zero byte (every
-/// string libnftnl reads up to its NUL then ends inside `m`: what [`super::Netfilter`]'s
-/// received messages look like); otherwise it is a 4-aligned copy of the message followed
-/// by zero bytes. Bytes of `m` past `nlmsg_len` are never parsed.
+/// Zero bytes a [`PaddedMsg`] has after its message, at least: libnftnl reads some u32
+/// attributes (`NFTA_OBJ_TYPE`, `NFTA_SET_OBJ_TYPE`, `NFTA_SET_ELEM_LIST_SET_ID`, ...)
+/// without checking their length, so an empty one at the end of the message is read up to
+/// 4 bytes past it (8 for a u64), and strings up to their NUL.
+const PAD_BYTES: usize = 16;
+
+/// One nf_tables message in the only form libnftnl is given to parse: exactly `nlmsg_len`
+/// bytes (at least `nlmsghdr` + `nfgenmsg`), 4-aligned, followed by at least
+/// [`PAD_BYTES`] zero bytes. Every read libnftnl makes past an attribute it does not check
+/// (a u32 of an empty attribute, an unterminated string) then ends in the padding, and no
+/// byte after `nlmsg_len` is parsed, whatever followed the message where it came from.
 ///
-/// `parse` gets a pointer that is valid for reads of `nlmsg_len` bytes and up to the next
-/// zero byte, for the duration of the call only.
-fn with_message<R>(m: &[u8], parse: impl FnOnce(*const libc::nlmsghdr) -> R) -> Result<R, Refused> {
-    if m.len() < NFT_HDR {
-        return Err(Refused::Malformed);
+/// Made only by [`PaddedMsg::copy`]: one allocation and one copy, which the socket reader
+/// makes anyway for each message it keeps ([`super::Netfilter`]).
+#[derive(Clone)]
+pub struct PaddedMsg {
+    /// The message then zero words; `u32` for the alignment.
+    words: Box<[u32]>,
+    /// `nlmsg_len`.
+    len: usize,
+}
+
+impl PaddedMsg {
+    /// A copy of the message at the start of `m`: its first `nlmsg_len` bytes, then zero
+    /// bytes. Errors ([`Refused::Malformed`]): `m` is shorter than 20 bytes (`nlmsghdr` +
+    /// `nfgenmsg`), or its `nlmsg_len` is below 20 or past the end of `m`.
+    pub fn copy(m: &[u8]) -> Result<PaddedMsg, Refused> {
+        if m.len() < NFT_HDR {
+            return Err(Refused::Malformed);
+        }
+        let len = u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize;
+        if !(NFT_HDR..=m.len()).contains(&len) {
+            return Err(Refused::Malformed);
+        }
+        let mut words = vec![0u32; (len + PAD_BYTES).div_ceil(4)].into_boxed_slice();
+        // SAFETY: `words` holds at least `len` bytes, any bit pattern is a valid u32 and u8
+        // needs no alignment; `m` has at least `len` bytes; the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(m.as_ptr(), words.as_mut_ptr().cast::<u8>(), len) };
+        Ok(PaddedMsg { words, len })
     }
-    let len = u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize;
-    if !(NFT_HDR..=m.len()).contains(&len) {
-        return Err(Refused::Malformed);
+
+    /// The message: exactly `nlmsg_len` bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `words` is initialised and holds at least `len` bytes (`copy`); u8 needs
+        // no alignment; the slice borrows `self`, which owns the words.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
     }
-    if let Some(why) = super::hazard::libnftnl_hazard(&m[..len]) {
+}
+
+/// A message the decoders accept: a [`PaddedMsg`], parsed as it is, or bytes (`[u8]`,
+/// `Vec<u8>`) holding one message at their start, which are copied into one first (bytes
+/// past `nlmsg_len` are not part of it).
+pub trait Message {
+    /// The message as libnftnl may parse it. Errors as for [`PaddedMsg::copy`].
+    fn padded(&self) -> Result<std::borrow::Cow<'_, PaddedMsg>, Refused>;
+    /// The bytes as given (for a [`PaddedMsg`], exactly `nlmsg_len`), for decoders that
+    /// read the message themselves.
+    fn raw(&self) -> &[u8];
+}
+
+impl Message for PaddedMsg {
+    fn padded(&self) -> Result<std::borrow::Cow<'_, PaddedMsg>, Refused> {
+        Ok(std::borrow::Cow::Borrowed(self))
+    }
+    fn raw(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+impl Message for [u8] {
+    fn padded(&self) -> Result<std::borrow::Cow<'_, PaddedMsg>, Refused> {
+        PaddedMsg::copy(self).map(std::borrow::Cow::Owned)
+    }
+    fn raw(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Message for Vec<u8> {
+    fn padded(&self) -> Result<std::borrow::Cow<'_, PaddedMsg>, Refused> {
+        self.as_slice().padded()
+    }
+    fn raw(&self) -> &[u8] {
+        self
+    }
+}
+
+/// Calls `parse` with a pointer to the message `m` once it is known to hit no known
+/// libnftnl defect ([`super::hazard`]). `parse` gets a pointer valid for reads of
+/// `nlmsg_len` bytes and the zero padding after them ([`PaddedMsg`]), for the duration of
+/// the call only.
+fn with_message<R>(m: &PaddedMsg, parse: impl FnOnce(*const libc::nlmsghdr) -> R) -> Result<R, Refused> {
+    if let Some(why) = super::hazard::libnftnl_hazard(m.bytes()) {
         return Err(Refused::Hazard(why));
     }
-    if m.as_ptr().align_offset(4) == 0 && m.last() == Some(&0) {
-        return Ok(parse(m.as_ptr().cast()));
-    }
-    // One zero word more than the message needs: at least 4 zero bytes after it.
-    let mut copy = vec![0u32; len.div_ceil(4) + 1];
-    for (word, bytes) in copy.iter_mut().zip(m[..len].chunks(4)) {
-        let mut w = [0u8; 4];
-        w[..bytes.len()].copy_from_slice(bytes);
-        *word = u32::from_ne_bytes(w);
-    }
-    Ok(parse(copy.as_ptr().cast()))
+    Ok(parse(m.words.as_ptr().cast()))
 }
 
 /// The string at `p`, or `None` for NULL.
@@ -204,9 +269,10 @@ macro_rules! parse {
     ($name:ident, $parse:path, $m:expr) => {{
         let obj = $name::new();
         let ptr = obj.ptr.as_ptr();
+        let m = Message::padded($m)?;
         // SAFETY: `nlh` is a whole message libnftnl may read, valid for this call
         // (`with_message`); `ptr` is a live object that nothing else refers to.
-        let r = with_message($m, |nlh| unsafe { $parse(nlh, ptr) })?;
+        let r = with_message(&m, |nlh| unsafe { $parse(nlh, ptr) })?;
         if r < 0 { Err(Refused::Malformed) } else { Ok(obj) }
     }};
 }
@@ -230,9 +296,9 @@ fn len32(d: &[u8]) -> u32 {
 }
 
 impl Table {
-    /// Parses an `NFT_MSG_NEWTABLE` message (`nftnl_table_nlmsg_parse`); see [`with_message`]
-    /// for what `m` must be.
-    pub fn parse(m: &[u8]) -> Result<Table, Refused> {
+    /// Parses an `NFT_MSG_NEWTABLE` message (`nftnl_table_nlmsg_parse`); see [`Message`]
+    /// for what `m` may be.
+    pub fn parse<M: Message + ?Sized>(m: &M) -> Result<Table, Refused> {
         parse!(Table, sys::nftnl_table_nlmsg_parse, m)
     }
 
@@ -314,8 +380,8 @@ impl Table {
 
 impl Chain {
     /// Parses an `NFT_MSG_NEWCHAIN` message (`nftnl_chain_nlmsg_parse`); see
-    /// [`with_message`] for what `m` must be.
-    pub fn parse(m: &[u8]) -> Result<Chain, Refused> {
+    /// [`Message`] for what `m` may be.
+    pub fn parse<M: Message + ?Sized>(m: &M) -> Result<Chain, Refused> {
         parse!(Chain, sys::nftnl_chain_nlmsg_parse, m)
     }
 
@@ -424,8 +490,8 @@ impl Chain {
 
 impl Rule {
     /// Parses an `NFT_MSG_NEWRULE` message (`nftnl_rule_nlmsg_parse`, with its expressions);
-    /// see [`with_message`] for what `m` must be.
-    pub fn parse(m: &[u8]) -> Result<Rule, Refused> {
+    /// see [`Message`] for what `m` may be.
+    pub fn parse<M: Message + ?Sized>(m: &M) -> Result<Rule, Refused> {
         parse!(Rule, sys::nftnl_rule_nlmsg_parse, m)
     }
 
@@ -791,15 +857,15 @@ impl Expr {
 }
 
 impl Set {
-    /// Parses an `NFT_MSG_NEWSET` message (`nftnl_set_nlmsg_parse`); see [`with_message`]
-    /// for what `m` must be.
-    pub fn parse(m: &[u8]) -> Result<Set, Refused> {
+    /// Parses an `NFT_MSG_NEWSET` message (`nftnl_set_nlmsg_parse`); see [`Message`]
+    /// for what `m` may be.
+    pub fn parse<M: Message + ?Sized>(m: &M) -> Result<Set, Refused> {
         parse!(Set, sys::nftnl_set_nlmsg_parse, m)
     }
 
     /// Parses an `NFT_MSG_NEWSETELEM` message (`nftnl_set_elems_nlmsg_parse`): a set with
-    /// its table, name and the message's elements; see [`with_message`] for what `m` must be.
-    pub fn parse_elems(m: &[u8]) -> Result<Set, Refused> {
+    /// its table, name and the message's elements; see [`Message`] for what `m` may be.
+    pub fn parse_elems<M: Message + ?Sized>(m: &M) -> Result<Set, Refused> {
         parse!(Set, sys::nftnl_set_elems_nlmsg_parse, m)
     }
 
@@ -1007,9 +1073,9 @@ impl SetElem {
 }
 
 impl Obj {
-    /// Parses an `NFT_MSG_NEWOBJ` message (`nftnl_obj_nlmsg_parse`); see [`with_message`]
-    /// for what `m` must be.
-    pub fn parse(m: &[u8]) -> Result<Obj, Refused> {
+    /// Parses an `NFT_MSG_NEWOBJ` message (`nftnl_obj_nlmsg_parse`); see [`Message`]
+    /// for what `m` may be.
+    pub fn parse<M: Message + ?Sized>(m: &M) -> Result<Obj, Refused> {
         parse!(Obj, sys::nftnl_obj_nlmsg_parse, m)
     }
 
@@ -1047,8 +1113,8 @@ impl Obj {
 }
 
 /// The rule-set generation id of an `NFT_MSG_NEWGEN` message (`nftnl_gen_nlmsg_parse`,
-/// `NFTNL_GEN_ID`); see [`with_message`] for what `m` must be.
-pub fn generation_id(m: &[u8]) -> Result<u32, Refused> {
+/// `NFTNL_GEN_ID`); see [`Message`] for what `m` may be.
+pub fn generation_id<M: Message + ?Sized>(m: &M) -> Result<u32, Refused> {
     let g: Gen = parse!(Gen, sys::nftnl_gen_nlmsg_parse, m)?;
     // SAFETY: a live, parsed generation object; a u32 attribute.
     Ok(unsafe { sys::nftnl_gen_get_u32(g.ptr.as_ptr(), sys::NFTNL_GEN_ID as u16) })
@@ -1229,10 +1295,10 @@ mod tests {
         buf.0[..len].to_vec()
     }
 
-    /// A message is parsed wherever it sits and whatever follows it: in place when it is
-    /// aligned and ends with a zero byte, else from a padded copy; same result.
+    /// A message is parsed the same wherever it sits and whatever follows it (always from
+    /// a padded copy of its `nlmsg_len` bytes).
     #[test]
-    fn a_message_parses_the_same_in_place_unaligned_or_unterminated() {
+    fn a_message_parses_the_same_aligned_unaligned_or_unterminated() {
         let m = table_message(c"t", &[0, 2, b'x', 0xff]);
         assert_ne!(m.last(), Some(&0), "the message must end with a non-zero byte for this test");
         let read = |m: &[u8]| {
@@ -1396,6 +1462,81 @@ mod tests {
         rule.extend(attr(2, b"c\0"));
         rule.extend(attr(4 | 0x8000, &attr(1 | 0x8000, &e)));
         hazard(Rule::parse(&nft_msg(libc::NFT_MSG_NEWRULE, &rule)).map(drop));
+    }
+
+    /// `f` on a copy of `m` that ends right before an inaccessible page (two pages mapped,
+    /// the second `PROT_NONE`): a read past the end of the slice faults.
+    fn at_page_end<R>(m: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+        use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, mprotect, munmap};
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).unwrap().unwrap() as usize;
+        assert!(m.len() <= page);
+        let two = std::num::NonZeroUsize::new(2 * page).unwrap();
+        // SAFETY: a new private anonymous mapping, placed by the kernel (no address given).
+        let base = unsafe {
+            mmap_anonymous(None, two, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE)
+        }
+        .unwrap();
+        // SAFETY: the second page of the mapping made above, which nothing references.
+        unsafe { mprotect(base.byte_add(page), page, ProtFlags::PROT_NONE) }.unwrap();
+        // SAFETY: the first page is readable and writable, ours alone; the slice ends at its
+        // end and lives until the munmap below.
+        let r = unsafe {
+            let start = base.cast::<u8>().as_ptr().add(page - m.len());
+            std::ptr::copy_nonoverlapping(m.as_ptr(), start, m.len());
+            f(std::slice::from_raw_parts(start, m.len()))
+        };
+        // SAFETY: the mapping made above; the slice handed to `f` is no longer used.
+        unsafe { munmap(base, 2 * page) }.unwrap();
+        r
+    }
+
+    /// An empty `NFTA_OBJ_TYPE`, `NFTA_SET_OBJ_TYPE` or `NFTA_SET_ELEM_LIST_SET_ID` as the
+    /// last attribute: libnftnl reads a u32 from it unchecked, 4 bytes past the message.
+    /// Parsed from a slice that ends right before an inaccessible page (4-aligned, ending
+    /// with a zero byte), nothing past the slice is read.
+    #[test]
+    fn a_u32_libnftnl_reads_unchecked_at_the_end_is_not_read_past_the_slice() {
+        let decode = super::super::decode::object;
+        let mut obj = attr(1, b"t\0");
+        obj.extend(attr(2, b"o\0"));
+        obj.extend(attr(3, &[]));
+        let m = nft_msg(libc::NFT_MSG_NEWOBJ, &obj);
+        assert_eq!(m.len() % 4, 0);
+        assert_eq!(m.last(), Some(&0));
+        let got = at_page_end(&m, |m| {
+            assert_eq!(m.as_ptr().align_offset(4), 0);
+            decode(m)
+        });
+        assert_eq!(got, Ok(("t".to_string(), "o".to_string())));
+
+        let mut set = attr(1, b"t\0");
+        set.extend(attr(2, b"s\0"));
+        set.extend(attr(15, &[]));
+        let m = nft_msg(libc::NFT_MSG_NEWSET, &set);
+        let got = at_page_end(&m, |m| super::super::decode::set(m).map(|(t, n, _)| (t, n)));
+        assert_eq!(got, Ok(("t".to_string(), "s".to_string())));
+
+        let mut elems = attr(1, b"t\0");
+        elems.extend(attr(2, b"s\0"));
+        elems.extend(attr(4, &[]));
+        let m = nft_msg(libc::NFT_MSG_NEWSETELEM, &elems);
+        let got = at_page_end(&m, super::super::decode::set_elements_owner);
+        assert_eq!(got, Ok(("t".to_string(), "s".to_string())));
+    }
+
+    /// Bytes after `nlmsg_len` are never parsed, even when the slice goes on (4-aligned,
+    /// ending with a zero byte): an unterminated string attribute ends with the message.
+    #[test]
+    fn an_unterminated_string_does_not_run_past_nlmsg_len() {
+        let mut m = nft_msg(libc::NFT_MSG_NEWTABLE, &[7, 0, 1, 0, b'a', b'b', b'c']);
+        let len = 27u32;
+        m.truncate(len as usize);
+        m[..4].copy_from_slice(&len.to_ne_bytes());
+        m.extend_from_slice(b"XYZ\0\0");
+        let mut buf = Aligned([0u8; 32]);
+        buf.0.copy_from_slice(&m);
+        let t = super::super::decode::table(&buf.0[..]).unwrap();
+        assert_eq!(t.name, "abc");
     }
 
     /// libnftnl 1.2.4 copies values into 64-byte arrays unchecked: longer ones are errors.

@@ -191,16 +191,6 @@ fn header(m: &[u8]) -> libc::nlmsghdr {
     }
 }
 
-/// A copy of the message `m` for the decoders: zero bytes appended up to a multiple of 4
-/// and 4 more, so that it ends with a zero byte and libnftnl parses it in place (see
-/// [`decode::table`]). One allocation of the final size.
-fn padded_copy(m: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(m.len().next_multiple_of(4) + 4);
-    v.extend_from_slice(m);
-    v.resize(m.len().next_multiple_of(4) + 4, 0);
-    v
-}
-
 /// Error number and extended-ack text of an `NLMSG_ERROR` message (0 = ACK); the text with
 /// its control characters escaped (`report::escape_controls`), one line.
 fn parse_error(m: &[u8]) -> (i32, Option<String>) {
@@ -325,15 +315,16 @@ impl Netfilter {
     }
 
     /// Sends one request (`payload` adds its filter to the header) and collects the
-    /// answer's messages (a dump until `NLMSG_DONE`, a plain GET until its ACK), each as
-    /// received followed by zero padding (see [`padded_copy`]).
+    /// answer's messages (a dump until `NLMSG_DONE`, a plain GET until its ACK), each
+    /// copied once out of the receive buffer, as the decoders parse it
+    /// ([`decode::PaddedMsg`]).
     fn request(
         &mut self,
         msg: u32,
         family: u8,
         dump: bool,
         payload: impl FnOnce(&mut ffi::Msg<'_>),
-    ) -> Result<Vec<Vec<u8>>> {
+    ) -> Result<Vec<decode::PaddedMsg>> {
         let seq = self.next_seq();
         let mut req = Aligned([0; REQUEST_BYTES]);
         let flags = if dump { libc::NLM_F_DUMP } else { libc::NLM_F_ACK };
@@ -393,7 +384,9 @@ impl Netfilter {
                             "nf_tables message of {l} bytes, shorter than its header"
                         )));
                     }
-                    _ => out.push(padded_copy(m)),
+                    _ => out.push(decode::PaddedMsg::copy(m).map_err(|_| {
+                        KernelError::Malformed(format!("nf_tables message of {l} bytes does not frame"))
+                    })?),
                 }
             }
         }
@@ -683,9 +676,9 @@ impl Netfilter {
 ///
 /// Before libnftnl sees a message its framing is checked (`nlmsg_len` at least 20 =
 /// `nlmsghdr` + `nfgenmsg`, and within `buf`), it is refused if it would hit a known
-/// libnftnl memory-safety defect ([`decode::libnftnl_hazard`]), and it is copied to a
-/// 4-aligned buffer followed by zero bytes (an unterminated string attribute then ends
-/// inside the copy). Every nf_tables message is decoded, those of foreign tables too. The
+/// libnftnl memory-safety defect ([`decode::libnftnl_hazard`]), and its `nlmsg_len` bytes
+/// are copied to a 4-aligned buffer followed by zero bytes ([`decode::PaddedMsg`]: an
+/// unterminated string attribute then ends inside the copy). Every nf_tables message is decoded, those of foreign tables too. The
 /// result is what `read_owned` builds: the tables of [`OWNED_TABLES`](crate::model::names::OWNED_TABLES) (ip first, in dump
 /// order), each with its chains in dump order, each chain's rules in dump order with the
 /// lookups resolved against the table's anonymous sets (their elements sorted), and its
@@ -759,16 +752,17 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
                     libc::NFT_MSG_NEWRULE => &mut rules_m,
                     t => return Err(format!("byte {off}: nf_tables message {t} is not a dump answer")),
                 };
-                // libnftnl parses in place and reads string attributes up to their NUL: each
-                // message gets a copy followed by zero bytes, so an unterminated string
-                // stops inside the copy (and the decoders need no copy of their own).
-                kind.push((off, padded_copy(m)));
+                // libnftnl reads string attributes up to their NUL and some u32s unchecked:
+                // each message gets one copy followed by zero bytes, which the decoders
+                // parse as it is.
+                let padded = decode::PaddedMsg::copy(m).map_err(|_| format!("byte {off}: malformed message"))?;
+                kind.push((off, padded));
             }
             t => return Err(format!("byte {off}: message type {t:#x} is not an nf_tables message")),
         }
         off += len.next_multiple_of(4).min(rest.len());
     }
-    let family_of = |m: &[u8]| Family::from_nfproto(m[16] as u32);
+    let family_of = |m: &decode::PaddedMsg| Family::from_nfproto(m.bytes()[16] as u32);
     let at = |off: usize| move |e: String| format!("byte {off}: {e}");
 
     let mut tables = Vec::new();
