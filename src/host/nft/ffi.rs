@@ -45,6 +45,11 @@ pub const DATA_MAXLEN: usize = 64;
 /// libnftnl 1.2.4's `*_nlmsg_build_payload` and `mnl_attr_put*` write, and by a test.
 const OBJECT_BOUND: usize = 16;
 
+/// The byte bound of an object a parser filled in (`*::parse`): unknown, since what
+/// libnftnl stored is not counted, so [`Msg`] refuses to write it. Setters add to a bound
+/// saturating, so it stays unknown.
+const PARSED_BOUND: usize = usize::MAX;
+
 // ---------------------------------------------------------------------------------------
 // Reading messages
 
@@ -204,6 +209,15 @@ macro_rules! object {
                 let ptr = unsafe { $alloc() };
                 $name { ptr: NonNull::new(ptr).expect("libnftnl: out of memory"), bound: OBJECT_BOUND }
             }
+
+            /// An empty object for a parser to fill in: its byte bound is unknown
+            /// ([`PARSED_BOUND`]), so it can never be written into a message.
+            #[allow(dead_code, reason = "set elements are parsed only within a set")]
+            fn parsed() -> $name {
+                let mut o = $name::new();
+                o.bound = PARSED_BOUND;
+                o
+            }
         }
 
         impl Drop for $name {
@@ -254,6 +268,10 @@ impl Gen {
         let ptr = unsafe { sys::nftnl_gen_alloc() };
         Gen { ptr: NonNull::new(ptr).expect("libnftnl: out of memory") }
     }
+
+    fn parsed() -> Gen {
+        Gen::new()
+    }
 }
 
 impl Drop for Gen {
@@ -267,7 +285,7 @@ impl Drop for Gen {
 /// `parse` (a `nftnl_*_nlmsg_parse`) of the message `m` into a new `$name`.
 macro_rules! parse {
     ($name:ident, $parse:path, $m:expr) => {{
-        let obj = $name::new();
+        let obj = $name::parsed();
         let ptr = obj.ptr.as_ptr();
         let m = Message::padded($m)?;
         // SAFETY: `nlh` is a whole message libnftnl may read, valid for this call
@@ -304,28 +322,28 @@ impl Table {
 
     /// `NFTNL_TABLE_FAMILY` (`nfgen_family`).
     pub fn set_family(&mut self, family: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live table; a u32 attribute of tables.
         unsafe { sys::nftnl_table_set_u32(self.ptr.as_ptr(), sys::NFTNL_TABLE_FAMILY as u16, family) }
     }
 
     /// `NFTNL_TABLE_NAME` (libnftnl copies the string).
     pub fn set_name(&mut self, name: &CStr) {
-        self.bound += str_bound(name);
+        self.bound = self.bound.saturating_add(str_bound(name));
         // SAFETY: a live table; a string attribute, given a NUL-terminated string.
         unsafe { sys::nftnl_table_set_str(self.ptr.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr()) };
     }
 
     /// `NFTNL_TABLE_FLAGS`.
     pub fn set_flags(&mut self, flags: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live table; a u32 attribute of tables.
         unsafe { sys::nftnl_table_set_u32(self.ptr.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16, flags) }
     }
 
     /// `NFTNL_TABLE_USERDATA` (libnftnl copies the bytes).
     pub fn set_userdata(&mut self, udata: &[u8]) {
-        self.bound += data_bound(udata);
+        self.bound = self.bound.saturating_add(data_bound(udata));
         // SAFETY: a live table; `udata` is valid for `len` bytes, which libnftnl copies.
         unsafe {
             sys::nftnl_table_set_data(
@@ -386,13 +404,13 @@ impl Chain {
     }
 
     fn set_u32(&mut self, attr: u32, v: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live chain; every caller passes a u32 attribute of chains.
         unsafe { sys::nftnl_chain_set_u32(self.ptr.as_ptr(), attr as u16, v) }
     }
 
     fn set_str(&mut self, attr: u32, s: &CStr) {
-        self.bound += str_bound(s);
+        self.bound = self.bound.saturating_add(str_bound(s));
         // SAFETY: a live chain; every caller passes a string attribute of chains, and a
         // NUL-terminated string, which libnftnl copies.
         unsafe { sys::nftnl_chain_set_str(self.ptr.as_ptr(), attr as u16, s.as_ptr()) };
@@ -420,7 +438,7 @@ impl Chain {
 
     /// `NFTNL_CHAIN_PRIO`.
     pub fn set_prio(&mut self, prio: i32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live chain; an s32 attribute of chains.
         unsafe { sys::nftnl_chain_set_s32(self.ptr.as_ptr(), sys::NFTNL_CHAIN_PRIO as u16, prio) }
     }
@@ -496,19 +514,19 @@ impl Rule {
     }
 
     fn set_u32(&mut self, attr: u32, v: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live rule; every caller passes a u32 attribute of rules.
         unsafe { sys::nftnl_rule_set_u32(self.ptr.as_ptr(), attr as u16, v) }
     }
 
     fn set_u64(&mut self, attr: u32, v: u64) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live rule; every caller passes a u64 attribute of rules.
         unsafe { sys::nftnl_rule_set_u64(self.ptr.as_ptr(), attr as u16, v) }
     }
 
     fn set_str(&mut self, attr: u32, s: &CStr) {
-        self.bound += str_bound(s);
+        self.bound = self.bound.saturating_add(str_bound(s));
         // SAFETY: a live rule; every caller passes a string attribute of rules, and a
         // NUL-terminated string, which libnftnl copies.
         unsafe { sys::nftnl_rule_set_str(self.ptr.as_ptr(), attr as u16, s.as_ptr()) };
@@ -541,7 +559,7 @@ impl Rule {
 
     /// `NFTNL_RULE_USERDATA` (libnftnl copies the bytes).
     pub fn set_userdata(&mut self, udata: &[u8]) {
-        self.bound += data_bound(udata);
+        self.bound = self.bound.saturating_add(data_bound(udata));
         // SAFETY: a live rule; `udata` is valid for `len` bytes, which libnftnl copies.
         unsafe {
             sys::nftnl_rule_set_data(
@@ -555,7 +573,7 @@ impl Rule {
 
     /// Appends `expr` to the rule's expressions; the rule owns it from now on.
     pub fn add_expr(&mut self, expr: Expr) {
-        self.bound += expr.bound;
+        self.bound = self.bound.saturating_add(expr.bound);
         let e = std::mem::ManuallyDrop::new(expr);
         // SAFETY: a live rule and a live expression that no rule holds yet; the rule frees
         // it with itself, and `ManuallyDrop` keeps `Expr`'s drop from freeing it too.
@@ -736,7 +754,7 @@ impl Expr {
     /// Sets a u32 attribute. Callers pass only attributes their expression stores as a
     /// number of at most 4 bytes.
     fn u32(mut self, attr: u32, v: u32) -> Expr {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live expression; libnftnl copies at most the 4 bytes of `v` (the size
         // of the field, per the callers' choice of attribute).
         unsafe { sys::nftnl_expr_set_u32(self.ptr.as_ptr(), attr as u16, v) }
@@ -758,7 +776,7 @@ impl Expr {
         if d.len() > DATA_MAXLEN {
             return Err(format!("{what} of {} bytes exceeds nf_tables' {DATA_MAXLEN}", d.len()));
         }
-        self.bound += data_bound(d);
+        self.bound = self.bound.saturating_add(data_bound(d));
         // SAFETY: a live expression; callers pass only data attributes, which libnftnl
         // copies (`len` bytes, at most the size of its array).
         unsafe { sys::nftnl_expr_set(self.ptr.as_ptr(), attr as u16, d.as_ptr().cast(), len32(d)) };
@@ -848,7 +866,7 @@ impl Expr {
     /// (`NFTNL_EXPR_LOOKUP_SET_ID`), with `NFTNL_EXPR_LOOKUP_FLAGS` when given.
     pub fn lookup(sreg: u32, set: &CStr, set_id: u32, flags: Option<u32>) -> Expr {
         let mut e = Expr::alloc(c"lookup").u32(sys::NFTNL_EXPR_LOOKUP_SREG, sreg);
-        e.bound += str_bound(set);
+        e.bound = e.bound.saturating_add(str_bound(set));
         // SAFETY: a live expression; the lookup's set name is a string attribute, given a
         // NUL-terminated string, which libnftnl copies.
         unsafe { sys::nftnl_expr_set_str(e.ptr.as_ptr(), sys::NFTNL_EXPR_LOOKUP_SET as u16, set.as_ptr()) };
@@ -870,13 +888,13 @@ impl Set {
     }
 
     fn set_u32(&mut self, attr: u32, v: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live set; every caller passes a u32 attribute of sets.
         unsafe { sys::nftnl_set_set_u32(self.ptr.as_ptr(), attr as u16, v) }
     }
 
     fn set_str(&mut self, attr: u32, s: &CStr) {
-        self.bound += str_bound(s);
+        self.bound = self.bound.saturating_add(str_bound(s));
         // SAFETY: a live set; every caller passes a string attribute of sets, and a
         // NUL-terminated string, which libnftnl copies.
         unsafe { sys::nftnl_set_set_str(self.ptr.as_ptr(), attr as u16, s.as_ptr()) };
@@ -924,7 +942,7 @@ impl Set {
 
     /// `NFTNL_SET_USERDATA` (libnftnl copies the bytes).
     pub fn set_userdata(&mut self, udata: &[u8]) {
-        self.bound += data_bound(udata);
+        self.bound = self.bound.saturating_add(data_bound(udata));
         // SAFETY: a live set; `udata` is valid for `len` bytes, which libnftnl copies.
         unsafe {
             sys::nftnl_set_set_data(
@@ -938,7 +956,7 @@ impl Set {
 
     /// Adds `elem` to the set's elements; the set owns it from now on.
     pub fn add_elem(&mut self, elem: SetElem) {
-        self.bound += elem.bound;
+        self.bound = self.bound.saturating_add(elem.bound);
         let e = std::mem::ManuallyDrop::new(elem);
         // SAFETY: a live set and a live element that no set holds yet; the set frees it
         // with itself, and `ManuallyDrop` keeps `SetElem`'s drop from freeing it too.
@@ -1055,7 +1073,7 @@ impl SetElem {
         if key.len() > DATA_MAXLEN {
             return Err(format!("set element key of {} bytes exceeds nf_tables' {DATA_MAXLEN}", key.len()));
         }
-        self.bound += data_bound(key);
+        self.bound = self.bound.saturating_add(data_bound(key));
         // SAFETY: a live element; at most DATA_MAXLEN bytes, which libnftnl copies into its
         // key array of that size.
         unsafe {
@@ -1066,7 +1084,7 @@ impl SetElem {
 
     /// `NFTNL_SET_ELEM_FLAGS`.
     pub fn set_flags(&mut self, flags: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live element; a u32 attribute of elements.
         unsafe { sys::nftnl_set_elem_set_u32(self.ptr.as_ptr(), sys::NFTNL_SET_ELEM_FLAGS as u16, flags) }
     }
@@ -1081,7 +1099,7 @@ impl Obj {
 
     /// `NFTNL_OBJ_TABLE`.
     pub fn set_table(&mut self, table: &CStr) {
-        self.bound += str_bound(table);
+        self.bound = self.bound.saturating_add(str_bound(table));
         // SAFETY: a live object; a string attribute, given a NUL-terminated string, which
         // libnftnl copies.
         unsafe { sys::nftnl_obj_set_str(self.ptr.as_ptr(), sys::NFTNL_OBJ_TABLE as u16, table.as_ptr()) }
@@ -1089,7 +1107,7 @@ impl Obj {
 
     /// `NFTNL_OBJ_FAMILY`.
     pub fn set_family(&mut self, family: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live object; a u32 attribute of objects.
         unsafe { sys::nftnl_obj_set_u32(self.ptr.as_ptr(), sys::NFTNL_OBJ_FAMILY as u16, family) }
     }
@@ -1185,14 +1203,19 @@ impl Msg<'_> {
 
     /// Runs `build` (one `nftnl_*_nlmsg_build_payload`) on the header after checking that
     /// a payload of at most `bound` bytes fits in the buffer after what is there: panics
-    /// otherwise, since libnftnl would write past its end. Debug builds check afterwards
+    /// otherwise, since libnftnl would write past its end, and for an object parsed from a
+    /// message, whose bound is unknown ([`PARSED_BOUND`]). Debug builds check afterwards
     /// that the bound held.
     fn put(&mut self, bound: usize, build: impl FnOnce(*mut libc::nlmsghdr)) {
+        assert!(
+            bound != PARSED_BOUND,
+            "an object parsed from a message has no known byte bound: it cannot be written into a message"
+        );
         let before = self.len();
         assert!(
-            before + bound <= self.cap,
+            before.checked_add(bound).is_some_and(|end| end <= self.cap),
             "an nf_tables message of up to {} bytes does not fit its {}-byte buffer",
-            before + bound,
+            before.saturating_add(bound),
             self.cap
         );
         build(self.nlh.as_ptr());
@@ -1537,6 +1560,29 @@ mod tests {
         buf.0.copy_from_slice(&m);
         let t = super::super::decode::table(&buf.0[..]).unwrap();
         assert_eq!(t.name, "abc");
+    }
+
+    /// A parsed object's byte bound is unknown: writing it back into a buffer refuses
+    /// (panics) before libnftnl writes, instead of writing past the buffer; setters keep
+    /// it unknown.
+    #[test]
+    fn a_parsed_object_is_never_written_past_its_buffer() {
+        let m = table_message(c"t", &[7u8; 200]);
+        let t = Table::parse(&m).unwrap();
+        let mut big = Aligned([0xa5u8; 1024]);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            MsgBuf::new(&mut big.0[..64]).header(libc::NFT_MSG_NEWTABLE as u16, 2, 0, 1).put_table(&t);
+        }));
+        assert!(r.is_err(), "the put was refused");
+        assert!(big.0[64..].iter().all(|b| *b == 0xa5), "libnftnl wrote past the 64-byte buffer");
+        let mut t = t;
+        t.set_flags(0);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            MsgBuf::new(&mut big.0).header(libc::NFT_MSG_NEWTABLE as u16, 2, 0, 1).put_table(&t);
+        }));
+        let e = r.unwrap_err();
+        let why = e.downcast_ref::<&str>().copied().unwrap_or_default();
+        assert!(why.contains("parsed from a message"), "{why:?}");
     }
 
     /// libnftnl 1.2.4 copies values into 64-byte arrays unchecked: longer ones are errors.
