@@ -1292,6 +1292,45 @@ unsafe impl nftnl::NlMsg for super::encode::SetMsg<'_> {
 // ---------------------------------------------------------------------------------------
 // The socket
 
+// nix's macro for socket options it lacks (it expands to the other two, and to unsafe
+// `setsockopt`/`getsockopt` calls with the option's C type and size, which it derives from
+// the Rust type given here: `bool` as a C int, `u64` as 8 bytes).
+use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
+
+/// `SOL_NETLINK` (linux/socket.h).
+const SOL_NETLINK: libc::c_int = 270;
+/// `NETLINK_CAP_ACK`: errors do not echo the whole request back.
+const NETLINK_CAP_ACK: libc::c_int = 10;
+/// `NETLINK_EXT_ACK`: errors carry the kernel's text message.
+const NETLINK_EXT_ACK: libc::c_int = 11;
+/// `SO_NETNS_COOKIE` (asm-generic/socket.h, kernel >= 5.14).
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+sockopt_impl!(
+    /// `NETLINK_CAP_ACK` on a netlink socket: errors do not echo the whole request back.
+    CapAck,
+    SetOnly,
+    SOL_NETLINK,
+    NETLINK_CAP_ACK,
+    bool
+);
+sockopt_impl!(
+    /// `NETLINK_EXT_ACK` on a netlink socket: errors carry the kernel's text message.
+    ExtAck,
+    SetOnly,
+    SOL_NETLINK,
+    NETLINK_EXT_ACK,
+    bool
+);
+sockopt_impl!(
+    /// `SO_NETNS_COOKIE`: the socket's network namespace cookie (u64).
+    NetnsCookie,
+    GetOnly,
+    libc::SOL_SOCKET,
+    SO_NETNS_COOKIE,
+    u64
+);
+
 /// The file descriptor of `sock`, borrowed from it (mnl's socket has no `AsFd`).
 pub fn socket_fd(sock: &mnl::Socket) -> BorrowedFd<'_> {
     // SAFETY: the descriptor belongs to `sock`, which closes it only when dropped; the

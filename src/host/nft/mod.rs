@@ -9,8 +9,8 @@
 
 pub mod decode;
 pub mod encode;
-// The only module with unsafe code: libnftnl objects, message parsing and building, and
-// the socket's descriptor behind safe types.
+// The only module with unsafe code: libnftnl objects, message parsing and building, the
+// socket's descriptor and the socket options nix lacks behind safe types.
 #[allow(unsafe_code)]
 mod ffi;
 mod hazard;
@@ -20,48 +20,14 @@ use assemble::Assembly;
 use crate::model::live::LiveTable;
 use crate::model::ops::Op;
 use crate::model::ruleset::Family;
+use ffi::{CapAck, ExtAck, NetnsCookie};
 use nix::sys::socket::{self as nixsock, sockopt};
-// nix's macro for socket options it lacks; it expands to the other two.
-use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
 use std::collections::BTreeSet;
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
 use std::os::raw::c_int;
 use thiserror::Error;
 
-/// `SOL_NETLINK` (linux/socket.h).
-const SOL_NETLINK: c_int = 270;
-/// `NETLINK_CAP_ACK`: errors do not echo the whole request back.
-const NETLINK_CAP_ACK: c_int = 10;
-/// `NETLINK_EXT_ACK`: errors carry the kernel's text message.
-const NETLINK_EXT_ACK: c_int = 11;
-/// `SO_NETNS_COOKIE` (asm-generic/socket.h, kernel >= 5.14).
-const SO_NETNS_COOKIE: c_int = 71;
-
-sockopt_impl!(
-    /// `NETLINK_CAP_ACK` on a netlink socket: errors do not echo the whole request back.
-    CapAck,
-    SetOnly,
-    SOL_NETLINK,
-    NETLINK_CAP_ACK,
-    bool
-);
-sockopt_impl!(
-    /// `NETLINK_EXT_ACK` on a netlink socket: errors carry the kernel's text message.
-    ExtAck,
-    SetOnly,
-    SOL_NETLINK,
-    NETLINK_EXT_ACK,
-    bool
-);
-sockopt_impl!(
-    /// `SO_NETNS_COOKIE`: the socket's network namespace cookie (u64).
-    NetnsCookie,
-    GetOnly,
-    libc::SOL_SOCKET,
-    SO_NETNS_COOKIE,
-    u64
-);
 /// `NLM_F_CAPPED` in an error message's flags.
 const NLM_F_CAPPED: u16 = 0x100;
 /// `NLM_F_ACK_TLVS` in an error message's flags.
