@@ -46,9 +46,9 @@ fn nl_attrs(b: &[u8]) -> NlAttrs<'_> {
 ///   attribute at `tb[type]` of an `NFTA_SET_ELEM_MAX + 1` stack array, past its end (a
 ///   stack buffer overflow).
 ///
-/// * a verdict (`NFTA_DATA_VERDICT` in any `nft_data` nest: an expression's data attribute,
-///   a set element's key or data; expressions at any depth: a rule's, a set's, a set
-///   element's, a `dynset`'s) without `NFTA_VERDICT_CODE`, or with code `NFT_JUMP` or
+/// * a verdict (`NFTA_DATA_VERDICT` in any `nft_data` nest libnftnl parses: an
+///   expression's data attribute ([`NFT_DATA_ATTRS`]) of expressions at any depth (a
+///   rule's, a set's, a set element's, a `dynset`'s), a set element's key or data) without `NFTA_VERDICT_CODE`, or with code `NFT_JUMP` or
 ///   `NFT_GOTO` and no `NFTA_VERDICT_CHAIN`: `nftnl_parse_verdict` leaves its attribute
 ///   table uninitialised, then reads the code through (or `strdup`s) whatever pointer the
 ///   stack held there;
@@ -145,21 +145,39 @@ fn expr_list_hazard(list: &[u8], what: &str) -> Option<String> {
     nl_attrs(list).take_while(|(t, _)| *t == 1).find_map(|(_, e)| expr_hazard(e, what))
 }
 
+/// The attributes of each expression that libnftnl 1.2.4 parses as an `nft_data`
+/// (`nftnl_parse_data`, which may hold a verdict): immediate's `NFTA_IMMEDIATE_DATA`,
+/// cmp's `NFTA_CMP_DATA`, bitwise's `NFTA_BITWISE_MASK`, `_XOR`, `_DATA`, range's
+/// `NFTA_RANGE_FROM_DATA`, `_TO_DATA`. Other expressions' attributes are never read as one.
+const NFT_DATA_ATTRS: &[(&[u8], &[u16])] =
+    &[(b"immediate", &[2]), (b"cmp", &[3]), (b"bitwise", &[4, 5, 7]), (b"range", &[3, 4])];
+
+/// Whether libnftnl may read the `NFTA_EXPR_NAME` payload `name` as `want`: `strcmp` reads
+/// up to the first NUL, past the attribute when it has none (then only a prefix is known).
+fn name_may_be(name: &[u8], want: &[u8]) -> bool {
+    match name.iter().position(|b| *b == 0) {
+        Some(nul) => &name[..nul] == want,
+        None => want.starts_with(name),
+    }
+}
+
 /// [`libnftnl_hazard`] for one expression nest (`NFTA_EXPR_NAME`, `NFTA_EXPR_DATA`): its
-/// name, every attribute of its data that may be an `nft_data` (a verdict), and the
-/// expressions a `dynset` carries (`NFTA_DYNSET_EXPR`, `_EXPRESSIONS`), which libnftnl
-/// parses as expressions of their own.
+/// name, its data attributes that libnftnl parses as an `nft_data` ([`NFT_DATA_ATTRS`]: a
+/// verdict), and the expressions a `dynset` carries (`NFTA_DYNSET_EXPR`, `_EXPRESSIONS`),
+/// which libnftnl parses as expressions of their own.
 fn expr_hazard(e: &[u8], what: &str) -> Option<String> {
     let Some((_, name)) = nl_attrs(e).filter(|(t, _)| *t == 1).last() else {
         return Some(format!("{what} without NFTA_EXPR_NAME: libnftnl 1.2.4 dereferences a NULL name"));
     };
-    let dynset = name.split(|b| *b == 0).next() == Some(b"dynset");
+    let dynset = name_may_be(name, b"dynset");
+    let is_data = |t: u16| NFT_DATA_ATTRS.iter().any(|(n, attrs)| attrs.contains(&t) && name_may_be(name, n));
     let data = nl_attrs(e).filter(|(t, _)| *t == 2).flat_map(|(_, d)| nl_attrs(d));
     for (t, v) in data {
         let found = match t {
             7 if dynset => expr_hazard(v, "dynset expression"),
             10 if dynset => expr_list_hazard(v, "dynset expression"),
-            _ => verdict_hazard(v, what),
+            t if is_data(t) => verdict_hazard(v, what),
+            _ => None,
         };
         if found.is_some() {
             return found;
@@ -171,6 +189,35 @@ fn expr_hazard(e: &[u8], what: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An expression's attribute is checked as a verdict only where libnftnl parses one:
+    /// a nest of another expression that looks like a verdict without a code is not
+    /// refused; a name libnftnl may read past its attribute counts as any it may be.
+    #[test]
+    fn verdicts_are_checked_only_where_libnftnl_parses_them() {
+        let attr = |ty: u16, p: &[u8]| {
+            let mut a = ((4 + p.len()) as u16).to_ne_bytes().to_vec();
+            a.extend_from_slice(&ty.to_ne_bytes());
+            a.extend_from_slice(p);
+            a.resize(a.len().next_multiple_of(4), 0);
+            a
+        };
+        let no_code = attr(2, &attr(2, b"x\0"));
+        let expr = |name: &[u8], ty: u16| {
+            let mut e = attr(1, name);
+            e.extend(attr(2, &attr(ty, &no_code)));
+            e
+        };
+        assert!(expr_hazard(&expr(b"immediate\0", 2), "e").is_some());
+        assert!(expr_hazard(&expr(b"cmp\0", 3), "e").is_some());
+        assert!(expr_hazard(&expr(b"bitwise\0", 7), "e").is_some());
+        assert!(expr_hazard(&expr(b"range\0", 4), "e").is_some());
+        assert!(expr_hazard(&expr(b"match\0", 3), "e").is_none());
+        assert!(expr_hazard(&expr(b"cmp\0", 2), "e").is_none());
+        // No NUL: libnftnl reads on past the attribute.
+        assert!(expr_hazard(&expr(b"cm", 3), "e").is_some());
+        assert!(name_may_be(b"dyn", b"dynset") && !name_may_be(b"dyn\0", b"dynset"));
+    }
 
     /// The walk stops at the first attribute that does not fit, as libmnl's does.
     #[test]
