@@ -296,6 +296,9 @@ fn corrupted_dumps_give_located_errors() {
         ("libnftnl-expression-without-name.bin", "without NFTA_EXPR_NAME"),
         ("libnftnl-set-element-attribute-17.bin", "set element attribute type 17"),
         ("libnftnl-jump-verdict-without-chain.bin", "jump/goto verdict without NFTA_VERDICT_CHAIN"),
+        ("libnftnl-set-concat-40-fields.bin", "40 concatenation fields"),
+        ("libnftnl-verdict-without-code.bin", "verdict without NFTA_VERDICT_CODE"),
+        ("libnftnl-set-element-verdict-without-code.bin", "verdict without NFTA_VERDICT_CODE"),
         // An extended-ack text with a newline and NULs, escaped into one line.
         ("kernel-error-extack-with-newline.bin", "the kernel answered with an error"),
     ];

@@ -3,6 +3,7 @@
 //! [`Expr::Other`] with libnftnl's own text, so it can be shown and never equals ours.
 
 use super::ffi::{self, Refused};
+pub use super::ffi::{Message, PaddedMsg};
 use crate::model::live::LiveRule;
 use crate::model::record;
 use crate::model::ruleset::{BaseChain, ChainType, CmpOp, Expr, Family, Hook, Verdict};
@@ -83,10 +84,10 @@ impl TableInfo {
 /// `_USERDATA`; the family of `nfgenmsg`).
 ///
 /// `m`, as for every libnftnl parser of this module: one whole netlink message, `nlmsghdr`
-/// (16 bytes, native byte order) then `nfgenmsg` (4 bytes) then attributes, `nlmsg_len`
-/// bytes or more (bytes past `nlmsg_len` are not parsed), any alignment. libnftnl parses it
-/// in place when `m` is 4-aligned and ends with a zero byte (as [`Netfilter`] and
-/// [`decode_dump`] keep their messages), else from a padded copy.
+/// (16 bytes, native byte order) then `nfgenmsg` (4 bytes) then attributes: a
+/// [`PaddedMsg`] (as [`Netfilter`] and [`decode_dump`] keep their messages), parsed as it
+/// is, or bytes of any alignment, `nlmsg_len` or more (bytes past `nlmsg_len` are not
+/// parsed), which are copied into a [`PaddedMsg`] first ([`Message`]).
 ///
 /// Errors: `malformed table message` (`malformed KIND message` for the others) when `m` is
 /// shorter than 20 bytes, its `nlmsg_len` is below 20 or past the end of `m`, or libnftnl
@@ -95,7 +96,7 @@ impl TableInfo {
 ///
 /// [`Netfilter`]: crate::host::nft::Netfilter
 /// [`decode_dump`]: crate::host::nft::decode_dump
-pub fn table(m: &[u8]) -> Result<TableInfo, String> {
+pub fn table<M: Message + ?Sized>(m: &M) -> Result<TableInfo, String> {
     let t = ffi::Table::parse(m).map_err(refused("table"))?;
     let family = Family::from_nfproto(t.family());
     let name = str_of(t.name());
@@ -146,7 +147,7 @@ impl ChainInfo {
 /// Parses an `NFT_MSG_NEWCHAIN` message (`NFTA_CHAIN_TABLE`, `_NAME`, `_HOOK`, `_TYPE`,
 /// `_POLICY`; the family of `nfgenmsg`). `m` and the errors (`malformed chain message`) as
 /// for [`table`].
-pub fn chain(m: &[u8]) -> Result<ChainInfo, String> {
+pub fn chain<M: Message + ?Sized>(m: &M) -> Result<ChainInfo, String> {
     let c = ffi::Chain::parse(m).map_err(refused("chain"))?;
     let family = Family::from_nfproto(c.family());
     let table = str_of(c.table());
@@ -291,8 +292,8 @@ fn decode_expr(e: &ffi::ExprRef<'_>, sets: &AnonSets) -> Expr {
 /// [`Expr::Other`] with libnftnl's text. Both give the same result wherever the direct one
 /// answers (unit tests over real kernel dumps; the `readback` fuzz target checks it on every
 /// input). Errors: the message is not a rule libnftnl can parse.
-pub fn rule(m: &[u8], sets: &AnonSets) -> Result<RuleInfo, String> {
-    let direct = rule_direct(m, sets);
+pub fn rule<M: Message + ?Sized>(m: &M, sets: &AnonSets) -> Result<RuleInfo, String> {
+    let direct = rule_direct(m.raw(), sets);
     #[cfg(fuzzing)]
     if let Some(d) = &direct {
         let slow = rule_libnftnl(m, sets).expect("libnftnl refuses a rule the direct decoder read");
@@ -310,7 +311,7 @@ pub fn rule(m: &[u8], sets: &AnonSets) -> Result<RuleInfo, String> {
 
 /// [`rule`] through libnftnl only (`nftnl_rule_nlmsg_parse`, then each expression's
 /// attributes). `m` and the errors (`malformed rule message`) as for [`table`].
-pub fn rule_libnftnl(m: &[u8], sets: &AnonSets) -> Result<RuleInfo, String> {
+pub fn rule_libnftnl<M: Message + ?Sized>(m: &M, sets: &AnonSets) -> Result<RuleInfo, String> {
     let r = ffi::Rule::parse(m).map_err(refused("rule"))?;
     Ok(rule_from_object(&r, sets))
 }
@@ -549,7 +550,7 @@ pub type AnonSets = std::collections::HashMap<String, crate::model::set::AnonSet
 /// A set from an `NFT_MSG_NEWSET` message: `(table, name, header)`, the header (without
 /// elements) only for an anonymous set (`NFT_SET_ANONYMOUS`), `None` for a named one. `m`
 /// and the errors (`malformed set message`) as for [`table`].
-pub fn set(m: &[u8]) -> Result<(String, String, Option<crate::model::set::AnonSet>), String> {
+pub fn set<M: Message + ?Sized>(m: &M) -> Result<(String, String, Option<crate::model::set::AnonSet>), String> {
     let st = ffi::Set::parse(m).map_err(refused("set"))?;
     let flags = st.flags();
     let set = crate::model::set::AnonSet {
@@ -565,7 +566,7 @@ pub fn set(m: &[u8]) -> Result<(String, String, Option<crate::model::set::AnonSe
 /// The elements of one `NFT_MSG_NEWSETELEM` message, appended to `out` in message order
 /// (key bytes, `NFT_SET_ELEM_INTERVAL_END`). `m` and the errors (`malformed set element
 /// message`) as for [`table`].
-pub fn set_elements(m: &[u8], out: &mut Vec<crate::model::set::SetElem>) -> Result<(), String> {
+pub fn set_elements<M: Message + ?Sized>(m: &M, out: &mut Vec<crate::model::set::SetElem>) -> Result<(), String> {
     let st = ffi::Set::parse_elems(m).map_err(refused("set element"))?;
     for e in st.elems() {
         let key = e.key().map(<[u8]>::to_vec).unwrap_or_default();
@@ -582,7 +583,7 @@ pub fn set_elements(m: &[u8], out: &mut Vec<crate::model::set::SetElem>) -> Resu
 ///
 /// `m` and the errors (`malformed set element message`, as [`set_elements`] reports it)
 /// as for [`table`].
-pub fn set_elements_owner(m: &[u8]) -> Result<(String, String), String> {
+pub fn set_elements_owner<M: Message + ?Sized>(m: &M) -> Result<(String, String), String> {
     let st = ffi::Set::parse_elems(m).map_err(refused("set element"))?;
     Ok((str_of(st.table()), str_of(st.name())))
 }
@@ -604,7 +605,7 @@ fn nl_attr_count(mut b: &[u8]) -> usize {
 
 /// A stateful object (counter, quota, limit, ...) from an `NFT_MSG_NEWOBJ` message:
 /// `(table, name)`. `m` and the errors (`malformed object message`) as for [`table`].
-pub fn object(m: &[u8]) -> Result<(String, String), String> {
+pub fn object<M: Message + ?Sized>(m: &M) -> Result<(String, String), String> {
     let o = ffi::Obj::parse(m).map_err(refused("object"))?;
     Ok((str_of(o.table()), str_of(o.name())))
 }

@@ -6,9 +6,9 @@
 //!   [`Obj`], and the generation) that free themselves when dropped (`nftnl_*_free`), with
 //!   typed setters and getters for the attributes ecs-hostnet reads and writes; a getter's
 //!   string or bytes borrow the object;
-//! * parsing: `*::parse(&[u8])` hands libnftnl a whole netlink message only after checking
-//!   its framing and the known libnftnl 1.2.4 defects ([`super::hazard`]), and only in a
-//!   form libnftnl cannot read past (4-aligned, a zero byte at the end);
+//! * parsing: `*::parse` hands libnftnl a whole netlink message only as a [`PaddedMsg`]
+//!   (exactly `nlmsg_len` bytes, 4-aligned, zero padding after: libnftnl cannot read past
+//!   it), and only after checking the known libnftnl 1.2.4 defects ([`super::hazard`]);
 //! * building: [`MsgBuf`] / [`Msg`], a buffer of known capacity that libnftnl writes one
 //!   message into; every object counts an upper bound of the bytes it encodes to, checked
 //!   against the room left before libnftnl writes (`mnl_attr_put` checks nothing);
@@ -45,6 +45,11 @@ pub const DATA_MAXLEN: usize = 64;
 /// libnftnl 1.2.4's `*_nlmsg_build_payload` and `mnl_attr_put*` write, and by a test.
 const OBJECT_BOUND: usize = 16;
 
+/// The byte bound of an object a parser filled in (`*::parse`): unknown, since what
+/// libnftnl stored is not counted, so [`Msg`] refuses to write it. Setters add to a bound
+/// saturating, so it stays unknown.
+const PARSED_BOUND: usize = usize::MAX;
+
 // ---------------------------------------------------------------------------------------
 // Reading messages
 
@@ -59,37 +64,102 @@ pub enum Refused {
     Hazard(String),
 }
 
-/// Calls `parse` with a pointer to the message `m` in a form libnftnl may read: `m` is at
-/// least `nlmsghdr` + `nfgenmsg` with an `nlmsg_len` within it, and hits no known libnftnl
-/// defect. The pointer is `m` itself when `m` is 4-aligned and ends with a zero byte (every
-/// string libnftnl reads up to its NUL then ends inside `m`: what [`super::Netfilter`]'s
-/// received messages look like); otherwise it is a 4-aligned copy of the message followed
-/// by zero bytes. Bytes of `m` past `nlmsg_len` are never parsed.
+/// Zero bytes a [`PaddedMsg`] has after its message, at least: libnftnl reads some u32
+/// attributes (`NFTA_OBJ_TYPE`, `NFTA_SET_OBJ_TYPE`, `NFTA_SET_ELEM_LIST_SET_ID`, ...)
+/// without checking their length, so an empty one at the end of the message is read up to
+/// 4 bytes past it (8 for a u64), and strings up to their NUL.
+const PAD_BYTES: usize = 16;
+
+/// One nf_tables message in the only form libnftnl is given to parse: exactly `nlmsg_len`
+/// bytes (at least `nlmsghdr` + `nfgenmsg`), 4-aligned, followed by at least
+/// [`PAD_BYTES`] zero bytes. Every read libnftnl makes past an attribute it does not check
+/// (a u32 of an empty attribute, an unterminated string) then ends in the padding, and no
+/// byte after `nlmsg_len` is parsed, whatever followed the message where it came from.
 ///
-/// `parse` gets a pointer that is valid for reads of `nlmsg_len` bytes and up to the next
-/// zero byte, for the duration of the call only.
-fn with_message<R>(m: &[u8], parse: impl FnOnce(*const libc::nlmsghdr) -> R) -> Result<R, Refused> {
-    if m.len() < NFT_HDR {
-        return Err(Refused::Malformed);
+/// Made only by [`PaddedMsg::copy`]: one allocation and one copy, which the socket reader
+/// makes anyway for each message it keeps ([`super::Netfilter`]).
+#[derive(Clone)]
+pub struct PaddedMsg {
+    /// The message then zero words; `u32` for the alignment.
+    words: Box<[u32]>,
+    /// `nlmsg_len`.
+    len: usize,
+}
+
+impl PaddedMsg {
+    /// A copy of the message at the start of `m`: its first `nlmsg_len` bytes, then zero
+    /// bytes. Errors ([`Refused::Malformed`]): `m` is shorter than 20 bytes (`nlmsghdr` +
+    /// `nfgenmsg`), or its `nlmsg_len` is below 20 or past the end of `m`.
+    pub fn copy(m: &[u8]) -> Result<PaddedMsg, Refused> {
+        if m.len() < NFT_HDR {
+            return Err(Refused::Malformed);
+        }
+        let len = u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize;
+        if !(NFT_HDR..=m.len()).contains(&len) {
+            return Err(Refused::Malformed);
+        }
+        let mut words = vec![0u32; (len + PAD_BYTES).div_ceil(4)].into_boxed_slice();
+        // SAFETY: `words` holds at least `len` bytes, any bit pattern is a valid u32 and u8
+        // needs no alignment; `m` has at least `len` bytes; the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(m.as_ptr(), words.as_mut_ptr().cast::<u8>(), len) };
+        Ok(PaddedMsg { words, len })
     }
-    let len = u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize;
-    if !(NFT_HDR..=m.len()).contains(&len) {
-        return Err(Refused::Malformed);
+
+    /// The message: exactly `nlmsg_len` bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `words` is initialised and holds at least `len` bytes (`copy`); u8 needs
+        // no alignment; the slice borrows `self`, which owns the words.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
     }
-    if let Some(why) = super::hazard::libnftnl_hazard(&m[..len]) {
+}
+
+/// A message the decoders accept: a [`PaddedMsg`], parsed as it is, or bytes (`[u8]`,
+/// `Vec<u8>`) holding one message at their start, which are copied into one first (bytes
+/// past `nlmsg_len` are not part of it).
+pub trait Message {
+    /// The message as libnftnl may parse it. Errors as for [`PaddedMsg::copy`].
+    fn padded(&self) -> Result<std::borrow::Cow<'_, PaddedMsg>, Refused>;
+    /// The bytes as given (for a [`PaddedMsg`], exactly `nlmsg_len`), for decoders that
+    /// read the message themselves.
+    fn raw(&self) -> &[u8];
+}
+
+impl Message for PaddedMsg {
+    fn padded(&self) -> Result<std::borrow::Cow<'_, PaddedMsg>, Refused> {
+        Ok(std::borrow::Cow::Borrowed(self))
+    }
+    fn raw(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+impl Message for [u8] {
+    fn padded(&self) -> Result<std::borrow::Cow<'_, PaddedMsg>, Refused> {
+        PaddedMsg::copy(self).map(std::borrow::Cow::Owned)
+    }
+    fn raw(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Message for Vec<u8> {
+    fn padded(&self) -> Result<std::borrow::Cow<'_, PaddedMsg>, Refused> {
+        self.as_slice().padded()
+    }
+    fn raw(&self) -> &[u8] {
+        self
+    }
+}
+
+/// Calls `parse` with a pointer to the message `m` once it is known to hit no known
+/// libnftnl defect ([`super::hazard`]). `parse` gets a pointer valid for reads of
+/// `nlmsg_len` bytes and the zero padding after them ([`PaddedMsg`]), for the duration of
+/// the call only.
+fn with_message<R>(m: &PaddedMsg, parse: impl FnOnce(*const libc::nlmsghdr) -> R) -> Result<R, Refused> {
+    if let Some(why) = super::hazard::libnftnl_hazard(m.bytes()) {
         return Err(Refused::Hazard(why));
     }
-    if m.as_ptr().align_offset(4) == 0 && m.last() == Some(&0) {
-        return Ok(parse(m.as_ptr().cast()));
-    }
-    // One zero word more than the message needs: at least 4 zero bytes after it.
-    let mut copy = vec![0u32; len.div_ceil(4) + 1];
-    for (word, bytes) in copy.iter_mut().zip(m[..len].chunks(4)) {
-        let mut w = [0u8; 4];
-        w[..bytes.len()].copy_from_slice(bytes);
-        *word = u32::from_ne_bytes(w);
-    }
-    Ok(parse(copy.as_ptr().cast()))
+    Ok(parse(m.words.as_ptr().cast()))
 }
 
 /// The string at `p`, or `None` for NULL.
@@ -138,6 +208,15 @@ macro_rules! object {
                 // or NULL, which `NonNull::new` refuses.
                 let ptr = unsafe { $alloc() };
                 $name { ptr: NonNull::new(ptr).expect("libnftnl: out of memory"), bound: OBJECT_BOUND }
+            }
+
+            /// An empty object for a parser to fill in: its byte bound is unknown
+            /// ([`PARSED_BOUND`]), so it can never be written into a message.
+            #[allow(dead_code, reason = "set elements are parsed only within a set")]
+            fn parsed() -> $name {
+                let mut o = $name::new();
+                o.bound = PARSED_BOUND;
+                o
             }
         }
 
@@ -189,6 +268,10 @@ impl Gen {
         let ptr = unsafe { sys::nftnl_gen_alloc() };
         Gen { ptr: NonNull::new(ptr).expect("libnftnl: out of memory") }
     }
+
+    fn parsed() -> Gen {
+        Gen::new()
+    }
 }
 
 impl Drop for Gen {
@@ -202,11 +285,12 @@ impl Drop for Gen {
 /// `parse` (a `nftnl_*_nlmsg_parse`) of the message `m` into a new `$name`.
 macro_rules! parse {
     ($name:ident, $parse:path, $m:expr) => {{
-        let obj = $name::new();
+        let obj = $name::parsed();
         let ptr = obj.ptr.as_ptr();
+        let m = Message::padded($m)?;
         // SAFETY: `nlh` is a whole message libnftnl may read, valid for this call
         // (`with_message`); `ptr` is a live object that nothing else refers to.
-        let r = with_message($m, |nlh| unsafe { $parse(nlh, ptr) })?;
+        let r = with_message(&m, |nlh| unsafe { $parse(nlh, ptr) })?;
         if r < 0 { Err(Refused::Malformed) } else { Ok(obj) }
     }};
 }
@@ -230,36 +314,36 @@ fn len32(d: &[u8]) -> u32 {
 }
 
 impl Table {
-    /// Parses an `NFT_MSG_NEWTABLE` message (`nftnl_table_nlmsg_parse`); see [`with_message`]
-    /// for what `m` must be.
-    pub fn parse(m: &[u8]) -> Result<Table, Refused> {
+    /// Parses an `NFT_MSG_NEWTABLE` message (`nftnl_table_nlmsg_parse`); see [`Message`]
+    /// for what `m` may be.
+    pub fn parse<M: Message + ?Sized>(m: &M) -> Result<Table, Refused> {
         parse!(Table, sys::nftnl_table_nlmsg_parse, m)
     }
 
     /// `NFTNL_TABLE_FAMILY` (`nfgen_family`).
     pub fn set_family(&mut self, family: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live table; a u32 attribute of tables.
         unsafe { sys::nftnl_table_set_u32(self.ptr.as_ptr(), sys::NFTNL_TABLE_FAMILY as u16, family) }
     }
 
     /// `NFTNL_TABLE_NAME` (libnftnl copies the string).
     pub fn set_name(&mut self, name: &CStr) {
-        self.bound += str_bound(name);
+        self.bound = self.bound.saturating_add(str_bound(name));
         // SAFETY: a live table; a string attribute, given a NUL-terminated string.
         unsafe { sys::nftnl_table_set_str(self.ptr.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr()) };
     }
 
     /// `NFTNL_TABLE_FLAGS`.
     pub fn set_flags(&mut self, flags: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live table; a u32 attribute of tables.
         unsafe { sys::nftnl_table_set_u32(self.ptr.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16, flags) }
     }
 
     /// `NFTNL_TABLE_USERDATA` (libnftnl copies the bytes).
     pub fn set_userdata(&mut self, udata: &[u8]) {
-        self.bound += data_bound(udata);
+        self.bound = self.bound.saturating_add(data_bound(udata));
         // SAFETY: a live table; `udata` is valid for `len` bytes, which libnftnl copies.
         unsafe {
             sys::nftnl_table_set_data(
@@ -314,19 +398,19 @@ impl Table {
 
 impl Chain {
     /// Parses an `NFT_MSG_NEWCHAIN` message (`nftnl_chain_nlmsg_parse`); see
-    /// [`with_message`] for what `m` must be.
-    pub fn parse(m: &[u8]) -> Result<Chain, Refused> {
+    /// [`Message`] for what `m` may be.
+    pub fn parse<M: Message + ?Sized>(m: &M) -> Result<Chain, Refused> {
         parse!(Chain, sys::nftnl_chain_nlmsg_parse, m)
     }
 
     fn set_u32(&mut self, attr: u32, v: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live chain; every caller passes a u32 attribute of chains.
         unsafe { sys::nftnl_chain_set_u32(self.ptr.as_ptr(), attr as u16, v) }
     }
 
     fn set_str(&mut self, attr: u32, s: &CStr) {
-        self.bound += str_bound(s);
+        self.bound = self.bound.saturating_add(str_bound(s));
         // SAFETY: a live chain; every caller passes a string attribute of chains, and a
         // NUL-terminated string, which libnftnl copies.
         unsafe { sys::nftnl_chain_set_str(self.ptr.as_ptr(), attr as u16, s.as_ptr()) };
@@ -354,7 +438,7 @@ impl Chain {
 
     /// `NFTNL_CHAIN_PRIO`.
     pub fn set_prio(&mut self, prio: i32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live chain; an s32 attribute of chains.
         unsafe { sys::nftnl_chain_set_s32(self.ptr.as_ptr(), sys::NFTNL_CHAIN_PRIO as u16, prio) }
     }
@@ -424,25 +508,25 @@ impl Chain {
 
 impl Rule {
     /// Parses an `NFT_MSG_NEWRULE` message (`nftnl_rule_nlmsg_parse`, with its expressions);
-    /// see [`with_message`] for what `m` must be.
-    pub fn parse(m: &[u8]) -> Result<Rule, Refused> {
+    /// see [`Message`] for what `m` may be.
+    pub fn parse<M: Message + ?Sized>(m: &M) -> Result<Rule, Refused> {
         parse!(Rule, sys::nftnl_rule_nlmsg_parse, m)
     }
 
     fn set_u32(&mut self, attr: u32, v: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live rule; every caller passes a u32 attribute of rules.
         unsafe { sys::nftnl_rule_set_u32(self.ptr.as_ptr(), attr as u16, v) }
     }
 
     fn set_u64(&mut self, attr: u32, v: u64) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live rule; every caller passes a u64 attribute of rules.
         unsafe { sys::nftnl_rule_set_u64(self.ptr.as_ptr(), attr as u16, v) }
     }
 
     fn set_str(&mut self, attr: u32, s: &CStr) {
-        self.bound += str_bound(s);
+        self.bound = self.bound.saturating_add(str_bound(s));
         // SAFETY: a live rule; every caller passes a string attribute of rules, and a
         // NUL-terminated string, which libnftnl copies.
         unsafe { sys::nftnl_rule_set_str(self.ptr.as_ptr(), attr as u16, s.as_ptr()) };
@@ -475,7 +559,7 @@ impl Rule {
 
     /// `NFTNL_RULE_USERDATA` (libnftnl copies the bytes).
     pub fn set_userdata(&mut self, udata: &[u8]) {
-        self.bound += data_bound(udata);
+        self.bound = self.bound.saturating_add(data_bound(udata));
         // SAFETY: a live rule; `udata` is valid for `len` bytes, which libnftnl copies.
         unsafe {
             sys::nftnl_rule_set_data(
@@ -489,7 +573,7 @@ impl Rule {
 
     /// Appends `expr` to the rule's expressions; the rule owns it from now on.
     pub fn add_expr(&mut self, expr: Expr) {
-        self.bound += expr.bound;
+        self.bound = self.bound.saturating_add(expr.bound);
         let e = std::mem::ManuallyDrop::new(expr);
         // SAFETY: a live rule and a live expression that no rule holds yet; the rule frees
         // it with itself, and `ManuallyDrop` keeps `Expr`'s drop from freeing it too.
@@ -670,7 +754,7 @@ impl Expr {
     /// Sets a u32 attribute. Callers pass only attributes their expression stores as a
     /// number of at most 4 bytes.
     fn u32(mut self, attr: u32, v: u32) -> Expr {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live expression; libnftnl copies at most the 4 bytes of `v` (the size
         // of the field, per the callers' choice of attribute).
         unsafe { sys::nftnl_expr_set_u32(self.ptr.as_ptr(), attr as u16, v) }
@@ -692,7 +776,7 @@ impl Expr {
         if d.len() > DATA_MAXLEN {
             return Err(format!("{what} of {} bytes exceeds nf_tables' {DATA_MAXLEN}", d.len()));
         }
-        self.bound += data_bound(d);
+        self.bound = self.bound.saturating_add(data_bound(d));
         // SAFETY: a live expression; callers pass only data attributes, which libnftnl
         // copies (`len` bytes, at most the size of its array).
         unsafe { sys::nftnl_expr_set(self.ptr.as_ptr(), attr as u16, d.as_ptr().cast(), len32(d)) };
@@ -782,7 +866,7 @@ impl Expr {
     /// (`NFTNL_EXPR_LOOKUP_SET_ID`), with `NFTNL_EXPR_LOOKUP_FLAGS` when given.
     pub fn lookup(sreg: u32, set: &CStr, set_id: u32, flags: Option<u32>) -> Expr {
         let mut e = Expr::alloc(c"lookup").u32(sys::NFTNL_EXPR_LOOKUP_SREG, sreg);
-        e.bound += str_bound(set);
+        e.bound = e.bound.saturating_add(str_bound(set));
         // SAFETY: a live expression; the lookup's set name is a string attribute, given a
         // NUL-terminated string, which libnftnl copies.
         unsafe { sys::nftnl_expr_set_str(e.ptr.as_ptr(), sys::NFTNL_EXPR_LOOKUP_SET as u16, set.as_ptr()) };
@@ -791,26 +875,26 @@ impl Expr {
 }
 
 impl Set {
-    /// Parses an `NFT_MSG_NEWSET` message (`nftnl_set_nlmsg_parse`); see [`with_message`]
-    /// for what `m` must be.
-    pub fn parse(m: &[u8]) -> Result<Set, Refused> {
+    /// Parses an `NFT_MSG_NEWSET` message (`nftnl_set_nlmsg_parse`); see [`Message`]
+    /// for what `m` may be.
+    pub fn parse<M: Message + ?Sized>(m: &M) -> Result<Set, Refused> {
         parse!(Set, sys::nftnl_set_nlmsg_parse, m)
     }
 
     /// Parses an `NFT_MSG_NEWSETELEM` message (`nftnl_set_elems_nlmsg_parse`): a set with
-    /// its table, name and the message's elements; see [`with_message`] for what `m` must be.
-    pub fn parse_elems(m: &[u8]) -> Result<Set, Refused> {
+    /// its table, name and the message's elements; see [`Message`] for what `m` may be.
+    pub fn parse_elems<M: Message + ?Sized>(m: &M) -> Result<Set, Refused> {
         parse!(Set, sys::nftnl_set_elems_nlmsg_parse, m)
     }
 
     fn set_u32(&mut self, attr: u32, v: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live set; every caller passes a u32 attribute of sets.
         unsafe { sys::nftnl_set_set_u32(self.ptr.as_ptr(), attr as u16, v) }
     }
 
     fn set_str(&mut self, attr: u32, s: &CStr) {
-        self.bound += str_bound(s);
+        self.bound = self.bound.saturating_add(str_bound(s));
         // SAFETY: a live set; every caller passes a string attribute of sets, and a
         // NUL-terminated string, which libnftnl copies.
         unsafe { sys::nftnl_set_set_str(self.ptr.as_ptr(), attr as u16, s.as_ptr()) };
@@ -858,7 +942,7 @@ impl Set {
 
     /// `NFTNL_SET_USERDATA` (libnftnl copies the bytes).
     pub fn set_userdata(&mut self, udata: &[u8]) {
-        self.bound += data_bound(udata);
+        self.bound = self.bound.saturating_add(data_bound(udata));
         // SAFETY: a live set; `udata` is valid for `len` bytes, which libnftnl copies.
         unsafe {
             sys::nftnl_set_set_data(
@@ -872,7 +956,7 @@ impl Set {
 
     /// Adds `elem` to the set's elements; the set owns it from now on.
     pub fn add_elem(&mut self, elem: SetElem) {
-        self.bound += elem.bound;
+        self.bound = self.bound.saturating_add(elem.bound);
         let e = std::mem::ManuallyDrop::new(elem);
         // SAFETY: a live set and a live element that no set holds yet; the set frees it
         // with itself, and `ManuallyDrop` keeps `SetElem`'s drop from freeing it too.
@@ -989,7 +1073,7 @@ impl SetElem {
         if key.len() > DATA_MAXLEN {
             return Err(format!("set element key of {} bytes exceeds nf_tables' {DATA_MAXLEN}", key.len()));
         }
-        self.bound += data_bound(key);
+        self.bound = self.bound.saturating_add(data_bound(key));
         // SAFETY: a live element; at most DATA_MAXLEN bytes, which libnftnl copies into its
         // key array of that size.
         unsafe {
@@ -1000,22 +1084,22 @@ impl SetElem {
 
     /// `NFTNL_SET_ELEM_FLAGS`.
     pub fn set_flags(&mut self, flags: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live element; a u32 attribute of elements.
         unsafe { sys::nftnl_set_elem_set_u32(self.ptr.as_ptr(), sys::NFTNL_SET_ELEM_FLAGS as u16, flags) }
     }
 }
 
 impl Obj {
-    /// Parses an `NFT_MSG_NEWOBJ` message (`nftnl_obj_nlmsg_parse`); see [`with_message`]
-    /// for what `m` must be.
-    pub fn parse(m: &[u8]) -> Result<Obj, Refused> {
+    /// Parses an `NFT_MSG_NEWOBJ` message (`nftnl_obj_nlmsg_parse`); see [`Message`]
+    /// for what `m` may be.
+    pub fn parse<M: Message + ?Sized>(m: &M) -> Result<Obj, Refused> {
         parse!(Obj, sys::nftnl_obj_nlmsg_parse, m)
     }
 
     /// `NFTNL_OBJ_TABLE`.
     pub fn set_table(&mut self, table: &CStr) {
-        self.bound += str_bound(table);
+        self.bound = self.bound.saturating_add(str_bound(table));
         // SAFETY: a live object; a string attribute, given a NUL-terminated string, which
         // libnftnl copies.
         unsafe { sys::nftnl_obj_set_str(self.ptr.as_ptr(), sys::NFTNL_OBJ_TABLE as u16, table.as_ptr()) }
@@ -1023,7 +1107,7 @@ impl Obj {
 
     /// `NFTNL_OBJ_FAMILY`.
     pub fn set_family(&mut self, family: u32) {
-        self.bound += INT_BOUND;
+        self.bound = self.bound.saturating_add(INT_BOUND);
         // SAFETY: a live object; a u32 attribute of objects.
         unsafe { sys::nftnl_obj_set_u32(self.ptr.as_ptr(), sys::NFTNL_OBJ_FAMILY as u16, family) }
     }
@@ -1047,8 +1131,8 @@ impl Obj {
 }
 
 /// The rule-set generation id of an `NFT_MSG_NEWGEN` message (`nftnl_gen_nlmsg_parse`,
-/// `NFTNL_GEN_ID`); see [`with_message`] for what `m` must be.
-pub fn generation_id(m: &[u8]) -> Result<u32, Refused> {
+/// `NFTNL_GEN_ID`); see [`Message`] for what `m` may be.
+pub fn generation_id<M: Message + ?Sized>(m: &M) -> Result<u32, Refused> {
     let g: Gen = parse!(Gen, sys::nftnl_gen_nlmsg_parse, m)?;
     // SAFETY: a live, parsed generation object; a u32 attribute.
     Ok(unsafe { sys::nftnl_gen_get_u32(g.ptr.as_ptr(), sys::NFTNL_GEN_ID as u16) })
@@ -1119,14 +1203,19 @@ impl Msg<'_> {
 
     /// Runs `build` (one `nftnl_*_nlmsg_build_payload`) on the header after checking that
     /// a payload of at most `bound` bytes fits in the buffer after what is there: panics
-    /// otherwise, since libnftnl would write past its end. Debug builds check afterwards
+    /// otherwise, since libnftnl would write past its end, and for an object parsed from a
+    /// message, whose bound is unknown ([`PARSED_BOUND`]). Debug builds check afterwards
     /// that the bound held.
     fn put(&mut self, bound: usize, build: impl FnOnce(*mut libc::nlmsghdr)) {
+        assert!(
+            bound != PARSED_BOUND,
+            "an object parsed from a message has no known byte bound: it cannot be written into a message"
+        );
         let before = self.len();
         assert!(
-            before + bound <= self.cap,
+            before.checked_add(bound).is_some_and(|end| end <= self.cap),
             "an nf_tables message of up to {} bytes does not fit its {}-byte buffer",
-            before + bound,
+            before.saturating_add(bound),
             self.cap
         );
         build(self.nlh.as_ptr());
@@ -1203,6 +1292,45 @@ unsafe impl nftnl::NlMsg for super::encode::SetMsg<'_> {
 // ---------------------------------------------------------------------------------------
 // The socket
 
+// nix's macro for socket options it lacks (it expands to the other two, and to unsafe
+// `setsockopt`/`getsockopt` calls with the option's C type and size, which it derives from
+// the Rust type given here: `bool` as a C int, `u64` as 8 bytes).
+use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
+
+/// `SOL_NETLINK` (linux/socket.h).
+const SOL_NETLINK: libc::c_int = 270;
+/// `NETLINK_CAP_ACK`: errors do not echo the whole request back.
+const NETLINK_CAP_ACK: libc::c_int = 10;
+/// `NETLINK_EXT_ACK`: errors carry the kernel's text message.
+const NETLINK_EXT_ACK: libc::c_int = 11;
+/// `SO_NETNS_COOKIE` (asm-generic/socket.h, kernel >= 5.14).
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+sockopt_impl!(
+    /// `NETLINK_CAP_ACK` on a netlink socket: errors do not echo the whole request back.
+    CapAck,
+    SetOnly,
+    SOL_NETLINK,
+    NETLINK_CAP_ACK,
+    bool
+);
+sockopt_impl!(
+    /// `NETLINK_EXT_ACK` on a netlink socket: errors carry the kernel's text message.
+    ExtAck,
+    SetOnly,
+    SOL_NETLINK,
+    NETLINK_EXT_ACK,
+    bool
+);
+sockopt_impl!(
+    /// `SO_NETNS_COOKIE`: the socket's network namespace cookie (u64).
+    NetnsCookie,
+    GetOnly,
+    libc::SOL_SOCKET,
+    SO_NETNS_COOKIE,
+    u64
+);
+
 /// The file descriptor of `sock`, borrowed from it (mnl's socket has no `AsFd`).
 pub fn socket_fd(sock: &mnl::Socket) -> BorrowedFd<'_> {
     // SAFETY: the descriptor belongs to `sock`, which closes it only when dropped; the
@@ -1229,10 +1357,10 @@ mod tests {
         buf.0[..len].to_vec()
     }
 
-    /// A message is parsed wherever it sits and whatever follows it: in place when it is
-    /// aligned and ends with a zero byte, else from a padded copy; same result.
+    /// A message is parsed the same wherever it sits and whatever follows it (always from
+    /// a padded copy of its `nlmsg_len` bytes).
     #[test]
-    fn a_message_parses_the_same_in_place_unaligned_or_unterminated() {
+    fn a_message_parses_the_same_aligned_unaligned_or_unterminated() {
         let m = table_message(c"t", &[0, 2, b'x', 0xff]);
         assert_ne!(m.last(), Some(&0), "the message must end with a non-zero byte for this test");
         let read = |m: &[u8]| {
@@ -1279,6 +1407,221 @@ mod tests {
             Err(e) => panic!("{e:?}"),
             Ok(_) => panic!("parsed"),
         }
+    }
+
+    /// A netlink attribute: header, payload, zero padding to 4 bytes.
+    pub(crate) fn attr(ty: u16, payload: &[u8]) -> Vec<u8> {
+        let mut a = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
+        a.extend_from_slice(&ty.to_ne_bytes());
+        a.extend_from_slice(payload);
+        a.resize(a.len().next_multiple_of(4), 0);
+        a
+    }
+
+    /// An nf_tables message `NFT_MSG_*` `msg` (family ip) with the attributes `attrs`,
+    /// `nlmsg_len` = its length.
+    pub(crate) fn nft_msg(msg: i32, attrs: &[u8]) -> Vec<u8> {
+        let mut m = vec![0u8; 20];
+        m[4..6].copy_from_slice(&((10u16 << 8) | msg as u16).to_ne_bytes());
+        m[16] = libc::NFPROTO_IPV4 as u8;
+        m.extend_from_slice(attrs);
+        let n = m.len() as u32;
+        m[..4].copy_from_slice(&n.to_ne_bytes());
+        m
+    }
+
+    /// An `NFT_MSG_NEWSET` whose `NFTA_SET_DESC` / `NFTA_SET_DESC_CONCAT` lists `fields`
+    /// concatenation fields (`NFTA_LIST_ELEM { NFTA_SET_FIELD_LEN }`) of 240 bits.
+    pub(crate) fn set_with_concat_fields(fields: usize) -> Vec<u8> {
+        let field = attr(1 | 0x8000, &attr(1, &240u32.to_be_bytes()));
+        let concat = attr(2 | 0x8000, &field.repeat(fields));
+        let mut attrs = attr(1, b"t\0");
+        attrs.extend(attr(2, b"s\0"));
+        attrs.extend(attr(9 | 0x8000, &concat));
+        nft_msg(libc::NFT_MSG_NEWSET, &attrs)
+    }
+
+    /// libnftnl 1.2.4 stores concatenation fields into a 16-entry array without a limit:
+    /// 16 parse, 17 are refused before libnftnl sees them.
+    #[test]
+    fn a_set_with_more_than_16_concatenation_fields_is_refused() {
+        assert!(Set::parse(&set_with_concat_fields(16)).is_ok());
+        for n in [17, 40] {
+            match Set::parse(&set_with_concat_fields(n)) {
+                Err(Refused::Hazard(why)) => assert!(why.contains("concatenation fields"), "{why}"),
+                Err(e) => panic!("{n}: {e:?}"),
+                Ok(_) => panic!("{n}: parsed"),
+            }
+        }
+    }
+
+    /// An `nft_data` nest holding a verdict with the attributes `verdict`.
+    pub(crate) fn verdict_data(verdict: &[u8]) -> Vec<u8> {
+        attr(2 | 0x8000, verdict)
+    }
+
+    /// A rule with one `immediate` expression whose data is `data` (an `nft_data` nest's
+    /// content).
+    pub(crate) fn rule_with_immediate(data: &[u8]) -> Vec<u8> {
+        let mut imm = attr(1, &0u32.to_be_bytes()); // NFTA_IMMEDIATE_DREG
+        imm.extend(attr(2 | 0x8000, data)); // NFTA_IMMEDIATE_DATA
+        let mut e = attr(1, b"immediate\0");
+        e.extend(attr(2 | 0x8000, &imm));
+        let mut attrs = attr(1, b"t\0");
+        attrs.extend(attr(2, b"c\0"));
+        attrs.extend(attr(4 | 0x8000, &attr(1 | 0x8000, &e)));
+        nft_msg(libc::NFT_MSG_NEWRULE, &attrs)
+    }
+
+    /// A verdict without `NFTA_VERDICT_CODE` (libnftnl reads its uninitialised attribute
+    /// table) is refused wherever libnftnl parses a verdict: a rule expression, a set
+    /// element's data, an expression of a set, of a set element, of a dynset.
+    #[test]
+    fn a_verdict_without_a_code_is_refused_wherever_libnftnl_parses_one() {
+        let no_code = verdict_data(&attr(2, b"x\0"));
+        let accept = verdict_data(&attr(1, &1u32.to_be_bytes()));
+        let hazard = |r: Result<(), Refused>| match r {
+            Err(Refused::Hazard(why)) => assert!(why.contains("without NFTA_VERDICT_CODE"), "{why}"),
+            other => panic!("{other:?}"),
+        };
+        assert!(Rule::parse(&rule_with_immediate(&accept)).is_ok());
+        hazard(Rule::parse(&rule_with_immediate(&no_code)).map(drop));
+        // An empty verdict nest.
+        hazard(Rule::parse(&rule_with_immediate(&verdict_data(&[]))).map(drop));
+
+        // A set element's data (NFTA_SET_ELEM_DATA).
+        let elems = |elem: &[u8]| {
+            let mut attrs = attr(1, b"t\0");
+            attrs.extend(attr(2, b"s\0"));
+            attrs.extend(attr(3 | 0x8000, &attr(1 | 0x8000, elem)));
+            nft_msg(libc::NFT_MSG_NEWSETELEM, &attrs)
+        };
+        let mut elem = attr(1 | 0x8000, &attr(1, &[10, 0, 0, 1]));
+        elem.extend(attr(2 | 0x8000, &no_code));
+        hazard(Set::parse_elems(&elems(&elem)).map(drop));
+
+        // An immediate expression carrying the verdict, in a set element
+        // (NFTA_SET_ELEM_EXPR), a set (NFTA_SET_EXPR), and a dynset's NFTA_DYNSET_EXPR.
+        let imm_expr = |data: &[u8]| {
+            let mut imm = attr(1, &0u32.to_be_bytes());
+            imm.extend(attr(2 | 0x8000, data));
+            let mut e = attr(1, b"immediate\0");
+            e.extend(attr(2 | 0x8000, &imm));
+            e
+        };
+        let mut elem = attr(1 | 0x8000, &attr(1, &[10, 0, 0, 1]));
+        elem.extend(attr(7 | 0x8000, &imm_expr(&no_code)));
+        hazard(Set::parse_elems(&elems(&elem)).map(drop));
+        let mut set = attr(1, b"t\0");
+        set.extend(attr(2, b"s\0"));
+        set.extend(attr(17 | 0x8000, &imm_expr(&no_code)));
+        hazard(Set::parse(&nft_msg(libc::NFT_MSG_NEWSET, &set)).map(drop));
+        let mut dynset = attr(1, b"s\0"); // NFTA_DYNSET_SET_NAME
+        dynset.extend(attr(7 | 0x8000, &imm_expr(&no_code))); // NFTA_DYNSET_EXPR
+        let mut e = attr(1, b"dynset\0");
+        e.extend(attr(2 | 0x8000, &dynset));
+        let mut rule = attr(1, b"t\0");
+        rule.extend(attr(2, b"c\0"));
+        rule.extend(attr(4 | 0x8000, &attr(1 | 0x8000, &e)));
+        hazard(Rule::parse(&nft_msg(libc::NFT_MSG_NEWRULE, &rule)).map(drop));
+    }
+
+    /// `f` on a copy of `m` that ends right before an inaccessible page (two pages mapped,
+    /// the second `PROT_NONE`): a read past the end of the slice faults.
+    fn at_page_end<R>(m: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+        use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, mprotect, munmap};
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).unwrap().unwrap() as usize;
+        assert!(m.len() <= page);
+        let two = std::num::NonZeroUsize::new(2 * page).unwrap();
+        // SAFETY: a new private anonymous mapping, placed by the kernel (no address given).
+        let base = unsafe {
+            mmap_anonymous(None, two, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE)
+        }
+        .unwrap();
+        // SAFETY: the second page of the mapping made above, which nothing references.
+        unsafe { mprotect(base.byte_add(page), page, ProtFlags::PROT_NONE) }.unwrap();
+        // SAFETY: the first page is readable and writable, ours alone; the slice ends at its
+        // end and lives until the munmap below.
+        let r = unsafe {
+            let start = base.cast::<u8>().as_ptr().add(page - m.len());
+            std::ptr::copy_nonoverlapping(m.as_ptr(), start, m.len());
+            f(std::slice::from_raw_parts(start, m.len()))
+        };
+        // SAFETY: the mapping made above; the slice handed to `f` is no longer used.
+        unsafe { munmap(base, 2 * page) }.unwrap();
+        r
+    }
+
+    /// An empty `NFTA_OBJ_TYPE`, `NFTA_SET_OBJ_TYPE` or `NFTA_SET_ELEM_LIST_SET_ID` as the
+    /// last attribute: libnftnl reads a u32 from it unchecked, 4 bytes past the message.
+    /// Parsed from a slice that ends right before an inaccessible page (4-aligned, ending
+    /// with a zero byte), nothing past the slice is read.
+    #[test]
+    fn a_u32_libnftnl_reads_unchecked_at_the_end_is_not_read_past_the_slice() {
+        let decode = super::super::decode::object;
+        let mut obj = attr(1, b"t\0");
+        obj.extend(attr(2, b"o\0"));
+        obj.extend(attr(3, &[]));
+        let m = nft_msg(libc::NFT_MSG_NEWOBJ, &obj);
+        assert_eq!(m.len() % 4, 0);
+        assert_eq!(m.last(), Some(&0));
+        let got = at_page_end(&m, |m| {
+            assert_eq!(m.as_ptr().align_offset(4), 0);
+            decode(m)
+        });
+        assert_eq!(got, Ok(("t".to_string(), "o".to_string())));
+
+        let mut set = attr(1, b"t\0");
+        set.extend(attr(2, b"s\0"));
+        set.extend(attr(15, &[]));
+        let m = nft_msg(libc::NFT_MSG_NEWSET, &set);
+        let got = at_page_end(&m, |m| super::super::decode::set(m).map(|(t, n, _)| (t, n)));
+        assert_eq!(got, Ok(("t".to_string(), "s".to_string())));
+
+        let mut elems = attr(1, b"t\0");
+        elems.extend(attr(2, b"s\0"));
+        elems.extend(attr(4, &[]));
+        let m = nft_msg(libc::NFT_MSG_NEWSETELEM, &elems);
+        let got = at_page_end(&m, super::super::decode::set_elements_owner);
+        assert_eq!(got, Ok(("t".to_string(), "s".to_string())));
+    }
+
+    /// Bytes after `nlmsg_len` are never parsed, even when the slice goes on (4-aligned,
+    /// ending with a zero byte): an unterminated string attribute ends with the message.
+    #[test]
+    fn an_unterminated_string_does_not_run_past_nlmsg_len() {
+        let mut m = nft_msg(libc::NFT_MSG_NEWTABLE, &[7, 0, 1, 0, b'a', b'b', b'c']);
+        let len = 27u32;
+        m.truncate(len as usize);
+        m[..4].copy_from_slice(&len.to_ne_bytes());
+        m.extend_from_slice(b"XYZ\0\0");
+        let mut buf = Aligned([0u8; 32]);
+        buf.0.copy_from_slice(&m);
+        let t = super::super::decode::table(&buf.0[..]).unwrap();
+        assert_eq!(t.name, "abc");
+    }
+
+    /// A parsed object's byte bound is unknown: writing it back into a buffer refuses
+    /// (panics) before libnftnl writes, instead of writing past the buffer; setters keep
+    /// it unknown.
+    #[test]
+    fn a_parsed_object_is_never_written_past_its_buffer() {
+        let m = table_message(c"t", &[7u8; 200]);
+        let t = Table::parse(&m).unwrap();
+        let mut big = Aligned([0xa5u8; 1024]);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            MsgBuf::new(&mut big.0[..64]).header(libc::NFT_MSG_NEWTABLE as u16, 2, 0, 1).put_table(&t);
+        }));
+        assert!(r.is_err(), "the put was refused");
+        assert!(big.0[64..].iter().all(|b| *b == 0xa5), "libnftnl wrote past the 64-byte buffer");
+        let mut t = t;
+        t.set_flags(0);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            MsgBuf::new(&mut big.0).header(libc::NFT_MSG_NEWTABLE as u16, 2, 0, 1).put_table(&t);
+        }));
+        let e = r.unwrap_err();
+        let why = e.downcast_ref::<&str>().copied().unwrap_or_default();
+        assert!(why.contains("parsed from a message"), "{why:?}");
     }
 
     /// libnftnl 1.2.4 copies values into 64-byte arrays unchecked: longer ones are errors.

@@ -9,9 +9,9 @@
 
 pub mod decode;
 pub mod encode;
-// The only module with unsafe code: libnftnl objects, message parsing and building, and
-// the socket's descriptor behind safe types.
 mod assemble;
+// The only module with unsafe code: libnftnl objects, message parsing and building, the
+// socket's descriptor and the socket options nix lacks behind safe types.
 #[allow(unsafe_code)]
 mod ffi;
 mod hazard;
@@ -20,48 +20,14 @@ use crate::model::live::LiveTable;
 use crate::model::ops::Op;
 use crate::model::ruleset::Family;
 use assemble::Assembly;
+use ffi::{CapAck, ExtAck, NetnsCookie};
 use nix::sys::socket::{self as nixsock, sockopt};
-// nix's macro for socket options it lacks; it expands to the other two.
-use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
 use std::collections::BTreeSet;
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
 use std::os::raw::c_int;
 use thiserror::Error;
 
-/// `SOL_NETLINK` (linux/socket.h).
-const SOL_NETLINK: c_int = 270;
-/// `NETLINK_CAP_ACK`: errors do not echo the whole request back.
-const NETLINK_CAP_ACK: c_int = 10;
-/// `NETLINK_EXT_ACK`: errors carry the kernel's text message.
-const NETLINK_EXT_ACK: c_int = 11;
-/// `SO_NETNS_COOKIE` (asm-generic/socket.h, kernel >= 5.14).
-const SO_NETNS_COOKIE: c_int = 71;
-
-sockopt_impl!(
-    /// `NETLINK_CAP_ACK` on a netlink socket: errors do not echo the whole request back.
-    CapAck,
-    SetOnly,
-    SOL_NETLINK,
-    NETLINK_CAP_ACK,
-    bool
-);
-sockopt_impl!(
-    /// `NETLINK_EXT_ACK` on a netlink socket: errors carry the kernel's text message.
-    ExtAck,
-    SetOnly,
-    SOL_NETLINK,
-    NETLINK_EXT_ACK,
-    bool
-);
-sockopt_impl!(
-    /// `SO_NETNS_COOKIE`: the socket's network namespace cookie (u64).
-    NetnsCookie,
-    GetOnly,
-    libc::SOL_SOCKET,
-    SO_NETNS_COOKIE,
-    u64
-);
 /// `NLM_F_CAPPED` in an error message's flags.
 const NLM_F_CAPPED: u16 = 0x100;
 /// `NLM_F_ACK_TLVS` in an error message's flags.
@@ -191,16 +157,6 @@ fn header(m: &[u8]) -> libc::nlmsghdr {
     }
 }
 
-/// A copy of the message `m` for the decoders: zero bytes appended up to a multiple of 4
-/// and 4 more, so that it ends with a zero byte and libnftnl parses it in place (see
-/// [`decode::table`]). One allocation of the final size.
-fn padded_copy(m: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(m.len().next_multiple_of(4) + 4);
-    v.extend_from_slice(m);
-    v.resize(m.len().next_multiple_of(4) + 4, 0);
-    v
-}
-
 /// Error number and extended-ack text of an `NLMSG_ERROR` message (0 = ACK); the text with
 /// its control characters escaped (`report::escape_controls`), one line.
 fn parse_error(m: &[u8]) -> (i32, Option<String>) {
@@ -325,15 +281,16 @@ impl Netfilter {
     }
 
     /// Sends one request (`payload` adds its filter to the header) and collects the
-    /// answer's messages (a dump until `NLMSG_DONE`, a plain GET until its ACK), each as
-    /// received followed by zero padding (see [`padded_copy`]).
+    /// answer's messages (a dump until `NLMSG_DONE`, a plain GET until its ACK), each
+    /// copied once out of the receive buffer, as the decoders parse it
+    /// ([`decode::PaddedMsg`]).
     fn request(
         &mut self,
         msg: u32,
         family: u8,
         dump: bool,
         payload: impl FnOnce(&mut ffi::Msg<'_>),
-    ) -> Result<Vec<Vec<u8>>> {
+    ) -> Result<Vec<decode::PaddedMsg>> {
         let seq = self.next_seq();
         let mut req = Aligned([0; REQUEST_BYTES]);
         let flags = if dump { libc::NLM_F_DUMP } else { libc::NLM_F_ACK };
@@ -393,7 +350,9 @@ impl Netfilter {
                             "nf_tables message of {l} bytes, shorter than its header"
                         )));
                     }
-                    _ => out.push(padded_copy(m)),
+                    _ => out.push(decode::PaddedMsg::copy(m).map_err(|_| {
+                        KernelError::Malformed(format!("nf_tables message of {l} bytes does not frame"))
+                    })?),
                 }
             }
         }
@@ -683,9 +642,9 @@ impl Netfilter {
 ///
 /// Before libnftnl sees a message its framing is checked (`nlmsg_len` at least 20 =
 /// `nlmsghdr` + `nfgenmsg`, and within `buf`), it is refused if it would hit a known
-/// libnftnl memory-safety defect ([`decode::libnftnl_hazard`]), and it is copied to a
-/// 4-aligned buffer followed by zero bytes (an unterminated string attribute then ends
-/// inside the copy). Every nf_tables message is decoded, those of foreign tables too. The
+/// libnftnl memory-safety defect ([`decode::libnftnl_hazard`]), and its `nlmsg_len` bytes
+/// are copied to a 4-aligned buffer followed by zero bytes ([`decode::PaddedMsg`]: an
+/// unterminated string attribute then ends inside the copy). Every nf_tables message is decoded, those of foreign tables too. The
 /// result is what `read_owned` builds: the tables of [`OWNED_TABLES`](crate::model::names::OWNED_TABLES) (ip first, in dump
 /// order), each with its chains in dump order, each chain's rules in dump order with the
 /// lookups resolved against the table's anonymous sets (their elements sorted), and its
@@ -759,16 +718,17 @@ pub fn decode_dump(buf: &[u8]) -> std::result::Result<Vec<LiveTable>, String> {
                     libc::NFT_MSG_NEWRULE => &mut rules_m,
                     t => return Err(format!("byte {off}: nf_tables message {t} is not a dump answer")),
                 };
-                // libnftnl parses in place and reads string attributes up to their NUL: each
-                // message gets a copy followed by zero bytes, so an unterminated string
-                // stops inside the copy (and the decoders need no copy of their own).
-                kind.push((off, padded_copy(m)));
+                // libnftnl reads string attributes up to their NUL and some u32s unchecked:
+                // each message gets one copy followed by zero bytes, which the decoders
+                // parse as it is.
+                let padded = decode::PaddedMsg::copy(m).map_err(|_| format!("byte {off}: malformed message"))?;
+                kind.push((off, padded));
             }
             t => return Err(format!("byte {off}: message type {t:#x} is not an nf_tables message")),
         }
         off += len.next_multiple_of(4).min(rest.len());
     }
-    let family_of = |m: &[u8]| Family::from_nfproto(m[16] as u32);
+    let family_of = |m: &decode::PaddedMsg| Family::from_nfproto(m.bytes()[16] as u32);
     let at = |off: usize| move |e: String| format!("byte {off}: {e}");
 
     let mut tables = Vec::new();
