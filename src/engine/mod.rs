@@ -203,19 +203,6 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
         for w in &p.sysctl_after {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
-        // The credentials path is now whole (rules and route_localnet): connection attempts
-        // made before it keep their NAT-less entries; delete them so their next packet is
-        // DNATed. Best effort: the rules are committed whatever happens here.
-        for (addr, port) in credentials_endpoints(&p.ops) {
-            if let Err(e) = delete_stale_conntrack(addr, port) {
-                eprintln!(
-                    "ecs-hostnet: warning: the rules are in place, but stale connection-tracking entries toward \
-                     {addr}:{port} could not be deleted ({:#}); a client that tried it before this apply may time \
-                     out until its entry expires (up to 120 s) or it connects from another source port",
-                    anyhow::Error::new(e)
-                );
-            }
-        }
         let (live_after, _) = read_live(&mut nf, desired, root)
             .context("the batch was committed, but reading the result back failed (run `ecs-hostnet check`)")?;
         let after = planner(&live_after);
@@ -241,6 +228,21 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
             bail!(
                 "the host did not converge: {a} to add, {c} to change, {r} to remove remain after the batch{restored} (run `ecs-hostnet plan` to see them)"
             );
+        }
+        // The credentials path is whole and read back (rules and route_localnet): connection
+        // attempts made before it keep their NAT-less entries; delete them so their next packet is
+        // DNATed. Best effort: the rules are committed whatever happens here. Only
+        // after the read-back: a concurrent remove must find route_localnet restored at once,
+        // not after this step.
+        for (addr, port) in credentials_endpoints(&p.ops) {
+            if let Err(e) = delete_stale_conntrack(addr, port) {
+                eprintln!(
+                    "ecs-hostnet: warning: the rules are in place, but stale connection-tracking entries toward \
+                     {addr}:{port} could not be deleted ({:#}); a client that tried it before this apply may time \
+                     out until its entry expires (up to 120 s) or it connects from another source port",
+                    anyhow::Error::new(e)
+                );
+            }
         }
         return Ok(p);
     }
