@@ -11,15 +11,15 @@ pub mod decode;
 pub mod encode;
 // The only module with unsafe code: libnftnl objects, message parsing and building, and
 // the socket's descriptor behind safe types.
+mod assemble;
 #[allow(unsafe_code)]
 mod ffi;
 mod hazard;
-mod assemble;
 
-use assemble::Assembly;
 use crate::model::live::LiveTable;
 use crate::model::ops::Op;
 use crate::model::ruleset::Family;
+use assemble::Assembly;
 use nix::sys::socket::{self as nixsock, sockopt};
 // nix's macro for socket options it lacks; it expands to the other two.
 use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
@@ -826,7 +826,7 @@ mod tests {
             .iter()
             .enumerate()
             .find(|(_, op)| {
-                matches!(op, Op::AddRule { rule, .. } if rule.exprs.iter().any(|x| matches!(x, crate::model::ruleset::Expr::Lookup { .. })))
+                matches!(op, Op::AddRule { chain, rule, .. } if chain == "forward" && rule.exprs.iter().any(|x| matches!(x, crate::model::ruleset::Expr::Lookup { .. })))
             })
             .expect("the default has an IMDS rule with a set");
         let op = MsgLabel::Op(i).text(&ops);
