@@ -2196,7 +2196,7 @@ fn hostile_long_and_nul_comments() {
         let round = round + 1;
         let (fam, chain, exprs) = desired_rule(source);
         if replace_guard {
-            let g = our_rule_matching(&h.ns, "input", "localhost-guard");
+            let g = our_rule_matching(&h.ns, "input", "comment \"localhost-guard\"");
             h.ns.nft(&["delete", "rule", "inet", "ecs-hostnet", "input", "handle", &g.handle.unwrap().to_string()]);
         }
         match plant_rule(&h.ns, fam, &chain, id, exprs) {

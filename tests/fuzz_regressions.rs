@@ -218,11 +218,21 @@ fn real_default_dump_holds_the_default_rule_set() {
     let set = imds.exprs.iter().find_map(|x| if let Expr::Lookup { set, .. } = x { Some(set) } else { None });
     let set = set.expect("imds-block-ipv4 looks its interfaces up in a set");
     assert!(set.interval && set.key_len == 16 && set.elements.len() >= 6, "{set:?}");
-    // Converged: with route_localnet on (as apply left it), planning the default against it
-    // sends no batch.
+    // The dump predates the guard of the other interfaces (`localhost-guard-uplink`): with
+    // route_localnet on (as apply left it), planning today's default against it adds that
+    // one rule, just before the container guard, and touches nothing else.
     let route_localnet = [("all".to_string(), Some("1".to_string()))].into();
     let live = LiveState { tables: tables.clone(), route_localnet, ..Default::default() };
-    assert!(plan::plan(&compile(&config::default_config()), &live).ops.is_empty());
+    let guard = inet.chains[0].rules.iter().find(|r| r.comment.as_deref() == Some("localhost-guard")).unwrap();
+    let ops = plan::plan(&compile(&config::default_config()), &live).ops;
+    assert!(
+        matches!(
+            ops.as_slice(),
+            [ecs_hostnet::model::ops::Op::AddRule { chain, rule, placement: ecs_hostnet::model::ops::Placement::Before(h), .. }]
+                if chain == "input" && rule.id == "localhost-guard-uplink" && *h == guard.handle
+        ),
+        "{ops:?}"
+    );
 }
 
 #[test]

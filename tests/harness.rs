@@ -27,6 +27,12 @@ fn reference_rules_give_expected_reachability_and_controls_can_fail() {
     // the guard drops a spoofed 127.0.0.2 source from the neighbour
     let got = spoofed_udp_received(&t.neighbour, &sink, spoofed, 40001, 3);
     assert!(got.is_empty(), "reference guard let a spoofed loopback source in: {got:?}");
+    // The controls below test the guard of container interfaces from the neighbour's
+    // side: without the guard of the other interfaces, which drops all of it.
+    let uplink_guard = rule_by_comment(&t.host, "ref-localhost-guard-uplink").handle.unwrap().to_string();
+    t.host.nft(&["delete", "rule", "inet", "ecs-hostnet", "input", "handle", &uplink_guard]);
+    let got = spoofed_udp_received(&t.neighbour, &sink, spoofed, 40004, 3);
+    assert!(got.is_empty(), "the container-interface guard alone let a spoofed loopback source in: {got:?}");
     // Control: the earlier guard form, which exempted 127.0.0.0/8 sources,
     // lets it in (so the spoofed-source test tells the two forms apart).
     let guard = rule_by_comment(&t.host, "ref-localhost-guard");
@@ -213,7 +219,7 @@ fn ruleset_parsers() {
     assert_eq!(t.keys().cloned().collect::<Vec<_>>(), vec!["inet ecs-hostnet", "inet user", "ip ecs-hostnet"]);
     assert_eq!(foreign_tables(&listed).len(), 1);
     let r = our_rules(&listed);
-    assert_eq!(r.len(), 8, "{listed}");
+    assert_eq!(r.len(), 9, "{listed}");
     assert!(r.iter().all(|r| r.handle.is_some() && r.comment.is_some()));
     assert_eq!(r[0].chain, "prerouting");
     assert_eq!(r[0].comment.as_deref(), Some("ref-dnat-docker"));

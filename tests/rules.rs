@@ -9,8 +9,9 @@ use std::collections::BTreeSet;
 use support::*;
 
 /// Number of rules the default configuration must produce:
-/// 3 container patterns x (DNAT + IMDS v4 + IMDS v6) + REDIRECT + 2 guards.
-const DEFAULT_RULES: usize = 3 + 1 + 2 + 2;
+/// 3 container patterns x (DNAT + IMDS v4 + IMDS v6) + REDIRECT + 3 guards (localhost
+/// from other interfaces, localhost from container interfaces, introspection).
+const DEFAULT_RULES: usize = 3 + 1 + 2 + 3;
 
 #[track_caller]
 fn assert_unique_ids(listed: &str) -> Vec<Rule> {
@@ -494,7 +495,7 @@ fn netns_by_path() {
 
 /// Hundreds of rules in one transaction (the fact sheet: naive batching
 /// breaks past ~480 rules): 500 container patterns -> 500 DNAT rules, two
-/// IMDS rules whose sets hold 1001 elements each, 505 rules in all.
+/// IMDS rules and an uplink guard whose sets hold 1001 elements each, 506 rules in all.
 #[test]
 fn large_ruleset() {
     let ns = Netns::new("large");
@@ -504,7 +505,7 @@ fn large_ruleset() {
     let cfg = dir.write("large.toml", &format!("[containers]\ninterfaces = [{}]\n", pats.join(", ")));
     ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
     let listed = ns.ruleset();
-    assert_eq!(our_rules(&listed).len(), 500 + 5);
+    assert_eq!(our_rules(&listed).len(), 500 + 6);
     assert_unique_ids(&listed);
     ns.ehn(&["check", "-c", &cfg]).expect_code(0);
     let before = ns.ruleset_handles();
@@ -1211,7 +1212,7 @@ fn adjacent_and_maximal_pattern_sets() {
     let big = dir.write("big.toml", &format!("[containers]\ninterfaces = [{}]\n", names.join(", ")));
     ns.ehn(&["apply", "-c", &big]).expect_code(0);
     ns.ehn(&["check", "-c", &big]).expect_code(0);
-    assert_eq!(our_rules(&ns.ruleset()).len(), 1024 + 5);
+    assert_eq!(our_rules(&ns.ruleset()).len(), 1024 + 6);
     ns.ehn(&["remove", "-c", &big]).expect_code(0);
     assert_eq!(ns.ruleset(), "");
 }
@@ -1233,7 +1234,7 @@ fn a_dropped_chain_is_deleted_in_place() {
         .filter(|l| l.contains("localhost-guard") || l.contains("introspection-guard"))
         .map(str::to_string)
         .collect();
-    assert_eq!(input_before.len(), 2, "{}", ns.ruleset_handles());
+    assert_eq!(input_before.len(), 3, "{}", ns.ruleset_handles());
     let plan = ns.ehn(&["plan", "-c", &no_imds, "--format", "json"]);
     plan.expect_code(2);
     let doc: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan JSON");

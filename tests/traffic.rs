@@ -38,7 +38,10 @@ fn default_config_traffic_before_apply_after_apply_after_remove() {
         ("prerouting", "\"docker*\""),
         ("output", "redirect"),
         ("input", "dport 51678"),
-        ("input", "127.0.0.0/8"),
+        // the neighbour's packets to 127.0.0.1 (uplink guard), the rogue container's
+        // (the guard of container interfaces)
+        ("input", "127.0.0.0/8 counter"),
+        ("input", "127.0.0.0/8 ct state"),
         ("forward", "\"docker*\", \"ecs-bridge\" } ip daddr"),
         ("forward", "\"docker*\", \"ecs-bridge\" } ip6 daddr"),
     ] {
@@ -161,15 +164,16 @@ fn route_localnet_per_interface() {
     assert_eq!(t.host.ruleset().trim(), "");
 }
 
-/// The localhost guard drops a packet whose SOURCE is a loopback address
-/// (127.0.0.2, spoofed) arriving on the uplink: with route_localnet = 1 the
-/// kernel accepts such sources, so the guard must not exempt them.
-/// The neighbour sends a hand-built IPv4/UDP datagram 127.0.0.2 ->
-/// 127.0.0.1:<port> through a raw socket (routed via the host's uplink
-/// address); the host has a UDP listener on 127.0.0.1:<port>.
+/// The localhost guards drop a packet whose SOURCE is a loopback address
+/// (127.0.0.2, spoofed) arriving on the uplink and on a container interface: with
+/// route_localnet = 1 the kernel accepts such sources, so neither guard may exempt them.
+/// The neighbour (and a container that routes 127.0.0.1 to the host) sends a hand-built
+/// IPv4/UDP datagram 127.0.0.2 -> 127.0.0.1:<port> through a raw socket (routed via the
+/// host's address); the host has a UDP listener on 127.0.0.1:<port>.
 #[test]
 fn spoofed_loopback_source_from_neighbour_is_dropped() {
-    let t = Topology::new();
+    let mut t = Topology::new();
+    let evil = t.add_localhost_attacker_container(3);
     let cfg = t.dir.default_config();
     let sink = udp_bind(&t.host, "127.0.0.1:51691");
     let spoofed = std::net::Ipv4Addr::new(127, 0, 0, 2);
@@ -178,26 +182,44 @@ fn spoofed_loopback_source_from_neighbour_is_dropped() {
     let got = spoofed_udp_received(&t.neighbour, &sink, spoofed, 40101, 3);
     assert!(got.is_empty(), "route_localnet=0, no rules: the kernel must drop it: {got:?}");
 
-    // control: route_localnet = 1 and NO rules -> the listener receives it
+    // control: route_localnet = 1 and NO rules -> the listener receives it, from the
+    // neighbour and from the container
     t.host.set_sysctl("net.ipv4.conf.all.route_localnet", "1");
-    let got = spoofed_udp_received(&t.neighbour, &sink, spoofed, 40102, 3);
-    assert!(!got.is_empty(), "control: with route_localnet=1 and no rules the spoofed datagram must arrive");
-    assert!(got.iter().all(|(_, from)| from.ip() == std::net::IpAddr::V4(spoofed)), "{got:?}");
+    for (who, from, sport) in [("neighbour", &t.neighbour, 40102), ("container", &t.extra[evil], 40104)] {
+        let got = spoofed_udp_received(from, &sink, spoofed, sport, 3);
+        assert!(
+            !got.is_empty(),
+            "control: with route_localnet=1 and no rules the {who}'s spoofed datagram must arrive"
+        );
+        assert!(got.iter().all(|(_, from)| from.ip() == std::net::IpAddr::V4(spoofed)), "{got:?}");
+    }
     t.host.set_sysctl("net.ipv4.conf.all.route_localnet", "0");
 
     t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
     assert_eq!(t.host.route_localnet(), "1");
-    let guard_before = our_rule_matching(&t.host, "input", "127.0.0.0/8");
-    let got = spoofed_udp_received(&t.neighbour, &sink, spoofed, 40103, 3);
-    assert!(got.is_empty(), "after apply a spoofed 127.0.0.2 source reached 127.0.0.1: {got:?}\n{}", t.host.ruleset());
-    // ... and it was the localhost guard that dropped it
-    let guard_after = our_rule_matching(&t.host, "input", "127.0.0.0/8");
-    assert_eq!(guard_before.handle, guard_after.handle);
-    assert!(
-        !guard_after.text.contains("counter packets 0 "),
-        "the localhost guard counted no packet: {}",
-        guard_after.text
-    );
+    // From the uplink the uplink guard drops it; from a container interface the
+    // container guard (which exempts only DNATed packets and known flows) does.
+    for (who, from, sport, needle) in [
+        ("neighbour", &t.neighbour, 40103, "127.0.0.0/8 counter"),
+        ("container", &t.extra[evil], 40105, "127.0.0.0/8 ct state"),
+    ] {
+        let guard_before = our_rule_matching(&t.host, "input", needle);
+        assert!(guard_before.text.contains("counter packets 0 "), "{}", guard_before.text);
+        let got = spoofed_udp_received(from, &sink, spoofed, sport, 3);
+        assert!(
+            got.is_empty(),
+            "after apply a spoofed 127.0.0.2 source from the {who} reached 127.0.0.1: {got:?}\n{}",
+            t.host.ruleset()
+        );
+        // ... and it was that guard that dropped it
+        let guard_after = our_rule_matching(&t.host, "input", needle);
+        assert_eq!(guard_before.handle, guard_after.handle);
+        assert!(
+            !guard_after.text.contains("counter packets 0 "),
+            "the guard for the {who} counted no packet: {}",
+            guard_after.text
+        );
+    }
     // the host itself still reaches its 127.0.0.1 services over lo
     t.host.run(|| {
         let s = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();

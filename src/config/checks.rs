@@ -236,21 +236,39 @@ pub(super) fn check_consistency(loc: &Located, c: &Config, f: &Failed) -> Vec<Co
              list the container-facing interfaces (e.g. \"docker+\") or disable both",
         ));
     }
+    // The introspection port is the agent's introspection API (it lists the instance's
+    // tasks and containers, amazon-ecs-agent#511) whether the guard is on or off: a
+    // credentials target there serves that API to containers, or the guard drops them.
     let ig = &c.introspection_guard;
     let fi = &f.introspection_guard;
-    if ok(&[fi.enabled, fc.enabled, fi.port, fc.agent_port])
-        && ig.enabled.v
-        && cred.enabled.v
-        && ig.port.v == cred.agent_port.v
-    {
-        errs.push(loc.err(
-            ig.port.span.clone().or(cred.agent_port.span.clone()),
-            format!(
-                "introspection_guard.port and credentials.agent_port are both {}; the guard would cut \
-                 containers off the credentials endpoint",
-                cred.agent_port.v.0
-            ),
-        ));
+    let port = ig.port.v.0;
+    for (key, val, failed, what) in [
+        (
+            "credentials.agent_port",
+            &cred.agent_port,
+            fc.agent_port,
+            "the credentials DNAT would send containers to the agent's introspection API instead of its \
+             credentials server (51679 by default), and an introspection guard would drop them",
+        ),
+        (
+            "credentials.endpoint_port",
+            &cred.endpoint_port,
+            fc.endpoint_port,
+            "the credentials endpoint would share its port with the agent's introspection API (51678 by \
+             default), so the rules for one would act on the other; tasks call the endpoint on port 80",
+        ),
+    ] {
+        if ok(&[fc.enabled, fi.port, failed]) && cred.enabled.v && val.v.0 == port {
+            errs.push(loc.err(
+                val.span.clone().or(ig.port.span.clone()),
+                format!(
+                    "{key}{} and introspection_guard.port{} are both {port}: {what}; allowed: any port but the \
+                     introspection port, whether introspection_guard is enabled or not",
+                    default_tag(val),
+                    default_tag(&ig.port),
+                ),
+            ));
+        }
     }
     check_contradictions(loc, c, f, containers.as_deref(), rl_names.as_deref(), &mut errs);
     errs
@@ -549,6 +567,44 @@ mod tests {
         );
         assert_eq!(
             errors("[credentials]\nendpoint_address = \"169.254.169.254\"\n[imds_block]\nenabled = false\n"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_credentials_port_on_the_introspection_port_is_refused_guard_on_or_off() {
+        for guard in ["true", "false"] {
+            let e = errors(&format!("[credentials]\nagent_port = 51678\n[introspection_guard]\nenabled = {guard}\n"));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(
+                e[0].starts_with(
+                    "f.toml:2:14: credentials.agent_port and introspection_guard.port (the default) are both 51678: \
+                     the credentials DNAT would send containers to the agent's introspection API"
+                ),
+                "{e:?}"
+            );
+            let e =
+                errors(&format!("[credentials]\nendpoint_port = 51678\n[introspection_guard]\nenabled = {guard}\n"));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(
+                e[0].starts_with(
+                    "f.toml:2:17: credentials.endpoint_port and introspection_guard.port (the default) are both 51678"
+                ),
+                "{e:?}"
+            );
+        }
+        // Written on the guard's side, the message points there.
+        let e = errors("[introspection_guard]\nport = 80\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "f.toml:2:8: credentials.endpoint_port (the default) and introspection_guard.port are both 80"
+            ),
+            "{e:?}"
+        );
+        // Credentials off: no credentials target, nothing to refuse.
+        assert_eq!(
+            errors(&CREDENTIALS_OFF.replace("enabled = false\n", "enabled = false\nagent_port = 51678\n")),
             Vec::<String>::new()
         );
     }

@@ -7,7 +7,8 @@
 //!   chain prerouting  nat    prerouting -100  credentials DNAT, one rule per container interface pattern
 //!   chain output      nat    output     -100  credentials REDIRECT for host-network-mode tasks
 //! table inet ecs-hostnet                     # filter, IPv4 and IPv6
-//!   chain input       filter input      0     localhost guard, introspection guard
+//!   chain input       filter input      0     localhost guards (other interfaces; container
+//!                                             interfaces), introspection guard
 //!   chain forward     filter forward    0     IMDS block, per container interface pattern and family
 //! ```
 //!
@@ -146,6 +147,26 @@ pub fn compile(c: &Config) -> Desired {
     // this guard does not: a loopback source on a non-loopback interface is spoofed.
     if c.localhost_guard.enabled.v {
         let loopback = Ipv4Addr::new(127, 0, 0, 0);
+        // Another table may DNAT to 127.0.0.0/8 without an interface match (ecs-init's
+        // `-t nat -A PREROUTING -d 169.254.170.2 -p tcp --dport 80 -j DNAT`): exempting
+        // DNATed packets would then serve the uplink's neighbours. Only container
+        // interfaces have a reason to reach 127.0.0.0/8, so from any other interface the
+        // packet is dropped, DNATed or not, established or not.
+        let mut not_container = build::iifname(CmpOp::Neq, "lo").to_vec();
+        if !containers.is_empty() {
+            let names: Vec<&str> = containers.iter().map(IfPattern::as_str).collect();
+            not_container.extend(build::iifname_not_in(&names));
+        }
+        input.push(rule(
+            rule_id::LOCALHOST_GUARD_UPLINK.into(),
+            vec![
+                not_container,
+                build::nfproto(Family::Inet, false),
+                build::ip_addr(CmpOp::Eq, 16, loopback, 8).to_vec(),
+                vec![Expr::Counter, Expr::Verdict(Verdict::Drop)],
+            ],
+        ));
+        // From a container interface (the only ones left): DNATed or a known flow only.
         input.push(rule(
             rule_id::LOCALHOST_GUARD.into(),
             vec![
@@ -242,4 +263,54 @@ fn imds_rule(patterns: &[IfPattern], ipv6: bool, c: &Config) -> Rule {
             vec![Expr::Counter, Expr::Verdict(Verdict::Drop)],
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::nft_text::rule_text;
+
+    fn input_rules(text: &str) -> Vec<(String, String)> {
+        let d = compile(&crate::config::parse("t", text).unwrap());
+        let inet = d.tables.iter().find(|t| t.family == Family::Inet).unwrap();
+        let input = inet.chains.iter().find(|c| c.name == chain::INPUT).unwrap();
+        input.rules.iter().map(|r| (r.id.clone(), rule_text(Family::Inet, &r.exprs, None))).collect()
+    }
+
+    #[test]
+    fn other_interfaces_lose_127_0_0_0_8_whether_dnated_or_not_before_the_container_guard() {
+        let rules = input_rules("");
+        let ids: Vec<&str> = rules.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, [rule_id::LOCALHOST_GUARD_UPLINK, rule_id::LOCALHOST_GUARD, rule_id::INTROSPECTION_GUARD]);
+        assert_eq!(
+            rules[0].1,
+            "iifname != \"lo\" iifname != { \"br-*\", \"docker*\", \"ecs-bridge\" } ip daddr 127.0.0.0/8 counter drop"
+        );
+        // Neither a ct status nor a ct state exemption: a foreign DNAT cannot open it.
+        assert!(!rules[0].1.contains("ct "), "{}", rules[0].1);
+    }
+
+    #[test]
+    fn one_container_pattern_is_a_comparison_and_none_drops_every_other_interface() {
+        let one = input_rules("[containers]\ninterfaces = [\"docker0\"]\n");
+        assert_eq!(one[0].1, "iifname != \"lo\" iifname != \"docker0\" ip daddr 127.0.0.0/8 counter drop");
+        let none = input_rules(
+            "[containers]\ninterfaces = []\n[credentials]\nenabled = false\n[imds_block]\nenabled = false\n\
+             [route_localnet]\nenable = \"off\"\n[agent]\nenable_task_iam_role = false\n\
+             enable_task_iam_role_network_host = false\n",
+        );
+        assert_eq!(
+            none[0],
+            (rule_id::LOCALHOST_GUARD_UPLINK.into(), "iifname != \"lo\" ip daddr 127.0.0.0/8 counter drop".into())
+        );
+    }
+
+    #[test]
+    fn guard_off_drops_both_guard_rules() {
+        let rules = input_rules(
+            "[localhost_guard]\nenabled = false\ni_accept_that_route_localnet_exposes_localhost_services = true\n",
+        );
+        let ids: Vec<&str> = rules.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, [rule_id::INTROSPECTION_GUARD]);
+    }
 }

@@ -35,6 +35,19 @@ pub fn iifname_in(patterns: &[&str]) -> Vec<Expr> {
     ]
 }
 
+/// `iifname != { "docker*", "ecs-bridge" }` for several patterns (the anonymous interval
+/// set of [`iifname_in`], looked up inverted), or `iifname != "docker*"` for one. `patterns`
+/// must not be empty.
+pub fn iifname_not_in(patterns: &[&str]) -> Vec<Expr> {
+    if let [one] = patterns {
+        return iifname(CmpOp::Neq, one).to_vec();
+    }
+    vec![
+        Expr::Meta { key: meta::IIFNAME, dreg: REG_1 },
+        Expr::Lookup { sreg: REG_1, set: AnonSet::ifnames(patterns), invert: true },
+    ]
+}
+
 /// The implicit `meta nfproto` dependency nft adds before an ip/ip6 header match in
 /// an inet table.
 pub fn nfproto(family: Family, ipv6: bool) -> Vec<Expr> {

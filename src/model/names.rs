@@ -49,8 +49,13 @@ pub mod rule_id {
     pub const CREDENTIALS_DNAT_PREFIX: &str = "credentials-dnat ";
     /// The credentials REDIRECT (or DNAT) of host traffic, in `chain output`.
     pub const CREDENTIALS_REDIRECT: &str = "credentials-redirect";
-    /// The localhost guard, in `chain input`.
+    /// The localhost guard, in `chain input`: packets to 127.0.0.0/8 from a non-loopback
+    /// interface that were neither DNATed nor part of a known flow.
     pub const LOCALHOST_GUARD: &str = "localhost-guard";
+    /// The localhost guard of the other interfaces, in `chain input` before
+    /// [`LOCALHOST_GUARD`]: every packet to 127.0.0.0/8 arriving on an interface that is
+    /// neither `lo` nor a container interface, DNATed or not.
+    pub const LOCALHOST_GUARD_UPLINK: &str = "localhost-guard-uplink";
     /// The introspection guard, in `chain input`.
     pub const INTROSPECTION_GUARD: &str = "introspection-guard";
     /// The IPv4 IMDS block, in `chain forward`.
@@ -72,6 +77,7 @@ pub mod rule_id {
             CREDENTIALS_DNAT_PREFIX,
             CREDENTIALS_REDIRECT,
             LOCALHOST_GUARD,
+            LOCALHOST_GUARD_UPLINK,
             INTROSPECTION_GUARD,
             IMDS_BLOCK_IPV4,
             IMDS_BLOCK_IPV6,

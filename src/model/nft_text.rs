@@ -430,6 +430,7 @@ mod tests {
             "iifname \"docker*\" ip daddr 169.254.170.2 tcp dport 80 counter dnat to 127.0.0.1:51679 comment \"credentials-dnat docker+\"",
             "iifname \"ecs-bridge\" ip daddr 169.254.170.2 tcp dport 80 counter dnat to 127.0.0.1:51679 comment \"credentials-dnat ecs-bridge\"",
             "ip daddr 169.254.170.2 tcp dport 80 counter redirect to :51679 comment \"credentials-redirect\"",
+            "iifname != \"lo\" iifname != { \"br-*\", \"docker*\", \"ecs-bridge\" } ip daddr 127.0.0.0/8 counter drop comment \"localhost-guard-uplink\"",
             "iifname != \"lo\" ip daddr 127.0.0.0/8 ct state & (established | related) == 0 ct status & dnat == 0 counter drop comment \"localhost-guard\"",
             "iifname != \"lo\" iifname != \"docker0\" tcp dport 51678 counter drop comment \"introspection-guard\"",
             "iifname { \"br-*\", \"docker*\", \"ecs-bridge\" } ip daddr 169.254.169.254 counter drop comment \"imds-block-ipv4\"",

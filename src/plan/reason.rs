@@ -281,9 +281,11 @@ impl fmt::Display for Note {
             ),
             Note::ImdsBlockScope => f.write_str(
                 "the IMDS block covers bridge-mode containers only. Host-network-mode tasks share the \
-                 host's network and still reach IMDS: require IMDSv2 with a hop limit of 1 on the instance \
-                 (aws ec2 modify-instance-metadata-options --http-tokens required --http-put-response-hop-limit 1); \
-                 awsvpc tasks get blackhole routes (ECS_AWSVPC_BLOCK_IMDS=true, or `ecs-hostnet task apply`).",
+                 instance's network identity: their packets to IMDS cross no hop, so neither this block nor \
+                 an IMDSv2 hop limit stops them from reading the instance role. Give them task roles \
+                 (agent.enable_task_iam_role_network_host) so that none needs it, cut the instance role down to \
+                 what the ECS agent needs, and run no untrusted task in host network mode; awsvpc tasks get \
+                 blackhole routes (ECS_AWSVPC_BLOCK_IMDS=true, or `ecs-hostnet task apply`).",
             ),
         }
     }
@@ -418,9 +420,11 @@ mod tests {
         assert_eq!(
             n(Note::ImdsBlockScope),
             "the IMDS block covers bridge-mode containers only. Host-network-mode tasks share the \
-             host's network and still reach IMDS: require IMDSv2 with a hop limit of 1 on the instance \
-             (aws ec2 modify-instance-metadata-options --http-tokens required --http-put-response-hop-limit 1); \
-             awsvpc tasks get blackhole routes (ECS_AWSVPC_BLOCK_IMDS=true, or `ecs-hostnet task apply`)."
+             instance's network identity: their packets to IMDS cross no hop, so neither this block nor \
+             an IMDSv2 hop limit stops them from reading the instance role. Give them task roles \
+             (agent.enable_task_iam_role_network_host) so that none needs it, cut the instance role down to \
+             what the ECS agent needs, and run no untrusted task in host network mode; awsvpc tasks get \
+             blackhole routes (ECS_AWSVPC_BLOCK_IMDS=true, or `ecs-hostnet task apply`)."
         );
     }
 

@@ -1030,6 +1030,7 @@ pub const REFERENCE_RULES: &str = r#"table ip ecs-hostnet {
 table inet ecs-hostnet {
 	chain input {
 		type filter hook input priority filter; policy accept;
+		iifname != "lo" iifname != { "docker*", "br-*", "ecs-bridge" } ip daddr 127.0.0.0/8 counter drop comment "ref-localhost-guard-uplink"
 		iifname != "lo" ip daddr 127.0.0.0/8 ct state & (established|related) == 0 ct status & dnat == 0 counter drop comment "ref-localhost-guard"
 		iifname != "lo" iifname != "docker0" tcp dport 51678 counter drop comment "ref-introspection"
 	}

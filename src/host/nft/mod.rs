@@ -786,7 +786,7 @@ mod tests {
             .iter()
             .enumerate()
             .find(|(_, op)| {
-                matches!(op, Op::AddRule { rule, .. } if rule.exprs.iter().any(|x| matches!(x, crate::model::ruleset::Expr::Lookup { .. })))
+                matches!(op, Op::AddRule { chain, rule, .. } if chain == "forward" && rule.exprs.iter().any(|x| matches!(x, crate::model::ruleset::Expr::Lookup { .. })))
             })
             .expect("the default has an IMDS rule with a set");
         let op = MsgLabel::Op(i).text(&ops);
