@@ -153,13 +153,17 @@ pub fn plan(desired: &Desired, live: &LiveState) -> Plan {
     p
 }
 
-/// Whether the localhost guard rule is live: in `table inet ecs-hostnet`, which is not
-/// dormant (flags 0).
+/// Whether the localhost guard is live: both of its rules (the container interfaces' and
+/// every other interface's) in `table inet ecs-hostnet`, which is not dormant (flags 0).
+/// With either one gone, route_localnet exposes 127.0.0.1 to someone.
 pub fn localhost_guard_is_live(live: &LiveState) -> bool {
+    let has =
+        |t: &LiveTable, id: &str| t.chains.iter().any(|c| c.rules.iter().any(|r| r.comment.as_deref() == Some(id)));
     live.tables.iter().any(|t| {
         t.family == Family::Inet
             && t.flags == 0
-            && t.chains.iter().any(|c| c.rules.iter().any(|r| r.comment.as_deref() == Some(rule_id::LOCALHOST_GUARD)))
+            && has(t, rule_id::LOCALHOST_GUARD)
+            && has(t, rule_id::LOCALHOST_GUARD_UPLINK)
     })
 }
 
