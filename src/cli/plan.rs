@@ -56,7 +56,9 @@ pub fn run(cx: &Context, args: &PlanArgs, mode: Mode, out: &mut String) -> Resul
         PlanFormat::Json => out.push_str(&report::json(&p, mode.name(), &loaded.source, &against)),
         PlanFormat::Text => out.push_str(&report::text(&p, cx.color, "Converged: the host matches the configuration.")),
     }
-    Ok(Exit::changes_if(!p.is_empty()))
+    // A blocking finding: the host does not do its job even with our tables converged.
+    let blocking = mode == Mode::Check && p.findings.iter().any(|f| f.is_blocking());
+    Ok(Exit::changes_if(!p.is_empty() || blocking))
 }
 
 /// The plan against the snapshot file at `path`.
@@ -91,7 +93,7 @@ fn against_kernel(
 ) -> Result<(Plan, report::Against)> {
     cx.enter()?;
     eprintln!("configuration: {}; {}", escape_controls(&loaded.source), cx.place());
-    let (_, mut p) = engine::in_namespace(cx.ns(), engine::plan_live(desired, &cx.root))?;
+    let (_, mut p) = engine::in_namespace(cx.ns(), engine::plan_live(desired, &cx.root, Some(&loaded.config)))?;
     p.changes.extend(install::converge_files(&cx.root, keys, false)?);
     Ok((p, report::Against::Netns { netns: cx.ns().map(str::to_string) }))
 }

@@ -46,7 +46,10 @@ enum Tri {
 #[derive(Clone, Debug)]
 enum Val {
     /// Bytes with a per-bit mask of the bits known (1 = known).
-    Bits { v: Vec<u8>, known: Vec<u8> },
+    Bits {
+        v: Vec<u8>,
+        known: Vec<u8>,
+    },
     /// Not known, but none of these values (each: the bytes and how many of them a
     /// compare must cover to rule it out, e.g. `lo` and its NUL for an interface name).
     Not(Vec<(Vec<u8>, usize)>),
@@ -207,7 +210,9 @@ enum Effect {
     Drop,
     /// A DNAT or REDIRECT; `Some((address, port))` when the rule says where
     /// (REDIRECT: `None` address = the local address of the interface).
-    Nat { to: Option<(Option<Ipv4Addr>, Option<u16>)> },
+    Nat {
+        to: Option<(Option<Ipv4Addr>, Option<u16>)>,
+    },
     /// A jump, a goto, a queue, an xt target: not judged.
     Unknown,
 }
@@ -488,7 +493,10 @@ fn filter_finding(c: &ForeignChain, code: FindingCode, what: &str, o: Outcome<'_
         Outcome::Dropped(Some(r)) => (
             Severity::Blocking,
             Some(r),
-            format!("rule handle {} of chain {name} (someone else's) drops {what}: tasks cannot get credentials", r.handle),
+            format!(
+                "rule handle {} of chain {name} (someone else's) drops {what}: tasks cannot get credentials",
+                r.handle
+            ),
         ),
         Outcome::Maybe(r) => (
             Severity::Warning,
@@ -503,7 +511,8 @@ fn filter_finding(c: &ForeignChain, code: FindingCode, what: &str, o: Outcome<'_
     };
     let mut f = finding(c, code, severity, rule);
     f.message = message;
-    f.fix = Some(format!("add an accept for it at the top of their chain: {fix}"));
+    f.message.push_str("; the fix adds an accept for it at the top of their chain");
+    f.fix = Some(fix);
     Some(f)
 }
 
@@ -553,14 +562,20 @@ fn nat_finding(c: &ForeignChain, creds: &Creds, output: bool) -> Option<Finding>
             r.handle
         );
         let del = if is_iptables_nft(c) {
-            format!("iptables -t {} -D {} <the rule>", c.table, c.name)
+            format!(
+                "iptables -t {} -D {} {}",
+                c.table,
+                c.name,
+                c.rules.iter().position(|x| x.handle == r.handle).map_or(1, |i| i + 1)
+            )
         } else {
             format!("nft delete rule {} handle {}", chain_name(c), r.handle)
         };
-        f.fix = Some(format!(
-            "remove that rule (`{del}`) or make it spare {endpoint} (e.g. `ip daddr != {} ` before its other matches)",
+        f.message.push_str(&format!(
+            "; the fix removes that rule (or make it spare {endpoint}: `ip daddr != {}` before its other matches)",
             creds.endpoint
         ));
+        f.fix = Some(del);
         return Some(f);
     }
     None
@@ -786,7 +801,7 @@ mod tests {
         assert_eq!((f[0].table.as_str(), f[0].chain.as_str(), f[0].handle), ("filter", "input", None));
         assert!(f[0].message.contains("policy drop"), "{}", f[0].message);
         let fix = f[0].fix.as_deref().unwrap();
-        assert!(fix.ends_with("nft insert rule inet filter input ct status dnat ip daddr 127.0.0.1 tcp dport 51679 accept"), "{fix}");
+        assert_eq!(fix, "nft insert rule inet filter input ct status dnat ip daddr 127.0.0.1 tcp dport 51679 accept");
         // `ct status dnat accept` covers it.
         assert_eq!(run(vec![cis(vec![with(ct_bits(ct::STATUS, ct::STATUS_DNAT), Verdict::Accept)])]), vec![]);
         // `iif lo accept` and established,related alone do not; `ct state new accept` does.
@@ -825,7 +840,8 @@ mod tests {
         assert!(f[0].message.contains("may drop"), "{}", f[0].message);
         assert!(f[0].fix.as_deref().unwrap().contains("iptables -I INPUT -d 127.0.0.1 -p tcp --dport 51679"), "{f:#?}");
         // A policy drop after a set lookup accept: may, never blocking.
-        let lookup = vec![Expr::Other { name: "lookup".into(), text: "[ lookup ]".into() }, Expr::Verdict(Verdict::Accept)];
+        let lookup =
+            vec![Expr::Other { name: "lookup".into(), text: "[ lookup ]".into() }, Expr::Verdict(Verdict::Accept)];
         let f = run(vec![cis(vec![lookup])]);
         assert_eq!(f[0].severity, Severity::Warning, "{f:#?}");
     }
@@ -860,8 +876,11 @@ mod tests {
     fn a_nat_chain_before_ours_that_dnats_the_endpoint_elsewhere_steals_it() {
         let f = run(vec![steal(-150, [10, 9, 9, 9], 80)]);
         assert_eq!(f.len(), 1, "{f:#?}");
-        assert_eq!((f[0].code, f[0].severity, f[0].handle), (FindingCode::NatStealsEndpoint, Severity::Blocking, Some(2)));
-        assert_eq!(f[0].fix.as_deref().map(|s| s.contains("nft delete rule ip steal pre handle 2")), Some(true));
+        assert_eq!(
+            (f[0].code, f[0].severity, f[0].handle),
+            (FindingCode::NatStealsEndpoint, Severity::Blocking, Some(2))
+        );
+        assert_eq!(f[0].fix.as_deref(), Some("nft delete rule ip steal pre handle 2"));
         // To the agent itself, or after ours: nothing.
         assert_eq!(run(vec![steal(-150, [127, 0, 0, 1], 51679)]), vec![]);
         assert_eq!(run(vec![steal(-100, [10, 9, 9, 9], 80)]), vec![]);
@@ -917,7 +936,10 @@ mod tests {
         let path = PathState { chains: vec![cis(vec![])], legacy_tables: vec!["nat".into(), "filter".into()] };
         let mut config = crate::config::default_config();
         let f = findings(&config, &path);
-        assert_eq!(f.iter().map(|f| f.code).collect::<Vec<_>>(), [FindingCode::InputDropsCredentials, FindingCode::IptablesLegacyInUse]);
+        assert_eq!(
+            f.iter().map(|f| f.code).collect::<Vec<_>>(),
+            [FindingCode::InputDropsCredentials, FindingCode::IptablesLegacyInUse]
+        );
         assert_eq!((f[1].severity, f[1].table.as_str()), (Severity::Warning, "nat filter"));
         config.credentials.enabled.v = false;
         let f = findings(&config, &path);

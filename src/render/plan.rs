@@ -12,6 +12,7 @@
 //! `docs/json.md` and pinned by golden tests.
 
 use crate::model::escape::escape_controls;
+use crate::model::finding::{Finding, Severity};
 use crate::model::ruleset::Family;
 use crate::plan::change::{Action, Change, Subject};
 use crate::plan::{Note, Plan, Reason};
@@ -237,6 +238,7 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
     for n in &p.notes {
         let _ = writeln!(out, "note: {}", escape_controls(&n.to_string()));
     }
+    findings_text(&p.findings, &pal, &mut out);
     let (a, c, r) = p.counts();
     if p.is_empty() {
         let _ = writeln!(out, "{}", pal.paint(Style::new().bold(), &escape_controls(converged)));
@@ -244,7 +246,50 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
         let summary = format!("Plan: {a} to add, {c} to change, {r} to remove.");
         let _ = writeln!(out, "{}", pal.paint(Style::new().bold(), &summary));
     }
+    let blocking = p.findings.iter().filter(|f| f.is_blocking()).count();
+    if blocking > 0 {
+        let line = format!(
+            "The host does not do its job: {blocking} blocking finding{} on the credentials path (see above), whatever \
+             ecs-hostnet's own tables hold.",
+            if blocking == 1 { "" } else { "s" }
+        );
+        let _ = writeln!(out, "{}", pal.paint(AnsiColor::Red.on_default().bold(), &line));
+    }
     out
+}
+
+/// The findings section: a header, then per finding `SEVERITY code: family table chain:
+/// message`, the rule it names (with its handle) and the fix, each indented.
+fn findings_text(findings: &[Finding], pal: &Palette, out: &mut String) {
+    if findings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "Findings on the credentials path (other programs' rules):");
+    for f in findings {
+        let place = match f.family {
+            Some(family) => format!("{} {} {}", family.name(), f.table, f.chain),
+            None => format!("iptables-legacy tables {}", f.table),
+        };
+        let head = format!("{} {}", f.severity.name().to_uppercase(), f.code.name());
+        let style = match f.severity {
+            Severity::Blocking => AnsiColor::Red.on_default(),
+            Severity::Warning => AnsiColor::Yellow.on_default(),
+            Severity::Info => Style::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {}: {}",
+            pal.paint(style, &head),
+            escape_controls(&place),
+            escape_controls(&f.message)
+        );
+        if let (Some(rule), Some(handle)) = (&f.rule, f.handle) {
+            let _ = writeln!(out, "    rule: {} (handle {handle})", escape_controls(rule));
+        }
+        if let Some(fix) = &f.fix {
+            let _ = writeln!(out, "    fix: {}", escape_controls(fix));
+        }
+    }
 }
 
 /// What a plan was made against (the JSON `against` object, tagged by `kind`).
@@ -290,6 +335,7 @@ struct PlanDocument<'a> {
     summary: Summary,
     changes: &'a [Change],
     notes: &'a [Note],
+    findings: &'a [Finding],
 }
 
 /// The plan as an `ecs-hostnet.plan/v1` JSON document (pretty printed, one trailing
@@ -306,6 +352,7 @@ pub fn json(p: &Plan, command: &str, configuration: &str, against: &Against) -> 
         summary: Summary { add, change, remove },
         changes: &p.changes,
         notes: &p.notes,
+        findings: &p.findings,
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("a plan serializes");
     s.push('\n');

@@ -11,17 +11,17 @@ pub mod decode;
 pub mod encode;
 // The only module with unsafe code: libnftnl objects, message parsing and building, and
 // the socket's descriptor behind safe types.
+mod assemble;
 #[allow(unsafe_code)]
 mod ffi;
 mod hazard;
-mod assemble;
 
-use assemble::Assembly;
 use crate::model::finding::ForeignChain;
 use crate::model::live::{LiveRule, LiveTable};
-use crate::model::ruleset::Expr;
 use crate::model::ops::Op;
+use crate::model::ruleset::Expr;
 use crate::model::ruleset::Family;
+use assemble::Assembly;
 use nix::sys::socket::{self as nixsock, sockopt};
 // nix's macro for socket options it lacks; it expands to the other two.
 use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
@@ -754,6 +754,16 @@ impl Netfilter {
         }
         Ok(())
     }
+}
+
+/// The iptables-legacy (x_tables) IPv4 tables of the current thread's network namespace
+/// (`/proc/thread-self/net/ip_tables_names`: `nat`, `filter`, ...). Empty when the file is
+/// missing (module `ip_tables` not loaded: no legacy table can exist) or unreadable: this
+/// is advice, never a reason to fail.
+pub fn legacy_table_names() -> Vec<String> {
+    std::fs::read_to_string("/proc/thread-self/net/ip_tables_names")
+        .map(|s| s.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// Whether a dumped chain is someone else's base chain on a hook the credentials traffic
