@@ -537,11 +537,7 @@ fn the_binary_ends_up_0755_root_and_a_wrong_mode_or_owner_is_drift() {
         u.expect_code(0);
         assert!(u.stdout.contains("left /usr/local/sbin/ecs-hostnet in place"), "{u}");
         let m = std::fs::metadata(&bin_path).unwrap();
-        assert_eq!(
-            (m.mode() & 0o7777, m.uid(), m.gid()),
-            (0o755, 0, 0),
-            "after uninstall over a {mode:04o} {uid} file"
-        );
+        assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o755, 0, 0), "after uninstall over a {mode:04o} {uid} file");
         assert_eq!(std::fs::read(&bin_path).unwrap(), std::fs::read(bin()).unwrap());
     }
 }
