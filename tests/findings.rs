@@ -170,3 +170,68 @@ fn iptables_legacy_tables_are_a_warning() {
         ],
     );
 }
+
+/// `iptables-nft-restore` input with `rules` Docker-like rules: per published container a
+/// nat DNAT (chain DOCKER), a MASQUERADE and a filter ACCEPT (chain DOCKER), with Docker's
+/// jumps from PREROUTING, OUTPUT and FORWARD.
+fn docker_like_rules(rules: usize) -> String {
+    let n = rules / 3;
+    let mut s = String::from("*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n");
+    s.push_str(":DOCKER - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n");
+    s.push_str("-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER\n");
+    let addr = |i: usize| format!("172.17.{}.{}", i / 250, i % 250 + 2);
+    for i in 0..n {
+        let a = addr(i);
+        s.push_str(&format!(
+            "-A DOCKER ! -i docker0 -p tcp -m tcp --dport {} -j DNAT --to-destination {a}:80\n",
+            10000 + i
+        ));
+        s.push_str(&format!("-A POSTROUTING -s {a}/32 -d {a}/32 -p tcp -m tcp --dport 80 -j MASQUERADE\n"));
+    }
+    s.push_str("COMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n");
+    s.push_str(
+        ":DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A FORWARD -o docker0 -j DOCKER\n-A DOCKER-USER -j RETURN\n",
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "-A DOCKER -d {}/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT\n",
+            addr(i)
+        ));
+    }
+    s.push_str("COMMIT\n");
+    s
+}
+
+/// Reading the credentials path stays cheap beside many foreign rules: with 4,600
+/// Docker-like iptables-nft rules (none of them on the path's base chains but Docker's
+/// jumps), a converged `check` (findings included) takes at most a tenth of `nft list
+/// ruleset` there (best of 5 runs each, whole processes), and finds nothing to report.
+#[test]
+fn a_converged_check_beside_4600_foreign_rules_stays_cheap() {
+    let ns = Netns::new("many");
+    let dir = TempDir::new("many");
+    let file = dir.write("docker.rules", &docker_like_rules(4600));
+    let out = run_cmd(
+        "ip",
+        &["netns", "exec", &ns.name, "sh", "-c", &format!("iptables-nft-restore < {file}")],
+        std::time::Duration::from_secs(60),
+    );
+    assert!(out.ok(), "{out}");
+    ns.ehn(&["apply"]).expect_code(0);
+    let best = |f: &dyn Fn() -> Out| {
+        (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f().expect_code(0);
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let check = best(&|| ns.ehn(&["check"]));
+    let list = best(&|| ns.exec("nft", &["list", "ruleset"]));
+    eprintln!("check {check:?}, nft list ruleset {list:?}");
+    assert!(check * 10 <= list, "check took {check:?}, more than a tenth of nft list ruleset ({list:?})");
+    let doc = json(&ns.ehn(&["check", "--format", "json"]));
+    assert_eq!(doc["findings"], serde_json::json!([]), "{doc:#}");
+}
