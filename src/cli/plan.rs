@@ -1,6 +1,8 @@
 //! `plan` and `check`: one command in two modes. What `apply` would change, planned
 //! against the kernel (in the context's namespace) or against a snapshot (`--against`,
-//! no root, no kernel); `plan` adds a note on the IMDS block's reach.
+//! no root, no kernel); `plan` adds a note on the IMDS block's reach. Against the kernel
+//! both also show the findings on the credentials path (other programs' base chains there,
+//! iptables-legacy); `check` exits 2 on a blocking one even when converged.
 //!
 //! Imports [`super::args`], [`super::context`], [`super::exit`] and the library's
 //! [`ecs_hostnet::engine`] (loading, compiling, reading the host), [`ecs_hostnet::plan`]
@@ -40,7 +42,8 @@ impl Mode {
     }
 }
 
-/// Prints the plan in `args.format`; [`Exit::Changes`] when there is something to do.
+/// Prints the plan in `args.format`; [`Exit::Changes`] when there is something to do, or
+/// (`check`) when a finding is blocking.
 pub fn run(cx: &Context, args: &PlanArgs, mode: Mode, out: &mut String) -> Result<Exit> {
     let loaded = load::load_config(args.config.config.as_deref(), &cx.root)?;
     let desired = engine::desired(&loaded);

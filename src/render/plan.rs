@@ -3,9 +3,11 @@
 //! For people, [`text`]: a compact diff in nft syntax, grouped by table and chain, one
 //! line per change with a `+` (add), `-` (remove) or `~` (change) marker and the reason
 //! as an nft `#` comment, then the sysctl, route and file changes, the notes and a
-//! one-line summary (`Plan: 3 to add, 1 to change, 0 to remove.`). A rule that differs
-//! from the configuration is shown as its live form (`-`) and its desired form (`+`);
-//! it counts as one change. Colors (ANSI SGR: green `+`, red `-`, yellow `~`) only when
+//! one-line summary (`Plan: 3 to add, 1 to change, 0 to remove.`). Findings on the
+//! credentials path, if any, come after the notes (severity, code, chain, message, the rule
+//! and the fix), and a blocking one adds a last line saying the host does not do its job.
+//! A rule that differs from the configuration is shown as its live form (`-`) and its
+//! desired form (`+`); it counts as one change. Colors (ANSI SGR: green `+`, red `-`, yellow `~`) only when
 //! asked for, see [`ColorChoice`].
 //!
 //! For machines, [`json`]: the schema `ecs-hostnet.plan/v1`, documented in
@@ -406,5 +408,40 @@ mod tests {
         assert!(!t.contains('\u{1b}'), "{t}");
         let colored = text(&p, true, "");
         assert!(colored.contains("\u{1b}[31m- "), "the remove line is red: {colored:?}");
+    }
+
+    /// Findings come after the changes, one block each (escaped kernel text), and a
+    /// blocking one adds the line saying the host does not do its job; the JSON carries them.
+    #[test]
+    fn findings_are_shown_after_the_changes_and_in_json() {
+        use crate::model::finding::FindingCode;
+        let f = |severity, handle| Finding {
+            code: FindingCode::InputDropsCredentials,
+            severity,
+            family: Some(Family::Inet),
+            table: "filter".into(),
+            chain: "in\nput".into(),
+            handle,
+            rule: handle.map(|_| "counter drop".to_string()),
+            message: "drops it".into(),
+            fix: Some("nft insert rule inet filter input accept".into()),
+        };
+        let mut p = Plan { findings: vec![f(Severity::Warning, Some(7))], ..Default::default() };
+        let t = text(&p, false, "Converged.");
+        assert_eq!(
+            t,
+            "Findings on the credentials path (other programs' rules):\n  WARNING input-drops-credentials: inet \
+             filter in\\nput: drops it\n    rule: counter drop (handle 7)\n    fix: nft insert rule inet filter input \
+             accept\nConverged.\n"
+        );
+        p.findings.push(f(Severity::Blocking, None));
+        let t = text(&p, false, "Converged.");
+        assert!(t.ends_with("Converged.\nThe host does not do its job: 1 blocking finding on the credentials path (see above), whatever ecs-hostnet's own tables hold.\n"), "{t}");
+        let doc: serde_json::Value =
+            serde_json::from_str(&json(&p, "check", "c.toml", &Against::Netns { netns: None })).unwrap();
+        assert_eq!(doc["converged"], true);
+        assert_eq!(doc["findings"][1]["severity"], "blocking");
+        assert_eq!(doc["findings"][0]["code"], "input-drops-credentials");
+        assert_eq!(doc["findings"][0]["handle"], 7);
     }
 }
