@@ -358,6 +358,8 @@ struct Creds {
     agent: Ipv4Addr,
     agent_port: u16,
     redirect: bool,
+    /// `localhost_guard.enabled`: what covers a neighbour DNATed by ecs-init's rule.
+    guard: bool,
 }
 
 /// The rules of the credentials path that other programs' base chains and the
@@ -371,6 +373,7 @@ pub fn findings(config: &Config, path: &PathState) -> Vec<Finding> {
         agent: cr.agent_address.v.0,
         agent_port: cr.agent_port.v.0,
         redirect: cr.redirect_host_traffic.v,
+        guard: config.localhost_guard.enabled.v,
     };
     let mut out = Vec::new();
     for c in &path.chains {
@@ -655,9 +658,9 @@ fn ecs_init_findings(c: &ForeignChain, creds: &Creds) -> Vec<Finding> {
                 }
                 "ecs-init's credentials DNAT (169.254.170.2:80 -> 127.0.0.1:51679, added at every ECS agent start, \
                  removed at its stop). It has no interface match, so a neighbour on the uplink that routes \
-                 169.254.170.2 to this host is DNATed too; ecs-hostnet's localhost guard drops such packets at input \
-                 (127.0.0.0/8 from an interface that is neither lo nor a container interface), DNATed or not"
+                 169.254.170.2 to this host is DNATed too"
                     .to_string()
+                    + covered(creds)
             }
             ("nat", "OUTPUT") => {
                 let mut p = tcp_to(ecs_endpoint, 80);
@@ -671,9 +674,10 @@ fn ecs_init_findings(c: &ForeignChain, creds: &Creds) -> Vec<Finding> {
             }
             ("filter", "INPUT") if is_ecs_init_localhost_filter(r) => {
                 "ecs-init's localhost filter (drops packets to 127.0.0.0/8 from other sources unless related, \
-                 established or DNATed); it spares the DNATed credentials traffic, including a neighbour's through \
-                 its own DNAT, which ecs-hostnet's guard drops"
+                 established or DNATed); it spares the DNATed credentials traffic, including a neighbour's \
+                 through its own DNAT"
                     .to_string()
+                    + covered(creds)
             }
             ("filter", "INPUT") => {
                 let mut drop = vec![load_meta(meta::IIFNAME), cmp(CmpOp::Neq, b"lo\0")];
@@ -714,6 +718,16 @@ fn ecs_init_findings(c: &ForeignChain, creds: &Creds) -> Vec<Finding> {
         out.push(f);
     }
     out
+}
+
+/// What covers a neighbour that ecs-init's DNAT lets through, under `creds`.
+fn covered(creds: &Creds) -> &'static str {
+    if creds.guard {
+        "; ecs-hostnet's localhost guard drops such packets at input (to 127.0.0.0/8 from an interface that is \
+         neither lo nor a container interface), DNATed or not"
+    } else {
+        "; with ecs-hostnet's localhost_guard off nothing drops them: a neighbour on the uplink reaches the agent"
+    }
 }
 
 fn legacy_finding(tables: &[String]) -> Finding {
