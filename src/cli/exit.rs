@@ -26,7 +26,8 @@ pub enum Exit {
     Ok = 0,
     /// 1: an error (its message is on stderr), a usage error, an invalid file, a failed namespace.
     Failure = 1,
-    /// 2: `plan`, `diff`: there are changes; `check`, `task check`: there is drift.
+    /// 2: `plan`, `diff`: there are changes; `check`, `task check`: there is drift; `check`:
+    /// also a blocking finding on the credentials path, even with our tables converged.
     Changes = 2,
 }
 

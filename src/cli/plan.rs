@@ -1,6 +1,8 @@
 //! `plan` and `check`: one command in two modes. What `apply` would change, planned
 //! against the kernel (in the context's namespace) or against a snapshot (`--against`,
-//! no root, no kernel); `plan` adds a note on the IMDS block's reach.
+//! no root, no kernel); `plan` adds a note on the IMDS block's reach. Against the kernel
+//! both also show the findings on the credentials path (other programs' base chains there,
+//! iptables-legacy); `check` exits 2 on a blocking one even when converged.
 //!
 //! Imports [`super::args`], [`super::context`], [`super::exit`] and the library's
 //! [`ecs_hostnet::engine`] (loading, compiling, reading the host), [`ecs_hostnet::plan`]
@@ -37,7 +39,8 @@ impl Mode {
     }
 }
 
-/// Prints the plan in `args.format`; [`Exit::Changes`] when there is something to do.
+/// Prints the plan in `args.format`; [`Exit::Changes`] when there is something to do, or
+/// (`check`) when a finding is blocking.
 pub fn run(cx: &Context, args: &PlanArgs, mode: Mode, out: &mut String) -> Result<Exit> {
     // Against the kernel it shows what apply would do, so it refuses what apply refuses.
     let trust = if args.against.is_some() { Trust::Any } else { Trust::RootOnly };
@@ -54,7 +57,9 @@ pub fn run(cx: &Context, args: &PlanArgs, mode: Mode, out: &mut String) -> Resul
         PlanFormat::Json => out.push_str(&report::json(&p, mode.name(), &loaded.source, &against)),
         PlanFormat::Text => out.push_str(&report::text(&p, cx.color, "Converged: the host matches the configuration.")),
     }
-    Ok(Exit::changes_if(!p.is_empty()))
+    // A blocking finding: the host does not do its job even with our tables converged.
+    let blocking = mode == Mode::Check && p.findings.iter().any(|f| f.is_blocking());
+    Ok(Exit::changes_if(!p.is_empty() || blocking))
 }
 
 /// The plan against the snapshot file at `path`.
@@ -70,7 +75,7 @@ fn against_snapshot(path: &Path, loaded: &Loaded, desired: &Desired) -> Result<(
 fn against_kernel(cx: &Context, loaded: &Loaded, desired: &Desired) -> Result<(Plan, report::Against)> {
     cx.enter()?;
     info(&format!("configuration: {}; {}", escape_controls(&loaded.source), cx.place()));
-    let (_, mut p) = engine::in_namespace(cx.ns(), engine::plan_live(desired, &cx.root))?;
+    let (_, mut p) = engine::in_namespace(cx.ns(), engine::plan_live(desired, &cx.root, Some(&loaded.config)))?;
     p.changes.extend(install::converge_files(&cx.root, &loaded.config, false)?);
     Ok((p, report::Against::Netns { netns: cx.ns().map(str::to_string) }))
 }

@@ -114,11 +114,23 @@ pub fn snapshot(root: &Root, netns: Option<&str>) -> Result<crate::render::snaps
 }
 
 /// Plans `desired` against the live state of the current network namespace.
-pub fn plan_live(desired: &Desired, root: &Root) -> Result<(Netfilter, Plan)> {
+///
+/// With `config`, the plan also carries the findings on the credentials path
+/// ([`crate::plan::findings`]): other programs' base chains on its hooks (read right after
+/// our tables, from the same chain dumps) and the iptables-legacy tables.
+pub fn plan_live(desired: &Desired, root: &Root, config: Option<&crate::config::Config>) -> Result<(Netfilter, Plan)> {
     let mut nf = Netfilter::open()?;
     let (live, _) = read_live(&mut nf, desired, root)?;
     refuse_uplink_conflicts(desired, &live, "plan and apply refuse this configuration on this host")?;
-    Ok((nf, plan(desired, &live)))
+    let mut p = plan(desired, &live);
+    if let Some(config) = config {
+        let path = crate::model::finding::PathState {
+            chains: nf.read_path().context("reading the other base chains on the credentials path")?,
+            legacy_tables: crate::host::nft::legacy_table_names(),
+        };
+        p.findings = crate::plan::findings::findings(config, &path);
+    }
+    Ok((nf, p))
 }
 
 /// Carries out `desired`: restores, one batch, enables; retried (re-read and re-planned)

@@ -21,6 +21,7 @@
 
 pub mod change;
 pub mod files;
+pub mod findings;
 pub mod live;
 pub mod reason;
 pub mod task_routes;
@@ -82,6 +83,9 @@ pub struct Plan {
     pub record: Record,
     /// Route changes, made after the batch (the endpoint route for host-mode tasks).
     pub route_ops: Vec<RouteOp>,
+    /// What else sits on the credentials path ([`findings`]); not changes: they never make
+    /// the plan non-empty, but a blocking one makes `check` fail.
+    pub findings: Vec<crate::model::finding::Finding>,
 }
 
 impl Plan {

@@ -3,15 +3,18 @@
 //! For people, [`text`]: a compact diff in nft syntax, grouped by table and chain, one
 //! line per change with a `+` (add), `-` (remove) or `~` (change) marker and the reason
 //! as an nft `#` comment, then the sysctl, route and file changes, the notes and a
-//! one-line summary (`Plan: 3 to add, 1 to change, 0 to remove.`). A rule that differs
-//! from the configuration is shown as its live form (`-`) and its desired form (`+`);
-//! it counts as one change. Colors (ANSI SGR: green `+`, red `-`, yellow `~`) only when
+//! one-line summary (`Plan: 3 to add, 1 to change, 0 to remove.`). Findings on the
+//! credentials path, if any, come after the notes (severity, code, chain, message, the rule
+//! and the fix), and a blocking one adds a last line saying the host does not do its job.
+//! A rule that differs from the configuration is shown as its live form (`-`) and its
+//! desired form (`+`); it counts as one change. Colors (ANSI SGR: green `+`, red `-`, yellow `~`) only when
 //! asked for, see [`ColorChoice`].
 //!
 //! For machines, [`json`]: the schema `ecs-hostnet.plan/v1`, documented in
 //! `docs/json.md` and pinned by golden tests.
 
 use crate::model::escape::escape_controls;
+use crate::model::finding::{Finding, Severity};
 use crate::model::ruleset::Family;
 use crate::plan::change::{Action, Change, Subject};
 use crate::plan::{Note, Plan, Reason};
@@ -237,6 +240,7 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
     for n in &p.notes {
         let _ = writeln!(out, "note: {}", escape_controls(&n.to_string()));
     }
+    findings_text(&p.findings, &pal, &mut out);
     let (a, c, r) = p.counts();
     if p.is_empty() {
         let _ = writeln!(out, "{}", pal.paint(Style::new().bold(), &escape_controls(converged)));
@@ -244,7 +248,50 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
         let summary = format!("Plan: {a} to add, {c} to change, {r} to remove.");
         let _ = writeln!(out, "{}", pal.paint(Style::new().bold(), &summary));
     }
+    let blocking = p.findings.iter().filter(|f| f.is_blocking()).count();
+    if blocking > 0 {
+        let line = format!(
+            "The host does not do its job: {blocking} blocking finding{} on the credentials path (see above), whatever \
+             ecs-hostnet's own tables hold.",
+            if blocking == 1 { "" } else { "s" }
+        );
+        let _ = writeln!(out, "{}", pal.paint(AnsiColor::Red.on_default().bold(), &line));
+    }
     out
+}
+
+/// The findings section: a header, then per finding `SEVERITY code: family table chain:
+/// message`, the rule it names (with its handle) and the fix, each indented.
+fn findings_text(findings: &[Finding], pal: &Palette, out: &mut String) {
+    if findings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "Findings on the credentials path (other programs' rules):");
+    for f in findings {
+        let place = match f.family {
+            Some(family) => format!("{} {} {}", family.name(), f.table, f.chain),
+            None => format!("iptables-legacy tables {}", f.table),
+        };
+        let head = format!("{} {}", f.severity.name().to_uppercase(), f.code.name());
+        let style = match f.severity {
+            Severity::Blocking => AnsiColor::Red.on_default(),
+            Severity::Warning => AnsiColor::Yellow.on_default(),
+            Severity::Info => Style::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {}: {}",
+            pal.paint(style, &head),
+            escape_controls(&place),
+            escape_controls(&f.message)
+        );
+        if let (Some(rule), Some(handle)) = (&f.rule, f.handle) {
+            let _ = writeln!(out, "    rule: {} (handle {handle})", escape_controls(rule));
+        }
+        if let Some(fix) = &f.fix {
+            let _ = writeln!(out, "    fix: {}", escape_controls(fix));
+        }
+    }
 }
 
 /// What a plan was made against (the JSON `against` object, tagged by `kind`).
@@ -290,6 +337,7 @@ struct PlanDocument<'a> {
     summary: Summary,
     changes: &'a [Change],
     notes: &'a [Note],
+    findings: &'a [Finding],
 }
 
 /// The plan as an `ecs-hostnet.plan/v1` JSON document (pretty printed, one trailing
@@ -306,6 +354,7 @@ pub fn json(p: &Plan, command: &str, configuration: &str, against: &Against) -> 
         summary: Summary { add, change, remove },
         changes: &p.changes,
         notes: &p.notes,
+        findings: &p.findings,
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("a plan serializes");
     s.push('\n');
@@ -359,5 +408,40 @@ mod tests {
         assert!(!t.contains('\u{1b}'), "{t}");
         let colored = text(&p, true, "");
         assert!(colored.contains("\u{1b}[31m- "), "the remove line is red: {colored:?}");
+    }
+
+    /// Findings come after the changes, one block each (escaped kernel text), and a
+    /// blocking one adds the line saying the host does not do its job; the JSON carries them.
+    #[test]
+    fn findings_are_shown_after_the_changes_and_in_json() {
+        use crate::model::finding::FindingCode;
+        let f = |severity, handle| Finding {
+            code: FindingCode::InputDropsCredentials,
+            severity,
+            family: Some(Family::Inet),
+            table: "filter".into(),
+            chain: "in\nput".into(),
+            handle,
+            rule: handle.map(|_| "counter drop".to_string()),
+            message: "drops it".into(),
+            fix: Some("nft insert rule inet filter input accept".into()),
+        };
+        let mut p = Plan { findings: vec![f(Severity::Warning, Some(7))], ..Default::default() };
+        let t = text(&p, false, "Converged.");
+        assert_eq!(
+            t,
+            "Findings on the credentials path (other programs' rules):\n  WARNING input-drops-credentials: inet \
+             filter in\\nput: drops it\n    rule: counter drop (handle 7)\n    fix: nft insert rule inet filter input \
+             accept\nConverged.\n"
+        );
+        p.findings.push(f(Severity::Blocking, None));
+        let t = text(&p, false, "Converged.");
+        assert!(t.ends_with("Converged.\nThe host does not do its job: 1 blocking finding on the credentials path (see above), whatever ecs-hostnet's own tables hold.\n"), "{t}");
+        let doc: serde_json::Value =
+            serde_json::from_str(&json(&p, "check", "c.toml", &Against::Netns { netns: None })).unwrap();
+        assert_eq!(doc["converged"], true);
+        assert_eq!(doc["findings"][1]["severity"], "blocking");
+        assert_eq!(doc["findings"][0]["code"], "input-drops-credentials");
+        assert_eq!(doc["findings"][0]["handle"], 7);
     }
 }

@@ -16,8 +16,10 @@ mod assemble;
 mod ffi;
 mod hazard;
 
-use crate::model::live::LiveTable;
+use crate::model::finding::ForeignChain;
+use crate::model::live::{LiveRule, LiveTable};
 use crate::model::ops::Op;
+use crate::model::ruleset::Expr;
 use crate::model::ruleset::Family;
 use assemble::Assembly;
 use ffi::{CapAck, ExtAck, NetnsCookie};
@@ -254,6 +256,11 @@ pub struct Netfilter {
     /// A dump answered since the last reset carried `NLM_F_DUMP_INTR` (a commit, anyone's,
     /// happened while it was produced); see [`Netfilter::read_owned`].
     dump_interrupted: bool,
+    /// Other programs' base chains on the credentials path seen in the chain dumps of the
+    /// last [`Netfilter::read_owned`] (see [`Netfilter::read_path`]), and the families
+    /// those dumps covered.
+    path_chains: Vec<decode::ChainInfo>,
+    path_families: Vec<Family>,
 }
 
 impl Netfilter {
@@ -265,7 +272,14 @@ impl Netfilter {
         let _ = nixsock::setsockopt(&ffi::socket_fd(&sock), ExtAck, &true);
         let seq =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
-        Ok(Netfilter { sock, seq, buf: Box::new(Aligned([0; RECV_BUFFER_BYTES])), dump_interrupted: false })
+        Ok(Netfilter {
+            sock,
+            seq,
+            buf: Box::new(Aligned([0; RECV_BUFFER_BYTES])),
+            dump_interrupted: false,
+            path_chains: vec![],
+            path_families: vec![],
+        })
     }
 
     /// The network namespace cookie (`SO_NETNS_COOKIE`, kernel >= 5.14): a 64-bit id that
@@ -415,6 +429,8 @@ impl Netfilter {
             tables.extend(t.into_owned_table());
         }
         let mut asm = Assembly::new(tables);
+        self.path_chains.clear();
+        self.path_families.clear();
         if asm.is_empty() {
             return Ok(asm.finish());
         }
@@ -422,9 +438,16 @@ impl Netfilter {
         for (i, (fam, name)) in owned.iter().enumerate() {
             let family = fam.nfproto();
             let tname = std::ffi::CString::new(name.clone()).expect("owned names have no NUL");
+            // The family's chain dump (it cannot be filtered by table) also lists other
+            // programs' base chains: those on the credentials path are kept for read_path.
             for m in self.request(libc::NFT_MSG_GETCHAIN as u32, family, true, |_| {})? {
-                asm.add_chain(decode::chain(&m).map_err(KernelError::Malformed)?);
+                let c = decode::chain(&m).map_err(KernelError::Malformed)?;
+                if on_credentials_path(&c) {
+                    self.path_chains.push(c.clone());
+                }
+                asm.add_chain(c);
             }
+            self.path_families.push(*fam);
             let msgs =
                 self.request(libc::NFT_MSG_GETSET as u32, family, true, |m| set_dump_filter(m, family, &tname, None))?;
             for m in msgs {
@@ -473,6 +496,70 @@ impl Netfilter {
             }
         }
         Ok(asm.finish())
+    }
+
+    /// Other programs' base chains on the credentials path (families `ip` and `inet`; nat
+    /// prerouting and output, filter input and output), each with its rules.
+    ///
+    /// Cheap whatever else the rule set holds: the chains come from the chain dumps of the
+    /// last [`Netfilter::read_owned`] (a family it did not dump, because no table of ours
+    /// has it, is dumped here), and the rules of each chain on the path come from one rule
+    /// dump filtered by table AND chain (`NFTA_RULE_TABLE`, `NFTA_RULE_CHAIN`): no other
+    /// chain's rules are sent to us. Call it right after `read_owned`.
+    ///
+    /// Never fails on a rule it does not understand: expressions not modelled are
+    /// `Expr::Other`, lookups are read without their sets, and a rule the decoder refuses
+    /// is kept as one `Expr::Other` named `unreadable`. A chain deleted between the chain
+    /// and the rule dump is left out. Errors: the dumps' own (permission, socket).
+    pub fn read_path(&mut self) -> Result<Vec<ForeignChain>> {
+        let mut heads = self.path_chains.clone();
+        for fam in [Family::Ip, Family::Inet] {
+            if self.path_families.contains(&fam) {
+                continue;
+            }
+            for m in self.request(libc::NFT_MSG_GETCHAIN as u32, fam.nfproto(), true, |_| {})? {
+                let c = decode::chain(&m).map_err(KernelError::Malformed)?;
+                if on_credentials_path(&c) {
+                    heads.push(c);
+                }
+            }
+        }
+        let no_sets = decode::AnonSets::new();
+        let mut out = Vec::new();
+        for c in heads {
+            let (Some(family), Some(base)) = (c.family, c.base) else { continue };
+            let (Ok(table), Ok(chain)) =
+                (std::ffi::CString::new(c.table.clone()), std::ffi::CString::new(c.name.clone()))
+            else {
+                continue;
+            };
+            let msgs = match self.request(libc::NFT_MSG_GETRULE as u32, family.nfproto(), true, |m| {
+                let mut r = ffi::Rule::new();
+                r.set_table(&table);
+                r.set_chain(&chain);
+                r.set_family(family.nfproto() as u32);
+                m.put_rule(&mut r);
+            }) {
+                Ok(msgs) => msgs,
+                // Deleted since the chain dump: nothing of it is on the path any more.
+                Err(KernelError::Unstable) => continue,
+                Err(e) => return Err(e),
+            };
+            let mut rules = Vec::new();
+            for m in msgs {
+                match decode::rule(&m, &no_sets) {
+                    Ok(r) if r.table == c.table && r.chain == c.name => rules.push(r.rule),
+                    Ok(_) => {}
+                    Err(e) => rules.push(LiveRule {
+                        handle: 0,
+                        comment: None,
+                        exprs: vec![Expr::Other { name: "unreadable".into(), text: e }],
+                    }),
+                }
+            }
+            out.push(ForeignChain { family, table: c.table, name: c.name, base, rules });
+        }
+        Ok(out)
     }
 
     /// Sends `ops` as one nf_tables batch and waits for every answer. Does nothing for an
@@ -626,6 +713,31 @@ impl Netfilter {
         }
         Ok(())
     }
+}
+
+/// The iptables-legacy (x_tables) IPv4 tables of the current thread's network namespace
+/// (`/proc/thread-self/net/ip_tables_names`: `nat`, `filter`, ...). Empty when the file is
+/// missing (module `ip_tables` not loaded: no legacy table can exist) or unreadable: this
+/// is advice, never a reason to fail.
+pub fn legacy_table_names() -> Vec<String> {
+    std::fs::read_to_string("/proc/thread-self/net/ip_tables_names")
+        .map(|s| s.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a dumped chain is someone else's base chain on a hook the credentials traffic
+/// crosses: family `ip` or `inet`, type nat at prerouting or output, or type filter at
+/// input or output; never one of our tables.
+fn on_credentials_path(c: &decode::ChainInfo) -> bool {
+    use crate::model::ruleset::{ChainType, Hook};
+    let Some(base) = c.base else { return false };
+    !c.unmodelled
+        && matches!(c.family, Some(Family::Ip | Family::Inet))
+        && c.table != crate::model::names::TABLE_NAME
+        && matches!(
+            (base.chain_type, base.hook),
+            (ChainType::Nat, Hook::Prerouting | Hook::Output) | (ChainType::Filter, Hook::Input | Hook::Output)
+        )
 }
 
 /// Decodes a captured nf_tables dump, without a socket, into the tables ecs-hostnet owns,
