@@ -258,7 +258,7 @@ fn blank_test_items(code: &mut [String]) {
 /// The files of the modules a file declares under `#[cfg(test)]` (`mod name;`).
 fn test_module_files(f: &Source) -> Vec<String> {
     let dir = match f.rel.rsplit_once('/') {
-        Some((d, file)) if file == "mod.rs" => format!("{d}/"),
+        Some((d, "mod.rs")) => format!("{d}/"),
         Some(_) => format!("{}/", f.rel.trim_end_matches(".rs")),
         None if f.rel == "lib.rs" || f.rel == "main.rs" => String::new(),
         None => format!("{}/", f.rel.trim_end_matches(".rs")),

@@ -254,6 +254,29 @@ fn masked_units_apply_converges_or_changes_nothing_and_says_why() {
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
+/// Under `--root`, an installed file replaced with an absolute symlink whose target is
+/// the build host's file (missing inside the root) is refused before the kernel is
+/// touched: the write resolves inside the root and would fail after the batch committed.
+#[test]
+fn a_file_linked_to_a_target_missing_inside_the_root_is_refused_before_the_kernel() {
+    let ns = Netns::new("rootlink");
+    let root = TempDir::new("rootlink");
+    let root = root.path();
+    ehn_root(root, &["install"]).expect_code(0);
+    let unit = root.join("etc/systemd/system/ecs-hostnet.service");
+    std::fs::remove_file(&unit).unwrap();
+    assert!(Path::new("/etc/hostname").is_file() && !root.join("etc/hostname").exists());
+    std::os::unix::fs::symlink("/etc/hostname", &unit).unwrap();
+    let before = kernel_state(&ns);
+    let out = ehn_root_ns(root, &ns, &["apply"]);
+    assert_eq!(out.code, 1, "apply must refuse: {out}");
+    assert!(
+        out.stderr.contains("nothing was applied") && out.stderr.contains(s(&unit)) && out.stderr.contains("/etc/hostname"),
+        "the message must name the path and its target: {out}"
+    );
+    assert_eq!(kernel_state(&ns), before, "the kernel must not change: {out}");
+}
+
 /// Runs `args` (under `unshare --net`) with stderr on a pipe this test reads and
 /// `JOURNAL_STREAM` set to `journal`: `Some(None)` for the pipe's own `DEV:INO`,
 /// `Some(Some(text))` for that text, `None` to leave it unset. Returns exit code and stderr.

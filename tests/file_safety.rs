@@ -318,7 +318,8 @@ fn a_lock_another_user_opened_under_an_older_layout_does_not_make_apply_wait() {
     require_root();
     let dir = TempDir::new("old-lock");
     let cfg = dir.default_config();
-    for holder_is_root in [false, true] {
+    for holder_kind in ["nobody", "nobody, lock taker gone", "root"] {
+        let holder_is_root = holder_kind == "root";
         let ns = Netns::new("oldlock");
         let run = ns.run_dir().to_path_buf();
         // What an older ecs-hostnet left: a 0755 run directory and a 0644 lock file.
@@ -326,11 +327,25 @@ fn a_lock_another_user_opened_under_an_older_layout_does_not_make_apply_wait() {
         std::fs::write(&lock, "").unwrap();
         std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o644)).unwrap();
         let old_ino = std::fs::metadata(&lock).unwrap().ino();
-        let mut holder = if holder_is_root {
-            Command::new("flock").args([s(&lock), "sleep", "3"]).stdout(Stdio::null()).spawn().unwrap()
-        } else {
+        let mut orphan = None;
+        let mut holder = match holder_kind {
+            "root" => Command::new("flock").args([s(&lock), "sleep", "3"]).stdout(Stdio::null()).spawn().unwrap(),
             // uid 65534 opens it (it can: 0644 in a 0755 folder) and holds it.
-            as_nobody("flock", &["--shared", s(&lock), "sleep", "60"]).stdout(Stdio::null()).spawn().unwrap()
+            "nobody" => {
+                as_nobody("flock", &["--shared", s(&lock), "sleep", "60"]).stdout(Stdio::null()).spawn().unwrap()
+            }
+            // flock(1) takes the lock on an inherited descriptor and exits, the shell
+            // exits, a background child keeps the descriptor: /proc/locks names a pid
+            // that is gone. Our child is a stand-in that only waits (it holds nothing).
+            _ => {
+                let script = format!("exec 9<{}; flock -x 9; sleep 30 >/dev/null 2>&1 & echo $!", s(&lock));
+                let o = as_nobody("sh", &["-c", &script]).stderr(Stdio::null()).output().unwrap();
+                assert!(o.status.success(), "{o:?}");
+                let pid: i32 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+                orphan = Some(KillOnDrop(pid));
+                assert!(lock_is_held(&lock), "the orphaned descriptor must hold the lock");
+                Command::new("sleep").arg("60").spawn().unwrap()
+            }
         };
         wait_until_held(&lock, &mut holder);
         let mut holder = Reaped(holder);
@@ -340,7 +355,7 @@ fn a_lock_another_user_opened_under_an_older_layout_does_not_make_apply_wait() {
             assert!(took >= Duration::from_millis(2000), "a root holder must be waited for ({took:?}): {out}");
             continue;
         }
-        assert!(took < Duration::from_secs(5), "apply waited {took:?} for uid 65534's lock: {out}");
+        assert!(took < Duration::from_secs(5), "apply waited {took:?} for uid 65534's lock ({holder_kind}): {out}");
         assert!(holder.0.try_wait().unwrap().is_none(), "the holder must still hold the old lock");
         let m = std::fs::metadata(&lock).unwrap();
         assert_ne!(m.ino(), old_ino, "the lock file held by uid 65534 is set aside, not reused");
@@ -348,6 +363,16 @@ fn a_lock_another_user_opened_under_an_older_layout_does_not_make_apply_wait() {
         assert_eq!(mode_of(&run), 0o700);
         // and the new lock works between two ecs-hostnet runs as before
         ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+        drop(orphan);
+    }
+}
+
+/// Kills process `.0` when dropped (a holder that is not our child).
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
     }
 }
 

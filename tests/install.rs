@@ -874,6 +874,66 @@ fn ecs_config_edited_after_install_keeps_the_edits_on_uninstall() {
     );
 }
 
+/// systemd's EnvironmentFile= parser ends a line at a lone `\r` and reads a quoted value
+/// on across lines: on such an ecs.config a line-by-line edit would record (and rewrite)
+/// a line that is not our key's, a secret included. Install refuses it and writes
+/// nothing; a CRLF file still works.
+#[test]
+fn ecs_config_with_a_lone_cr_or_a_multiline_value_is_refused_and_nothing_is_written() {
+    require_root();
+    let dir = TempDir::new("ecscr");
+    let cfg = dir.default_config();
+    for (name, text) in [
+        ("lone CR", &b"ECS_ENABLE_TASK_IAM_ROLE=false\rECS_ENGINE_AUTH_DATA=SECRET\n"[..]),
+        ("quoted value spanning lines", b"ECS_ENGINE_AUTH_DATA=\"SECRET\nECS_ENABLE_TASK_IAM_ROLE=false\"\n"),
+    ] {
+        let root = TempDir::new("ecscrroot");
+        let root = root.path();
+        let ecs = p(root, ECS_CONFIG);
+        write_mode(&ecs, text, 0o644);
+        let before = nodes_but_run(root);
+        let out = ehn_root(root, &["install", "-c", &cfg]);
+        assert_eq!(out.code, 1, "{name}: install must refuse: {out}");
+        assert!(
+            out.stderr.contains(s(&ecs)) && out.stderr.contains("line 1") && out.stderr.contains("line ends"),
+            "{name}: the error must name the file, the line and the fix: {out}"
+        );
+        assert!(!out.stderr.contains("SECRET") && !out.stdout.contains("SECRET"), "{name}: secret shown: {out}");
+        assert_nodes_eq(name, &before, &nodes_but_run(root));
+        assert!(!p(root, "var/lib/ecs-hostnet/install.json").exists(), "{name}: no install.json");
+    }
+    let root = TempDir::new("ecscrlfroot");
+    let root = root.path();
+    let ecs = p(root, ECS_CONFIG);
+    write_mode(&ecs, b"ECS_CLUSTER=prod\r\nECS_ENABLE_TASK_IAM_ROLE=false\r\n", 0o644);
+    ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_eq!(show(&read(&ecs)), show(b"ECS_CLUSTER=prod\r\nECS_ENABLE_TASK_IAM_ROLE=false\r\n"));
+}
+
+/// Uninstall's last line says what happened to the rule set: removed, or none was live.
+#[test]
+fn uninstall_summary_says_whether_a_rule_set_was_removed() {
+    require_root();
+    let dir = TempDir::new("unsum");
+    let cfg = dir.default_config();
+    for applied in [false, true] {
+        let ns = Netns::new("unsum");
+        let root = TempDir::new("unsumroot");
+        let root = root.path();
+        ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+        if applied {
+            ehn_ns(root, &ns, &["apply"]).expect_code(0);
+        }
+        let out = ehn_ns(root, &ns, &["uninstall"]);
+        out.expect_code(0);
+        let last = out.stdout.lines().last().unwrap_or_default().to_string();
+        assert!(last.starts_with("Uninstalled ecs-hostnet"), "{out}");
+        assert_eq!(last.contains("its rule set was removed from"), applied, "applied {applied}: {out}");
+        assert_eq!(last.contains("had no live rule set to remove"), !applied, "applied {applied}: {out}");
+    }
+}
+
 /// Without CAP_DAC_OVERRIDE a read-only /etc/ecs cannot be written: install fails with
 /// one clear line naming the folder, ecs.config is untouched (no partial file, no temp
 /// file), and once the folder is writable a second install finishes the job.

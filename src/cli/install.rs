@@ -47,6 +47,7 @@ pub fn uninstall(cx: &Context, out: &mut String) -> Result<Exit> {
     }
     let lock = if kernel || cx.root.is_system() { Some(Lock::acquire(&cx.root, LOCK_TIMEOUT)?) } else { None };
     let installed = install::read_state(&cx.root)?.is_some();
+    let mut removed_rules = false;
     if let (true, true, Some(lock)) = (installed, kernel, &lock) {
         let p = engine::in_namespace(cx.ns(), engine::remove(&cx.root, lock)).context(
             "the live rule set could not be removed, so nothing was uninstalled; \
@@ -56,6 +57,7 @@ pub fn uninstall(cx: &Context, out: &mut String) -> Result<Exit> {
             writeln!(out, "no live rule set to remove in {}", cx.place())?;
         } else {
             out.push_str(&done::text(&p, "Removed"));
+            removed_rules = true;
         }
     }
     let report = install::uninstall(&cx.root)?;
@@ -64,8 +66,10 @@ pub fn uninstall(cx: &Context, out: &mut String) -> Result<Exit> {
         return Ok(Exit::Ok);
     }
     print_lines(out, &install::tell_systemd(&cx.root, &report)?)?;
-    let rules = if kernel {
+    let rules = if kernel && removed_rules {
         format!("its rule set was removed from {}", cx.place())
+    } else if kernel {
+        format!("{} had no live rule set to remove", cx.place())
     } else {
         "no kernel was touched (--root): a system booted from this root starts without its rule set".to_string()
     };

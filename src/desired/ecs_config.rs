@@ -42,6 +42,86 @@ fn lines(text: &[u8]) -> Vec<Line<'_>> {
     out
 }
 
+/// Why a file cannot be edited line by line without changing what systemd reads from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsafe {
+    /// 1-based line, as this module splits lines (at `\n`).
+    pub line: usize,
+    /// 0-based byte offset in the file of the offending byte.
+    pub byte: usize,
+    /// What is there.
+    pub what: UnsafeKind,
+}
+
+/// What makes a file unsafe to edit line by line (see [`check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsafeKind {
+    /// A carriage return not followed by a line feed: systemd ends a line there.
+    LoneCr,
+    /// A quoted value (`"` or `'` right after `=`) not closed on its line: systemd reads on.
+    QuoteSpansLines,
+    /// A line ending in an unescaped backslash: systemd joins it with the next one.
+    Continuation,
+}
+
+impl std::fmt::Display for Unsafe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.what {
+            UnsafeKind::LoneCr => "a carriage return (\\r) not followed by a line feed, where systemd ends a line",
+            UnsafeKind::QuoteSpansLines => "a quoted value that is not closed on its line, which systemd reads on",
+            UnsafeKind::Continuation => "a line ending in a backslash, which systemd joins with the next line",
+        };
+        write!(f, "line {} (byte {}) holds {what}", self.line, self.byte)
+    }
+}
+
+impl std::error::Error for Unsafe {}
+
+/// Checks that this module's line splitting is systemd's for `text`: no lone `\r` (a
+/// line end for systemd's EnvironmentFile= parser, whose NEWLINE set is `"\n\r"`), no
+/// quoted value spanning lines, no line continued with a backslash. On such a file an
+/// edit could record or drop a line that is not our key's (a secret), so callers refuse
+/// it before writing anything. CRLF line ends are fine.
+pub fn check(text: &[u8]) -> Result<(), Unsafe> {
+    let mut start = 0;
+    for (n, l) in lines(text).iter().enumerate() {
+        let at = |off: usize, what| Unsafe { line: n + 1, byte: start + off, what };
+        if let Some(i) = l.body.iter().position(|&b| b == b'\r') {
+            return Err(at(i, UnsafeKind::LoneCr));
+        }
+        let trailing = l.body.iter().rev().take_while(|&&b| b == b'\\').count();
+        if trailing % 2 == 1 {
+            return Err(at(l.body.len() - 1, UnsafeKind::Continuation));
+        }
+        let s = l.body.trim_ascii_start();
+        if let Some(eq) = s.iter().position(|&b| b == b'=')
+            && !s.starts_with(b"#")
+            && !s.starts_with(b";")
+        {
+            let eq = eq + (l.body.len() - s.len());
+            let v = &l.body[eq + 1..];
+            let lead = v.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+            let closed = match v.get(lead) {
+                Some(b'\'') => v[lead + 1..].contains(&b'\''),
+                Some(b'"') => {
+                    let mut esc = false;
+                    v[lead + 1..].iter().any(|&b| {
+                        let close = !esc && b == b'"';
+                        esc = !esc && b == b'\\';
+                        close
+                    })
+                }
+                _ => true,
+            };
+            if !closed {
+                return Err(at(eq + 1 + lead, UnsafeKind::QuoteSpansLines));
+            }
+        }
+        start += l.body.len() + l.end.len();
+    }
+    Ok(())
+}
+
 /// The key a line sets, if it is a `KEY=VALUE` line (leading blanks and blanks before
 /// `=` allowed; `#` and `;` start comments, as in systemd's EnvironmentFile).
 fn key_of(body: &[u8]) -> Option<&[u8]> {
@@ -484,6 +564,31 @@ mod tests {
         // Our line deleted since install: it comes back at the end, the copy before it.
         let got = undo(b"X=1\nY=2\nZ=3\n", &rec).unwrap();
         assert_eq!(String::from_utf8_lossy(&got), format!("X=1\nY=2\n{k}=a\nZ=3\n{k}=b\n"));
+    }
+
+    #[test]
+    fn a_lone_cr_or_a_value_spanning_lines_is_refused_and_crlf_is_not() {
+        let bad: &[(&[u8], UnsafeKind, usize, usize)] = &[
+            (b"ECS_ENABLE_TASK_IAM_ROLE=false\rECS_ENGINE_AUTH_DATA=SECRET\n", UnsafeKind::LoneCr, 1, 30),
+            (b"A=1\nB=2\r", UnsafeKind::LoneCr, 2, 7),
+            (b"A=1\r\nB=\"x\nECS_ENABLE_TASK_IAM_ROLE=false\"\n", UnsafeKind::QuoteSpansLines, 2, 7),
+            (b"B= 'x\nECS_AWSVPC_BLOCK_IMDS=y'\n", UnsafeKind::QuoteSpansLines, 1, 3),
+            (b"B=\"x\\\"\nC=1\"\n", UnsafeKind::QuoteSpansLines, 1, 2),
+            (b"B=x\\\nECS_AWSVPC_BLOCK_IMDS=y\n", UnsafeKind::Continuation, 1, 3),
+        ];
+        for (text, what, line, byte) in bad {
+            let e = check(text).expect_err(&String::from_utf8_lossy(text));
+            assert_eq!((e.what, e.line, e.byte), (*what, *line, *byte), "{:?}", String::from_utf8_lossy(text));
+            assert!(e.to_string().contains(&format!("line {line}")), "{e}");
+        }
+        for ok in [
+            &b"A=1\r\nECS_ENABLE_TASK_IAM_ROLE=false\r\n"[..],
+            b"A=\"x y\"\nB='z'\nC=\"a\\\"b\"\nD=x\\\\\n# it's\n",
+            b"",
+            b"A=1",
+        ] {
+            assert_eq!(check(ok), Ok(()), "{:?}", String::from_utf8_lossy(ok));
+        }
     }
 
     #[test]

@@ -243,6 +243,19 @@ pub fn install(
         }
     }
     let ecs_now = read_opt(root, artifacts::ECS_CONFIG_PATH)?;
+    if !agent_keys.is_empty()
+        && let Some(text) = &ecs_now
+        && let Err(e) = ecs_config::check(text)
+    {
+        // Refused before anything is written: an edit could record or drop a line that is
+        // not our key's (a secret on the line systemd splits off).
+        bail!(
+            "{}: {e}; ecs-hostnet edits it line by line and will not guess where systemd's lines are: \
+             use plain LF (or CRLF) line ends and close quoted values on their line, then run install again \
+             (nothing was written)",
+            root.at(artifacts::ECS_CONFIG_PATH).display()
+        );
+    }
     let ecs_new =
         (!agent_keys.is_empty()).then(|| ecs_config::set_all(ecs_now.as_deref().unwrap_or_default(), agent_keys));
     // Recorded once, by the first install that manages the keys: what the file held

@@ -11,7 +11,7 @@
 //! `access(2)` whether the folder that will receive the file is writable.
 
 use crate::desired::install_files::{BIN_PATH, CONFIG_PATH, DROPIN_PATH, ECS_CONFIG_PATH, UNIT_PATH, WANTS_LINK};
-use crate::host::files::Root;
+use crate::host::files::{self, Root};
 use crate::plan::change::{Change, Subject};
 use anyhow::{Result, bail};
 use nix::unistd::AccessFlags;
@@ -24,8 +24,13 @@ use std::path::{Path, PathBuf};
 pub fn check_repairs(root: &Root, changes: &[Change]) -> Result<()> {
     for c in changes {
         match &c.subject {
-            Subject::File { path } => check_file_target(&root.at(path), path)?,
-            Subject::Symlink { path } => check_link_target(&root.at(path), path)?,
+            Subject::File { path } => {
+                check_file_target(root, path)?;
+                if path == ECS_CONFIG_PATH {
+                    check_ecs_config(root)?;
+                }
+            }
+            Subject::Symlink { path } => check_link_target(&host_path(root, path), path)?,
             _ => {}
         }
     }
@@ -40,42 +45,102 @@ pub fn check_installed_folders(root: &Root, installed: bool) -> Result<()> {
         return Ok(());
     }
     for path in [BIN_PATH, CONFIG_PATH, UNIT_PATH, WANTS_LINK, DROPIN_PATH, ECS_CONFIG_PATH] {
-        existing_folder(&root.at(path), path)?;
+        folders_in_root(root, path)?;
+        existing_folder(&host_path(root, path), path)?;
     }
     Ok(())
 }
 
-/// A file [`crate::host::files::write_atomic`] will replace or create at `real` (`shown`
-/// is its path on the target host, for the message).
-fn check_file_target(real: &Path, shown: &str) -> Result<()> {
-    match std::fs::symlink_metadata(real) {
-        Ok(m) if m.file_type().is_symlink() => {
-            let target = std::fs::read_link(real).unwrap_or_default();
-            match std::fs::metadata(real) {
-                Ok(t) if t.is_file() => folder_writable(&std::fs::canonicalize(real)?, shown),
-                Ok(_) => bail!(
-                    "{} is a symlink to {}, not to a regular file (a masked unit?), so {shown} cannot be repaired; \
+/// Where `abs` is on this machine: its folder resolved inside the root (an image's
+/// absolute symlinks are its own, never the build host's folders), its last component as
+/// written, so that a masked unit (a symlink to `/dev/null`) is seen as the symlink it is.
+fn host_path(root: &Root, abs: &str) -> PathBuf {
+    let p = Path::new(abs);
+    match (p.parent(), p.file_name()) {
+        (Some(dir), Some(name)) => crate::host::files::resolved_host_path(root, &dir.to_string_lossy()).join(name),
+        _ => root.at(abs),
+    }
+}
+
+/// A file [`crate::host::files::write_atomic`] will replace or create at `abs` inside the
+/// root. Everything is resolved inside the root, as the write will be: an image's
+/// absolute symlink names the image's file, never the build host's (a unit masked with a
+/// link to `/dev/null` is missing inside an image root, a character device on the real
+/// one; both are refused here, before the kernel is touched).
+fn check_file_target(root: &Root, abs: &str) -> Result<()> {
+    folders_in_root(root, abs)?;
+    let shown = root.at(abs);
+    match files::metadata(root, abs, false)? {
+        Some(m) if m.is_symlink => {
+            let target = files::read_link(root, abs).unwrap_or_default();
+            if target == Path::new("/dev/null") {
+                bail!(
+                    "{} is a symlink to /dev/null (a masked unit), so {abs} cannot be repaired; \
                      unmask or remove it, then run apply again",
-                    real.display(),
+                    shown.display()
+                );
+            }
+            match files::metadata(root, abs, true)? {
+                Some(t) if t.is_file => folder_writable(&files::resolved_host_path(root, abs), abs),
+                Some(_) => bail!(
+                    "{} is a symlink to {}, not to a regular file (a masked unit?), so {abs} cannot be repaired; \
+                     unmask or remove it, then run apply again",
+                    shown.display(),
                     target.display()
                 ),
-                Err(e) => bail!(
-                    "{} is a symlink to {}, which cannot be followed ({e}), so {shown} cannot be repaired; \
-                     remove it or point it at a regular file, then run apply again",
-                    real.display(),
-                    target.display()
+                None => bail!(
+                    "{} is a symlink to {}, which does not lead to a file inside {} (a masked unit, or a link \
+                     to the build host's file?), so {abs} cannot be repaired; remove it or point it at a regular \
+                     file inside the root, then run apply again",
+                    shown.display(),
+                    target.display(),
+                    root.at("/").display()
                 ),
             }
         }
-        Ok(m) if m.is_file() => folder_writable(real, shown),
-        Ok(_) => bail!(
-            "{} is not a regular file (a folder or a special file is in the way), so {shown} cannot be repaired; \
+        Some(m) if m.is_file => folder_writable(&host_path(root, abs), abs),
+        Some(_) => bail!(
+            "{} is not a regular file (a folder or a special file is in the way), so {abs} cannot be repaired; \
              remove it, then run apply again",
-            real.display()
+            shown.display()
         ),
-        Err(e) if e.kind() == ErrorKind::NotFound => folder_writable(real, shown),
-        Err(e) => bail!("cannot look at {}: {e}, so {shown} cannot be repaired", real.display()),
+        None => folder_writable(&host_path(root, abs), abs),
     }
+}
+
+/// The agent's settings file splits into lines as systemd splits it (no lone `\r`, no
+/// quoted value spanning lines): otherwise the repair could drop a line that is not ours.
+fn check_ecs_config(root: &Root) -> Result<()> {
+    if let Some(text) = files::read_opt(root, ECS_CONFIG_PATH)?
+        && let Err(e) = crate::desired::ecs_config::check(&text)
+    {
+        bail!(
+            "{}: {e}, so its keys cannot be repaired without changing other lines; \
+             fix the line ends (plain LF or CRLF) and close quoted values on their line, then run apply again",
+            root.at(ECS_CONFIG_PATH).display()
+        );
+    }
+    Ok(())
+}
+
+/// Each folder above `abs`, resolved inside the root, is a folder or missing: a symlink
+/// on the way that leads inside the root to something else or nowhere (a folder masked
+/// with a link to `/dev/null`, missing inside an image root) is refused.
+fn folders_in_root(root: &Root, abs: &str) -> Result<()> {
+    for dir in Path::new(abs).ancestors().skip(1).filter(|d| *d != Path::new("/")) {
+        let d = dir.to_string_lossy();
+        if files::metadata(root, &d, false)?.is_some_and(|m| m.is_symlink)
+            && !files::metadata(root, &d, true)?.is_some_and(|m| m.is_dir)
+        {
+            bail!(
+                "{} is a symlink to {}, not a folder (a masked unit?), so {abs} cannot be repaired; \
+                 unmask or remove it, then run apply again",
+                root.at(&d).display(),
+                files::read_link(root, &d).unwrap_or_default().display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The enablement symlink at `real`: removed and made again, so nothing but a folder is

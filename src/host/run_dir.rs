@@ -376,12 +376,19 @@ fn names_lock(rd: &RunDir, f: &std::fs::File) -> bool {
     }
 }
 
-/// Whether the lock file `f` is held, and only by processes whose real uid is not ours
-/// (see [`lock_holders`]; `false` when they cannot be told).
+/// Whether the lock file `f` is held (`/proc/locks` lists a holder), and by no process
+/// proven to be ours (see [`lock_holders`]). A holder whose uid cannot be read counts as
+/// another user's: `/proc/locks` names the pid that took the lock, and a descriptor
+/// inherited by a child keeps it held after that pid is gone (or the pid is reused, or
+/// in another pid namespace); only a holder proven to run as our uid is waited for.
 fn held_by_other_users_only(f: &std::fs::File) -> bool {
     let Ok(st) = fstat(f) else { return false };
-    let holders = lock_holders(&st);
-    !holders.is_empty() && holders.iter().all(|&(_, uid)| uid != euid())
+    others_only(&lock_holders(&st), euid())
+}
+
+/// Whether `holders` is not empty and none of them is proven to run as `me`.
+fn others_only(holders: &[(u32, Option<u32>)], me: u32) -> bool {
+    !holders.is_empty() && holders.iter().all(|&(_, uid)| uid != Some(me))
 }
 
 /// Renames a new lock file over `<run dir>/lock` if it still names `stale`, under
@@ -410,17 +417,20 @@ fn set_aside(rd: &RunDir, stale: &std::fs::File, deadline: Instant) -> Result<bo
     Ok(true)
 }
 
-/// The processes holding a `flock` on the file of status `st`, with their real uid, from
-/// `/proc/locks` and `/proc/PID/status` (empty when they cannot be read).
-fn lock_holders(st: &FileStat) -> Vec<(u32, u32)> {
+/// The processes holding a `flock` on the file of status `st`, from `/proc/locks` (empty
+/// when it cannot be read), each with its real uid from `/proc/PID/status`, `None` when
+/// that cannot be read (the pid is gone: a child that inherited the descriptor holds it).
+fn lock_holders(st: &FileStat) -> Vec<(u32, Option<u32>)> {
     let Ok(locks) = std::fs::read_to_string("/proc/locks") else { return vec![] };
     let dev = (nix::sys::stat::major(st.st_dev), nix::sys::stat::minor(st.st_dev));
     flock_holders(&locks, dev, st.st_ino)
         .into_iter()
-        .filter_map(|pid| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()?;
-            Some((pid, uid))
+        .map(|pid| {
+            let uid = (|| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
+            })();
+            (pid, uid)
         })
         .collect()
 }
@@ -518,6 +528,16 @@ pub fn sync_saved_record(nf: &Netfilter, root: &Root, r: &Record) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_holder_proven_ours_is_waited_for() {
+        assert!(!others_only(&[], 0), "no holder listed: nothing to set aside");
+        assert!(others_only(&[(7, Some(65534))], 0));
+        assert!(others_only(&[(7, None)], 0), "a holder whose pid is gone is not proven ours");
+        assert!(others_only(&[(7, None), (8, Some(65534))], 0));
+        assert!(!others_only(&[(7, None), (8, Some(0))], 0), "a root holder is waited for");
+        assert!(!others_only(&[(8, Some(0))], 0));
+    }
 
     #[test]
     fn holders_are_read_from_proc_locks() {
