@@ -271,7 +271,9 @@ fn a_file_linked_to_a_target_missing_inside_the_root_is_refused_before_the_kerne
     let out = ehn_root_ns(root, &ns, &["apply"]);
     assert_eq!(out.code, 1, "apply must refuse: {out}");
     assert!(
-        out.stderr.contains("nothing was applied") && out.stderr.contains(s(&unit)) && out.stderr.contains("/etc/hostname"),
+        out.stderr.contains("nothing was applied")
+            && out.stderr.contains(s(&unit))
+            && out.stderr.contains("/etc/hostname"),
         "the message must name the path and its target: {out}"
     );
     assert_eq!(kernel_state(&ns), before, "the kernel must not change: {out}");

@@ -1534,10 +1534,9 @@ mod tests {
         assert!(m.len() <= page);
         let two = std::num::NonZeroUsize::new(2 * page).unwrap();
         // SAFETY: a new private anonymous mapping, placed by the kernel (no address given).
-        let base = unsafe {
-            mmap_anonymous(None, two, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE)
-        }
-        .unwrap();
+        let base =
+            unsafe { mmap_anonymous(None, two, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE) }
+                .unwrap();
         // SAFETY: the second page of the mapping made above, which nothing references.
         unsafe { mprotect(base.byte_add(page), page, ProtFlags::PROT_NONE) }.unwrap();
         // SAFETY: the first page is readable and writable, ours alone; the slice ends at its

@@ -7,9 +7,9 @@
 //!
 //! The socket belongs to the network namespace the thread was in when it was opened.
 
+mod assemble;
 pub mod decode;
 pub mod encode;
-mod assemble;
 // The only module with unsafe code: libnftnl objects, message parsing and building, the
 // socket's descriptor and the socket options nix lacks behind safe types.
 #[allow(unsafe_code)]
