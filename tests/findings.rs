@@ -202,12 +202,12 @@ fn docker_like_rules(rules: usize) -> String {
     s
 }
 
-/// Reading the credentials path stays cheap beside many foreign rules: with 4,600
-/// Docker-like iptables-nft rules (none of them on the path's base chains but Docker's
-/// jumps), a converged `check` (findings included) takes at most a tenth of `nft list
-/// ruleset` there (best of 5 runs each, whole processes), and finds nothing to report.
+/// Beside 4,600 Docker-like iptables-nft rules (none of them on the path's base chains but
+/// Docker's jumps), a converged `check` reads the path and finds nothing to report. What it
+/// costs there against `nft list ruleset` is a benchmark's question, not a test's (speed is
+/// never asserted by a timed test).
 #[test]
-fn a_converged_check_beside_4600_foreign_rules_stays_cheap() {
+fn a_converged_check_beside_4600_foreign_rules_finds_nothing() {
     let ns = Netns::new("many");
     let dir = TempDir::new("many");
     let file = dir.write("docker.rules", &docker_like_rules(4600));
@@ -218,20 +218,7 @@ fn a_converged_check_beside_4600_foreign_rules_stays_cheap() {
     );
     assert!(out.ok(), "{out}");
     ns.ehn(&["apply"]).expect_code(0);
-    let best = |f: &dyn Fn() -> Out| {
-        (0..5)
-            .map(|_| {
-                let t = std::time::Instant::now();
-                f().expect_code(0);
-                t.elapsed()
-            })
-            .min()
-            .unwrap()
-    };
-    let check = best(&|| ns.ehn(&["check"]));
-    let list = best(&|| ns.exec("nft", &["list", "ruleset"]));
-    eprintln!("check {check:?}, nft list ruleset {list:?}");
-    assert!(check * 10 <= list, "check took {check:?}, more than a tenth of nft list ruleset ({list:?})");
+    ns.ehn(&["check"]).expect_code(0);
     let doc = json(&ns.ehn(&["check", "--format", "json"]));
     assert_eq!(doc["findings"], serde_json::json!([]), "{doc:#}");
 }
