@@ -40,16 +40,26 @@ pub const SYSTEM_CONFIG: &str = crate::desired::install_files::CONFIG_PATH;
 /// the rule-set generation they belong to; the uplinks only when `desired` has container
 /// interface patterns to check against them (not for `remove`).
 pub fn read_live(nf: &mut Netfilter, desired: &Desired, root: &Root) -> Result<(LiveState, u32)> {
+    let uplinks_wanted = !desired.container_interfaces.patterns.is_empty();
+    let (facts, generation) = read_host_facts(nf, root, |r| is_endpoint_route(desired, r), uplinks_wanted)?;
+    Ok((facts.live_state(desired, sysctl::read_route_localnet)?, generation))
+}
+
+/// The facts of the current network namespace and the rule-set generation: our tables,
+/// the saved record, the main-table IPv4 routes `keep` selects, the default route, `lo`,
+/// and (with `uplinks_wanted`) the interfaces of the default routes.
+fn read_host_facts(
+    nf: &mut Netfilter,
+    root: &Root,
+    keep: impl Fn(&crate::model::route::LiveRoute) -> bool,
+    uplinks_wanted: bool,
+) -> Result<(HostFacts, u32)> {
     let (tables, generation) = nf.read_owned()?;
     let saved_record = read_saved_record(nf, root);
     let mut rt = Rtnl::open()?;
-    let routes = rt.host_routes(|r| is_endpoint_route(desired, r))?;
+    let routes = rt.host_routes(keep)?;
     let lo_up = rt.link_is_up(crate::model::route::LOOPBACK_IFINDEX)?;
-    let uplinks = if desired.container_interfaces.patterns.is_empty() {
-        None
-    } else {
-        Some(rt.uplinks(&routes.default_route_oifs)?)
-    };
+    let uplinks = if uplinks_wanted { Some(rt.uplinks(&routes.default_route_oifs)?) } else { None };
     let facts = HostFacts {
         tables,
         saved_record,
@@ -58,7 +68,7 @@ pub fn read_live(nf: &mut Netfilter, desired: &Desired, root: &Root) -> Result<(
         lo_up,
         uplinks,
     };
-    Ok((facts.live_state(desired, sysctl::read_route_localnet)?, generation))
+    Ok((facts, generation))
 }
 
 /// Refuses `desired` on a host where a container interface pattern matches the uplink
@@ -72,28 +82,15 @@ pub fn refuse_uplink_conflicts(desired: &Desired, live: &LiveState, then: &str) 
 }
 
 /// Everything `plan` could need of the current network namespace, whatever the
-/// configuration: our tables, the saved record, every main-table IPv4 route, and the
-/// route_localnet value of `all`, `default` and every interface (the `snapshot` command).
-/// Returns the facts, the values, and the rule-set generation read.
+/// configuration: our tables, the saved record, every main-table IPv4 route, the uplinks,
+/// and the route_localnet value of `all`, `default` and every interface (the `snapshot`
+/// command). Returns the facts, the values, and the rule-set generation read.
 pub fn read_facts(
     nf: &mut Netfilter,
     root: &Root,
 ) -> Result<(HostFacts, std::collections::BTreeMap<String, String>, u32)> {
-    let (tables, generation) = nf.read_owned()?;
-    let saved_record = read_saved_record(nf, root);
-    let mut rt = Rtnl::open()?;
-    let routes = rt.host_routes(|_| true)?;
-    let lo_up = rt.link_is_up(crate::model::route::LOOPBACK_IFINDEX)?;
-    let uplinks = Some(rt.uplinks(&routes.default_route_oifs)?);
+    let (facts, generation) = read_host_facts(nf, root, |_| true, true)?;
     let values = sysctl::read_all_route_localnet()?;
-    let facts = HostFacts {
-        tables,
-        saved_record,
-        ipv4_routes: routes.ipv4_routes,
-        ipv4_default_route: routes.ipv4_default_route,
-        lo_up,
-        uplinks,
-    };
     Ok((facts, values, generation))
 }
 
