@@ -109,13 +109,13 @@ pub struct SetMsg<'a> {
 /// attribute nest can hold).
 pub const SET_ELEMS_PER_MESSAGE: usize = 512;
 
-impl SetMsg<'_> {
+impl ffi::WriteMsg for SetMsg<'_> {
     /// The set (`NFT_MSG_NEWSET`: flags, key type and length, size, userdata of an
     /// interface-name set) or its elements in `elements` (`NFT_MSG_NEWSETELEM`), as one
     /// message into `out` with sequence number `seq` (nftnl's [`NlMsg`](nftnl::NlMsg), in
     /// [`ffi`]). Panics on an element key longer than [`ffi::DATA_MAXLEN`], which
     /// [`check_encodable`] refuses first.
-    pub(crate) fn write_msg(&self, out: MsgBuf<'_>, seq: u32) {
+    fn write_msg(&self, out: MsgBuf<'_>, seq: u32) {
         let mut st = ffi::Set::new();
         let ct = cstring(self.table);
         st.set_table(&ct);
@@ -238,10 +238,10 @@ pub(crate) fn rule_object(
     Ok(r)
 }
 
-impl OpMsg<'_> {
+impl ffi::WriteMsg for OpMsg<'_> {
     /// The op as one message into `out` with sequence number `seq` (nftnl's
     /// [`NlMsg`](nftnl::NlMsg), in [`ffi`]). Panics on an op [`check_encodable`] refuses.
-    pub(crate) fn write_msg(&self, out: MsgBuf<'_>, seq: u32) {
+    fn write_msg(&self, out: MsgBuf<'_>, seq: u32) {
         let op = self.0;
         match op {
             Op::AddTable { .. } | Op::DelTable { .. } => write_table(out, seq, op),

@@ -1269,23 +1269,24 @@ impl Msg<'_> {
     }
 }
 
+/// A batch message that safe code writes into a bounded [`MsgBuf`] (the encoder's ops and
+/// sets), sent through nftnl's batch by wrapping it in [`Batched`].
+pub trait WriteMsg {
+    /// Writes one message with sequence number `seq` into `out`.
+    fn write_msg(&self, out: MsgBuf<'_>, seq: u32);
+}
+
+/// A [`WriteMsg`] as nftnl's `NlMsg`, the only way a message reaches a batch page.
+pub struct Batched<T>(pub T);
+
 // SAFETY: `write` writes one message at `buf` with `MsgBuf`/`Msg`, which never let libnftnl
 // write past the nft_nlmsg_maxsize() bytes nftnl provides there.
-unsafe impl nftnl::NlMsg for super::encode::OpMsg<'_> {
+unsafe impl<T: WriteMsg> nftnl::NlMsg for Batched<T> {
     unsafe fn write(&self, buf: *mut c_void, seq: u32, _: nftnl::MsgType) {
         // SAFETY: NlMsg::write's contract: `buf` has room for nft_nlmsg_maxsize() bytes, at a
         // 4-aligned message boundary of nftnl's batch page, for this call.
         let out = unsafe { MsgBuf::from_batch(buf) };
-        self.write_msg(out, seq)
-    }
-}
-
-// SAFETY: as for `OpMsg` above.
-unsafe impl nftnl::NlMsg for super::encode::SetMsg<'_> {
-    unsafe fn write(&self, buf: *mut c_void, seq: u32, _: nftnl::MsgType) {
-        // SAFETY: as for `OpMsg` above.
-        let out = unsafe { MsgBuf::from_batch(buf) };
-        self.write_msg(out, seq)
+        self.0.write_msg(out, seq)
     }
 }
 

@@ -586,7 +586,7 @@ impl Netfilter {
                 for x in &rule.exprs {
                     if let crate::model::ruleset::Expr::Lookup { set, .. } = x {
                         let m = encode::SetMsg { family: *family, table, id: next_set_id, set, elements: None };
-                        batch.add(&m, nftnl::MsgType::Add);
+                        batch.add(&ffi::Batched(m), nftnl::MsgType::Add);
                         labels.push(MsgLabel::Set(i));
                         // Elements in several messages: one NEWSETELEM holds at most
                         // 64 KiB of attributes.
@@ -595,7 +595,7 @@ impl Netfilter {
                             let range = start..(start + encode::SET_ELEMS_PER_MESSAGE).min(n);
                             let m =
                                 encode::SetMsg { family: *family, table, id: next_set_id, set, elements: Some(range) };
-                            batch.add(&m, nftnl::MsgType::Add);
+                            batch.add(&ffi::Batched(m), nftnl::MsgType::Add);
                             labels.push(MsgLabel::Elements(i, start));
                         }
                         ids.push(next_set_id);
@@ -603,7 +603,7 @@ impl Netfilter {
                     }
                 }
             }
-            batch.add(&encode::OpMsg(op, &ids), nftnl::MsgType::Add);
+            batch.add(&ffi::Batched(encode::OpMsg(op, &ids)), nftnl::MsgType::Add);
             labels.push(MsgLabel::Op(i));
         }
         let batch = batch.finalize();
