@@ -309,7 +309,16 @@ fn probe_until(d: &Dockerd, ctr: &str, url: &str, want: Option<&str>, within: Du
     }
 }
 
-fn assert_all(stage: &str, results: Vec<Result<(), String>>) {
+/// A probe: container, URL, the body it must get (None: it must get nothing), retry window.
+type Probe<'a> = (&'a str, &'a str, Option<&'a str>, Duration);
+
+/// Run the probes of one stage in parallel (a blocked one waits out its 3 s timeout).
+fn assert_all(stage: &str, d: &Dockerd, probes: &[Probe]) {
+    let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let hs: Vec<_> =
+            probes.iter().map(|&(c, url, want, t)| s.spawn(move || probe_until(d, c, url, want, t))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
     let bad: Vec<String> = results.into_iter().filter_map(Result::err).collect();
     assert!(bad.is_empty(), "{stage}:\n{}", bad.join("\n"));
 }
@@ -322,15 +331,15 @@ const IMDS6: &str = "http://[fd00:ec2::254]/";
 /// container on the IPv6 user-defined network).
 fn assert_guarded(stage: &str, d: &Dockerd, ctrs: &[&str]) {
     let t = Duration::from_secs(3);
-    let mut r = Vec::new();
-    for c in ctrs {
-        r.push(probe_until(d, c, CREDS, Some(CREDS_BODY), t));
-        r.push(probe_until(d, c, IMDS4, None, Duration::ZERO));
-        if *c != "c-default" {
-            r.push(probe_until(d, c, IMDS6, None, Duration::ZERO));
+    let mut r: Vec<Probe> = Vec::new();
+    for &c in ctrs {
+        r.push((c, CREDS, Some(CREDS_BODY), t));
+        r.push((c, IMDS4, None, Duration::ZERO));
+        if c == "c-user" {
+            r.push((c, IMDS6, None, Duration::ZERO));
         }
     }
-    assert_all(stage, r);
+    assert_all(stage, d, &r);
 }
 
 #[test]
@@ -386,12 +395,13 @@ fn real_dockerd_containers_get_the_agent_not_imds_across_a_daemon_restart() {
     let t = Duration::from_secs(5);
     assert_all(
         "before apply",
-        vec![
-            probe_until(&d, "c-default", IMDS4, Some(IMDS_BODY), t),
-            probe_until(&d, "c-user", IMDS4, Some(IMDS_BODY), t),
-            probe_until(&d, "c-user", IMDS6, Some(IMDS_BODY), t),
-            probe_until(&d, "c-default", CREDS, None, Duration::ZERO),
-            probe_until(&d, "c-user", CREDS, None, Duration::ZERO),
+        &d,
+        &[
+            ("c-default", IMDS4, Some(IMDS_BODY), t),
+            ("c-user", IMDS4, Some(IMDS_BODY), t),
+            ("c-user", IMDS6, Some(IMDS_BODY), t),
+            ("c-default", CREDS, None, Duration::ZERO),
+            ("c-user", CREDS, None, Duration::ZERO),
         ],
     );
     let docker_v4 = iptables_set("iptables-save", Some(&h));
@@ -401,6 +411,17 @@ fn real_dockerd_containers_get_the_agent_not_imds_across_a_daemon_restart() {
     let cfg = dir.default_config();
     h.ehn(&["apply", "-c", &cfg]).expect_code(0);
     assert_guarded("after apply", &d, &["c-default", "c-user"]);
+    // ... through OUR rules: the DNAT for both bridges and both IMDS drops counted packets.
+    let listed = h.ruleset_handles();
+    for (chain, needle) in [
+        ("prerouting", "\"docker*\""),
+        ("prerouting", "\"br-*\""),
+        ("forward", "ip daddr 169.254.169.254"),
+        ("forward", "ip6 daddr fd00:ec2::254"),
+    ] {
+        let r = our_rule_matching(&h, chain, needle);
+        assert!(!r.text.contains("counter packets 0 "), "no packet hit {chain} rule {needle}: {}\n{listed}", r.text);
+    }
     assert_eq!(iptables_set("iptables-save", Some(&h)), docker_v4, "apply changed Docker's iptables rules");
 
     // Restart the daemon: the containers come back (--restart always), a new one starts.
@@ -421,7 +442,7 @@ fn real_dockerd_containers_get_the_agent_not_imds_across_a_daemon_restart() {
     assert_eq!(h.ruleset().lines().filter(|l| l.contains("ecs-hostnet")).count(), 0, "{}", h.ruleset());
     assert_eq!(iptables_set("iptables-save", Some(&h)), docker_v4, "Docker's iptables rules after remove");
     assert_eq!(iptables_set("ip6tables-save", Some(&h)), docker_v6, "Docker's ip6tables rules after remove");
-    assert_all("after remove", vec![probe_until(&d, "c-after", IMDS4, Some(IMDS_BODY), t)]);
+    assert_all("after remove", &d, &[("c-after", IMDS4, Some(IMDS_BODY), t)]);
 
     drop(d);
     assert_eq!(root_snapshot(), root_before, "the root namespace's rule sets changed");
