@@ -30,6 +30,10 @@ const META_OIF: u32 = 5;
 const META_PROTOCOL: u32 = 1;
 /// `IPS_DST_NAT_DONE`.
 const STATUS_DST_NAT_DONE: u32 = 1 << 8;
+/// `IPS_SEEN_REPLY`, `IPS_ASSURED`, `IPS_CONFIRMED`.
+const STATUS_SEEN_REPLY: u32 = 0x2;
+const STATUS_ASSURED: u32 = 0x4;
+const STATUS_CONFIRMED: u32 = 0x8;
 /// The ct status bits whose value is known for the first packet of a connection: expected,
 /// seen reply, assured, confirmed, src nat, dst nat, and the nat-done bits.
 const STATUS_KNOWN: u32 = 0x1 | 0x2 | 0x4 | 0x8 | ct::STATUS_SNAT | ct::STATUS_DNAT | STATUS_DST_NAT_DONE;
@@ -107,7 +111,7 @@ impl Val {
 }
 
 /// The model packet a chain is judged against.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Packet {
     /// `Some(true)`: arrives on `lo`; `Some(false)`: arrives on a container interface (not
     /// `lo`); `None`: locally generated (no input interface).
@@ -120,6 +124,10 @@ struct Packet {
     dport: u16,
     /// `ct status` bits: the connection was DNATed (or REDIRECTed) before this hook.
     dnat: bool,
+    /// A later packet of the connection (the client's ACK and request: `ct state
+    /// established`, a reply seen) rather than its first (`ct state new`). A chain serves
+    /// the connection only when it accepts both.
+    later: bool,
 }
 
 impl Packet {
@@ -191,10 +199,20 @@ impl Packet {
 
     fn ct(&self, key: u32) -> Val {
         match key {
-            ct::STATE => Val::known(ct::STATE_NEW.to_ne_bytes().to_vec()),
+            ct::STATE => {
+                let state = if self.later { ct::STATE_ESTABLISHED } else { ct::STATE_NEW };
+                Val::known(state.to_ne_bytes().to_vec())
+            }
             ct::STATUS => {
-                let v = if self.dnat { ct::STATUS_DNAT | STATUS_DST_NAT_DONE } else { 0 };
-                Val::Bits { v: v.to_ne_bytes().to_vec(), known: STATUS_KNOWN.to_ne_bytes().to_vec() }
+                let mut v = if self.dnat { ct::STATUS_DNAT | STATUS_DST_NAT_DONE } else { 0 };
+                // A later packet: the reply was seen and the entry confirmed; whether it
+                // is assured yet (0x4) is not known.
+                let mut known = STATUS_KNOWN;
+                if self.later {
+                    v |= STATUS_SEEN_REPLY | STATUS_CONFIRMED;
+                    known &= !STATUS_ASSURED;
+                }
+                Val::Bits { v: v.to_ne_bytes().to_vec(), known: known.to_ne_bytes().to_vec() }
             }
             _ => Val::Unknown,
         }
@@ -384,11 +402,11 @@ pub fn findings(config: &Config, path: &PathState) -> Vec<Finding> {
         match (c.base.chain_type, c.base.hook) {
             (ChainType::Filter, Hook::Input) => out.extend(input_finding(c, &creds)),
             (ChainType::Filter, Hook::Output) if creds.redirect => out.extend(output_finding(c, &creds)),
-            (ChainType::Nat, Hook::Prerouting) if c.base.priority < OUR_NAT_PRIORITY => {
-                out.extend(nat_finding(c, &creds, false))
+            (ChainType::Nat, Hook::Prerouting) if c.base.priority <= OUR_NAT_PRIORITY => {
+                out.extend(nat_finding(c, &creds, false).and_then(|f| same_priority(c, f)))
             }
-            (ChainType::Nat, Hook::Output) if creds.redirect && c.base.priority < OUR_NAT_PRIORITY => {
-                out.extend(nat_finding(c, &creds, true))
+            (ChainType::Nat, Hook::Output) if creds.redirect && c.base.priority <= OUR_NAT_PRIORITY => {
+                out.extend(nat_finding(c, &creds, true).and_then(|f| same_priority(c, f)))
             }
             _ => {}
         }
@@ -398,6 +416,24 @@ pub fn findings(config: &Config, path: &PathState) -> Vec<Finding> {
     }
     out.sort_by_key(|f| f.severity);
     out
+}
+
+/// A nat chain at ecs-hostnet's own priority runs before or after ours in an order the
+/// kernel does not promise: a rule that certainly maps the endpoint elsewhere may steal it
+/// (a warning); one that only might (a jump, e.g. Docker's `-j DOCKER`) is not reported.
+fn same_priority(c: &ForeignChain, mut f: Finding) -> Option<Finding> {
+    if c.base.priority < OUR_NAT_PRIORITY {
+        return Some(f);
+    }
+    if f.severity != Severity::Blocking {
+        return None;
+    }
+    f.severity = Severity::Warning;
+    f.message = f.message.replace(
+        &format!("before ecs-hostnet's at {OUR_NAT_PRIORITY}"),
+        "the same as ecs-hostnet's: the kernel does not say which runs first",
+    );
+    Some(f)
 }
 
 fn text_of(c: &ForeignChain, r: &LiveRule) -> String {
@@ -453,12 +489,13 @@ fn input_finding(c: &ForeignChain, creds: &Creds) -> Option<Finding> {
         daddr: creds.agent,
         dport: creds.agent_port,
         dnat: true,
+        later: false,
     };
     let what = format!(
-        "the DNATed credentials traffic of containers (to {}:{}, ct status dnat, a new connection)",
+        "the DNATed credentials traffic of containers (to {}:{}, ct status dnat: its first packet and the later ones)",
         creds.agent, creds.agent_port
     );
-    let outcome = eval_filter(c, &pkt, is_ecs_init_localhost_filter);
+    let outcome = both_packets(c, &pkt, is_ecs_init_localhost_filter);
     filter_finding(c, FindingCode::InputDropsCredentials, &what, outcome, accept_fix(c, creds, false))
 }
 
@@ -471,13 +508,27 @@ fn output_finding(c: &ForeignChain, creds: &Creds) -> Option<Finding> {
         daddr: Ipv4Addr::LOCALHOST,
         dport: creds.agent_port,
         dnat: true,
+        later: false,
     };
     let what = format!(
         "the REDIRECTed credentials traffic of host-network-mode tasks (to 127.0.0.1:{} through lo)",
         creds.agent_port
     );
-    let outcome = eval_filter(c, &pkt, |_| false);
+    let outcome = both_packets(c, &pkt, |_| false);
     filter_finding(c, FindingCode::OutputDropsCredentials, &what, outcome, accept_fix(c, creds, true))
+}
+
+/// Runs the first packet of a connection (`pkt`) and a later one through a filter chain:
+/// a drop of either is a drop (the connection cannot complete: e.g. `ct state new accept`
+/// lets the SYN in and the policy drops the ACK), else a rule that cannot be judged for
+/// either, else accepted.
+fn both_packets<'a>(c: &'a ForeignChain, pkt: &Packet, skip: impl Fn(&LiveRule) -> bool) -> Outcome<'a> {
+    let later = Packet { later: true, ..*pkt };
+    match (eval_filter(c, pkt, &skip), eval_filter(c, &later, &skip)) {
+        (d @ Outcome::Dropped(_), _) | (_, d @ Outcome::Dropped(_)) => d,
+        (m @ Outcome::Maybe(_), _) | (_, m @ Outcome::Maybe(_)) => m,
+        _ => Outcome::Accepted,
+    }
 }
 
 fn filter_finding(c: &ForeignChain, code: FindingCode, what: &str, o: Outcome<'_>, fix: String) -> Option<Finding> {
@@ -529,6 +580,7 @@ fn nat_finding(c: &ForeignChain, creds: &Creds, output: bool) -> Option<Finding>
         daddr: creds.endpoint,
         dport: creds.endpoint_port,
         dnat: false,
+        later: false,
     };
     let ours = |to: &Option<(Option<Ipv4Addr>, Option<u16>)>| match to {
         Some((Some(a), Some(p))) => *a == creds.agent && *p == creds.agent_port,
@@ -818,8 +870,13 @@ mod tests {
         assert_eq!(fix, "nft insert rule inet filter input ct status dnat ip daddr 127.0.0.1 tcp dport 51679 accept");
         // `ct status dnat accept` covers it.
         assert_eq!(run(vec![cis(vec![with(ct_bits(ct::STATUS, ct::STATUS_DNAT), Verdict::Accept)])]), vec![]);
-        // `iif lo accept` and established,related alone do not; `ct state new accept` does.
-        assert_eq!(run(vec![cis(vec![with(ct_bits(ct::STATE, ct::STATE_NEW), Verdict::Accept)])]), vec![]);
+        // `iif lo accept` and established,related alone do not. `ct state new accept` without
+        // an established accept lets the SYN in and drops the ACK; with it (CIS), it does.
+        let lo = with(meta_cmp(META_IIF, CmpOp::Eq, &1u32.to_ne_bytes()), Verdict::Accept);
+        let new = with(ct_bits(ct::STATE, ct::STATE_NEW), Verdict::Accept);
+        let new_only = run(vec![chain(Family::Inet, "h", "input", filter_input(false), vec![lo, new.clone()])]);
+        assert_eq!(new_only.iter().map(|f| f.severity).collect::<Vec<_>>(), [Severity::Blocking], "{new_only:#?}");
+        assert_eq!(run(vec![cis(vec![new])]), vec![]);
     }
 
     #[test]
@@ -897,7 +954,14 @@ mod tests {
         assert_eq!(f[0].fix.as_deref(), Some("nft delete rule ip steal pre handle 2"));
         // To the agent itself, or after ours: nothing.
         assert_eq!(run(vec![steal(-150, [127, 0, 0, 1], 51679)]), vec![]);
-        assert_eq!(run(vec![steal(-100, [10, 9, 9, 9], 80)]), vec![]);
+        // At our own priority the order is not promised: it may steal (a warning).
+        let same = run(vec![steal(-100, [10, 9, 9, 9], 80)]);
+        assert_eq!(
+            same.iter().map(|f| (f.code, f.severity)).collect::<Vec<_>>(),
+            [(FindingCode::NatStealsEndpoint, Severity::Warning)]
+        );
+        assert!(same[0].message.contains("the kernel does not say which runs first"), "{}", same[0].message);
+        assert_eq!(run(vec![steal(-90, [10, 9, 9, 9], 80)]), vec![]);
     }
 
     fn ecs_init_chains() -> Vec<ForeignChain> {
