@@ -76,6 +76,10 @@ pub enum FindingCode {
     /// `output-drops-credentials`: a foreign filter output chain drops (or may drop) the
     /// REDIRECTed traffic of host-network-mode tasks.
     OutputDropsCredentials,
+    /// `prerouting-drops-credentials`: a foreign filter prerouting chain (e.g. an anti-IMDS
+    /// `ip daddr 169.254.0.0/16 drop`, or iptables' raw/mangle PREROUTING) drops (or may
+    /// drop) containers' traffic to the credentials endpoint before or after our DNAT.
+    PreroutingDropsCredentials,
     /// `nat-steals-endpoint`: a foreign nat chain that runs before ours DNATs or
     /// REDIRECTs (or may) the credentials endpoint elsewhere.
     NatStealsEndpoint,
@@ -92,6 +96,7 @@ impl FindingCode {
         match self {
             FindingCode::InputDropsCredentials => "input-drops-credentials",
             FindingCode::OutputDropsCredentials => "output-drops-credentials",
+            FindingCode::PreroutingDropsCredentials => "prerouting-drops-credentials",
             FindingCode::NatStealsEndpoint => "nat-steals-endpoint",
             FindingCode::EcsInitRules => "ecs-init-rules",
             FindingCode::IptablesLegacyInUse => "iptables-legacy-in-use",

@@ -128,6 +128,9 @@ struct Packet {
     /// established`, a reply seen) rather than its first (`ct state new`). A chain serves
     /// the connection only when it accepts both.
     later: bool,
+    /// Whether conntrack has seen the packet at this hook (false before priority -200,
+    /// `NF_IP_PRI_CONNTRACK`, e.g. a raw chain): `ct` matches are then not judged.
+    ct_known: bool,
 }
 
 impl Packet {
@@ -198,6 +201,9 @@ impl Packet {
     }
 
     fn ct(&self, key: u32) -> Val {
+        if !self.ct_known {
+            return Val::Unknown;
+        }
         match key {
             ct::STATE => {
                 let state = if self.later { ct::STATE_ESTABLISHED } else { ct::STATE_NEW };
@@ -400,6 +406,7 @@ pub fn findings(config: &Config, path: &PathState) -> Vec<Finding> {
             continue;
         }
         match (c.base.chain_type, c.base.hook) {
+            (ChainType::Filter, Hook::Prerouting) => out.extend(prerouting_finding(c, &creds)),
             (ChainType::Filter, Hook::Input) => out.extend(input_finding(c, &creds)),
             (ChainType::Filter, Hook::Output) if creds.redirect => out.extend(output_finding(c, &creds)),
             (ChainType::Nat, Hook::Prerouting) if c.base.priority <= OUR_NAT_PRIORITY => {
@@ -480,6 +487,38 @@ fn accept_fix(c: &ForeignChain, creds: &Creds, output: bool) -> String {
     }
 }
 
+/// A container's connection to the endpoint at prerouting: before our DNAT (priority
+/// below -100) it is addressed to the endpoint, after it to the agent; before conntrack
+/// (below -200) `ct` matches cannot be judged.
+fn prerouting_finding(c: &ForeignChain, creds: &Creds) -> Option<Finding> {
+    let after_dnat = c.base.priority > OUR_NAT_PRIORITY;
+    let (daddr, dport) =
+        if after_dnat { (creds.agent, creds.agent_port) } else { (creds.endpoint, creds.endpoint_port) };
+    let pkt = Packet {
+        iif_lo: Some(false),
+        oif_lo: None,
+        saddr_container: true,
+        daddr,
+        dport,
+        dnat: after_dnat,
+        later: false,
+        ct_known: c.base.priority > -200,
+    };
+    let what = format!(
+        "containers' traffic to the credentials endpoint {}:{} (at prerouting, {} ecs-hostnet's DNAT)",
+        creds.endpoint,
+        creds.endpoint_port,
+        if after_dnat { "after" } else { "before" }
+    );
+    let outcome = both_packets(c, &pkt, |_| false);
+    let fix = if is_iptables_nft(c) {
+        format!("iptables -t {} -I {} -d {daddr} -p tcp --dport {dport} -j ACCEPT", c.table, c.name)
+    } else {
+        format!("nft insert rule {} ip daddr {daddr} tcp dport {dport} accept", chain_name(c))
+    };
+    filter_finding(c, FindingCode::PreroutingDropsCredentials, &what, outcome, fix)
+}
+
 /// The first packet of a container's connection to the agent, after our DNAT, at input.
 fn input_finding(c: &ForeignChain, creds: &Creds) -> Option<Finding> {
     let pkt = Packet {
@@ -490,6 +529,7 @@ fn input_finding(c: &ForeignChain, creds: &Creds) -> Option<Finding> {
         dport: creds.agent_port,
         dnat: true,
         later: false,
+        ct_known: true,
     };
     let what = format!(
         "the DNATed credentials traffic of containers (to {}:{}, ct status dnat: its first packet and the later ones)",
@@ -509,6 +549,7 @@ fn output_finding(c: &ForeignChain, creds: &Creds) -> Option<Finding> {
         dport: creds.agent_port,
         dnat: true,
         later: false,
+        ct_known: true,
     };
     let what = format!(
         "the REDIRECTed credentials traffic of host-network-mode tasks (to 127.0.0.1:{} through lo)",
@@ -523,7 +564,8 @@ fn output_finding(c: &ForeignChain, creds: &Creds) -> Option<Finding> {
 /// lets the SYN in and the policy drops the ACK), else a rule that cannot be judged for
 /// either, else accepted.
 fn both_packets<'a>(c: &'a ForeignChain, pkt: &Packet, skip: impl Fn(&LiveRule) -> bool) -> Outcome<'a> {
-    let later = Packet { later: true, ..*pkt };
+    // A later packet's entry carries the DNAT status (set on the first), whatever the hook.
+    let later = Packet { later: true, dnat: true, ..*pkt };
     match (eval_filter(c, pkt, &skip), eval_filter(c, &later, &skip)) {
         (d @ Outcome::Dropped(_), _) | (_, d @ Outcome::Dropped(_)) => d,
         (m @ Outcome::Maybe(_), _) | (_, m @ Outcome::Maybe(_)) => m,
@@ -581,6 +623,7 @@ fn nat_finding(c: &ForeignChain, creds: &Creds, output: bool) -> Option<Finding>
         dport: creds.endpoint_port,
         dnat: false,
         later: false,
+        ct_known: true,
     };
     let ours = |to: &Option<(Option<Ipv4Addr>, Option<u16>)>| match to {
         Some((Some(a), Some(p))) => *a == creds.agent && *p == creds.agent_port,
@@ -962,6 +1005,53 @@ mod tests {
         );
         assert!(same[0].message.contains("the kernel does not say which runs first"), "{}", same[0].message);
         assert_eq!(run(vec![steal(-90, [10, 9, 9, 9], 80)]), vec![]);
+    }
+
+    /// An anti-IMDS prerouting drop of 169.254.0.0/16 takes the credentials endpoint with
+    /// it, before our DNAT: blocking until an accept of the endpoint comes first; Docker's
+    /// raw drops of traffic to container addresses from other interfaces do not touch it.
+    #[test]
+    fn a_prerouting_drop_of_the_link_local_range_blocks_until_the_endpoint_is_accepted() {
+        let pre = |priority: i32, rules: Vec<Vec<Expr>>| {
+            let base =
+                BaseChain { chain_type: ChainType::Filter, hook: Hook::Prerouting, priority, policy_accept: true };
+            chain(Family::Inet, "i", "pre", base, rules)
+        };
+        let link_local_drop = with(
+            vec![
+                Expr::Payload { base: payload::NETWORK, offset: 16, len: 2, dreg: 1 },
+                Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: vec![169, 254] },
+            ],
+            Verdict::Drop,
+        );
+        let f = run(vec![pre(-300, vec![link_local_drop.clone()])]);
+        assert_eq!(
+            f.iter().map(|f| (f.code, f.severity)).collect::<Vec<_>>(),
+            [(FindingCode::PreroutingDropsCredentials, Severity::Blocking)],
+            "{f:#?}"
+        );
+        assert_eq!(f[0].fix.as_deref(), Some("nft insert rule inet i pre ip daddr 169.254.170.2 tcp dport 80 accept"));
+        let endpoint_accept = with(
+            vec![
+                Expr::Payload { base: payload::NETWORK, offset: 16, len: 4, dreg: 1 },
+                Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: vec![169, 254, 170, 2] },
+                Expr::Meta { key: meta::L4PROTO, dreg: 1 },
+                Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: vec![6] },
+                Expr::Payload { base: payload::TRANSPORT, offset: 2, len: 2, dreg: 1 },
+                Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: 80u16.to_be_bytes().to_vec() },
+            ],
+            Verdict::Accept,
+        );
+        assert_eq!(run(vec![pre(-300, vec![endpoint_accept, link_local_drop])]), vec![]);
+        // Docker's raw rule: traffic to a container's address from another interface.
+        let docker_raw = with(
+            vec![
+                Expr::Payload { base: payload::NETWORK, offset: 16, len: 4, dreg: 1 },
+                Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: vec![172, 17, 0, 2] },
+            ],
+            Verdict::Drop,
+        );
+        assert_eq!(run(vec![pre(-300, vec![docker_raw])]), vec![]);
     }
 
     fn ecs_init_chains() -> Vec<ForeignChain> {

@@ -727,7 +727,7 @@ pub fn legacy_table_names() -> Vec<String> {
 
 /// Whether a dumped chain is someone else's base chain on a hook the credentials traffic
 /// crosses: family `ip` or `inet`, type nat at prerouting or output, or type filter at
-/// input or output; never one of our tables.
+/// prerouting, input or output; never one of our tables.
 fn on_credentials_path(c: &decode::ChainInfo) -> bool {
     use crate::model::ruleset::{ChainType, Hook};
     let Some(base) = c.base else { return false };
@@ -736,7 +736,8 @@ fn on_credentials_path(c: &decode::ChainInfo) -> bool {
         && c.table != crate::model::names::TABLE_NAME
         && matches!(
             (base.chain_type, base.hook),
-            (ChainType::Nat, Hook::Prerouting | Hook::Output) | (ChainType::Filter, Hook::Input | Hook::Output)
+            (ChainType::Nat, Hook::Prerouting | Hook::Output)
+                | (ChainType::Filter, Hook::Prerouting | Hook::Input | Hook::Output)
         )
 }
 
