@@ -441,14 +441,7 @@ fn check_contradictions(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::parse;
-
-    fn errors(text: &str) -> Vec<String> {
-        match parse("f.toml", text) {
-            Ok(_) => vec![],
-            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
-        }
-    }
+    use crate::config::tests::errors;
 
     /// Credentials off, with everything that only served them off too.
     const CREDENTIALS_OFF: &str = "[credentials]\nenabled = false\n[route_localnet]\nenable = \"off\"\n\

@@ -300,10 +300,12 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn errors(text: &str) -> Vec<String> {
+    /// Every error message of `text` parsed as `f.toml` (none: valid); shared with the
+    /// tests of [`super::checks`].
+    pub(super) fn errors(text: &str) -> Vec<String> {
         match parse("f.toml", text) {
             Ok(_) => vec![],
             Err(e) => e.0.iter().map(|e| e.to_string()).collect(),

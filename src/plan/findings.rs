@@ -960,16 +960,16 @@ mod tests {
         assert_eq!(f[0].severity, Severity::Warning, "{f:#?}");
     }
 
+    /// `ip daddr 169.254.170.2 tcp dport 80`, as nft writes it (the model's builders).
+    fn to_endpoint() -> Vec<Expr> {
+        let mut e = crate::model::build::ip_addr(CmpOp::Eq, 16, Ipv4Addr::new(169, 254, 170, 2), 32).to_vec();
+        e.extend(crate::model::build::tcp_dport(80));
+        e
+    }
+
     fn steal(priority: i32, to: [u8; 4], port: u16) -> ForeignChain {
         let base = BaseChain { chain_type: ChainType::Nat, hook: Hook::Prerouting, priority, policy_accept: true };
-        let mut exprs = vec![
-            Expr::Payload { base: payload::NETWORK, offset: 16, len: 4, dreg: 1 },
-            Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: vec![169, 254, 170, 2] },
-            Expr::Meta { key: meta::L4PROTO, dreg: 1 },
-            Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: vec![6] },
-            Expr::Payload { base: payload::TRANSPORT, offset: 2, len: 2, dreg: 1 },
-            Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: 80u16.to_be_bytes().to_vec() },
-        ];
+        let mut exprs = to_endpoint();
         exprs.extend([
             Expr::Immediate { dreg: 1, data: to.to_vec() },
             Expr::Immediate { dreg: 2, data: port.to_be_bytes().to_vec() },
@@ -1031,17 +1031,7 @@ mod tests {
             "{f:#?}"
         );
         assert_eq!(f[0].fix.as_deref(), Some("nft insert rule inet i pre ip daddr 169.254.170.2 tcp dport 80 accept"));
-        let endpoint_accept = with(
-            vec![
-                Expr::Payload { base: payload::NETWORK, offset: 16, len: 4, dreg: 1 },
-                Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: vec![169, 254, 170, 2] },
-                Expr::Meta { key: meta::L4PROTO, dreg: 1 },
-                Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: vec![6] },
-                Expr::Payload { base: payload::TRANSPORT, offset: 2, len: 2, dreg: 1 },
-                Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: 80u16.to_be_bytes().to_vec() },
-            ],
-            Verdict::Accept,
-        );
+        let endpoint_accept = with(to_endpoint(), Verdict::Accept);
         assert_eq!(run(vec![pre(-300, vec![endpoint_accept, link_local_drop])]), vec![]);
         // Docker's raw rule: traffic to a container's address from another interface.
         let docker_raw = with(
