@@ -503,6 +503,43 @@ fn endpoint_route_not_added_when_an_ipv4_default_route_exists() {
     host.ehn(&["check", "-c", &cfg]).expect_code(0);
 }
 
+/// `endpoint_route_via_lo = "auto"` follows the IPv4 default route: `apply` adds the
+/// endpoint route while the host has none, `check` then reports the route unneeded (exit 2)
+/// once a default route appears, and the next `apply` deletes it; host-network-mode tasks
+/// reach the agent in both states.
+#[test]
+fn auto_endpoint_route_is_added_without_a_default_route_and_removed_once_one_exists() {
+    let host = Netns::new("autohost");
+    let peer = Netns::new("autopeer");
+    let dir = TempDir::new("autodir");
+    host.ip(&["link", "set", "lo", "up"]);
+    host.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &peer.name]);
+    host.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
+    host.ip(&["link", "set", "eth0", "up"]);
+    peer.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+    peer.ip(&["link", "set", "eth0", "up"]);
+    let _agent = Listener::spawn(&host.name, "127.0.0.1:51679", CREDS_BODY);
+    let cfg = dir.default_config();
+    host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    assert_eq!(route_lines(&host.name, false, "169.254.170.2").len(), 1, "{}", host.ip(&["route", "show"]));
+    assert_eq!(http_get(&host.name, ENDPOINT), Ok(CREDS_BODY.to_string()));
+    host.ehn(&["check", "-c", &cfg]).expect_code(0);
+
+    host.ip(&["route", "add", "default", "via", "192.0.2.2"]);
+    let drift = host.ehn(&["check", "-c", &cfg]);
+    drift.expect_code(2);
+    assert!(drift.stdout.contains("IPv4 default route"), "check names why the route goes: {drift}");
+    host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    assert!(route_lines(&host.name, false, "169.254.170.2").is_empty(), "{}", host.ip(&["route", "show"]));
+    assert_eq!(http_get(&host.name, ENDPOINT), Ok(CREDS_BODY.to_string()));
+    host.ehn(&["check", "-c", &cfg]).expect_code(0);
+
+    // The default route goes away again (an IPv6-only host after a reconfiguration).
+    host.ip(&["route", "del", "default"]);
+    host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    assert_eq!(route_lines(&host.name, false, "169.254.170.2").len(), 1, "{}", host.ip(&["route", "show"]));
+}
+
 /// Test 4: `imds_block.exclude_interfaces = ["br-skip"]` under the default container
 /// patterns: containers on docker0 and br-1234 lose IMDS, the one on br-skip keeps it
 /// (and all keep the credentials endpoint).

@@ -183,6 +183,9 @@ file_sections! {
     boot {
         agent_on_error: AgentOnError,
     }
+    watch {
+        enabled: bool,
+    }
 }
 
 impl Config {
@@ -368,7 +371,7 @@ pub(crate) mod tests {
     const CREDENTIALS_KEYS: &str = "allowed: `enabled`, `endpoint_address`, `endpoint_port`, \
         `agent_address`, `agent_port`, `redirect_host_traffic`, `endpoint_route_via_lo`";
     const SECTION_NAMES: &str = "allowed: `containers`, `route_localnet`, `credentials`, \
-        `localhost_guard`, `introspection_guard`, `imds_block`, `agent`, `boot`";
+        `localhost_guard`, `introspection_guard`, `imds_block`, `agent`, `boot`, `watch`";
     const IFNAME_ALLOWED: &str =
         "allowed: 1-15 bytes of ASCII letters, digits and . _ - @ (and a trailing + for a prefix match)";
 

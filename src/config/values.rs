@@ -88,8 +88,9 @@ impl<'de> Deserialize<'de> for V6 {
 /// connect() fails with "network unreachable" before the output-hook REDIRECT is reached).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndpointRoute {
-    /// Add it when the namespace has no IPv4 default route; never remove it because one
-    /// appeared later (it is harmless on a dual-stack host).
+    /// Keep it exactly while the namespace has no IPv4 default route: added when there is
+    /// none, deleted once one exists (re-evaluated by every apply, the agent hook and the
+    /// watcher on route events).
     Auto,
     /// Always keep it.
     Always,

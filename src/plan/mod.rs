@@ -172,8 +172,9 @@ pub fn localhost_guard_is_live(live: &LiveState) -> bool {
 }
 
 /// The `ENDPOINT/32 dev lo` route: added when wanted and missing; ours deleted when the
-/// configuration no longer wants one. Under `auto` an existing route is kept even when an
-/// IPv4 default route appeared later.
+/// configuration no longer wants one. Under `auto` the route is wanted exactly while the
+/// namespace has no IPv4 default route: ours is deleted once one appears (the watcher and
+/// the agent hook re-run this when routes change), so a dual-stack host never keeps it.
 fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
     // Any route with our protocol is ours, also one in a form an older ecs-hostnet made.
     let ours = |r: &LiveRoute| r.protocol == ROUTE_PROTOCOL;
@@ -188,8 +189,12 @@ fn plan_endpoint_route(desired: &Desired, live: &LiveState, p: &mut Plan) {
             }
             let other =
                 live.endpoint_routes.iter().find(|r| r.dest == w.spec.dest && !r.satisfies(&w.spec) && !ours(r));
-            let wanted = !w.auto || !live.ipv4_default_route || live.endpoint_routes.iter().any(&ours);
-            if let (true, false, Some(o)) = (wanted, present, other) {
+            let wanted = !w.auto || !live.ipv4_default_route;
+            if !wanted {
+                for r in live.endpoint_routes.iter().filter(|r| ours(r) && r.satisfies(&w.spec)) {
+                    delete_route(r, Reason::Ipv4DefaultRouteExists, p);
+                }
+            } else if let (true, false, Some(o)) = (wanted, present, other) {
                 p.notes.push(Note::EndpointRouteTaken { route: o.clone(), wanted: w.spec });
             } else if wanted && !present && !live.lo_up {
                 p.notes.push(Note::LoDown { wanted: w.spec });
@@ -860,7 +865,7 @@ mod tests {
         assert_eq!(p.route_ops, vec![RouteOp::Add { spec }]);
         assert!(p.ops.is_empty(), "no batch for a route: {:?}", p.ops);
         assert!(p.changes[0].object().contains("route 169.254.170.2/32 dev lo src 127.0.0.1"), "{}", p.text());
-        // Ours in place; later an IPv4 default route appears: auto keeps it.
+        // Ours in place: nothing to do while there is no IPv4 default route.
         live.endpoint_routes.push(LiveRoute {
             dest: spec.dest,
             prefix_len: 32,
@@ -868,8 +873,19 @@ mod tests {
             protocol: ROUTE_PROTOCOL,
             metric: None,
         });
+        assert!(plan(&d, &live).is_empty(), "{}", plan(&d, &live).text());
+        // An IPv4 default route appears: auto deletes ours, saying why.
         live.ipv4_default_route = true;
-        assert!(plan(&d, &live).is_empty());
+        let p = plan(&d, &live);
+        assert_eq!(p.route_ops, vec![RouteOp::DeleteInTheWay { route: live.endpoint_routes[0].clone() }]);
+        assert_eq!(p.changes[0].reason, Reason::Ipv4DefaultRouteExists, "{}", p.text());
+        // A route someone else made to the endpoint stays, default route or not.
+        let mut theirs = live.clone();
+        theirs.endpoint_routes[0].protocol = 4;
+        assert!(plan(&d, &theirs).is_empty(), "{}", plan(&d, &theirs).text());
+        // "always" keeps ours with a default route.
+        let always = compile(&parse("t", "[credentials]\nendpoint_route_via_lo = \"always\"\n").unwrap());
+        assert!(plan(&always, &converged(&always, &rec(&[("all", "0")]))).route_ops.is_empty());
         // remove deletes it.
         assert_eq!(
             plan_removal(&live).route_ops,

@@ -20,6 +20,9 @@ pub enum Reason {
     /// `missing: no IPv4 default route, host-network-mode tasks need it`: the endpoint
     /// route under `endpoint_route_via_lo = "auto"`.
     MissingNoIpv4DefaultRoute,
+    /// `not needed: the host has an IPv4 default route`: the `auto` endpoint route of ours
+    /// once an IPv4 default route exists.
+    Ipv4DefaultRouteExists,
     /// `no longer in the configuration`: a table, chain, rule or route of ours the
     /// configuration dropped.
     NoLongerConfigured,
@@ -107,6 +110,7 @@ impl fmt::Display for Reason {
             Reason::MissingNoIpv4DefaultRoute => {
                 f.write_str("missing: no IPv4 default route, host-network-mode tasks need it")
             }
+            Reason::Ipv4DefaultRouteExists => f.write_str("not needed: the host has an IPv4 default route (auto)"),
             Reason::NoLongerConfigured => f.write_str("no longer in the configuration"),
             Reason::ReplacedByCurrentForm => f.write_str("replaced by the current form"),
             Reason::RemoveCommand => f.write_str("ecs-hostnet remove"),
@@ -314,6 +318,7 @@ mod tests {
             "missing: no IPv4 default route, host-network-mode tasks need it"
         );
         assert_eq!(r(Reason::NoLongerConfigured), "no longer in the configuration");
+        assert_eq!(r(Reason::Ipv4DefaultRouteExists), "not needed: the host has an IPv4 default route (auto)");
         assert_eq!(r(Reason::ReplacedByCurrentForm), "replaced by the current form");
         assert_eq!(r(Reason::RemoveCommand), "ecs-hostnet remove");
         assert_eq!(
