@@ -22,23 +22,22 @@ pub fn agent_settings_diff(old: &[u8], new: &[u8], agent_keys: &[(String, Option
 
 fn line_diff_with_context(old: &[u8], new: &[u8], context: usize) -> Vec<String> {
     let (old, new) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
-    let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
+    let patch = diffy::DiffOptions::new().set_context_len(context).create_patch(old.as_ref(), new.as_ref());
     let mut out = Vec::new();
-    for group in diff.grouped_ops(context) {
-        for op in group {
-            for c in diff.iter_changes(&op) {
-                let sign = match c.tag() {
-                    similar::ChangeTag::Delete => '-',
-                    similar::ChangeTag::Insert => '+',
-                    similar::ChangeTag::Equal => ' ',
-                };
-                let line = c.value().trim_end_matches('\n').trim_end_matches('\r');
-                out.push(format!("{sign}{}", crate::model::nft_text::printable(line)));
-            }
+    for hunk in patch.hunks() {
+        for line in hunk.lines() {
+            let (sign, text) = match line {
+                diffy::Line::Delete(t) => ('-', t),
+                diffy::Line::Insert(t) => ('+', t),
+                diffy::Line::Context(t) => (' ', t),
+            };
+            let text = text.trim_end_matches('\n').trim_end_matches('\r');
+            out.push(format!("{sign}{}", crate::model::nft_text::printable(text)));
         }
     }
     out
 }
+
 /// One fix for a drifted installed file: write `content` to `path`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileFix {
