@@ -9,11 +9,23 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// What `--version` prints after the command's name: `0.2.0 (commit abcdef123456, built
+/// 2026-12-05)`; the commit (with `-dirty` for a changed tree, or `unknown`) and the UTC build
+/// date come from build.rs.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ECS_HOSTNET_COMMIT"),
+    ", built ",
+    env!("ECS_HOSTNET_BUILD_DATE"),
+    ")"
+);
+
 /// Prepares a Linux host's network for Amazon ECS tasks with IAM roles: the credentials
 /// endpoint DNAT/REDIRECT, the localhost and introspection guards, the IMDS block and
 /// route_localnet, as one nftables transaction in tables of its own.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Act in this network namespace: a name under /run/netns or a path such as
     /// /proc/PID/ns/net.
