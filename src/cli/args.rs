@@ -194,4 +194,12 @@ pub enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: Vec<PathBuf>,
     },
+    /// Write the manual pages (OUTDIR/man, section 8) and the bash, zsh and fish
+    /// completions (OUTDIR/completions) of this command line. A packaging step: hidden.
+    #[command(hide = true)]
+    GenerateDocs {
+        /// The folder to write man/ and completions/ into (created if missing).
+        #[arg(value_name = "OUTDIR")]
+        outdir: PathBuf,
+    },
 }
