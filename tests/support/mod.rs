@@ -102,10 +102,10 @@ pub fn run_cmd(prog: &str, args: &[&str], timeout: Duration) -> Out {
 /// `$ECS_HOSTNET_TEST_LIBNFTNL_DIR` when that is set (scripts/libnftnl-compat: another
 /// libnftnl.so.11 for ecs-hostnet only; nft, ip and the test itself keep the system's).
 pub fn with_test_libnftnl(cmd: &mut Command) -> &mut Command {
-    if let Some(dir) = std::env::var_os("ECS_HOSTNET_TEST_LIBNFTNL_DIR") {
-        if cmd.get_program() == bin() || cmd.get_args().any(|a| a == bin()) {
-            cmd.env("LD_LIBRARY_PATH", dir);
-        }
+    if let Some(dir) = std::env::var_os("ECS_HOSTNET_TEST_LIBNFTNL_DIR")
+        && (cmd.get_program() == bin() || cmd.get_args().any(|a| a == bin()))
+    {
+        cmd.env("LD_LIBRARY_PATH", dir);
     }
     cmd
 }
@@ -1582,7 +1582,12 @@ pub fn fnv1a(s: &str) -> u64 {
 /// sends it SIGKILL unless it has exited, and reaps it. `Some(code)`: it exited by itself
 /// before the kill (`-1` for a signal); `None`: it was killed while running.
 pub fn spawn_then_sigkill(cmd: &mut Command, delay: Duration) -> Option<i32> {
-    let mut child = with_test_libnftnl(cmd).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = with_test_libnftnl(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let deadline = Instant::now() + delay;
     loop {
         if let Ok(Some(st)) = child.try_wait() {
