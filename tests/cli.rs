@@ -391,3 +391,37 @@ fn unwritable_stdout_is_an_error_not_a_panic() {
     assert_eq!(ns.ruleset(), "", "remove did its work");
     assert_eq!(ns.route_localnet(), "0");
 }
+
+/// `--version` (and `-V`) print `ecs-hostnet 0.2.0 (commit C, built YYYY-MM-DD)` on stdout,
+/// exit 0; in a git checkout C is this checkout's `git rev-parse --short=12 HEAD` (with
+/// `-dirty` when tracked files changed), so a binary never claims another commit.
+#[test]
+fn version_names_the_commit_and_build_date() {
+    for flag in ["--version", "-V"] {
+        let out = ehn(&[flag]);
+        out.expect_code(0);
+        let line = out.stdout.trim_end();
+        let rest = line
+            .strip_prefix(concat!("ecs-hostnet ", env!("CARGO_PKG_VERSION"), " (commit "))
+            .unwrap_or_else(|| panic!("{flag}: {line:?}"));
+        let (commit, date) =
+            rest.strip_suffix(')').and_then(|r| r.split_once(", built ")).unwrap_or_else(|| panic!("{flag}: {line:?}"));
+        let d = date.as_bytes();
+        assert!(
+            d.len() == 10 && d[4] == b'-' && d[7] == b'-' && date.replace('-', "").bytes().all(|b| b.is_ascii_digit()),
+            "{flag}: build date {date:?} is not YYYY-MM-DD"
+        );
+        let manifest = env!("CARGO_MANIFEST_DIR");
+        let head =
+            run_cmd("git", &["-C", manifest, "rev-parse", "--short=12", "HEAD"], std::time::Duration::from_secs(10));
+        if head.ok() {
+            let head = head.stdout.trim();
+            assert!(
+                commit == head || commit == format!("{head}-dirty"),
+                "{flag}: commit {commit:?}, checkout at {head}"
+            );
+        } else {
+            assert!(!commit.is_empty() && !commit.contains(' '), "{flag}: commit {commit:?}");
+        }
+    }
+}

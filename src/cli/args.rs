@@ -9,11 +9,34 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// What `--version` prints after the command's name: `0.2.0 (commit abcdef123456, built
+/// 2026-12-05)`; the commit (with `-dirty` for a changed tree, or `unknown`) and the UTC build
+/// date come from build.rs.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ECS_HOSTNET_COMMIT"),
+    ", built ",
+    env!("ECS_HOSTNET_BUILD_DATE"),
+    ")"
+);
+
 /// Prepares a Linux host's network for Amazon ECS tasks with IAM roles: the credentials
 /// endpoint DNAT/REDIRECT, the localhost and introspection guards, the IMDS block and
 /// route_localnet, as one nftables transaction in tables of its own.
+///
+/// One TOML configuration (default /etc/ecs-hostnet/config.toml, else the built-in
+/// defaults) is compiled into nftables rules in ecs-hostnet's own tables, sent to the kernel
+/// in one atomic netlink batch and read back to compare; plus the route_localnet sysctls,
+/// the endpoint route, the boot unit ecs-hostnet.service, the ecs.service drop-in that runs
+/// `ecs-hostnet apply` before the ECS agent, and the agent's keys in /etc/ecs/ecs.config.
+/// Rules of other tables (Docker's, iptables', firewalld's) are never changed; plan and check
+/// name those that would stop containers from reaching the credentials endpoint.
+///
+/// Exit status: 0 done or nothing to do; 2 changes or drift (plan, check, diff, task check);
+/// 1 error, with a message on standard error, and nothing applied.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version = VERSION, about)]
 pub struct Cli {
     /// Act in this network namespace: a name under /run/netns or a path such as
     /// /proc/PID/ns/net.
@@ -126,13 +149,26 @@ pub enum Command {
         format: RenderFormat,
     },
     /// Show what apply would change. Exit 0: nothing to do, 2: changes, 1: error.
+    ///
+    /// Reads the host (or --netns, or a snapshot with --against) and prints the changes apply
+    /// would make, as a diff in nft syntax grouped by table and chain, with the reason for
+    /// each, and notes on foreign rules and leftovers (an iptables DNAT from ecs-init, a
+    /// DOCKER-USER drop) that matter to the credentials endpoint. Changes nothing.
     Plan(PlanArgs),
     /// Make the host match the configuration. Exit 0 when converged.
+    ///
+    /// Replaces ecs-hostnet's tables in one nf_tables transaction (all or nothing), sets
+    /// route_localnet and the endpoint route, removes stale conntrack entries of the
+    /// endpoint, then reads the host back and fails unless it matches. A converged host gets
+    /// no transaction at all. Needs CAP_NET_ADMIN in the network namespace.
     Apply {
         #[command(flatten)]
         config: ConfigArg,
     },
     /// Compare the host with the configuration. Exit 0: converged, 2: drift, 1: error.
+    ///
+    /// The same comparison as plan, for monitoring: `--format json` prints the schema
+    /// "ecs-hostnet.plan/v1" (docs/json.md), one document per host for a fleet report.
     Check(PlanArgs),
     /// What applying NEW would change on a host converged to OLD (no root, no kernel).
     /// Exit 0: no changes, 2: changes, 1: error.
@@ -154,20 +190,34 @@ pub enum Command {
     },
     /// Remove everything ecs-hostnet made and put route_localnet back to the value found
     /// before ecs-hostnet first set it. Exit 0 when nothing of ours is left.
+    ///
+    /// Deletes ecs-hostnet's tables in one transaction and the endpoint route it added;
+    /// installed files stay (uninstall removes them).
     Remove {
         #[command(flatten)]
         config: ConfigArg,
     },
     /// Install the configuration, the binary, the boot unit (enabled), the ecs-init hook
     /// and the agent's ecs.config keys. Writes only what differs, atomically.
+    ///
+    /// With --root DIR it writes into an image being built. What it wrote and replaced is
+    /// recorded in an install state file, which uninstall reads.
     Install {
         #[command(flatten)]
         config: ConfigArg,
     },
     /// Remove exactly what install added and put back what it replaced.
+    ///
+    /// Reads the install state file that install wrote. On the running system (or with
+    /// --netns) it first removes the live rule set, as remove does; for another --root alone
+    /// it changes files only.
     Uninstall,
     /// The awsvpc IMDS block: BLACKHOLE routes to the IMDS addresses inside task network
     /// namespaces (given with --netns, repeatable, and/or --netns-dir).
+    ///
+    /// The routes the ECS agent's CNI plugin adds with ECS_AWSVPC_BLOCK_IMDS=true
+    /// (169.254.169.254/32 and fd00:ec2::254/128), for tasks whose namespaces were made
+    /// without it. Each namespace is handled on its own; one failure does not stop the rest.
     Task {
         #[command(subcommand)]
         action: TaskCommand,
@@ -181,5 +231,13 @@ pub enum Command {
         /// More configuration files (repeatable).
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: Vec<PathBuf>,
+    },
+    /// Write the manual pages (OUTDIR/man, section 8) and the bash, zsh and fish
+    /// completions (OUTDIR/completions) of this command line. A packaging step: hidden.
+    #[command(hide = true)]
+    GenerateDocs {
+        /// The folder to write man/ and completions/ into (created if missing).
+        #[arg(value_name = "OUTDIR")]
+        outdir: PathBuf,
     },
 }

@@ -19,6 +19,7 @@ pub mod args;
 mod context;
 mod diff;
 pub mod exit;
+mod generate_docs;
 mod install;
 mod plan;
 mod remove;
@@ -50,5 +51,6 @@ pub fn run(cli: Cli, out: &mut String) -> anyhow::Result<Exit> {
         Command::Check(args) => plan::run(&cx, &args, plan::Mode::Check, out),
         Command::Apply { config } => apply::run(&cx, &config, out),
         Command::Remove { config } => remove::run(&cx, &config, out),
+        Command::GenerateDocs { outdir } => generate_docs::run(&outdir, out).map(|()| Exit::Ok),
     }
 }

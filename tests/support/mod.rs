@@ -98,7 +98,21 @@ pub fn run_cmd(prog: &str, args: &[&str], timeout: Duration) -> Out {
     run_cmd_with(Command::new(prog).args(args), timeout)
 }
 
+/// A command that runs the binary under test gets `LD_LIBRARY_PATH` =
+/// `$ECS_HOSTNET_TEST_LIBNFTNL_DIR` when that is set (scripts/libnftnl-compat: another
+/// libnftnl.so.11 for ecs-hostnet only; nft, ip and the test itself keep the system's).
+pub fn with_test_libnftnl(cmd: &mut Command) -> &mut Command {
+    if let Some(dir) = std::env::var_os("ECS_HOSTNET_TEST_LIBNFTNL_DIR")
+        && (cmd.get_program() == bin() || cmd.get_args().any(|a| a == bin()))
+    {
+        cmd.env("LD_LIBRARY_PATH", dir);
+    }
+    cmd
+}
+
+/// Runs `cmd` (see [`run_cmd`], [`with_test_libnftnl`]).
 pub fn run_cmd_with(cmd: &mut Command, timeout: Duration) -> Out {
+    with_test_libnftnl(cmd);
     let cmdline = format!(
         "{} {}",
         cmd.get_program().to_string_lossy(),
@@ -1568,7 +1582,12 @@ pub fn fnv1a(s: &str) -> u64 {
 /// sends it SIGKILL unless it has exited, and reaps it. `Some(code)`: it exited by itself
 /// before the kill (`-1` for a signal); `None`: it was killed while running.
 pub fn spawn_then_sigkill(cmd: &mut Command, delay: Duration) -> Option<i32> {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = with_test_libnftnl(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let deadline = Instant::now() + delay;
     loop {
         if let Ok(Some(st)) = child.try_wait() {

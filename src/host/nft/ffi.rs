@@ -26,6 +26,59 @@ use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr::NonNull;
 
+/// The last attribute number of each libnftnl object and expression at the libnftnl floor,
+/// 1.1.8 (Cargo.toml's `nftnl-1-1-8`), copied from that release's headers
+/// (`libnftnl/{table,chain,rule,set,object,expr}.h`: `__NFTNL_*_MAX - 1`, or the last
+/// `NFTNL_EXPR_<TYPE>_*` of each expression's enum). libnftnl prints "attribute N > M
+/// (maximum)" and calls exit(1) when a setter is given a number past its own maximum, so every
+/// attribute ecs-hostnet names is checked against these at compile time (the `const _` after this module):
+/// raising the nftnl feature to bind a newer attribute does not raise the floor.
+mod floor {
+    pub const TABLE: u32 = 5; // NFTNL_TABLE_USERDATA
+    pub const CHAIN: u32 = 15; // __NFTNL_CHAIN_MAX 16
+    pub const RULE: u32 = 9; // __NFTNL_RULE_MAX 10
+    pub const SET: u32 = 17; // __NFTNL_SET_MAX 18
+    pub const SET_ELEM: u32 = 10; // __NFTNL_SET_ELEM_MAX 11 (NFTNL_SET_ELEM_KEY_END)
+    pub const OBJ: u32 = 16; // __NFTNL_OBJ_MAX 17
+    pub const GEN: u32 = 0; // NFTNL_GEN_ID
+    pub const BITWISE: u32 = 7; // NFTNL_EXPR_BITWISE_DATA
+    pub const CMP: u32 = 3; // NFTNL_EXPR_CMP_DATA
+    pub const CT: u32 = 4; // NFTNL_EXPR_CT_SREG
+    pub const IMM: u32 = 4; // NFTNL_EXPR_IMM_CHAIN (CHAIN_ID is not used)
+    pub const LOOKUP: u32 = 5; // NFTNL_EXPR_LOOKUP_FLAGS
+    pub const META: u32 = 3; // NFTNL_EXPR_META_SREG
+    pub const NAT: u32 = 7; // NFTNL_EXPR_NAT_FLAGS
+    pub const PAYLOAD: u32 = 8; // NFTNL_EXPR_PAYLOAD_FLAGS
+    pub const REDIR: u32 = 3; // NFTNL_EXPR_REDIR_FLAGS
+}
+
+/// Every libnftnl attribute this module names is one the floor release knows ([`floor`]):
+/// a build fails here, not a host's ecs-hostnet at run time. Every `sys::NFTNL_*` attribute
+/// named under src/host/nft/ must be in this list (test `every_named_attribute_is_checked_against_the_floor`).
+const _: () = {
+    macro_rules! at_floor {
+        ($max:expr; $($attr:ident),+ $(,)?) => { $( assert!(sys::$attr <= $max, stringify!($attr)); )+ };
+    }
+    at_floor!(floor::TABLE; NFTNL_TABLE_FAMILY, NFTNL_TABLE_FLAGS, NFTNL_TABLE_HANDLE, NFTNL_TABLE_NAME, NFTNL_TABLE_USERDATA);
+    at_floor!(floor::CHAIN; NFTNL_CHAIN_FAMILY, NFTNL_CHAIN_HOOKNUM, NFTNL_CHAIN_NAME, NFTNL_CHAIN_POLICY, NFTNL_CHAIN_PRIO, NFTNL_CHAIN_TABLE, NFTNL_CHAIN_TYPE);
+    at_floor!(floor::RULE; NFTNL_RULE_CHAIN, NFTNL_RULE_FAMILY, NFTNL_RULE_HANDLE, NFTNL_RULE_POSITION, NFTNL_RULE_TABLE, NFTNL_RULE_USERDATA);
+    at_floor!(floor::SET; NFTNL_SET_DESC_SIZE, NFTNL_SET_FAMILY, NFTNL_SET_FLAGS, NFTNL_SET_ID, NFTNL_SET_KEY_LEN, NFTNL_SET_KEY_TYPE, NFTNL_SET_NAME, NFTNL_SET_TABLE, NFTNL_SET_USERDATA);
+    at_floor!(floor::SET_ELEM; NFTNL_SET_ELEM_FLAGS, NFTNL_SET_ELEM_KEY);
+    at_floor!(floor::OBJ; NFTNL_OBJ_FAMILY, NFTNL_OBJ_NAME, NFTNL_OBJ_TABLE);
+    at_floor!(floor::GEN; NFTNL_GEN_ID);
+    // The one attribute every expression has (NFTNL_EXPR_BASE = 1 starts their own).
+    at_floor!(0; NFTNL_EXPR_NAME);
+    at_floor!(floor::BITWISE; NFTNL_EXPR_BITWISE_DREG, NFTNL_EXPR_BITWISE_LEN, NFTNL_EXPR_BITWISE_MASK, NFTNL_EXPR_BITWISE_OP, NFTNL_EXPR_BITWISE_SREG, NFTNL_EXPR_BITWISE_XOR);
+    at_floor!(floor::CMP; NFTNL_EXPR_CMP_DATA, NFTNL_EXPR_CMP_OP, NFTNL_EXPR_CMP_SREG);
+    at_floor!(floor::CT; NFTNL_EXPR_CT_DREG, NFTNL_EXPR_CT_KEY);
+    at_floor!(floor::IMM; NFTNL_EXPR_IMM_CHAIN, NFTNL_EXPR_IMM_DATA, NFTNL_EXPR_IMM_DREG, NFTNL_EXPR_IMM_VERDICT);
+    at_floor!(floor::LOOKUP; NFTNL_EXPR_LOOKUP_DREG, NFTNL_EXPR_LOOKUP_FLAGS, NFTNL_EXPR_LOOKUP_SET, NFTNL_EXPR_LOOKUP_SET_ID, NFTNL_EXPR_LOOKUP_SREG);
+    at_floor!(floor::META; NFTNL_EXPR_META_DREG, NFTNL_EXPR_META_KEY);
+    at_floor!(floor::NAT; NFTNL_EXPR_NAT_FAMILY, NFTNL_EXPR_NAT_FLAGS, NFTNL_EXPR_NAT_REG_ADDR_MAX, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFTNL_EXPR_NAT_REG_PROTO_MAX, NFTNL_EXPR_NAT_REG_PROTO_MIN, NFTNL_EXPR_NAT_TYPE);
+    at_floor!(floor::PAYLOAD; NFTNL_EXPR_PAYLOAD_BASE, NFTNL_EXPR_PAYLOAD_DREG, NFTNL_EXPR_PAYLOAD_LEN, NFTNL_EXPR_PAYLOAD_OFFSET);
+    at_floor!(floor::REDIR; NFTNL_EXPR_REDIR_FLAGS, NFTNL_EXPR_REDIR_REG_PROTO_MAX, NFTNL_EXPR_REDIR_REG_PROTO_MIN);
+};
+
 /// `struct nlmsghdr` (16 bytes) + `struct nfgenmsg` (4 bytes): the fixed part of an
 /// nf_tables message, which libnftnl reads without checking.
 const NFT_HDR: usize = 20;
@@ -1343,6 +1396,34 @@ pub fn socket_fd(sock: &mnl::Socket) -> BorrowedFd<'_> {
 mod tests {
     use super::*;
     use crate::host::nft::Aligned;
+
+    /// The floor list (the `const _` after [`floor`]) names every libnftnl attribute that
+    /// src/host/nft/ names, so the compile-time check covers them all.
+    #[test]
+    fn every_named_attribute_is_checked_against_the_floor() {
+        let this = include_str!("ffi.rs");
+        let start = this.find("const _: () = {").expect("the floor list");
+        let list = &this[start..start + this[start..].find("\n};").expect("its end")];
+        let sources = [this, include_str!("decode.rs"), include_str!("encode.rs"), include_str!("mod.rs")];
+        let mut named = 0;
+        for src in sources {
+            for (at, _) in src.match_indices("sys::NFTNL_") {
+                let name: String =
+                    src[at + 5..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                // NFTNL_OUTPUT_DEFAULT is snprintf's output type, not an attribute; a bare
+                // `NFTNL_` is this test's own pattern.
+                if name == "NFTNL_OUTPUT_DEFAULT" || name == "NFTNL_" {
+                    continue;
+                }
+                named += 1;
+                assert!(
+                    list.contains(&format!(" {name},")) || list.contains(&format!(" {name})")),
+                    "{name} is not checked against the floor"
+                );
+            }
+        }
+        assert!(named > 60, "only {named} attribute uses found: the scan is broken");
+    }
 
     /// An `NFT_MSG_NEWTABLE` message for table `name` with userdata `udata`, as libnftnl
     /// builds it (exactly `nlmsg_len` bytes).
