@@ -187,6 +187,7 @@ pub fn remove_stale() {
         for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if owner(&n).is_some_and(dead) && n.ends_with("-rootfs") {
+                let _ = std::fs::remove_file(nspawn_lock(&e.path()));
                 unmount_under(&e.path());
                 let _ = std::fs::remove_dir_all(e.path());
             }
@@ -319,6 +320,16 @@ pub struct Boot {
     child: Option<Child>,
     cgroups: Vec<PathBuf>,
     log: PathBuf,
+    /// nspawn's lock on the rootfs (`/run/systemd/nspawn/locks/inode-DEV:INO`), which it
+    /// leaves behind.
+    lock: PathBuf,
+}
+
+/// The lock file nspawn makes for the image folder `dir` (named by its device and inode).
+fn nspawn_lock(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir).unwrap_or_else(|e| panic!("stat {}: {e}", dir.display()));
+    Path::new("/run/systemd/nspawn/locks").join(format!("inode-{}:{}", m.dev(), m.ino()))
 }
 
 impl Boot {
@@ -330,7 +341,14 @@ impl Boot {
         let name = unique_name("boot");
         let cgroups: Vec<PathBuf> = hierarchies().into_iter().map(|h| h.join(&name)).collect();
         assert!(!cgroups.is_empty(), "no cgroup hierarchy to run systemd-nspawn in");
-        let mut boot = Boot { name: name.clone(), leader: 0, child: None, cgroups: Vec::new(), log: log.to_path_buf() };
+        let mut boot = Boot {
+            name: name.clone(),
+            leader: 0,
+            child: None,
+            cgroups: Vec::new(),
+            log: log.to_path_buf(),
+            lock: nspawn_lock(rootfs.path()),
+        };
         for c in &cgroups {
             std::fs::create_dir(c).unwrap_or_else(|e| panic!("mkdir {}: {e}", c.display()));
             boot.cgroups.push(c.clone());
@@ -480,6 +498,7 @@ impl Boot {
             remove_cgroup_tree(&c);
         }
         let _ = std::fs::remove_dir_all(Path::new("/run/systemd/nspawn/propagate").join(&self.name));
+        let _ = std::fs::remove_file(&self.lock);
         // Only when empty: another boot may be using them.
         for d in ["/run/systemd/nspawn/propagate", "/run/systemd/nspawn/locks", "/run/systemd/nspawn"] {
             let _ = std::fs::remove_dir(d);
