@@ -204,8 +204,9 @@ pub struct Report {
     /// Install left the watch unit installed (`watch.enabled = true`): on the running
     /// system it is (re)started, for the binary and configuration now on disk.
     pub watch_enabled: bool,
-    /// Install or uninstall removed a watch unit an earlier install wrote: on the running
-    /// system it is stopped.
+    /// Install removed a watch unit an earlier install wrote (`watch.enabled = false`): on
+    /// the running system it is stopped. (Uninstall stops it before anything else:
+    /// [`stop_watch`].)
     pub watch_removed: bool,
 }
 
@@ -460,7 +461,6 @@ pub fn uninstall(root: &Root) -> Result<Report> {
         report.line(format!("disabled {} (removed {})", artifacts::WATCH_UNIT, artifacts::WATCH_WANTS_LINK));
     }
     for f in state.files.iter().rev() {
-        report.watch_removed |= f.path == artifacts::WATCH_UNIT_PATH;
         report.units_changed |= put_back(root, f, &mut report)?;
     }
     for abs in [artifacts::ECS_CONFIG_PATH, artifacts::WANTS_LINK, artifacts::WATCH_WANTS_LINK] {
@@ -607,12 +607,7 @@ pub fn tell_systemd(root: &Root, report: &Report) -> Result<Vec<String>> {
         ),
         _ => {}
     }
-    let agent_active = match step {
-        SystemdStep::Reload | SystemdStep::Unchanged if report.agent_keys_changed => {
-            Some(systemd::is_active("ecs.service").context("cannot ask systemd whether the ECS agent runs")?)
-        }
-        _ => None,
-    };
+    // The watcher first: it then runs the binary and configuration just written.
     match watch_action(step, report.watch_enabled, report.watch_removed) {
         Some(WatchAction::Restart) => {
             systemd::restart(artifacts::WATCH_UNIT).with_context(|| {
@@ -629,6 +624,12 @@ pub fn tell_systemd(root: &Root, report: &Report) -> Result<Vec<String>> {
         }
         None => {}
     }
+    let agent_active = match step {
+        SystemdStep::Reload | SystemdStep::Unchanged if report.agent_keys_changed => {
+            Some(systemd::is_active("ecs.service").context("cannot ask systemd whether the ECS agent runs")?)
+        }
+        _ => None,
+    };
     lines.extend(agent_note(step, report.agent_keys_changed, agent_active));
     Ok(lines)
 }
