@@ -7,6 +7,7 @@
 //! A leaf: it imports no other layer of the crate. Pure: no I/O.
 
 pub mod build;
+pub mod event;
 pub mod escape;
 pub mod finding;
 pub mod ifpattern;
