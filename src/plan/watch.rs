@@ -176,8 +176,10 @@ pub fn route_matters(desired: &Desired) -> bool {
 
 /// More than this many repairs within [`WINDOW`] start a backoff episode.
 pub const MAX_REPAIRS_IN_WINDOW: usize = 5;
-/// The sliding window repairs are counted in.
-pub const WINDOW: Duration = Duration::from_secs(2);
+/// The sliding window repairs are counted in: more than 5 repairs in one second is a
+/// writer that undoes ours as soon as it is back (a tight loop, a misconfigured
+/// firewall manager), not an operator or a service restart.
+pub const WINDOW: Duration = Duration::from_secs(1);
 /// The first pause between repairs in an episode; it doubles up to [`MAX_DELAY`].
 pub const FIRST_DELAY: Duration = Duration::from_millis(100);
 /// The longest pause between repairs in an episode: the host converges at most this long
