@@ -173,7 +173,19 @@ fn a_deleted_chain_a_deleted_rule_and_an_edited_rule_are_each_repaired() {
     // An edit: one of ours replaced by a rule that accepts instead.
     let guard = rule_by_comment(&ns, "localhost-guard");
     let handle = guard.handle.unwrap().to_string();
-    ns.nft(&["replace", "rule", "inet", "ecs-hostnet", "input", "handle", &handle, "ip", "daddr", "127.0.0.0/8", "accept"]);
+    ns.nft(&[
+        "replace",
+        "rule",
+        "inet",
+        "ecs-hostnet",
+        "input",
+        "handle",
+        &handle,
+        "ip",
+        "daddr",
+        "127.0.0.0/8",
+        "accept",
+    ]);
     w.wait_for("the edited rule put right", Duration::from_secs(5), |_| converged(&ns));
 
     w.wait_for("three repair lines", Duration::from_secs(5), |w| w.lines_at(4, "repaired in").len() == 3);
@@ -227,9 +239,7 @@ fn a_writer_deleting_our_table_in_a_tight_loop_meets_backoff_not_a_busy_loop() {
     let hz = 100; // USER_HZ: /proc/PID/stat counts clock ticks of 1/100 s
     assert!(ticks < 3 * hz / 2, "the watcher used {ticks} ticks of CPU over ~3 s of fighting (a busy loop?)");
     let stopped = Instant::now();
-    w.wait_for("convergence after the writer stopped", Duration::from_secs(5), |_| {
-        ns.ehn(&["check", "-c", &cfg]).ok()
-    });
+    w.wait_for("convergence after the writer stopped", Duration::from_secs(5), |_| ns.ehn(&["check", "-c", &cfg]).ok());
     eprintln!("converged {:?} after the writer stopped; {ticks} ticks", stopped.elapsed());
     w.wait_for("the end of the episode", Duration::from_secs(5), |w| !w.lines_at(5, "stopped undoing").is_empty());
     let started = w.lines_at(3, "keeps undoing");
@@ -309,7 +319,12 @@ fn a_repair_that_cannot_be_made_puts_route_localnet_back_until_it_can() {
     ns.nft(&["flush", "ruleset"]);
     w.wait_for("route_localnet back to its recorded 0", Duration::from_secs(5), |_| ns.route_localnet() == "0");
     assert!(!guard_live(&ns));
-    assert_eq!(w.lines_at(3, "went back to its recorded value: net.ipv4.conf.all.route_localnet=0").len(), 1, "{}", w.log());
+    assert_eq!(
+        w.lines_at(3, "went back to its recorded value: net.ipv4.conf.all.route_localnet=0").len(),
+        1,
+        "{}",
+        w.log()
+    );
     drop(holder);
     w.wait_for("the repair once the lock is free", Duration::from_secs(8), |_| {
         guard_live(&ns) && ns.route_localnet() == "1"
@@ -325,7 +340,10 @@ fn sigterm_exits_0_and_leaves_the_rule_set_and_no_lock() {
     let mut w = Watcher::start(&ns, &cfg);
     let handles = ns.ruleset_handles();
     let pid_files = || {
-        std::fs::read_dir(ns.run_dir()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("watch-")).count()
+        std::fs::read_dir(ns.run_dir())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("watch-"))
+            .count()
     };
     assert_eq!(pid_files(), 1, "a pid file while it runs");
     let st = w.signal_and_wait("TERM");

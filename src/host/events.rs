@@ -299,8 +299,9 @@ pub fn wait(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> Result<Vec<boo
     let timeout = match timeout {
         None => PollTimeout::NONE,
         // Rounded up: a wake-up before the deadline would only poll again.
-        Some(d) => PollTimeout::try_from(d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32)
-            .unwrap_or(PollTimeout::MAX),
+        Some(d) => {
+            PollTimeout::try_from(d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+        }
     };
     match poll(&mut pfds, timeout) {
         Ok(_) => Ok(pfds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect()),
@@ -335,11 +336,7 @@ mod tests {
     #[test]
     fn a_deleted_table_then_its_generation() {
         let mut d = nft_msg(msg::DELTABLE, 1, &[(1, b"ecs-hostnet\0"), (3, &7u32.to_be_bytes())]);
-        d.extend(nft_msg(
-            msg::NEWGEN,
-            0,
-            &[(1, &57u32.to_be_bytes()), (2, &4242u32.to_be_bytes()), (3, b"nft\0")],
-        ));
+        d.extend(nft_msg(msg::NEWGEN, 0, &[(1, &57u32.to_be_bytes()), (2, &4242u32.to_be_bytes()), (3, b"nft\0")]));
         assert_eq!(
             decode_nft(&d).unwrap(),
             vec![
@@ -352,11 +349,8 @@ mod tests {
     #[test]
     fn chains_and_rules_name_their_table_and_chain() {
         // NFTA_CHAIN_HANDLE (2, nested flag set on purpose) must not be taken for the name.
-        let chain = nft_msg(
-            msg::DELCHAIN,
-            1,
-            &[(1, b"ecs-hostnet\0"), (2 | 0x4000, &9u64.to_be_bytes()), (3, b"input\0")],
-        );
+        let chain =
+            nft_msg(msg::DELCHAIN, 1, &[(1, b"ecs-hostnet\0"), (2 | 0x4000, &9u64.to_be_bytes()), (3, b"input\0")]);
         let rule = nft_msg(msg::NEWRULE, 2, &[(1, b"nat\0"), (2, b"PREROUTING\0"), (3, &1u64.to_be_bytes())]);
         let set = nft_msg(msg::NEWSETELEM, 10, &[(1, b"filter\0"), (2, b"myset\0")]);
         let mut d = chain;

@@ -7,8 +7,8 @@
 //! A leaf: it imports no other layer of the crate. Pure: no I/O.
 
 pub mod build;
-pub mod event;
 pub mod escape;
+pub mod event;
 pub mod finding;
 pub mod ifpattern;
 pub mod install_state;

@@ -54,7 +54,8 @@ impl Transaction {
     /// `table inet ecs-hostnet was deleted`, `1 rule was deleted from chain inet ecs-hostnet input`.
     pub fn what(&self) -> String {
         let table = |f: u8| format!("{} {TABLE_NAME}", family_name(f));
-        let gone = |f: u8| self.touches.iter().any(|t| t.family == f && t.object == Object::Table && t.verb == Verb::Del);
+        let gone =
+            |f: u8| self.touches.iter().any(|t| t.family == f && t.object == Object::Table && t.verb == Verb::Del);
         let mut parts: Vec<String> = Vec::new();
         let mut push = |s: String| {
             if !parts.contains(&s) {
@@ -165,7 +166,8 @@ impl Collector {
 /// Whether a new or renamed interface `name` calls for a check: a per-interface
 /// route_localnet selector names it, or a container interface pattern matches it.
 pub fn link_matters(desired: &Desired, name: &str) -> bool {
-    desired.route_localnet.iter().any(|s| s == name) || desired.container_interfaces.patterns.iter().any(|p| p.matches(name))
+    desired.route_localnet.iter().any(|s| s == name)
+        || desired.container_interfaces.patterns.iter().any(|p| p.matches(name))
 }
 
 /// Whether a change of the IPv4 default route calls for a check: the endpoint route is
@@ -293,6 +295,8 @@ impl Pacer {
         if self.episode.is_some() && !self.pending && held {
             let e = self.episode.take()?;
             self.recent.clear();
+            // The pause of the episode is over too: the next repair runs at once.
+            self.not_before = Duration::ZERO;
             return Some(Announcement::BackoffEnded { writer: e.writer, repairs: e.repairs });
         }
         None
