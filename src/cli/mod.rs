@@ -26,6 +26,7 @@ mod render;
 mod snapshot;
 mod task;
 mod validate;
+mod watch;
 
 pub use args::Cli;
 pub use exit::{Exit, print_error};
@@ -50,5 +51,6 @@ pub fn run(cli: Cli, out: &mut String) -> anyhow::Result<Exit> {
         Command::Check(args) => plan::run(&cx, &args, plan::Mode::Check, out),
         Command::Apply { config } => apply::run(&cx, &config, out),
         Command::Remove { config } => remove::run(&cx, &config, out),
+        Command::Watch { config } => watch::run(&cx, &config),
     }
 }
