@@ -165,8 +165,8 @@ pub fn image() -> PathBuf {
 static STALE: Once = Once::new();
 
 /// Removes what killed test processes left (names `ehn-<pid>-...` whose pid is gone):
-/// their boots' cgroups (processes killed first), nspawn's propagation folders, rootfs
-/// folders. Once per test process.
+/// their boots' cgroups (processes killed first), nspawn's propagation folders, their
+/// temp folders (rootfs included, mounts under them unmounted first). Once per test process.
 pub fn remove_stale() {
     STALE.call_once(|| {
         for h in hierarchies() {
@@ -186,7 +186,9 @@ pub fn remove_stale() {
         }
         for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            if owner(&n).is_some_and(dead) && n.ends_with("-rootfs") {
+            // Every temp folder the harness names `ehn-<pid>-...` (tests/support TempDir):
+            // rootfs folders, and the small ones beside them.
+            if owner(&n).is_some_and(dead) && e.file_type().is_ok_and(|t| t.is_dir()) {
                 let _ = std::fs::remove_file(nspawn_lock(&e.path()));
                 unmount_under(&e.path());
                 let _ = std::fs::remove_dir_all(e.path());
