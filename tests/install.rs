@@ -29,16 +29,22 @@ const CONFIG_PATH: &str = "etc/ecs-hostnet/config.toml";
 const UNIT_PATH: &str = "etc/systemd/system/ecs-hostnet.service";
 const WANTS_LINK: &str = "etc/systemd/system/sysinit.target.wants/ecs-hostnet.service";
 const DROPIN_PATH: &str = "etc/systemd/system/ecs.service.d/ecs-hostnet.conf";
+const NFT_DROPIN_PATH: &str = "etc/systemd/system/nftables.service.d/ecs-hostnet.conf";
+const WATCH_UNIT_PATH: &str = "etc/systemd/system/ecs-hostnet-watch.service";
+const WATCH_LINK: &str = "etc/systemd/system/multi-user.target.wants/ecs-hostnet-watch.service";
 const ECS_CONFIG: &str = "etc/ecs/ecs.config";
 const STATE_PATH: &str = "var/lib/ecs-hostnet/install.json";
 
 const UNIT_TEXT: &str = "\
 # Installed by `ecs-hostnet install`; `ecs-hostnet uninstall` removes it.
+# After nftables.service and firewalld.service: ordering only (this unit never starts
+# them), so their flush at boot comes before our apply. No cycle: firewalld.service is
+# after basic.target, and this unit (DefaultDependencies=no) is not before sysinit.target.
 [Unit]
 Description=ECS task IAM role host networking (ecs-hostnet apply)
 Documentation=file:///etc/ecs-hostnet/config.toml
 DefaultDependencies=no
-After=local-fs.target
+After=local-fs.target nftables.service firewalld.service
 Wants=network-pre.target
 Before=network-pre.target docker.service ecs.service shutdown.target
 Conflicts=shutdown.target
@@ -61,6 +67,44 @@ After=ecs-hostnet.service
 
 [Service]
 ExecStartPre=/usr/local/sbin/ecs-hostnet apply
+";
+
+const NFT_DROPIN_TEXT: &str = "\
+# Installed by `ecs-hostnet install`: nftables.service flushes every table when it
+# starts, reloads and stops; ecs-hostnet applies its rule set again after each of them
+# (a failure of ours, with `-`, never fails nftables.service; it is in the journal).
+# `ecs-hostnet uninstall` removes it.
+[Service]
+ExecStartPost=-/usr/local/sbin/ecs-hostnet apply
+ExecReload=-/usr/local/sbin/ecs-hostnet apply
+ExecStopPost=-/usr/local/sbin/ecs-hostnet apply
+";
+
+const WATCH_UNIT_TEXT: &str = "\
+# Installed by `ecs-hostnet install` (watch.enabled = true in /etc/ecs-hostnet/config.toml);
+# `ecs-hostnet uninstall` removes it.
+[Unit]
+Description=ECS task IAM role host networking: repairs the rule set (ecs-hostnet watch)
+Documentation=file:///etc/ecs-hostnet/config.toml
+After=ecs-hostnet.service nftables.service firewalld.service
+
+[Service]
+Type=notify
+ExecStart=/usr/local/sbin/ecs-hostnet watch
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=on-failure
+RestartSec=2s
+StandardInput=null
+NoNewPrivileges=yes
+ProtectHome=yes
+PrivateTmp=yes
+ProtectControlGroups=yes
+LockPersonality=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+
+[Install]
+WantedBy=multi-user.target
 ";
 
 /// The agent keys of the default `[agent]` section, in the order install appends them.
@@ -309,6 +353,8 @@ fn expected_tree(config: &[u8], ecs_config: &[u8]) -> BTreeMap<String, Node> {
         "etc/systemd/system",
         "etc/systemd/system/ecs.service.d",
         "etc/systemd/system/sysinit.target.wants",
+        "etc/systemd/system/nftables.service.d",
+        "etc/systemd/system/multi-user.target.wants",
         "usr",
         "usr/local",
         "usr/local/sbin",
@@ -323,6 +369,9 @@ fn expected_tree(config: &[u8], ecs_config: &[u8]) -> BTreeMap<String, Node> {
     t.insert(UNIT_PATH.into(), file(0o644, UNIT_TEXT.as_bytes()));
     t.insert(DROPIN_PATH.into(), file(0o644, DROPIN_TEXT.as_bytes()));
     t.insert(WANTS_LINK.into(), Node::Link { target: "/etc/systemd/system/ecs-hostnet.service".into() });
+    t.insert(NFT_DROPIN_PATH.into(), file(0o644, NFT_DROPIN_TEXT.as_bytes()));
+    t.insert(WATCH_UNIT_PATH.into(), file(0o644, WATCH_UNIT_TEXT.as_bytes()));
+    t.insert(WATCH_LINK.into(), Node::Link { target: "/etc/systemd/system/ecs-hostnet-watch.service".into() });
     t.insert(ECS_CONFIG.into(), file(0o644, ecs_config));
     t
 }
@@ -365,6 +414,9 @@ fn add_systemd_fixtures(root: &Path) {
         0o644,
     );
     write_mode(&p(root, "usr/libexec/amazon-ecs-init"), b"#!/bin/sh\nexit 0\n", 0o755);
+    // The executables the watch unit and nftables.service (with our drop-in) name.
+    write_mode(&p(root, "bin/kill"), b"#!/bin/sh\nexit 0\n", 0o755);
+    write_mode(&p(root, "usr/sbin/nft"), b"#!/bin/sh\nexit 0\n", 0o755);
 }
 
 #[test]
@@ -392,7 +444,10 @@ fn install_writes_exact_files_and_a_second_install_changes_nothing() {
         "wrote /etc/ecs-hostnet/config.toml",
         "wrote /etc/systemd/system/ecs-hostnet.service",
         "wrote /etc/systemd/system/ecs.service.d/ecs-hostnet.conf",
+        "wrote /etc/systemd/system/nftables.service.d/ecs-hostnet.conf",
+        "wrote /etc/systemd/system/ecs-hostnet-watch.service",
         "enabled /etc/systemd/system/ecs-hostnet.service",
+        "enabled /etc/systemd/system/ecs-hostnet-watch.service",
         "updated /etc/ecs/ecs.config",
     ] {
         assert!(first.stdout.lines().any(|l| l.starts_with(want)), "install did not report {want:?}: {first}");
@@ -410,6 +465,12 @@ fn install_writes_exact_files_and_a_second_install_changes_nothing() {
     let enabled = run_cmd(
         "systemctl",
         &[&format!("--root={}", root.display()), "is-enabled", "ecs-hostnet.service"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(enabled.stdout.trim(), "enabled", "{enabled}");
+    let enabled = run_cmd(
+        "systemctl",
+        &[&format!("--root={}", root.display()), "is-enabled", "ecs-hostnet-watch.service"],
         Duration::from_secs(20),
     );
     assert_eq!(enabled.stdout.trim(), "enabled", "{enabled}");
@@ -438,7 +499,10 @@ fn install_writes_exact_files_and_a_second_install_changes_nothing() {
     let vroot = vroot.path().join("r");
     sh("cp", &["-a", s(root), s(&vroot)]);
     add_systemd_fixtures(&vroot);
-    let ok = systemd_verify(&vroot, &["ecs-hostnet.service", "ecs.service"]);
+    let ok = systemd_verify(
+        &vroot,
+        &["ecs-hostnet.service", "ecs.service", "ecs-hostnet-watch.service", "nftables.service"],
+    );
     assert!(verify_clean(&ok), "systemd-analyze verify must accept the installed units without a warning: {ok}");
 
     // ... and it does reject broken copies (so the check above can fail)
@@ -1214,9 +1278,66 @@ fn a_v1_install_state_loses_its_copies_at_the_next_command_and_uninstall_still_r
     }
 }
 
+/// `watch.enabled = false`: install writes no watch unit and no link; an install with it
+/// true then false removes the unit and link the first one wrote (the install state no
+/// longer lists them, and `check` sees no drift); uninstall leaves the root empty.
+#[test]
+fn watch_enabled_false_installs_no_watch_unit_and_removes_one_installed_before() {
+    require_root();
+    let dir = TempDir::new("watchoff");
+    let on = dir.default_config();
+    let text = default_config_text();
+    let at = text.find("[watch]").expect("[watch] in rules/default.toml");
+    let off_text = format!("{}{}", &text[..at], text[at..].replacen("enabled = true", "enabled = false", 1));
+    let off = dir.write("off.toml", &off_text);
+    let lists_watch = |root: &Path| String::from_utf8(read(&p(root, STATE_PATH))).unwrap().contains(WATCH_UNIT_PATH);
+
+    // off from the start: neither the unit nor its link, the rest as usual
+    let root = TempDir::new("watchoffroot");
+    let root = root.path();
+    ehn_root(root, &["install", "-c", &off]).expect_code(0);
+    assert!(!p(root, WATCH_UNIT_PATH).exists() && std::fs::symlink_metadata(p(root, WATCH_LINK)).is_err());
+    assert_eq!(
+        read(&p(root, NFT_DROPIN_PATH)),
+        NFT_DROPIN_TEXT.as_bytes(),
+        "the drop-in covers hosts without a watcher"
+    );
+    assert!(!lists_watch(root));
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_nodes_eq("off: after uninstall", &BTreeMap::new(), &nodes(root));
+
+    // on, then off: the second install takes back what the first wrote for the watcher
+    ehn_root(root, &["install", "-c", &on]).expect_code(0);
+    assert_eq!(read(&p(root, WATCH_UNIT_PATH)), WATCH_UNIT_TEXT.as_bytes());
+    assert!(lists_watch(root));
+    let second = ehn_root(root, &["install", "-c", &off]);
+    second.expect_code(0);
+    for want in ["disabled ecs-hostnet-watch.service", "removed /etc/systemd/system/ecs-hostnet-watch.service"] {
+        assert!(second.stdout.contains(want), "{want:?} missing: {second}");
+    }
+    assert!(!p(root, WATCH_UNIT_PATH).exists() && std::fs::symlink_metadata(p(root, WATCH_LINK)).is_err());
+    assert!(!lists_watch(root), "the state still lists the watch unit");
+    let mut want = expected_tree(off_text.as_bytes(), KEYS_DEFAULT.as_bytes());
+    want.remove(WATCH_UNIT_PATH);
+    want.remove(WATCH_LINK);
+    let mut tree = nodes(root);
+    tree.remove(STATE_PATH);
+    assert_nodes_eq("on then off", &want, &tree);
+    // on again: both back
+    ehn_root(root, &["install", "-c", &on]).expect_code(0);
+    assert_eq!(
+        std::fs::read_link(p(root, WATCH_LINK)).unwrap(),
+        Path::new("/etc/systemd/system/ecs-hostnet-watch.service")
+    );
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_nodes_eq("after uninstall", &BTreeMap::new(), &nodes(root));
+}
+
 /// A stand-in for systemctl, first in PATH: appends each call to `log`, with whether
 /// the binary and the drop-in exist at that moment (what a real daemon-reload would
-/// load), and answers `is-active` with `active_exit`.
+/// load) and whether our rule set is live in its network namespace (so the order of a
+/// watcher's stop and the rule set's removal shows), and answers `is-active` with
+/// `active_exit`.
 fn fake_systemctl(dir: &Path, log: &Path, active_exit: u8) -> PathBuf {
     let bin_dir = dir.join("fakebin");
     std::fs::create_dir_all(&bin_dir).unwrap();
@@ -1224,7 +1345,8 @@ fn fake_systemctl(dir: &Path, log: &Path, active_exit: u8) -> PathBuf {
         "#!/bin/sh\n\
          b=absent; [ -e /{BIN_PATH} ] && b=present\n\
          d=absent; [ -e /{DROPIN_PATH} ] && d=present\n\
-         echo \"systemctl $* binary=$b dropin=$d\" >> {log}\n\
+         r=absent; nft list table inet ecs-hostnet >/dev/null 2>&1 && r=live\n\
+         echo \"systemctl $* binary=$b dropin=$d rules=$r\" >> {log}\n\
          case \"$1\" in is-active) exit {active_exit};; esac\n\
          exit 0\n",
         log = log.display()
@@ -1280,9 +1402,10 @@ fn install_and_uninstall_under_root_run_no_systemctl() {
 /// ecs-hostnet writes is on an overlay. When the namespace's last process exits, its
 /// mounts go; the temp dir is removed in Drop.
 ///
-/// install then runs `systemctl daemon-reload` and says that the running agent must be
-/// restarted for the new keys; uninstall removes the live rule set first, then the files,
-/// then reloads systemd (the binary and the hook are gone by then, so systemd no longer
+/// install then runs `systemctl daemon-reload`, (re)starts the watch unit and says that
+/// the running agent must be restarted for the new keys; uninstall stops the watch unit
+/// first (while the rule set is live), removes the live rule set, then the files, then
+/// reloads systemd (the binary and the hook are gone by then, so systemd no longer
 /// names them), and never suggests the binary it deleted.
 #[test]
 fn on_a_running_system_install_and_uninstall_reload_systemd_and_uninstall_removes_the_rule_set() {
@@ -1348,10 +1471,14 @@ ls -A /{bin_path} /{state} >$T/left 2>&1 || true
     assert_eq!(
         calls,
         [
-            "systemctl daemon-reload binary=present dropin=present",
-            "systemctl is-active --quiet ecs.service binary=present dropin=present",
-            "systemctl daemon-reload binary=absent dropin=absent",
-            "systemctl is-active --quiet ecs.service binary=absent dropin=absent",
+            "systemctl daemon-reload binary=present dropin=present rules=absent",
+            "systemctl restart ecs-hostnet-watch.service binary=present dropin=present rules=absent",
+            "systemctl is-active --quiet ecs.service binary=present dropin=present rules=absent",
+            // the watcher stops first, while the rule set is still live (else it would
+            // repair the removal)
+            "systemctl stop ecs-hostnet-watch.service binary=present dropin=present rules=live",
+            "systemctl daemon-reload binary=absent dropin=absent rules=absent",
+            "systemctl is-active --quiet ecs.service binary=absent dropin=absent rules=absent",
         ],
         "{}\n{}",
         step("install"),
@@ -1451,11 +1578,17 @@ fn check_install_files(root: &Path, configs: &[&[u8]], ecs_configs: &[&[u8]], bi
     one_of(CONFIG_PATH, configs);
     one_of(UNIT_PATH, &[UNIT_TEXT.as_bytes()]);
     one_of(DROPIN_PATH, &[DROPIN_TEXT.as_bytes()]);
+    one_of(NFT_DROPIN_PATH, &[NFT_DROPIN_TEXT.as_bytes()]);
+    one_of(WATCH_UNIT_PATH, &[WATCH_UNIT_TEXT.as_bytes()]);
     one_of(BIN_PATH, &[binary]);
     one_of(ECS_CONFIG, ecs_configs);
     match std::fs::read_link(p(root, WANTS_LINK)) {
         Ok(t) if t == Path::new("/etc/systemd/system/ecs-hostnet.service") => {}
         other => bad.push(format!("{WANTS_LINK}: {other:?}")),
+    }
+    match std::fs::read_link(p(root, WATCH_LINK)) {
+        Ok(t) if t == Path::new("/etc/systemd/system/ecs-hostnet-watch.service") => {}
+        other => bad.push(format!("{WATCH_LINK}: {other:?}")),
     }
     match std::fs::read(p(root, STATE_PATH)).map(|b| serde_json::from_slice::<serde_json::Value>(&b)) {
         Ok(Ok(v)) if v["schema"] == "ecs-hostnet.install/v2" => {}

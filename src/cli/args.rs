@@ -197,6 +197,14 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Stay converged: apply once, then repair within milliseconds whatever undoes the
+    /// rules (nft flush ruleset, a firewall reload), set route_localnet on new matching
+    /// interfaces and keep the "auto" endpoint route in step with the IPv4 default route.
+    /// Runs until SIGTERM (exit 0, rules kept); SIGHUP reloads the configuration.
+    Watch {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Install the configuration, the binary, the boot unit (enabled), the ecs-init hook
     /// and the agent's ecs.config keys. Writes only what differs, atomically.
     ///

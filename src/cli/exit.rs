@@ -5,7 +5,7 @@
 //! When stderr is the systemd journal (the boot unit and the agent hook: systemd sets
 //! `JOURNAL_STREAM=DEV:INO` to the stream it connected, which this process's stderr still
 //! is), every stderr line starts with its syslog priority as sd-daemon(3) defines it:
-//! `<3>` for errors, `<5>` for notes, `<6>` for information; the journal stores the line
+//! `<3>` for errors, `<4>` for warnings (a repair), `<5>` for notes, `<6>` for information; the journal stores the line
 //! without it, at that priority. Otherwise (a terminal, a pipe, a file, or a child whose
 //! stderr was redirected) stderr is exactly the same without the prefixes.
 //!
@@ -85,11 +85,14 @@ pub fn note(message: &str) {
     log(Priority::Notice, message);
 }
 
-/// The syslog priorities of the stderr lines (sd-daemon(3): `SD_ERR`, `SD_NOTICE`, `SD_INFO`).
+/// The syslog priorities of the stderr lines (sd-daemon(3): `SD_ERR`, `SD_WARNING`,
+/// `SD_NOTICE`, `SD_INFO`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Priority {
     /// `<3>`: the run failed, or part of it.
     Err = 3,
+    /// `<4>`: something was wrong and has been put right (a repair by `watch`).
+    Warning = 4,
     /// `<5>`: a note.
     Notice = 5,
     /// `<6>`: information.

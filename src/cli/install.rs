@@ -36,11 +36,14 @@ pub fn install(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exi
     Ok(Exit::Ok)
 }
 
-/// Removes the live rule set where it is live (see
+/// Stops the watch unit on the running system ([`install::stop_watch`]), removes the live
+/// rule set where it is live (see
 /// [`install::uninstall_removes_rule_set`]), then what install added, puts back what it
 /// replaced, tells systemd, and prints what it did. When the rule set cannot be removed,
 /// nothing is uninstalled (the binary that can remove it stays) and the error says so.
 pub fn uninstall(cx: &Context, out: &mut String) -> Result<Exit> {
+    // First: a running watcher would repair the removal of the rule set.
+    print_lines(out, &install::stop_watch(&cx.root)?)?;
     let kernel = install::uninstall_removes_rule_set(cx.root.is_system(), cx.ns().is_some());
     if kernel {
         cx.enter()?;

@@ -27,6 +27,7 @@ mod render;
 mod snapshot;
 mod task;
 mod validate;
+mod watch;
 
 pub use args::Cli;
 pub use exit::{Exit, print_error};
@@ -52,5 +53,6 @@ pub fn run(cli: Cli, out: &mut String) -> anyhow::Result<Exit> {
         Command::Apply { config } => apply::run(&cx, &config, out),
         Command::Remove { config } => remove::run(&cx, &config, out),
         Command::GenerateDocs { outdir } => generate_docs::run(&outdir, out).map(|()| Exit::Ok),
+        Command::Watch { config } => watch::run(&cx, &config),
     }
 }

@@ -1,5 +1,5 @@
 //! `remove`: removes everything ecs-hostnet made in the context's namespace and puts
-//! route_localnet back.
+//! route_localnet back, after stopping a running `ecs-hostnet watch` of that namespace.
 //!
 //! Imports [`super::args`], [`super::context`], [`super::exit`] and the library's
 //! [`ecs_hostnet::engine`], [`ecs_hostnet::host::run_dir`] (the lock) and
@@ -7,7 +7,7 @@
 
 use super::args::ConfigArg;
 use super::context::Context;
-use super::exit::{Exit, info};
+use super::exit::{Exit, info, note};
 use anyhow::Result;
 use ecs_hostnet::engine;
 use ecs_hostnet::engine::load::{self, Trust};
@@ -24,6 +24,11 @@ pub fn run(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
     let loaded = load::load_config(config.config.as_deref(), &cx.root, Trust::Any)?;
     cx.enter()?;
     info(&format!("configuration: {}; {}", escape_controls(&loaded.source), cx.place()));
+    // A watcher of this namespace would repair what remove takes away: remove is
+    // deliberate, so the watcher is stopped first (it exits 0 and stays stopped).
+    if let Some(pid) = engine::in_namespace(cx.ns(), engine::watch::stop_watcher(&cx.root))? {
+        note(&format!("ecs-hostnet: stopped ecs-hostnet watch (pid {pid}): remove is not repaired"));
+    }
     let lock = Lock::acquire(&cx.root, LOCK_TIMEOUT)?;
     let p = engine::in_namespace(cx.ns(), engine::remove(&cx.root, &lock))?;
     if p.is_empty() {

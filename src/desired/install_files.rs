@@ -8,6 +8,9 @@
 //! | [`UNIT_PATH`] | oneshot unit running `ecs-hostnet apply` at boot, before the network, Docker and the ECS agent |
 //! | [`WANTS_LINK`] | its enablement (`WantedBy=sysinit.target`, what `systemctl enable` makes) |
 //! | [`DROPIN_PATH`] | the ecs-init hook: `ExecStartPre=ecs-hostnet apply` for `ecs.service` (`ExecStartPre=-...` with `boot.agent_on_error = "start"`) |
+//! | [`NFT_DROPIN_PATH`] | `apply` again after each start, reload and stop of `nftables.service`, whose commands flush every table |
+//! | [`WATCH_UNIT_PATH`] | `ecs-hostnet watch`, the resident repairer (only with `watch.enabled = true`) |
+//! | [`WATCH_WANTS_LINK`] | its enablement (`WantedBy=multi-user.target`) |
 //! | [`BIN_PATH`] | the binary the units run |
 //! | [`ECS_CONFIG_PATH`] | the agent's settings: only our keys are changed, in place |
 //!
@@ -27,6 +30,15 @@ pub const UNIT_PATH: &str = "/etc/systemd/system/ecs-hostnet.service";
 pub const WANTS_LINK: &str = "/etc/systemd/system/sysinit.target.wants/ecs-hostnet.service";
 /// The ecs-init hook (a drop-in for the ECS agent's `ecs.service`).
 pub const DROPIN_PATH: &str = "/etc/systemd/system/ecs.service.d/ecs-hostnet.conf";
+/// The drop-in for nftables.service that applies again after its commands (see
+/// [`nft_dropin_text`]).
+pub const NFT_DROPIN_PATH: &str = "/etc/systemd/system/nftables.service.d/ecs-hostnet.conf";
+/// The watch unit (see [`watch_unit_text`]).
+pub const WATCH_UNIT_PATH: &str = "/etc/systemd/system/ecs-hostnet-watch.service";
+/// The watch unit's name, as systemctl takes it.
+pub const WATCH_UNIT: &str = "ecs-hostnet-watch.service";
+/// The watch unit's enablement symlink.
+pub const WATCH_WANTS_LINK: &str = "/etc/systemd/system/multi-user.target.wants/ecs-hostnet-watch.service";
 /// The ECS agent's environment file.
 pub const ECS_CONFIG_PATH: &str = "/etc/ecs/ecs.config";
 /// What install did, for uninstall and drift checks.
@@ -35,14 +47,26 @@ pub const STATE_PATH: &str = "/var/lib/ecs-hostnet/install.json";
 /// The boot unit. Ordered like Debian's `nftables.service` (no default dependencies,
 /// before `network-pre.target`), and before `docker.service` and `ecs.service`, so the
 /// guards and the IMDS block exist before any container or agent runs.
+///
+/// It is also ordered after `nftables.service` and `firewalld.service` (ordering only: it
+/// never pulls them in), so that their flush at boot (`flush ruleset` at the top of
+/// /etc/nftables.conf) lands before our apply, never after it. No ordering cycle results:
+/// firewalld.service has default dependencies (after basic.target, so after
+/// sysinit.target), and this unit, though wanted by sysinit.target, has
+/// `DefaultDependencies=no` and no `Before=sysinit.target`: with firewalld enabled it
+/// simply runs after basic.target, still before network-pre.target, docker.service and
+/// ecs.service (which firewalld's own `Before=network-pre.target` keeps after it too).
 pub fn unit_text() -> String {
     format!(
         "# Installed by `ecs-hostnet install`; `ecs-hostnet uninstall` removes it.\n\
+         # After nftables.service and firewalld.service: ordering only (this unit never starts\n\
+         # them), so their flush at boot comes before our apply. No cycle: firewalld.service is\n\
+         # after basic.target, and this unit (DefaultDependencies=no) is not before sysinit.target.\n\
          [Unit]\n\
          Description=ECS task IAM role host networking (ecs-hostnet apply)\n\
          Documentation=file://{CONFIG_PATH}\n\
          DefaultDependencies=no\n\
-         After=local-fs.target\n\
+         After=local-fs.target nftables.service firewalld.service\n\
          Wants=network-pre.target\n\
          Before=network-pre.target docker.service ecs.service shutdown.target\n\
          Conflicts=shutdown.target\n\
@@ -55,6 +79,68 @@ pub fn unit_text() -> String {
          \n\
          [Install]\n\
          WantedBy=sysinit.target\n"
+    )
+}
+
+/// The drop-in for `nftables.service` ([`NFT_DROPIN_PATH`]): `apply` after each of the
+/// unit's own commands, all of which flush every table (Debian: `ExecStart=` and
+/// `ExecReload=` run `nft -f /etc/nftables.conf`, which starts with `flush ruleset`;
+/// `ExecStop=nft flush ruleset`; the Fedora family alike).
+///
+/// systemd's semantics (systemd.service(5)): Exec lines of a drop-in are appended after the
+/// unit's, and run in order, so `ExecStartPost=` runs after `nft -f` succeeded,
+/// `ExecReload=` after the unit's reload command, and `ExecStopPost=` after `ExecStop=`
+/// and also after a failed start (our rule set comes back even when their file is broken).
+/// `restart` is stop then start: both run. The `-` prefix: a failure of ours is logged
+/// and never fails THEIR firewall unit. At boot the first `apply` may fail (nftables.service
+/// runs before local file systems) and is then made by the boot unit, ordered after it.
+/// Inert while nftables.service does not exist; it takes effect once it is installed.
+pub fn nft_dropin_text() -> String {
+    format!(
+        "# Installed by `ecs-hostnet install`: nftables.service flushes every table when it\n\
+         # starts, reloads and stops; ecs-hostnet applies its rule set again after each of them\n\
+         # (a failure of ours, with `-`, never fails nftables.service; it is in the journal).\n\
+         # `ecs-hostnet uninstall` removes it.\n\
+         [Service]\n\
+         ExecStartPost=-{BIN_PATH} apply\n\
+         ExecReload=-{BIN_PATH} apply\n\
+         ExecStopPost=-{BIN_PATH} apply\n"
+    )
+}
+
+/// The watch unit ([`WATCH_UNIT_PATH`]): `ecs-hostnet watch`, which converges at start,
+/// says `READY=1` through sd_notify (`Type=notify`), reloads its configuration on SIGHUP
+/// and exits 0 on SIGTERM leaving the rule set in place. Restarted when it fails.
+///
+/// Hardening that leaves what it needs: writing route_localnet under /proc/sys/net (so no
+/// `ProtectKernelTunables=`), netlink in the host's network namespace, the lock in
+/// /run/ecs-hostnet, the installed files it repairs under /etc (so no `ProtectSystem=`).
+pub fn watch_unit_text() -> String {
+    format!(
+        "# Installed by `ecs-hostnet install` (watch.enabled = true in {CONFIG_PATH});\n\
+         # `ecs-hostnet uninstall` removes it.\n\
+         [Unit]\n\
+         Description=ECS task IAM role host networking: repairs the rule set (ecs-hostnet watch)\n\
+         Documentation=file://{CONFIG_PATH}\n\
+         After=ecs-hostnet.service nftables.service firewalld.service\n\
+         \n\
+         [Service]\n\
+         Type=notify\n\
+         ExecStart={BIN_PATH} watch\n\
+         ExecReload=/bin/kill -HUP $MAINPID\n\
+         Restart=on-failure\n\
+         RestartSec=2s\n\
+         StandardInput=null\n\
+         NoNewPrivileges=yes\n\
+         ProtectHome=yes\n\
+         PrivateTmp=yes\n\
+         ProtectControlGroups=yes\n\
+         LockPersonality=yes\n\
+         RestrictRealtime=yes\n\
+         RestrictSUIDSGID=yes\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n"
     )
 }
 
@@ -106,12 +192,96 @@ pub struct TextFile {
     pub mode: u32,
 }
 
+/// Whether the configuration whose file content is `config_text` wants the watch unit
+/// (`watch.enabled`; the default's `true` when the text is not a valid configuration, which
+/// install never writes).
+pub fn configured_watch(config_text: &[u8]) -> bool {
+    std::str::from_utf8(config_text).ok().and_then(|t| config::parse("", t).ok()).is_none_or(|c| c.watch.enabled.v)
+}
+
 /// The text files install writes for a configuration whose file content is `config_text`
-/// (the hook follows its `boot.agent_on_error`, see [`configured_dropin`]).
+/// (the hook follows its `boot.agent_on_error`, see [`configured_dropin`]; the watch unit
+/// is there only with `watch.enabled`, see [`configured_watch`]).
 pub fn text_files(config_text: &[u8]) -> Vec<TextFile> {
-    vec![
+    let mut files = vec![
         TextFile { path: CONFIG_PATH, content: config_text.to_vec(), mode: 0o644 },
         TextFile { path: UNIT_PATH, content: unit_text().into_bytes(), mode: 0o644 },
         TextFile { path: DROPIN_PATH, content: configured_dropin(config_text).into_bytes(), mode: 0o644 },
-    ]
+        TextFile { path: NFT_DROPIN_PATH, content: nft_dropin_text().into_bytes(), mode: 0o644 },
+    ];
+    if configured_watch(config_text) {
+        files.push(TextFile { path: WATCH_UNIT_PATH, content: watch_unit_text().into_bytes(), mode: 0o644 });
+    }
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(config: &str) -> Vec<&'static str> {
+        text_files(config.as_bytes()).into_iter().map(|f| f.path).collect()
+    }
+
+    #[test]
+    fn the_watch_unit_is_written_only_with_watch_enabled() {
+        let on = crate::config::DEFAULT_TOML;
+        assert!(configured_watch(on.as_bytes()) && paths(on).contains(&WATCH_UNIT_PATH), "{:?}", paths(on));
+        let at = on.find("[watch]").unwrap();
+        let off = format!("{}{}", &on[..at], on[at..].replacen("enabled = true", "enabled = false", 1));
+        assert!(!configured_watch(off.as_bytes()), "{off}");
+        let p = paths(&off);
+        assert!(!p.contains(&WATCH_UNIT_PATH), "{p:?}");
+        // The nftables.service drop-in is written either way: it covers hosts without a watcher.
+        assert!(p.contains(&NFT_DROPIN_PATH) && paths(on).contains(&NFT_DROPIN_PATH), "{p:?}");
+    }
+
+    #[test]
+    fn the_boot_unit_is_ordered_after_other_firewalls_without_pulling_them_in() {
+        let unit = unit_text();
+        let key = |k: &str| -> Vec<String> {
+            unit.lines().filter_map(|l| l.strip_prefix(k)).flat_map(|v| v.split(' ').map(str::to_string)).collect()
+        };
+        let after = key("After=");
+        assert!(after.contains(&"nftables.service".into()) && after.contains(&"firewalld.service".into()), "{unit}");
+        for pull in ["Wants=", "Requires=", "BindsTo=", "Requisite="] {
+            let v = key(pull);
+            assert!(!v.iter().any(|u| u == "nftables.service" || u == "firewalld.service"), "{pull} {v:?}");
+        }
+        let before = key("Before=");
+        for u in ["network-pre.target", "docker.service", "ecs.service"] {
+            assert!(before.contains(&u.to_string()), "{u} not in Before= of\n{unit}");
+        }
+        assert!(unit.contains("\nDefaultDependencies=no\n"), "{unit}");
+    }
+
+    #[test]
+    fn the_nftables_dropin_applies_after_each_command_and_never_fails_their_unit() {
+        let d = nft_dropin_text();
+        for k in ["ExecStartPost", "ExecReload", "ExecStopPost"] {
+            assert!(d.contains(&format!("\n{k}=-{BIN_PATH} apply\n")), "{k} in\n{d}");
+        }
+        // No reset line (`ExecReload=` alone) that would drop nftables' own reload command.
+        assert!(!d.lines().any(|l| l.ends_with('=')), "{d}");
+    }
+
+    #[test]
+    fn the_watch_unit_is_a_notify_service_that_may_write_proc_sys() {
+        let w = watch_unit_text();
+        for l in [
+            "Type=notify",
+            &format!("ExecStart={BIN_PATH} watch"),
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "Restart=on-failure",
+            "After=ecs-hostnet.service nftables.service firewalld.service",
+            "WantedBy=multi-user.target",
+        ] {
+            assert!(w.lines().any(|x| x == l), "{l} not in\n{w}");
+        }
+        for forbidden in ["ProtectKernelTunables", "ProtectSystem", "PrivateNetwork"] {
+            assert!(!w.contains(forbidden), "{forbidden}: the watcher writes /proc/sys/net and /etc\n{w}");
+        }
+        assert_eq!(WATCH_WANTS_LINK.rsplit('/').next(), Some(WATCH_UNIT));
+        assert_eq!(WATCH_UNIT_PATH.rsplit('/').next(), Some(WATCH_UNIT));
+    }
 }

@@ -28,7 +28,8 @@ use crate::desired::install_files as artifacts;
 use crate::host::files::{self, Perm, Root, missing_dirs, read_opt, remove_file, temp_path, write_atomic};
 use crate::host::systemd;
 use crate::model::install_state::{Bytes, InstallState, InstalledFile, LiveFiles, STATE_SCHEMA, v1};
-use crate::plan::change::Change;
+use crate::plan::change::{Action, Change, Subject};
+use crate::plan::reason::Reason;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
@@ -160,6 +161,19 @@ fn link_ok(root: &Root) -> bool {
     files::read_link(root, artifacts::WANTS_LINK).is_some_and(|t| t == Path::new(artifacts::UNIT_PATH))
 }
 
+/// Whether the watch unit's enablement symlink is in place, pointing at the watch unit.
+fn watch_link_ok(root: &Root) -> bool {
+    files::read_link(root, artifacts::WATCH_WANTS_LINK).is_some_and(|t| t == Path::new(artifacts::WATCH_UNIT_PATH))
+}
+
+/// Whether the state lists the watch unit. Its enablement link then belongs to that install
+/// (the state has no field of its own for it, so states written before the watch unit
+/// existed read unchanged): made by install, checked for drift, removed by uninstall,
+/// unless something else is at the link's path, which is left alone.
+fn lists_watch(state: &InstallState) -> bool {
+    state.files.iter().any(|f| f.path == artifacts::WATCH_UNIT_PATH)
+}
+
 /// How each file install writes is written: ecs.config is only edited (its mode and
 /// owner kept), the others are ecs-hostnet's and get exact modes.
 fn perm_of(abs: &str) -> Perm {
@@ -187,6 +201,13 @@ pub struct Report {
     pub binary_kept: bool,
     /// Uninstall found nothing installed (no state).
     pub nothing_installed: bool,
+    /// Install left the watch unit installed (`watch.enabled = true`): on the running
+    /// system it is (re)started, for the binary and configuration now on disk.
+    pub watch_enabled: bool,
+    /// Install removed a watch unit an earlier install wrote (`watch.enabled = false`): on
+    /// the running system it is stopped. (Uninstall stops it before anything else:
+    /// [`stop_watch`].)
+    pub watch_removed: bool,
 }
 
 impl Report {
@@ -213,10 +234,22 @@ pub fn install(
     let mut targets: Vec<(&str, Vec<u8>, u32, bool)> =
         artifacts::text_files(config_text).into_iter().map(|f| (f.path, f.content, f.mode, true)).collect();
     targets.insert(0, (artifacts::BIN_PATH, binary.to_vec(), 0o755, false));
+    let watch = artifacts::configured_watch(config_text);
+    let mut report = Report { watch_enabled: watch, ..Default::default() };
+    if !watch {
+        // Turned off since an earlier install: its unit and link go first, then the state
+        // that no longer lists them is written (killed in between, the old state lists
+        // files that are gone, which uninstall takes in its stride).
+        remove_watch_unit(root, &mut state, &mut report)?;
+    }
 
     // Record what is there before touching anything.
-    for abs in
-        targets.iter().map(|t| t.0).chain([artifacts::WANTS_LINK, artifacts::STATE_PATH, artifacts::ECS_CONFIG_PATH])
+    let watch_link = watch.then_some(artifacts::WATCH_WANTS_LINK);
+    for abs in targets
+        .iter()
+        .map(|t| t.0)
+        .chain([artifacts::WANTS_LINK, artifacts::STATE_PATH, artifacts::ECS_CONFIG_PATH])
+        .chain(watch_link)
     {
         for d in missing_dirs(root, abs) {
             if !state.created_dirs.contains(&d) {
@@ -267,7 +300,6 @@ pub fn install(
         state.wants_link = true;
     }
 
-    let mut report = Report::default();
     if write_state(root, &state)? {
         report.line(format!("wrote {}", artifacts::STATE_PATH));
     }
@@ -288,6 +320,9 @@ pub fn install(
             artifacts::WANTS_LINK
         ));
     }
+    if watch {
+        enable_watch(root, &mut report)?;
+    }
     if let Some(new) = &ecs_new {
         let wrote = write_atomic(root, artifacts::ECS_CONFIG_PATH, new, perm_of(artifacts::ECS_CONFIG_PATH))?;
         report.agent_keys_changed = wrote;
@@ -298,9 +333,74 @@ pub fn install(
     Ok(report)
 }
 
-/// Whether systemd reads `abs` as part of a unit (the boot unit, the drop-in).
+/// Makes the watch unit's enablement symlink (atomically, like the boot unit's) unless
+/// something else is at its path.
+fn enable_watch(root: &Root, report: &mut Report) -> Result<()> {
+    let link = artifacts::WATCH_WANTS_LINK;
+    if watch_link_ok(root) {
+        report.line(format!("unchanged {link}"));
+    } else if files::metadata(root, link, false)?.is_none() {
+        files::replace_symlink(root, link, artifacts::WATCH_UNIT_PATH)?;
+        report.units_changed = true;
+        report.line(format!("enabled {} (symlink {link})", artifacts::WATCH_UNIT_PATH));
+    } else {
+        report.line(format!("left alone: {link} exists and is not ecs-hostnet's link; the watch unit is NOT enabled"));
+    }
+    Ok(())
+}
+
+/// With `watch.enabled = false`: removes the watch unit and its link an earlier install
+/// made (the unit file put back if one was there before), and forgets them in `state`.
+fn remove_watch_unit(root: &Root, state: &mut InstallState, report: &mut Report) -> Result<()> {
+    if lists_watch(state) && watch_link_ok(root) {
+        remove_file(root, artifacts::WATCH_WANTS_LINK)?;
+        report.units_changed = true;
+        report.line(format!("disabled {} (removed {})", artifacts::WATCH_UNIT, artifacts::WATCH_WANTS_LINK));
+    }
+    let Some(i) = state.files.iter().position(|f| f.path == artifacts::WATCH_UNIT_PATH) else { return Ok(()) };
+    let f = state.files.remove(i);
+    report.watch_removed = true;
+    report.units_changed |= put_back(root, &f, report)?;
+    Ok(())
+}
+
+/// Puts back one file install wrote as it was before the first install: restored, left
+/// (a binary that was there), or removed. Returns whether a unit file changed.
+fn put_back(root: &Root, f: &InstalledFile, report: &mut Report) -> Result<bool> {
+    let _ = remove_file(root, &temp_abs(&f.path));
+    Ok(match (&f.before, f.before_mode) {
+        (Some(b), mode) => {
+            let mode = mode.unwrap_or(0o644);
+            let perm = match f.before_owner {
+                Some((uid, gid)) => Perm::Restore { mode, uid, gid },
+                None => Perm::Exact(mode),
+            };
+            let wrote = write_atomic(root, &f.path, &b.0, perm)?;
+            report.line(format!("restored {}", f.path));
+            wrote && is_unit(&f.path)
+        }
+        (None, Some(_)) => {
+            report.binary_kept |= f.path == artifacts::BIN_PATH;
+            report.line(format!(
+                "left {} in place: a file was there before install (its old content is not kept)",
+                f.path
+            ));
+            false
+        }
+        (None, None) => {
+            let removed = remove_file(root, &f.path)?;
+            if removed {
+                report.line(format!("removed {}", f.path));
+            }
+            removed && is_unit(&f.path)
+        }
+    })
+}
+
+/// Whether systemd reads `abs` as part of a unit (the units, the drop-ins).
 fn is_unit(abs: &str) -> bool {
-    abs == artifacts::UNIT_PATH || abs == artifacts::DROPIN_PATH
+    [artifacts::UNIT_PATH, artifacts::DROPIN_PATH, artifacts::NFT_DROPIN_PATH, artifacts::WATCH_UNIT_PATH]
+        .contains(&abs)
 }
 
 /// Removes what install added and puts back what it replaced. Idempotent.
@@ -355,34 +455,15 @@ pub fn uninstall(root: &Root) -> Result<Report> {
         report.units_changed = true;
         report.line(format!("disabled (removed {})", artifacts::WANTS_LINK));
     }
-    for f in state.files.iter().rev() {
-        let _ = remove_file(root, &temp_abs(&f.path));
-        match (&f.before, f.before_mode) {
-            (Some(b), mode) => {
-                let mode = mode.unwrap_or(0o644);
-                let perm = match f.before_owner {
-                    Some((uid, gid)) => Perm::Restore { mode, uid, gid },
-                    None => Perm::Exact(mode),
-                };
-                report.units_changed |= write_atomic(root, &f.path, &b.0, perm)? && is_unit(&f.path);
-                report.line(format!("restored {}", f.path));
-            }
-            (None, Some(_)) => {
-                report.binary_kept |= f.path == artifacts::BIN_PATH;
-                report.line(format!(
-                    "left {} in place: a file was there before install (its old content is not kept)",
-                    f.path
-                ));
-            }
-            (None, None) => {
-                if remove_file(root, &f.path)? {
-                    report.units_changed |= is_unit(&f.path);
-                    report.line(format!("removed {}", f.path));
-                }
-            }
-        }
+    if lists_watch(&state) && watch_link_ok(root) {
+        remove_file(root, artifacts::WATCH_WANTS_LINK)?;
+        report.units_changed = true;
+        report.line(format!("disabled {} (removed {})", artifacts::WATCH_UNIT, artifacts::WATCH_WANTS_LINK));
     }
-    for abs in [artifacts::ECS_CONFIG_PATH, artifacts::WANTS_LINK] {
+    for f in state.files.iter().rev() {
+        report.units_changed |= put_back(root, f, &mut report)?;
+    }
+    for abs in [artifacts::ECS_CONFIG_PATH, artifacts::WANTS_LINK, artifacts::WATCH_WANTS_LINK] {
         let _ = remove_file(root, &temp_abs(abs));
     }
     // Only folders install created, and only when empty; those holding the state file go
@@ -426,6 +507,49 @@ pub enum SystemdStep {
     /// so that ecs.service's hook and the boot unit are the files now on disk (after
     /// uninstall: no hook naming a deleted binary).
     Reload,
+}
+
+/// What install or uninstall does to the running watch unit ([`watch_action`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchAction {
+    /// `systemctl restart ecs-hostnet-watch.service`: start it, or restart it on the
+    /// binary and configuration install just wrote.
+    Restart,
+    /// `systemctl stop ecs-hostnet-watch.service`: install removed it
+    /// (`watch.enabled = false`).
+    Stop,
+}
+
+/// What install does to the watch unit once the files are written: nothing unless systemd
+/// runs this system (`step` [`SystemdStep::Reload`] or [`SystemdStep::Unchanged`]);
+/// [`WatchAction::Restart`] when the configuration enables it (`enabled`),
+/// [`WatchAction::Stop`] when install removed one an earlier install wrote (`removed`).
+/// Uninstall stops it before anything else ([`stop_watch`]). Pure.
+pub fn watch_action(step: SystemdStep, enabled: bool, removed: bool) -> Option<WatchAction> {
+    match (step, enabled, removed) {
+        (SystemdStep::OtherRoot | SystemdStep::NoSystemd, ..) => None,
+        (_, true, _) => Some(WatchAction::Restart),
+        (_, false, true) => Some(WatchAction::Stop),
+        (_, false, false) => None,
+    }
+}
+
+/// Uninstall's first step on the running system: stops the watch unit when the install
+/// state lists it, before the rule set is removed (a running watcher would repair the
+/// removal). Nothing under another `--root`, without systemd, or when nothing is
+/// installed. Returns lines for people.
+///
+/// Errors: the state cannot be read; systemctl could not be run or failed.
+pub fn stop_watch(root: &Root) -> Result<Vec<String>> {
+    if !root.is_system() || !systemd::booted() {
+        return Ok(vec![]);
+    }
+    if !read_state(root)?.is_some_and(|s| lists_watch(&s)) {
+        return Ok(vec![]);
+    }
+    systemd::stop(artifacts::WATCH_UNIT)
+        .context("cannot stop the watcher, so nothing was uninstalled (it would repair the removal)")?;
+    Ok(vec![format!("stopped {} (systemctl stop)", artifacts::WATCH_UNIT)])
 }
 
 /// Decides [`SystemdStep`] from where install/uninstall ran (`root_is_system`: no
@@ -483,6 +607,23 @@ pub fn tell_systemd(root: &Root, report: &Report) -> Result<Vec<String>> {
         ),
         _ => {}
     }
+    // The watcher first: it then runs the binary and configuration just written.
+    match watch_action(step, report.watch_enabled, report.watch_removed) {
+        Some(WatchAction::Restart) => {
+            systemd::restart(artifacts::WATCH_UNIT).with_context(|| {
+                format!(
+                    "the files are in place, but the watcher did not start: see `journalctl -u {}`",
+                    artifacts::WATCH_UNIT
+                )
+            })?;
+            lines.push(format!("(re)started {} (systemctl restart)", artifacts::WATCH_UNIT));
+        }
+        Some(WatchAction::Stop) => {
+            systemd::stop(artifacts::WATCH_UNIT).context("the watch unit is removed, but it could not be stopped")?;
+            lines.push(format!("stopped {} (watch.enabled = false)", artifacts::WATCH_UNIT));
+        }
+        None => {}
+    }
     let agent_active = match step {
         SystemdStep::Reload | SystemdStep::Unchanged if report.agent_keys_changed => {
             Some(systemd::is_active("ecs.service").context("cannot ask systemd whether the ECS agent runs")?)
@@ -518,6 +659,14 @@ pub fn converge_files(root: &Root, config: &crate::config::Config, fix: bool) ->
     }
     let (live, link) = read_live_files(root, &state)?;
     let (mut changes, fixes) = crate::plan::files::plan_files_configured(&state, &live, link, config);
+    // The watch unit's link, like the boot unit's (a missing link is drift).
+    let watch_link_missing =
+        lists_watch(&state) && files::metadata(root, artifacts::WATCH_WANTS_LINK, false)?.is_none();
+    let watch_link = watch_link_missing.then(|| {
+        Change::new(Action::Add, Subject::Symlink { path: artifacts::WATCH_WANTS_LINK.into() }, Reason::FileDeleted)
+            .new_form(artifacts::WATCH_UNIT_PATH)
+    });
+    changes.extend(watch_link.clone());
     // The binary's content is not checked (an upgrade replaces it), its mode and owner are:
     // the units run it as root.
     let binary = if state.files.iter().any(|f| f.path == artifacts::BIN_PATH) {
@@ -535,6 +684,9 @@ pub fn converge_files(root: &Root, config: &crate::config::Config, fix: bool) ->
         }
         if state.wants_link && !link {
             files::replace_symlink(root, artifacts::WANTS_LINK, artifacts::UNIT_PATH)?;
+        }
+        if watch_link.is_some() {
+            files::replace_symlink(root, artifacts::WATCH_WANTS_LINK, artifacts::WATCH_UNIT_PATH)?;
         }
         if binary.is_some() {
             files::set_perm(root, artifacts::BIN_PATH, perm_of(artifacts::BIN_PATH))?;
@@ -645,6 +797,20 @@ mod tests {
         }
         assert!(uninstall_removes_rule_set(true, false) && uninstall_removes_rule_set(false, true));
         assert!(!uninstall_removes_rule_set(false, false), "an image's uninstall touches no kernel");
+    }
+
+    #[test]
+    fn the_watcher_is_restarted_when_enabled_stopped_when_removed_and_left_alone_off_system() {
+        use SystemdStep::*;
+        for step in [Reload, Unchanged] {
+            assert_eq!(watch_action(step, true, false), Some(WatchAction::Restart), "{step:?}");
+            assert_eq!(watch_action(step, false, true), Some(WatchAction::Stop), "{step:?}");
+            assert_eq!(watch_action(step, false, false), None, "{step:?}: nothing was installed to stop");
+        }
+        for step in [OtherRoot, NoSystemd] {
+            assert_eq!(watch_action(step, true, false), None, "{step:?}");
+            assert_eq!(watch_action(step, false, true), None, "{step:?}");
+        }
     }
 
     #[test]

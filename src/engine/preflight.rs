@@ -10,7 +10,10 @@
 //! the regular file it names; anything else is refused) and ask the kernel with
 //! `access(2)` whether the folder that will receive the file is writable.
 
-use crate::desired::install_files::{BIN_PATH, CONFIG_PATH, DROPIN_PATH, ECS_CONFIG_PATH, UNIT_PATH, WANTS_LINK};
+use crate::desired::install_files::{
+    BIN_PATH, CONFIG_PATH, DROPIN_PATH, ECS_CONFIG_PATH, NFT_DROPIN_PATH, UNIT_PATH, WANTS_LINK, WATCH_UNIT_PATH,
+    WATCH_WANTS_LINK,
+};
 use crate::host::files::{self, Root};
 use crate::plan::change::{Change, Subject};
 use anyhow::{Result, bail};
@@ -44,7 +47,17 @@ pub fn check_installed_folders(root: &Root, installed: bool) -> Result<()> {
     if !installed {
         return Ok(());
     }
-    for path in [BIN_PATH, CONFIG_PATH, UNIT_PATH, WANTS_LINK, DROPIN_PATH, ECS_CONFIG_PATH] {
+    for path in [
+        BIN_PATH,
+        CONFIG_PATH,
+        UNIT_PATH,
+        WANTS_LINK,
+        DROPIN_PATH,
+        NFT_DROPIN_PATH,
+        WATCH_UNIT_PATH,
+        WATCH_WANTS_LINK,
+        ECS_CONFIG_PATH,
+    ] {
         folders_in_root(root, path)?;
         existing_folder(&host_path(root, path), path)?;
     }

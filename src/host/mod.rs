@@ -8,9 +8,11 @@
 //! of configurations, plans or how they are printed.
 
 pub mod conntrack;
+pub mod events;
 pub mod files;
 pub mod netns;
 pub mod nft;
+pub mod notify;
 pub mod rtnl;
 pub mod run_dir;
 pub mod sysctl;

@@ -179,6 +179,22 @@ impl Home {
     }
 }
 
+/// The nsfs inode number of the calling thread's network namespace
+/// (`/proc/thread-self/ns/net`): names the namespace among those alive now.
+///
+/// Errors: [`Error::OpenHome`].
+pub fn current_inode() -> Result<u64, Error> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino()).map_err(|source| Error::OpenHome { source })
+}
+
+/// The nsfs inode number of process `pid`'s network namespace; `None` when it cannot be
+/// read (the process is gone, or not ours to look at).
+pub fn inode_of(pid: u32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/net")).ok().map(|m| m.ino())
+}
+
 /// The network namespaces named under `dir` (e.g. `/run/netns`), sorted.
 ///
 /// Errors: [`Error::List`].

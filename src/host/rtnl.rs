@@ -466,6 +466,49 @@ fn is_ip_route_in_main(raw: &[u8]) -> bool {
     ip && (table == RouteHeader::RT_TABLE_MAIN || table == RT_TABLE_COMPAT)
 }
 
+/// The link and IPv4 default-route changes in one datagram of an rtnetlink socket joined
+/// to `RTNLGRP_LINK` and `RTNLGRP_IPV4_ROUTE` (see [`crate::host::events::RtListener`]):
+/// `RTM_NEWLINK` with a name, and `RTM_NEWROUTE`/`RTM_DELROUTE` of an IPv4 unicast default
+/// route in the main table. Messages that do not parse, and all others, are skipped: a
+/// missed link event costs at most a late check, never a wrong write.
+pub fn rt_events(buf: &[u8]) -> Vec<crate::model::event::RtEvent> {
+    use crate::model::event::RtEvent;
+    let mut out = Vec::new();
+    let mut off = 0;
+    while buf.len() - off >= NLMSG_HEADER_LEN {
+        let raw = &buf[off..];
+        let len = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+        if len < NLMSG_HEADER_LEN || len > raw.len() {
+            break;
+        }
+        if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&raw[..len]) {
+            match m.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                    out.extend(l.attributes.into_iter().find_map(|a| match a {
+                        netlink_packet_route::link::LinkAttribute::IfName(name) => Some(RtEvent::Link { name }),
+                        _ => None,
+                    }));
+                }
+                NetlinkPayload::InnerMessage(
+                    m @ (RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_)),
+                ) => {
+                    let added = matches!(m, RouteNetlinkMessage::NewRoute(_));
+                    if let RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r) = m
+                        && r.header.address_family == AddressFamily::Inet
+                        && is_main(&r)
+                        && is_default(&r)
+                    {
+                        out.push(RtEvent::Ipv4DefaultRoute { added });
+                    }
+                }
+                _ => {}
+            }
+        }
+        off += len.next_multiple_of(4);
+    }
+    out
+}
+
 /// Whether a route is in the main table.
 fn is_main(r: &RouteMessage) -> bool {
     r.header.table == RouteHeader::RT_TABLE_MAIN || table_attr(r) == Some(254)

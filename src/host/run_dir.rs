@@ -1,6 +1,6 @@
 //! The run directory (`/run/ecs-hostnet`): the lock of apply/remove ([`Lock`], an
-//! exclusive `flock(2)`) and the saved copies of the route_localnet record (one file per
-//! network namespace). Failures are a typed [`Error`] naming the path.
+//! exclusive `flock(2)`), the saved copies of the route_localnet record (one file per
+//! network namespace) and the pid files of `ecs-hostnet watch` ([`WatchPidFile`]). Failures are a typed [`Error`] naming the path.
 //!
 //! Root-only, so that no other user can hold the lock (and keep the ECS agent down
 //! through its `ExecStartPre=` hook) or plant a record that `remove` would write back to
@@ -523,6 +523,66 @@ pub fn sync_saved_record(nf: &Netfilter, root: &Root, r: &Record) -> Result<(), 
     f.sync_all().ok();
     renameat(&dir, tmp.as_str(), &dir, name.as_str())
         .map_err(|e| Error::Write { path: dir_path.join(&name), source: e.into() })
+}
+
+/// The pid file of the `ecs-hostnet watch` serving the network namespace whose nsfs inode
+/// is `ns_inode`: `watch-<inode>.pid` in the run directory.
+fn watch_pid_name(ns_inode: u64) -> String {
+    format!("watch-{ns_inode}.pid")
+}
+
+/// The pid file of a running `ecs-hostnet watch`, removed when dropped (if it still names
+/// this process). `remove` reads it to stop the watcher before it removes anything.
+pub struct WatchPidFile {
+    dir: OwnedFd,
+    name: String,
+    pid: u32,
+}
+
+impl Drop for WatchPidFile {
+    fn drop(&mut self) {
+        if read_pid(&self.dir, &self.name) == Some(self.pid) {
+            let _ = unlinkat(&self.dir, self.name.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+    }
+}
+
+fn read_pid(dir: &OwnedFd, name: &str) -> Option<u32> {
+    std::str::from_utf8(&read_record(dir, name)?).ok()?.trim().parse().ok()
+}
+
+/// Writes `pid` (0600, through a temporary file and a rename) as the watcher of the
+/// namespace `ns_inode`, replacing any older file.
+///
+/// Errors: [`Error::CreateRunDir`], [`Error::NotAFolder`], [`Error::ForeignOwner`],
+/// [`Error::Write`].
+pub fn write_watch_pid(root: &Root, ns_inode: u64, pid: u32) -> Result<WatchPidFile, Error> {
+    let rd = open_run_dir(root, true)?
+        .ok_or_else(|| Error::CreateRunDir { dir: run_dir(root), source: Errno::ENOENT.into() })?;
+    let name = watch_pid_name(ns_inode);
+    let tmp = format!(".{name}.tmp");
+    let write_err = |source: std::io::Error| Error::Write { path: rd.path.join(&tmp), source };
+    let _ = unlinkat(&rd.fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+    let fd = openat(
+        &rd.fd,
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| write_err(e.into()))?;
+    fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|e| write_err(e.into()))?;
+    std::fs::File::from(fd).write_all(format!("{pid}\n").as_bytes()).map_err(write_err)?;
+    renameat(&rd.fd, tmp.as_str(), &rd.fd, name.as_str())
+        .map_err(|e| Error::Write { path: rd.path.join(&name), source: e.into() })?;
+    Ok(WatchPidFile { dir: rd.fd, name, pid })
+}
+
+/// The pid in the watcher's pid file of the namespace `ns_inode`; `None` when there is
+/// none or it is not one we wrote (see [`read_saved_record`]'s checks). The caller must
+/// check that the pid is still a watcher of that namespace before signalling it.
+pub fn read_watch_pid(root: &Root, ns_inode: u64) -> Option<u32> {
+    let rd = open_run_dir(root, false).ok()??;
+    read_pid(&rd.fd, &watch_pid_name(ns_inode))
 }
 
 #[cfg(test)]

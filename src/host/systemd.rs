@@ -1,5 +1,6 @@
-//! systemd on the running system: whether it is the init system ([`booted`]), and the two
-//! `systemctl` calls install and uninstall make ([`daemon_reload`], [`is_active`]). Each
+//! systemd on the running system: whether it is the init system ([`booted`]), and the
+//! `systemctl` calls install and uninstall make ([`daemon_reload`], [`is_active`],
+//! [`restart`], [`stop`]). Each
 //! failure is a typed [`Error`] naming the command.
 //!
 //! `systemctl` is found through `PATH`, like any administration command run by root (the
@@ -68,4 +69,32 @@ pub fn daemon_reload() -> Result<(), Error> {
 /// Errors: [`Error::Spawn`].
 pub fn is_active(unit: &str) -> Result<bool, Error> {
     Ok(systemctl(&["is-active", "--quiet", unit])?.0.success())
+}
+
+/// `systemctl restart UNIT`: starts the unit, or stops and starts it when it runs; waits
+/// for the start job (for a `Type=notify` unit: until it says `READY=1`).
+///
+/// Errors: [`Error::Spawn`], [`Error::Failed`] (the unit failed to start).
+pub fn restart(unit: &str) -> Result<(), Error> {
+    let args = ["restart", unit];
+    match systemctl(&args)? {
+        (status, _) if status.success() => Ok(()),
+        (status, stderr) => Err(Error::Failed { args: args.join(" "), status, stderr }),
+    }
+}
+
+/// Exit status of systemctl for a unit that is not loaded (LSB "not installed"): a unit
+/// whose file is gone and that does not run; there is nothing to stop.
+const NOT_LOADED: i32 = 5;
+
+/// `systemctl stop UNIT`, waiting for the stop job. A unit that is not loaded (exit 5: no
+/// file and not running) counts as stopped.
+///
+/// Errors: [`Error::Spawn`], [`Error::Failed`].
+pub fn stop(unit: &str) -> Result<(), Error> {
+    let args = ["stop", unit];
+    match systemctl(&args)? {
+        (status, _) if status.success() || status.code() == Some(NOT_LOADED) => Ok(()),
+        (status, stderr) => Err(Error::Failed { args: args.join(" "), status, stderr }),
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod escape;
+pub mod event;
 pub mod finding;
 pub mod ifpattern;
 pub mod install_state;

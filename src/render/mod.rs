@@ -10,3 +10,4 @@ pub mod done;
 pub mod nft_script;
 pub mod plan;
 pub mod snapshot;
+pub mod watch;

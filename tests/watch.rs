@@ -1,0 +1,378 @@
+//! `ecs-hostnet watch` against a real kernel, in namespaces these tests make: repairs after
+//! flushes and edits, no repair loop with another apply, backoff against a writer in a tight
+//! loop, route_localnet on a new interface, the "auto" endpoint route, the fail-safe, SIGTERM
+//! and `remove`. The watcher runs as `unshare --net -- ecs-hostnet --netns NS watch` (a
+//! watcher that ignored --netns would act on an empty namespace of its own) and is killed in
+//! Drop, also when a test fails.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// A running watcher; its stderr goes to a file whose device and inode are given as
+/// `$JOURNAL_STREAM`, so each line carries its syslog priority (`<4>repaired ...`).
+struct Watcher {
+    child: Child,
+    stderr: PathBuf,
+    _dir: TempDir,
+}
+
+impl Watcher {
+    /// Starts the watcher for `ns` with configuration `config` and waits until it is
+    /// ready (its "watching" line).
+    fn start(ns: &Netns, config: &str) -> Watcher {
+        let dir = TempDir::new("watch-log");
+        let stderr = dir.path().join("stderr");
+        let file = std::fs::File::create(&stderr).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().unwrap();
+        let child = Command::new("unshare")
+            .args(["--net", "--", bin(), "--netns", &ns.name, "watch", "-c", config])
+            .env("ECS_HOSTNET_RUN_DIR", ns.run_dir())
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn the watcher");
+        let mut w = Watcher { child, stderr, _dir: dir };
+        w.wait_for("ready", Duration::from_secs(10), |w| w.log().contains("watching"));
+        w
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Lines of the log at priority `p` (`<p>` prefix).
+    fn lines_at(&self, p: u8, needle: &str) -> Vec<String> {
+        let prefix = format!("<{p}>");
+        self.log().lines().filter(|l| l.starts_with(&prefix) && l.contains(needle)).map(String::from).collect()
+    }
+
+    /// utime + stime in clock ticks (/proc/PID/stat fields 14 and 15).
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let rest = stat.rsplit_once(')').unwrap().1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    /// Polls `cond` every 10 ms up to `timeout`; panics with the log if it never holds or
+    /// the watcher exited.
+    #[track_caller]
+    fn wait_for(&mut self, what: &str, timeout: Duration, cond: impl Fn(&Watcher) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if cond(self) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("watcher exited ({st}) while waiting for {what}\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "no {what} within {timeout:?}\n--- watcher ---\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `sig` and waits (up to 5 s) for the exit.
+    fn signal_and_wait(&mut self, sig: &str) -> ExitStatus {
+        sh("kill", &[&format!("-{sig}"), &self.pid().to_string()]);
+        self.wait_exit()
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "watcher did not exit\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Whether both localhost guard rules and the credentials DNAT are listed in `ns`.
+fn guard_live(ns: &Netns) -> bool {
+    let out = ns.exec("nft", &["list", "ruleset"]);
+    out.ok()
+        && out.stdout.contains("\"localhost-guard\"")
+        && out.stdout.contains("\"localhost-guard-uplink\"")
+        && out.stdout.contains("table ip ecs-hostnet")
+}
+
+/// Our rules' bodies by chain, as `nft list ruleset` shows them.
+fn our_bodies(ns: &Netns) -> std::collections::BTreeMap<String, Vec<String>> {
+    bodies_by_chain(&our_rules(&ns.ruleset()))
+}
+
+#[test]
+fn forty_flushes_are_each_repaired_without_duplicates_and_traffic_stays_right() {
+    let t = Topology::new();
+    let cfg = t.dir.default_config();
+    // The rule set of a fresh apply, to compare with after the flushes.
+    let fresh = Netns::new("fresh");
+    fresh.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let want = our_bodies(&fresh);
+    let mut w = Watcher::start(&t.host, &cfg);
+    assert!(guard_live(&t.host), "the first converge made the rule set");
+    // A flush every 250 ms: fewer than the watcher's backoff threshold (more than 5
+    // repairs within 1 s), so each is repaired at once.
+    for i in 0..40 {
+        let next = Instant::now() + Duration::from_millis(250);
+        t.host.nft(&["flush", "ruleset"]);
+        w.wait_for(&format!("repair {i}"), Duration::from_secs(5), |_| guard_live(&t.host));
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    w.wait_for("40 repair lines", Duration::from_secs(5), |w| w.lines_at(4, "repaired in").len() >= 40);
+    assert_eq!(our_bodies(&t.host), want, "the same rules as a fresh apply: nothing duplicated");
+    assert_eq!(t.host.route_localnet(), "1");
+    t.host.ehn(&["check", "-c", &cfg]).expect_code(0);
+    assert_probes("after 40 flushes repaired by watch", &probes_after_apply(&t));
+    let repaired = w.lines_at(4, "repaired in");
+    assert!(
+        repaired.iter().all(|l| l.contains("table inet ecs-hostnet was deleted") && l.contains("(by nft[")),
+        "each line names what changed and who: {repaired:#?}"
+    );
+    assert!(w.lines_at(3, "").is_empty(), "no error line:\n{}", w.log());
+}
+
+#[test]
+fn a_deleted_chain_a_deleted_rule_and_an_edited_rule_are_each_repaired() {
+    let ns = Netns::new("edits");
+    let dir = TempDir::new("edits");
+    let cfg = dir.default_config();
+    let mut w = Watcher::start(&ns, &cfg);
+    let want = our_bodies(&ns);
+    let converged = |ns: &Netns| our_bodies(ns) == want;
+
+    ns.nft(&["delete", "chain", "inet", "ecs-hostnet", "forward"]);
+    w.wait_for("the forward chain back", Duration::from_secs(5), |_| converged(&ns));
+
+    let guard = rule_by_comment(&ns, "localhost-guard");
+    ns.nft(&["delete", "rule", "inet", "ecs-hostnet", "input", "handle", &guard.handle.unwrap().to_string()]);
+    w.wait_for("the guard rule back", Duration::from_secs(5), |_| converged(&ns));
+
+    // An edit: one of ours replaced by a rule that accepts instead.
+    let guard = rule_by_comment(&ns, "localhost-guard");
+    let handle = guard.handle.unwrap().to_string();
+    ns.nft(&[
+        "replace",
+        "rule",
+        "inet",
+        "ecs-hostnet",
+        "input",
+        "handle",
+        &handle,
+        "ip",
+        "daddr",
+        "127.0.0.0/8",
+        "accept",
+    ]);
+    w.wait_for("the edited rule put right", Duration::from_secs(5), |_| converged(&ns));
+
+    w.wait_for("three repair lines", Duration::from_secs(5), |w| w.lines_at(4, "repaired in").len() == 3);
+    let lines = w.lines_at(4, "repaired in");
+    assert!(lines[0].contains("chain inet ecs-hostnet forward was deleted"), "{lines:#?}");
+    assert!(lines[1].contains("1 rule was deleted from chain inet ecs-hostnet input"), "{lines:#?}");
+    assert!(lines[2].contains("chain inet ecs-hostnet input"), "{lines:#?}");
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+}
+
+#[test]
+fn another_apply_that_leaves_the_host_converged_makes_no_repair() {
+    let ns = Netns::new("noloop");
+    let dir = TempDir::new("noloop");
+    let cfg = dir.default_config();
+    let mut w = Watcher::start(&ns, &cfg);
+    // The watcher is stopped while the rule set is flushed and another process applies
+    // it again; resumed, it sees both transactions (ours touched) and must write nothing.
+    sh("kill", &["-STOP", &w.pid().to_string()]);
+    ns.nft(&["flush", "ruleset"]);
+    let applied = ns.ehn(&["apply", "-c", &cfg]);
+    sh("kill", &["-CONT", &w.pid().to_string()]);
+    applied.expect_code(0);
+    let handles = ns.ruleset_handles();
+    // The checks run within milliseconds; give them ample time, then compare.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ns.ruleset_handles(), handles, "the watcher wrote nothing");
+    assert!(w.lines_at(4, "repaired").is_empty(), "no repair line:\n{}", w.log());
+    // And the watcher's own repair does not trigger another one.
+    ns.nft(&["flush", "ruleset"]);
+    w.wait_for("a repair", Duration::from_secs(5), |_| guard_live(&ns));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(w.lines_at(4, "repaired").len(), 1, "one repair, no loop:\n{}", w.log());
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+}
+
+#[test]
+fn a_writer_deleting_our_table_in_a_tight_loop_meets_backoff_not_a_busy_loop() {
+    let ns = Netns::new("fight");
+    let dir = TempDir::new("fight");
+    let cfg = dir.default_config();
+    let mut w = Watcher::start(&ns, &cfg);
+    let before = w.cpu_ticks();
+    // The writer: `nft delete table` as fast as a shell can run it, for 3 s.
+    let writer = ns.exec(
+        "sh",
+        &["-c", "end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do nft delete table inet ecs-hostnet 2>/dev/null; done; true"],
+    );
+    assert!(writer.ok(), "{writer}");
+    let ticks = w.cpu_ticks() - before;
+    let hz = 100; // USER_HZ: /proc/PID/stat counts clock ticks of 1/100 s
+    assert!(ticks < 3 * hz / 2, "the watcher used {ticks} ticks of CPU over ~3 s of fighting (a busy loop?)");
+    let stopped = Instant::now();
+    w.wait_for("convergence after the writer stopped", Duration::from_secs(5), |_| ns.ehn(&["check", "-c", &cfg]).ok());
+    eprintln!("converged {:?} after the writer stopped; {ticks} ticks", stopped.elapsed());
+    w.wait_for("the end of the episode", Duration::from_secs(5), |w| !w.lines_at(5, "stopped undoing").is_empty());
+    let started = w.lines_at(3, "keeps undoing");
+    assert_eq!(started.len(), 1, "one err line for the episode:\n{}", w.log());
+    assert!(started[0].contains("nft["), "it names the writer: {started:?}");
+    assert_eq!(w.lines_at(5, "stopped undoing").len(), 1, "one notice at its end:\n{}", w.log());
+    assert!(w.lines_at(3, "").len() <= 3, "a bounded number of err lines:\n{}", w.log());
+    assert!(w.child.try_wait().unwrap().is_none(), "the watcher stays up");
+}
+
+#[test]
+fn a_new_ecs_bridge_gets_route_localnet_under_a_per_interface_configuration() {
+    let ns = Netns::new("bridge");
+    let dir = TempDir::new("bridge");
+    let cfg = dir.write("per-if.toml", "[route_localnet]\nenable = [\"docker0\", \"ecs-bridge\"]\n");
+    ns.ip(&["link", "add", "docker0", "type", "bridge"]);
+    let mut w = Watcher::start(&ns, &cfg);
+    assert_eq!(ns.sysctl("net.ipv4.conf.docker0.route_localnet"), "1");
+    assert_eq!(ns.route_localnet(), "0", "only the interfaces named");
+    ns.ip(&["link", "add", "ecs-bridge", "type", "bridge"]);
+    w.wait_for("route_localnet on ecs-bridge", Duration::from_secs(5), |_| {
+        ns.sysctl("net.ipv4.conf.ecs-bridge.route_localnet") == "1"
+    });
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    // An interface the configuration does not name is left alone.
+    ns.ip(&["link", "add", "other0", "type", "bridge"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ns.sysctl("net.ipv4.conf.other0.route_localnet"), "0");
+}
+
+#[test]
+fn the_auto_endpoint_route_follows_the_ipv4_default_route() {
+    let ns = Netns::new("auto");
+    let dir = TempDir::new("auto");
+    let cfg = dir.default_config();
+    ns.ip(&["link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1"]);
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "uplink0"]);
+    ns.ip(&["link", "set", "uplink0", "up"]);
+    ns.ip(&["link", "set", "uplink1", "up"]);
+    let endpoint = |ns: &Netns| ns.ip(&["route", "show", "169.254.170.2/32"]).contains("dev lo");
+    let mut w = Watcher::start(&ns, &cfg);
+    assert!(endpoint(&ns), "no default route: the endpoint route is there");
+    ns.ip(&["route", "add", "default", "via", "192.0.2.2"]);
+    w.wait_for("the endpoint route deleted", Duration::from_secs(5), |_| !endpoint(&ns));
+    ns.ip(&["route", "del", "default"]);
+    w.wait_for("the endpoint route back", Duration::from_secs(5), |_| endpoint(&ns));
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+}
+
+/// A process holding the run directory's lock (as an apply would), killed in Drop.
+struct LockHolder(Child);
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_repair_that_cannot_be_made_puts_route_localnet_back_until_it_can() {
+    let ns = Netns::new("failsafe");
+    let dir = TempDir::new("failsafe");
+    let cfg = dir.default_config();
+    let mut w = Watcher::start(&ns, &cfg);
+    assert_eq!(ns.route_localnet(), "1");
+    // Another root process holds the lock longer than a repair waits for it.
+    let ready = dir.path().join("locked");
+    let lock = ns.run_dir().join("lock");
+    let holder = LockHolder(
+        Command::new("flock")
+            .args(["-x", lock.to_str().unwrap(), "sh", "-c", &format!("touch {}; sleep 4", ready.display())])
+            .spawn()
+            .expect("flock(1)"),
+    );
+    w.wait_for("the lock held", Duration::from_secs(5), |_| ready.exists());
+    ns.nft(&["flush", "ruleset"]);
+    w.wait_for("route_localnet back to its recorded 0", Duration::from_secs(5), |_| ns.route_localnet() == "0");
+    assert!(!guard_live(&ns));
+    assert_eq!(
+        w.lines_at(3, "went back to its recorded value: net.ipv4.conf.all.route_localnet=0").len(),
+        1,
+        "{}",
+        w.log()
+    );
+    drop(holder);
+    w.wait_for("the repair once the lock is free", Duration::from_secs(8), |_| {
+        guard_live(&ns) && ns.route_localnet() == "1"
+    });
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+}
+
+#[test]
+fn sigterm_exits_0_and_leaves_the_rule_set_and_no_lock() {
+    let ns = Netns::new("term");
+    let dir = TempDir::new("term");
+    let cfg = dir.default_config();
+    let mut w = Watcher::start(&ns, &cfg);
+    let handles = ns.ruleset_handles();
+    let pid_files = || {
+        std::fs::read_dir(ns.run_dir())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("watch-"))
+            .count()
+    };
+    assert_eq!(pid_files(), 1, "a pid file while it runs");
+    let st = w.signal_and_wait("TERM");
+    assert_eq!(st.code(), Some(0), "{}", w.log());
+    assert_eq!(ns.ruleset_handles(), handles, "the rule set is untouched");
+    assert_eq!(pid_files(), 0, "the pid file is removed");
+    let lock = ns.run_dir().join("lock");
+    run_cmd("flock", &["-n", "-x", lock.to_str().unwrap(), "true"], Duration::from_secs(5)).expect_code(0);
+    assert_eq!(w.lines_at(6, "stopping").len(), 1, "{}", w.log());
+}
+
+#[test]
+fn remove_stops_the_watcher_and_what_it_removed_stays_removed() {
+    let ns = Netns::new("remove");
+    let dir = TempDir::new("remove");
+    let cfg = dir.default_config();
+    let mut w = Watcher::start(&ns, &cfg);
+    let out = ns.ehn(&["remove", "-c", &cfg]);
+    out.expect_code(0);
+    assert!(
+        out.stderr.contains(&format!("stopped ecs-hostnet watch (pid {}): remove is not repaired", w.pid())),
+        "{out}"
+    );
+    assert_eq!(w.wait_exit().code(), Some(0), "{}", w.log());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!ns.ruleset().contains("ecs-hostnet"), "{}", ns.ruleset());
+    assert_eq!(ns.route_localnet(), "0");
+    // With no watcher, remove says nothing about one.
+    let again = ns.ehn(&["remove", "-c", &cfg]);
+    again.expect_code(0);
+    assert!(!again.stderr.contains("stopped"), "{again}");
+}
