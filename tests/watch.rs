@@ -346,6 +346,10 @@ fn sigterm_exits_0_and_leaves_the_rule_set_and_no_lock() {
             .count()
     };
     assert_eq!(pid_files(), 1, "a pid file while it runs");
+    // A second watcher of the same namespace refuses to start.
+    let second = ns.ehn(&["watch", "-c", &cfg]);
+    second.expect_code(1);
+    assert!(second.stderr.contains(&format!("ecs-hostnet watch (pid {}) already serves", w.pid())), "{second}");
     let st = w.signal_and_wait("TERM");
     assert_eq!(st.code(), Some(0), "{}", w.log());
     assert_eq!(ns.ruleset_handles(), handles, "the rule set is untouched");
