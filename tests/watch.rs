@@ -406,9 +406,7 @@ fn sighup_reloads_the_configuration_and_a_bad_one_keeps_the_old() {
     assert!(w.child.try_wait().unwrap().is_none(), "still running");
     dir.write("default.toml", "[credentials]\nendpoint_port = 8080\n");
     sh("kill", &["-HUP", &w.pid().to_string()]);
-    w.wait_for("the new configuration applied", Duration::from_secs(5), |_| {
-        ns.ehn(&["check", "-c", &cfg]).ok()
-    });
+    w.wait_for("the new configuration applied", Duration::from_secs(5), |_| ns.ehn(&["check", "-c", &cfg]).ok());
     assert!(ns.ruleset().contains("dport 8080"), "{}", ns.ruleset());
     assert_eq!(w.lines_at(6, "configuration reloaded").len(), 1, "{}", w.log());
 }

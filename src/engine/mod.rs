@@ -157,12 +157,7 @@ pub fn remove(root: &Root, _lock: &Lock) -> Result<Plan> {
 /// that other programs keep changing.
 const MAX_ATTEMPTS: u32 = 6;
 
-fn carry_out(
-    nf: &mut Netfilter,
-    desired: &Desired,
-    root: &Root,
-    planner: impl Fn(&LiveState) -> Plan,
-) -> Result<Plan> {
+fn carry_out(nf: &mut Netfilter, desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Plan) -> Result<Plan> {
     let mut attempt = 0;
     loop {
         attempt += 1;
