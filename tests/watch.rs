@@ -346,6 +346,10 @@ fn sigterm_exits_0_and_leaves_the_rule_set_and_no_lock() {
             .count()
     };
     assert_eq!(pid_files(), 1, "a pid file while it runs");
+    // A second watcher of the same namespace refuses to start.
+    let second = ns.ehn(&["watch", "-c", &cfg]);
+    second.expect_code(1);
+    assert!(second.stderr.contains(&format!("ecs-hostnet watch (pid {}) already serves", w.pid())), "{second}");
     let st = w.signal_and_wait("TERM");
     assert_eq!(st.code(), Some(0), "{}", w.log());
     assert_eq!(ns.ruleset_handles(), handles, "the rule set is untouched");
@@ -375,4 +379,34 @@ fn remove_stops_the_watcher_and_what_it_removed_stays_removed() {
     let again = ns.ehn(&["remove", "-c", &cfg]);
     again.expect_code(0);
     assert!(!again.stderr.contains("stopped"), "{again}");
+}
+
+#[test]
+fn a_bad_configuration_stops_the_start_with_exit_1_and_nothing_applied() {
+    let ns = Netns::new("badcfg");
+    let dir = TempDir::new("badcfg");
+    let cfg = dir.write("bad.toml", "[credentials]\nendpoint_port = \"eighty\"\n");
+    let out = ns.ehn(&["watch", "-c", &cfg]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("bad.toml:2:"), "a located error: {out}");
+    assert!(!ns.ruleset().contains("ecs-hostnet"), "nothing applied");
+}
+
+#[test]
+fn sighup_reloads_the_configuration_and_a_bad_one_keeps_the_old() {
+    let ns = Netns::new("reload");
+    let dir = TempDir::new("reload");
+    let cfg = dir.default_config();
+    let mut w = Watcher::start(&ns, &cfg);
+    dir.write("default.toml", "[credentials\n");
+    sh("kill", &["-HUP", &w.pid().to_string()]);
+    w.wait_for("the reload refused", Duration::from_secs(5), |w| {
+        !w.lines_at(3, "the previous one stays in force").is_empty()
+    });
+    assert!(w.child.try_wait().unwrap().is_none(), "still running");
+    dir.write("default.toml", "[credentials]\nendpoint_port = 8080\n");
+    sh("kill", &["-HUP", &w.pid().to_string()]);
+    w.wait_for("the new configuration applied", Duration::from_secs(5), |_| ns.ehn(&["check", "-c", &cfg]).ok());
+    assert!(ns.ruleset().contains("dport 8080"), "{}", ns.ruleset());
+    assert_eq!(w.lines_at(6, "configuration reloaded").len(), 1, "{}", w.log());
 }

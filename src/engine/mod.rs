@@ -136,25 +136,32 @@ pub fn plan_live(desired: &Desired, root: &Root, config: Option<&crate::config::
 /// plan that was carried out (empty when the host was already converged).
 ///
 /// The caller holds the [`Lock`] (and keeps it while it repairs installed files).
-pub fn converge(desired: &Desired, root: &Root, _lock: &Lock) -> Result<Plan> {
-    carry_out(desired, root, |live| plan(desired, live))
+pub fn converge(desired: &Desired, root: &Root, lock: &Lock) -> Result<Plan> {
+    converge_with(&mut Netfilter::open()?, desired, root, lock)
+}
+
+/// [`converge`] through an open socket, which stays open: the resident watcher keeps one,
+/// because closing a `NETLINK_NETFILTER` socket waits for the kernel's pending destruction
+/// of deleted objects (`NETLINK_URELEASE`: nf_tables flushes its destroy work, an RCU grace
+/// period, 4-20 ms) and would delay a repair right after someone's `flush ruleset`.
+pub fn converge_with(nf: &mut Netfilter, desired: &Desired, root: &Root, _lock: &Lock) -> Result<Plan> {
+    carry_out(nf, desired, root, |live| plan(desired, live))
 }
 
 /// Removes everything ecs-hostnet owns (see [`plan_removal`]). The caller holds the [`Lock`].
 pub fn remove(root: &Root, _lock: &Lock) -> Result<Plan> {
-    carry_out(&nothing(), root, plan_removal)
+    carry_out(&mut Netfilter::open()?, &nothing(), root, plan_removal)
 }
 
 /// How many times apply or remove reads, plans and sends before giving up on a rule set
 /// that other programs keep changing.
 const MAX_ATTEMPTS: u32 = 6;
 
-fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Plan) -> Result<Plan> {
-    let mut nf = Netfilter::open()?;
+fn carry_out(nf: &mut Netfilter, desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Plan) -> Result<Plan> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (live, generation) = read_live(&mut nf, desired, root)?;
+        let (live, generation) = read_live(nf, desired, root)?;
         // Before anything is written: the configuration does not fit this host. (A retry
         // follows a refused batch; restores and routes of the attempt before stay.)
         let unchanged = if attempt == 1 { "nothing was changed" } else { "no rule set was sent" };
@@ -162,7 +169,7 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
         let p = planner(&live);
         if p.is_empty() {
             // Converged: no batch, no sysctl; only a missing saved copy is written.
-            sync_saved_record(&nf, root, &p.record)?;
+            sync_saved_record(nf, root, &p.record)?;
             return Ok(p);
         }
         // Every route_localnet write of the plan must be possible before anything is
@@ -209,11 +216,11 @@ fn carry_out(desired: &Desired, root: &Root, planner: impl Fn(&LiveState) -> Pla
             }
         }
         // The kernel now holds the record; keep the copy before route_localnet goes on.
-        sync_saved_record(&nf, root, &p.record)?;
+        sync_saved_record(nf, root, &p.record)?;
         for w in &p.sysctl_after {
             sysctl::write_route_localnet(&w.selector, &w.value)?;
         }
-        let (live_after, _) = read_live(&mut nf, desired, root)
+        let (live_after, _) = read_live(nf, desired, root)
             .context("the batch was committed, but reading the result back failed (run `ecs-hostnet check`)")?;
         let after = planner(&live_after);
         if !after.is_empty() {

@@ -25,7 +25,7 @@
 
 use crate::desired::Desired;
 use crate::engine::load::{self, Loaded, Trust};
-use crate::engine::{converge, desired as compile, plan_live};
+use crate::engine::{converge_with, desired as compile, read_live, refuse_uplink_conflicts};
 use crate::host::events::{NftListener, RtListener, Signal, Signals, wait};
 use crate::host::files::Root;
 use crate::host::nft::Netfilter;
@@ -110,6 +110,9 @@ impl Triggers {
 
 /// The watcher's state between wake-ups.
 struct Watcher<'a> {
+    /// The socket every check and repair reads and commits through, never closed while
+    /// the watcher runs (see [`converge_with`]).
+    nf: Netfilter,
     root: &'a Root,
     config_path: Option<PathBuf>,
     desired: Desired,
@@ -138,6 +141,7 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, journal: Jou
     }
     let _pid_file: WatchPidFile = write_watch_pid(root, ns, std::process::id())?;
     let mut w = Watcher {
+        nf: Netfilter::open()?,
         root,
         config_path: config_path.map(Path::to_path_buf),
         desired: compile(&loaded),
@@ -205,7 +209,7 @@ impl Watcher<'_> {
             attempt += 1;
             let result = Lock::acquire(self.root, LOCK_TIMEOUT)
                 .map_err(anyhow::Error::from)
-                .and_then(|lock| converge(&self.desired, self.root, &lock));
+                .and_then(|lock| converge_with(&mut self.nf, &self.desired, self.root, &lock));
             match result {
                 Ok(p) if p.is_empty() => {
                     (self.journal)(Level::Info, "started: the host already matches the configuration; watching");
@@ -287,13 +291,14 @@ impl Watcher<'_> {
     /// Reads and plans; converges under the lock only when the plan is not empty.
     fn check_and_repair(&mut self) {
         let t0 = Instant::now();
-        let result = plan_live(&self.desired, self.root, None).and_then(|(nf, p)| {
-            drop(nf);
-            if p.is_empty() {
+        let (nf, desired, root) = (&mut self.nf, &self.desired, self.root);
+        let result = read_live(nf, desired, root).and_then(|(live, _)| {
+            refuse_uplink_conflicts(desired, &live, "nothing was repaired")?;
+            if crate::plan::plan(desired, &live).is_empty() {
                 return Ok(None);
             }
-            let lock = Lock::acquire(self.root, REPAIR_LOCK_TIMEOUT)?;
-            converge(&self.desired, self.root, &lock).map(Some)
+            let lock = Lock::acquire(root, REPAIR_LOCK_TIMEOUT)?;
+            converge_with(nf, desired, root, &lock).map(Some)
         });
         let triggers = std::mem::take(&mut self.triggers);
         match result {

@@ -615,6 +615,53 @@ mod json_tests {
         assert_eq!(short, v4);
     }
 
+    /// A serialized rtnetlink notification.
+    fn notification(msg: RouteNetlinkMessage) -> Vec<u8> {
+        let mut m = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
+        m.finalize();
+        let mut b = vec![0; m.buffer_len()];
+        m.serialize(&mut b);
+        b
+    }
+
+    fn route(family: AddressFamily, dst_len: u8, table: u8, kind: RouteType) -> RouteMessage {
+        let mut r = RouteMessage::default();
+        r.header.address_family = family;
+        r.header.destination_prefix_length = dst_len;
+        r.header.table = table;
+        r.header.kind = kind;
+        r
+    }
+
+    #[test]
+    fn notifications_of_links_and_ipv4_default_routes_are_events() {
+        use crate::model::event::RtEvent;
+        let mut link = netlink_packet_route::link::LinkMessage::default();
+        link.attributes.push(netlink_packet_route::link::LinkAttribute::IfName("ecs-bridge".into()));
+        let main = RouteHeader::RT_TABLE_MAIN;
+        let mut d = notification(RouteNetlinkMessage::NewLink(link));
+        d.extend(notification(RouteNetlinkMessage::NewRoute(route(AddressFamily::Inet, 0, main, RouteType::Unicast))));
+        d.extend(notification(RouteNetlinkMessage::DelRoute(route(AddressFamily::Inet, 0, main, RouteType::Unicast))));
+        // Not a default route, not IPv4, not the main table, not unicast: none of them count.
+        for r in [
+            route(AddressFamily::Inet, 24, main, RouteType::Unicast),
+            route(AddressFamily::Inet6, 0, main, RouteType::Unicast),
+            route(AddressFamily::Inet, 0, 255, RouteType::Unicast),
+            route(AddressFamily::Inet, 0, main, RouteType::Unreachable),
+        ] {
+            d.extend(notification(RouteNetlinkMessage::NewRoute(r)));
+        }
+        assert_eq!(
+            rt_events(&d),
+            vec![
+                RtEvent::Link { name: "ecs-bridge".into() },
+                RtEvent::Ipv4DefaultRoute { added: true },
+                RtEvent::Ipv4DefaultRoute { added: false },
+            ]
+        );
+        assert_eq!(rt_events(&d[..10]), vec![], "a cut datagram yields nothing, never a panic");
+    }
+
     /// A raw `RTM_NEWROUTE` of `family` in header table `table`.
     fn raw_route(family: u8, table: u8) -> Vec<u8> {
         let mut m = vec![0u8; NLMSG_HEADER_LEN + 12];
