@@ -75,9 +75,9 @@ const NFT_DROPIN_TEXT: &str = "\
 # (a failure of ours, with `-`, never fails nftables.service; it is in the journal).
 # `ecs-hostnet uninstall` removes it.
 [Service]
-ExecStartPost=-/usr/local/sbin/ecs-hostnet apply
-ExecReload=-/usr/local/sbin/ecs-hostnet apply
-ExecStopPost=-/usr/local/sbin/ecs-hostnet apply
+ExecStartPost=-/usr/local/sbin/ecs-hostnet apply --kernel-only
+ExecReload=-/usr/local/sbin/ecs-hostnet apply --kernel-only
+ExecStopPost=-/usr/local/sbin/ecs-hostnet apply --kernel-only
 ";
 
 const WATCH_UNIT_TEXT: &str = "\

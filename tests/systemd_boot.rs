@@ -408,6 +408,18 @@ fn nftables_service_at_boot_and_its_restarts_keep_the_rule_set_then_uninstall_le
     w.b().sh_ok("ecs-hostnet apply");
     nftables_commands_leave_the_rule_set(&w, Duration::ZERO);
 
+    // A drifted installed file under /etc, which nftables.service's sandbox
+    // (ProtectSystem=full) cannot repair, does not keep the drop-in from restoring the rule
+    // set (it applies --kernel-only); the next full apply repairs the file.
+    let hook = w.rootfs.at("etc/systemd/system/ecs.service.d/ecs-hostnet.conf");
+    let hook_text = std::fs::read_to_string(&hook).unwrap();
+    std::fs::write(&hook, format!("{hook_text}# edited by hand\n")).unwrap();
+    w.b().sh_ok("systemctl restart nftables.service");
+    assert!(tables_live(w.b()), "a drifted file kept the drop-in from restoring the rule set");
+    assert!(!w.neighbour_reaches_localhost(), "with a drifted file the neighbour reaches {CREDS}");
+    w.b().sh_ok("ecs-hostnet apply");
+    assert_eq!(std::fs::read_to_string(&hook).unwrap(), hook_text, "apply repairs the hook");
+
     // (e) uninstall on the live system, then a reboot.
     let out = w.b().sh("ecs-hostnet uninstall");
     assert!(out.ok(), "{out}");

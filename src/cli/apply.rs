@@ -21,25 +21,30 @@ use ecs_hostnet::model::escape::escape_controls;
 use ecs_hostnet::render::done;
 use std::fmt::Write as _;
 
-/// Converges under the lock, then prints what changed (or that nothing had to).
-pub fn run(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
+/// Converges under the lock, then prints what changed (or that nothing had to). With
+/// `kernel_only`, installed files are neither read nor repaired.
+pub fn run(cx: &Context, config: &ConfigArg, kernel_only: bool, out: &mut String) -> Result<Exit> {
     let loaded = load::load_config(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;
     let desired = engine::desired(&loaded);
     // A broken install state is an error before the kernel is touched.
-    let installed = install::read_state(&cx.root)?.is_some();
+    let installed = !kernel_only && install::read_state(&cx.root)?.is_some();
     cx.enter()?;
     info(&format!("configuration: {}; {}", escape_controls(&loaded.source), cx.place()));
     let lock = Lock::acquire(&cx.root, LOCK_TIMEOUT)?;
     // The files to repair, read and checked now: a repair that cannot be made stops the
     // run here, with the rule set untouched.
-    preflight::check_installed_folders(&cx.root, installed)
-        .and_then(|()| install::converge_files(&cx.root, &loaded.config, false))
-        .and_then(|repairs| preflight::check_repairs(&cx.root, &repairs))
-        .map_err(|e| e.context("nothing was applied: the installed files cannot be checked or repaired"))?;
+    if !kernel_only {
+        preflight::check_installed_folders(&cx.root, installed)
+            .and_then(|()| install::converge_files(&cx.root, &loaded.config, false))
+            .and_then(|repairs| preflight::check_repairs(&cx.root, &repairs))
+            .map_err(|e| e.context("nothing was applied: the installed files cannot be checked or repaired"))?;
+    }
     let mut p = engine::in_namespace(cx.ns(), engine::converge(&desired, &cx.root, &lock))?;
-    match install::converge_files(&cx.root, &loaded.config, true) {
-        Ok(changes) => p.changes.extend(changes),
-        Err(e) => return Err(repair_failed(e, &p, out)),
+    if !kernel_only {
+        match install::converge_files(&cx.root, &loaded.config, true) {
+            Ok(changes) => p.changes.extend(changes),
+            Err(e) => return Err(repair_failed(e, &p, out)),
+        }
     }
     if p.is_empty() {
         writeln!(out, "No changes: the host already matches the configuration.")?;

@@ -161,9 +161,18 @@ pub enum Command {
     /// route_localnet and the endpoint route, removes stale conntrack entries of the
     /// endpoint, then reads the host back and fails unless it matches. A converged host gets
     /// no transaction at all. Needs CAP_NET_ADMIN in the network namespace.
+    ///
+    /// On an installed host it also repairs the installed files (units, drop-ins, agent keys)
+    /// that drifted, unless --kernel-only.
     Apply {
         #[command(flatten)]
         config: ConfigArg,
+        /// Converge the kernel only (rule set, route_localnet, endpoint route, conntrack) and
+        /// leave installed files as they are, drifted or not. The nftables.service drop-in runs
+        /// this: that unit's sandbox (ProtectSystem=full) makes /etc read-only, and a file
+        /// repair that cannot be made would otherwise stop the whole apply.
+        #[arg(long)]
+        kernel_only: bool,
     },
     /// Compare the host with the configuration. Exit 0: converged, 2: drift, 1: error.
     ///

@@ -92,7 +92,9 @@ pub fn unit_text() -> String {
 /// `ExecReload=` after the unit's reload command, and `ExecStopPost=` after `ExecStop=`
 /// and also after a failed start (our rule set comes back even when their file is broken).
 /// `restart` is stop then start: both run. The `-` prefix: a failure of ours is logged
-/// and never fails THEIR firewall unit. At boot the first `apply` may fail (nftables.service
+/// and never fails THEIR firewall unit. `--kernel-only`: nftables.service runs under
+/// `ProtectSystem=full` (/etc read-only), so a drifted installed file could not be repaired
+/// there and would stop the whole apply; files are the boot unit's and the hook's job. At boot the first `apply` may fail (nftables.service
 /// runs before local file systems) and is then made by the boot unit, ordered after it.
 /// Inert while nftables.service does not exist; it takes effect once it is installed.
 pub fn nft_dropin_text() -> String {
@@ -102,9 +104,9 @@ pub fn nft_dropin_text() -> String {
          # (a failure of ours, with `-`, never fails nftables.service; it is in the journal).\n\
          # `ecs-hostnet uninstall` removes it.\n\
          [Service]\n\
-         ExecStartPost=-{BIN_PATH} apply\n\
-         ExecReload=-{BIN_PATH} apply\n\
-         ExecStopPost=-{BIN_PATH} apply\n"
+         ExecStartPost=-{BIN_PATH} apply --kernel-only\n\
+         ExecReload=-{BIN_PATH} apply --kernel-only\n\
+         ExecStopPost=-{BIN_PATH} apply --kernel-only\n"
     )
 }
 
@@ -259,7 +261,7 @@ mod tests {
     fn the_nftables_dropin_applies_after_each_command_and_never_fails_their_unit() {
         let d = nft_dropin_text();
         for k in ["ExecStartPost", "ExecReload", "ExecStopPost"] {
-            assert!(d.contains(&format!("\n{k}=-{BIN_PATH} apply\n")), "{k} in\n{d}");
+            assert!(d.contains(&format!("\n{k}=-{BIN_PATH} apply --kernel-only\n")), "{k} in\n{d}");
         }
         // No reset line (`ExecReload=` alone) that would drop nftables' own reload command.
         assert!(!d.lines().any(|l| l.ends_with('=')), "{d}");
