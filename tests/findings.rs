@@ -222,3 +222,94 @@ fn a_converged_check_beside_4600_foreign_rules_finds_nothing() {
     let doc = json(&ns.ehn(&["check", "--format", "json"]));
     assert_eq!(doc["findings"], serde_json::json!([]), "{doc:#}");
 }
+
+/// The AWS page's commands and their persistence, left on a host: a sysctl.d line, an
+/// `iptables-save` file with its restoring unit enabled (in a temp `--root`), and the live
+/// DOCKER-USER IMDS drop (iptables-nft, in the namespace). `check` names each (file and
+/// line, or chain and handle) as a warning or info and exits 0: none blocks. The fixes, run
+/// as printed (the file paths taken inside the temp root), clear them; without the
+/// DOCKER-USER rule a container still cannot reach IMDS (ecs-hostnet's block holds), and it
+/// still gets credentials.
+#[test]
+fn the_aws_commands_leftovers_are_named_and_their_fixes_clear_them() {
+    let t = Topology::new();
+    for args in [
+        "-N DOCKER-USER",
+        "-A FORWARD -j DOCKER-USER",
+        "--insert DOCKER-USER 1 --in-interface docker+ --destination 169.254.169.254/32 --jump DROP",
+    ] {
+        t.host.exec_ok("iptables-nft", &args.split_whitespace().collect::<Vec<_>>());
+    }
+    let root = TempDir::new("leftovers");
+    let put = |abs: &str, text: &str| {
+        let p = root.path().join(abs.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+    };
+    put("/etc/sysctl.d/99-ecs.conf", "vm.swappiness = 10\nnet.ipv4.conf.all.route_localnet = 1\n");
+    put(
+        "/etc/sysconfig/iptables",
+        "*nat\n:PREROUTING ACCEPT [0:0]\n\
+         -A PREROUTING -d 169.254.170.2/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 127.0.0.1:51679\n\
+         -A PREROUTING -d 10.0.0.1/32 -j DNAT --to-destination 10.0.0.2\nCOMMIT\n",
+    );
+    let wants = root.path().join("etc/systemd/system/basic.target.wants");
+    std::fs::create_dir_all(&wants).unwrap();
+    std::os::unix::fs::symlink("/usr/lib/systemd/system/iptables.service", wants.join("iptables.service")).unwrap();
+    let r = root.path().to_str().unwrap();
+    t.host.ehn(&["--root", r, "apply"]).expect_code(0);
+
+    let out = t.host.ehn(&["--root", r, "check", "--format", "json"]);
+    out.expect_code(0);
+    let doc = json(&out);
+    assert_eq!(doc["converged"], true, "{doc:#}");
+    let sysctl = finding(&doc, "sysctl-file-route-localnet");
+    assert_eq!(
+        (&sysctl["severity"], &sysctl["file"], &sysctl["line"], &sysctl["family"]),
+        (&"warning".into(), &"/etc/sysctl.d/99-ecs.conf".into(), &2.into(), &serde_json::Value::Null),
+        "{sysctl:#}"
+    );
+    let saved = finding(&doc, "iptables-saved-rules");
+    assert_eq!(
+        (&saved["severity"], &saved["file"], &saved["line"]),
+        (&"warning".into(), &"/etc/sysconfig/iptables".into(), &3.into())
+    );
+    let imds = finding(&doc, "iptables-imds-block");
+    assert_eq!(
+        (&imds["severity"], &imds["family"], &imds["table"], &imds["chain"], &imds["fix"]),
+        (&"info".into(), &"ip".into(), &"filter".into(), &"DOCKER-USER".into(), &"iptables -D DOCKER-USER 1".into()),
+        "{imds:#}"
+    );
+    assert!(imds["handle"].as_u64().is_some(), "{imds:#}");
+    let text = t.host.ehn(&["--root", r, "check"]);
+    text.expect_code(0);
+    for needle in [
+        "WARNING sysctl-file-route-localnet: /etc/sysctl.d/99-ecs.conf:2: ",
+        "WARNING iptables-saved-rules: /etc/sysconfig/iptables:3: ",
+        "INFO iptables-imds-block: ip filter DOCKER-USER: ",
+    ] {
+        assert!(text.stdout.contains(needle), "{needle:?} missing: {text}");
+    }
+
+    // The fixes as printed; the files' paths taken inside the temp root.
+    for f in [sysctl, saved] {
+        let fix = f["fix"].as_str().unwrap().replace(" /etc/", &format!(" {r}/etc/"));
+        assert!(fix.starts_with("sed -i "), "{fix}");
+        sh("sh", &["-c", &fix]);
+    }
+    let sysctl_d = std::fs::read_to_string(root.path().join("etc/sysctl.d/99-ecs.conf")).unwrap();
+    assert_eq!(sysctl_d, "vm.swappiness = 10\n");
+    let saved_now = std::fs::read_to_string(root.path().join("etc/sysconfig/iptables")).unwrap();
+    assert!(!saved_now.contains("169.254.170.2") && saved_now.contains("10.0.0.1/32"), "{saved_now}");
+    t.host.exec_ok("iptables-nft", &imds["fix"].as_str().unwrap().split_whitespace().skip(1).collect::<Vec<_>>());
+    let out = t.host.ehn(&["--root", r, "check", "--format", "json"]);
+    out.expect_code(0);
+    assert_eq!(json(&out)["findings"], serde_json::json!([]), "{out}");
+    assert_probes(
+        "after the leftovers' fixes",
+        &[
+            probe("container credentials endpoint", &t.container, "169.254.170.2:80", Some(CREDS_BODY)),
+            probe("container IMDS v4", &t.container, "169.254.169.254:80", None),
+        ],
+    );
+}

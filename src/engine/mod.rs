@@ -115,7 +115,9 @@ pub fn snapshot(root: &Root, netns: Option<&str>) -> Result<crate::render::snaps
 ///
 /// With `config`, the plan also carries the findings on the credentials path
 /// ([`crate::plan::findings`]): other programs' base chains on its hooks (read right after
-/// our tables, from the same chain dumps) and the iptables-legacy tables.
+/// our tables, from the same chain dumps), the iptables-legacy tables, iptables-nft's
+/// FORWARD and DOCKER-USER chains, and the AWS commands' leftovers in files under `root`
+/// ([`crate::host::leftovers`]).
 pub fn plan_live(desired: &Desired, root: &Root, config: Option<&crate::config::Config>) -> Result<(Netfilter, Plan)> {
     let mut nf = Netfilter::open()?;
     let (live, _) = read_live(&mut nf, desired, root)?;
@@ -125,6 +127,8 @@ pub fn plan_live(desired: &Desired, root: &Root, config: Option<&crate::config::
         let path = crate::model::finding::PathState {
             chains: nf.read_path().context("reading the other base chains on the credentials path")?,
             legacy_tables: crate::host::nft::legacy_table_names(),
+            forward: nf.read_forward().context("reading iptables-nft's FORWARD and DOCKER-USER chains")?,
+            files: crate::host::leftovers::read(root),
         };
         p.findings = crate::plan::findings::findings(config, &path);
     }

@@ -1,7 +1,7 @@
 //! The edges: everything that touches the running system. nf_tables over netlink
 //! ([`nft`], the only FFI), routes over rtnetlink ([`rtnl`]), route_localnet under
 //! `/proc/sys` ([`sysctl`]), network namespaces ([`netns`]), files under a root directory
-//! ([`files`]), the run directory with its lock ([`run_dir`]) and `systemctl`
+//! ([`files`]) and the AWS commands' leftovers in them ([`leftovers`]), the run directory with its lock ([`run_dir`]) and `systemctl`
 //! ([`systemd`]), and stale connection-tracking entries over ctnetlink ([`conntrack`]).
 //!
 //! May import [`crate::model`] only: it reads and writes model objects and knows nothing
@@ -10,6 +10,7 @@
 pub mod conntrack;
 pub mod events;
 pub mod files;
+pub mod leftovers;
 pub mod netns;
 pub mod nft;
 pub mod notify;

@@ -1,13 +1,16 @@
 //! What else sits on the credentials path: other programs' base chains on the hooks our
-//! traffic crosses ([`ForeignChain`], as read from the kernel), and what ecs-hostnet
-//! concludes from them ([`Finding`]: a stable code, a severity, the table, chain and rule
-//! named, the message and the fix an operator can paste).
+//! traffic crosses ([`ForeignChain`], as read from the kernel), iptables-nft's forward
+//! chains ([`ForwardChain`]), what the AWS commands leave in files ([`LeftoverFiles`]),
+//! and what ecs-hostnet concludes from them ([`Finding`]: a stable code, a severity, the
+//! table, chain and rule, or the file and line, named, the message and the fix an operator
+//! can paste).
 //!
 //! JSON form of a finding (in `ecs-hostnet.plan/v1`, see `docs/json.md`):
 //!
 //! ```json
 //! {"code": "input-drops-credentials", "severity": "blocking", "family": "inet",
 //!  "table": "filter", "chain": "input", "handle": null, "rule": null,
+//!  "file": null, "line": null,
 //!  "message": "...", "fix": "nft insert rule inet filter input ..."}
 //! ```
 
@@ -40,6 +43,52 @@ pub struct PathState {
     /// The iptables-legacy (x_tables) tables of the namespace
     /// (`/proc/net/ip_tables_names`): `nat`, `filter`, ...; empty when none.
     pub legacy_tables: Vec<String>,
+    /// iptables-nft's `ip filter` chains `FORWARD` and `DOCKER-USER`, those that exist.
+    pub forward: Vec<ForwardChain>,
+    /// The files the AWS commands persist their settings in, as read under `--root`.
+    pub files: LeftoverFiles,
+}
+
+/// A chain of iptables-nft's `ip filter` table on the forward path of containers' traffic:
+/// the base chain `FORWARD`, or `DOCKER-USER`, the regular chain Docker (20.10-28, iptables
+/// backend) jumps to from the top of `FORWARD` and leaves to its users (AWS's page puts
+/// its IMDS block there: `iptables --insert DOCKER-USER 1 --in-interface docker+
+/// --destination 169.254.169.254/32 --jump DROP`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardChain {
+    /// `FORWARD` or `DOCKER-USER`.
+    pub name: String,
+    /// Its rules in evaluation order, read as [`ForeignChain::rules`] are (a jump is an
+    /// `Expr::Other` named `immediate` whose text ends `jump -> CHAIN ]`).
+    pub rules: Vec<LiveRule>,
+}
+
+/// One text file read under `--root`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextFile {
+    /// Its absolute path inside the root (`/etc/sysctl.d/99-ecs.conf`).
+    pub path: String,
+    /// Its content (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// What the AWS documentation's commands persist, as read from the files of a host (or an
+/// image under `--root`); every list empty when nothing is there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeftoverFiles {
+    /// The sysctl configuration files systemd-sysctl applies at boot (`sysctl.d(5)`): the
+    /// `*.conf` of /etc/sysctl.d, /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d
+    /// and /lib/sysctl.d, a name in an earlier folder hiding the same name in a later one,
+    /// then /etc/sysctl.conf (procps' `sysctl --system` reads it last; Debian and Fedora
+    /// link /etc/sysctl.d/99-sysctl.conf to it, and that link is not read twice).
+    pub sysctl: Vec<TextFile>,
+    /// The `iptables-save` files restored at boot: /etc/sysconfig/iptables and ip6tables
+    /// (iptables-services: `iptables.service`, `ip6tables.service`), /etc/iptables/rules.v4
+    /// and rules.v6 (iptables-persistent: `netfilter-persistent.service`).
+    pub iptables_saves: Vec<TextFile>,
+    /// Which of `iptables.service`, `ip6tables.service` and `netfilter-persistent.service`
+    /// are enabled: a link to them in a `*.wants` folder of /etc/systemd/system.
+    pub enabled_units: Vec<String>,
 }
 
 /// How much a finding matters. JSON: `"blocking"`, `"warning"`, `"info"`.
@@ -88,6 +137,15 @@ pub enum FindingCode {
     /// `iptables-legacy-in-use`: x_tables (iptables-legacy) tables exist; their rules cannot
     /// be read by ecs-hostnet.
     IptablesLegacyInUse,
+    /// `sysctl-file-route-localnet`: a sysctl configuration file turns route_localnet on at
+    /// boot (`net.ipv4.conf.all.route_localnet = 1`, the AWS page's `sysctl -w` persisted).
+    SysctlFileRouteLocalnet,
+    /// `iptables-saved-rules`: an `iptables-save` file restored at boot holds the
+    /// credentials DNAT or REDIRECT, or an IMDS block.
+    IptablesSavedRules,
+    /// `iptables-imds-block`: a live rule of iptables-nft's `ip filter` DOCKER-USER or
+    /// FORWARD chain drops containers' traffic to IMDS.
+    IptablesImdsBlock,
 }
 
 impl FindingCode {
@@ -100,6 +158,9 @@ impl FindingCode {
             FindingCode::NatStealsEndpoint => "nat-steals-endpoint",
             FindingCode::EcsInitRules => "ecs-init-rules",
             FindingCode::IptablesLegacyInUse => "iptables-legacy-in-use",
+            FindingCode::SysctlFileRouteLocalnet => "sysctl-file-route-localnet",
+            FindingCode::IptablesSavedRules => "iptables-saved-rules",
+            FindingCode::IptablesImdsBlock => "iptables-imds-block",
         }
     }
 }
@@ -112,7 +173,7 @@ pub struct Finding {
     /// How much it matters.
     pub severity: Severity,
     /// The family of the table named; `null` for a finding about no nf_tables table
-    /// (iptables-legacy).
+    /// (iptables-legacy, a file).
     pub family: Option<Family>,
     /// The table named (`filter`), or for iptables-legacy the x_tables names (`nat filter`).
     pub table: String,
@@ -123,6 +184,10 @@ pub struct Finding {
     pub handle: Option<u64>,
     /// The rule named, in nft syntax (without its comment); `None` as for `handle`.
     pub rule: Option<String>,
+    /// The file named (absolute, inside `--root`); `None` for a finding about the kernel.
+    pub file: Option<String>,
+    /// The line of `file` named (1-based): the first of those the finding is about.
+    pub line: Option<u32>,
     /// What it is and what it does to the credentials traffic, one sentence or two.
     pub message: String,
     /// What an operator can do, as a command to paste where there is one; `None` when

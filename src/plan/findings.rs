@@ -318,6 +318,26 @@ fn eval_rule(rule: &LiveRule, pkt: &Packet) -> (Tri, Effect) {
     (matched, Effect::Continue)
 }
 
+/// Whether `rule` drops (or rejects) a container's forwarded packet to `daddr` (TCP port 80,
+/// from a container interface) and is about that address: the same packet to another
+/// address does not match it. An interface test it cannot judge (`iifname "docker*"`)
+/// does not stop it; a jump or an unknown target is not a drop.
+pub(super) fn drops_forwarded_to(rule: &LiveRule, daddr: Ipv4Addr) -> bool {
+    let pkt = Packet {
+        iif_lo: Some(false),
+        oif_lo: None,
+        saddr_container: true,
+        daddr,
+        dport: 80,
+        dnat: false,
+        later: false,
+        ct_known: true,
+    };
+    // TEST-NET-1 (RFC 5737): an address no block of IMDS is about.
+    let elsewhere = Packet { daddr: Ipv4Addr::new(192, 0, 2, 1), ..pkt };
+    matches!(eval_rule(rule, &pkt), (Tri::Yes | Tri::Maybe, Effect::Drop)) && eval_rule(rule, &elsewhere).0 == Tri::No
+}
+
 fn known4(v: &Val) -> Option<[u8; 4]> {
     match v {
         Val::Bits { v, known } if v.len() >= 4 && known[..4].iter().all(|k| *k == 0xff) => v[..4].try_into().ok(),
@@ -387,8 +407,9 @@ struct Creds {
 }
 
 /// The rules of the credentials path that other programs' base chains and the
-/// iptables-legacy tables imply for a host configured by `config`, most severe first (in
-/// read order within a severity). See the module docs for how chains are judged.
+/// iptables-legacy tables imply for a host configured by `config`, then what the AWS
+/// commands left behind ([`super::leftovers`]), most severe first (in read order within a
+/// severity). See the module docs for how chains are judged.
 pub fn findings(config: &Config, path: &PathState) -> Vec<Finding> {
     let cr = &config.credentials;
     let creds = Creds {
@@ -421,6 +442,7 @@ pub fn findings(config: &Config, path: &PathState) -> Vec<Finding> {
     if !path.legacy_tables.is_empty() {
         out.push(legacy_finding(&path.legacy_tables));
     }
+    out.extend(super::leftovers::findings(config, path));
     out.sort_by_key(|f| f.severity);
     out
 }
@@ -469,6 +491,8 @@ fn finding(c: &ForeignChain, code: FindingCode, severity: Severity, rule: Option
         chain: c.name.clone(),
         handle: rule.map(|r| r.handle),
         rule: rule.map(|r| text_of(c, r)),
+        file: None,
+        line: None,
         message: String::new(),
         fix: None,
     }
@@ -834,6 +858,8 @@ fn legacy_finding(tables: &[String]) -> Finding {
         chain: String::new(),
         handle: None,
         rule: None,
+        file: None,
+        line: None,
         message: format!(
             "iptables-legacy (x_tables) tables are in use in this network namespace ({}). ecs-hostnet cannot read \
              their rules, so no finding can name what they do: a DROP in their INPUT or OUTPUT, or a DNAT in their \
@@ -899,7 +925,7 @@ mod tests {
     }
 
     fn run(chains: Vec<ForeignChain>) -> Vec<Finding> {
-        findings(&crate::config::default_config(), &PathState { chains, legacy_tables: vec![] })
+        findings(&crate::config::default_config(), &PathState { chains, ..Default::default() })
     }
 
     #[test]
@@ -1091,7 +1117,11 @@ mod tests {
 
     #[test]
     fn legacy_tables_are_a_warning_and_disabled_credentials_judge_nothing() {
-        let path = PathState { chains: vec![cis(vec![])], legacy_tables: vec!["nat".into(), "filter".into()] };
+        let path = PathState {
+            chains: vec![cis(vec![])],
+            legacy_tables: vec!["nat".into(), "filter".into()],
+            ..Default::default()
+        };
         let mut config = crate::config::default_config();
         let f = findings(&config, &path);
         assert_eq!(

@@ -22,6 +22,7 @@
 pub mod change;
 pub mod files;
 pub mod findings;
+pub mod leftovers;
 pub mod live;
 pub mod reason;
 pub mod task_routes;

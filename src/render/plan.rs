@@ -261,16 +261,17 @@ pub fn text(p: &Plan, color: bool, converged: &str) -> String {
 }
 
 /// The findings section: a header, then per finding `SEVERITY code: family table chain:
-/// message`, the rule it names (with its handle) and the fix, each indented.
+/// message` (`FILE:LINE: message` for a file), the rule it names (with its handle) and the fix, each indented.
 fn findings_text(findings: &[Finding], pal: &Palette, out: &mut String) {
     if findings.is_empty() {
         return;
     }
-    let _ = writeln!(out, "Findings on the credentials path (other programs' rules):");
+    let _ = writeln!(out, "Findings on the credentials path (other programs' rules and files):");
     for f in findings {
-        let place = match f.family {
-            Some(family) => format!("{} {} {}", family.name(), f.table, f.chain),
-            None => format!("iptables-legacy tables {}", f.table),
+        let place = match (f.family, &f.file) {
+            (Some(family), _) => format!("{} {} {}", family.name(), f.table, f.chain),
+            (None, Some(file)) => f.line.map_or_else(|| file.clone(), |l| format!("{file}:{l}")),
+            (None, None) => format!("iptables-legacy tables {}", f.table),
         };
         let head = format!("{} {}", f.severity.name().to_uppercase(), f.code.name());
         let style = match f.severity {
@@ -423,6 +424,8 @@ mod tests {
             chain: "in\nput".into(),
             handle,
             rule: handle.map(|_| "counter drop".to_string()),
+            file: None,
+            line: None,
             message: "drops it".into(),
             fix: Some("nft insert rule inet filter input accept".into()),
         };
@@ -430,7 +433,7 @@ mod tests {
         let t = text(&p, false, "Converged.");
         assert_eq!(
             t,
-            "Findings on the credentials path (other programs' rules):\n  WARNING input-drops-credentials: inet \
+            "Findings on the credentials path (other programs' rules and files):\n  WARNING input-drops-credentials: inet \
              filter in\\nput: drops it\n    rule: counter drop (handle 7)\n    fix: nft insert rule inet filter input \
              accept\nConverged.\n"
         );

@@ -16,7 +16,7 @@ pub mod encode;
 mod ffi;
 mod hazard;
 
-use crate::model::finding::ForeignChain;
+use crate::model::finding::{ForeignChain, ForwardChain};
 use crate::model::live::{LiveRule, LiveTable};
 use crate::model::ops::Op;
 use crate::model::ruleset::Expr;
@@ -524,42 +524,64 @@ impl Netfilter {
                 }
             }
         }
-        let no_sets = decode::AnonSets::new();
         let mut out = Vec::new();
         for c in heads {
             let (Some(family), Some(base)) = (c.family, c.base) else { continue };
-            let (Ok(table), Ok(chain)) =
-                (std::ffi::CString::new(c.table.clone()), std::ffi::CString::new(c.name.clone()))
-            else {
-                continue;
-            };
-            let msgs = match self.request(libc::NFT_MSG_GETRULE as u32, family.nfproto(), true, |m| {
-                let mut r = ffi::Rule::new();
-                r.set_table(&table);
-                r.set_chain(&chain);
-                r.set_family(family.nfproto() as u32);
-                m.put_rule(&mut r);
-            }) {
-                Ok(msgs) => msgs,
-                // Deleted since the chain dump: nothing of it is on the path any more.
-                Err(KernelError::Unstable) => continue,
-                Err(e) => return Err(e),
-            };
-            let mut rules = Vec::new();
-            for m in msgs {
-                match decode::rule(&m, &no_sets) {
-                    Ok(r) if r.table == c.table && r.chain == c.name => rules.push(r.rule),
-                    Ok(_) => {}
-                    Err(e) => rules.push(LiveRule {
-                        handle: 0,
-                        comment: None,
-                        exprs: vec![Expr::Other { name: "unreadable".into(), text: e }],
-                    }),
-                }
-            }
+            // Deleted since the chain dump: nothing of it is on the path any more.
+            let Some(rules) = self.chain_rules(family, &c.table, &c.name)? else { continue };
             out.push(ForeignChain { family, table: c.table, name: c.name, base, rules });
         }
         Ok(out)
+    }
+
+    /// iptables-nft's `ip filter` chains `FORWARD` and `DOCKER-USER` with their rules, those
+    /// that exist: where the AWS page's IMDS block (`iptables --insert DOCKER-USER 1
+    /// --in-interface docker+ --destination 169.254.169.254/32 --jump DROP`) lives. Two rule
+    /// dumps filtered by table and chain; a chain (or table) that does not exist is left
+    /// out. Errors: the dumps' own (permission, socket).
+    pub fn read_forward(&mut self) -> Result<Vec<ForwardChain>> {
+        let mut out = Vec::new();
+        for name in ["FORWARD", "DOCKER-USER"] {
+            if let Some(rules) = self.chain_rules(Family::Ip, "filter", name)? {
+                out.push(ForwardChain { name: name.to_string(), rules });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rules of one chain, from one rule dump filtered by table and chain; `None` when
+    /// the chain does not exist (`ENOENT`). Never fails on a rule it does not understand:
+    /// expressions not modelled are `Expr::Other`, lookups are read without their sets, a
+    /// rule the decoder refuses is one `Expr::Other` named `unreadable`.
+    fn chain_rules(&mut self, family: Family, table: &str, chain: &str) -> Result<Option<Vec<LiveRule>>> {
+        let (Ok(ctable), Ok(cchain)) = (std::ffi::CString::new(table), std::ffi::CString::new(chain)) else {
+            return Ok(None);
+        };
+        let msgs = match self.request(libc::NFT_MSG_GETRULE as u32, family.nfproto(), true, |m| {
+            let mut r = ffi::Rule::new();
+            r.set_table(&ctable);
+            r.set_chain(&cchain);
+            r.set_family(family.nfproto() as u32);
+            m.put_rule(&mut r);
+        }) {
+            Ok(msgs) => msgs,
+            Err(KernelError::Unstable) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let no_sets = decode::AnonSets::new();
+        let mut rules = Vec::new();
+        for m in msgs {
+            match decode::rule(&m, &no_sets) {
+                Ok(r) if r.table == table && r.chain == chain => rules.push(r.rule),
+                Ok(_) => {}
+                Err(e) => rules.push(LiveRule {
+                    handle: 0,
+                    comment: None,
+                    exprs: vec![Expr::Other { name: "unreadable".into(), text: e }],
+                }),
+            }
+        }
+        Ok(Some(rules))
     }
 
     /// Sends `ops` as one nf_tables batch and waits for every answer. Does nothing for an
