@@ -1,0 +1,10 @@
+# ecs-hostnet %postun (docs/packaging.md, "Scriptlets"): $1 is 0 on erase. rpm has no purge:
+# a modified configuration is kept as config.toml.rpmsave (rpm's rule); the state and run
+# folders go.
+if [ "$1" -eq 0 ]; then
+    rm -rf /var/lib/ecs-hostnet /run/ecs-hostnet
+fi
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload || :
+fi
+exit 0
