@@ -3,6 +3,8 @@
 # folders go.
 if [ "$1" -eq 0 ]; then
     rm -rf /var/lib/ecs-hostnet /run/ecs-hostnet
+    # Folders rpm does not own (cargo-generate-rpm lists files only): removed when empty.
+    rmdir /etc/ecs-hostnet /usr/share/doc/ecs-hostnet 2>/dev/null || :
 fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload || :
