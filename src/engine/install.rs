@@ -207,12 +207,16 @@ fn layout_of(state: &InstallState) -> Layout {
 
 /// Beside the package, the binary and units an earlier install from a tarball or source
 /// wrote ([`artifacts::LOCAL`]) go (put back as they were before it) and leave the state:
-/// the package's are used from now on.
+/// the package's are used from now on. A configuration that install created is now also
+/// the package's conffile: recorded as there before install, so uninstall leaves it.
 fn leave_local_layout(root: &Root, state: &mut InstallState, report: &mut Report) -> Result<()> {
     for path in [artifacts::WATCH_UNIT_PATH, artifacts::UNIT_PATH, artifacts::BIN_PATH] {
         let Some(i) = state.files.iter().position(|f| f.path == path) else { continue };
         let f = state.files.remove(i);
         report.units_changed |= put_back(root, &f, report)?;
+    }
+    if let Some(f) = state.files.iter_mut().find(|f| f.path == artifacts::CONFIG_PATH && !f.existed()) {
+        f.before_mode = Some(0o644);
     }
     Ok(())
 }
