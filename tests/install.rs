@@ -2239,7 +2239,10 @@ fn beside_the_package_install_copies_nothing_enables_its_units_and_uninstall_lea
 
     let out = ehn_root(root, &["install"]);
     out.expect_code(0);
-    assert!(out.stdout.contains("/usr/sbin/ecs-hostnet and the units in /usr/lib/systemd/system are the package's"), "{out}");
+    assert!(
+        out.stdout.contains("/usr/sbin/ecs-hostnet and the units in /usr/lib/systemd/system are the package's"),
+        "{out}"
+    );
     for own in [BIN_PATH, UNIT_PATH, WATCH_UNIT_PATH] {
         assert!(std::fs::symlink_metadata(p(root, own)).is_err(), "install beside the package wrote {own}");
     }

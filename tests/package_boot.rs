@@ -65,17 +65,8 @@ fn deb() -> PathBuf {
 /// Every path of the rootfs but what dpkg, systemd, logs and caches keep for themselves (and
 /// the .deb copied in): what the package and `install` could leave behind.
 fn all_files(root: &Path) -> BTreeSet<String> {
-    const SKIP: [&str; 9] = [
-        "var/lib/dpkg",
-        "var/lib/systemd",
-        "var/log",
-        "var/cache",
-        "tmp",
-        "var/tmp",
-        "run",
-        "proc",
-        "sys",
-    ];
+    const SKIP: [&str; 9] =
+        ["var/lib/dpkg", "var/lib/systemd", "var/log", "var/cache", "tmp", "var/tmp", "run", "proc", "sys"];
     fn walk(root: &Path, rel: &str, out: &mut BTreeSet<String>) {
         let Ok(rd) = std::fs::read_dir(root.join(rel)) else { return };
         for e in rd.flatten() {
@@ -114,7 +105,8 @@ fn the_deb_installs_enables_nothing_install_enables_its_units_and_purge_leaves_n
     // The .deb's binary is the tree's: same version line (version, commit, build date).
     let version = |p: &str| run_cmd(p, &["--version"], Duration::from_secs(10)).stdout;
     let dir = TempDir::new("pkgx");
-    let x = run_cmd("dpkg-deb", &["-x", &deb.to_string_lossy(), &dir.path().to_string_lossy()], Duration::from_secs(60));
+    let x =
+        run_cmd("dpkg-deb", &["-x", &deb.to_string_lossy(), &dir.path().to_string_lossy()], Duration::from_secs(60));
     assert!(x.ok(), "{x}");
     let packaged = dir.path().join("usr/sbin/ecs-hostnet");
     assert_eq!(version(&packaged.to_string_lossy()), version(bin()), "a stale {}: run scripts/package", deb.display());

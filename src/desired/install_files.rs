@@ -390,5 +390,4 @@ mod tests {
             assert!(text.starts_with("# Shipped by the ecs-hostnet package, not enabled by it"), "{text}");
         }
     }
-
 }

@@ -360,9 +360,8 @@ pub fn install(
     }
     // Beside the package, the watch unit's link is recorded as install's when install makes
     // it (or made it before); without the package the state's listing of the unit says so.
-    state.watch_link = layout.package
-        && watch
-        && (watch_ours || files::metadata(root, artifacts::WATCH_WANTS_LINK, false)?.is_none());
+    state.watch_link =
+        layout.package && watch && (watch_ours || files::metadata(root, artifacts::WATCH_WANTS_LINK, false)?.is_none());
 
     if write_state(root, &state)? {
         report.line(format!("wrote {}", artifacts::STATE_PATH));

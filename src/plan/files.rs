@@ -292,7 +292,10 @@ mod tests {
         assert_eq!(changes[0].object(), "file /etc/systemd/system/ecs.service.d/ecs-hostnet.conf");
         assert_eq!(changes[0].reason, Reason::DiffersFromConfiguration);
         assert!(changes[0].details.contains(&"+ExecStartPre=-/usr/local/sbin/ecs-hostnet apply".to_string()));
-        assert_eq!(fixes, [FileFix { path: DROPIN_PATH.into(), content: dropin_text(AgentOnError::Start, BIN_PATH).into() }]);
+        assert_eq!(
+            fixes,
+            [FileFix { path: DROPIN_PATH.into(), content: dropin_text(AgentOnError::Start, BIN_PATH).into() }]
+        );
         // Once repaired, that is no drift, although the state still holds install's text.
         let mut repaired = l.clone();
         repaired.insert(DROPIN_PATH.into(), Some(dropin_text(AgentOnError::Start, BIN_PATH).into()));
@@ -349,7 +352,11 @@ mod tests {
         assert!(unit_text(&LOCAL).contains("ExecStart=/usr/local/sbin/ecs-hostnet apply\n"));
         assert!(unit_text(&LOCAL).contains("Before=network-pre.target docker.service ecs.service"));
         assert!(unit_text(&LOCAL).contains("RemainAfterExit=yes"));
-        assert!(dropin_text(AgentOnError::Block, BIN_PATH).contains("ExecStartPre=/usr/local/sbin/ecs-hostnet apply\n"));
-        assert!(dropin_text(AgentOnError::Start, BIN_PATH).contains("ExecStartPre=-/usr/local/sbin/ecs-hostnet apply\n"));
+        assert!(
+            dropin_text(AgentOnError::Block, BIN_PATH).contains("ExecStartPre=/usr/local/sbin/ecs-hostnet apply\n")
+        );
+        assert!(
+            dropin_text(AgentOnError::Start, BIN_PATH).contains("ExecStartPre=-/usr/local/sbin/ecs-hostnet apply\n")
+        );
     }
 }
