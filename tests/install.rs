@@ -102,6 +102,15 @@ ProtectControlGroups=yes
 LockPersonality=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
+ProtectSystem=full
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictAddressFamilies=AF_NETLINK AF_UNIX
+RestrictNamespaces=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
 
 [Install]
 WantedBy=multi-user.target
@@ -2195,4 +2204,127 @@ fn uninstall_restores_files_that_existed_before_install() {
         assert!(p(root, CONFIG_PATH).exists(), "{label}: uninstall deleted a configuration it did not create: {un}");
         assert_nodes_eq(&format!("{label}: after uninstall"), &original, &nodes(root));
     }
+}
+
+// ---------------------------------------------------------------------------
+// beside the package (.deb/.rpm): its binary and units, faked by placing files
+// ---------------------------------------------------------------------------
+
+const PKG_BIN: &str = "usr/sbin/ecs-hostnet";
+const PKG_UNIT: &str = "usr/lib/systemd/system/ecs-hostnet.service";
+const PKG_WATCH_UNIT: &str = "usr/lib/systemd/system/ecs-hostnet-watch.service";
+
+/// Lays out what the package installs under `root`: a binary at /usr/sbin (any bytes: the
+/// install must not read or replace it), the units the binary generates for the package
+/// (`generate-units`), and the default configuration as the conffile.
+fn fake_package(root: &Path) {
+    write_mode(&p(root, PKG_BIN), b"\x7fELF the package's binary", 0o755);
+    let units = p(root, "usr/lib/systemd/system");
+    run_cmd(bin(), &["generate-units", s(&units)], Duration::from_secs(10)).expect_code(0);
+    write_mode(&p(root, CONFIG_PATH), default_config_text().as_bytes(), 0o644);
+}
+
+/// The package's files with their stamps (ino, mtime, ctime: proof they were not rewritten).
+fn package_files(root: &Path) -> BTreeMap<String, Stamped> {
+    let mut snap = snapshot(root);
+    snap.retain(|k, _| [PKG_BIN, PKG_UNIT, PKG_WATCH_UNIT, CONFIG_PATH].contains(&k.as_str()));
+    assert_eq!(snap.len(), 4, "{:?}", snap.keys());
+    snap
+}
+
+#[test]
+fn beside_the_package_install_copies_nothing_enables_its_units_and_uninstall_leaves_its_files() {
+    require_root();
+    let root_dir = TempDir::new("pkgroot");
+    let root = root_dir.path();
+    fake_package(root);
+    write_mode(&p(root, ECS_CONFIG), b"ECS_CLUSTER=prod\n", 0o644);
+    let before = nodes(root);
+    let pkg = package_files(root);
+    // The package's units are install's texts, running /usr/sbin/ecs-hostnet.
+    let unit = String::from_utf8(read(&p(root, PKG_UNIT))).unwrap();
+    let body = |t: &str| t.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&unit), body(&UNIT_TEXT.replace("/usr/local/sbin/", "/usr/sbin/")));
+
+    let out = ehn_root(root, &["install"]);
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains("/usr/sbin/ecs-hostnet and the units in /usr/lib/systemd/system are the package's"),
+        "{out}"
+    );
+    for own in [BIN_PATH, UNIT_PATH, WATCH_UNIT_PATH] {
+        assert!(std::fs::symlink_metadata(p(root, own)).is_err(), "install beside the package wrote {own}");
+    }
+    assert_eq!(package_files(root), pkg, "install rewrote a file of the package's");
+    let link = |rel| std::fs::read_link(p(root, rel)).ok();
+    assert_eq!(link(WANTS_LINK), Some(PathBuf::from("/usr/lib/systemd/system/ecs-hostnet.service")));
+    assert_eq!(link(WATCH_LINK), Some(PathBuf::from("/usr/lib/systemd/system/ecs-hostnet-watch.service")));
+    let pkg_text = |t: &str| t.replace("/usr/local/sbin/", "/usr/sbin/").into_bytes();
+    assert_eq!(show(&read(&p(root, DROPIN_PATH))), show(&pkg_text(DROPIN_TEXT)));
+    assert_eq!(show(&read(&p(root, NFT_DROPIN_PATH))), show(&pkg_text(NFT_DROPIN_TEXT)));
+    assert_eq!(read(&p(root, ECS_CONFIG)), [&b"ECS_CLUSTER=prod\n"[..], KEYS_DEFAULT.as_bytes()].concat());
+    let state = String::from_utf8(read(&p(root, STATE_PATH))).unwrap();
+    assert!(state.contains("\"package\": true") && !state.contains(PKG_BIN) && !state.contains(PKG_UNIT), "{state}");
+    // A second install changes nothing.
+    let again = ehn_root(root, &["install"]);
+    again.expect_code(0);
+    assert!(changed_lines(&again).iter().all(|l| l.contains("are the package's")), "{again}");
+
+    // Drift of the package layout: a deleted drop-in and a deleted link are found and
+    // repaired (the link to the package's unit), then check is clean.
+    let ns = Netns::new("pkgdrift");
+    ehn_ns(root, &ns, &["apply"]).expect_code(0);
+    ehn_ns(root, &ns, &["check"]).expect_code(0);
+    std::fs::remove_file(p(root, DROPIN_PATH)).unwrap();
+    std::fs::remove_file(p(root, WANTS_LINK)).unwrap();
+    let drift = ehn_ns(root, &ns, &["check"]);
+    assert_ne!(drift.code, 0, "{drift}");
+    for want in ["/etc/systemd/system/ecs.service.d/ecs-hostnet.conf", "/usr/lib/systemd/system/ecs-hostnet.service"] {
+        assert!(drift.stdout.contains(want), "{want} not in {drift}");
+    }
+    ehn_ns(root, &ns, &["apply"]).expect_code(0);
+    assert_eq!(link(WANTS_LINK), Some(PathBuf::from("/usr/lib/systemd/system/ecs-hostnet.service")));
+    assert_eq!(show(&read(&p(root, DROPIN_PATH))), show(&pkg_text(DROPIN_TEXT)));
+    ehn_ns(root, &ns, &["check"]).expect_code(0);
+
+    // Uninstall: what install wrote goes, the package's files stay untouched.
+    ehn_ns(root, &ns, &["uninstall"]).expect_code(0);
+    assert_eq!(package_files(root), pkg, "uninstall touched a file of the package's");
+    let mut after = nodes(root);
+    after.retain(|k, _| !k.starts_with("run"));
+    assert_nodes_eq("beside the package, after uninstall", &before, &after);
+}
+
+#[test]
+fn a_tarball_install_moves_to_the_package_units_once_the_package_is_there() {
+    require_root();
+    let root_dir = TempDir::new("pkgmove");
+    let root = root_dir.path();
+    ehn_root(root, &["install"]).expect_code(0);
+    assert_eq!(read(&p(root, UNIT_PATH)), UNIT_TEXT.as_bytes());
+    // The package arrives (its conffile is the configuration install wrote: the default).
+    fake_package(root);
+    let before_second = package_files(root);
+    let out = ehn_root(root, &["install"]);
+    out.expect_code(0);
+    for own in [BIN_PATH, UNIT_PATH, WATCH_UNIT_PATH] {
+        assert!(std::fs::symlink_metadata(p(root, own)).is_err(), "{own} of the tarball install stayed: {out}");
+    }
+    let link = |rel| std::fs::read_link(p(root, rel)).ok();
+    assert_eq!(link(WANTS_LINK), Some(PathBuf::from("/usr/lib/systemd/system/ecs-hostnet.service")), "{out}");
+    assert_eq!(link(WATCH_LINK), Some(PathBuf::from("/usr/lib/systemd/system/ecs-hostnet-watch.service")), "{out}");
+    assert!(read(&p(root, DROPIN_PATH)).ends_with(b"ExecStartPre=/usr/sbin/ecs-hostnet apply\n"));
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_eq!(package_files(root).keys().collect::<Vec<_>>(), before_second.keys().collect::<Vec<_>>());
+    // Only the package's files are left (and the folders they are in).
+    let mut left: Vec<String> = nodes(root)
+        .into_iter()
+        .filter(|(_, n)| !matches!(n, Node::Dir { .. }))
+        .map(|(k, _)| k)
+        .filter(|k| !k.starts_with("run"))
+        .collect();
+    left.sort();
+    let mut want = vec![PKG_BIN, PKG_UNIT, PKG_WATCH_UNIT, CONFIG_PATH];
+    want.sort();
+    assert_eq!(left, want);
 }

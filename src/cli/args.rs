@@ -257,4 +257,15 @@ pub enum Command {
         #[arg(value_name = "OUTDIR")]
         outdir: PathBuf,
     },
+    /// Write the unit files the package ships (/usr/sbin/ecs-hostnet; with --local those
+    /// `install` writes, /usr/local/sbin/ecs-hostnet) into OUTDIR. A packaging step: hidden.
+    #[command(hide = true)]
+    GenerateUnits {
+        /// The units `install` writes from a tarball or source, not the package's.
+        #[arg(long)]
+        local: bool,
+        /// The folder to write the units into (created if missing).
+        #[arg(value_name = "OUTDIR")]
+        outdir: PathBuf,
+    },
 }

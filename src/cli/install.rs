@@ -23,9 +23,13 @@ use std::fmt::Write as _;
 pub fn install(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
     let (loaded, bytes) = load::load_config_bytes(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;
     let binary = std::fs::read("/proc/self/exe").context("cannot read this program's binary (/proc/self/exe)")?;
-    let _lock = system_lock(&cx.root)?;
     info(&format!("configuration: {}; root {}", escape_controls(&loaded.source), cx.root.at("/").display()));
-    let report = install::install(&cx.root, &bytes, &binary, &loaded.config.agent_keys())?;
+    // The lock is released before systemd is told: `systemctl restart` of the watch unit
+    // waits for the watcher's first converge, which takes the same lock.
+    let report = {
+        let _lock = system_lock(&cx.root)?;
+        install::install(&cx.root, &bytes, &binary, &loaded.config.agent_keys())?
+    };
     print_lines(out, &report.lines)?;
     print_lines(out, &install::tell_systemd(&cx.root, &report)?)?;
     if cx.root.is_system() {

@@ -20,6 +20,7 @@ mod context;
 mod diff;
 pub mod exit;
 mod generate_docs;
+mod generate_units;
 mod install;
 mod plan;
 mod remove;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli, out: &mut String) -> anyhow::Result<Exit> {
         Command::Apply { config, kernel_only } => apply::run(&cx, &config, kernel_only, out),
         Command::Remove { config } => remove::run(&cx, &config, out),
         Command::GenerateDocs { outdir } => generate_docs::run(&outdir, out).map(|()| Exit::Ok),
+        Command::GenerateUnits { outdir, local } => generate_units::run(&outdir, local, out).map(|()| Exit::Ok),
         Command::Watch { config } => watch::run(&cx, &config),
     }
 }

@@ -12,6 +12,13 @@
 //! | [`WATCH_UNIT_PATH`] | `ecs-hostnet watch`, the resident repairer (only with `watch.enabled = true`) |
 //! | [`WATCH_WANTS_LINK`] | its enablement (`WantedBy=multi-user.target`) |
 //! | [`BIN_PATH`] | the binary the units run |
+//!
+//! Beside the ecs-hostnet package (.deb/.rpm, [`PACKAGE`]) the binary is the package's
+//! [`PKG_BIN_PATH`] and the two units are the package's [`PKG_UNIT_PATH`] and
+//! [`PKG_WATCH_UNIT_PATH`]: install writes neither, only the enablement links (pointing at
+//! them), the configuration, the two drop-ins and the agent keys. Every unit and drop-in
+//! text is made by the functions below from a [`Layout`], whoever writes it: `install`, or
+//! `generate-units` for the package.
 //! | [`ECS_CONFIG_PATH`] | the agent's settings: only our keys are changed, in place |
 //!
 //! The install state ([`InstallState`](crate::model::install_state::InstallState), at [`STATE_PATH`]) records what each file held
@@ -44,6 +51,56 @@ pub const ECS_CONFIG_PATH: &str = "/etc/ecs/ecs.config";
 /// What install did, for uninstall and drift checks.
 pub const STATE_PATH: &str = "/var/lib/ecs-hostnet/install.json";
 
+/// The package's binary (Debian policy and Fedora's: a system administration command in
+/// /usr/sbin, owned by the package manager).
+pub const PKG_BIN_PATH: &str = "/usr/sbin/ecs-hostnet";
+/// The package's boot unit: vendor units live in /usr/lib/systemd/system (systemd.unit(5)),
+/// where /etc/systemd/system overrides them.
+pub const PKG_UNIT_PATH: &str = "/usr/lib/systemd/system/ecs-hostnet.service";
+/// The package's watch unit.
+pub const PKG_WATCH_UNIT_PATH: &str = "/usr/lib/systemd/system/ecs-hostnet-watch.service";
+
+/// Where the binary the units run and the two unit files are: installed from a tarball or
+/// source by `install` ([`LOCAL`]), or shipped by the package ([`PACKAGE`]). The drop-ins,
+/// the configuration and the enablement links are at the same paths in both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The binary the units and drop-ins run.
+    pub bin: &'static str,
+    /// The boot unit; the target of [`WANTS_LINK`].
+    pub unit: &'static str,
+    /// The watch unit; the target of [`WATCH_WANTS_LINK`].
+    pub watch_unit: &'static str,
+    /// Whether the binary and units belong to the package manager (then install never
+    /// writes them, and uninstall never removes them).
+    pub package: bool,
+}
+
+/// `install` from a tarball or the source tree: it copies itself to [`BIN_PATH`] and
+/// writes the units into /etc/systemd/system.
+pub const LOCAL: Layout = Layout { bin: BIN_PATH, unit: UNIT_PATH, watch_unit: WATCH_UNIT_PATH, package: false };
+/// The .deb/.rpm: binary in /usr/sbin, units in /usr/lib/systemd/system.
+pub const PACKAGE: Layout =
+    Layout { bin: PKG_BIN_PATH, unit: PKG_UNIT_PATH, watch_unit: PKG_WATCH_UNIT_PATH, package: true };
+
+impl Layout {
+    /// [`PACKAGE`] when `package`, else [`LOCAL`] (as an install state records it).
+    pub fn of(package: bool) -> Layout {
+        if package { PACKAGE } else { LOCAL }
+    }
+
+    /// The first comment lines of a unit file of this layout: who put it there and what
+    /// removes it.
+    fn unit_header(&self) -> &'static str {
+        if self.package {
+            "# Shipped by the ecs-hostnet package, not enabled by it: `ecs-hostnet install` enables it,\n\
+             # `ecs-hostnet uninstall` disables it.\n"
+        } else {
+            "# Installed by `ecs-hostnet install`; `ecs-hostnet uninstall` removes it.\n"
+        }
+    }
+}
+
 /// The boot unit. Ordered like Debian's `nftables.service` (no default dependencies,
 /// before `network-pre.target`), and before `docker.service` and `ecs.service`, so the
 /// guards and the IMDS block exist before any container or agent runs.
@@ -56,9 +113,10 @@ pub const STATE_PATH: &str = "/var/lib/ecs-hostnet/install.json";
 /// `DefaultDependencies=no` and no `Before=sysinit.target`: with firewalld enabled it
 /// simply runs after basic.target, still before network-pre.target, docker.service and
 /// ecs.service (which firewalld's own `Before=network-pre.target` keeps after it too).
-pub fn unit_text() -> String {
+pub fn unit_text(layout: &Layout) -> String {
+    let (header, bin) = (layout.unit_header(), layout.bin);
     format!(
-        "# Installed by `ecs-hostnet install`; `ecs-hostnet uninstall` removes it.\n\
+        "{header}\
          # After nftables.service and firewalld.service: ordering only (this unit never starts\n\
          # them), so their flush at boot comes before our apply. No cycle: firewalld.service is\n\
          # after basic.target, and this unit (DefaultDependencies=no) is not before sysinit.target.\n\
@@ -75,7 +133,7 @@ pub fn unit_text() -> String {
          Type=oneshot\n\
          RemainAfterExit=yes\n\
          StandardInput=null\n\
-         ExecStart={BIN_PATH} apply\n\
+         ExecStart={bin} apply\n\
          \n\
          [Install]\n\
          WantedBy=sysinit.target\n"
@@ -97,16 +155,17 @@ pub fn unit_text() -> String {
 /// there and would stop the whole apply; files are the boot unit's and the hook's job. At boot the first `apply` may fail (nftables.service
 /// runs before local file systems) and is then made by the boot unit, ordered after it.
 /// Inert while nftables.service does not exist; it takes effect once it is installed.
-pub fn nft_dropin_text() -> String {
+/// `bin`: the binary to run ([`Layout::bin`]).
+pub fn nft_dropin_text(bin: &str) -> String {
     format!(
         "# Installed by `ecs-hostnet install`: nftables.service flushes every table when it\n\
          # starts, reloads and stops; ecs-hostnet applies its rule set again after each of them\n\
          # (a failure of ours, with `-`, never fails nftables.service; it is in the journal).\n\
          # `ecs-hostnet uninstall` removes it.\n\
          [Service]\n\
-         ExecStartPost=-{BIN_PATH} apply --kernel-only\n\
-         ExecReload=-{BIN_PATH} apply --kernel-only\n\
-         ExecStopPost=-{BIN_PATH} apply --kernel-only\n"
+         ExecStartPost=-{bin} apply --kernel-only\n\
+         ExecReload=-{bin} apply --kernel-only\n\
+         ExecStopPost=-{bin} apply --kernel-only\n"
     )
 }
 
@@ -115,12 +174,30 @@ pub fn nft_dropin_text() -> String {
 /// and exits 0 on SIGTERM leaving the rule set in place. Restarted when it fails.
 ///
 /// Hardening that leaves what it needs: writing route_localnet under /proc/sys/net (so no
-/// `ProtectKernelTunables=`), netlink in the host's network namespace, the lock in
-/// /run/ecs-hostnet, the installed files it repairs under /etc (so no `ProtectSystem=`).
-pub fn watch_unit_text() -> String {
+/// `ProtectKernelTunables=`), netlink (`AF_NETLINK`) in the host's network namespace, the
+/// lock and records in /run/ecs-hostnet (`ProtectSystem=full` leaves /run and /var writable;
+/// the watcher repairs no installed file: that is apply's job), sd_notify (`AF_UNIX`). No
+/// `CapabilityBoundingSet=`: the lock and pid-file checks read `/proc/PID/exe` of other root
+/// processes, which a reduced capability set may not (ptrace access rules). No
+/// `WatchdogSec=`: a watchdog wakes the process periodically, and idle it uses no CPU at all;
+/// a drop-in can set one (the watcher then pings at half the interval).
+///
+/// `install` enables it only with `watch.enabled = true` in the configuration.
+pub fn watch_unit_text(layout: &Layout) -> String {
+    let bin = layout.bin;
+    let header = if layout.package {
+        format!(
+            "# Shipped by the ecs-hostnet package, not enabled by it: `ecs-hostnet install` enables it\n\
+             # when watch.enabled = true in {CONFIG_PATH}; `ecs-hostnet uninstall` disables it.\n"
+        )
+    } else {
+        format!(
+            "# Installed by `ecs-hostnet install` (watch.enabled = true in {CONFIG_PATH});\n\
+             # `ecs-hostnet uninstall` removes it.\n"
+        )
+    };
     format!(
-        "# Installed by `ecs-hostnet install` (watch.enabled = true in {CONFIG_PATH});\n\
-         # `ecs-hostnet uninstall` removes it.\n\
+        "{header}\
          [Unit]\n\
          Description=ECS task IAM role host networking: repairs the rule set (ecs-hostnet watch)\n\
          Documentation=file://{CONFIG_PATH}\n\
@@ -128,7 +205,7 @@ pub fn watch_unit_text() -> String {
          \n\
          [Service]\n\
          Type=notify\n\
-         ExecStart={BIN_PATH} watch\n\
+         ExecStart={bin} watch\n\
          ExecReload=/bin/kill -HUP $MAINPID\n\
          Restart=on-failure\n\
          RestartSec=2s\n\
@@ -140,6 +217,15 @@ pub fn watch_unit_text() -> String {
          LockPersonality=yes\n\
          RestrictRealtime=yes\n\
          RestrictSUIDSGID=yes\n\
+         ProtectSystem=full\n\
+         ProtectKernelModules=yes\n\
+         ProtectKernelLogs=yes\n\
+         ProtectClock=yes\n\
+         ProtectHostname=yes\n\
+         RestrictAddressFamilies=AF_NETLINK AF_UNIX\n\
+         RestrictNamespaces=yes\n\
+         MemoryDenyWriteExecute=yes\n\
+         SystemCallArchitectures=native\n\
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n"
@@ -149,8 +235,10 @@ pub fn watch_unit_text() -> String {
 /// The ecs-init hook for `boot.agent_on_error`: `apply` runs before the agent starts. With
 /// [`AgentOnError::Block`] the agent never starts on a host that is not converged; with
 /// [`AgentOnError::Start`] the `-` prefix makes systemd ignore a failed apply, whose error is
-/// in the journal at priority err.
-pub fn dropin_text(on_error: AgentOnError) -> String {
+/// in the journal at priority err. `bin`: the binary to run ([`Layout::bin`]).
+///
+/// Never shipped by the package: its text follows the configuration, so `install` writes it.
+pub fn dropin_text(on_error: AgentOnError, bin: &str) -> String {
     let (comment, prefix) = match on_error {
         AgentOnError::Block => (
             format!(
@@ -169,18 +257,18 @@ pub fn dropin_text(on_error: AgentOnError) -> String {
             "-",
         ),
     };
-    format!("{comment}[Unit]\nAfter=ecs-hostnet.service\n\n[Service]\nExecStartPre={prefix}{BIN_PATH} apply\n")
+    format!("{comment}[Unit]\nAfter=ecs-hostnet.service\n\n[Service]\nExecStartPre={prefix}{bin} apply\n")
 }
 
 /// The hook [`text_files`] writes for the configuration whose file content is
 /// `config_text`: [`dropin_text`] of its `boot.agent_on_error` (the default's when the text
-/// is not a valid configuration, which install never writes).
-pub fn configured_dropin(config_text: &[u8]) -> String {
+/// is not a valid configuration, which install never writes), running `bin`.
+pub fn configured_dropin(config_text: &[u8], bin: &str) -> String {
     let on_error = std::str::from_utf8(config_text)
         .ok()
         .and_then(|t| config::parse("", t).ok())
         .map_or(AgentOnError::Block, |c| c.boot.agent_on_error.v);
-    dropin_text(on_error)
+    dropin_text(on_error, bin)
 }
 
 /// A text file install writes: path (absolute, under the root), content, mode.
@@ -203,18 +291,27 @@ pub fn configured_watch(config_text: &[u8]) -> bool {
 
 /// The text files install writes for a configuration whose file content is `config_text`
 /// (the hook follows its `boot.agent_on_error`, see [`configured_dropin`]; the watch unit
-/// is there only with `watch.enabled`, see [`configured_watch`]).
-pub fn text_files(config_text: &[u8]) -> Vec<TextFile> {
-    let mut files = vec![
-        TextFile { path: CONFIG_PATH, content: config_text.to_vec(), mode: 0o644 },
-        TextFile { path: UNIT_PATH, content: unit_text().into_bytes(), mode: 0o644 },
-        TextFile { path: DROPIN_PATH, content: configured_dropin(config_text).into_bytes(), mode: 0o644 },
-        TextFile { path: NFT_DROPIN_PATH, content: nft_dropin_text().into_bytes(), mode: 0o644 },
-    ];
-    if configured_watch(config_text) {
-        files.push(TextFile { path: WATCH_UNIT_PATH, content: watch_unit_text().into_bytes(), mode: 0o644 });
+/// is there only with `watch.enabled`, see [`configured_watch`]) in `layout`: with
+/// [`PACKAGE`] no unit file (the package's are used), only the configuration and the two
+/// drop-ins, which run the package's binary.
+pub fn text_files(config_text: &[u8], layout: &Layout) -> Vec<TextFile> {
+    let bin = layout.bin;
+    let mut files = vec![TextFile { path: CONFIG_PATH, content: config_text.to_vec(), mode: 0o644 }];
+    if !layout.package {
+        files.push(TextFile { path: UNIT_PATH, content: unit_text(layout).into_bytes(), mode: 0o644 });
+    }
+    files.push(TextFile { path: DROPIN_PATH, content: configured_dropin(config_text, bin).into_bytes(), mode: 0o644 });
+    files.push(TextFile { path: NFT_DROPIN_PATH, content: nft_dropin_text(bin).into_bytes(), mode: 0o644 });
+    if configured_watch(config_text) && !layout.package {
+        files.push(TextFile { path: WATCH_UNIT_PATH, content: watch_unit_text(layout).into_bytes(), mode: 0o644 });
     }
     files
+}
+
+/// The unit files the package ships, as (file name, text): the boot unit and the watch unit
+/// of [`PACKAGE`], for /usr/lib/systemd/system (`generate-units`).
+pub fn package_units() -> Vec<(&'static str, String)> {
+    vec![("ecs-hostnet.service", unit_text(&PACKAGE)), (WATCH_UNIT, watch_unit_text(&PACKAGE))]
 }
 
 #[cfg(test)]
@@ -222,7 +319,7 @@ mod tests {
     use super::*;
 
     fn paths(config: &str) -> Vec<&'static str> {
-        text_files(config.as_bytes()).into_iter().map(|f| f.path).collect()
+        text_files(config.as_bytes(), &LOCAL).into_iter().map(|f| f.path).collect()
     }
 
     #[test]
@@ -240,7 +337,7 @@ mod tests {
 
     #[test]
     fn the_boot_unit_is_ordered_after_other_firewalls_without_pulling_them_in() {
-        let unit = unit_text();
+        let unit = unit_text(&LOCAL);
         let key = |k: &str| -> Vec<String> {
             unit.lines().filter_map(|l| l.strip_prefix(k)).flat_map(|v| v.split(' ').map(str::to_string)).collect()
         };
@@ -259,7 +356,7 @@ mod tests {
 
     #[test]
     fn the_nftables_dropin_applies_after_each_command_and_never_fails_their_unit() {
-        let d = nft_dropin_text();
+        let d = nft_dropin_text(BIN_PATH);
         for k in ["ExecStartPost", "ExecReload", "ExecStopPost"] {
             assert!(d.contains(&format!("\n{k}=-{BIN_PATH} apply --kernel-only\n")), "{k} in\n{d}");
         }
@@ -269,7 +366,7 @@ mod tests {
 
     #[test]
     fn the_watch_unit_is_a_notify_service_that_may_write_proc_sys() {
-        let w = watch_unit_text();
+        let w = watch_unit_text(&LOCAL);
         for l in [
             "Type=notify",
             &format!("ExecStart={BIN_PATH} watch"),
@@ -280,10 +377,33 @@ mod tests {
         ] {
             assert!(w.lines().any(|x| x == l), "{l} not in\n{w}");
         }
-        for forbidden in ["ProtectKernelTunables", "ProtectSystem", "PrivateNetwork"] {
-            assert!(!w.contains(forbidden), "{forbidden}: the watcher writes /proc/sys/net and /etc\n{w}");
+        for forbidden in ["ProtectKernelTunables", "ProtectSystem=strict", "PrivateNetwork", "CapabilityBoundingSet"] {
+            assert!(!w.contains(forbidden), "{forbidden}: the watcher writes /proc/sys/net and /run\n{w}");
         }
         assert_eq!(WATCH_WANTS_LINK.rsplit('/').next(), Some(WATCH_UNIT));
         assert_eq!(WATCH_UNIT_PATH.rsplit('/').next(), Some(WATCH_UNIT));
+    }
+
+    #[test]
+    fn the_package_layout_writes_no_unit_and_every_text_runs_the_package_binary() {
+        let config = crate::config::DEFAULT_TOML.as_bytes();
+        let files = text_files(config, &PACKAGE);
+        let p: Vec<&str> = files.iter().map(|f| f.path).collect();
+        assert_eq!(p, [CONFIG_PATH, DROPIN_PATH, NFT_DROPIN_PATH], "only the host-specific files");
+        for f in &files[1..] {
+            let t = String::from_utf8(f.content.clone()).unwrap();
+            assert!(t.contains(&format!("{PKG_BIN_PATH} apply\n")) && !t.contains(BIN_PATH), "{}:\n{t}", f.path);
+        }
+        // The package's units are install's texts with the package's binary and header only.
+        let local: Vec<String> = vec![unit_text(&LOCAL), watch_unit_text(&LOCAL)];
+        for ((name, text), local) in package_units().into_iter().zip(local) {
+            assert!(PKG_UNIT_PATH.ends_with(name) || PKG_WATCH_UNIT_PATH.ends_with(name), "{name}");
+            let body = |t: &str| -> Vec<String> {
+                t.lines().filter(|l| !l.starts_with('#')).map(|l| l.replace(PKG_BIN_PATH, BIN_PATH)).collect()
+            };
+            assert_eq!(body(&text), body(&local), "{name}");
+            assert!(text.contains(&format!("ExecStart={PKG_BIN_PATH} ")), "{text}");
+            assert!(text.starts_with("# Shipped by the ecs-hostnet package, not enabled by it"), "{text}");
+        }
     }
 }

@@ -20,11 +20,17 @@
 //! is converted when read ([`migrate_v1`]) and rewritten by the next install, apply
 //! (file repair) or uninstall.
 //!
+//! Beside the ecs-hostnet package ([`detect_layout`]: its binary and boot unit are in
+//! /usr/sbin and /usr/lib/systemd/system under the root) install copies nothing and writes
+//! no unit: it enables the package's units and writes only what is host-specific (the
+//! configuration, the two drop-ins, the agent keys), and the state says so
+//! ([`InstallState::package`]); uninstall then never removes a file of the package's.
+//!
 //! After install or uninstall on the running system, systemd is told ([`tell_systemd`]):
 //! what it does is decided by [`systemd_step`] and [`agent_note`], pure functions.
 
 use crate::desired::ecs_config;
-use crate::desired::install_files as artifacts;
+use crate::desired::install_files::{self as artifacts, Layout};
 use crate::host::files::{self, Perm, Root, missing_dirs, read_opt, remove_file, temp_path, write_atomic};
 use crate::host::systemd;
 use crate::model::install_state::{Bytes, InstallState, InstalledFile, LiveFiles, STATE_SCHEMA, v1};
@@ -139,6 +145,7 @@ pub fn migrate_v1(old: v1::InstallState) -> InstallState {
         wants_link: old.wants_link,
         ecs_config,
         created_dirs: old.created_dirs,
+        ..Default::default()
     }
 }
 
@@ -157,21 +164,61 @@ fn write_state(root: &Root, state: &InstallState) -> Result<bool> {
     Ok(write_atomic(root, artifacts::STATE_PATH, &text, 0o600)?)
 }
 
-fn link_ok(root: &Root) -> bool {
-    files::read_link(root, artifacts::WANTS_LINK).is_some_and(|t| t == Path::new(artifacts::UNIT_PATH))
+/// Whether the boot unit's enablement symlink is in place, pointing at `layout`'s boot unit.
+fn link_ok(root: &Root, layout: &Layout) -> bool {
+    files::read_link(root, artifacts::WANTS_LINK).is_some_and(|t| t == Path::new(layout.unit))
 }
 
-/// Whether the watch unit's enablement symlink is in place, pointing at the watch unit.
-fn watch_link_ok(root: &Root) -> bool {
-    files::read_link(root, artifacts::WATCH_WANTS_LINK).is_some_and(|t| t == Path::new(artifacts::WATCH_UNIT_PATH))
+/// Whether the watch unit's enablement symlink is in place, pointing at `layout`'s watch unit.
+fn watch_link_ok(root: &Root, layout: &Layout) -> bool {
+    files::read_link(root, artifacts::WATCH_WANTS_LINK).is_some_and(|t| t == Path::new(layout.watch_unit))
 }
 
-/// Whether the state lists the watch unit. Its enablement link then belongs to that install
-/// (the state has no field of its own for it, so states written before the watch unit
-/// existed read unchanged): made by install, checked for drift, removed by uninstall,
-/// unless something else is at the link's path, which is left alone.
+/// Whether the state lists the watch unit (install's own), or, beside the package, records
+/// that install enabled the package's ([`InstallState::watch_link`]). Its enablement link
+/// then belongs to that install (states written before the watch unit existed read
+/// unchanged): made by install, checked for drift, removed by uninstall, unless something
+/// else is at the link's path, which is left alone.
 fn lists_watch(state: &InstallState) -> bool {
-    state.files.iter().any(|f| f.path == artifacts::WATCH_UNIT_PATH)
+    state.files.iter().any(|f| f.path == artifacts::WATCH_UNIT_PATH) || (state.package && state.watch_link)
+}
+
+/// The layout of the host under `root`: [`artifacts::PACKAGE`] when the package's binary
+/// ([`artifacts::PKG_BIN_PATH`]) and boot unit ([`artifacts::PKG_UNIT_PATH`]) are both
+/// there as regular files and `state` (an earlier install's) did not write them; else
+/// [`artifacts::LOCAL`]. Decided from the files themselves, never by asking dpkg or rpm
+/// (an image being built under `--root` has no package database of this machine's).
+///
+/// Errors: a path that cannot be examined (permissions, a folder in the way).
+pub fn detect_layout(root: &Root, state: Option<&InstallState>) -> Result<Layout> {
+    let ours = |p: &str| state.is_some_and(|s| s.files.iter().any(|f| f.path == p));
+    for p in [artifacts::PKG_BIN_PATH, artifacts::PKG_UNIT_PATH] {
+        if ours(p) || !files::metadata(root, p, true)?.is_some_and(|m| m.is_file) {
+            return Ok(artifacts::LOCAL);
+        }
+    }
+    Ok(artifacts::PACKAGE)
+}
+
+/// The layout an install state was written for.
+fn layout_of(state: &InstallState) -> Layout {
+    Layout::of(state.package)
+}
+
+/// Beside the package, the binary and units an earlier install from a tarball or source
+/// wrote ([`artifacts::LOCAL`]) go (put back as they were before it) and leave the state:
+/// the package's are used from now on. A configuration that install created is now also
+/// the package's conffile: recorded as there before install, so uninstall leaves it.
+fn leave_local_layout(root: &Root, state: &mut InstallState, report: &mut Report) -> Result<()> {
+    for path in [artifacts::WATCH_UNIT_PATH, artifacts::UNIT_PATH, artifacts::BIN_PATH] {
+        let Some(i) = state.files.iter().position(|f| f.path == path) else { continue };
+        let f = state.files.remove(i);
+        report.units_changed |= put_back(root, &f, report)?;
+    }
+    if let Some(f) = state.files.iter_mut().find(|f| f.path == artifacts::CONFIG_PATH && !f.existed()) {
+        f.before_mode = Some(0o644);
+    }
+    Ok(())
 }
 
 /// How each file install writes is written: ecs.config is only edited (its mode and
@@ -231,16 +278,28 @@ pub fn install(
         created_dirs: leftover_state_dirs(root),
         ..Default::default()
     });
+    let layout = detect_layout(root, old.as_ref())?;
+    // Whether an earlier install (of either layout) made the watch unit's link.
+    let watch_ours = lists_watch(&state);
     let mut targets: Vec<(&str, Vec<u8>, u32, bool)> =
-        artifacts::text_files(config_text).into_iter().map(|f| (f.path, f.content, f.mode, true)).collect();
-    targets.insert(0, (artifacts::BIN_PATH, binary.to_vec(), 0o755, false));
+        artifacts::text_files(config_text, &layout).into_iter().map(|f| (f.path, f.content, f.mode, true)).collect();
     let watch = artifacts::configured_watch(config_text);
     let mut report = Report { watch_enabled: watch, ..Default::default() };
+    if layout.package {
+        report.line(format!(
+            "the binary {} and the units in /usr/lib/systemd/system are the package's: used as they are",
+            layout.bin
+        ));
+        leave_local_layout(root, &mut state, &mut report)?;
+    } else {
+        targets.insert(0, (artifacts::BIN_PATH, binary.to_vec(), 0o755, false));
+    }
+    state.package = layout.package;
     if !watch {
         // Turned off since an earlier install: its unit and link go first, then the state
         // that no longer lists them is written (killed in between, the old state lists
         // files that are gone, which uninstall takes in its stride).
-        remove_watch_unit(root, &mut state, &mut report)?;
+        remove_watch_unit(root, &mut state, &layout, &mut report)?;
     }
 
     // Record what is there before touching anything.
@@ -299,6 +358,10 @@ pub fn install(
     if !state.wants_link && files::metadata(root, artifacts::WANTS_LINK, false)?.is_none() {
         state.wants_link = true;
     }
+    // Beside the package, the watch unit's link is recorded as install's when install makes
+    // it (or made it before); without the package the state's listing of the unit says so.
+    state.watch_link =
+        layout.package && watch && (watch_ours || files::metadata(root, artifacts::WATCH_WANTS_LINK, false)?.is_none());
 
     if write_state(root, &state)? {
         report.line(format!("wrote {}", artifacts::STATE_PATH));
@@ -308,11 +371,11 @@ pub fn install(
         report.units_changed |= wrote && is_unit(abs);
         report.line(format!("{} {abs}", if wrote { "wrote" } else { "unchanged" }));
     }
-    if state.wants_link && !link_ok(root) {
-        files::replace_symlink(root, artifacts::WANTS_LINK, artifacts::UNIT_PATH)?;
+    if state.wants_link && !link_ok(root, &layout) {
+        files::replace_symlink(root, artifacts::WANTS_LINK, layout.unit)?;
         report.units_changed = true;
-        report.line(format!("enabled {} (symlink {})", artifacts::UNIT_PATH, artifacts::WANTS_LINK));
-    } else if state.wants_link || link_ok(root) {
+        report.line(format!("enabled {} (symlink {})", layout.unit, artifacts::WANTS_LINK));
+    } else if state.wants_link || link_ok(root, &layout) {
         report.line(format!("unchanged {}", artifacts::WANTS_LINK));
     } else {
         report.line(format!(
@@ -321,7 +384,7 @@ pub fn install(
         ));
     }
     if watch {
-        enable_watch(root, &mut report)?;
+        enable_watch(root, watch_ours, &layout, &mut report)?;
     }
     if let Some(new) = &ecs_new {
         let wrote = write_atomic(root, artifacts::ECS_CONFIG_PATH, new, perm_of(artifacts::ECS_CONFIG_PATH))?;
@@ -334,15 +397,17 @@ pub fn install(
 }
 
 /// Makes the watch unit's enablement symlink (atomically, like the boot unit's) unless
-/// something else is at its path.
-fn enable_watch(root: &Root, report: &mut Report) -> Result<()> {
+/// something else is at its path (a link an earlier install made, `ours`, to the other
+/// layout's unit, is re-pointed).
+fn enable_watch(root: &Root, ours: bool, layout: &Layout, report: &mut Report) -> Result<()> {
     let link = artifacts::WATCH_WANTS_LINK;
-    if watch_link_ok(root) {
+    let ours_elsewhere = ours && watch_link_ok(root, &Layout::of(!layout.package));
+    if watch_link_ok(root, layout) {
         report.line(format!("unchanged {link}"));
-    } else if files::metadata(root, link, false)?.is_none() {
-        files::replace_symlink(root, link, artifacts::WATCH_UNIT_PATH)?;
+    } else if ours_elsewhere || files::metadata(root, link, false)?.is_none() {
+        files::replace_symlink(root, link, layout.watch_unit)?;
         report.units_changed = true;
-        report.line(format!("enabled {} (symlink {link})", artifacts::WATCH_UNIT_PATH));
+        report.line(format!("enabled {} (symlink {link})", layout.watch_unit));
     } else {
         report.line(format!("left alone: {link} exists and is not ecs-hostnet's link; the watch unit is NOT enabled"));
     }
@@ -350,12 +415,18 @@ fn enable_watch(root: &Root, report: &mut Report) -> Result<()> {
 }
 
 /// With `watch.enabled = false`: removes the watch unit and its link an earlier install
-/// made (the unit file put back if one was there before), and forgets them in `state`.
-fn remove_watch_unit(root: &Root, state: &mut InstallState, report: &mut Report) -> Result<()> {
-    if lists_watch(state) && watch_link_ok(root) {
+/// made (the unit file put back if one was there before; the package's unit stays), and
+/// forgets them in `state`.
+fn remove_watch_unit(root: &Root, state: &mut InstallState, layout: &Layout, report: &mut Report) -> Result<()> {
+    let was_ours = lists_watch(state);
+    if was_ours && (watch_link_ok(root, layout) || watch_link_ok(root, &layout_of(state))) {
         remove_file(root, artifacts::WATCH_WANTS_LINK)?;
         report.units_changed = true;
         report.line(format!("disabled {} (removed {})", artifacts::WATCH_UNIT, artifacts::WATCH_WANTS_LINK));
+    }
+    if state.package && state.watch_link {
+        state.watch_link = false;
+        report.watch_removed = true;
     }
     let Some(i) = state.files.iter().position(|f| f.path == artifacts::WATCH_UNIT_PATH) else { return Ok(()) };
     let f = state.files.remove(i);
@@ -450,12 +521,13 @@ pub fn uninstall(root: &Root) -> Result<Report> {
             Some(_) => {}
         }
     }
-    if state.wants_link && link_ok(root) {
+    let layout = layout_of(&state);
+    if state.wants_link && link_ok(root, &layout) {
         remove_file(root, artifacts::WANTS_LINK)?;
         report.units_changed = true;
         report.line(format!("disabled (removed {})", artifacts::WANTS_LINK));
     }
-    if lists_watch(&state) && watch_link_ok(root) {
+    if lists_watch(&state) && watch_link_ok(root, &layout) {
         remove_file(root, artifacts::WATCH_WANTS_LINK)?;
         report.units_changed = true;
         report.line(format!("disabled {} (removed {})", artifacts::WATCH_UNIT, artifacts::WATCH_WANTS_LINK));
@@ -643,7 +715,7 @@ pub fn read_live_files(root: &Root, state: &InstallState) -> Result<(LiveFiles, 
         }
     }
     live.insert(artifacts::ECS_CONFIG_PATH.into(), read_opt(root, artifacts::ECS_CONFIG_PATH)?);
-    Ok((live, link_ok(root)))
+    Ok((live, link_ok(root, &layout_of(state))))
 }
 
 /// File drift of an installed host against `config` (its agent keys and its ecs-init hook):
@@ -662,9 +734,10 @@ pub fn converge_files(root: &Root, config: &crate::config::Config, fix: bool) ->
     // The watch unit's link, like the boot unit's (a missing link is drift).
     let watch_link_missing =
         lists_watch(&state) && files::metadata(root, artifacts::WATCH_WANTS_LINK, false)?.is_none();
+    let layout = layout_of(&state);
     let watch_link = watch_link_missing.then(|| {
         Change::new(Action::Add, Subject::Symlink { path: artifacts::WATCH_WANTS_LINK.into() }, Reason::FileDeleted)
-            .new_form(artifacts::WATCH_UNIT_PATH)
+            .new_form(layout.watch_unit)
     });
     changes.extend(watch_link.clone());
     // The binary's content is not checked (an upgrade replaces it), its mode and owner are:
@@ -683,10 +756,10 @@ pub fn converge_files(root: &Root, config: &crate::config::Config, fix: bool) ->
             write_atomic(root, &f.path, &f.content, perm_of(&f.path))?;
         }
         if state.wants_link && !link {
-            files::replace_symlink(root, artifacts::WANTS_LINK, artifacts::UNIT_PATH)?;
+            files::replace_symlink(root, artifacts::WANTS_LINK, layout.unit)?;
         }
         if watch_link.is_some() {
-            files::replace_symlink(root, artifacts::WATCH_WANTS_LINK, artifacts::WATCH_UNIT_PATH)?;
+            files::replace_symlink(root, artifacts::WATCH_WANTS_LINK, layout.watch_unit)?;
         }
         if binary.is_some() {
             files::set_perm(root, artifacts::BIN_PATH, perm_of(artifacts::BIN_PATH))?;

@@ -138,6 +138,15 @@ pub struct InstallState {
     pub ecs_config: Option<InstalledEcsConfig>,
     /// Folders install created (deepest last); uninstall removes them when empty.
     pub created_dirs: Vec<String>,
+    /// The binary and the unit files are the package's (/usr/sbin, /usr/lib/systemd/system):
+    /// install wrote neither, uninstall never removes them; the enablement links point at
+    /// the package's units. Absent (false) in states of an install from a tarball or source.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub package: bool,
+    /// With [`InstallState::package`]: install made the watch unit's enablement link (the
+    /// package's unit is not in [`InstallState::files`], which otherwise says so).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub watch_link: bool,
 }
 
 /// The schema name written in [`InstallState::schema`].

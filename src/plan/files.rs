@@ -2,7 +2,7 @@
 
 use crate::desired::ecs_config;
 use crate::desired::install_files::CONFIG_PATH;
-use crate::desired::install_files::{BIN_PATH, DROPIN_PATH, ECS_CONFIG_PATH, UNIT_PATH, WANTS_LINK, dropin_text};
+use crate::desired::install_files::{BIN_PATH, DROPIN_PATH, ECS_CONFIG_PATH, Layout, WANTS_LINK, dropin_text};
 use crate::model::install_state::{InstallState, InstalledEcsConfig, LiveFiles, STATE_SCHEMA};
 use crate::plan::change::{Action, Change, Subject};
 use crate::plan::reason::{Note, Reason};
@@ -49,7 +49,8 @@ pub struct FileFix {
 
 /// Compares an installed host with what install left and what the configuration wants
 /// of ecs.config. `live` holds every path in `state.files` plus [`ECS_CONFIG_PATH`];
-/// `link_ok` says whether the enablement symlink is in place.
+/// `link_ok` says whether the enablement symlink is in place (pointing at the boot unit of
+/// the state's [`Layout`]: the package's or install's own).
 pub fn plan_files(
     state: &InstallState,
     live: &LiveFiles,
@@ -78,7 +79,7 @@ pub fn plan_files(
     if state.wants_link && !link_ok {
         changes.push(
             Change::new(Action::Add, Subject::Symlink { path: WANTS_LINK.into() }, Reason::BootUnitNotEnabled)
-                .new_form(UNIT_PATH),
+                .new_form(Layout::of(state.package).unit),
         );
     }
     if state.ecs_config.is_some() && !agent_keys.is_empty() {
@@ -166,7 +167,7 @@ pub fn plan_files_configured(
     link_ok: bool,
     config: &crate::config::Config,
 ) -> (Vec<Change>, Vec<FileFix>) {
-    let want = dropin_text(config.boot.agent_on_error.v).into_bytes();
+    let want = dropin_text(config.boot.agent_on_error.v, Layout::of(state.package).bin).into_bytes();
     let mut wanted = state.clone();
     let mut choice_changed = false;
     if let Some(written) = wanted.files.iter_mut().filter(|f| f.path == DROPIN_PATH).find_map(|f| f.written.as_mut())
@@ -184,9 +185,11 @@ pub fn plan_files_configured(
 }
 
 /// The hook change of `diff OLD NEW`: a host installed with `old` has its hook; `new`
-/// wants the one of its `boot.agent_on_error`.
+/// wants the one of its `boot.agent_on_error` (shown for install's own binary path,
+/// [`BIN_PATH`]: the choice, not the path, is what differs).
 pub fn diff_hook(old: &crate::config::Config, new: &crate::config::Config) -> Option<Change> {
-    let (was, want) = (dropin_text(old.boot.agent_on_error.v), dropin_text(new.boot.agent_on_error.v));
+    let hook = |c: &crate::config::Config| dropin_text(c.boot.agent_on_error.v, BIN_PATH);
+    let (was, want) = (hook(old), hook(new));
     (was != want).then(|| {
         Change::new(Action::Change, Subject::File { path: DROPIN_PATH.into() }, Reason::DiffersFromConfiguration)
             .details(line_diff(was.as_bytes(), want.as_bytes()))
@@ -197,13 +200,13 @@ pub fn diff_hook(old: &crate::config::Config, new: &crate::config::Config) -> Op
 mod tests {
     use super::*;
     use crate::config::AgentOnError;
-    use crate::desired::install_files::{DROPIN_PATH, dropin_text, text_files, unit_text};
+    use crate::desired::install_files::{DROPIN_PATH, LOCAL, UNIT_PATH, dropin_text, text_files, unit_text};
     use crate::model::install_state::{Bytes, InstalledFile};
 
     fn state() -> InstallState {
         InstallState {
             schema: STATE_SCHEMA.into(),
-            files: text_files(b"x = 1\n")
+            files: text_files(b"x = 1\n", &LOCAL)
                 .into_iter()
                 .map(|f| InstalledFile {
                     path: f.path.into(),
@@ -216,6 +219,7 @@ mod tests {
             wants_link: true,
             ecs_config: Some(InstalledEcsConfig::default()),
             created_dirs: vec![],
+            ..Default::default()
         }
     }
 
@@ -288,10 +292,13 @@ mod tests {
         assert_eq!(changes[0].object(), "file /etc/systemd/system/ecs.service.d/ecs-hostnet.conf");
         assert_eq!(changes[0].reason, Reason::DiffersFromConfiguration);
         assert!(changes[0].details.contains(&"+ExecStartPre=-/usr/local/sbin/ecs-hostnet apply".to_string()));
-        assert_eq!(fixes, [FileFix { path: DROPIN_PATH.into(), content: dropin_text(AgentOnError::Start).into() }]);
+        assert_eq!(
+            fixes,
+            [FileFix { path: DROPIN_PATH.into(), content: dropin_text(AgentOnError::Start, BIN_PATH).into() }]
+        );
         // Once repaired, that is no drift, although the state still holds install's text.
         let mut repaired = l.clone();
-        repaired.insert(DROPIN_PATH.into(), Some(dropin_text(AgentOnError::Start).into()));
+        repaired.insert(DROPIN_PATH.into(), Some(dropin_text(AgentOnError::Start, BIN_PATH).into()));
         assert!(plan_files_configured(&s, &repaired, true, &config("start")).0.is_empty());
         // ... and back to "block" it differs again.
         let (changes, _) = plan_files_configured(&s, &repaired, true, &config("block"));
@@ -301,7 +308,7 @@ mod tests {
         gone.insert(DROPIN_PATH.into(), None);
         let (changes, fixes) = plan_files_configured(&s, &gone, true, &config("start"));
         assert_eq!(changes[0].reason, Reason::FileDeleted);
-        assert_eq!(fixes[0].content, dropin_text(AgentOnError::Start).into_bytes());
+        assert_eq!(fixes[0].content, dropin_text(AgentOnError::Start, BIN_PATH).into_bytes());
         let mut edited = l.clone();
         edited.insert(DROPIN_PATH.into(), Some(b"[Service]\n".to_vec()));
         assert_eq!(plan_files_configured(&s, &edited, true, &config("start")).0[0].reason, Reason::FileModified);
@@ -342,10 +349,14 @@ mod tests {
 
     #[test]
     fn units_run_apply_from_the_installed_binary() {
-        assert!(unit_text().contains("ExecStart=/usr/local/sbin/ecs-hostnet apply\n"));
-        assert!(unit_text().contains("Before=network-pre.target docker.service ecs.service"));
-        assert!(unit_text().contains("RemainAfterExit=yes"));
-        assert!(dropin_text(AgentOnError::Block).contains("ExecStartPre=/usr/local/sbin/ecs-hostnet apply\n"));
-        assert!(dropin_text(AgentOnError::Start).contains("ExecStartPre=-/usr/local/sbin/ecs-hostnet apply\n"));
+        assert!(unit_text(&LOCAL).contains("ExecStart=/usr/local/sbin/ecs-hostnet apply\n"));
+        assert!(unit_text(&LOCAL).contains("Before=network-pre.target docker.service ecs.service"));
+        assert!(unit_text(&LOCAL).contains("RemainAfterExit=yes"));
+        assert!(
+            dropin_text(AgentOnError::Block, BIN_PATH).contains("ExecStartPre=/usr/local/sbin/ecs-hostnet apply\n")
+        );
+        assert!(
+            dropin_text(AgentOnError::Start, BIN_PATH).contains("ExecStartPre=-/usr/local/sbin/ecs-hostnet apply\n")
+        );
     }
 }

@@ -507,6 +507,7 @@ impl Snapshot {
             wants_link: i.wants_link,
             ecs_config,
             created_dirs: vec![],
+            ..Default::default()
         };
         Some((state, live, i.boot_unit_enabled))
     }
