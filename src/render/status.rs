@@ -228,11 +228,12 @@ pub fn text(s: &Status) -> String {
         let _ = writeln!(o, "  (none of ours: the rule set is not applied)");
         return o;
     }
+    let place = |r: &RuleCounters| format!("{} {} {}", r.family.name(), r.table, r.chain);
     let w = s.rules.iter().map(|r| r.rule.len()).max().unwrap_or(0).max(4);
-    let _ = writeln!(o, "  {:<22} {:<w$} {:>12} {:>14}", "TABLE / CHAIN", "RULE", "PACKETS", "BYTES");
+    let pw = s.rules.iter().map(|r| place(r).len()).max().unwrap_or(0).max(13);
+    let _ = writeln!(o, "  {:<pw$} {:<w$} {:>12} {:>14}", "TABLE / CHAIN", "RULE", "PACKETS", "BYTES");
     for r in &s.rules {
-        let place = format!("{} {} {}", r.family.name(), r.table, r.chain);
-        let _ = writeln!(o, "  {place:<22} {:<w$} {:>12} {:>14}", escape_controls(&r.rule), r.packets, r.bytes);
+        let _ = writeln!(o, "  {:<pw$} {:<w$} {:>12} {:>14}", place(r), escape_controls(&r.rule), r.packets, r.bytes);
     }
     o
 }
