@@ -329,7 +329,8 @@ pub(crate) mod tests {
     #[test]
     fn the_metrics_textfile_is_off_by_default_and_read_when_set() {
         assert_eq!(default_config().metrics.textfile.v, Textfile(None));
-        let c = parse("f.toml", "[metrics]\ntextfile = \"/var/lib/node_exporter/textfile/ecs-hostnet.prom\"\n").unwrap();
+        let c =
+            parse("f.toml", "[metrics]\ntextfile = \"/var/lib/node_exporter/textfile/ecs-hostnet.prom\"\n").unwrap();
         let want = std::path::Path::new("/var/lib/node_exporter/textfile/ecs-hostnet.prom");
         assert_eq!(c.metrics.textfile.v.0.as_deref(), Some(want));
     }

@@ -26,10 +26,8 @@ pub fn status(loaded: &Loaded, root: &Root, netns: Option<&str>) -> Result<Statu
     let ns = netns::current_inode()?;
     let pid = watch::live_watcher(root, ns);
     // The state file of the watcher that runs now (a file left by a killed one is not).
-    let state = pid
-        .and_then(|_| read_watch_state(root, ns))
-        .and_then(|b| WatchState::parse(&b))
-        .filter(|s| Some(s.pid) == pid);
+    let state =
+        pid.and_then(|_| read_watch_state(root, ns)).and_then(|b| WatchState::parse(&b)).filter(|s| Some(s.pid) == pid);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Ok(Status::new(&loaded.source, netns, now, &desired, &live, &p, Watcher { pid, state }))
 }

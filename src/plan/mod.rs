@@ -735,7 +735,12 @@ mod tests {
         let mut dup = chain.rules[0].clone();
         dup.handle = 100;
         chain.rules.push(dup);
-        chain.rules.push(LiveRule { handle: 101, comment: None, exprs: vec![crate::model::ruleset::Expr::Counter], counter: None });
+        chain.rules.push(LiveRule {
+            handle: 101,
+            comment: None,
+            exprs: vec![crate::model::ruleset::Expr::Counter],
+            counter: None,
+        });
         let p = plan(&d, &live);
         assert_eq!(p.counts(), (0, 0, 2), "{}", p.text());
         let reasons: Vec<String> = p.changes.iter().map(|c| c.reason.to_string()).collect();
@@ -770,7 +775,12 @@ mod tests {
             match op {
                 Op::DelRule { handle, .. } => rules.retain(|r| r.handle != *handle),
                 Op::AddRule { rule, placement, .. } => {
-                    let lr = LiveRule { handle: 1000, comment: Some(rule.id.clone()), exprs: rule.exprs.clone(), counter: None };
+                    let lr = LiveRule {
+                        handle: 1000,
+                        comment: Some(rule.id.clone()),
+                        exprs: rule.exprs.clone(),
+                        counter: None,
+                    };
                     match placement {
                         Placement::Append => rules.push(lr),
                         Placement::Before(h) => {

@@ -174,14 +174,19 @@ pub fn text(s: &Status) -> String {
     if s.converged {
         let _ = writeln!(o, "converged:        yes");
     } else {
-        let _ = writeln!(o, "converged:        NO: {a} to add, {c} to change, {r} to remove (`ecs-hostnet plan` shows them)");
+        let _ = writeln!(
+            o,
+            "converged:        NO: {a} to add, {c} to change, {r} to remove (`ecs-hostnet plan` shows them)"
+        );
     }
     let guard = if s.localhost_guard_live { "live" } else { "NOT LIVE" };
     let _ = writeln!(o, "localhost guard:  {guard}");
     let rl: Vec<String> = s
         .route_localnet
         .iter()
-        .map(|(k, v)| format!("{}={}", escape_controls(k), v.as_deref().map_or("(no such interface)".into(), escape_controls)))
+        .map(|(k, v)| {
+            format!("{}={}", escape_controls(k), v.as_deref().map_or("(no such interface)".into(), escape_controls))
+        })
         .collect();
     let _ = writeln!(o, "route_localnet:   {}", if rl.is_empty() { "(none of ours)".into() } else { rl.join(", ") });
     if let Some(e) = &s.endpoint_route {
@@ -272,18 +277,50 @@ pub fn json(s: &Status) -> String {
 
 /// `(name, type, help)` of every metric family [`prometheus`] writes, in its order.
 pub const FAMILIES: &[(&str, &str, &str)] = &[
-    ("ecs_hostnet_rule_packets_total", "counter", "Packets counted by an ecs-hostnet rule (its nf_tables counter), by rule id."),
+    (
+        "ecs_hostnet_rule_packets_total",
+        "counter",
+        "Packets counted by an ecs-hostnet rule (its nf_tables counter), by rule id.",
+    ),
     ("ecs_hostnet_rule_bytes_total", "counter", "Bytes (L3 length) counted by an ecs-hostnet rule, by rule id."),
-    ("ecs_hostnet_converged", "gauge", "1 when the host matches the configuration (ecs-hostnet check would exit 0 but for findings)."),
-    ("ecs_hostnet_plan_changes", "gauge", "Changes ecs-hostnet apply would make (rules, tables, sysctls, routes, installed files)."),
-    ("ecs_hostnet_localhost_guard_live", "gauge", "1 when both localhost guard rules are in place (route_localnet is then safe)."),
-    ("ecs_hostnet_route_localnet", "gauge", "net.ipv4.conf.<interface>.route_localnet of each selector ecs-hostnet manages."),
-    ("ecs_hostnet_endpoint_route_present", "gauge", "1 when the credentials endpoint route via lo is in place (only when the configuration makes one)."),
+    (
+        "ecs_hostnet_converged",
+        "gauge",
+        "1 when the host matches the configuration (ecs-hostnet check would exit 0 but for findings).",
+    ),
+    (
+        "ecs_hostnet_plan_changes",
+        "gauge",
+        "Changes ecs-hostnet apply would make (rules, tables, sysctls, routes, installed files).",
+    ),
+    (
+        "ecs_hostnet_localhost_guard_live",
+        "gauge",
+        "1 when both localhost guard rules are in place (route_localnet is then safe).",
+    ),
+    (
+        "ecs_hostnet_route_localnet",
+        "gauge",
+        "net.ipv4.conf.<interface>.route_localnet of each selector ecs-hostnet manages.",
+    ),
+    (
+        "ecs_hostnet_endpoint_route_present",
+        "gauge",
+        "1 when the credentials endpoint route via lo is in place (only when the configuration makes one).",
+    ),
     ("ecs_hostnet_findings", "gauge", "Findings on the credentials path (foreign rules), by severity."),
     ("ecs_hostnet_watch_running", "gauge", "1 when ecs-hostnet watch runs for this network namespace."),
     ("ecs_hostnet_watch_repairs_total", "counter", "Repairs made by the running ecs-hostnet watch since it started."),
-    ("ecs_hostnet_watch_backoff_episodes_total", "counter", "Times the running watcher began backing off from a writer that kept undoing its rules."),
-    ("ecs_hostnet_watch_last_repair_timestamp_seconds", "gauge", "Unix time of the running watcher's last repair (absent before its first)."),
+    (
+        "ecs_hostnet_watch_backoff_episodes_total",
+        "counter",
+        "Times the running watcher began backing off from a writer that kept undoing its rules.",
+    ),
+    (
+        "ecs_hostnet_watch_last_repair_timestamp_seconds",
+        "gauge",
+        "Unix time of the running watcher's last repair (absent before its first).",
+    ),
 ];
 
 /// A label value as the text exposition format 0.0.4 wants it: `\` as `\\`, `"` as `\"`
@@ -395,7 +432,12 @@ mod tests {
     fn every_rule_of_ours_is_reported_with_its_counter() {
         let s = status();
         let ids: Vec<&str> = s.rules.iter().map(|r| r.rule.as_str()).collect();
-        for id in [rule_id::IMDS_BLOCK_IPV4, rule_id::IMDS_BLOCK_IPV6, rule_id::LOCALHOST_GUARD, rule_id::CREDENTIALS_REDIRECT] {
+        for id in [
+            rule_id::IMDS_BLOCK_IPV4,
+            rule_id::IMDS_BLOCK_IPV6,
+            rule_id::LOCALHOST_GUARD,
+            rule_id::CREDENTIALS_REDIRECT,
+        ] {
             assert!(ids.contains(&id), "{id} in {ids:?}");
         }
         assert!(s.rules.iter().all(|r| r.packets > 0 && r.bytes == r.packets * 60));
@@ -426,7 +468,8 @@ mod tests {
             assert_eq!(out.matches(&format!("# TYPE {name} {ty}\n")).count(), 1, "{out}");
             assert_eq!(out.matches(&format!("# HELP {name} ")).count(), 1, "{out}");
         }
-        let series: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
+        let series: Vec<&str> =
+            out.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
         let unique: std::collections::BTreeSet<&&str> = series.iter().collect();
         assert_eq!(unique.len(), series.len(), "a series repeats: {out}");
         let imds = s.rules.iter().find(|r| r.rule == rule_id::IMDS_BLOCK_IPV4).unwrap();
@@ -438,7 +481,10 @@ mod tests {
         assert!(out.contains("ecs_hostnet_findings{severity=\"blocking\"} 1\n"), "{out}");
         assert!(out.contains("ecs_hostnet_findings{severity=\"info\"} 0\n"), "{out}");
         assert!(out.contains("ecs_hostnet_converged 1\n") && out.contains("ecs_hostnet_watch_running 0\n"), "{out}");
-        assert!(!out.lines().any(|l| l.starts_with("ecs_hostnet_watch_repairs_total")), "no watcher, no repairs: {out}");
+        assert!(
+            !out.lines().any(|l| l.starts_with("ecs_hostnet_watch_repairs_total")),
+            "no watcher, no repairs: {out}"
+        );
         assert!(!s.ok());
     }
 
@@ -476,6 +522,12 @@ mod tests {
         assert_eq!(doc["summary"], serde_json::json!({"add": 1, "change": 0, "remove": 2}));
         assert_eq!(doc["watch"]["state"]["repairs"], 3);
         assert_eq!(doc["route_localnet"]["all"], "1");
-        assert!(doc["rules"].as_array().unwrap().iter().any(|r| r["rule"] == "imds-block-ipv4" && r["packets"].as_u64() > Some(0)));
+        assert!(
+            doc["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["rule"] == "imds-block-ipv4" && r["packets"].as_u64() > Some(0))
+        );
     }
 }

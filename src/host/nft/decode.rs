@@ -803,16 +803,14 @@ mod tests {
         const NESTED: u16 = libc::NLA_F_NESTED as u16;
         let data = [nla(1, &420u64.to_be_bytes()), nla(2, &7u64.to_be_bytes())].concat();
         let expr = [nla(1, b"counter\0"), nla(2 | NESTED, &data)].concat();
-        let attrs = [
-            nla(1, b"t\0"),
-            nla(2, b"c\0"),
-            nla(3, &9u64.to_be_bytes()),
-            nla(4 | NESTED, &nla(1 | NESTED, &expr)),
-        ]
-        .concat();
+        let attrs =
+            [nla(1, b"t\0"), nla(2, b"c\0"), nla(3, &9u64.to_be_bytes()), nla(4 | NESTED, &nla(1 | NESTED, &expr))]
+                .concat();
         let mut m = vec![0u8; 20];
         m[..4].copy_from_slice(&(20 + attrs.len() as u32).to_ne_bytes());
-        m[4..6].copy_from_slice(&(((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | libc::NFT_MSG_NEWRULE as u16).to_ne_bytes());
+        m[4..6].copy_from_slice(
+            &(((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | libc::NFT_MSG_NEWRULE as u16).to_ne_bytes(),
+        );
         m[16] = libc::NFPROTO_INET as u8;
         m.extend_from_slice(&attrs);
         let want = Some(CounterValues { packets: 7, bytes: 420 });
