@@ -158,8 +158,9 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, journal: Jou
         state: WatchState::started(std::process::id(), unix_now()),
         pid_file,
     };
-    w.first_converge()?;
+    // Before the first converge, so the state file exists once "watching" is in the journal.
     w.save_state();
+    w.first_converge()?;
     notify(&[State::Ready, State::Status("watching: converged")]);
     let watchdog = watchdog_interval().map(|d| d / 2);
     let mut last_watchdog = w.now();
