@@ -20,6 +20,10 @@
 //! route_localnet value that differs is written back ([`fail_safe`]); the next successful
 //! repair turns it on again after the guard (converge writes sysctls after the batch).
 //!
+//! State for `status`: `watch-<netns inode>.json` beside the pid file (start time, repairs, the
+//! last repair's time and line, backoff episodes), written atomically at start, after each
+//! repair and at each backoff change, removed with the pid file at exit.
+//!
 //! Signals: `SIGHUP` reloads the configuration (a bad one is reported and the old one
 //! kept), `SIGTERM`/`SIGINT` end the process with the rule set left in place.
 
