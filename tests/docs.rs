@@ -21,6 +21,7 @@ const PAGES: &[&str] = &[
     "ecs-hostnet-remove.8",
     "ecs-hostnet-render.8",
     "ecs-hostnet-snapshot.8",
+    "ecs-hostnet-status.8",
     "ecs-hostnet-task.8",
     "ecs-hostnet-task-apply.8",
     "ecs-hostnet-task-check.8",

@@ -339,13 +339,18 @@ fn sigterm_exits_0_and_leaves_the_rule_set_and_no_lock() {
     let cfg = dir.default_config();
     let mut w = Watcher::start(&ns, &cfg);
     let handles = ns.ruleset_handles();
+    // `watch-<inode>.pid` and the state file `watch-<inode>.json` for `status`.
     let pid_files = || {
-        std::fs::read_dir(ns.run_dir())
+        let mut names: Vec<String> = std::fs::read_dir(ns.run_dir())
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("watch-"))
-            .count()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("watch-"))
+            .map(|n| n.rsplit_once('.').map_or(n.clone(), |(_, ext)| ext.to_string()))
+            .collect();
+        names.sort();
+        names
     };
-    assert_eq!(pid_files(), 1, "a pid file while it runs");
+    assert_eq!(pid_files(), ["json", "pid"], "a pid file and a state file while it runs");
     // A second watcher of the same namespace refuses to start.
     let second = ns.ehn(&["watch", "-c", &cfg]);
     second.expect_code(1);
@@ -353,7 +358,7 @@ fn sigterm_exits_0_and_leaves_the_rule_set_and_no_lock() {
     let st = w.signal_and_wait("TERM");
     assert_eq!(st.code(), Some(0), "{}", w.log());
     assert_eq!(ns.ruleset_handles(), handles, "the rule set is untouched");
-    assert_eq!(pid_files(), 0, "the pid file is removed");
+    assert!(pid_files().is_empty(), "the pid and state files are removed: {:?}", pid_files());
     let lock = ns.run_dir().join("lock");
     run_cmd("flock", &["-n", "-x", lock.to_str().unwrap(), "true"], Duration::from_secs(5)).expect_code(0);
     assert_eq!(w.lines_at(6, "stopping").len(), 1, "{}", w.log());

@@ -115,6 +115,44 @@ pub struct PlanArgs {
     pub format: PlanFormat,
 }
 
+/// `status --format`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// A short report for people.
+    Text,
+    /// The schema "ecs-hostnet.status/v1" (docs/json.md).
+    Json,
+    /// The Prometheus text exposition format 0.0.4 (ecs_hostnet_* metrics).
+    Prometheus,
+}
+
+/// The flags of `status`.
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// `-c FILE`.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: StatusFormat,
+    /// Also write the Prometheus exposition to FILE (for node_exporter's textfile
+    /// collector: a temporary file in the same folder, then a rename; mode 0644). Default:
+    /// metrics.textfile of the configuration.
+    #[arg(long, value_name = "FILE.prom", value_parser = textfile_path)]
+    pub textfile: Option<PathBuf>,
+}
+
+/// `--textfile`: an absolute path ending in `.prom`, as `metrics.textfile` must be.
+fn textfile_path(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if p.is_absolute() && name.ends_with(".prom") && name != ".prom" && !s.ends_with('/') {
+        Ok(p)
+    } else {
+        Err("an absolute path ending in .prom (node_exporter's textfile collector reads only those) is needed".into())
+    }
+}
+
 /// The flags of `task apply|check|remove`.
 #[derive(clap::Args)]
 pub struct TaskArgs {
@@ -179,6 +217,14 @@ pub enum Command {
     /// The same comparison as plan, for monitoring: `--format json` prints the schema
     /// "ecs-hostnet.plan/v1" (docs/json.md), one document per host for a fleet report.
     Check(PlanArgs),
+    /// Show the live state: each rule's packet and byte counters, converged or not, the
+    /// localhost guard, route_localnet, the findings and the watcher. Exit 0: converged
+    /// and no blocking finding, 2: otherwise, 1: error.
+    ///
+    /// One read, the same as check. --format prometheus prints the Prometheus text
+    /// exposition (ecs_hostnet_* metrics); --textfile (or metrics.textfile) also writes it
+    /// for node_exporter's textfile collector.
+    Status(StatusArgs),
     /// What applying NEW would change on a host converged to OLD (no root, no kernel).
     /// Exit 0: no changes, 2: changes, 1: error.
     Diff {

@@ -26,6 +26,7 @@ mod plan;
 mod remove;
 mod render;
 mod snapshot;
+mod status;
 mod task;
 mod validate;
 mod watch;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli, out: &mut String) -> anyhow::Result<Exit> {
         Command::Render { config, format } => render::run(&cx, &config, format, out),
         Command::Plan(args) => plan::run(&cx, &args, plan::Mode::Plan, out),
         Command::Check(args) => plan::run(&cx, &args, plan::Mode::Check, out),
+        Command::Status(args) => status::run(&cx, &args, out),
         Command::Apply { config, kernel_only } => apply::run(&cx, &config, kernel_only, out),
         Command::Remove { config } => remove::run(&cx, &config, out),
         Command::GenerateDocs { outdir } => generate_docs::run(&outdir, out).map(|()| Exit::Ok),

@@ -12,7 +12,7 @@ mod checks;
 mod toml_tree;
 mod values;
 
-pub use values::{AgentOnError, EndpointRoute, Port, RouteLocalnet, V4, V6, Val};
+pub use values::{AgentOnError, EndpointRoute, Port, RouteLocalnet, Textfile, V4, V6, Val};
 
 use crate::model::ifpattern::IfPattern;
 use checks::check_consistency;
@@ -186,6 +186,9 @@ file_sections! {
     watch {
         enabled: bool,
     }
+    metrics {
+        textfile: Textfile,
+    }
 }
 
 impl Config {
@@ -324,6 +327,15 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_metrics_textfile_is_off_by_default_and_read_when_set() {
+        assert_eq!(default_config().metrics.textfile.v, Textfile(None));
+        let c =
+            parse("f.toml", "[metrics]\ntextfile = \"/var/lib/node_exporter/textfile/ecs-hostnet.prom\"\n").unwrap();
+        let want = std::path::Path::new("/var/lib/node_exporter/textfile/ecs-hostnet.prom");
+        assert_eq!(c.metrics.textfile.v.0.as_deref(), Some(want));
+    }
+
+    #[test]
     fn keys_left_out_take_the_default() {
         let c = parse("f.toml", "[credentials]\nagent_port = 51680\n").unwrap();
         assert_eq!(c.credentials.agent_port.v.0, 51680);
@@ -358,6 +370,11 @@ pub(crate) mod tests {
             ("[imds_block]\nexclude_interfaces = [\"ecs-bridge\"]", "excludes all of"),
             ("[boot]\nagent_on_error = \"ignore\"", "allowed: \"block\" (the agent does not start"),
             ("[boot]\nagent_on_error = false", "one of \"block\", \"start\""),
+            ("[metrics]\ntextfile = \"ecs.prom\"", "is not an absolute path"),
+            ("[metrics]\ntextfile = \"/var/lib/x/ecs.txt\"", "does not name a file ending in .prom"),
+            ("[metrics]\ntextfile = \"/var/lib/x/\"", "does not name a file ending in .prom"),
+            ("[metrics]\ntextfile = \"/var/lib/../x.prom\"", "has a `..` component"),
+            ("[metrics]\ntextfile = 1", "a file path in quotes"),
         ] {
             let e = errors(text);
             assert!(e.iter().any(|m| m.contains(want)), "{text:?}: want {want:?} in {e:?}");
@@ -371,7 +388,7 @@ pub(crate) mod tests {
     const CREDENTIALS_KEYS: &str = "allowed: `enabled`, `endpoint_address`, `endpoint_port`, \
         `agent_address`, `agent_port`, `redirect_host_traffic`, `endpoint_route_via_lo`";
     const SECTION_NAMES: &str = "allowed: `containers`, `route_localnet`, `credentials`, \
-        `localhost_guard`, `introspection_guard`, `imds_block`, `agent`, `boot`, `watch`";
+        `localhost_guard`, `introspection_guard`, `imds_block`, `agent`, `boot`, `watch`, `metrics`";
     const IFNAME_ALLOWED: &str =
         "allowed: 1-15 bytes of ASCII letters, digits and . _ - @ (and a trailing + for a prefix match)";
 

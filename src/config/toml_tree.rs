@@ -3,7 +3,7 @@
 //! file is reported, not only the first.
 
 use super::NameList;
-use super::values::{AgentOnError, EndpointRoute, Port, RouteLocalnet, V4, V6, Val};
+use super::values::{AgentOnError, EndpointRoute, Port, RouteLocalnet, Textfile, V4, V6, Val};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::ops::Range;
@@ -216,7 +216,7 @@ macro_rules! scalar_from_node {
     )* };
 }
 
-scalar_from_node!(bool, Port, V4, V6, EndpointRoute, AgentOnError);
+scalar_from_node!(bool, Port, V4, V6, EndpointRoute, AgentOnError, Textfile);
 
 impl FromNode for NameList {
     fn from_node(n: &Node, errs: &mut Vec<Problem>) -> Option<Self> {

@@ -149,6 +149,42 @@ impl<'de> Deserialize<'de> for AgentOnError {
     }
 }
 
+/// `metrics.textfile`: where `status` writes its Prometheus exposition for node_exporter's
+/// textfile collector (which reads `*.prom` files of one folder); `None` (`""` in the file)
+/// = off. An absolute path ending in `.prom`, without `..`, NUL or newline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Textfile(pub Option<std::path::PathBuf>);
+
+impl<'de> Deserialize<'de> for Textfile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = string_for(d, "a file path in quotes, such as \"/var/lib/node_exporter/textfile/ecs-hostnet.prom\"")?;
+        if s.is_empty() {
+            return Ok(Textfile(None));
+        }
+        let path = std::path::Path::new(&s);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let why = if !path.is_absolute() {
+            Some("is not an absolute path")
+        } else if path.components().any(|c| c == std::path::Component::ParentDir) {
+            Some("has a `..` component")
+        } else if s.contains(['\0', '\n', '\r']) {
+            Some("holds a NUL or line break")
+        } else if !name.ends_with(".prom") || name == ".prom" || s.ends_with('/') {
+            Some("does not name a file ending in .prom (node_exporter's textfile collector reads only those)")
+        } else {
+            None
+        };
+        match why {
+            None => Ok(Textfile(Some(path.to_path_buf()))),
+            Some(why) => Err(serde::de::Error::custom(format!(
+                "\"{}\" {why}; allowed: \"\" (off) or an absolute path ending in .prom, such as \
+                 \"/var/lib/node_exporter/textfile/ecs-hostnet.prom\"",
+                s.escape_default()
+            ))),
+        }
+    }
+}
+
 /// `route_localnet.enable`: `"all"`, `"off"` or a list of exact interface names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteLocalnet {

@@ -13,6 +13,7 @@ pub mod against;
 pub mod install;
 pub mod load;
 pub mod preflight;
+pub mod status;
 pub mod task;
 pub mod watch;
 
@@ -119,6 +120,16 @@ pub fn snapshot(root: &Root, netns: Option<&str>) -> Result<crate::render::snaps
 /// FORWARD and DOCKER-USER chains, and the AWS commands' leftovers in files under `root`
 /// ([`crate::host::leftovers`]).
 pub fn plan_live(desired: &Desired, root: &Root, config: Option<&crate::config::Config>) -> Result<(Netfilter, Plan)> {
+    plan_live_state(desired, root, config).map(|(nf, p, _)| (nf, p))
+}
+
+/// [`plan_live`], also returning the live state it planned against (our tables with their
+/// counter values, route_localnet, routes): `status` reports from the same one read.
+pub fn plan_live_state(
+    desired: &Desired,
+    root: &Root,
+    config: Option<&crate::config::Config>,
+) -> Result<(Netfilter, Plan, LiveState)> {
     let mut nf = Netfilter::open()?;
     let (live, _) = read_live(&mut nf, desired, root)?;
     refuse_uplink_conflicts(desired, &live, "plan and apply refuse this configuration on this host")?;
@@ -132,7 +143,7 @@ pub fn plan_live(desired: &Desired, root: &Root, config: Option<&crate::config::
         };
         p.findings = crate::plan::findings::findings(config, &path);
     }
-    Ok((nf, p))
+    Ok((nf, p, live))
 }
 
 /// Carries out `desired`: restores, one batch, enables; retried (re-read and re-planned)

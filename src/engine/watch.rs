@@ -20,6 +20,10 @@
 //! route_localnet value that differs is written back ([`fail_safe`]); the next successful
 //! repair turns it on again after the guard (converge writes sysctls after the batch).
 //!
+//! State for `status`: `watch-<netns inode>.json` beside the pid file (start time, repairs, the
+//! last repair's time and line, backoff episodes), written atomically at start, after each
+//! repair and at each backoff change, removed with the pid file at exit.
+//!
 //! Signals: `SIGHUP` reloads the configuration (a bad one is reported and the old one
 //! kept), `SIGTERM`/`SIGINT` end the process with the rule set left in place.
 
@@ -34,6 +38,7 @@ use crate::host::run_dir::{LOCK_TIMEOUT, Lock, WatchPidFile, read_saved_record, 
 use crate::host::{netns, sysctl};
 use crate::model::event::{NftReceived, RtEvent};
 use crate::model::names::sysctl_name;
+use crate::model::watch_state::WatchState;
 use crate::plan::live::LiveState;
 use crate::plan::watch::{Announcement, Collector, Pacer, Transaction, link_matters, route_matters};
 use crate::plan::{Plan, localhost_guard_is_live};
@@ -122,6 +127,9 @@ struct Watcher<'a> {
     triggers: Triggers,
     start: Instant,
     own_pid: u32,
+    /// What `status` reads of this watcher, and the file it is written to.
+    state: WatchState,
+    pid_file: WatchPidFile,
 }
 
 /// Runs the watcher in the current network namespace (the caller has entered `--netns`)
@@ -139,7 +147,7 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, journal: Jou
     if let Some(pid) = live_watcher(root, ns) {
         bail!("ecs-hostnet watch (pid {pid}) already serves this network namespace");
     }
-    let _pid_file: WatchPidFile = write_watch_pid(root, ns, std::process::id())?;
+    let pid_file: WatchPidFile = write_watch_pid(root, ns, std::process::id())?;
     let mut w = Watcher {
         nf: Netfilter::open()?,
         root,
@@ -151,7 +159,11 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, journal: Jou
         triggers: Triggers::default(),
         start: Instant::now(),
         own_pid: std::process::id(),
+        state: WatchState::started(std::process::id(), unix_now()),
+        pid_file,
     };
+    // Before the first converge, so the state file exists once "watching" is in the journal.
+    w.save_state();
     w.first_converge()?;
     notify(&[State::Ready, State::Status("watching: converged")]);
     let watchdog = watchdog_interval().map(|d| d / 2);
@@ -327,12 +339,33 @@ impl Watcher<'_> {
         );
         (self.journal)(Level::Warning, &line);
         notify(&[State::Status(&line)]);
+        self.state.repairs += 1;
+        self.state.last_repair_at = Some(unix_now());
+        self.state.last_repair = Some(line);
         if let Some(a) = self.pacer.repaired(self.now(), &triggers.writer()) {
             self.announce(a);
         }
+        self.save_state();
     }
 
-    fn announce(&self, a: Announcement) {
+    /// Writes [`Watcher::state`] for `status`; a failure is reported and never stops the
+    /// watcher (the state file is a report, not part of the repair).
+    fn save_state(&self) {
+        let bytes = serde_json::to_vec(&self.state).expect("the watch state serializes");
+        if let Err(e) = self.pid_file.write_state(&bytes) {
+            (self.journal)(Level::Err, &format!("writing the state file for `status` failed: {e}"));
+        }
+    }
+
+    fn announce(&mut self, a: Announcement) {
+        match a {
+            Announcement::BackoffStarted { .. } => {
+                self.state.backoff_episodes += 1;
+                self.state.in_backoff = true;
+            }
+            Announcement::BackoffEnded { .. } => self.state.in_backoff = false,
+        }
+        self.save_state();
         let line = match a {
             Announcement::BackoffStarted { writer, repairs } => format!(
                 "another writer keeps undoing ecs-hostnet's rules: {repairs} repairs within {} s, the last after \
@@ -367,6 +400,11 @@ impl Watcher<'_> {
             ),
         }
     }
+}
+
+/// The current time in Unix seconds (0 before 1970, a clock that cannot be).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// When the localhost guard is not live (or our tables cannot be read), writes every

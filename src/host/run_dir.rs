@@ -531,10 +531,18 @@ fn watch_pid_name(ns_inode: u64) -> String {
     format!("watch-{ns_inode}.pid")
 }
 
+/// The state file of the `ecs-hostnet watch` of the namespace `ns_inode`:
+/// `watch-<inode>.json` beside its pid file ([`crate::model::watch_state`]).
+fn watch_state_name(ns_inode: u64) -> String {
+    format!("watch-{ns_inode}.json")
+}
+
 /// The pid file of a running `ecs-hostnet watch`, removed when dropped (if it still names
-/// this process). `remove` reads it to stop the watcher before it removes anything.
+/// this process), with its state file. `remove` reads it to stop the watcher before it
+/// removes anything.
 pub struct WatchPidFile {
     dir: OwnedFd,
+    dir_path: PathBuf,
     name: String,
     pid: u32,
 }
@@ -542,6 +550,8 @@ pub struct WatchPidFile {
 impl Drop for WatchPidFile {
     fn drop(&mut self) {
         if read_pid(&self.dir, &self.name) == Some(self.pid) {
+            let state = self.name.replace(".pid", ".json");
+            let _ = unlinkat(&self.dir, state.as_str(), UnlinkatFlags::NoRemoveDir);
             let _ = unlinkat(&self.dir, self.name.as_str(), UnlinkatFlags::NoRemoveDir);
         }
     }
@@ -574,7 +584,41 @@ pub fn write_watch_pid(root: &Root, ns_inode: u64, pid: u32) -> Result<WatchPidF
     std::fs::File::from(fd).write_all(format!("{pid}\n").as_bytes()).map_err(write_err)?;
     renameat(&rd.fd, tmp.as_str(), &rd.fd, name.as_str())
         .map_err(|e| Error::Write { path: rd.path.join(&name), source: e.into() })?;
-    Ok(WatchPidFile { dir: rd.fd, name, pid })
+    Ok(WatchPidFile { dir: rd.fd, dir_path: rd.path, name, pid })
+}
+
+impl WatchPidFile {
+    /// Replaces the watcher's state file (`watch-<inode>.json`, 0600, through a temporary
+    /// file, fsync and a rename: a reader sees the old or the new state, never a part).
+    ///
+    /// Errors: [`Error::Write`].
+    pub fn write_state(&self, bytes: &[u8]) -> Result<(), Error> {
+        let name = self.name.replace(".pid", ".json");
+        let tmp = format!(".{name}.tmp");
+        let write_err = |source: std::io::Error| Error::Write { path: self.dir_path.join(&tmp), source };
+        let _ = unlinkat(&self.dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        let fd = openat(
+            &self.dir,
+            tmp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| write_err(e.into()))?;
+        fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|e| write_err(e.into()))?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(bytes).map_err(write_err)?;
+        f.sync_all().map_err(write_err)?;
+        renameat(&self.dir, tmp.as_str(), &self.dir, name.as_str())
+            .map_err(|e| Error::Write { path: self.dir_path.join(&name), source: e.into() })
+    }
+}
+
+/// The watcher state file of the namespace `ns_inode` (see [`WatchPidFile::write_state`]);
+/// `None` when there is none or it is not one we wrote (see [`read_saved_record`]'s
+/// checks). Only meaningful while [`read_watch_pid`]'s watcher is alive.
+pub fn read_watch_state(root: &Root, ns_inode: u64) -> Option<Vec<u8>> {
+    let rd = open_run_dir(root, false).ok()??;
+    read_record(&rd.fd, &watch_state_name(ns_inode))
 }
 
 /// The pid in the watcher's pid file of the namespace `ns_inode`; `None` when there is

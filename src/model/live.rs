@@ -53,11 +53,16 @@ pub struct LiveChain {
     pub rules: Vec<LiveRule>,
 }
 
-/// A rule as read from the kernel: its handle, its comment (our id, if it is ours) and its
-/// expressions.
+/// A rule as read from the kernel: its handle, its comment (our id, if it is ours), its
+/// expressions and the values of its counter.
 ///
-/// JSON: `{"handle": 4, "comment": "imds-block" or null, "exprs": [{Expr}, ...]}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// JSON: `{"handle": 4, "comment": "imds-block" or null, "exprs": [{Expr}, ...],
+/// "counter": {"packets": 3, "bytes": 180} or null}` (`counter` may be left out on input: a
+/// snapshot written before it existed).
+///
+/// Equality ignores [`LiveRule::counter`]: counter values are runtime state, not part of a
+/// rule's identity (as for [`Expr::Counter`]), so a rule whose packets moved is not drift.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LiveRule {
     /// Kernel handle (`NFTA_RULE_HANDLE`), what `NFT_MSG_DELRULE` and a rule position name.
@@ -67,6 +72,33 @@ pub struct LiveRule {
     pub comment: Option<String>,
     /// The rule's expressions as dumped; anything we do not model is an [`Expr::Other`].
     pub exprs: Vec<Expr>,
+    /// The values of the rule's first `counter` expression (`NFTA_COUNTER_PACKETS`,
+    /// `NFTA_COUNTER_BYTES`) at the time of the dump; `None` when the rule has no counter
+    /// (or it came from a snapshot without values).
+    #[serde(default)]
+    pub counter: Option<CounterValues>,
+}
+
+impl PartialEq for LiveRule {
+    /// Handle, comment and expressions; never the counter values.
+    fn eq(&self, other: &Self) -> bool {
+        self.handle == other.handle && self.comment == other.comment && self.exprs == other.exprs
+    }
+}
+
+impl Eq for LiveRule {}
+
+/// The values of an nf_tables `counter` expression (`struct nft_counter`: packets and bytes
+/// since the rule was created, 64-bit, never reset by ecs-hostnet).
+///
+/// JSON: `{"packets": 3, "bytes": 180}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterValues {
+    /// `NFTA_COUNTER_PACKETS`: packets that reached the counter (matched the rule up to it).
+    pub packets: u64,
+    /// `NFTA_COUNTER_BYTES`: their bytes, from the network header (the L3 packet length).
+    pub bytes: u64,
 }
 
 #[cfg(test)]
@@ -97,6 +129,7 @@ mod json_tests {
                         Expr::Other { name: "log".to_string(), text: "[ log prefix \"x \\\" y\" ]".to_string() },
                         Expr::Verdict(Verdict::Accept),
                     ],
+                    counter: Some(CounterValues { packets: u64::MAX, bytes: 1 << 40 }),
                 },
                 LiveRule {
                     handle: 99,
@@ -105,6 +138,7 @@ mod json_tests {
                         Expr::Immediate { dreg: REG_1, data: vec![] },
                         Expr::Redir { reg_proto_min: None, reg_proto_max: None, flags: None },
                     ],
+                    counter: None,
                 },
             ],
         });
@@ -133,6 +167,25 @@ mod json_tests {
             .collect()
     }
 
+    /// Every rule's counter values.
+    fn counters(tables: &[LiveTable]) -> Vec<Option<CounterValues>> {
+        tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).map(|r| r.counter).collect()
+    }
+
+    #[test]
+    fn rules_differing_only_in_counter_values_are_equal() {
+        let r = LiveRule { handle: 4, comment: Some("x".into()), exprs: vec![Expr::Counter], counter: None };
+        let moved = LiveRule { counter: Some(CounterValues { packets: 9, bytes: 540 }), ..r.clone() };
+        assert_eq!(r, moved);
+        assert_ne!(r, LiveRule { handle: 5, ..moved.clone() });
+        assert_ne!(r, LiveRule { exprs: vec![], ..moved.clone() });
+        // A snapshot written before counters were read has no `counter` field.
+        let old: LiveRule = serde_json::from_str(r#"{"handle":4,"comment":"x","exprs":[{"expr":"counter"}]}"#).unwrap();
+        assert_eq!((old.clone(), old.counter), (r, None));
+        let json = serde_json::to_string(&moved).unwrap();
+        assert!(json.ends_with(r#""counter":{"packets":9,"bytes":540}}"#), "{json}");
+    }
+
     #[test]
     fn live_tables_round_trip_through_json() {
         let tables = live_default();
@@ -140,6 +193,9 @@ mod json_tests {
         let back: Vec<LiveTable> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, tables);
         assert_eq!(patterns(&back), patterns(&tables));
+        // Equality ignores counter values; the JSON carries them exactly (u64::MAX too).
+        assert_eq!(counters(&back), counters(&tables));
+        assert!(counters(&back).contains(&Some(CounterValues { packets: u64::MAX, bytes: 1 << 40 })), "{json}");
         assert!(patterns(&back).iter().any(|p| p.is_some()), "{json}");
         assert_eq!(serde_json::to_string_pretty(&back).unwrap(), json);
         // A set read from the kernel has no patterns: null, kept as None.

@@ -887,7 +887,7 @@ mod tests {
         let rules = rules
             .into_iter()
             .enumerate()
-            .map(|(i, exprs)| LiveRule { handle: i as u64 + 2, comment: None, exprs })
+            .map(|(i, exprs)| LiveRule { handle: i as u64 + 2, comment: None, exprs, counter: None })
             .collect();
         ForeignChain { family, table: table.into(), name: name.into(), base, rules }
     }

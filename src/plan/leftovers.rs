@@ -545,12 +545,17 @@ mod tests {
         ];
         exprs.extend(crate::model::build::ip_addr(CmpOp::Eq, 16, Ipv4Addr::new(169, 254, 169, 254), 32));
         exprs.extend([Expr::Counter, Expr::Verdict(Verdict::Drop)]);
-        LiveRule { handle, comment: None, exprs }
+        LiveRule { handle, comment: None, exprs, counter: None }
     }
 
     fn jump(handle: u64, to: &str) -> LiveRule {
         let text = format!("[ immediate reg 0 jump -> {to} ]");
-        LiveRule { handle, comment: None, exprs: vec![Expr::Counter, Expr::Other { name: "immediate".into(), text }] }
+        LiveRule {
+            handle,
+            comment: None,
+            exprs: vec![Expr::Counter, Expr::Other { name: "immediate".into(), text }],
+            counter: None,
+        }
     }
 
     fn forward(config: &Config, chains: Vec<ForwardChain>) -> Vec<Finding> {
@@ -604,8 +609,12 @@ mod tests {
             .collect();
         let mut accept = docker_user_drop(3);
         *accept.exprs.last_mut().unwrap() = Expr::Verdict(Verdict::Accept);
-        let everything =
-            LiveRule { handle: 4, comment: None, exprs: vec![Expr::Counter, Expr::Verdict(Verdict::Drop)] };
+        let everything = LiveRule {
+            handle: 4,
+            comment: None,
+            exprs: vec![Expr::Counter, Expr::Verdict(Verdict::Drop)],
+            counter: None,
+        };
         let prefix = LiveRule {
             handle: 5,
             comment: None,
@@ -614,6 +623,7 @@ mod tests {
                 Expr::Cmp { sreg: 1, op: CmpOp::Eq, data: vec![169, 254] },
                 Expr::Verdict(Verdict::Drop),
             ],
+            counter: None,
         };
         let f = forward(
             &config,

@@ -2,10 +2,10 @@
 //! from them for one desired state.
 
 use crate::desired::Desired;
-use crate::model::live::{LiveChain, LiveRule, LiveTable};
+use crate::model::live::{CounterValues, LiveChain, LiveRule, LiveTable};
 use crate::model::record::Record;
 use crate::model::route::{LiveRoute, ROUTE_PROTOCOL, Uplink};
-use crate::model::ruleset::Family;
+use crate::model::ruleset::{Expr, Family};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Sysctl values read from the kernel: selector -> value, `None` when the interface does
@@ -130,7 +130,9 @@ pub fn converged_host(desired: &Desired, original: &str) -> HostFacts {
                         .iter()
                         .map(|r| {
                             handle += 1;
-                            LiveRule { handle, comment: Some(r.id.clone()), exprs: r.exprs.clone() }
+                            // Counters as a fresh rule has them: zero.
+                            let counter = r.exprs.contains(&Expr::Counter).then(CounterValues::default);
+                            LiveRule { handle, comment: Some(r.id.clone()), exprs: r.exprs.clone(), counter }
                         })
                         .collect(),
                 })

@@ -707,6 +707,27 @@ mod tests {
         assert!(matches!(&p.ops[1], Op::AddRule { placement: Placement::Append, .. }));
     }
 
+    /// Counter values are runtime state: a converged host whose every counter moved (and one
+    /// whose counters were not read at all) plans nothing, and the localhost guard stays live.
+    #[test]
+    fn counter_values_never_cause_drift() {
+        let d = compile(&default_config());
+        let mut live = converged(&d, &rec(&[("all", "0")]));
+        let mut n = 0;
+        for r in live.tables.iter_mut().flat_map(|t| &mut t.chains).flat_map(|c| &mut c.rules) {
+            assert!(r.counter.is_some(), "every rule of ours carries a counter: {r:?}");
+            n += 1;
+            r.counter = Some(crate::model::live::CounterValues { packets: n * 1000, bytes: u64::MAX - n });
+        }
+        assert!(n >= 8, "{n} rules");
+        assert!(plan(&d, &live).is_empty(), "{}", plan(&d, &live).text());
+        assert!(localhost_guard_is_live(&live));
+        for r in live.tables.iter_mut().flat_map(|t| &mut t.chains).flat_map(|c| &mut c.rules) {
+            r.counter = None;
+        }
+        assert!(plan(&d, &live).is_empty());
+    }
+
     #[test]
     fn duplicates_and_foreign_rules_in_our_chains_are_removed() {
         let d = compile(&default_config());
@@ -715,7 +736,12 @@ mod tests {
         let mut dup = chain.rules[0].clone();
         dup.handle = 100;
         chain.rules.push(dup);
-        chain.rules.push(LiveRule { handle: 101, comment: None, exprs: vec![crate::model::ruleset::Expr::Counter] });
+        chain.rules.push(LiveRule {
+            handle: 101,
+            comment: None,
+            exprs: vec![crate::model::ruleset::Expr::Counter],
+            counter: None,
+        });
         let p = plan(&d, &live);
         assert_eq!(p.counts(), (0, 0, 2), "{}", p.text());
         let reasons: Vec<String> = p.changes.iter().map(|c| c.reason.to_string()).collect();
@@ -750,7 +776,12 @@ mod tests {
             match op {
                 Op::DelRule { handle, .. } => rules.retain(|r| r.handle != *handle),
                 Op::AddRule { rule, placement, .. } => {
-                    let lr = LiveRule { handle: 1000, comment: Some(rule.id.clone()), exprs: rule.exprs.clone() };
+                    let lr = LiveRule {
+                        handle: 1000,
+                        comment: Some(rule.id.clone()),
+                        exprs: rule.exprs.clone(),
+                        counter: None,
+                    };
                     match placement {
                         Placement::Append => rules.push(lr),
                         Placement::Before(h) => {

@@ -4,7 +4,7 @@
 
 use super::ffi::{self, Refused};
 pub use super::ffi::{Message, PaddedMsg};
-use crate::model::live::LiveRule;
+use crate::model::live::{CounterValues, LiveRule};
 use crate::model::record;
 use crate::model::ruleset::{BaseChain, ChainType, CmpOp, Expr, Family, Hook, Verdict};
 use nftnl::nftnl_sys as sys;
@@ -399,7 +399,10 @@ fn data_value(v: Option<&[u8]>) -> Option<Vec<u8>> {
 
 /// One expression nest (`NFTA_EXPR_NAME`, `NFTA_EXPR_DATA`) in one of the forms
 /// [`decode_expr`] models, decoded to the same [`Expr`]; `None` for anything else.
-fn expr_direct(e: &[u8], sets: &AnonSets) -> Option<Expr> {
+///
+/// The values of a `counter` expression go to `counter` (the first one of the rule), as
+/// [`counter_values`] reads them through libnftnl.
+fn expr_direct(e: &[u8], sets: &AnonSets, counter: &mut Option<CounterValues>) -> Option<Expr> {
     let t = attr_table::<3>(e)?;
     let name = t[nfta::EXPR_NAME]?;
     let a = attr_table::<9>(t[nfta::EXPR_DATA]?)?;
@@ -437,6 +440,10 @@ fn expr_direct(e: &[u8], sets: &AnonSets) -> Option<Expr> {
             if [a[1], a[2]].iter().flatten().any(|v| v.len() != 8) {
                 return None;
             }
+            // Big-endian u64s (NLA_U64 of nf_tables); an absent one reads as 0, as libnftnl's
+            // getter answers for an unset attribute.
+            let be64 = |v: Option<&[u8]>| v.and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes);
+            counter.get_or_insert(CounterValues { packets: be64(a[2]), bytes: be64(a[1]) });
             Expr::Counter
         }
         // NFTA_LOOKUP_SET 1, SREG 2, FLAGS 5 (NFT_LOOKUP_F_INV 1), SET_ID 4 (DREG 3: a map)
@@ -514,6 +521,7 @@ pub fn rule_direct(m: &[u8], sets: &AnonSets) -> Option<RuleInfo> {
     // Exactly sized (live rules of 1024 patterns are a large part of the peak heap); the
     // count is only a capacity hint, the walk below checks every element.
     let mut exprs = Vec::with_capacity(nl_attr_count(list));
+    let mut counter = None;
     while !list.is_empty() {
         if list.len() < 4 {
             return None;
@@ -523,14 +531,14 @@ pub fn rule_direct(m: &[u8], sets: &AnonSets) -> Option<RuleInfo> {
         if len < 4 || len > list.len() || ty != nfta::LIST_ELEM {
             return None;
         }
-        exprs.push(expr_direct(&list[4..len], sets)?);
+        exprs.push(expr_direct(&list[4..len], sets, &mut counter)?);
         list = &list[len.next_multiple_of(4).min(list.len())..];
     }
     Some(RuleInfo {
         family,
         table: nul_str(t[nfta::RULE_TABLE]?)?,
         chain: nul_str(t[nfta::RULE_CHAIN]?)?,
-        rule: LiveRule { handle, comment: comment_of(t[nfta::RULE_USERDATA]), exprs },
+        rule: LiveRule { handle, comment: comment_of(t[nfta::RULE_USERDATA]), exprs, counter },
     })
 }
 
@@ -540,8 +548,27 @@ pub(crate) fn rule_from_object(r: &ffi::Rule, sets: &AnonSets) -> RuleInfo {
     let table = str_of(r.table());
     let chain = str_of(r.chain());
     let comment = r.userdata().and_then(|u| comment_of(Some(u)));
-    let exprs = r.exprs().map(|e| decode_expr(&e, sets)).collect();
-    RuleInfo { family, table, chain, rule: LiveRule { handle: r.handle(), comment, exprs } }
+    let mut counter = None;
+    let exprs = r
+        .exprs()
+        .map(|e| {
+            let x = decode_expr(&e, sets);
+            if x == Expr::Counter && counter.is_none() {
+                counter = Some(counter_values(&e));
+            }
+            x
+        })
+        .collect();
+    RuleInfo { family, table, chain, rule: LiveRule { handle: r.handle(), comment, exprs, counter } }
+}
+
+/// The values of a libnftnl `counter` expression: `NFTNL_EXPR_CTR_PACKETS` and
+/// `NFTNL_EXPR_CTR_BYTES` (libnftnl 1.0.0 and later; 0 when unset).
+fn counter_values(e: &ffi::ExprRef<'_>) -> CounterValues {
+    CounterValues {
+        packets: e.get_u64(sys::NFTNL_EXPR_CTR_PACKETS).unwrap_or(0),
+        bytes: e.get_u64(sys::NFTNL_EXPR_CTR_BYTES).unwrap_or(0),
+    }
 }
 
 /// The anonymous sets of a table by kernel name (`__set0`, ...), with their elements.
@@ -712,6 +739,10 @@ mod tests {
                             "{}",
                             path.display()
                         );
+                        // Equality of rules ignores counters: compare their values too.
+                        assert_eq!(direct.rule.counter, slow.rule.counter, "{}", path.display());
+                        let has_counter = slow.rule.exprs.contains(&Expr::Counter);
+                        assert_eq!(slow.rule.counter.is_some(), has_counter, "{:?}", slow.rule);
                         assert!(!foreign_expr);
                     }
                     None => {
@@ -754,6 +785,39 @@ mod tests {
         unknown[..4].copy_from_slice(&n.to_ne_bytes());
         assert!(rule_direct(&unknown, &AnonSets::new()).is_none());
         assert!(rule_libnftnl(&unknown, &AnonSets::new()).is_ok(), "libnftnl skips an unknown attribute");
+    }
+
+    /// One netlink attribute: header (length, type; native byte order), value, padding to 4.
+    fn nla(ty: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = ((value.len() + 4) as u16).to_ne_bytes().to_vec();
+        out.extend_from_slice(&ty.to_ne_bytes());
+        out.extend_from_slice(value);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out
+    }
+
+    /// Counter values as the kernel dumps them (`NFTA_COUNTER_BYTES` 1, `NFTA_COUNTER_PACKETS`
+    /// 2, big-endian u64s) are read, not swapped, by both decoders alike.
+    #[test]
+    fn counter_values_are_decoded_by_both_decoders() {
+        const NESTED: u16 = libc::NLA_F_NESTED as u16;
+        let data = [nla(1, &420u64.to_be_bytes()), nla(2, &7u64.to_be_bytes())].concat();
+        let expr = [nla(1, b"counter\0"), nla(2 | NESTED, &data)].concat();
+        let attrs =
+            [nla(1, b"t\0"), nla(2, b"c\0"), nla(3, &9u64.to_be_bytes()), nla(4 | NESTED, &nla(1 | NESTED, &expr))]
+                .concat();
+        let mut m = vec![0u8; 20];
+        m[..4].copy_from_slice(&(20 + attrs.len() as u32).to_ne_bytes());
+        m[4..6].copy_from_slice(
+            &(((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | libc::NFT_MSG_NEWRULE as u16).to_ne_bytes(),
+        );
+        m[16] = libc::NFPROTO_INET as u8;
+        m.extend_from_slice(&attrs);
+        let want = Some(CounterValues { packets: 7, bytes: 420 });
+        let direct = rule_direct(&m, &AnonSets::new()).expect("the direct decoder reads a counter");
+        assert_eq!((direct.rule.exprs.as_slice(), direct.rule.counter), (&[Expr::Counter][..], want));
+        let slow = rule_libnftnl(&m, &AnonSets::new()).unwrap();
+        assert_eq!((slow.rule.exprs.as_slice(), slow.rule.counter), (&[Expr::Counter][..], want));
     }
 
     #[test]

@@ -44,6 +44,7 @@ mod floor {
     pub const BITWISE: u32 = 7; // NFTNL_EXPR_BITWISE_DATA
     pub const CMP: u32 = 3; // NFTNL_EXPR_CMP_DATA
     pub const CT: u32 = 4; // NFTNL_EXPR_CT_SREG
+    pub const CTR: u32 = 2; // NFTNL_EXPR_CTR_BYTES
     pub const IMM: u32 = 4; // NFTNL_EXPR_IMM_CHAIN (CHAIN_ID is not used)
     pub const LOOKUP: u32 = 5; // NFTNL_EXPR_LOOKUP_FLAGS
     pub const META: u32 = 3; // NFTNL_EXPR_META_SREG
@@ -71,6 +72,7 @@ const _: () = {
     at_floor!(floor::BITWISE; NFTNL_EXPR_BITWISE_DREG, NFTNL_EXPR_BITWISE_LEN, NFTNL_EXPR_BITWISE_MASK, NFTNL_EXPR_BITWISE_OP, NFTNL_EXPR_BITWISE_SREG, NFTNL_EXPR_BITWISE_XOR);
     at_floor!(floor::CMP; NFTNL_EXPR_CMP_DATA, NFTNL_EXPR_CMP_OP, NFTNL_EXPR_CMP_SREG);
     at_floor!(floor::CT; NFTNL_EXPR_CT_DREG, NFTNL_EXPR_CT_KEY);
+    at_floor!(floor::CTR; NFTNL_EXPR_CTR_BYTES, NFTNL_EXPR_CTR_PACKETS);
     at_floor!(floor::IMM; NFTNL_EXPR_IMM_CHAIN, NFTNL_EXPR_IMM_DATA, NFTNL_EXPR_IMM_DREG, NFTNL_EXPR_IMM_VERDICT);
     at_floor!(floor::LOOKUP; NFTNL_EXPR_LOOKUP_DREG, NFTNL_EXPR_LOOKUP_FLAGS, NFTNL_EXPR_LOOKUP_SET, NFTNL_EXPR_LOOKUP_SET_ID, NFTNL_EXPR_LOOKUP_SREG);
     at_floor!(floor::META; NFTNL_EXPR_META_DREG, NFTNL_EXPR_META_KEY);
@@ -748,6 +750,14 @@ impl<'a> ExprRef<'a> {
             return None;
         }
         Some(self.get(attr).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_ne_bytes).unwrap_or(0))
+    }
+
+    /// `nftnl_expr_get_u64`: `None` when unset, 0 when set with a value that is not 8 bytes.
+    pub fn get_u64(&self, attr: u32) -> Option<u64> {
+        if !self.is_set(attr) {
+            return None;
+        }
+        Some(self.get(attr).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_ne_bytes).unwrap_or(0))
     }
 
     /// A string attribute up to its NUL; `None` when unset or without a NUL.

@@ -578,6 +578,7 @@ impl Netfilter {
                     handle: 0,
                     comment: None,
                     exprs: vec![Expr::Other { name: "unreadable".into(), text: e }],
+                    counter: None,
                 }),
             }
         }
