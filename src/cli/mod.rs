@@ -27,6 +27,7 @@ mod render;
 mod snapshot;
 mod task;
 mod validate;
+mod verify;
 mod watch;
 
 pub use args::Cli;
@@ -54,5 +55,6 @@ pub fn run(cli: Cli, out: &mut String) -> anyhow::Result<Exit> {
         Command::Remove { config } => remove::run(&cx, &config, out),
         Command::GenerateDocs { outdir } => generate_docs::run(&outdir, out).map(|()| Exit::Ok),
         Command::Watch { config } => watch::run(&cx, &config),
+        Command::Verify { config, format } => verify::run(&cx, &config, format, out),
     }
 }

@@ -14,6 +14,7 @@ pub mod install;
 pub mod load;
 pub mod preflight;
 pub mod task;
+pub mod verify;
 pub mod watch;
 
 #[cfg(test)]

@@ -20,3 +20,4 @@ pub mod record;
 pub mod route;
 pub mod ruleset;
 pub mod set;
+pub mod trace;

@@ -10,4 +10,5 @@ pub mod done;
 pub mod nft_script;
 pub mod plan;
 pub mod snapshot;
+pub mod verify;
 pub mod watch;

@@ -562,6 +562,42 @@ impl Netfilter {
         Ok(out)
     }
 
+    /// The rules of one chain of any table (`family` is the table's `nfgen_family`), from
+    /// one rule dump filtered by table and chain; used by `verify` to name the rule a trace
+    /// event reports by its handle. Rules the decoder refuses are one `Expr::Other` named
+    /// `unreadable`, as in [`Netfilter::read_path`]; a chain deleted meanwhile has none.
+    ///
+    /// Errors: the dump's own (permission, socket).
+    pub fn chain_rules(&mut self, family: u8, table: &str, chain: &str) -> Result<Vec<LiveRule>> {
+        let (Ok(t), Ok(c)) = (std::ffi::CString::new(table), std::ffi::CString::new(chain)) else {
+            return Ok(vec![]);
+        };
+        let msgs = match self.request(libc::NFT_MSG_GETRULE as u32, family, true, |m| {
+            let mut r = ffi::Rule::new();
+            r.set_table(&t);
+            r.set_chain(&c);
+            r.set_family(family as u32);
+            m.put_rule(&mut r);
+        }) {
+            Ok(msgs) => msgs,
+            Err(KernelError::Unstable) => return Ok(vec![]),
+            Err(e) => return Err(e),
+        };
+        let no_sets = decode::AnonSets::new();
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match decode::rule(m, &no_sets) {
+                Ok(r) if r.table == table && r.chain == chain => Some(r.rule),
+                Ok(_) => None,
+                Err(e) => Some(LiveRule {
+                    handle: 0,
+                    comment: None,
+                    exprs: vec![Expr::Other { name: "unreadable".into(), text: e }],
+                }),
+            })
+            .collect())
+    }
+
     /// Sends `ops` as one nf_tables batch and waits for every answer. Does nothing for an
     /// empty list. On any error the kernel has applied nothing.
     ///
