@@ -122,6 +122,19 @@ fn offset(base: IpAddr, n: u8) -> IpAddr {
     }
 }
 
+/// Waits (up to 3 s) until interface `index` is operationally up: packets sent before
+/// are dropped by its not yet activated queue discipline.
+fn wait_running(rt: &mut Rtnl, index: u32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !rt.link_running(index)? {
+        if Instant::now() > deadline {
+            bail!("the probe veth did not come up within 3 s");
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    Ok(())
+}
+
 /// A non-blocking TCP socket in the calling thread's namespace for `to`, with the
 /// trace's socket mark when given (connected later by [`connect_now`]).
 fn new_socket(to: SocketAddr, mark: Option<u32>) -> Result<OwnedFd> {
@@ -184,6 +197,7 @@ pub fn run(c: &Config) -> Result<Report> {
     rt.add_veth(&ifname, "eth0", probe_ns.as_fd()).with_context(|| format!("cannot create the probe veth {ifname}"))?;
     let index = rt.link_index(&ifname)?.context("the probe veth vanished")?;
     let mut veth = Veth { rt, index };
+    crate::host::sysctl::disable_dad(&ifname)?;
     veth.rt.add_address(index, host4, 30)?;
     veth.rt.add_address(index, host6, 64)?;
     veth.rt.set_up(index)?;
@@ -191,9 +205,10 @@ pub fn run(c: &Config) -> Result<Report> {
     let mark = 0xec5e_0000 | (std::process::id() & 0xffff);
     let mut live = Vec::new();
     crate::host::netns::enter_path(std::path::Path::new(&format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&probe_ns))))?;
-    let inside = (|| -> Result<Vec<(ProbeKind, SocketAddr)>> {
+    let inside = (|| -> Result<(Vec<(ProbeKind, SocketAddr)>, Rtnl, u32)> {
         let mut prt = Rtnl::open()?;
         let eth0 = prt.link_index("eth0")?.context("the probe's eth0 is missing")?;
+        crate::host::sysctl::disable_dad("eth0")?;
         prt.add_address(eth0, probe4, 30)?;
         prt.add_address(eth0, probe6, 64)?;
         prt.set_up(eth0)?;
@@ -202,11 +217,11 @@ pub fn run(c: &Config) -> Result<Report> {
         }
         prt.add_default_via(host4)?;
         prt.add_default_via(host6)?;
-        Ok(wanted.iter().filter(|(k, _)| k.from_container()).copied().collect())
+        Ok((wanted.iter().filter(|(k, _)| k.from_container()).copied().collect(), prt, eth0))
     })();
     // Trace listener and table before the first SYN: the kernel traces only while
     // someone listens.
-    let container_probes = match inside {
+    let (container_probes, mut prt, eth0) = match inside {
         Ok(p) => p,
         Err(e) => {
             home.go_back()?;
@@ -218,6 +233,8 @@ pub fn run(c: &Config) -> Result<Report> {
         fds.push((*kind, *to, new_socket(*to, None)));
     }
     home.go_back()?;
+    wait_running(&mut veth.rt, index)?;
+    wait_running(&mut prt, eth0)?;
     let mut listener = TraceListener::open()?;
     let mut table = TraceTable::create(&format!("{}{}", trace::TABLE_PREFIX, std::process::id()), &Select::Iifname(ifname.clone()), &Select::Mark(mark))?;
     let our_ids = our_rule_ids()?;
@@ -308,6 +325,7 @@ fn collect(live: &mut [Live], listener: &mut TraceListener, signals: &mut Signal
         l.connect = Some(Connect::TimedOut);
     }
     events.extend(listener.receive()?.0);
+    if std::env::var_os("EHN_DEBUG_TRACE").is_some() { for e in &events { eprintln!("{e:?}"); } }
     Ok(events)
 }
 

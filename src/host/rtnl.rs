@@ -855,3 +855,19 @@ impl Rtnl {
         Ok(())
     }
 }
+
+impl Rtnl {
+    /// Whether interface `index` is operationally up (`IFF_RUNNING`): the kernel sets it
+    /// from linkwatch, asynchronously after the link and its peer are set up; until then
+    /// its queue discipline drops what is sent.
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn link_running(&mut self, index: u32) -> Result<bool, Error> {
+        let mut m = netlink_packet_route::link::LinkMessage::default();
+        m.header.index = index;
+        let answer = self.request(RouteNetlinkMessage::GetLink(m), NLM_F_ACK)?;
+        Ok(answer.iter().any(|m| {
+            matches!(m, RouteNetlinkMessage::NewLink(l) if l.header.flags.contains(netlink_packet_route::link::LinkFlags::Running))
+        }))
+    }
+}
