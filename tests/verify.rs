@@ -17,7 +17,11 @@ fn host_state(t: &Topology) -> String {
         t.host.ip(&["-o", "addr", "show"]),
         t.host.ip(&["route", "show", "table", "all"]),
         t.host.ip(&["-6", "route", "show", "table", "all"]),
-        sh("ip", &["netns", "list"]).lines().filter(|l| l.contains(&t.host.name) || l.starts_with("ehn-verify")).collect::<Vec<_>>().join("\n"),
+        sh("ip", &["netns", "list"])
+            .lines()
+            .filter(|l| l.contains(&t.host.name) || l.starts_with("ehn-verify"))
+            .collect::<Vec<_>>()
+            .join("\n"),
         ruleset
     )
 }
@@ -88,7 +92,10 @@ fn the_default_topology_passes_naming_our_rules_and_leaves_nothing() {
     ] {
         assert!(s.contains(want), "missing {want:?} in:\n{s}\n{}", out.stderr);
     }
-    let json: serde_json::Value = serde_json::from_str(&t.host.ehn(&["verify", "-c", &t.dir.default_config(), "--format", "json"]).expect_code(0).stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_str(
+        &t.host.ehn(&["verify", "-c", &t.dir.default_config(), "--format", "json"]).expect_code(0).stdout,
+    )
+    .unwrap();
     assert_eq!(json["schema"], "verify/v1");
     assert_eq!(json["passed"], true);
     assert_eq!(json["probes"].as_array().unwrap().len(), 4);
@@ -104,7 +111,8 @@ fn a_cis_style_input_drop_fails_naming_the_foreign_table_and_chain() {
     );
     let out = verify(&t, 2);
     assert!(
-        out.stdout.contains("FAIL container -> credentials endpoint") && out.stdout.contains("dropped by table inet cis chain input policy drop"),
+        out.stdout.contains("FAIL container -> credentials endpoint")
+            && out.stdout.contains("dropped by table inet cis chain input policy drop"),
         "{}",
         out.stdout
     );
@@ -160,7 +168,11 @@ fn a_killed_runs_trace_table_is_removed_by_the_next_run() {
     t.host.nft(&["add", "table", "inet", &format!("ecs-hostnet-verify-{dead}")]);
     let out = t.host.ehn(&["verify", "-c", &t.dir.default_config()]);
     out.expect_code(0);
-    assert!(out.stdout.contains(&format!("cleaned up after a killed run: table inet ecs-hostnet-verify-{dead}")), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("cleaned up after a killed run: table inet ecs-hostnet-verify-{dead}")),
+        "{}",
+        out.stdout
+    );
     assert!(!t.host.ruleset().contains("ecs-hostnet-verify"), "{}", t.host.ruleset());
 }
 

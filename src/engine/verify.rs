@@ -122,11 +122,12 @@ fn offset(base: IpAddr, n: u8) -> IpAddr {
     }
 }
 
-/// Waits (up to 3 s) until interface `index` is operationally up: packets sent before
-/// are dropped by its not yet activated queue discipline.
+/// Waits (up to 3 s) until interface `index` is operationally up (packets sent before
+/// are dropped by its not yet activated queue discipline) and none of its IPv6
+/// addresses is tentative (see [`Rtnl::has_tentative`]).
 fn wait_running(rt: &mut Rtnl, index: u32) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(3);
-    while !rt.link_running(index)? {
+    while !rt.link_running(index)? || rt.has_tentative(index)? {
         if Instant::now() > deadline {
             bail!("the probe veth did not come up within 3 s");
         }
@@ -184,7 +185,8 @@ pub fn run(c: &Config) -> Result<Report> {
     let mut used = rt.addresses()?;
     used.extend(rt.route_destinations()?);
     let (v4, v6) = pick_prefixes(&used)?;
-    let (host4, probe4, host6, probe6) = (offset(v4.into(), 1), offset(v4.into(), 2), offset(v6.into(), 1), offset(v6.into(), 2));
+    let (host4, probe4, host6, probe6) =
+        (offset(v4.into(), 1), offset(v4.into(), 2), offset(v6.into(), 1), offset(v6.into(), 2));
     let (wanted, skipped) = probes(c, imds_excluded);
 
     // The probe namespace, held by this descriptor only.
@@ -204,7 +206,10 @@ pub fn run(c: &Config) -> Result<Report> {
 
     let mark = 0xec5e_0000 | (std::process::id() & 0xffff);
     let mut live = Vec::new();
-    crate::host::netns::enter_path(std::path::Path::new(&format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&probe_ns))))?;
+    crate::host::netns::enter_path(std::path::Path::new(&format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&probe_ns)
+    )))?;
     let inside = (|| -> Result<(Vec<(ProbeKind, SocketAddr)>, Rtnl, u32)> {
         let mut prt = Rtnl::open()?;
         let eth0 = prt.link_index("eth0")?.context("the probe's eth0 is missing")?;
@@ -236,7 +241,11 @@ pub fn run(c: &Config) -> Result<Report> {
     wait_running(&mut veth.rt, index)?;
     wait_running(&mut prt, eth0)?;
     let mut listener = TraceListener::open()?;
-    let mut table = TraceTable::create(&format!("{}{}", trace::TABLE_PREFIX, std::process::id()), &Select::Iifname(ifname.clone()), &Select::Mark(mark))?;
+    let mut table = TraceTable::create(
+        &format!("{}{}", trace::TABLE_PREFIX, std::process::id()),
+        &Select::Iifname(ifname.clone()),
+        &Select::Mark(mark),
+    )?;
     let our_ids = our_rule_ids()?;
 
     for (kind, to, sock) in fds {
@@ -298,7 +307,9 @@ fn collect(live: &mut [Live], listener: &mut TraceListener, signals: &mut Signal
         events.extend(evs);
         for l in live.iter_mut().filter(|l| l.connect.is_none()) {
             let dropped = events.iter().any(|e| {
-                of_probe(e, l) && e.verdict == Some(crate::model::trace::Verdict::Drop) && !e.table.starts_with(trace::TABLE_PREFIX)
+                of_probe(e, l)
+                    && e.verdict == Some(crate::model::trace::Verdict::Drop)
+                    && !e.table.starts_with(trace::TABLE_PREFIX)
             });
             if dropped {
                 l.connect = Some(Connect::TimedOut);
@@ -325,7 +336,6 @@ fn collect(live: &mut [Live], listener: &mut TraceListener, signals: &mut Signal
         l.connect = Some(Connect::TimedOut);
     }
     events.extend(listener.receive()?.0);
-    if std::env::var_os("EHN_DEBUG_TRACE").is_some() { for e in &events { eprintln!("{e:?}"); } }
     Ok(events)
 }
 
@@ -349,7 +359,12 @@ fn wait_writable(fds: &[std::os::fd::BorrowedFd<'_>], timeout: Duration) -> Resu
 fn our_rule_ids() -> Result<Vec<String>> {
     let mut nf = Netfilter::open()?;
     let (tables, _) = nf.read_owned()?;
-    Ok(tables.iter().flat_map(|t| t.chains.iter()).flat_map(|c| c.rules.iter()).filter_map(|r| r.comment.clone()).collect())
+    Ok(tables
+        .iter()
+        .flat_map(|t| t.chains.iter())
+        .flat_map(|c| c.rules.iter())
+        .filter_map(|r| r.comment.clone())
+        .collect())
 }
 
 /// Each probe's path (rules named by reading the chains the trace saw) and judgement.

@@ -16,5 +16,5 @@ pub mod notify;
 pub mod rtnl;
 pub mod run_dir;
 pub mod sysctl;
-pub mod trace;
 pub mod systemd;
+pub mod trace;

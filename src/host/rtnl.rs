@@ -871,3 +871,27 @@ impl Rtnl {
         }))
     }
 }
+
+impl Rtnl {
+    /// Whether interface `index` has an IPv6 address that is still tentative
+    /// (`IFA_F_TENTATIVE`): even without duplicate address detection, an address added
+    /// before the link was ready stays tentative until addrconf sees the link up, and
+    /// neighbour solicitations for it go unanswered until then.
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn has_tentative(&mut self, index: u32) -> Result<bool, Error> {
+        use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        let answer = self.request(RouteNetlinkMessage::GetAddress(m), NLM_F_DUMP)?;
+        Ok(answer.iter().any(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                a.header.flags.contains(AddressHeaderFlags::Tentative)
+                    || a.attributes
+                        .iter()
+                        .any(|x| matches!(x, AddressAttribute::Flags(f) if f.contains(AddressFlags::Tentative)))
+            }
+            _ => false,
+        }))
+    }
+}

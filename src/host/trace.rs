@@ -407,10 +407,7 @@ fn send_batch(sock: &Socket, batch: &[u8], last_seq: u32, table: &str) -> Result
             let errno = -i32::from_ne_bytes(m[16..20].try_into().expect("4 bytes"));
             let seq = u32::from_ne_bytes(m[8..12].try_into().expect("4 bytes"));
             if errno != 0 {
-                return Err(Error::Refused {
-                    table: table.into(),
-                    source: std::io::Error::from_raw_os_error(errno),
-                });
+                return Err(Error::Refused { table: table.into(), source: std::io::Error::from_raw_os_error(errno) });
             }
             if seq == last_seq {
                 return Ok(());
@@ -482,7 +479,8 @@ fn trace_tables(sock: &Socket) -> Result<Vec<(String, u32)>, Error> {
             if kind as i32 == libc::NLMSG_DONE || kind as i32 == libc::NLMSG_ERROR {
                 return Ok(out);
             }
-            let name = attrs(m.get(20..).unwrap_or_default()).into_iter().find(|(k, _)| *k == 1).map(|(_, v)| string(v));
+            let name =
+                attrs(m.get(20..).unwrap_or_default()).into_iter().find(|(k, _)| *k == 1).map(|(_, v)| string(v));
             if let Some(pid) = name.as_deref().and_then(|n| n.strip_prefix(TABLE_PREFIX)).and_then(|p| p.parse().ok()) {
                 out.push((name.expect("matched"), pid));
             }
@@ -517,7 +515,14 @@ mod tests {
     use super::*;
 
     /// A hand-built NFT_MSG_TRACE as nf_tables_trace.c writes it.
-    fn trace_msg(family: u8, kind: u32, table: &str, chain: &str, handle: Option<u64>, verdict: Option<i32>) -> Vec<u8> {
+    fn trace_msg(
+        family: u8,
+        kind: u32,
+        table: &str,
+        chain: &str,
+        handle: Option<u64>,
+        verdict: Option<i32>,
+    ) -> Vec<u8> {
         let mut a = Vec::new();
         attr(&mut a, 1, &cstr(table));
         attr(&mut a, 2, &cstr(chain));
@@ -551,7 +556,10 @@ mod tests {
         let ev = decode_trace(&trace_msg(1, 3, "ecs-hostnet", "forward", Some(7), Some(0))).unwrap();
         assert_eq!(ev.len(), 1);
         let e = &ev[0];
-        assert_eq!((e.family, e.kind, e.table.as_str(), e.chain.as_str()), (1, TraceType::Rule, "ecs-hostnet", "forward"));
+        assert_eq!(
+            (e.family, e.kind, e.table.as_str(), e.chain.as_str()),
+            (1, TraceType::Rule, "ecs-hostnet", "forward")
+        );
         assert_eq!((e.handle, e.verdict.clone(), e.iif, e.nfproto), (Some(7), Some(Verdict::Drop), Some(42), Some(2)));
         assert_eq!(e.id, 0xdead_beef);
         let p = e.packet.unwrap();

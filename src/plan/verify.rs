@@ -210,7 +210,8 @@ pub fn judge(kind: ProbeKind, path: &[Step], connect: &Connect, our_ids: &[Strin
             }
         }
         ProbeKind::ContainerImdsIpv4 | ProbeKind::ContainerImdsIpv6 => {
-            let id = if kind == ProbeKind::ContainerImdsIpv4 { rule_id::IMDS_BLOCK_IPV4 } else { rule_id::IMDS_BLOCK_IPV6 };
+            let id =
+                if kind == ProbeKind::ContainerImdsIpv4 { rule_id::IMDS_BLOCK_IPV4 } else { rule_id::IMDS_BLOCK_IPV6 };
             match drop {
                 Some(d) if d.ours() && d.rule_id.as_deref() == Some(id) => pass(format!("blocked by our {id}")),
                 Some(d) => pass(format!("blocked, by {} (our {id} was not reached)", d.text())),
@@ -222,10 +223,14 @@ pub fn judge(kind: ProbeKind, path: &[Step], connect: &Connect, our_ids: &[Strin
                     };
                     fail(format!("IMDS reachable: no drop ({why})"))
                 }
-                None if matches!(connect, Connect::Failed(_)) => {
-                    pass(format!("not routed by the host ({}): IMDS unreachable, our {id} not exercised", connect_text(connect)))
-                }
-                None => fail(format!("IMDS not blocked by any nf_tables rule ({}); our {id} did not drop it", connect_text(connect))),
+                None if matches!(connect, Connect::Failed(_)) => pass(format!(
+                    "not routed by the host ({}): IMDS unreachable, our {id} not exercised",
+                    connect_text(connect)
+                )),
+                None => fail(format!(
+                    "IMDS not blocked by any nf_tables rule ({}); our {id} did not drop it",
+                    connect_text(connect)
+                )),
             }
         }
     }
@@ -296,7 +301,14 @@ mod tests {
     }
 
     fn our_dnat() -> Step {
-        step(TABLE_NAME, "prerouting", TraceType::Rule, Verdict::Accept, Some("credentials-dnat docker+"), "dnat to 127.0.0.1:51679")
+        step(
+            TABLE_NAME,
+            "prerouting",
+            TraceType::Rule,
+            Verdict::Accept,
+            Some("credentials-dnat docker+"),
+            "dnat to 127.0.0.1:51679",
+        )
     }
 
     #[test]
@@ -314,7 +326,14 @@ mod tests {
         let cis = Step::new(1, "cis", "input", TraceType::Policy, None, Some(Verdict::Drop), None);
         let j = judge(ProbeKind::ContainerCredentials, &[our_dnat(), cis], &Connect::TimedOut, &[]);
         assert_eq!((j.pass, j.outcome.as_str()), (false, "dropped by table inet cis chain input policy drop"));
-        let steal = step("nat", "PREROUTING", TraceType::Rule, Verdict::Accept, None, "ip daddr 169.254.170.2 dnat to 10.0.0.9:80");
+        let steal = step(
+            "nat",
+            "PREROUTING",
+            TraceType::Rule,
+            Verdict::Accept,
+            None,
+            "ip daddr 169.254.170.2 dnat to 10.0.0.9:80",
+        );
         let j = judge(ProbeKind::ContainerCredentials, &[steal], &Connect::TimedOut, &[]);
         assert!(!j.pass);
         assert_eq!(
@@ -329,7 +348,10 @@ mod tests {
         assert!(judge(ProbeKind::ContainerImdsIpv4, &[ours], &Connect::TimedOut, &[]).pass);
         let policy = Step::new(1, TABLE_NAME, "forward", TraceType::Policy, None, Some(Verdict::Accept), None);
         let j = judge(ProbeKind::ContainerImdsIpv4, std::slice::from_ref(&policy), &Connect::Answered, &[]);
-        assert_eq!((j.pass, j.outcome.as_str()), (false, "IMDS reachable: no drop (our imds-block-ipv4 rule is missing)"));
+        assert_eq!(
+            (j.pass, j.outcome.as_str()),
+            (false, "IMDS reachable: no drop (our imds-block-ipv4 rule is missing)")
+        );
         let j = judge(ProbeKind::ContainerImdsIpv6, &[policy], &Connect::Refused, &["imds-block-ipv6".into()]);
         assert!(!j.pass && j.outcome.contains("did not match"), "{j:?}");
         let j = judge(ProbeKind::ContainerImdsIpv6, &[], &Connect::Failed("No route to host".into()), &[]);
@@ -345,7 +367,10 @@ mod tests {
         c.imds_block.block_ipv6.v = false;
         c.credentials.redirect_host_traffic.v = false;
         let (p, skipped) = probes(&c, false);
-        assert_eq!(p.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [ProbeKind::ContainerCredentials, ProbeKind::ContainerImdsIpv4]);
+        assert_eq!(
+            p.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            [ProbeKind::ContainerCredentials, ProbeKind::ContainerImdsIpv4]
+        );
         assert_eq!(skipped.len(), 2);
         assert_eq!(probes(&c, true).0.len(), 1, "an excluded interface: no IMDS probe");
     }

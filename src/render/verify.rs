@@ -19,7 +19,13 @@ pub fn text(r: &Report) -> String {
     }
     for p in &r.probes {
         let mark = if p.judgement.pass { "PASS" } else { "FAIL" };
-        s.push_str(&format!("\n{mark} {} ({} -> {}): {}\n", p.probe.label(), p.source, p.destination, p.judgement.outcome));
+        s.push_str(&format!(
+            "\n{mark} {} ({} -> {}): {}\n",
+            p.probe.label(),
+            p.source,
+            p.destination,
+            p.judgement.outcome
+        ));
         if p.path.is_empty() {
             s.push_str("    (no nf_tables chain saw the packet)\n");
         }
