@@ -165,6 +165,10 @@ fn connect_result(fd: &OwnedFd) -> Connect {
     }
 }
 
+/// The probe namespace's side, once set up: the container probes it sends, its
+/// rtnetlink socket and its `eth0`.
+type ProbeSide = (Vec<(ProbeKind, SocketAddr)>, Rtnl, u32);
+
 struct Live {
     kind: ProbeKind,
     to: SocketAddr,
@@ -210,7 +214,7 @@ pub fn run(c: &Config) -> Result<Report> {
         "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&probe_ns)
     )))?;
-    let inside = (|| -> Result<(Vec<(ProbeKind, SocketAddr)>, Rtnl, u32)> {
+    let inside = (|| -> Result<ProbeSide> {
         let mut prt = Rtnl::open()?;
         let eth0 = prt.link_index("eth0")?.context("the probe's eth0 is missing")?;
         crate::host::sysctl::disable_dad("eth0")?;

@@ -572,140 +572,6 @@ fn table_attr(r: &RouteMessage) -> Option<u32> {
     })
 }
 
-#[cfg(test)]
-mod json_tests {
-    use super::*;
-
-    fn round_trip(r: &LiveRoute) -> String {
-        let json = serde_json::to_string(r).unwrap();
-        let back: LiveRoute = serde_json::from_str(&json).unwrap();
-        assert_eq!(&back, r, "{json}");
-        json
-    }
-
-    #[test]
-    fn live_routes_round_trip_through_json() {
-        let v4 = LiveRoute {
-            dest: "169.254.170.2".parse().unwrap(),
-            prefix_len: 32,
-            kind: Some(RouteKind::DevLo),
-            protocol: ROUTE_PROTOCOL,
-            metric: None,
-        };
-        assert_eq!(
-            round_trip(&v4),
-            r#"{"dest":"169.254.170.2","prefix_len":32,"kind":"dev_lo","protocol":236,"metric":null}"#
-        );
-        let v6 = LiveRoute {
-            dest: "fd00:ec2::254".parse().unwrap(),
-            prefix_len: 128,
-            kind: Some(RouteKind::Blackhole),
-            protocol: ROUTE_PROTOCOL,
-            metric: Some(1024),
-        };
-        assert_eq!(
-            round_trip(&v6),
-            r#"{"dest":"fd00:ec2::254","prefix_len":128,"kind":"blackhole","protocol":236,"metric":1024}"#
-        );
-        let foreign = LiveRoute { kind: None, protocol: 4, metric: Some(0), ..v4 };
-        assert!(round_trip(&foreign).contains(r#""kind":null"#));
-        // A missing Option field reads as None.
-        let short: LiveRoute =
-            serde_json::from_str(r#"{"dest":"169.254.170.2","prefix_len":32,"protocol":236,"kind":"dev_lo"}"#).unwrap();
-        assert_eq!(short, v4);
-    }
-
-    /// A serialized rtnetlink notification.
-    fn notification(msg: RouteNetlinkMessage) -> Vec<u8> {
-        let mut m = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
-        m.finalize();
-        let mut b = vec![0; m.buffer_len()];
-        m.serialize(&mut b);
-        b
-    }
-
-    fn route(family: AddressFamily, dst_len: u8, table: u8, kind: RouteType) -> RouteMessage {
-        let mut r = RouteMessage::default();
-        r.header.address_family = family;
-        r.header.destination_prefix_length = dst_len;
-        r.header.table = table;
-        r.header.kind = kind;
-        r
-    }
-
-    #[test]
-    fn notifications_of_links_and_ipv4_default_routes_are_events() {
-        use crate::model::event::RtEvent;
-        let mut link = netlink_packet_route::link::LinkMessage::default();
-        link.attributes.push(netlink_packet_route::link::LinkAttribute::IfName("ecs-bridge".into()));
-        let main = RouteHeader::RT_TABLE_MAIN;
-        let mut d = notification(RouteNetlinkMessage::NewLink(link));
-        d.extend(notification(RouteNetlinkMessage::NewRoute(route(AddressFamily::Inet, 0, main, RouteType::Unicast))));
-        d.extend(notification(RouteNetlinkMessage::DelRoute(route(AddressFamily::Inet, 0, main, RouteType::Unicast))));
-        // Not a default route, not IPv4, not the main table, not unicast: none of them count.
-        for r in [
-            route(AddressFamily::Inet, 24, main, RouteType::Unicast),
-            route(AddressFamily::Inet6, 0, main, RouteType::Unicast),
-            route(AddressFamily::Inet, 0, 255, RouteType::Unicast),
-            route(AddressFamily::Inet, 0, main, RouteType::Unreachable),
-        ] {
-            d.extend(notification(RouteNetlinkMessage::NewRoute(r)));
-        }
-        assert_eq!(
-            rt_events(&d),
-            vec![
-                RtEvent::Link { name: "ecs-bridge".into() },
-                RtEvent::Ipv4DefaultRoute { added: true },
-                RtEvent::Ipv4DefaultRoute { added: false },
-            ]
-        );
-        assert_eq!(rt_events(&d[..10]), vec![], "a cut datagram yields nothing, never a panic");
-    }
-
-    /// A raw `RTM_NEWROUTE` of `family` in header table `table`.
-    fn raw_route(family: u8, table: u8) -> Vec<u8> {
-        let mut m = vec![0u8; NLMSG_HEADER_LEN + 12];
-        let len = m.len() as u32;
-        m[..4].copy_from_slice(&len.to_ne_bytes());
-        m[4..6].copy_from_slice(&RTM_NEWROUTE.to_ne_bytes());
-        m[NLMSG_HEADER_LEN] = family;
-        m[NLMSG_HEADER_LEN + 4] = table;
-        m
-    }
-
-    #[test]
-    fn a_dump_of_every_family_parses_only_ip_routes_that_may_be_in_the_main_table() {
-        let (inet, inet6) = (libc::AF_INET as u8, libc::AF_INET6 as u8);
-        assert!(is_ip_route_in_main(&raw_route(inet, 254)));
-        assert!(is_ip_route_in_main(&raw_route(inet6, 254)));
-        // The real table is in RTA_TABLE: parsed, then judged by it.
-        assert!(is_ip_route_in_main(&raw_route(inet, RT_TABLE_COMPAT)));
-        // The local table; IPv4 multicast (RTNL_FAMILY_IPMR), MPLS.
-        assert!(!is_ip_route_in_main(&raw_route(inet6, 255)));
-        assert!(!is_ip_route_in_main(&raw_route(128, 254)));
-        assert!(!is_ip_route_in_main(&raw_route(libc::AF_MPLS as u8, 254)));
-        // Anything but a route (the dump's NLMSG_DONE, an error) and a truncated route
-        // go to the parser.
-        let mut done = raw_route(0, 0);
-        done[4..6].copy_from_slice(&3u16.to_ne_bytes());
-        assert!(is_ip_route_in_main(&done));
-        assert!(is_ip_route_in_main(&raw_route(128, 254)[..NLMSG_HEADER_LEN + 2]));
-    }
-
-    #[test]
-    fn malformed_live_routes_are_refused() {
-        let err = |json: &str| serde_json::from_str::<LiveRoute>(json).unwrap_err().to_string();
-        let e = err(r#"{"dest":"1.2.3.4","prefix_len":32,"kind":null,"protocol":4,"metric":null,"table":254}"#);
-        assert!(e.contains("unknown field `table`"), "{e}");
-        let e = err(r#"{"dest":"1.2.3.4","prefix_len":32,"kind":"devlo","protocol":4,"metric":null}"#);
-        assert!(e.contains("unknown variant `devlo`"), "{e}");
-        let e = err(r#"{"dest":"1.2.3.400","prefix_len":32,"kind":null,"protocol":4,"metric":null}"#);
-        assert!(e.contains("invalid IP address"), "{e}");
-        let e = err(r#"{"dest":"1.2.3.4","kind":null,"protocol":4,"metric":null}"#);
-        assert!(e.contains("missing field `prefix_len`"), "{e}");
-    }
-}
-
 /// Links and addresses, for `verify`'s probe: a veth pair with one end in another
 /// namespace, addresses without duplicate address detection, default routes, and the
 /// names and addresses already in use (so the probe's cannot collide).
@@ -893,5 +759,139 @@ impl Rtnl {
             }
             _ => false,
         }))
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    fn round_trip(r: &LiveRoute) -> String {
+        let json = serde_json::to_string(r).unwrap();
+        let back: LiveRoute = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back, r, "{json}");
+        json
+    }
+
+    #[test]
+    fn live_routes_round_trip_through_json() {
+        let v4 = LiveRoute {
+            dest: "169.254.170.2".parse().unwrap(),
+            prefix_len: 32,
+            kind: Some(RouteKind::DevLo),
+            protocol: ROUTE_PROTOCOL,
+            metric: None,
+        };
+        assert_eq!(
+            round_trip(&v4),
+            r#"{"dest":"169.254.170.2","prefix_len":32,"kind":"dev_lo","protocol":236,"metric":null}"#
+        );
+        let v6 = LiveRoute {
+            dest: "fd00:ec2::254".parse().unwrap(),
+            prefix_len: 128,
+            kind: Some(RouteKind::Blackhole),
+            protocol: ROUTE_PROTOCOL,
+            metric: Some(1024),
+        };
+        assert_eq!(
+            round_trip(&v6),
+            r#"{"dest":"fd00:ec2::254","prefix_len":128,"kind":"blackhole","protocol":236,"metric":1024}"#
+        );
+        let foreign = LiveRoute { kind: None, protocol: 4, metric: Some(0), ..v4 };
+        assert!(round_trip(&foreign).contains(r#""kind":null"#));
+        // A missing Option field reads as None.
+        let short: LiveRoute =
+            serde_json::from_str(r#"{"dest":"169.254.170.2","prefix_len":32,"protocol":236,"kind":"dev_lo"}"#).unwrap();
+        assert_eq!(short, v4);
+    }
+
+    /// A serialized rtnetlink notification.
+    fn notification(msg: RouteNetlinkMessage) -> Vec<u8> {
+        let mut m = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
+        m.finalize();
+        let mut b = vec![0; m.buffer_len()];
+        m.serialize(&mut b);
+        b
+    }
+
+    fn route(family: AddressFamily, dst_len: u8, table: u8, kind: RouteType) -> RouteMessage {
+        let mut r = RouteMessage::default();
+        r.header.address_family = family;
+        r.header.destination_prefix_length = dst_len;
+        r.header.table = table;
+        r.header.kind = kind;
+        r
+    }
+
+    #[test]
+    fn notifications_of_links_and_ipv4_default_routes_are_events() {
+        use crate::model::event::RtEvent;
+        let mut link = netlink_packet_route::link::LinkMessage::default();
+        link.attributes.push(netlink_packet_route::link::LinkAttribute::IfName("ecs-bridge".into()));
+        let main = RouteHeader::RT_TABLE_MAIN;
+        let mut d = notification(RouteNetlinkMessage::NewLink(link));
+        d.extend(notification(RouteNetlinkMessage::NewRoute(route(AddressFamily::Inet, 0, main, RouteType::Unicast))));
+        d.extend(notification(RouteNetlinkMessage::DelRoute(route(AddressFamily::Inet, 0, main, RouteType::Unicast))));
+        // Not a default route, not IPv4, not the main table, not unicast: none of them count.
+        for r in [
+            route(AddressFamily::Inet, 24, main, RouteType::Unicast),
+            route(AddressFamily::Inet6, 0, main, RouteType::Unicast),
+            route(AddressFamily::Inet, 0, 255, RouteType::Unicast),
+            route(AddressFamily::Inet, 0, main, RouteType::Unreachable),
+        ] {
+            d.extend(notification(RouteNetlinkMessage::NewRoute(r)));
+        }
+        assert_eq!(
+            rt_events(&d),
+            vec![
+                RtEvent::Link { name: "ecs-bridge".into() },
+                RtEvent::Ipv4DefaultRoute { added: true },
+                RtEvent::Ipv4DefaultRoute { added: false },
+            ]
+        );
+        assert_eq!(rt_events(&d[..10]), vec![], "a cut datagram yields nothing, never a panic");
+    }
+
+    /// A raw `RTM_NEWROUTE` of `family` in header table `table`.
+    fn raw_route(family: u8, table: u8) -> Vec<u8> {
+        let mut m = vec![0u8; NLMSG_HEADER_LEN + 12];
+        let len = m.len() as u32;
+        m[..4].copy_from_slice(&len.to_ne_bytes());
+        m[4..6].copy_from_slice(&RTM_NEWROUTE.to_ne_bytes());
+        m[NLMSG_HEADER_LEN] = family;
+        m[NLMSG_HEADER_LEN + 4] = table;
+        m
+    }
+
+    #[test]
+    fn a_dump_of_every_family_parses_only_ip_routes_that_may_be_in_the_main_table() {
+        let (inet, inet6) = (libc::AF_INET as u8, libc::AF_INET6 as u8);
+        assert!(is_ip_route_in_main(&raw_route(inet, 254)));
+        assert!(is_ip_route_in_main(&raw_route(inet6, 254)));
+        // The real table is in RTA_TABLE: parsed, then judged by it.
+        assert!(is_ip_route_in_main(&raw_route(inet, RT_TABLE_COMPAT)));
+        // The local table; IPv4 multicast (RTNL_FAMILY_IPMR), MPLS.
+        assert!(!is_ip_route_in_main(&raw_route(inet6, 255)));
+        assert!(!is_ip_route_in_main(&raw_route(128, 254)));
+        assert!(!is_ip_route_in_main(&raw_route(libc::AF_MPLS as u8, 254)));
+        // Anything but a route (the dump's NLMSG_DONE, an error) and a truncated route
+        // go to the parser.
+        let mut done = raw_route(0, 0);
+        done[4..6].copy_from_slice(&3u16.to_ne_bytes());
+        assert!(is_ip_route_in_main(&done));
+        assert!(is_ip_route_in_main(&raw_route(128, 254)[..NLMSG_HEADER_LEN + 2]));
+    }
+
+    #[test]
+    fn malformed_live_routes_are_refused() {
+        let err = |json: &str| serde_json::from_str::<LiveRoute>(json).unwrap_err().to_string();
+        let e = err(r#"{"dest":"1.2.3.4","prefix_len":32,"kind":null,"protocol":4,"metric":null,"table":254}"#);
+        assert!(e.contains("unknown field `table`"), "{e}");
+        let e = err(r#"{"dest":"1.2.3.4","prefix_len":32,"kind":"devlo","protocol":4,"metric":null}"#);
+        assert!(e.contains("unknown variant `devlo`"), "{e}");
+        let e = err(r#"{"dest":"1.2.3.400","prefix_len":32,"kind":null,"protocol":4,"metric":null}"#);
+        assert!(e.contains("invalid IP address"), "{e}");
+        let e = err(r#"{"dest":"1.2.3.4","kind":null,"protocol":4,"metric":null}"#);
+        assert!(e.contains("missing field `prefix_len`"), "{e}");
     }
 }

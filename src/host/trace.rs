@@ -316,11 +316,7 @@ pub fn decode_trace(buf: &[u8]) -> Result<Vec<TraceEvent>, Error> {
                 10 => ev.iif = u32_be(v),
                 12 => ev.oif = u32_be(v),
                 15 => ev.nfproto = u32_be(v),
-                16 => {
-                    if ev.verdict.is_none() {
-                        ev.verdict = u32_be(v).map(|p| Verdict::from_code(p as i32, None));
-                    }
-                }
+                16 if ev.verdict.is_none() => ev.verdict = u32_be(v).map(|p| Verdict::from_code(p as i32, None)),
                 _ => {}
             }
         }
