@@ -428,7 +428,7 @@ mod tests {
         assert!(e.contains("only exact names that exist"), "{e}");
         let c = crate::config::parse(
             "t.toml",
-            "[containers]\ninterfaces = [\"docker+\", \"br-+\"]\n[imds_block]\nexclude_interfaces = [\"docker+\"]\n",
+            "[containers]\ninterfaces = [\"docker+\", \"br-+\"]\n[imds_block]\nexclude_interfaces = [\"dockerv+\"]\n",
         )
         .unwrap();
         assert!(interface_name(&c, &[]).unwrap().0.starts_with("br-"), "an excluded pattern comes last");
@@ -436,11 +436,13 @@ mod tests {
 
     #[test]
     fn prefixes_avoid_the_hosts_addresses_and_routes() {
-        let taken: Vec<(IpAddr, u8)> = vec![("198.18.0.0".parse().unwrap(), 16), ("fd00::".parse().unwrap(), 8)];
+        let taken: Vec<(IpAddr, u8)> = vec![("198.18.0.0".parse().unwrap(), 16), ("fd00::".parse().unwrap(), 9)];
         let (v4, v6) = pick_prefixes(&taken).unwrap();
         assert!(v4.octets()[0] == 198 && v4.octets()[1] == 19, "{v4}");
-        assert!(!overlaps(IpAddr::V6(v6), 64, "fd00::".parse().unwrap(), 8), "{v6}");
+        assert!(v6.octets()[0] == 0xfd && v6.octets()[1] >= 0x80, "{v6}");
         let all: Vec<(IpAddr, u8)> = vec![("198.18.0.0".parse().unwrap(), 15)];
         assert!(pick_prefixes(&all).is_err(), "198.18.0.0/15 all taken");
+        let ula: Vec<(IpAddr, u8)> = vec![("fd00::".parse().unwrap(), 8)];
+        assert!(pick_prefixes(&ula).is_err(), "every ULA /64 taken");
     }
 }
