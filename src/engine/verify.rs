@@ -21,7 +21,7 @@ use crate::host::rtnl::Rtnl;
 use crate::host::trace::{self, Select, TraceListener, TraceTable};
 use crate::model::names::TABLE_NAME;
 use crate::model::ruleset::Family;
-use crate::model::trace::TraceEvent;
+use crate::model::trace::{TraceEvent, TraceType, Verdict};
 use crate::plan::verify::{Connect, ProbeKind, ProbeReport, Report, Step, judge, probes};
 use anyhow::{Context, Result, bail};
 use nix::sys::socket::{self as so, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
@@ -311,9 +311,7 @@ fn collect(live: &mut [Live], listener: &mut TraceListener, signals: &mut Signal
         events.extend(evs);
         for l in live.iter_mut().filter(|l| l.connect.is_none()) {
             let dropped = events.iter().any(|e| {
-                of_probe(e, l)
-                    && e.verdict == Some(crate::model::trace::Verdict::Drop)
-                    && !e.table.starts_with(trace::TABLE_PREFIX)
+                of_probe(e, l) && e.verdict == Some(Verdict::Drop) && !e.table.starts_with(trace::TABLE_PREFIX)
             });
             if dropped {
                 l.connect = Some(Connect::TimedOut);
@@ -377,9 +375,17 @@ fn report(live: &mut [Live], events: &[TraceEvent], our_ids: &[String]) -> Resul
     let mut chains: BTreeMap<(u8, String, String), Vec<crate::model::live::LiveRule>> = BTreeMap::new();
     let mut out = Vec::new();
     for l in live.iter() {
-        let ids: Vec<u32> = events.iter().filter(|e| of_probe(e, l)).map(|e| e.id).collect();
+        // The SYN's events only (the first packet traced): the handshake's ACK, when
+        // the agent answered, takes the same path again.
+        let id = events.iter().find(|e| of_probe(e, l)).map(|e| e.id);
         let mut path = Vec::new();
-        for e in events.iter().filter(|e| ids.contains(&e.id) && !e.table.starts_with(trace::TABLE_PREFIX)) {
+        let shown = |e: &&TraceEvent| {
+            Some(e.id) == id
+                && !e.table.starts_with(trace::TABLE_PREFIX)
+                // The event that only carries the packet's headers as a chain starts.
+                && !(e.kind == TraceType::Rule && e.handle.is_none() && e.verdict == Some(Verdict::Continue))
+        };
+        for e in events.iter().filter(shown) {
             let key = (e.family, e.table.clone(), e.chain.clone());
             if !chains.contains_key(&key) {
                 let rules = nf.chain_rules(e.family, &e.table, &e.chain)?;
