@@ -100,10 +100,13 @@ fn the_default_topology_passes_naming_our_rules_and_leaves_nothing() {
     // Not an assertion on speed (BENCHMARKS-style measurement belongs to a benchmark):
     // printed for the report with --nocapture.
     eprintln!("verify elapsed_ms on the default topology: {}", json["elapsed_ms"]);
-    assert_eq!(json["schema"], "verify/v1");
+    assert_eq!(json["schema"], "ecs-hostnet.verify/v1");
     assert_eq!(json["passed"], true);
     assert_eq!(json["probes"].as_array().unwrap().len(), 4);
     assert_eq!(json["probes"][0]["connect"]["result"], "answered");
+    assert_eq!(json["probes"][0]["path"][0]["rule_id"], "credentials-dnat docker+");
+    assert_eq!(json["probes"][1]["probe"], "container-imds-ipv4");
+    assert_eq!(json["probes"][1]["path"].as_array().unwrap().last().unwrap()["verdict"], "drop");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! `verify`'s output: text for people (per probe: PASS/FAIL, the outcome, the path it
-//! took) and JSON (`verify/v1`, docs/json.md).
+//! took) and JSON (`ecs-hostnet.verify/v1`, docs/json.md).
 
 use crate::plan::verify::Report;
 
@@ -46,11 +46,11 @@ pub fn text(r: &Report) -> String {
     s
 }
 
-/// The report as JSON: `{"schema": "verify/v1", "passed": BOOL, ...}` (docs/json.md).
+/// The report as JSON: `{"schema": "ecs-hostnet.verify/v1", "passed": BOOL, ...}` (docs/json.md).
 pub fn json(r: &Report) -> String {
     let mut v = serde_json::to_value(r).expect("a report serializes");
     if let serde_json::Value::Object(m) = &mut v {
-        m.insert("schema".into(), "verify/v1".into());
+        m.insert("schema".into(), "ecs-hostnet.verify/v1".into());
         m.insert("passed".into(), r.passed().into());
         for (p, j) in r.probes.iter().zip(m.get_mut("probes").and_then(|p| p.as_array_mut()).into_iter().flatten()) {
             if let serde_json::Value::Object(o) = j {
