@@ -100,19 +100,28 @@ fn pick_prefixes(used: &[(IpAddr, u8)]) -> Result<(Ipv4Addr, Ipv6Addr)> {
     let free = |a: IpAddr, len: u8| !used.iter().any(|(u, ul)| *ul > 0 && overlaps(a, len, *u, *ul));
     let v4 = (0..512u64)
         .map(|i| {
-            let n = ((seed.wrapping_add(i * 2_654_435_761)) % (1 << 15)) as u32; // 2^17 addresses / 4
+            let n = (splitmix(seed, i) % (1 << 15)) as u32; // 2^17 addresses / 4
             Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + n * 4)
         })
         .find(|a| free(IpAddr::V4(*a), 30))
         .context("no free /30 in 198.18.0.0/15")?;
     let v6 = (0..64u64)
         .map(|i| {
-            let global = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i)) & 0xff_ffff_ffff_ffff;
+            let global = splitmix(seed ^ 0x5eed, i) & 0xff_ffff_ffff_ffff;
             Ipv6Addr::from((0xfdu128 << 120) | ((global as u128) << 64))
         })
         .find(|a| free(IpAddr::V6(*a), 64))
         .context("no free ULA /64")?;
     Ok((v4, v6))
+}
+
+/// The `i`-th number of a SplitMix64 sequence from `seed`: every bit depends on `i`, so
+/// consecutive candidates land anywhere in the range.
+fn splitmix(seed: u64, i: u64) -> u64 {
+    let mut z = seed.wrapping_add((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn offset(base: IpAddr, n: u8) -> IpAddr {
