@@ -28,6 +28,7 @@ const PAGES: &[&str] = &[
     "ecs-hostnet-task-remove.8",
     "ecs-hostnet-uninstall.8",
     "ecs-hostnet-validate.8",
+    "ecs-hostnet-verify.8",
     "ecs-hostnet-watch.8",
 ];
 

@@ -93,6 +93,15 @@ pub enum PlanFormat {
     Json,
 }
 
+/// `verify --format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum VerifyFormat {
+    /// Per probe: PASS/FAIL, the outcome and the path.
+    Text,
+    /// The verify/v1 document (docs/json.md).
+    Json,
+}
+
 /// `snapshot --format`.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum SnapshotFormat {
@@ -259,6 +268,19 @@ pub enum Command {
     Watch {
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// Prove the credentials and IMDS paths with traced probe packets: a temporary probe
+    /// seen as a container is (a veth named like a container interface, in a namespace of
+    /// its own), one TCP SYN each to the credentials endpoint, IMDS (IPv4, IPv6) and from
+    /// the host, traced with nftrace; prints each table/chain/rule that saw it and the
+    /// outcome. Exit 0: every expectation holds; 2: one does not; 1: error. Everything it
+    /// makes is removed.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: VerifyFormat,
     },
     /// Install the configuration, the binary, the boot unit (enabled), the ecs-init hook
     /// and the agent's ecs.config keys. Writes only what differs, atomically.

@@ -29,6 +29,7 @@ mod snapshot;
 mod status;
 mod task;
 mod validate;
+mod verify;
 mod watch;
 
 pub use args::Cli;
@@ -58,5 +59,6 @@ pub fn run(cli: Cli, out: &mut String) -> anyhow::Result<Exit> {
         Command::GenerateDocs { outdir } => generate_docs::run(&outdir, out).map(|()| Exit::Ok),
         Command::GenerateUnits { outdir, local } => generate_units::run(&outdir, local, out).map(|()| Exit::Ok),
         Command::Watch { config } => watch::run(&cx, &config),
+        Command::Verify { config, format } => verify::run(&cx, &config, format, out),
     }
 }

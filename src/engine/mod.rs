@@ -15,6 +15,7 @@ pub mod load;
 pub mod preflight;
 pub mod status;
 pub mod task;
+pub mod verify;
 pub mod watch;
 
 #[cfg(test)]

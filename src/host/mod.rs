@@ -18,3 +18,4 @@ pub mod rtnl;
 pub mod run_dir;
 pub mod sysctl;
 pub mod systemd;
+pub mod trace;

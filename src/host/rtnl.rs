@@ -572,6 +572,196 @@ fn table_attr(r: &RouteMessage) -> Option<u32> {
     })
 }
 
+/// Links and addresses, for `verify`'s probe: a veth pair with one end in another
+/// namespace, addresses without duplicate address detection, default routes, and the
+/// names and addresses already in use (so the probe's cannot collide).
+impl Rtnl {
+    /// Every interface: (index, name).
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn links(&mut self) -> Result<Vec<(u32, String)>, Error> {
+        use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+        let answer = self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP)?;
+        Ok(answer
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some((l.header.index, n.clone())),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every address of every interface, with its prefix length.
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn addresses(&mut self) -> Result<Vec<(IpAddr, u8)>, Error> {
+        use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+        let answer = self.request(RouteNetlinkMessage::GetAddress(AddressMessage::default()), NLM_F_DUMP)?;
+        Ok(answer
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Address(ip) => Some((*ip, a.header.prefix_len)),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every route's destination (all tables, both families): (address, prefix length).
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn route_destinations(&mut self) -> Result<Vec<(IpAddr, u8)>, Error> {
+        let mut out = Vec::new();
+        for fam in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut m = RouteMessage::default();
+            m.header.address_family = fam;
+            for r in self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)? {
+                if let RouteNetlinkMessage::NewRoute(r) = r {
+                    let len = r.header.destination_prefix_length;
+                    let dest = r.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Destination(RouteAddress::Inet(v4)) => Some(IpAddr::V4(*v4)),
+                        RouteAttribute::Destination(RouteAddress::Inet6(v6)) => Some(IpAddr::V6(*v6)),
+                        _ => None,
+                    });
+                    // A default route (no destination) overlaps everything: it is not a
+                    // collision, the probe's own connected route is more specific.
+                    if let Some(d) = dest {
+                        out.push((d, len));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates a veth pair: `name` here, `peer` in the network namespace `peer_ns` (an
+    /// open nsfs file), both down.
+    ///
+    /// Errors: as [`Rtnl::link_is_up`]; `EEXIST` when `name` exists.
+    pub fn add_veth(&mut self, name: &str, peer: &str, peer_ns: std::os::fd::BorrowedFd<'_>) -> Result<(), Error> {
+        use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage};
+        use std::os::fd::AsRawFd;
+        let mut p = LinkMessage::default();
+        p.attributes.push(LinkAttribute::IfName(peer.into()));
+        p.attributes.push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.into()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(m), NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)?;
+        Ok(())
+    }
+
+    /// The index of interface `name`; `None` when there is none.
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn link_index(&mut self, name: &str) -> Result<Option<u32>, Error> {
+        Ok(self.links()?.into_iter().find(|(_, n)| n == name).map(|(i, _)| i))
+    }
+
+    /// Sets interface `index` up.
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn set_up(&mut self, index: u32) -> Result<(), Error> {
+        use netlink_packet_route::link::{LinkFlags, LinkMessage};
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        self.request(RouteNetlinkMessage::SetLink(m), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Deletes interface `index` (a veth: its peer goes with it).
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn delete_link(&mut self, index: u32) -> Result<(), Error> {
+        let mut m = netlink_packet_route::link::LinkMessage::default();
+        m.header.index = index;
+        self.request(RouteNetlinkMessage::DelLink(m), NLM_F_ACK)?;
+        Ok(())
+    }
+
+    /// Adds `addr/prefix` to interface `index`, without duplicate address detection
+    /// (`IFA_F_NODAD`: an IPv6 address is usable at once).
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn add_address(&mut self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), Error> {
+        use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+        let mut m = AddressMessage::default();
+        m.header.family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(addr));
+        m.attributes.push(AddressAttribute::Address(addr));
+        m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        self.request(RouteNetlinkMessage::NewAddress(m), NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)?;
+        Ok(())
+    }
+
+    /// Adds a default route via `gateway` (IPv4 or IPv6) in the main table.
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn add_default_via(&mut self, gateway: IpAddr) -> Result<(), Error> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = if gateway.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Static;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.attributes.push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
+        self.request(RouteNetlinkMessage::NewRoute(m), NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)?;
+        Ok(())
+    }
+}
+
+impl Rtnl {
+    /// Whether interface `index` is operationally up (`IFF_RUNNING`): the kernel sets it
+    /// from linkwatch, asynchronously after the link and its peer are set up; until then
+    /// its queue discipline drops what is sent.
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn link_running(&mut self, index: u32) -> Result<bool, Error> {
+        let mut m = netlink_packet_route::link::LinkMessage::default();
+        m.header.index = index;
+        let answer = self.request(RouteNetlinkMessage::GetLink(m), NLM_F_ACK)?;
+        Ok(answer.iter().any(|m| {
+            matches!(m, RouteNetlinkMessage::NewLink(l) if l.header.flags.contains(netlink_packet_route::link::LinkFlags::Running))
+        }))
+    }
+}
+
+impl Rtnl {
+    /// Whether interface `index` has an IPv6 address that is still tentative
+    /// (`IFA_F_TENTATIVE`): even without duplicate address detection, an address added
+    /// before the link was ready stays tentative until addrconf sees the link up, and
+    /// neighbour solicitations for it go unanswered until then.
+    ///
+    /// Errors: as [`Rtnl::link_is_up`].
+    pub fn has_tentative(&mut self, index: u32) -> Result<bool, Error> {
+        use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        let answer = self.request(RouteNetlinkMessage::GetAddress(m), NLM_F_DUMP)?;
+        Ok(answer.iter().any(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                a.header.flags.contains(AddressHeaderFlags::Tentative)
+                    || a.attributes
+                        .iter()
+                        .any(|x| matches!(x, AddressAttribute::Flags(f) if f.contains(AddressFlags::Tentative)))
+            }
+            _ => false,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod json_tests {
     use super::*;

@@ -411,10 +411,31 @@ fn set_aside(rd: &RunDir, stale: &std::fs::File, deadline: Instant) -> Result<bo
             Err(_) => return Ok(false),
         }
     };
+    // Looked at again under the guard: a run that just finished released the lock, and its
+    // pid being gone read like a descriptor inherited by a dead holder's child. Setting such
+    // a lock aside would let this run in beside the waiter that takes the released one.
+    if !still_held_by_others_only(stale) {
+        return Ok(false);
+    }
     if names_lock(rd, stale) {
         replace_lock(rd, LOCK).map_err(|source| Error::OpenLock { path, source })?;
     }
     Ok(true)
+}
+
+/// Whether `stale` cannot be locked now (someone holds it) and every holder is still not
+/// proven to be ours ([`held_by_other_users_only`]). A lock that can be taken is free: it is
+/// released again at once, and the caller tries the lock file as usual.
+fn still_held_by_others_only(stale: &std::fs::File) -> bool {
+    let Ok(probe) = stale.try_clone() else { return false };
+    match Flock::lock(probe, FlockArg::LockExclusiveNonblock) {
+        Ok(free) => {
+            drop(free);
+            false
+        }
+        Err((_, errno)) if errno == Errno::EWOULDBLOCK => held_by_other_users_only(stale),
+        Err(_) => false,
+    }
 }
 
 /// The processes holding a `flock` on the file of status `st`, from `/proc/locks` (empty

@@ -118,3 +118,20 @@ pub fn read_all_route_localnet() -> Result<BTreeMap<String, String>, Error> {
     }
     Ok(values)
 }
+
+/// Turns off IPv6 duplicate address detection on interface `name` (its own
+/// `/proc/sys/net/ipv6/conf/<name>/accept_dad` = 0; the setting goes with the interface),
+/// so its link-local address is usable at once: a tentative one delays the first IPv6
+/// packets forwarded through it. For `verify`'s probe interfaces. An interface without
+/// IPv6 (the file is missing) is left as it is.
+///
+/// Errors: [`Error::BadSelector`] unless `name` is an interface name, [`Error::Write`].
+pub fn disable_dad(name: &str) -> Result<(), Error> {
+    crate::model::ifpattern::IfPattern::parse(name, false)
+        .map_err(|reason| Error::BadSelector { selector: name.to_string(), reason })?;
+    let path = PathBuf::from(format!("/proc/sys/net/ipv6/conf/{name}/accept_dad"));
+    match std::fs::write(&path, "0") {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        r => r.map_err(|source| Error::Write { value: "0".into(), path, source }),
+    }
+}

@@ -20,4 +20,5 @@ pub mod record;
 pub mod route;
 pub mod ruleset;
 pub mod set;
+pub mod trace;
 pub mod watch_state;

@@ -27,6 +27,7 @@ pub mod live;
 pub mod reason;
 pub mod task_routes;
 pub mod uplink;
+pub mod verify;
 pub mod watch;
 
 use crate::desired::Desired;

@@ -364,6 +364,19 @@ mod tests {
     }
 
     #[test]
+    fn verify_trace_tables_are_not_ours() {
+        // `verify` makes and deletes `table inet ecs-hostnet-verify-<pid>`: the watcher
+        // must not take that for an edit of our table and repair.
+        let mut c = Collector::default();
+        c.feed(obj(msg::NEWTABLE, 1, "ecs-hostnet-verify-4242", None), ME);
+        c.feed(obj(msg::NEWCHAIN, 1, "ecs-hostnet-verify-4242", Some("prerouting")), ME);
+        c.feed(obj(msg::NEWRULE, 1, "ecs-hostnet-verify-4242", Some("prerouting")), ME);
+        assert_eq!(c.feed(gen_(4242, "ecs-hostnet"), ME), None);
+        c.feed(obj(msg::DELTABLE, 1, "ecs-hostnet-verify-4242", None), ME);
+        assert_eq!(c.feed(gen_(4242, "ecs-hostnet"), ME), None);
+    }
+
+    #[test]
     fn edits_are_described_by_chain() {
         let mut c = Collector::default();
         c.feed(obj(msg::DELRULE, 1, TABLE_NAME, Some("input")), ME);

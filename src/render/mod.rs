@@ -11,4 +11,5 @@ pub mod nft_script;
 pub mod plan;
 pub mod snapshot;
 pub mod status;
+pub mod verify;
 pub mod watch;

@@ -528,7 +528,7 @@ impl Netfilter {
         for c in heads {
             let (Some(family), Some(base)) = (c.family, c.base) else { continue };
             // Deleted since the chain dump: nothing of it is on the path any more.
-            let Some(rules) = self.chain_rules(family, &c.table, &c.name)? else { continue };
+            let Some(rules) = self.chain_rules(family.nfproto(), &c.table, &c.name)? else { continue };
             out.push(ForeignChain { family, table: c.table, name: c.name, base, rules });
         }
         Ok(out)
@@ -542,26 +542,31 @@ impl Netfilter {
     pub fn read_forward(&mut self) -> Result<Vec<ForwardChain>> {
         let mut out = Vec::new();
         for name in ["FORWARD", "DOCKER-USER"] {
-            if let Some(rules) = self.chain_rules(Family::Ip, "filter", name)? {
+            if let Some(rules) = self.chain_rules(Family::Ip.nfproto(), "filter", name)? {
                 out.push(ForwardChain { name: name.to_string(), rules });
             }
         }
         Ok(out)
     }
 
-    /// The rules of one chain, from one rule dump filtered by table and chain; `None` when
-    /// the chain does not exist (`ENOENT`). Never fails on a rule it does not understand:
-    /// expressions not modelled are `Expr::Other`, lookups are read without their sets, a
-    /// rule the decoder refuses is one `Expr::Other` named `unreadable`.
-    fn chain_rules(&mut self, family: Family, table: &str, chain: &str) -> Result<Option<Vec<LiveRule>>> {
+    /// The rules of one chain of any table (`nfproto` is the table's `nfgen_family`: trace
+    /// events name bridge and netdev tables too), from one rule dump filtered by table and
+    /// chain; `None` when the chain does not exist (`ENOENT`) or was deleted meanwhile. Never
+    /// fails on a rule it does not understand: expressions not modelled are `Expr::Other`,
+    /// lookups are read without their sets, a rule the decoder refuses is one `Expr::Other`
+    /// named `unreadable`. Used by the findings and by `verify`, which names the rule a trace
+    /// event reports by its handle.
+    ///
+    /// Errors: the dump's own (permission, socket).
+    pub fn chain_rules(&mut self, nfproto: u8, table: &str, chain: &str) -> Result<Option<Vec<LiveRule>>> {
         let (Ok(ctable), Ok(cchain)) = (std::ffi::CString::new(table), std::ffi::CString::new(chain)) else {
             return Ok(None);
         };
-        let msgs = match self.request(libc::NFT_MSG_GETRULE as u32, family.nfproto(), true, |m| {
+        let msgs = match self.request(libc::NFT_MSG_GETRULE as u32, nfproto, true, |m| {
             let mut r = ffi::Rule::new();
             r.set_table(&ctable);
             r.set_chain(&cchain);
-            r.set_family(family.nfproto() as u32);
+            r.set_family(nfproto as u32);
             m.put_rule(&mut r);
         }) {
             Ok(msgs) => msgs,

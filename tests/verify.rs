@@ -1,0 +1,215 @@
+//! `verify` against a real kernel, in namespaces the tests create (tests/support
+//! Topology: a host namespace with docker0, a container, IMDS behind the host, the agent
+//! listening on 127.0.0.1:51679). Never run from the root namespace: always `--netns`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::*;
+
+/// What verify must leave exactly as it found: links, addresses, routes (both
+/// families), named namespaces, and the rule set without counters.
+fn host_state(t: &Topology) -> String {
+    let ruleset = t.host.nft(&["-s", "list", "ruleset"]);
+    format!(
+        "{}\n{}\n{}\n{}\n{}\n{}",
+        links(&t.host.ip(&["-o", "link", "show"])),
+        t.host.ip(&["-o", "addr", "show"]),
+        t.host.ip(&["route", "show", "table", "all"]),
+        t.host.ip(&["-6", "route", "show", "table", "all"]),
+        sh("ip", &["netns", "list"])
+            .lines()
+            .filter(|l| l.contains(&t.host.name) || l.starts_with("ehn-verify"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        ruleset
+    )
+}
+
+/// Each link's index, name and master (its operational state moves on its own: a
+/// bridge turns from UNKNOWN to UP when a port comes up).
+fn links(ip_o_link: &str) -> String {
+    ip_o_link
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let master = w.iter().position(|x| *x == "master").map(|i| w[i + 1]).unwrap_or("-");
+            format!("{} {} {master}", w[0], w[1])
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn applied() -> Topology {
+    let t = Topology::new();
+    let cfg = t.dir.default_config();
+    t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    t
+}
+
+fn verify(t: &Topology, code: i32) -> Out {
+    let before = host_state(t);
+    let out = t.host.ehn(&["verify", "-c", &t.dir.default_config()]);
+    out.expect_code(code);
+    wait_same(t, &before);
+    out
+}
+
+/// The state equals `before` (the kernel deletes a veth synchronously; allow a moment
+/// for anything asynchronous all the same).
+fn wait_same(t: &Topology, before: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = host_state(t);
+        if now == before {
+            return;
+        }
+        if Instant::now() > deadline {
+            let d = similar::TextDiff::from_lines(before, &now).unified_diff().to_string();
+            panic!("verify changed the host:\n{d}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_default_topology_passes_naming_our_rules_and_leaves_nothing() {
+    let t = applied();
+    let out = verify(&t, 0);
+    let s = &out.stdout;
+    for want in [
+        "PASS container -> credentials endpoint",
+        "the agent answered (via our credentials-dnat docker+)",
+        "table ip ecs-hostnet chain prerouting rule credentials-dnat docker+: accept",
+        "PASS container -> IMDS (IPv4)",
+        "blocked by our imds-block-ipv4",
+        "table inet ecs-hostnet chain forward rule imds-block-ipv4: drop",
+        "PASS container -> IMDS (IPv6)",
+        "blocked by our imds-block-ipv6",
+        "PASS host -> credentials endpoint",
+        "via our credentials-redirect",
+        "4 of 4 probes passed",
+        "table inet ecs-hostnet chain input policy accept",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in:\n{s}\n{}", out.stderr);
+    }
+    let json: serde_json::Value = serde_json::from_str(
+        &t.host.ehn(&["verify", "-c", &t.dir.default_config(), "--format", "json"]).expect_code(0).stdout,
+    )
+    .unwrap();
+    // Not an assertion on speed (BENCHMARKS-style measurement belongs to a benchmark):
+    // printed for the report with --nocapture.
+    eprintln!("verify elapsed_ms on the default topology: {}", json["elapsed_ms"]);
+    assert_eq!(json["schema"], "ecs-hostnet.verify/v1");
+    assert_eq!(json["passed"], true);
+    assert_eq!(json["probes"].as_array().unwrap().len(), 4);
+    assert_eq!(json["probes"][0]["connect"]["result"], "answered");
+    assert_eq!(json["probes"][0]["path"][0]["rule_id"], "credentials-dnat docker+");
+    assert_eq!(json["probes"][1]["probe"], "container-imds-ipv4");
+    assert_eq!(json["probes"][1]["path"].as_array().unwrap().last().unwrap()["verdict"], "drop");
+}
+
+#[test]
+fn a_cis_style_input_drop_fails_naming_the_foreign_table_and_chain() {
+    let t = applied();
+    t.host.nft_load(
+        &t.dir,
+        "table inet cis {\n chain input { type filter hook input priority 0; policy drop; iif lo accept; ct state established,related accept; }\n}\n",
+    );
+    let out = verify(&t, 2);
+    assert!(
+        out.stdout.contains("FAIL container -> credentials endpoint")
+            && out.stdout.contains("dropped by table inet cis chain input policy drop"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_stealing_dnat_fails_naming_its_rule() {
+    let t = applied();
+    t.host.nft_load(
+        &t.dir,
+        "table ip thief {\n chain pre { type nat hook prerouting priority -150; ip daddr 169.254.170.2 tcp dport 80 dnat to 198.51.100.2:80; }\n}\n",
+    );
+    let out = verify(&t, 2);
+    assert!(
+        out.stdout.contains("DNATed elsewhere by table ip thief chain pre rule handle")
+            && out.stdout.contains("dnat to 198.51.100.2:80"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_deleted_imds_rule_fails_naming_imds() {
+    let t = applied();
+    let listing = t.host.nft(&["-a", "list", "chain", "inet", "ecs-hostnet", "forward"]);
+    let handle = listing
+        .lines()
+        .find(|l| l.contains("\"imds-block-ipv4\""))
+        .and_then(|l| l.rsplit("# handle ").next())
+        .expect("our IMDS rule")
+        .trim()
+        .to_string();
+    t.host.nft(&["delete", "rule", "inet", "ecs-hostnet", "forward", "handle", &handle]);
+    let out = verify(&t, 2);
+    assert!(
+        out.stdout.contains("FAIL container -> IMDS (IPv4)")
+            && out.stdout.contains("IMDS reachable: no drop (our imds-block-ipv4 rule is missing)"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("PASS container -> IMDS (IPv6)"), "{}", out.stdout);
+}
+
+#[test]
+fn a_killed_runs_trace_table_is_removed_by_the_next_run() {
+    let t = applied();
+    // What a run killed on a kernel without table flag owner leaves: its trace table,
+    // named with a pid that no longer runs. (With the owner flag the kernel deletes it
+    // with the killed process's socket: nothing is left at all, see the SIGKILL test.)
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    t.host.nft(&["add", "table", "inet", &format!("ecs-hostnet-verify-{dead}")]);
+    let out = t.host.ehn(&["verify", "-c", &t.dir.default_config()]);
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains(&format!("cleaned up after a killed run: table inet ecs-hostnet-verify-{dead}")),
+        "{}",
+        out.stdout
+    );
+    assert!(!t.host.ruleset().contains("ecs-hostnet-verify"), "{}", t.host.ruleset());
+}
+
+#[test]
+fn sigkill_mid_run_leaves_nothing_the_next_run_cannot_clean() {
+    let t = applied();
+    let before = host_state(&t);
+    let mut seen_objects = false;
+    // Kill at growing delays until a kill lands while the probe objects exist.
+    for delay_us in (0..40).map(|i| 500 + i * 500) {
+        let mut child = std::process::Command::new(bin())
+            .args(["--netns", &t.host.name, "verify", "-c", &t.dir.default_config()])
+            .env("ECS_HOSTNET_RUN_DIR", t.host.run_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_micros(delay_us);
+        while Instant::now() < deadline {}
+        let links = t.host.ip(&["-o", "link", "show"]);
+        let table = t.host.ruleset().contains(&format!("ecs-hostnet-verify-{pid}"));
+        let _ = child.kill();
+        let _ = child.wait();
+        if table || links.contains("dockerv") {
+            seen_objects = true;
+            break;
+        }
+    }
+    assert!(seen_objects, "no kill landed while the probe's objects existed");
+    t.host.ehn(&["verify", "-c", &t.dir.default_config()]).expect_code(0);
+    wait_same(&t, &before);
+}
