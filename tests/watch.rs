@@ -446,15 +446,18 @@ fn sighup_reloads_the_configuration_and_a_bad_one_keeps_the_old() {
     assert_eq!(w.lines_at(6, "configuration reloaded").len(), 1, "{}", w.log());
 }
 
-/// Samples, inside `ns` every 20 ms for `secs` seconds, route_localnet (all) and whether
-/// the localhost guard is listed: one `RG` pair of digits per sample (`10`: on, no guard).
+/// Samples, inside `ns` every 20 ms for `secs` seconds, route_localnet (all) before and
+/// after listing our table, and whether the localhost guard is listed: three digits per
+/// sample (`110`: on before and after a listing without the guard; reading it on both
+/// sides keeps a change during the listing from counting).
 fn sample_guard(ns: &Netns, secs: u32) -> std::thread::JoinHandle<Out> {
     let name = ns.name.clone();
     let script = format!(
         "end=$(($(date +%s) + {secs})); while [ $(date +%s) -lt $end ]; do \
-         r=$(cat /proc/sys/net/ipv4/conf/all/route_localnet); \
+         a=$(cat /proc/sys/net/ipv4/conf/all/route_localnet); \
          g=$(nft list table inet ecs-hostnet 2>/dev/null | grep -c '\"localhost-guard\"'); \
-         echo \"$r$g\"; sleep 0.02; done"
+         b=$(cat /proc/sys/net/ipv4/conf/all/route_localnet); \
+         echo \"$a$b$g\"; sleep 0.02; done"
     );
     std::thread::spawn(move || run_cmd("ip", &["netns", "exec", &name, "sh", "-c", &script], Duration::from_secs(30)))
 }
@@ -505,7 +508,7 @@ fn while_a_writer_keeps_deleting_our_table_the_neighbour_never_reaches_the_agent
     let mut run = 0;
     let mut longest = 0;
     for s in &samples {
-        run = if *s == "10" { run + 1 } else { 0 };
+        run = if *s == "110" { run + 1 } else { 0 };
         longest = longest.max(run);
     }
     eprintln!("{} samples, longest run with route_localnet=1 and no guard: {longest}; neighbour reached the agent {reached} of {tried}", samples.len());
@@ -576,8 +579,10 @@ fn a_repair_failing_for_the_same_reason_is_one_err_line_then_one_notice_when_it_
     let mut w = Watcher::start(&ns, &cfg);
     // Our table re-created by another process with the `owner` flag: only that process
     // may change it, so each repair fails until it exits (and the kernel drops the table).
+    // One line, one transaction: a watcher repairing between a delete and an add would
+    // leave nothing to fail.
     let script = format!(
-        "(printf 'delete table inet ecs-hostnet\\nadd table inet ecs-hostnet {{ flags owner; }}\\n'; sleep 4) \
+        "(echo 'delete table inet ecs-hostnet; add table inet ecs-hostnet {{ flags owner; }}'; sleep 4) \
          | ip netns exec {} nft -i >/dev/null",
         ns.name
     );
@@ -585,7 +590,7 @@ fn a_repair_failing_for_the_same_reason_is_one_err_line_then_one_notice_when_it_
     assert!(held.ok(), "{held}");
     w.wait_for("the repair once the owner exited", Duration::from_secs(5), |_| ns.ehn(&["check", "-c", &cfg]).ok());
     w.wait_for("the notice", Duration::from_secs(5), |w| !w.lines_at(5, "repairs succeed again").is_empty());
-    let failed = w.lines_at(3, "repair failed");
+    let failed = w.lines_at(3, "repair failed after");
     assert_eq!(failed.len(), 1, "one err line for the episode:\n{}", w.log());
     let notice = &w.lines_at(5, "repairs succeed again")[0];
     let n: u32 = notice.split("after ").nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();

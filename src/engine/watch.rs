@@ -406,6 +406,12 @@ impl Watcher<'_> {
             if crate::plan::plan(&self.desired, &live).is_empty() {
                 return Ok(None);
             }
+            // The repair itself can take a while (the kernel refusing batches while the
+            // writer commits: up to ~60 ms of retries): without the guard, route_localnet
+            // goes back first, silently (the repair line says it was set again).
+            if !localhost_guard_is_live(&live) {
+                lower_route_localnet(&mut self.nf, self.root, self.journal);
+            }
         }
         let lock = match Lock::acquire(self.root, Duration::ZERO) {
             Ok(lock) => lock,
