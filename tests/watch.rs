@@ -391,7 +391,7 @@ fn sigterm_exits_0_and_leaves_the_rule_set_and_no_lock() {
     assert_eq!(pid_files(), 0, "the pid file is removed");
     let lock = ns.run_dir().join("lock");
     run_cmd("flock", &["-n", "-x", lock.to_str().unwrap(), "true"], Duration::from_secs(5)).expect_code(0);
-    assert_eq!(w.lines_at(6, "stopping").len(), 1, "{}", w.log());
+    assert_eq!(w.lines_at(6, "stopping on SIGTERM; leaving the rule set as it is").len(), 1, "{}", w.log());
 }
 
 #[test]
@@ -511,7 +511,10 @@ fn while_a_writer_keeps_deleting_our_table_the_neighbour_never_reaches_the_agent
         run = if *s == "110" { run + 1 } else { 0 };
         longest = longest.max(run);
     }
-    eprintln!("{} samples, longest run with route_localnet=1 and no guard: {longest}; neighbour reached the agent {reached} of {tried}", samples.len());
+    eprintln!(
+        "{} samples, longest run with route_localnet=1 and no guard: {longest}; neighbour reached the agent {reached} of {tried}",
+        samples.len()
+    );
     assert!(samples.len() >= 20, "sampled too rarely: {samples:?}");
     assert!(longest < 3, "route_localnet=1 with the guard missing for {longest} samples in a row:\n{}", w.log());
     assert!(tried >= 10 && reached <= 3, "the neighbour reached the agent {reached} of {tried} times\n{}", w.log());
@@ -544,9 +547,9 @@ fn an_apply_of_a_changed_configuration_is_followed_not_reverted() {
     ns.ehn(&["check", "-c", &new]).expect_code(0);
     // remove forgets it (and stops the watcher).
     ns.ehn(&["remove", "-c", &new]).expect_code(0);
-    let records = std::fs::read_dir(ns.run_dir()).unwrap().filter(|e| {
-        e.as_ref().unwrap().file_name().to_string_lossy().starts_with("applied-")
-    });
+    let records = std::fs::read_dir(ns.run_dir())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("applied-"));
     assert_eq!(records.count(), 0, "remove deleted the record");
 }
 

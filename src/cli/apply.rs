@@ -42,7 +42,10 @@ pub fn run(cx: &Context, config: &ConfigArg, kernel_only: bool, out: &mut String
     let mut p = engine::in_namespace(cx.ns(), engine::converge(&desired, &cx.root, &lock))?;
     // Still under the lock: a watcher of this namespace about to repair takes the lock,
     // then follows this configuration instead of reverting to its own.
-    if let Err(e) = engine::in_namespace(cx.ns(), engine::applied::record(&cx.root, &engine::applied::encode(&loaded.source, &text))) {
+    if let Err(e) = engine::in_namespace(
+        cx.ns(),
+        engine::applied::record(&cx.root, &engine::applied::encode(&loaded.source, &text)),
+    ) {
         return Err(applied_but(e, &p, out));
     }
     if !kernel_only {

@@ -242,7 +242,7 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, text: &[u8],
         } else if w.pacer.waiting(w.now()) {
             // A repair is wanted but paused (backoff, a failure's retry): the guard may be
             // gone with route_localnet on until then.
-            w.engage_fail_safe("the repair is paused (backoff)");
+            w.engage_fail_safe("the repair is paused (backoff or a retry pause)");
         }
         if let Some(a) = w.pacer.settle(w.now()) {
             w.announce(a);
@@ -362,7 +362,8 @@ impl Watcher<'_> {
         match result {
             Ok(p) => {
                 if let Some(n) = self.failures.succeeded() {
-                    let line = format!("repairs succeed again, after {n} failed attempt{}", if n == 1 { "" } else { "s" });
+                    let line =
+                        format!("repairs succeed again, after {n} failed attempt{}", if n == 1 { "" } else { "s" });
                     (self.journal)(Level::Notice, &line);
                 }
                 match p {
@@ -443,10 +444,7 @@ impl Watcher<'_> {
             Ok(loaded) => {
                 self.desired = compile(&loaded);
                 self.applied = record;
-                (self.journal)(
-                    Level::Info,
-                    &format!("following the configuration applied since: {}", loaded.source),
-                );
+                (self.journal)(Level::Info, &format!("following the configuration applied since: {}", loaded.source));
             }
             Err(e) => {
                 (self.journal)(

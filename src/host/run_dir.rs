@@ -587,7 +587,8 @@ fn write_atomic(rd: &RunDir, name: &str, bytes: &[u8]) -> Result<(), Error> {
     .map_err(|e| write_err(e.into()))?;
     fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|e| write_err(e.into()))?;
     std::fs::File::from(fd).write_all(bytes).map_err(write_err)?;
-    renameat(&rd.fd, tmp.as_str(), &rd.fd, name).map_err(|e| Error::Write { path: rd.path.join(name), source: e.into() })
+    renameat(&rd.fd, tmp.as_str(), &rd.fd, name)
+        .map_err(|e| Error::Write { path: rd.path.join(name), source: e.into() })
 }
 
 /// Records `bytes` as the configuration last applied in the namespace `ns_inode` (see
