@@ -353,6 +353,9 @@ fn a_repair_that_cannot_be_made_puts_route_localnet_back_until_it_can() {
     // At once, not after the repair gave up waiting for the lock (2 s).
     w.wait_for("route_localnet back to its recorded 0", Duration::from_millis(500), |_| ns.route_localnet() == "0");
     assert!(!guard_live(&ns));
+    w.wait_for("the fail-safe's err line", Duration::from_secs(1), |w| {
+        !w.lines_at(3, "another ecs-hostnet run holds the lock").is_empty()
+    });
     assert_eq!(
         w.lines_at(3, "went back to its recorded value: net.ipv4.conf.all.route_localnet=0").len(),
         1,

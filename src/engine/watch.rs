@@ -164,6 +164,9 @@ struct Watcher<'a> {
     /// The fail-safe lowered route_localnet, and no repair has restored the guard since
     /// (its err line was written; its notice is due).
     fail_safe_engaged: bool,
+    /// What the repair under way wrote back before it started (the guard was gone), for
+    /// the fail-safe's err line should that repair not run at once or fail.
+    lowered_for_repair: Vec<String>,
     failures: Failures,
     journal: Journal<'a>,
     pacer: Pacer,
@@ -200,6 +203,7 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, text: &[u8],
         rejected: None,
         record_pending: false,
         fail_safe_engaged: false,
+        lowered_for_repair: Vec::new(),
         failures: Failures::default(),
         journal,
         pacer: Pacer::default(),
@@ -359,6 +363,7 @@ impl Watcher<'_> {
         let t0 = Instant::now();
         let result = self.try_repair();
         let triggers = std::mem::take(&mut self.triggers);
+        let lowered = std::mem::take(&mut self.lowered_for_repair);
         match result {
             Ok(p) => {
                 if let Some(n) = self.failures.succeeded() {
@@ -389,7 +394,9 @@ impl Watcher<'_> {
                     ),
                     FailureLine::Silent => {}
                 }
+                self.lowered_for_repair = lowered;
                 self.engage_fail_safe("the repair failed");
+                self.lowered_for_repair.clear();
                 self.pacer.failed(self.now());
                 // The next check names what had changed again.
                 self.triggers = triggers;
@@ -411,7 +418,8 @@ impl Watcher<'_> {
             // writer commits: up to ~60 ms of retries): without the guard, route_localnet
             // goes back first, silently (the repair line says it was set again).
             if !localhost_guard_is_live(&live) {
-                lower_route_localnet(&mut self.nf, self.root, self.journal);
+                self.lowered_for_repair =
+                    lower_route_localnet(&mut self.nf, self.root, self.journal).unwrap_or_default();
             }
         }
         let lock = match Lock::acquire(self.root, Duration::ZERO) {
@@ -469,7 +477,11 @@ impl Watcher<'_> {
     /// route_localnet goes back to its recorded values at once (one err line until a
     /// repair restores the guard).
     fn engage_fail_safe(&mut self, why: &str) {
-        let Some(restored) = lower_route_localnet(&mut self.nf, self.root, self.journal) else { return };
+        let Some(mut restored) = lower_route_localnet(&mut self.nf, self.root, self.journal) else { return };
+        if restored.is_empty() {
+            // Already written back as the repair started: this is when it is news.
+            restored = std::mem::take(&mut self.lowered_for_repair);
+        }
         if !restored.is_empty() && !self.fail_safe_engaged {
             self.fail_safe_engaged = true;
             (self.journal)(
