@@ -24,13 +24,19 @@ impl Watcher {
     /// Starts the watcher for `ns` with configuration `config` and waits until it is
     /// ready (its "watching" line).
     fn start(ns: &Netns, config: &str) -> Watcher {
+        Watcher::start_with(ns, &["--netns", &ns.name, "watch", "-c", config])
+    }
+
+    /// [`Watcher::start`] with the binary's arguments `args` (after `unshare --net --`).
+    fn start_with(ns: &Netns, args: &[&str]) -> Watcher {
         let dir = TempDir::new("watch-log");
         let stderr = dir.path().join("stderr");
         let file = std::fs::File::create(&stderr).unwrap();
         use std::os::unix::fs::MetadataExt;
         let meta = file.metadata().unwrap();
         let child = Command::new("unshare")
-            .args(["--net", "--", bin(), "--netns", &ns.name, "watch", "-c", config])
+            .args(["--net", "--", bin()])
+            .args(args)
             .env("ECS_HOSTNET_RUN_DIR", ns.run_dir())
             .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
             .stdin(Stdio::null())
@@ -264,6 +270,9 @@ fn a_new_ecs_bridge_gets_route_localnet_under_a_per_interface_configuration() {
         ns.sysctl("net.ipv4.conf.ecs-bridge.route_localnet") == "1"
     });
     ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    // Routine on every ECS host (the agent makes ecs-bridge): info, not a warning.
+    w.wait_for("the info line", Duration::from_secs(5), |w| !w.lines_at(6, "interface ecs-bridge appeared").is_empty());
+    assert!(w.lines_at(4, "").is_empty(), "no warning:\n{}", w.log());
     // An interface the configuration does not name is left alone.
     ns.ip(&["link", "add", "other0", "type", "bridge"]);
     std::thread::sleep(Duration::from_millis(300));
@@ -286,6 +295,30 @@ fn the_auto_endpoint_route_follows_the_ipv4_default_route() {
     w.wait_for("the endpoint route deleted", Duration::from_secs(5), |_| !endpoint(&ns));
     ns.ip(&["route", "del", "default"]);
     w.wait_for("the endpoint route back", Duration::from_secs(5), |_| endpoint(&ns));
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    // Following the default route is routine: info lines, no warning.
+    w.wait_for("two info lines", Duration::from_secs(5), |w| w.lines_at(6, "an IPv4 default route was").len() == 2);
+    assert!(w.lines_at(4, "").is_empty(), "no warning:\n{}", w.log());
+}
+
+#[test]
+fn the_endpoint_route_deleted_or_dropped_with_lo_is_put_back() {
+    let ns = Netns::new("eproute");
+    let dir = TempDir::new("eproute");
+    let cfg = dir.default_config();
+    let endpoint = |ns: &Netns| ns.ip(&["route", "show", "169.254.170.2/32"]).contains("dev lo");
+    let mut w = Watcher::start(&ns, &cfg);
+    assert!(endpoint(&ns), "no default route: the auto endpoint route is there");
+    ns.ip(&["route", "del", "169.254.170.2", "dev", "lo"]);
+    w.wait_for("the deleted endpoint route back", Duration::from_secs(5), |_| endpoint(&ns));
+    w.wait_for("a warning naming it", Duration::from_secs(5), |w| {
+        !w.lines_at(4, "a route to the endpoint was deleted").is_empty()
+    });
+    ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    // lo down deletes the routes through it; lo up again must bring the endpoint route back.
+    ns.ip(&["link", "set", "lo", "down"]);
+    ns.ip(&["link", "set", "lo", "up"]);
+    w.wait_for("the endpoint route back after lo came up", Duration::from_secs(5), |_| endpoint(&ns));
     ns.ehn(&["check", "-c", &cfg]).expect_code(0);
 }
 
@@ -317,8 +350,12 @@ fn a_repair_that_cannot_be_made_puts_route_localnet_back_until_it_can() {
     );
     w.wait_for("the lock held", Duration::from_secs(5), |_| ready.exists());
     ns.nft(&["flush", "ruleset"]);
-    w.wait_for("route_localnet back to its recorded 0", Duration::from_secs(5), |_| ns.route_localnet() == "0");
+    // At once, not after the repair gave up waiting for the lock (2 s).
+    w.wait_for("route_localnet back to its recorded 0", Duration::from_millis(500), |_| ns.route_localnet() == "0");
     assert!(!guard_live(&ns));
+    w.wait_for("the fail-safe's err line", Duration::from_secs(1), |w| {
+        !w.lines_at(3, "another ecs-hostnet run holds the lock").is_empty()
+    });
     assert_eq!(
         w.lines_at(3, "went back to its recorded value: net.ipv4.conf.all.route_localnet=0").len(),
         1,
@@ -330,6 +367,7 @@ fn a_repair_that_cannot_be_made_puts_route_localnet_back_until_it_can() {
         guard_live(&ns) && ns.route_localnet() == "1"
     });
     ns.ehn(&["check", "-c", &cfg]).expect_code(0);
+    w.wait_for("the release notice", Duration::from_secs(5), |w| !w.lines_at(5, "fail-safe is released").is_empty());
 }
 
 #[test]
@@ -361,7 +399,7 @@ fn sigterm_exits_0_and_leaves_the_rule_set_and_no_lock() {
     assert!(pid_files().is_empty(), "the pid and state files are removed: {:?}", pid_files());
     let lock = ns.run_dir().join("lock");
     run_cmd("flock", &["-n", "-x", lock.to_str().unwrap(), "true"], Duration::from_secs(5)).expect_code(0);
-    assert_eq!(w.lines_at(6, "stopping").len(), 1, "{}", w.log());
+    assert_eq!(w.lines_at(6, "stopping on SIGTERM; leaving the rule set as it is").len(), 1, "{}", w.log());
 }
 
 #[test]
@@ -414,4 +452,158 @@ fn sighup_reloads_the_configuration_and_a_bad_one_keeps_the_old() {
     w.wait_for("the new configuration applied", Duration::from_secs(5), |_| ns.ehn(&["check", "-c", &cfg]).ok());
     assert!(ns.ruleset().contains("dport 8080"), "{}", ns.ruleset());
     assert_eq!(w.lines_at(6, "configuration reloaded").len(), 1, "{}", w.log());
+}
+
+/// Samples, inside `ns` every 20 ms for `secs` seconds, route_localnet (all) before and
+/// after listing our table, and whether the localhost guard is listed: three digits per
+/// sample (`110`: on before and after a listing without the guard; reading it on both
+/// sides keeps a change during the listing from counting).
+fn sample_guard(ns: &Netns, secs: u32) -> std::thread::JoinHandle<Out> {
+    let name = ns.name.clone();
+    let script = format!(
+        "end=$(($(date +%s) + {secs})); while [ $(date +%s) -lt $end ]; do \
+         a=$(cat /proc/sys/net/ipv4/conf/all/route_localnet); \
+         g=$(nft list table inet ecs-hostnet 2>/dev/null | grep -c '\"localhost-guard\"'); \
+         b=$(cat /proc/sys/net/ipv4/conf/all/route_localnet); \
+         echo \"$a$b$g\"; sleep 0.02; done"
+    );
+    std::thread::spawn(move || run_cmd("ip", &["netns", "exec", &name, "sh", "-c", &script], Duration::from_secs(30)))
+}
+
+/// `nft delete table inet ecs-hostnet` as fast as a shell runs it, for `secs` seconds.
+fn table_deleter(ns: &Netns, secs: u32) -> std::thread::JoinHandle<Out> {
+    let name = ns.name.clone();
+    let script = format!(
+        "end=$(($(date +%s) + {secs})); while [ $(date +%s) -lt $end ]; do \
+         nft delete table inet ecs-hostnet 2>/dev/null; done; true"
+    );
+    std::thread::spawn(move || run_cmd("ip", &["netns", "exec", &name, "sh", "-c", &script], Duration::from_secs(30)))
+}
+
+#[test]
+fn while_a_writer_keeps_deleting_our_table_the_neighbour_never_reaches_the_agent() {
+    let t = Topology::new();
+    let cfg = t.dir.default_config();
+    // ecs-init's DNAT of the credentials endpoint to the agent (iptables-nft: its own table).
+    let dnat = "-t nat -A PREROUTING -p tcp -d 169.254.170.2 --dport 80 -j DNAT --to-destination 127.0.0.1:51679";
+    t.host.exec_ok("iptables-nft", &dnat.split(' ').collect::<Vec<_>>());
+    let mut w = Watcher::start(&t.host, &cfg);
+    let secs = 3;
+    let writer = table_deleter(&t.host, secs);
+    let sampler = sample_guard(&t.host, secs);
+    // The neighbour (routing 169.254.170.2 to the host) tries the endpoint every 50 ms,
+    // each connect given 100 ms: a SYN that is dropped never answers.
+    let nbr = t.neighbour.name.clone();
+    let prober = std::thread::spawn(move || {
+        in_netns(&nbr, move || {
+            let addr: std::net::SocketAddr = "169.254.170.2:80".parse().unwrap();
+            let end = Instant::now() + Duration::from_secs(u64::from(secs));
+            let (mut tried, mut reached) = (0, 0);
+            while Instant::now() < end {
+                tried += 1;
+                if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                    reached += 1;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (tried, reached)
+        })
+    });
+    let (tried, reached) = prober.join().unwrap();
+    let samples = sampler.join().unwrap();
+    assert!(writer.join().unwrap().ok());
+    let samples: Vec<&str> = samples.stdout.lines().collect();
+    let mut run = 0;
+    let mut longest = 0;
+    for s in &samples {
+        run = if *s == "110" { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    eprintln!(
+        "{} samples, longest run with route_localnet=1 and no guard: {longest}; neighbour reached the agent {reached} of {tried}",
+        samples.len()
+    );
+    assert!(samples.len() >= 20, "sampled too rarely: {samples:?}");
+    assert!(longest < 3, "route_localnet=1 with the guard missing for {longest} samples in a row:\n{}", w.log());
+    assert!(tried >= 10 && reached <= 3, "the neighbour reached the agent {reached} of {tried} times\n{}", w.log());
+    w.wait_for("convergence after the writer stopped", Duration::from_secs(5), |_| {
+        t.host.ehn(&["check", "-c", &cfg]).ok()
+    });
+    assert_eq!(t.host.route_localnet(), "1");
+    let engaged = w.lines_at(3, "went back to its recorded value");
+    assert!((1..=3).contains(&engaged.len()), "the fail-safe engaged, one line per episode:\n{}", w.log());
+    w.wait_for("each engagement released", Duration::from_secs(5), |w| {
+        w.lines_at(5, "fail-safe is released").len() == engaged.len()
+    });
+}
+
+#[test]
+fn an_apply_of_a_changed_configuration_is_followed_not_reverted() {
+    let ns = Netns::new("follow");
+    let dir = TempDir::new("follow");
+    let cfg = dir.default_config();
+    let new = dir.write("new.toml", "[credentials]\nendpoint_port = 8080\n");
+    let mut w = Watcher::start(&ns, &cfg);
+    ns.ehn(&["apply", "-c", &new]).expect_code(0);
+    std::thread::sleep(Duration::from_secs(1));
+    ns.ehn(&["check", "-c", &new]).expect_code(0);
+    assert!(w.lines_at(4, "repaired").is_empty(), "the apply was not reverted:\n{}", w.log());
+    assert_eq!(w.lines_at(6, &format!("following the configuration applied since: {new}")).len(), 1, "{}", w.log());
+    // A later flush is repaired to the configuration applied last.
+    ns.nft(&["flush", "ruleset"]);
+    w.wait_for("the repair", Duration::from_secs(5), |w| !w.lines_at(4, "repaired in").is_empty());
+    ns.ehn(&["check", "-c", &new]).expect_code(0);
+    // remove forgets it (and stops the watcher).
+    ns.ehn(&["remove", "-c", &new]).expect_code(0);
+    let records = std::fs::read_dir(ns.run_dir())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("applied-"));
+    assert_eq!(records.count(), 0, "remove deleted the record");
+}
+
+#[test]
+fn an_edited_system_configuration_applied_without_c_is_followed() {
+    let ns = Netns::new("follow-root");
+    let root = TempDir::new("follow-root");
+    let etc = root.path().join("etc/ecs-hostnet");
+    std::fs::create_dir_all(&etc).unwrap();
+    let cfg = etc.join("config.toml");
+    std::fs::write(&cfg, default_config_text()).unwrap();
+    let r = root.path().to_str().unwrap();
+    let mut w = Watcher::start_with(&ns, &["--root", r, "--netns", &ns.name, "watch"]);
+    std::fs::write(&cfg, "[credentials]\nendpoint_port = 8080\n").unwrap();
+    ns.ehn_raw(&["--root", r, "--netns", &ns.name, "apply", "--kernel-only"]).expect_code(0);
+    std::thread::sleep(Duration::from_secs(1));
+    ns.ehn_raw(&["--root", r, "--netns", &ns.name, "check"]).expect_code(0);
+    assert!(w.lines_at(4, "repaired").is_empty(), "the apply was not reverted:\n{}", w.log());
+    ns.nft(&["flush", "ruleset"]);
+    w.wait_for("the repair", Duration::from_secs(5), |w| !w.lines_at(4, "repaired in").is_empty());
+    ns.ehn_raw(&["--root", r, "--netns", &ns.name, "check"]).expect_code(0);
+    assert!(ns.ruleset().contains("dport 8080"), "{}", ns.ruleset());
+}
+
+#[test]
+fn a_repair_failing_for_the_same_reason_is_one_err_line_then_one_notice_when_it_succeeds() {
+    let ns = Netns::new("owner");
+    let dir = TempDir::new("owner");
+    let cfg = dir.default_config();
+    let mut w = Watcher::start(&ns, &cfg);
+    // Our table re-created by another process with the `owner` flag: only that process
+    // may change it, so each repair fails until it exits (and the kernel drops the table).
+    // One line, one transaction: a watcher repairing between a delete and an add would
+    // leave nothing to fail.
+    let script = format!(
+        "(echo 'delete table inet ecs-hostnet; add table inet ecs-hostnet {{ flags owner; }}'; sleep 4) \
+         | ip netns exec {} nft -i >/dev/null",
+        ns.name
+    );
+    let held = run_cmd("sh", &["-c", &script], Duration::from_secs(20));
+    assert!(held.ok(), "{held}");
+    w.wait_for("the repair once the owner exited", Duration::from_secs(5), |_| ns.ehn(&["check", "-c", &cfg]).ok());
+    w.wait_for("the notice", Duration::from_secs(5), |w| !w.lines_at(5, "repairs succeed again").is_empty());
+    let failed = w.lines_at(3, "repair failed after");
+    assert_eq!(failed.len(), 1, "one err line for the episode:\n{}", w.log());
+    let notice = &w.lines_at(5, "repairs succeed again")[0];
+    let n: u32 = notice.split("after ").nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(n >= 2, "several attempts failed, reported once: {notice}\n{}", w.log());
 }

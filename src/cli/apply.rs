@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 /// Converges under the lock, then prints what changed (or that nothing had to). With
 /// `kernel_only`, installed files are neither read nor repaired.
 pub fn run(cx: &Context, config: &ConfigArg, kernel_only: bool, out: &mut String) -> Result<Exit> {
-    let loaded = load::load_config(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;
+    let (loaded, text) = load::load_config_bytes(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;
     let desired = engine::desired(&loaded);
     // A broken install state is an error before the kernel is touched.
     let installed = !kernel_only && install::read_state(&cx.root)?.is_some();
@@ -40,10 +40,18 @@ pub fn run(cx: &Context, config: &ConfigArg, kernel_only: bool, out: &mut String
             .map_err(|e| e.context("nothing was applied: the installed files cannot be checked or repaired"))?;
     }
     let mut p = engine::in_namespace(cx.ns(), engine::converge(&desired, &cx.root, &lock))?;
+    // Still under the lock: a watcher of this namespace about to repair takes the lock,
+    // then follows this configuration instead of reverting to its own.
+    if let Err(e) = engine::in_namespace(
+        cx.ns(),
+        engine::applied::record(&cx.root, &engine::applied::encode(&loaded.source, &text)),
+    ) {
+        return Err(applied_but(e, &p, out));
+    }
     if !kernel_only {
         match install::converge_files(&cx.root, &loaded.config, true) {
             Ok(changes) => p.changes.extend(changes),
-            Err(e) => return Err(repair_failed(e, &p, out)),
+            Err(e) => return Err(applied_but(e, &p, out)),
         }
     }
     if p.is_empty() {
@@ -57,12 +65,13 @@ pub fn run(cx: &Context, config: &ConfigArg, kernel_only: bool, out: &mut String
     Ok(Exit::Ok)
 }
 
-/// A file repair that failed although [`preflight::check_repairs`] passed (a race, a full
-/// disk): what the kernel part did goes to stdout first, then the error says it.
-fn repair_failed(e: anyhow::Error, p: &ecs_hostnet::plan::Plan, out: &mut String) -> anyhow::Error {
+/// A step after the kernel converged that failed (recording the applied configuration
+/// for the watcher, or a file repair although [`preflight::check_repairs`] passed: a race,
+/// a full disk): what the kernel part did goes to stdout first, then the error says it.
+fn applied_but(e: anyhow::Error, p: &ecs_hostnet::plan::Plan, out: &mut String) -> anyhow::Error {
     if p.is_empty() {
-        return e.context("the rule set already matched the configuration, but repairing the installed files failed");
+        return e.context("the rule set already matched the configuration, but a later step failed");
     }
     out.push_str(&done::text(p, "Applied"));
-    e.context("the rule set above was applied, but repairing the installed files failed (`ecs-hostnet check` shows what is left)")
+    e.context("the rule set above was applied, but a later step failed (`ecs-hostnet check` shows what is left)")
 }

@@ -31,6 +31,8 @@ pub fn run(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
     }
     let lock = Lock::acquire(&cx.root, LOCK_TIMEOUT)?;
     let p = engine::in_namespace(cx.ns(), engine::remove(&cx.root, &lock))?;
+    // Nothing applied is left for a later watcher to follow.
+    engine::in_namespace(cx.ns(), engine::applied::forget(&cx.root))?;
     if p.is_empty() {
         writeln!(out, "Nothing to remove: no ecs-hostnet tables or settings are present.")?;
     } else {

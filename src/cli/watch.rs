@@ -15,10 +15,10 @@ use ecs_hostnet::model::escape::escape_controls;
 
 /// Loads the configuration as apply does, enters the namespace and watches until a signal.
 pub fn run(cx: &Context, config: &ConfigArg) -> Result<Exit> {
-    let loaded = load::load_config(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;
+    let (loaded, text) = load::load_config_bytes(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;
     cx.enter()?;
     info(&format!("configuration: {}; {}", escape_controls(&loaded.source), cx.place()));
-    engine::in_namespace(cx.ns(), watch::run(&cx.root, config.config.as_deref(), loaded, &journal))?;
+    engine::in_namespace(cx.ns(), watch::run(&cx.root, config.config.as_deref(), loaded, &text, &journal))?;
     Ok(Exit::Ok)
 }
 

@@ -10,6 +10,7 @@
 //! below the command line that uses `anyhow`.
 
 pub mod against;
+pub mod applied;
 pub mod install;
 pub mod load;
 pub mod preflight;

@@ -16,9 +16,22 @@
 //! therefore never write: no repair loop. When and how often repairs may run is decided by
 //! [`crate::plan::watch::Pacer`] (backoff against a writer that keeps undoing ours).
 //!
-//! Fail-safe: when a repair fails and the localhost guard is not live, every recorded
-//! route_localnet value that differs is written back ([`fail_safe`]); the next successful
-//! repair turns it on again after the guard (converge writes sysctls after the batch).
+//! The configuration followed is the one last applied in this namespace
+//! ([`crate::engine::applied`]): before a repair, under the lock, the watcher reads the
+//! record an `apply` leaves and adopts a newer configuration, so an apply of a changed
+//! configuration is never reverted.
+//!
+//! Fail-safe: whenever a repair cannot run at once (a backoff pause, the lock held by
+//! another run) or fails, and the localhost guard is not live, every recorded
+//! route_localnet value that differs is written back at once ([`lower_route_localnet`]: a
+//! sysctl write, no nf_tables transaction, so it never fights the writer); the next
+//! successful repair turns it on again after the guard (converge writes route_localnet
+//! after the batch). One err line when it engages, one notice when a repair has restored
+//! the guard (after a backoff episode: when the episode ends).
+//!
+//! A repair that keeps failing for the same reason is one err line, then silence (an info
+//! reminder every [`crate::plan::watch::FAILURE_REMINDER`]), then one notice when a repair
+//! succeeds again ([`crate::plan::watch::Failures`]).
 //!
 //! State for `status`: `watch-<netns inode>.json` beside the pid file (start time, repairs, the
 //! last repair's time and line, backoff episodes), written atomically at start, after each
@@ -28,6 +41,7 @@
 //! kept), `SIGTERM`/`SIGINT` end the process with the rule set left in place.
 
 use crate::desired::Desired;
+use crate::engine::applied;
 use crate::engine::load::{self, Loaded, Trust};
 use crate::engine::{converge_with, desired as compile, read_live, refuse_uplink_conflicts};
 use crate::host::events::{NftListener, RtListener, Signal, Signals, wait};
@@ -40,7 +54,9 @@ use crate::model::event::{NftReceived, RtEvent};
 use crate::model::names::sysctl_name;
 use crate::model::watch_state::WatchState;
 use crate::plan::live::LiveState;
-use crate::plan::watch::{Announcement, Collector, Pacer, Transaction, link_matters, route_matters};
+use crate::plan::watch::{
+    Announcement, Collector, FailureLine, Failures, Pacer, Transaction, host_route_matters, link_matters, route_matters,
+};
 use crate::plan::{Plan, localhost_guard_is_live};
 use crate::render::watch::repair_summary;
 use anyhow::{Context as _, Result, bail};
@@ -50,21 +66,25 @@ use std::time::{Duration, Instant};
 /// The priority of a journal line (sd-daemon(3)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
-    /// A failure, a fail-safe restore, a backoff episode starting.
+    /// A failure (the first of an episode), the fail-safe engaging, a backoff episode
+    /// starting.
     Err,
-    /// A repair: something had undone ours.
+    /// A repair of something another program (or person) removed or changed.
     Warning,
-    /// A backoff episode ended.
+    /// A backoff episode ended, the fail-safe released, repairs succeeding again.
     Notice,
-    /// Start, ready, reload, stop.
+    /// Start, ready, reload, stop, a newly applied configuration adopted, a routine change
+    /// followed (an interface that appeared got its sysctl, the "auto" endpoint route
+    /// following the default route).
     Info,
 }
 
 /// Where the watcher's lines go (the command line prefixes the priority for the journal).
 pub type Journal<'a> = &'a dyn Fn(Level, &str);
 
-/// How long a repair waits for the lock held by an apply, remove or the boot unit; a
-/// repair that cannot get it fails (then the fail-safe) and is tried again later.
+/// How long a repair waits for the lock held by an apply, remove or the boot unit (after
+/// the fail-safe, when the lock is busy at the first try); a repair that cannot get it
+/// fails and is tried again later.
 pub const REPAIR_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many times the first converge is tried before the watcher gives up (exit 1).
 const START_ATTEMPTS: u32 = 3;
@@ -77,6 +97,7 @@ struct Triggers {
     transactions: Vec<Transaction>,
     links: Vec<String>,
     route: Option<bool>,
+    endpoint_route: Option<bool>,
     lost: bool,
     reloaded: bool,
 }
@@ -99,6 +120,9 @@ impl Triggers {
         if let Some(added) = self.route {
             parts.push(format!("an IPv4 default route was {}", if added { "added" } else { "deleted" }));
         }
+        if let Some(added) = self.endpoint_route {
+            parts.push(format!("a route to the endpoint was {}", if added { "added" } else { "deleted" }));
+        }
         if self.lost {
             parts.push("nf_tables or rtnetlink notifications were lost (receive queue overran)".into());
         }
@@ -111,6 +135,19 @@ impl Triggers {
     fn writer(&self) -> String {
         self.transactions.last().map(Transaction::writer).unwrap_or_else(|| "?".into())
     }
+
+    /// Whether the repair only followed a routine change (info, not warning): an interface
+    /// that appeared getting its sysctl, the "auto" endpoint route following the default
+    /// route, a reload. Not when another program's transaction touched our tables, a route
+    /// to the endpoint changed, `lo` changed (going down deletes the endpoint route) or
+    /// notifications were lost.
+    fn routine(&self) -> bool {
+        self.transactions.is_empty()
+            && self.endpoint_route.is_none()
+            && !self.lost
+            && !self.links.iter().any(|l| l == "lo")
+            && (self.route.is_some() || !self.links.is_empty() || self.reloaded)
+    }
 }
 
 /// The watcher's state between wake-ups.
@@ -121,6 +158,21 @@ struct Watcher<'a> {
     root: &'a Root,
     config_path: Option<PathBuf>,
     desired: Desired,
+    /// The record of the configuration followed ([`applied::encode`]), to compare with the
+    /// one an apply leaves.
+    applied: Vec<u8>,
+    /// A record found invalid, so that it is reported once.
+    rejected: Option<Vec<u8>>,
+    /// After a reload: the next converge writes the record (and takes the lock even when
+    /// the check finds nothing to do).
+    record_pending: bool,
+    /// The fail-safe lowered route_localnet, and no repair has restored the guard since
+    /// (its err line was written; its notice is due).
+    fail_safe_engaged: bool,
+    /// What the repair under way wrote back before it started (the guard was gone), for
+    /// the fail-safe's err line should that repair not run at once or fail.
+    lowered_for_repair: Vec<String>,
+    failures: Failures,
     journal: Journal<'a>,
     pacer: Pacer,
     collector: Collector,
@@ -139,7 +191,9 @@ struct Watcher<'a> {
 /// Errors: the event sockets or signalfd cannot be opened, another watcher serves this
 /// namespace, the pid file cannot be written, the first converge failed
 /// [`START_ATTEMPTS`] times, or `poll` failed.
-pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, journal: Journal<'_>) -> Result<()> {
+/// `text` is the file's bytes (the embedded default's without one), recorded as the
+/// configuration applied after the first converge.
+pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, text: &[u8], journal: Journal<'_>) -> Result<()> {
     let mut signals = Signals::open()?;
     let mut nft = NftListener::open()?;
     let mut rt = RtListener::open()?;
@@ -153,6 +207,12 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, journal: Jou
         root,
         config_path: config_path.map(Path::to_path_buf),
         desired: compile(&loaded),
+        applied: applied::encode(&loaded.source, text),
+        rejected: None,
+        record_pending: false,
+        fail_safe_engaged: false,
+        lowered_for_repair: Vec::new(),
+        failures: Failures::default(),
         journal,
         pacer: Pacer::default(),
         collector: Collector::default(),
@@ -180,7 +240,7 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, journal: Jou
                 match s {
                     Signal::Stop => {
                         notify(&[State::Stopping]);
-                        (w.journal)(Level::Info, "stopping on a signal; the rule set stays in place");
+                        (w.journal)(Level::Info, "stopping on SIGTERM; leaving the rule set as it is");
                         return Ok(());
                     }
                     Signal::Reload => w.reload(),
@@ -195,6 +255,10 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, journal: Jou
         }
         if w.pacer.due(w.now()) {
             w.check_and_repair();
+        } else if w.pacer.waiting(w.now()) {
+            // A repair is wanted but paused (backoff, a failure's retry): the guard may be
+            // gone with route_localnet on until then.
+            w.engage_fail_safe("the repair is paused (backoff or a retry pause)");
         }
         if let Some(a) = w.pacer.settle(w.now()) {
             w.announce(a);
@@ -219,9 +283,11 @@ impl Watcher<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = Lock::acquire(self.root, LOCK_TIMEOUT)
-                .map_err(anyhow::Error::from)
-                .and_then(|lock| converge_with(&mut self.nf, &self.desired, self.root, &lock));
+            let result = Lock::acquire(self.root, LOCK_TIMEOUT).map_err(anyhow::Error::from).and_then(|lock| {
+                let p = converge_with(&mut self.nf, &self.desired, self.root, &lock)?;
+                self.write_record();
+                Ok(p)
+            });
             match result {
                 Ok(p) if p.is_empty() => {
                     (self.journal)(Level::Info, "started: the host already matches the configuration; watching");
@@ -232,7 +298,7 @@ impl Watcher<'_> {
                     return Ok(());
                 }
                 Err(e) => {
-                    fail_safe(self.root, self.journal);
+                    self.engage_fail_safe("converging at start failed");
                     if attempt >= START_ATTEMPTS {
                         return Err(e.context(format!("the first converge failed {START_ATTEMPTS} times")));
                     }
@@ -295,6 +361,10 @@ impl Watcher<'_> {
                     self.triggers.route = Some(added);
                     self.pacer.want();
                 }
+                RtEvent::Ipv4HostRoute { dst, added } if host_route_matters(&self.desired, dst) => {
+                    self.triggers.endpoint_route = Some(added);
+                    self.pacer.want();
+                }
                 _ => {}
             }
         }
@@ -303,30 +373,149 @@ impl Watcher<'_> {
     /// Reads and plans; converges under the lock only when the plan is not empty.
     fn check_and_repair(&mut self) {
         let t0 = Instant::now();
-        let (nf, desired, root) = (&mut self.nf, &self.desired, self.root);
-        let result = read_live(nf, desired, root).and_then(|(live, _)| {
-            refuse_uplink_conflicts(desired, &live, "nothing was repaired")?;
-            if crate::plan::plan(desired, &live).is_empty() {
-                return Ok(None);
-            }
-            let lock = Lock::acquire(root, REPAIR_LOCK_TIMEOUT)?;
-            converge_with(nf, desired, root, &lock).map(Some)
-        });
+        let result = self.try_repair();
         let triggers = std::mem::take(&mut self.triggers);
+        let lowered = std::mem::take(&mut self.lowered_for_repair);
         match result {
-            Ok(None) => self.pacer.checked(),
-            Ok(Some(p)) if p.is_empty() => self.pacer.checked(),
-            Ok(Some(p)) => self.repaired(&p, &triggers, t0.elapsed()),
+            Ok(p) => {
+                if let Some(n) = self.failures.succeeded() {
+                    let line =
+                        format!("repairs succeed again, after {n} failed attempt{}", if n == 1 { "" } else { "s" });
+                    (self.journal)(Level::Notice, &line);
+                }
+                match p {
+                    Some(p) if !p.is_empty() => self.repaired(&p, &triggers, t0.elapsed()),
+                    _ => self.pacer.checked(),
+                }
+                self.release_fail_safe();
+            }
             Err(e) => {
-                (self.journal)(
-                    Level::Err,
-                    &format!("repair failed after {}: {e:#}; trying again", triggers.describe()),
-                );
-                fail_safe(self.root, self.journal);
+                let reason = format!("{e:#}");
+                match self.failures.failed(self.now(), &reason) {
+                    FailureLine::Err => (self.journal)(
+                        Level::Err,
+                        &format!(
+                            "repair failed after {}: {reason}; trying again (the same failure is not reported again \
+                             until a repair succeeds)",
+                            triggers.describe()
+                        ),
+                    ),
+                    FailureLine::Reminder { attempts } => (self.journal)(
+                        Level::Info,
+                        &format!("repairs still fail ({attempts} attempts so far): {reason}"),
+                    ),
+                    FailureLine::Silent => {}
+                }
+                self.lowered_for_repair = lowered;
+                self.engage_fail_safe("the repair failed");
+                self.lowered_for_repair.clear();
                 self.pacer.failed(self.now());
                 // The next check names what had changed again.
                 self.triggers = triggers;
             }
+        }
+    }
+
+    /// The check, and the repair when the plan is not empty: the lock is tried at once;
+    /// when it is busy the fail-safe runs before waiting for it. Under the lock, a
+    /// configuration applied since is adopted first. `None`: nothing to do (no lock taken).
+    fn try_repair(&mut self) -> Result<Option<Plan>> {
+        if !self.record_pending {
+            let (live, _) = read_live(&mut self.nf, &self.desired, self.root)?;
+            refuse_uplink_conflicts(&self.desired, &live, "nothing was repaired")?;
+            if crate::plan::plan(&self.desired, &live).is_empty() {
+                return Ok(None);
+            }
+            // The repair itself can take a while (the kernel refusing batches while the
+            // writer commits: up to ~60 ms of retries): without the guard, route_localnet
+            // goes back first, silently (the repair line says it was set again).
+            if !localhost_guard_is_live(&live) {
+                self.lowered_for_repair =
+                    lower_route_localnet(&mut self.nf, self.root, self.journal).unwrap_or_default();
+            }
+        }
+        let lock = match Lock::acquire(self.root, Duration::ZERO) {
+            Ok(lock) => lock,
+            Err(e) if e.is_busy() => {
+                self.engage_fail_safe("another ecs-hostnet run holds the lock");
+                Lock::acquire(self.root, REPAIR_LOCK_TIMEOUT)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !self.record_pending {
+            self.follow_applied();
+        }
+        let p = converge_with(&mut self.nf, &self.desired, self.root, &lock)?;
+        if self.record_pending {
+            self.write_record();
+        }
+        Ok(Some(p))
+    }
+
+    /// Under the lock: adopts the configuration an apply recorded since, if it differs
+    /// from the one followed (one info line); an invalid record is reported once (err) and
+    /// the current configuration kept.
+    fn follow_applied(&mut self) {
+        let Some(record) = applied::read(self.root) else { return };
+        if record == self.applied || self.rejected.as_ref() == Some(&record) {
+            return;
+        }
+        match applied::decode(&record) {
+            Ok(loaded) => {
+                self.desired = compile(&loaded);
+                self.applied = record;
+                (self.journal)(Level::Info, &format!("following the configuration applied since: {}", loaded.source));
+            }
+            Err(e) => {
+                (self.journal)(
+                    Level::Err,
+                    &format!("the configuration last applied is not valid, the current one stays in force: {e:#}"),
+                );
+                self.rejected = Some(record);
+            }
+        }
+    }
+
+    /// Writes the record of the configuration followed (under the lock); a failure is an
+    /// err line: an apply's record then wins at the next repair.
+    fn write_record(&mut self) {
+        self.record_pending = false;
+        if let Err(e) = applied::record(self.root, &self.applied) {
+            (self.journal)(Level::Err, &format!("{e:#}"));
+        }
+    }
+
+    /// Whenever a repair cannot run at once or failed: if the localhost guard is not live,
+    /// route_localnet goes back to its recorded values at once (one err line until a
+    /// repair restores the guard).
+    fn engage_fail_safe(&mut self, why: &str) {
+        let Some(mut restored) = lower_route_localnet(&mut self.nf, self.root, self.journal) else { return };
+        if restored.is_empty() {
+            // Already written back as the repair started: this is when it is news.
+            restored = std::mem::take(&mut self.lowered_for_repair);
+        }
+        if !restored.is_empty() && !self.fail_safe_engaged {
+            self.fail_safe_engaged = true;
+            (self.journal)(
+                Level::Err,
+                &format!(
+                    "the localhost guard is missing and {why}, so route_localnet went back to its recorded value: {} \
+                     (a repair that restores the guard turns it on again)",
+                    restored.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// After a successful check or repair, outside a backoff episode: the notice that the
+    /// fail-safe is over (the guard is live, route_localnet on again).
+    fn release_fail_safe(&mut self) {
+        if self.fail_safe_engaged && self.pacer.episode().is_none() {
+            self.fail_safe_engaged = false;
+            (self.journal)(
+                Level::Notice,
+                "the localhost guard is back and route_localnet is on again: the fail-safe is released",
+            );
         }
     }
 
@@ -337,7 +526,7 @@ impl Watcher<'_> {
             triggers.describe(),
             repair_summary(p)
         );
-        (self.journal)(Level::Warning, &line);
+        (self.journal)(if triggers.routine() { Level::Info } else { Level::Warning }, &line);
         notify(&[State::Status(&line)]);
         self.state.repairs += 1;
         self.state.last_repair_at = Some(unix_now());
@@ -383,13 +572,17 @@ impl Watcher<'_> {
         let level = if line.starts_with("another") { Level::Err } else { Level::Notice };
         (self.journal)(level, &line);
         notify(&[State::Status(&line)]);
+        // The last repair of the episode held: the guard is live.
+        self.release_fail_safe();
     }
 
     /// `SIGHUP`: reads the configuration again; a bad one is reported and the old one kept.
     fn reload(&mut self) {
-        match load::load_config(self.config_path.as_deref(), self.root, Trust::RootOnly) {
-            Ok(loaded) => {
+        match load::load_config_bytes(self.config_path.as_deref(), self.root, Trust::RootOnly) {
+            Ok((loaded, text)) => {
                 self.desired = compile(&loaded);
+                self.applied = applied::encode(&loaded.source, &text);
+                self.record_pending = true;
                 (self.journal)(Level::Info, &format!("configuration reloaded: {}", loaded.source));
                 self.triggers.reloaded = true;
                 self.pacer.want();
@@ -407,18 +600,20 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// When the localhost guard is not live (or our tables cannot be read), writes every
-/// recorded route_localnet value that differs back (the record in our table, else the
-/// saved copy in the run directory), with one err line naming them. Best effort: it runs
-/// because something already failed.
-pub fn fail_safe(root: &Root, journal: Journal<'_>) {
-    let Ok(mut nf) = Netfilter::open() else { return };
+/// The fail-safe: when the localhost guard is not live (or our tables cannot be read),
+/// writes every recorded route_localnet value that differs back (the record in our
+/// table, else the saved copy in the run directory) and returns them (`name=value`;
+/// empty when none differed). `None` when the guard is live: nothing to do. Reads through
+/// the watcher's socket (no close, so no wait for the kernel's destroy work) and writes
+/// only `/proc/sys`: no nf_tables transaction, so it never fights another writer. Best
+/// effort: a write that fails is an err line.
+fn lower_route_localnet(nf: &mut Netfilter, root: &Root, journal: Journal<'_>) -> Option<Vec<String>> {
     let tables = nf.read_owned().map(|(t, _)| t).unwrap_or_default();
     let live = LiveState { tables, ..Default::default() };
     if localhost_guard_is_live(&live) {
-        return;
+        return None;
     }
-    let Some(record) = live.record().cloned().or_else(|| read_saved_record(&nf, root)) else { return };
+    let Some(record) = live.record().cloned().or_else(|| read_saved_record(nf, root)) else { return Some(vec![]) };
     let mut restored = Vec::new();
     for (sel, original) in &record {
         match sysctl::read_route_localnet(sel) {
@@ -429,16 +624,7 @@ pub fn fail_safe(root: &Root, journal: Journal<'_>) {
             _ => {}
         }
     }
-    if !restored.is_empty() {
-        journal(
-            Level::Err,
-            &format!(
-                "the localhost guard could not be restored, so route_localnet went back to its recorded value: {} \
-                 (the next successful repair turns it on again, after the guard)",
-                restored.join(", ")
-            ),
-        );
-    }
+    Some(restored)
 }
 
 /// The pid of a live `ecs-hostnet watch` serving the namespace with nsfs inode `ns`,

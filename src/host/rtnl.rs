@@ -496,9 +496,14 @@ pub fn rt_events(buf: &[u8]) -> Vec<crate::model::event::RtEvent> {
                     if let RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r) = m
                         && r.header.address_family == AddressFamily::Inet
                         && is_main(&r)
-                        && is_default(&r)
                     {
-                        out.push(RtEvent::Ipv4DefaultRoute { added });
+                        if is_default(&r) {
+                            out.push(RtEvent::Ipv4DefaultRoute { added });
+                        } else if r.header.destination_prefix_length == 32
+                            && let Some(IpAddr::V4(dst)) = route_dst(&r)
+                        {
+                            out.push(RtEvent::Ipv4HostRoute { dst, added });
+                        }
                     }
                 }
                 _ => {}
@@ -531,13 +536,18 @@ fn next_hop_oifs(r: &RouteMessage) -> impl Iterator<Item = u32> + '_ {
         .filter(|&i| i != 0)
 }
 
-/// A route with a destination, reduced to what the planner compares.
-fn live_route(r: &RouteMessage) -> Option<LiveRoute> {
-    let dest = r.attributes.iter().find_map(|a| match a {
+/// A route's destination (`RTA_DST`), if it has one.
+fn route_dst(r: &RouteMessage) -> Option<IpAddr> {
+    r.attributes.iter().find_map(|a| match a {
         RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
         RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
         _ => None,
-    })?;
+    })
+}
+
+/// A route with a destination, reduced to what the planner compares.
+fn live_route(r: &RouteMessage) -> Option<LiveRoute> {
+    let dest = route_dst(r)?;
     let oif = r.attributes.iter().find_map(|a| match a {
         RouteAttribute::Oif(i) => Some(*i),
         _ => None,
@@ -841,12 +851,17 @@ mod json_tests {
         ] {
             d.extend(notification(RouteNetlinkMessage::NewRoute(r)));
         }
+        // A route to one address (the endpoint route) names its destination.
+        let mut host = route(AddressFamily::Inet, 32, main, RouteType::Unicast);
+        host.attributes.push(RouteAttribute::Destination(RouteAddress::Inet([169, 254, 170, 2].into())));
+        d.extend(notification(RouteNetlinkMessage::DelRoute(host)));
         assert_eq!(
             rt_events(&d),
             vec![
                 RtEvent::Link { name: "ecs-bridge".into() },
                 RtEvent::Ipv4DefaultRoute { added: true },
                 RtEvent::Ipv4DefaultRoute { added: false },
+                RtEvent::Ipv4HostRoute { dst: [169, 254, 170, 2].into(), added: false },
             ]
         );
         assert_eq!(rt_events(&d[..10]), vec![], "a cut datagram yields nothing, never a panic");

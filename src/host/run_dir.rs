@@ -1,6 +1,8 @@
 //! The run directory (`/run/ecs-hostnet`): the lock of apply/remove ([`Lock`], an
 //! exclusive `flock(2)`), the saved copies of the route_localnet record (one file per
-//! network namespace) and the pid files of `ecs-hostnet watch` ([`WatchPidFile`]). Failures are a typed [`Error`] naming the path.
+//! network namespace), the pid files of `ecs-hostnet watch` ([`WatchPidFile`]) and the
+//! record of the configuration last applied in each namespace ([`write_applied`]), which
+//! the watcher follows. Failures are a typed [`Error`] naming the path.
 //!
 //! Root-only, so that no other user can hold the lock (and keep the ECS agent down
 //! through its `ExecStartPre=` hook) or plant a record that `remove` would write back to
@@ -591,6 +593,19 @@ pub fn write_watch_pid(root: &Root, ns_inode: u64, pid: u32) -> Result<WatchPidF
     let rd = open_run_dir(root, true)?
         .ok_or_else(|| Error::CreateRunDir { dir: run_dir(root), source: Errno::ENOENT.into() })?;
     let name = watch_pid_name(ns_inode);
+    write_atomic(&rd, &name, format!("{pid}\n").as_bytes())?;
+    Ok(WatchPidFile { dir: rd.fd, dir_path: rd.path, name, pid })
+}
+
+/// The record of the configuration last applied in the network namespace whose nsfs
+/// inode is `ns_inode`: `applied-<inode>.toml` in the run directory.
+fn applied_name(ns_inode: u64) -> String {
+    format!("applied-{ns_inode}.toml")
+}
+
+/// Writes `bytes` as `<run dir>/<name>` (0600, through a temporary file and a rename, so
+/// a reader sees the old or the new file, never a part).
+fn write_atomic(rd: &RunDir, name: &str, bytes: &[u8]) -> Result<(), Error> {
     let tmp = format!(".{name}.tmp");
     let write_err = |source: std::io::Error| Error::Write { path: rd.path.join(&tmp), source };
     let _ = unlinkat(&rd.fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
@@ -602,10 +617,9 @@ pub fn write_watch_pid(root: &Root, ns_inode: u64, pid: u32) -> Result<WatchPidF
     )
     .map_err(|e| write_err(e.into()))?;
     fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|e| write_err(e.into()))?;
-    std::fs::File::from(fd).write_all(format!("{pid}\n").as_bytes()).map_err(write_err)?;
-    renameat(&rd.fd, tmp.as_str(), &rd.fd, name.as_str())
-        .map_err(|e| Error::Write { path: rd.path.join(&name), source: e.into() })?;
-    Ok(WatchPidFile { dir: rd.fd, dir_path: rd.path, name, pid })
+    std::fs::File::from(fd).write_all(bytes).map_err(write_err)?;
+    renameat(&rd.fd, tmp.as_str(), &rd.fd, name)
+        .map_err(|e| Error::Write { path: rd.path.join(name), source: e.into() })
 }
 
 impl WatchPidFile {
@@ -640,6 +654,39 @@ impl WatchPidFile {
 pub fn read_watch_state(root: &Root, ns_inode: u64) -> Option<Vec<u8>> {
     let rd = open_run_dir(root, false).ok()??;
     read_record(&rd.fd, &watch_state_name(ns_inode))
+}
+
+/// Records `bytes` as the configuration last applied in the namespace `ns_inode` (see
+/// [`read_applied`]); the caller holds the [`Lock`], so a watcher that takes the lock to
+/// repair finds the record of the apply that held it before.
+///
+/// Errors: [`Error::CreateRunDir`], [`Error::NotAFolder`], [`Error::ForeignOwner`],
+/// [`Error::Write`].
+pub fn write_applied(root: &Root, ns_inode: u64, bytes: &[u8]) -> Result<(), Error> {
+    let rd = open_run_dir(root, true)?
+        .ok_or_else(|| Error::CreateRunDir { dir: run_dir(root), source: Errno::ENOENT.into() })?;
+    write_atomic(&rd, &applied_name(ns_inode), bytes)
+}
+
+/// The record of the configuration last applied in the namespace `ns_inode`, as
+/// [`write_applied`] wrote it; `None` when there is none or it is not one we wrote (see
+/// [`read_saved_record`]'s checks).
+pub fn read_applied(root: &Root, ns_inode: u64) -> Option<Vec<u8>> {
+    let rd = open_run_dir(root, false).ok()??;
+    read_record(&rd.fd, &applied_name(ns_inode))
+}
+
+/// Deletes the record of the configuration last applied in the namespace `ns_inode`
+/// (`remove`); nothing to do when there is none.
+///
+/// Errors: [`Error::Remove`].
+pub fn remove_applied(root: &Root, ns_inode: u64) -> Result<(), Error> {
+    let Ok(Some(rd)) = open_run_dir(root, false) else { return Ok(()) };
+    let name = applied_name(ns_inode);
+    match unlinkat(&rd.fd, name.as_str(), UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(Error::Remove { path: rd.path.join(&name), source: e.into() }),
+    }
 }
 
 /// The pid in the watcher's pid file of the namespace `ns_inode`; `None` when there is

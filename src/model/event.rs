@@ -156,6 +156,14 @@ pub enum RtEvent {
         /// `true` for a new route, `false` for a deleted one.
         added: bool,
     },
+    /// `RTM_NEWROUTE`/`RTM_DELROUTE` of an IPv4 route to one address (dst_len 32) in the
+    /// main table, any type: the endpoint route `169.254.170.2/32 dev lo` is one.
+    Ipv4HostRoute {
+        /// Its destination (`RTA_DST`).
+        dst: std::net::Ipv4Addr,
+        /// `true` for a new route, `false` for a deleted one.
+        added: bool,
+    },
 }
 
 /// The nft name of an `NFPROTO_*` family number (`ip`, `ip6`, `inet`, `arp`, `bridge`,

@@ -1,8 +1,9 @@
 //! The decisions of `ecs-hostnet watch`, without clocks or sockets: which nf_tables
 //! transactions may have undone ours ([`Collector`], [`Transaction`]), which link and route
-//! changes call for a check ([`link_matters`], [`route_matters`]), and when a repair may
-//! run ([`Pacer`]: the sliding window, the backoff against a writer that keeps undoing
-//! ours, and the quiet period that ends such an episode).
+//! changes call for a check ([`link_matters`], [`route_matters`], [`host_route_matters`]),
+//! when a repair may run ([`Pacer`]: the sliding window, the backoff against a writer that
+//! keeps undoing ours, and the quiet period that ends such an episode), and what the
+//! journal says about repairs that keep failing ([`Failures`]).
 //!
 //! Time is passed in as a [`Duration`] since any fixed start (the engine uses a monotonic
 //! clock); nothing here reads a clock. Pure: tested without root or a kernel.
@@ -163,17 +164,83 @@ impl Collector {
     }
 }
 
-/// Whether a new or renamed interface `name` calls for a check: a per-interface
-/// route_localnet selector names it, or a container interface pattern matches it.
+/// Whether a new, renamed or changed interface `name` calls for a check: a per-interface
+/// route_localnet selector names it, a container interface pattern matches it, or it is
+/// `lo` and the configuration wants the endpoint route (`dev lo`): taking `lo` down
+/// deletes the routes through it without an `RTM_DELROUTE`, so `lo` coming up again is
+/// when the endpoint route must be put back.
 pub fn link_matters(desired: &Desired, name: &str) -> bool {
     desired.route_localnet.iter().any(|s| s == name)
         || desired.container_interfaces.patterns.iter().any(|p| p.matches(name))
+        || (name == "lo" && desired.endpoint_route.is_some())
 }
 
 /// Whether a change of the IPv4 default route calls for a check: the endpoint route is
 /// wanted only while there is none (`endpoint_route_via_lo = "auto"`).
 pub fn route_matters(desired: &Desired) -> bool {
     desired.endpoint_route.as_ref().is_some_and(|w| w.auto)
+}
+
+/// Whether a new or deleted IPv4 route to the one address `dst` calls for a check: it is
+/// the configured endpoint's (`auto` or `always`), so someone may have deleted or
+/// replaced the endpoint route.
+pub fn host_route_matters(desired: &Desired, dst: std::net::Ipv4Addr) -> bool {
+    desired.endpoint_route.as_ref().is_some_and(|w| w.spec.dest == std::net::IpAddr::V4(dst))
+}
+
+/// How often a repair that keeps failing for the same reason is mentioned again (info):
+/// the first failure of an episode is an err line, the same failure again is silent but
+/// for this reminder.
+pub const FAILURE_REMINDER: Duration = Duration::from_secs(300);
+
+/// What the journal says about one failed repair ([`Failures::failed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailureLine {
+    /// The first failure of an episode, or a failure for another reason than the last:
+    /// one err line with the reason.
+    Err,
+    /// The same failure again, [`FAILURE_REMINDER`] after the last line: one info line
+    /// counting the attempts so far.
+    Reminder {
+        /// Failed attempts in this episode.
+        attempts: u32,
+    },
+    /// The same failure again: nothing.
+    Silent,
+}
+
+/// A failure episode of repairs: from the first failed repair to the next one that
+/// succeeds. One err line per episode (or per change of reason), then silence.
+#[derive(Debug, Default)]
+pub struct Failures {
+    attempts: u32,
+    reason: Option<String>,
+    last_line: Duration,
+}
+
+impl Failures {
+    /// A repair failed at `now` for `reason` (the error's text).
+    pub fn failed(&mut self, now: Duration, reason: &str) -> FailureLine {
+        self.attempts += 1;
+        if self.reason.as_deref() != Some(reason) {
+            self.reason = Some(reason.to_string());
+            self.last_line = now;
+            return FailureLine::Err;
+        }
+        if now.saturating_sub(self.last_line) >= FAILURE_REMINDER {
+            self.last_line = now;
+            return FailureLine::Reminder { attempts: self.attempts };
+        }
+        FailureLine::Silent
+    }
+
+    /// A repair (or a check) succeeded: ends the episode. Returns how many attempts had
+    /// failed in it (for one notice line), `None` when none had.
+    pub fn succeeded(&mut self) -> Option<u32> {
+        let n = std::mem::take(&mut self.attempts);
+        self.reason = None;
+        (n > 0).then_some(n)
+    }
 }
 
 /// More than this many repairs within [`WINDOW`] start a backoff episode.
@@ -242,6 +309,12 @@ impl Pacer {
     /// Whether a wanted check may run at `now`.
     pub fn due(&self, now: Duration) -> bool {
         self.pending && now >= self.not_before
+    }
+
+    /// Whether a check is wanted but may not run yet at `now` (a backoff pause, a
+    /// failure's retry).
+    pub fn waiting(&self, now: Duration) -> bool {
+        self.pending && now < self.not_before
     }
 
     /// The check ran and found nothing to do (or repaired: see [`Pacer::repaired`]).
@@ -488,5 +561,36 @@ mod tests {
         assert!(link_matters(&per_if, "ecs-bridge"));
         assert!(route_matters(&d("[credentials]\nendpoint_route_via_lo = \"auto\"\n")));
         assert!(!route_matters(&d("[credentials]\nendpoint_route_via_lo = \"never\"\n")));
+    }
+
+    #[test]
+    fn the_endpoint_route_and_lo_matter_while_the_configuration_wants_the_route() {
+        let d = |toml: &str| crate::desired::compile(&crate::config::parse("t.toml", toml).unwrap());
+        let endpoint = std::net::Ipv4Addr::new(169, 254, 170, 2);
+        for mode in ["auto", "always"] {
+            let w = d(&format!("[credentials]\nendpoint_route_via_lo = \"{mode}\"\n"));
+            assert!(host_route_matters(&w, endpoint), "{mode}");
+            assert!(!host_route_matters(&w, std::net::Ipv4Addr::new(169, 254, 170, 3)), "{mode}");
+            assert!(link_matters(&w, "lo"), "{mode}: lo coming up again");
+        }
+        let never = d("[credentials]\nendpoint_route_via_lo = \"never\"\n");
+        assert!(!host_route_matters(&never, endpoint));
+        assert!(!link_matters(&never, "lo"));
+    }
+
+    #[test]
+    fn a_repair_failing_for_the_same_reason_is_one_err_line_then_silence_then_one_success() {
+        let mut f = Failures::default();
+        assert_eq!(f.succeeded(), None, "no episode: nothing to announce");
+        assert_eq!(f.failed(ms(0), "owner flag"), FailureLine::Err);
+        for i in 1..20u64 {
+            assert_eq!(f.failed(ms(i * 2000), "owner flag"), FailureLine::Silent, "attempt {i}");
+        }
+        assert_eq!(f.failed(FAILURE_REMINDER, "owner flag"), FailureLine::Reminder { attempts: 21 });
+        assert_eq!(f.failed(FAILURE_REMINDER + ms(2000), "owner flag"), FailureLine::Silent);
+        assert_eq!(f.failed(FAILURE_REMINDER + ms(4000), "lock busy"), FailureLine::Err, "another reason");
+        assert_eq!(f.succeeded(), Some(23));
+        assert_eq!(f.succeeded(), None, "the episode is over");
+        assert_eq!(f.failed(FAILURE_REMINDER * 2, "owner flag"), FailureLine::Err, "a new episode");
     }
 }
