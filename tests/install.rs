@@ -2328,3 +2328,22 @@ fn a_tarball_install_moves_to_the_package_units_once_the_package_is_there() {
     want.sort();
     assert_eq!(left, want);
 }
+
+/// An edit of the installed configuration made after install is the operator's: uninstall
+/// keeps the file as edited and says so (before, it put back the file as it was before
+/// install, which for a package's conffile threw the edit away on `dpkg -r`).
+#[test]
+fn uninstall_keeps_a_configuration_edited_since_install() {
+    let dir = TempDir::new("keepcfg");
+    let root = dir.path().to_path_buf();
+    ehn_root(&root, &["install"]).expect_code(0);
+    let cfg = p(&root, "etc/ecs-hostnet/config.toml");
+    let edited =
+        String::from_utf8(read(&cfg)).unwrap().replace("agent_on_error = \"block\"", "agent_on_error = \"start\"");
+    std::fs::write(&cfg, &edited).unwrap();
+    let out = ehn_root(&root, &["uninstall"]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("kept /etc/ecs-hostnet/config.toml: edited since install"), "{out}");
+    assert_eq!(String::from_utf8(read(&cfg)).unwrap(), edited, "the edit survives uninstall");
+    assert!(!p(&root, "etc/systemd/system/ecs-hostnet.service").exists(), "the rest is removed");
+}

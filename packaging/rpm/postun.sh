@@ -2,7 +2,10 @@
 # a modified configuration is kept as config.toml.rpmsave (rpm's rule); the state and run
 # folders go.
 if [ "$1" -eq 0 ]; then
-    rm -rf /var/lib/ecs-hostnet /run/ecs-hostnet
+    # An install state still there belongs to an install the scriptlets did not undo (a
+    # tarball install beside the package): kept, so that its `uninstall` still works.
+    [ -f /var/lib/ecs-hostnet/install.json ] || rm -rf /var/lib/ecs-hostnet
+    rm -rf /run/ecs-hostnet
     # Folders rpm does not own (the spec lists files only): removed when empty.
     rmdir /etc/ecs-hostnet /usr/share/doc/ecs-hostnet 2>/dev/null || :
 fi

@@ -8,4 +8,8 @@ if [ "$1" -eq 0 ] && [ -f "$state" ] && grep -q '"package": true' "$state"; then
         exit 1
     fi
 fi
+# Whatever install.json says: the package's watcher never outlives the package's binary.
+if [ "$1" -eq 0 ] && [ -d /run/systemd/system ]; then
+    systemctl stop ecs-hostnet-watch.service 2>/dev/null || :
+fi
 exit 0

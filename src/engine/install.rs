@@ -439,6 +439,17 @@ fn remove_watch_unit(root: &Root, state: &mut InstallState, layout: &Layout, rep
 /// (a binary that was there), or removed. Returns whether a unit file changed.
 fn put_back(root: &Root, f: &InstalledFile, report: &mut Report) -> Result<bool> {
     let _ = remove_file(root, &temp_abs(&f.path));
+    // The configuration is the operator's once edited (and the package's conffile beside a
+    // package): an edit made since install is never thrown away, like dpkg and rpm keep a
+    // changed conffile.
+    if f.path == artifacts::CONFIG_PATH
+        && let Some(written) = &f.written
+        && let Some(now) = read_opt(root, &f.path)?
+        && now != written.0
+    {
+        report.line(format!("kept {}: edited since install", f.path));
+        return Ok(false);
+    }
     Ok(match (&f.before, f.before_mode) {
         (Some(b), mode) => {
             let mode = mode.unwrap_or(0o644);
