@@ -603,23 +603,29 @@ fn applied_name(ns_inode: u64) -> String {
     format!("applied-{ns_inode}.toml")
 }
 
-/// Writes `bytes` as `<run dir>/<name>` (0600, through a temporary file and a rename, so
-/// a reader sees the old or the new file, never a part).
+/// Writes `bytes` as `<run dir>/<name>` (0600, through a temporary file, fsync and a
+/// rename, so a reader sees the old or the new file, never a part).
 fn write_atomic(rd: &RunDir, name: &str, bytes: &[u8]) -> Result<(), Error> {
+    write_atomic_in(&rd.fd, &rd.path, name, bytes)
+}
+
+/// [`write_atomic`] in the folder open as `dir` (shown as `dir_path` in errors).
+fn write_atomic_in(dir: &OwnedFd, dir_path: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
     let tmp = format!(".{name}.tmp");
-    let write_err = |source: std::io::Error| Error::Write { path: rd.path.join(&tmp), source };
-    let _ = unlinkat(&rd.fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+    let write_err = |source: std::io::Error| Error::Write { path: dir_path.join(&tmp), source };
+    let _ = unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
     let fd = openat(
-        &rd.fd,
+        dir,
         tmp.as_str(),
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(0o600),
     )
     .map_err(|e| write_err(e.into()))?;
     fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|e| write_err(e.into()))?;
-    std::fs::File::from(fd).write_all(bytes).map_err(write_err)?;
-    renameat(&rd.fd, tmp.as_str(), &rd.fd, name)
-        .map_err(|e| Error::Write { path: rd.path.join(name), source: e.into() })
+    let mut f = std::fs::File::from(fd);
+    f.write_all(bytes).map_err(write_err)?;
+    f.sync_all().map_err(write_err)?;
+    renameat(dir, tmp.as_str(), dir, name).map_err(|e| Error::Write { path: dir_path.join(name), source: e.into() })
 }
 
 impl WatchPidFile {
@@ -628,23 +634,7 @@ impl WatchPidFile {
     ///
     /// Errors: [`Error::Write`].
     pub fn write_state(&self, bytes: &[u8]) -> Result<(), Error> {
-        let name = self.name.replace(".pid", ".json");
-        let tmp = format!(".{name}.tmp");
-        let write_err = |source: std::io::Error| Error::Write { path: self.dir_path.join(&tmp), source };
-        let _ = unlinkat(&self.dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-        let fd = openat(
-            &self.dir,
-            tmp.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(|e| write_err(e.into()))?;
-        fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|e| write_err(e.into()))?;
-        let mut f = std::fs::File::from(fd);
-        f.write_all(bytes).map_err(write_err)?;
-        f.sync_all().map_err(write_err)?;
-        renameat(&self.dir, tmp.as_str(), &self.dir, name.as_str())
-            .map_err(|e| Error::Write { path: self.dir_path.join(&name), source: e.into() })
+        write_atomic_in(&self.dir, &self.dir_path, &self.name.replace(".pid", ".json"), bytes)
     }
 }
 
