@@ -529,23 +529,7 @@ pub fn sync_saved_record(nf: &Netfilter, root: &Root, r: &Record) -> Result<(), 
     }
     // A fixed temporary name (written under the lock): a run killed before the rename
     // leaves at most this one file, which the next run replaces.
-    let tmp = format!(".{name}.tmp");
-    let tmp_path = dir_path.join(&tmp);
-    let _ = unlinkat(&dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-    let write_err = |source: std::io::Error| Error::Write { path: tmp_path.clone(), source };
-    let fd = openat(
-        &dir,
-        tmp.as_str(),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o600),
-    )
-    .map_err(|e| write_err(e.into()))?;
-    fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|e| write_err(e.into()))?;
-    let mut f = std::fs::File::from(fd);
-    f.write_all(&bytes).map_err(write_err)?;
-    f.sync_all().ok();
-    renameat(&dir, tmp.as_str(), &dir, name.as_str())
-        .map_err(|e| Error::Write { path: dir_path.join(&name), source: e.into() })
+    write_atomic_in(&dir, &dir_path, &name, &bytes)
 }
 
 /// The pid file of the `ecs-hostnet watch` serving the network namespace whose nsfs inode
