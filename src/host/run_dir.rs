@@ -443,19 +443,30 @@ fn still_held_by_others_only(stale: &std::fs::File) -> bool {
 /// The processes holding a `flock` on the file of status `st`, from `/proc/locks` (empty
 /// when it cannot be read), each with its real uid from `/proc/PID/status`, `None` when
 /// that cannot be read (the pid is gone: a child that inherited the descriptor holds it).
+///
+/// A pid found gone is kept only if `/proc/locks`, read again after its status was
+/// missed, still lists it: a process releases its `flock` before it exits and is reaped,
+/// so a holder that merely finished between the two reads (an apply that was done, under
+/// load) drops out here instead of reading as a stranger's lock to set aside.
 fn lock_holders(st: &FileStat) -> Vec<(u32, Option<u32>)> {
-    let Ok(locks) = std::fs::read_to_string("/proc/locks") else { return vec![] };
+    let read = || std::fs::read_to_string("/proc/locks").ok();
+    let Some(locks) = read() else { return vec![] };
     let dev = (nix::sys::stat::major(st.st_dev), nix::sys::stat::minor(st.st_dev));
-    flock_holders(&locks, dev, st.st_ino)
-        .into_iter()
-        .map(|pid| {
-            let uid = (|| {
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-                status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
-            })();
-            (pid, uid)
-        })
-        .collect()
+    let holders: Vec<(u32, Option<u32>)> =
+        flock_holders(&locks, dev, st.st_ino).into_iter().map(|pid| (pid, process_uid(pid))).collect();
+    if holders.iter().all(|&(_, uid)| uid.is_some()) {
+        return holders;
+    }
+    let still = read().map(|l| flock_holders(&l, dev, st.st_ino)).unwrap_or_default();
+    holders.into_iter().filter(|&(pid, uid)| uid.is_some() || still.contains(&pid)).collect()
+}
+
+/// The real uid of process `pid` (the first field of `Uid:` in `/proc/PID/status`);
+/// `None` when it cannot be read (the pid is gone, or is 0: a holder in a pid namespace
+/// that this `/proc` does not show).
+fn process_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
 }
 
 /// The pids of `FLOCK` holders (not waiters) of inode `ino` on device `dev` (major,
