@@ -31,8 +31,10 @@ use support::*;
 
 /// ecs.config as the image has it before the package.
 const ECS_CONFIG_BEFORE: &str = "ECS_CLUSTER=package-test\n";
-/// Where the .deb is put inside the image (removed before the file lists are compared).
+/// Where the .deb is put inside the image (left out when the file lists are compared).
 const DEB_INSIDE: &str = "root/ecs-hostnet.deb";
+/// Where the .rpm is put inside the image (the same).
+const RPM_INSIDE: &str = "root/ecs-hostnet.rpm";
 
 /// Whether this machine can boot a container (in CI a missing prerequisite fails).
 fn can_boot() -> bool {
@@ -47,32 +49,46 @@ fn can_boot() -> bool {
     }
 }
 
-/// The .deb `scripts/package` wrote. Missing: the test fails and says what to run.
-fn deb() -> PathBuf {
+/// The package `scripts/package` wrote whose name ends in `.EXT` (`deb`, `rpm`). Missing:
+/// the test fails and says what to run.
+fn package(ext: &str) -> PathBuf {
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist");
     let found: Vec<PathBuf> = std::fs::read_dir(&dist)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "deb")).collect())
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == ext)).collect())
         .unwrap_or_default();
     assert_eq!(
         found.len(),
         1,
-        "want exactly one .deb in {}: run `PROFILE=ci bash scripts/package` first (scripts/test does)",
+        "want exactly one .{ext} in {}: run `PROFILE=ci bash scripts/package` first (scripts/test does)",
         dist.display()
     );
     found.into_iter().next().unwrap()
 }
 
-/// Every path of the rootfs but what dpkg, systemd, logs and caches keep for themselves (and
-/// the .deb copied in): what the package and `install` could leave behind.
+/// Every path of the rootfs but what dpkg, rpm, systemd, logs and caches keep for
+/// themselves (and the package copied in): what the package and `install` could leave behind.
 fn all_files(root: &Path) -> BTreeSet<String> {
-    const SKIP: [&str; 9] =
-        ["var/lib/dpkg", "var/lib/systemd", "var/log", "var/cache", "tmp", "var/tmp", "run", "proc", "sys"];
+    const SKIP: [&str; 13] = [
+        "var/lib/dpkg",
+        "var/lib/rpm",
+        "usr/lib/sysimage/rpm",
+        "var/lib/systemd",
+        "var/log",
+        "var/cache",
+        "tmp",
+        "var/tmp",
+        "run",
+        "proc",
+        "sys",
+        DEB_INSIDE,
+        RPM_INSIDE,
+    ];
     fn walk(root: &Path, rel: &str, out: &mut BTreeSet<String>) {
         let Ok(rd) = std::fs::read_dir(root.join(rel)) else { return };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-            if SKIP.contains(&r.as_str()) || r == DEB_INSIDE {
+            if SKIP.contains(&r.as_str()) {
                 continue;
             }
             out.insert(r.clone());
@@ -96,12 +112,36 @@ fn prop(b: &Boot, unit: &str, p: &str) -> String {
     b.sh_ok(&format!("systemctl show -P {p} {unit}")).trim().to_string()
 }
 
+/// The watcher's journal lines of this boot.
+fn watcher_journal(b: &Boot) -> String {
+    b.sh_ok("journalctl -b -u ecs-hostnet-watch.service --no-pager -o cat")
+}
+
+/// `ecs-hostnet verify` on the booted host, the watcher running: exit 0, and the watcher
+/// did not take verify's temporary objects (its veth, named like a container interface,
+/// and its trace table) for drift: no line of its own while verify ran and settled, and the
+/// rule set (counters aside) as before.
+fn verify_beside_the_watcher(b: &Boot) {
+    let ruleset = || b.sh_ok("nft -s list ruleset");
+    let (rules_before, journal_before) = (ruleset(), watcher_journal(b));
+    let out = b.sh("ecs-hostnet verify");
+    assert!(out.ok(), "verify on the booted host: {out}");
+    assert!(out.stdout.contains("probes passed") && !out.stdout.contains("FAIL"), "{out}");
+    // The watcher wakes at once on the link and nf_tables notifications and checks (a
+    // repair outside a backoff episode is not delayed): one second is ample for its line.
+    std::thread::sleep(Duration::from_secs(1));
+    let journal = watcher_journal(b);
+    let new_lines = journal.strip_prefix(journal_before.as_str()).unwrap_or(&journal);
+    assert!(new_lines.trim().is_empty(), "the watcher reacted to verify:\n{new_lines}");
+    assert_eq!(ruleset(), rules_before, "the rule set after verify");
+}
+
 #[test]
 fn the_deb_installs_enables_nothing_install_enables_its_units_and_purge_leaves_nothing() {
     if !can_boot() {
         return;
     }
-    let deb = deb();
+    let deb = package("deb");
     // The .deb's binary is the tree's: same version line (version, commit, build date).
     let version = |p: &str| run_cmd(p, &["--version"], Duration::from_secs(10)).stdout;
     let dir = TempDir::new("pkgx");
@@ -156,6 +196,7 @@ fn the_deb_installs_enables_nothing_install_enables_its_units_and_purge_leaves_n
     assert!(check.ok(), "check after the reboot: {check}");
     assert_eq!(prop(b, "ecs-hostnet.service", "ActiveState"), "active");
     assert!(prop(b, "ecs-hostnet.service", "ExecStart").contains("path=/usr/sbin/ecs-hostnet"));
+    verify_beside_the_watcher(b);
 
     let out = b.sh("dpkg --purge ecs-hostnet 2>&1");
     assert!(out.ok(), "dpkg --purge: {out}");
@@ -171,5 +212,76 @@ fn the_deb_installs_enables_nothing_install_enables_its_units_and_purge_leaves_n
     boot = Boot::start(&rootfs, &ns, &log);
     let tables = boot.sh_ok("nft list tables");
     assert!(!tables.contains("ecs-hostnet"), "after purge and a reboot:\n{tables}");
+    assert_eq!(boot.poweroff(), 0);
+}
+
+/// The .rpm (Amazon Linux 2023's package) in the same booted Debian 12 image, with Debian's
+/// `rpm` tool installed in the image (its own image tarball: tests/support/nspawn.rs
+/// `extract_with`). `rpm -i --nodeps`: the .rpm's requirements (libnftnl, libmnl, libc,
+/// /bin/sh) are there, but installed by dpkg, so rpm's own (empty) database does not know
+/// them. Inside the booted container, so the scriptlets run beside a running systemd as on
+/// a host.
+///
+/// What it proves, as the README promises for the .rpm ("They do not enable or start the
+/// units: run `ecs-hostnet install`"): `rpm -i` enables, starts and applies nothing;
+/// `install` enables the package's units; after a reboot the rules are live, `check` exits 0
+/// and both units are active; `rpm -e` (its %preun runs `ecs-hostnet uninstall`) leaves no
+/// file of ecs-hostnet's (the file lists before `rpm -i` and after `rpm -e` are equal: the
+/// configuration was not modified, so rpm keeps no .rpmsave), no table of ours live, and
+/// ecs.config as before.
+#[test]
+fn the_rpm_installs_enables_nothing_install_enables_its_units_and_erase_leaves_nothing() {
+    if !can_boot() {
+        return;
+    }
+    let rpm = package("rpm");
+    let ns = Netns::new("rpmb");
+    let dir = TempDir::new("rpmx");
+    let log = dir.path().join("console.log");
+    let rootfs = Rootfs::extract_with(&["rpm"]);
+    rootfs.write("etc/machine-id", "0123456789abcdef0123456789abcdef\n");
+    rootfs.write("etc/systemd/journald.conf.d/volatile.conf", "[Journal]\nStorage=volatile\n");
+    rootfs.write("etc/ecs/ecs.config", ECS_CONFIG_BEFORE);
+    std::fs::copy(&rpm, rootfs.at(RPM_INSIDE)).expect("copy the .rpm into the image");
+
+    let mut boot = Boot::start(&rootfs, &ns, &log);
+    let b = &boot;
+    let before = all_files(rootfs.path());
+    let out = b.sh(&format!("rpm -i --nodeps /{RPM_INSIDE} 2>&1"));
+    assert!(out.ok(), "rpm -i: {out}");
+    // The .rpm's binary is the tree's: same version line (version, commit, build date).
+    let version = run_cmd(bin(), &["--version"], Duration::from_secs(10)).stdout;
+    assert_eq!(b.sh_ok("/usr/sbin/ecs-hostnet --version"), version, "a stale {}: run scripts/package", rpm.display());
+    assert_eq!(prop(b, "ecs-hostnet.service", "UnitFileState"), "disabled");
+    assert_eq!(prop(b, "ecs-hostnet-watch.service", "UnitFileState"), "disabled");
+    assert!(!tables_live(b), "the package applied a rule set by itself");
+    assert_eq!(std::fs::read_to_string(rootfs.at("etc/ecs/ecs.config")).unwrap(), ECS_CONFIG_BEFORE);
+
+    let out = b.sh("ecs-hostnet install");
+    assert!(out.ok(), "ecs-hostnet install: {out}");
+    let link = std::fs::read_link(rootfs.at("etc/systemd/system/sysinit.target.wants/ecs-hostnet.service"));
+    assert_eq!(link.ok(), Some(PathBuf::from("/usr/lib/systemd/system/ecs-hostnet.service")));
+
+    assert_eq!(boot.reboot(), REBOOT_EXIT);
+    boot = Boot::start(&rootfs, &ns, &log);
+    let b = &boot;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(tables_live(b) && prop(b, "ecs-hostnet-watch.service", "ActiveState") == "active") {
+        assert!(Instant::now() < deadline, "after a reboot: tables live {}", tables_live(b));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let check = b.sh("ecs-hostnet check");
+    assert!(check.ok(), "check after the reboot: {check}");
+    assert_eq!(prop(b, "ecs-hostnet.service", "ActiveState"), "active");
+
+    let out = b.sh("rpm -e ecs-hostnet 2>&1");
+    assert!(out.ok(), "rpm -e: {out}");
+    assert!(!tables_live(b), "the rule set outlived the erase");
+    assert_eq!(prop(b, "ecs-hostnet-watch.service", "ActiveState"), "inactive");
+    assert_eq!(std::fs::read_to_string(rootfs.at("etc/ecs/ecs.config")).unwrap(), ECS_CONFIG_BEFORE);
+    let after = all_files(rootfs.path());
+    let added: Vec<&String> = after.difference(&before).collect();
+    let removed: Vec<&String> = before.difference(&after).collect();
+    assert!(added.is_empty() && removed.is_empty(), "after rpm -e, added: {added:?}; removed: {removed:?}");
     assert_eq!(boot.poweroff(), 0);
 }

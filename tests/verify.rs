@@ -213,3 +213,83 @@ fn sigkill_mid_run_leaves_nothing_the_next_run_cannot_clean() {
     t.host.ehn(&["verify", "-c", &t.dir.default_config()]).expect_code(0);
     wait_same(&t, &before);
 }
+
+/// A verify run by a test, killed and reaped in Drop if the test fails before it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends `sig` to a verify once its probe veth exists, then wants exit 1, one stderr
+/// line naming the signal, and the host as before. The veth is looked for in
+/// `/proc/PID/net/dev` (the namespace verify entered; a read costs microseconds, so the
+/// signal lands while the objects exist). A run can still pass its last look at the
+/// signals, with everything removed, before the signal arrives (exit 0): then it is
+/// tried again, a few times at most.
+fn signalled_mid_run(sig: nix::sys::signal::Signal) {
+    let t = applied();
+    let before = host_state(&t);
+    for _ in 0..5 {
+        let child = std::process::Command::new(bin())
+            .args(["--netns", &t.host.name, "verify", "-c", &t.dir.default_config()])
+            .env("ECS_HOSTNET_RUN_DIR", t.host.run_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut run = Running(child);
+        let pid = run.0.id() as i32;
+        let dev = format!("/proc/{pid}/net/dev");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let signalled = loop {
+            if std::fs::read_to_string(&dev).is_ok_and(|d| d.contains("dockerv")) {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+                break true;
+            }
+            if run.0.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                break false;
+            }
+        };
+        assert!(signalled, "verify ended (or hung for 10 s) without its probe veth ever showing");
+        let status = loop {
+            if let Some(st) = run.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "verify did not end within 10 s of {sig}");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(run.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        wait_same(&t, &before);
+        assert!(!t.host.ruleset().contains("ecs-hostnet-verify"), "{}", t.host.ruleset());
+        match status.code() {
+            Some(1) => {
+                let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("configuration:")).collect();
+                assert_eq!(lines.len(), 1, "one line saying so:\n{stderr}");
+                assert!(
+                    lines[0].contains(&format!("interrupted by {sig}; everything verify had made"))
+                        && lines[0].contains("was removed"),
+                    "{stderr}"
+                );
+                return;
+            }
+            Some(0) => eprintln!("verify finished before {sig} arrived; again"),
+            _ => panic!("verify ended with {status} on {sig} (blocked signals must not kill it):\n{stderr}"),
+        }
+    }
+    panic!("{sig} never landed before verify's last look at the signals in 5 runs");
+}
+
+#[test]
+fn sigterm_mid_run_removes_everything_and_exits_1() {
+    signalled_mid_run(nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn sigint_mid_run_removes_everything_and_exits_1() {
+    signalled_mid_run(nix::sys::signal::Signal::SIGINT);
+}

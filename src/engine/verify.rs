@@ -8,9 +8,13 @@
 //! events name every table/chain/rule that saw it. The judgement is
 //! [`crate::plan::verify::judge`]; conntrack entries the probes made are deleted.
 //!
-//! Every object is removed on every exit path: guards in Drop (the trace table, the
-//! veth), SIGINT/SIGTERM through a signalfd (the wait stops, the guards run), and the
-//! next run deletes a trace table a killed run left on kernels without table flag owner.
+//! Every object is removed on every exit path: each is recorded in [`Made`] the moment it
+//! exists and removed there in order (and by Drop guards on a panic). SIGTERM, SIGINT and
+//! SIGHUP are blocked before the first object is made and read from a signalfd at every
+//! step and wait: a signal ends the run, with everything removed, as an error (exit 1).
+//! SIGKILL cannot be caught: the probe namespace and its veth go with the process, the
+//! trace table with its owner socket, and the next run deletes a trace table a killed
+//! run left on kernels without table flag owner.
 
 use crate::config::Config;
 use crate::host::conntrack::Conntrack;
@@ -33,15 +37,75 @@ use std::time::{Duration, Instant};
 /// How long a probe waits for its SYN-ACK or RST.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// The veth's host end, deleted in Drop (its peer and the probe namespace go with it).
+/// The veth's host end, deleted by [`Made::remove`] or in Drop (its peer and the probe
+/// namespace go with it). Its own rtnetlink socket, opened in the host namespace.
 struct Veth {
     rt: Rtnl,
     index: u32,
+    deleted: bool,
+}
+
+impl Veth {
+    fn delete(&mut self) -> Result<()> {
+        if !std::mem::replace(&mut self.deleted, true) {
+            self.rt.delete_link(self.index).context("cannot delete the probe veth")?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Veth {
     fn drop(&mut self) {
-        let _ = self.rt.delete_link(self.index);
+        let _ = self.delete();
+    }
+}
+
+/// A signal (`SIGTERM`, `SIGINT`, `SIGHUP`) that stopped the run at a checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by {0}")]
+struct Interrupted(&'static str);
+
+/// Everything the run made on the host, in the order it is removed by [`Made::remove`]:
+/// the trace table, the probes' conntrack entries, the veth (and with it the probe's
+/// end), then the probe namespace's last descriptor. Each is in here from the moment it
+/// exists, so that every exit path (an error, a signal) removes it.
+#[derive(Default)]
+struct Made {
+    table: Option<TraceTable>,
+    /// The probes' source addresses, for their conntrack entries.
+    sources: Vec<SocketAddr>,
+    veth: Option<Veth>,
+    probe_ns: Option<std::fs::File>,
+}
+
+impl Made {
+    /// Removes everything, in order, going on past a failure; the first failure is the
+    /// result. Runs in the host namespace.
+    fn remove(&mut self, c: &Config) -> Result<()> {
+        let mut first: Option<anyhow::Error> = None;
+        if let Some(mut t) = self.table.take()
+            && let Err(e) = t.remove()
+        {
+            first.get_or_insert(anyhow::Error::from(e).context("cannot delete the trace table"));
+        }
+        delete_conntrack(c, &std::mem::take(&mut self.sources));
+        if let Some(mut v) = self.veth.take()
+            && let Err(e) = v.delete()
+        {
+            first.get_or_insert(e);
+        }
+        // The veth is gone: closing the last descriptor frees an empty namespace.
+        self.probe_ns = None;
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// Stops the run when SIGTERM, SIGINT or SIGHUP arrived since the last look (they wait,
+/// blocked, in the signalfd).
+fn checkpoint(signals: &mut Signals) -> Result<()> {
+    match signals.take_names()?.first() {
+        Some(name) => Err(Interrupted(name).into()),
+        None => Ok(()),
     }
 }
 
@@ -133,13 +197,14 @@ fn offset(base: IpAddr, n: u8) -> IpAddr {
 
 /// Waits (up to 3 s) until interface `index` is operationally up (packets sent before
 /// are dropped by its not yet activated queue discipline) and none of its IPv6
-/// addresses is tentative (see [`Rtnl::has_tentative`]).
-fn wait_running(rt: &mut Rtnl, index: u32) -> Result<()> {
+/// addresses is tentative (see [`Rtnl::has_tentative`]); a signal stops the wait.
+fn wait_running(rt: &mut Rtnl, index: u32, signals: &mut Signals) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(3);
     while !rt.link_running(index)? || rt.has_tentative(index)? {
         if Instant::now() > deadline {
             bail!("the probe veth did not come up within 3 s");
         }
+        checkpoint(signals)?;
         std::thread::sleep(Duration::from_micros(500));
     }
     Ok(())
@@ -174,9 +239,9 @@ fn connect_result(fd: &OwnedFd) -> Connect {
     }
 }
 
-/// The probe namespace's side, once set up: the container probes it sends, its
-/// rtnetlink socket and its `eth0`.
-type ProbeSide = (Vec<(ProbeKind, SocketAddr)>, Rtnl, u32);
+/// The probe namespace's side, once set up: the container probes' sockets (made in
+/// there), its rtnetlink socket and its `eth0`.
+type ProbeSide = (Vec<(ProbeKind, SocketAddr, Result<OwnedFd>)>, Rtnl, u32);
 
 struct Live {
     kind: ProbeKind,
@@ -186,11 +251,38 @@ struct Live {
     connect: Option<Connect>,
 }
 
-/// Runs the probes on the current network namespace (the host). Errors: anything that
-/// kept the probe from being set up or read (the objects made so far are removed).
+/// Runs the probes on the current network namespace (the host).
+///
+/// SIGTERM, SIGINT and SIGHUP are blocked before anything is made (they then wait in a
+/// signalfd instead of killing the process) and looked at between the steps, during the
+/// waits, and once more after everything is removed: a signal at any point ends the run
+/// with everything removed and the error `interrupted by SIGNAL; ...` (exit 1). A signal
+/// that arrives after that last look finds nothing left to remove.
+///
+/// Errors: anything that kept the probe from being set up or read, a signal, or a
+/// failure to remove what was made (everything else is still removed).
 pub fn run(c: &Config) -> Result<Report> {
-    let start = Instant::now();
     let mut signals = Signals::open()?;
+    let mut made = Made::default();
+    let result = probe(c, &mut signals, &mut made);
+    let removed = made.remove(c);
+    let signal = match result.as_ref().err().and_then(|e| e.downcast_ref::<Interrupted>()) {
+        Some(Interrupted(name)) => Some(*name),
+        None => signals.take_names()?.first().copied(),
+    };
+    match (signal, removed) {
+        (Some(name), Ok(())) => {
+            bail!("interrupted by {name}; everything verify had made (trace table, probe veth and namespace) was removed")
+        }
+        (Some(name), Err(e)) => Err(e.context(format!("interrupted by {name}; removing what verify had made failed"))),
+        (None, Err(e)) => Err(result.err().map_or(e, |first| first.context("and removing what verify had made failed"))),
+        (None, Ok(())) => result,
+    }
+}
+
+/// [`run`]'s work: every object goes into `made` as soon as it exists.
+fn probe(c: &Config, signals: &mut Signals, made: &mut Made) -> Result<Report> {
+    let start = Instant::now();
     let cleaned = trace::sweep_dead(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())?;
     let mut rt = Rtnl::open()?;
     let existing: Vec<String> = rt.links()?.into_iter().map(|(_, n)| n).collect();
@@ -201,28 +293,31 @@ pub fn run(c: &Config) -> Result<Report> {
     let (host4, probe4, host6, probe6) =
         (offset(v4.into(), 1), offset(v4.into(), 2), offset(v6.into(), 1), offset(v6.into(), 2));
     let (wanted, skipped) = probes(c, imds_excluded);
+    checkpoint(signals)?;
 
     // The probe namespace, held by this descriptor only.
     let home = Home::here()?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).context("cannot make the probe network namespace")?;
     let probe_ns = std::fs::File::open("/proc/thread-self/ns/net");
     home.go_back()?;
-    let probe_ns = probe_ns.context("cannot open the probe network namespace")?;
+    let probe_ns = made.probe_ns.insert(probe_ns.context("cannot open the probe network namespace")?);
+    let probe_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(probe_ns));
 
+    let veth_rt = Rtnl::open()?;
     rt.add_veth(&ifname, "eth0", probe_ns.as_fd()).with_context(|| format!("cannot create the probe veth {ifname}"))?;
-    let index = rt.link_index(&ifname)?.context("the probe veth vanished")?;
-    let mut veth = Veth { rt, index };
+    // Not found: nothing to delete by index, but the kernel deletes the pair with the
+    // probe namespace when `made` closes it.
+    let index = rt.link_index(&ifname)?.with_context(|| format!("the probe veth {ifname} vanished"))?;
+    made.veth = Some(Veth { rt: veth_rt, index, deleted: false });
+    checkpoint(signals)?;
     crate::host::sysctl::disable_dad(&ifname)?;
-    veth.rt.add_address(index, host4, 30)?;
-    veth.rt.add_address(index, host6, 64)?;
-    veth.rt.set_up(index)?;
+    rt.add_address(index, host4, 30)?;
+    rt.add_address(index, host6, 64)?;
+    rt.set_up(index)?;
+    checkpoint(signals)?;
 
     let mark = 0xec5e_0000 | (std::process::id() & 0xffff);
-    let mut live = Vec::new();
-    crate::host::netns::enter_path(std::path::Path::new(&format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&probe_ns)
-    )))?;
+    crate::host::netns::enter_path(std::path::Path::new(&probe_path))?;
     let inside = (|| -> Result<ProbeSide> {
         let mut prt = Rtnl::open()?;
         let eth0 = prt.link_index("eth0")?.context("the probe's eth0 is missing")?;
@@ -235,35 +330,25 @@ pub fn run(c: &Config) -> Result<Report> {
         }
         prt.add_default_via(host4)?;
         prt.add_default_via(host6)?;
-        Ok((wanted.iter().filter(|(k, _)| k.from_container()).copied().collect(), prt, eth0))
+        let container: Vec<(ProbeKind, SocketAddr)> = wanted.iter().filter(|(k, _)| k.from_container()).copied().collect();
+        let fds = container.iter().map(|(kind, to)| (*kind, *to, new_socket(*to, None))).collect();
+        Ok((fds, prt, eth0))
     })();
+    home.go_back()?;
+    let (fds, mut prt, eth0) = inside?;
+    wait_running(&mut rt, index, signals)?;
+    wait_running(&mut prt, eth0, signals)?;
     // Trace listener and table before the first SYN: the kernel traces only while
     // someone listens.
-    let (container_probes, mut prt, eth0) = match inside {
-        Ok(p) => p,
-        Err(e) => {
-            home.go_back()?;
-            return Err(e);
-        }
-    };
-    let mut fds = Vec::new();
-    for (kind, to) in &container_probes {
-        fds.push((*kind, *to, new_socket(*to, None)));
-    }
-    home.go_back()?;
-    wait_running(&mut veth.rt, index)?;
-    wait_running(&mut prt, eth0)?;
     let mut listener = TraceListener::open()?;
-    let mut table = TraceTable::create(
-        &format!("{}{}", trace::TABLE_PREFIX, std::process::id()),
-        &Select::Iifname(ifname.clone()),
-        &Select::Mark(mark),
-    )?;
+    let table_name = format!("{}{}", trace::TABLE_PREFIX, std::process::id());
+    made.table = Some(TraceTable::create(&table_name, &Select::Iifname(ifname.clone()), &Select::Mark(mark))?);
+    checkpoint(signals)?;
     let our_ids = our_rule_ids()?;
 
+    let mut live = Vec::new();
     for (kind, to, sock) in fds {
-        let fd = sock?;
-        live.push(Live { kind, to, fd, from: None, connect: None });
+        live.push(Live { kind, to, fd: sock?, from: None, connect: None });
     }
     for (kind, to) in wanted.iter().filter(|(k, _)| !k.from_container()) {
         let fd = new_socket(*to, Some(mark))?;
@@ -271,17 +356,16 @@ pub fn run(c: &Config) -> Result<Report> {
     }
     for l in &mut live {
         connect_now(l);
+        made.sources.extend(l.from);
     }
-    let events = collect(&mut live, &mut listener, &mut signals)?;
+    let events = collect(&mut live, &mut listener, signals)?;
+    checkpoint(signals)?;
     let probes = report(&mut live, &events, &our_ids)?;
-    delete_conntrack(c, &live);
-    table.remove()?;
-    drop(veth);
     Ok(Report {
         interface: ifname,
         pattern,
         probe_addresses: vec![probe4, probe6],
-        trace_table: table.name().to_string(),
+        trace_table: table_name,
         probes,
         skipped,
         cleaned,
@@ -334,9 +418,7 @@ fn collect(live: &mut [Live], listener: &mut TraceListener, signals: &mut Signal
         let mut fds = vec![listener.fd(), signals.fd()];
         fds.extend(pending.iter().map(|i| live[*i].fd.as_fd()));
         let ready = wait_writable(&fds, deadline - now)?;
-        if !signals.take()?.is_empty() {
-            bail!("interrupted by a signal; the probe was removed");
-        }
+        checkpoint(signals)?;
         for (n, i) in pending.iter().enumerate() {
             if ready[2 + n] {
                 live[*i].connect = Some(connect_result(&live[*i].fd));
@@ -415,14 +497,17 @@ fn report(live: &mut [Live], events: &[TraceEvent], our_ids: &[String]) -> Resul
     Ok(out)
 }
 
-/// Deletes the conntrack entries of the credentials probes (best effort: they would
-/// time out by themselves).
-fn delete_conntrack(c: &Config, live: &[Live]) {
+/// Deletes the conntrack entries of the credentials probes, whose sources are `sources`
+/// (best effort: they would time out by themselves).
+fn delete_conntrack(c: &Config, sources: &[SocketAddr]) {
+    if sources.is_empty() {
+        return;
+    }
     let (ep, port) = (c.credentials.endpoint_address.v.0, c.credentials.endpoint_port.v.0);
     let Ok(mut ct) = Conntrack::open() else { return };
     let Ok(entries) = ct.entries_toward(ep, port) else { return };
     for e in entries {
-        if live.iter().any(|l| l.from.is_some_and(|f| f.ip() == IpAddr::V4(e.src) && f.port() == e.sport)) {
+        if sources.iter().any(|f| f.ip() == IpAddr::V4(e.src) && f.port() == e.sport) {
             let _ = ct.delete(&e);
         }
     }

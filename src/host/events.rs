@@ -283,6 +283,18 @@ impl Signals {
         Ok(out)
     }
 
+    /// The signals delivered since the last call, by name (`SIGTERM`, `SIGINT`, `SIGHUP`),
+    /// in order: for a run that stops at any of them and says which (`verify`).
+    ///
+    /// Errors: [`Error::Signals`].
+    pub fn take_names(&mut self) -> Result<Vec<&'static str>, Error> {
+        let mut out = Vec::new();
+        while let Some(info) = self.fd.read_signal().map_err(|source| Error::Signals { source })? {
+            out.push(NixSignal::try_from(info.ssi_signo as i32).map(NixSignal::as_str).unwrap_or("a signal"));
+        }
+        Ok(out)
+    }
+
     /// The descriptor to poll.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

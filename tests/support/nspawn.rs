@@ -100,9 +100,11 @@ fn mirror() -> String {
     "http://deb.debian.org/debian".to_string()
 }
 
-/// The mmdebstrap arguments (without the output path): what the cache key hashes.
-fn recipe(mirror: &str) -> Vec<String> {
-    vec!["--variant=minbase".into(), "--format=tar".into(), format!("--include={}", PACKAGES.join(",")), SUITE.into()]
+/// The mmdebstrap arguments (without the output path) for [`PACKAGES`] plus `extra`:
+/// what the cache key hashes.
+fn recipe(mirror: &str, extra: &[&str]) -> Vec<String> {
+    let packages: Vec<&str> = PACKAGES.iter().chain(extra).copied().collect();
+    vec!["--variant=minbase".into(), "--format=tar".into(), format!("--include={}", packages.join(",")), SUITE.into()]
         .into_iter()
         .chain(std::iter::once(format!("#OUT#{mirror}#v{RECIPE_VERSION}")))
         .collect()
@@ -123,17 +125,23 @@ fn owner(name: &str) -> Option<&str> {
     name.strip_prefix("ehn-")?.split('-').next()
 }
 
-static IMAGE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+static IMAGE: std::sync::Mutex<Vec<(Vec<String>, PathBuf)>> = std::sync::Mutex::new(Vec::new());
 
 /// The image tarball: cached under [`IMAGE_DIR`] keyed by a hash of its recipe, built
 /// (about a minute) when missing. A build goes to a temp file renamed into place.
 pub fn image() -> PathBuf {
+    image_with(&[])
+}
+
+/// [`image`] with the Debian packages `extra` installed too (a tarball of its own).
+pub fn image_with(extra: &[&str]) -> PathBuf {
     let mut cached = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = cached.as_ref() {
+    let key_of: Vec<String> = extra.iter().map(|p| p.to_string()).collect();
+    if let Some((_, p)) = cached.iter().find(|(k, _)| *k == key_of) {
         return p.clone();
     }
     let mirror = mirror();
-    let args = recipe(&mirror);
+    let args = recipe(&mirror, extra);
     let key = fnv64(&args.join("\n"));
     std::fs::create_dir_all(IMAGE_DIR).unwrap_or_else(|e| panic!("mkdir {IMAGE_DIR}: {e}"));
     let path = Path::new(IMAGE_DIR).join(format!("debian12-{key:016x}.tar"));
@@ -158,7 +166,7 @@ pub fn image() -> PathBuf {
         }
         std::fs::rename(&tmp, &path).unwrap_or_else(|e| panic!("rename {} -> {}: {e}", tmp.display(), path.display()));
     }
-    *cached = Some(path.clone());
+    cached.push((key_of, path.clone()));
     path
 }
 
@@ -268,8 +276,13 @@ pub struct Rootfs {
 impl Rootfs {
     /// Extracts the image (owners and modes as in the tarball).
     pub fn extract() -> Rootfs {
+        Rootfs::extract_with(&[])
+    }
+
+    /// Extracts [`image_with`]`(extra)`.
+    pub fn extract_with(extra: &[&str]) -> Rootfs {
         remove_stale();
-        let image = image();
+        let image = image_with(extra);
         let dir = TempDir::new("rootfs");
         let out = run_cmd(
             "tar",
