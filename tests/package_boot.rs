@@ -68,8 +68,11 @@ fn package(ext: &str) -> PathBuf {
 /// Every path of the rootfs but what dpkg, rpm, systemd, logs and caches keep for
 /// themselves (and the package copied in): what the package and `install` could leave behind.
 fn all_files(root: &Path) -> BTreeSet<String> {
-    const SKIP: [&str; 13] = [
+    const SKIP: [&str; 14] = [
         "var/lib/dpkg",
+        // Debian's rpm keeps its database in ~/.rpmdb (it is not the system's package
+        // manager there); elsewhere /var/lib/rpm or /usr/lib/sysimage/rpm.
+        "root/.rpmdb",
         "var/lib/rpm",
         "usr/lib/sysimage/rpm",
         "var/lib/systemd",
@@ -112,6 +115,21 @@ fn prop(b: &Boot, unit: &str, p: &str) -> String {
     b.sh_ok(&format!("systemctl show -P {p} {unit}")).trim().to_string()
 }
 
+/// What a Docker host's network namespace has and a bare test namespace lacks: an uplink
+/// with default routes (a dummy `eth0`: what it would send is discarded) and forwarding on
+/// (Docker turns it on). Without them a container's SYN to IMDS is never routed, so
+/// `verify` could not see our IMDS block drop it.
+fn docker_host_network(ns: &Netns) {
+    ns.ip(&["link", "add", "eth0", "type", "dummy"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+    ns.ip(&["addr", "add", "192.0.2.10/24", "dev", "eth0"]);
+    ns.ip(&["-6", "addr", "add", "2001:db8::10/64", "dev", "eth0", "nodad"]);
+    ns.ip(&["route", "add", "default", "via", "192.0.2.1", "dev", "eth0"]);
+    ns.ip(&["-6", "route", "add", "default", "via", "2001:db8::1", "dev", "eth0"]);
+    ns.set_sysctl("net.ipv4.ip_forward", "1");
+    ns.set_sysctl("net.ipv6.conf.all.forwarding", "1");
+}
+
 /// The watcher's journal lines of this boot.
 fn watcher_journal(b: &Boot) -> String {
     b.sh_ok("journalctl -b -u ecs-hostnet-watch.service --no-pager -o cat")
@@ -152,6 +170,7 @@ fn the_deb_installs_enables_nothing_install_enables_its_units_and_purge_leaves_n
     assert_eq!(version(&packaged.to_string_lossy()), version(bin()), "a stale {}: run scripts/package", deb.display());
 
     let ns = Netns::new("pkgb");
+    docker_host_network(&ns);
     let log = dir.path().join("console.log");
     let rootfs = Rootfs::extract();
     rootfs.write("etc/machine-id", "0123456789abcdef0123456789abcdef\n");
