@@ -116,11 +116,13 @@ fn prop(b: &Boot, unit: &str, p: &str) -> String {
 }
 
 /// What a Docker host's network namespace has and a bare test namespace lacks: an uplink
-/// with default routes (a dummy `eth0`: what it would send is discarded) and forwarding on
-/// (Docker turns it on). Without them a container's SYN to IMDS is never routed, so
-/// `verify` could not see our IMDS block drop it.
-fn docker_host_network(ns: &Netns) {
-    ns.ip(&["link", "add", "eth0", "type", "dummy"]);
+/// with default routes (`eth0`, a veth whose peer is in the returned namespace, which
+/// forwards nothing) and forwarding on (Docker turns it on). Without them a container's SYN
+/// to IMDS is never routed, so `verify` could not see our IMDS block drop it.
+fn docker_host_network(ns: &Netns) -> Netns {
+    let peer = Netns::new("pkgu");
+    ns.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "uplink0", "netns", &peer.name]);
+    peer.ip(&["link", "set", "uplink0", "up"]);
     ns.ip(&["link", "set", "eth0", "up"]);
     ns.ip(&["addr", "add", "192.0.2.10/24", "dev", "eth0"]);
     ns.ip(&["-6", "addr", "add", "2001:db8::10/64", "dev", "eth0", "nodad"]);
@@ -128,6 +130,7 @@ fn docker_host_network(ns: &Netns) {
     ns.ip(&["-6", "route", "add", "default", "via", "2001:db8::1", "dev", "eth0"]);
     ns.set_sysctl("net.ipv4.ip_forward", "1");
     ns.set_sysctl("net.ipv6.conf.all.forwarding", "1");
+    peer
 }
 
 /// The watcher's journal lines of this boot.
@@ -170,7 +173,7 @@ fn the_deb_installs_enables_nothing_install_enables_its_units_and_purge_leaves_n
     assert_eq!(version(&packaged.to_string_lossy()), version(bin()), "a stale {}: run scripts/package", deb.display());
 
     let ns = Netns::new("pkgb");
-    docker_host_network(&ns);
+    let _uplink = docker_host_network(&ns);
     let log = dir.path().join("console.log");
     let rootfs = Rootfs::extract();
     rootfs.write("etc/machine-id", "0123456789abcdef0123456789abcdef\n");
