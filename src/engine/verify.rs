@@ -272,10 +272,14 @@ pub fn run(c: &Config) -> Result<Report> {
     };
     match (signal, removed) {
         (Some(name), Ok(())) => {
-            bail!("interrupted by {name}; everything verify had made (trace table, probe veth and namespace) was removed")
+            bail!(
+                "interrupted by {name}; everything verify had made (trace table, probe veth and namespace) was removed"
+            )
         }
         (Some(name), Err(e)) => Err(e.context(format!("interrupted by {name}; removing what verify had made failed"))),
-        (None, Err(e)) => Err(result.err().map_or(e, |first| first.context("and removing what verify had made failed"))),
+        (None, Err(e)) => {
+            Err(result.err().map_or(e, |first| first.context("and removing what verify had made failed")))
+        }
         (None, Ok(())) => result,
     }
 }
@@ -330,7 +334,8 @@ fn probe(c: &Config, signals: &mut Signals, made: &mut Made) -> Result<Report> {
         }
         prt.add_default_via(host4)?;
         prt.add_default_via(host6)?;
-        let container: Vec<(ProbeKind, SocketAddr)> = wanted.iter().filter(|(k, _)| k.from_container()).copied().collect();
+        let container: Vec<(ProbeKind, SocketAddr)> =
+            wanted.iter().filter(|(k, _)| k.from_container()).copied().collect();
         let fds = container.iter().map(|(kind, to)| (*kind, *to, new_socket(*to, None))).collect();
         Ok((fds, prt, eth0))
     })();
