@@ -277,9 +277,11 @@ pub fn run(c: &Config) -> Result<Report> {
             )
         }
         (Some(name), Err(e)) => Err(e.context(format!("interrupted by {name}; removing what verify had made failed"))),
-        (None, Err(e)) => {
-            Err(result.err().map_or(e, |first| first.context("and removing what verify had made failed")))
-        }
+        // Both failed: the run's error first, then the removal's (with its cause).
+        (None, Err(e)) => Err(match result {
+            Ok(_) => e,
+            Err(first) => e.context(format!("{first:#}; then removing what verify had made failed")),
+        }),
         (None, Ok(())) => result,
     }
 }
