@@ -271,7 +271,11 @@ fn the_aws_commands_leftovers_are_named_and_their_fixes_clear_them() {
         "{sysctl:#}"
     );
     // A finding about a file names no table and no chain: null, as its family (never "").
-    assert_eq!((&sysctl["table"], &sysctl["chain"]), (&serde_json::Value::Null, &serde_json::Value::Null), "{sysctl:#}");
+    assert_eq!(
+        (&sysctl["table"], &sysctl["chain"]),
+        (&serde_json::Value::Null, &serde_json::Value::Null),
+        "{sysctl:#}"
+    );
     let saved = finding(&doc, "iptables-saved-rules");
     assert_eq!(
         (&saved["severity"], &saved["file"], &saved["line"]),
