@@ -160,6 +160,7 @@ fn iptables_legacy_tables_are_a_warning() {
     let legacy = finding(&doc, "iptables-legacy-in-use");
     assert_eq!((&legacy["severity"], &legacy["family"]), (&"warning".into(), &serde_json::Value::Null), "{legacy:#}");
     assert!(legacy["table"].as_str().unwrap().split(' ').any(|t| t == "nat"), "{legacy:#}");
+    assert_eq!(legacy["chain"], serde_json::Value::Null, "no chain: null, never \"\": {legacy:#}");
     let text = t.host.ehn(&["check"]);
     assert!(text.stdout.contains("WARNING iptables-legacy-in-use: iptables-legacy tables nat"), "{text}");
     assert_probes(
@@ -267,6 +268,12 @@ fn the_aws_commands_leftovers_are_named_and_their_fixes_clear_them() {
     assert_eq!(
         (&sysctl["severity"], &sysctl["file"], &sysctl["line"], &sysctl["family"]),
         (&"warning".into(), &"/etc/sysctl.d/99-ecs.conf".into(), &2.into(), &serde_json::Value::Null),
+        "{sysctl:#}"
+    );
+    // A finding about a file names no table and no chain: null, as its family (never "").
+    assert_eq!(
+        (&sysctl["table"], &sysctl["chain"]),
+        (&serde_json::Value::Null, &serde_json::Value::Null),
         "{sysctl:#}"
     );
     let saved = finding(&doc, "iptables-saved-rules");

@@ -1342,6 +1342,89 @@ fn watch_enabled_false_installs_no_watch_unit_and_removes_one_installed_before()
     assert_nodes_eq("after uninstall", &BTreeMap::new(), &nodes(root));
 }
 
+const METRICS_SERVICE_PATH: &str = "etc/systemd/system/ecs-hostnet-metrics.service";
+const METRICS_TIMER_PATH: &str = "etc/systemd/system/ecs-hostnet-metrics.timer";
+const METRICS_LINK: &str = "etc/systemd/system/timers.target.wants/ecs-hostnet-metrics.timer";
+
+/// The metrics timer is enabled iff `metrics.textfile` is set, in both layouts: from a
+/// tarball install writes the service and timer (the texts `generate-units --local` makes)
+/// and links the timer into timers.target.wants; beside the package it writes no unit and
+/// links the package's timer. An install with the textfile unset takes back what an earlier
+/// one made; uninstall leaves the root as it was (the package's files untouched).
+#[test]
+fn the_metrics_timer_is_enabled_iff_a_textfile_is_set() {
+    require_root();
+    let dir = TempDir::new("metrics");
+    let off = dir.default_config();
+    let text = default_config_text();
+    let at = text.find("[metrics]").expect("[metrics] in rules/default.toml");
+    let prom = "/var/lib/node_exporter/textfile/ecs-hostnet.prom";
+    let on_text =
+        format!("{}{}", &text[..at], text[at..].replacen("textfile = \"\"", &format!("textfile = \"{prom}\""), 1));
+    assert_ne!(on_text, text);
+    let on = dir.write("on.toml", &on_text);
+    let local_units = dir.path().join("units");
+    run_cmd(bin(), &["generate-units", "--local", s(&local_units)], Duration::from_secs(10)).expect_code(0);
+    let link = |root: &Path| std::fs::read_link(p(root, METRICS_LINK)).ok();
+
+    // From a tarball: off, on, off, on, uninstall.
+    let root = TempDir::new("metricsroot");
+    let root = root.path();
+    ehn_root(root, &["install", "-c", &off]).expect_code(0);
+    for f in [METRICS_SERVICE_PATH, METRICS_TIMER_PATH, METRICS_LINK] {
+        assert!(std::fs::symlink_metadata(p(root, f)).is_err(), "{f} without a textfile");
+    }
+    let out = ehn_root(root, &["install", "-c", &on]);
+    out.expect_code(0);
+    for (f, name) in
+        [(METRICS_SERVICE_PATH, "ecs-hostnet-metrics.service"), (METRICS_TIMER_PATH, "ecs-hostnet-metrics.timer")]
+    {
+        assert_eq!(show(&read(&p(root, f))), show(&read(&local_units.join(name))), "{f}");
+        assert_eq!(mode_of(&p(root, f)), 0o644);
+    }
+    assert_eq!(link(root), Some(PathBuf::from("/etc/systemd/system/ecs-hostnet-metrics.timer")), "{out}");
+    let off_again = ehn_root(root, &["install", "-c", &off]);
+    off_again.expect_code(0);
+    assert!(off_again.stdout.contains("disabled ecs-hostnet-metrics.timer"), "{off_again}");
+    for f in [METRICS_SERVICE_PATH, METRICS_TIMER_PATH, METRICS_LINK] {
+        assert!(std::fs::symlink_metadata(p(root, f)).is_err(), "{f} stayed after the textfile was unset: {off_again}");
+    }
+    assert!(!String::from_utf8(read(&p(root, STATE_PATH))).unwrap().contains("metrics"), "the state still lists it");
+    ehn_root(root, &["install", "-c", &on]).expect_code(0);
+    assert!(link(root).is_some());
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_nodes_eq("tarball: after uninstall", &BTreeMap::new(), &nodes(root));
+
+    // Beside the package: its timer is linked, no unit is written.
+    let root = TempDir::new("metricspkg");
+    let root = root.path();
+    fake_package(root);
+    let before = nodes(root);
+    let pkg = package_files(root);
+    ehn_root(root, &["install", "-c", &off]).expect_code(0);
+    assert_eq!(link(root), None, "enabled without a textfile");
+    ehn_root(root, &["install", "-c", &on]).expect_code(0);
+    assert_eq!(link(root), Some(PathBuf::from("/usr/lib/systemd/system/ecs-hostnet-metrics.timer")));
+    for f in [METRICS_SERVICE_PATH, METRICS_TIMER_PATH] {
+        assert!(!p(root, f).exists(), "install beside the package wrote {f}");
+    }
+    assert!(String::from_utf8(read(&p(root, STATE_PATH))).unwrap().contains("\"metrics_link\": true"));
+    ehn_root(root, &["install", "-c", &off]).expect_code(0);
+    assert_eq!(link(root), None, "still enabled after the textfile was unset");
+    ehn_root(root, &["install", "-c", &on]).expect_code(0);
+    ehn_root(root, &["uninstall"]).expect_code(0);
+    assert_eq!(link(root), None);
+    assert_eq!(package_files(root).keys().collect::<Vec<_>>(), pkg.keys().collect::<Vec<_>>());
+    let mut after = nodes(root);
+    after.retain(|k, _| !k.starts_with("run"));
+    // The conffile: `install -c` wrote another configuration over it, and uninstall keeps an
+    // installed configuration (the package's conffile) as it is; the rest is as before.
+    after.remove(CONFIG_PATH);
+    let mut before = before;
+    before.remove(CONFIG_PATH);
+    assert_nodes_eq("package: after uninstall", &before, &after);
+}
+
 /// A stand-in for systemctl, first in PATH: appends each call to `log`, with whether
 /// the binary and the drop-in exist at that moment (what a real daemon-reload would
 /// load) and whether our rule set is live in its network namespace (so the order of a
@@ -2213,6 +2296,8 @@ fn uninstall_restores_files_that_existed_before_install() {
 const PKG_BIN: &str = "usr/sbin/ecs-hostnet";
 const PKG_UNIT: &str = "usr/lib/systemd/system/ecs-hostnet.service";
 const PKG_WATCH_UNIT: &str = "usr/lib/systemd/system/ecs-hostnet-watch.service";
+const PKG_METRICS_SERVICE: &str = "usr/lib/systemd/system/ecs-hostnet-metrics.service";
+const PKG_METRICS_TIMER: &str = "usr/lib/systemd/system/ecs-hostnet-metrics.timer";
 
 /// Lays out what the package installs under `root`: a binary at /usr/sbin (any bytes: the
 /// install must not read or replace it), the units the binary generates for the package
@@ -2227,8 +2312,9 @@ fn fake_package(root: &Path) {
 /// The package's files with their stamps (ino, mtime, ctime: proof they were not rewritten).
 fn package_files(root: &Path) -> BTreeMap<String, Stamped> {
     let mut snap = snapshot(root);
-    snap.retain(|k, _| [PKG_BIN, PKG_UNIT, PKG_WATCH_UNIT, CONFIG_PATH].contains(&k.as_str()));
-    assert_eq!(snap.len(), 4, "{:?}", snap.keys());
+    let pkg = [PKG_BIN, PKG_UNIT, PKG_WATCH_UNIT, PKG_METRICS_SERVICE, PKG_METRICS_TIMER, CONFIG_PATH];
+    snap.retain(|k, _| pkg.contains(&k.as_str()));
+    assert_eq!(snap.len(), pkg.len(), "{:?}", snap.keys());
     snap
 }
 
@@ -2324,7 +2410,7 @@ fn a_tarball_install_moves_to_the_package_units_once_the_package_is_there() {
         .filter(|k| !k.starts_with("run"))
         .collect();
     left.sort();
-    let mut want = vec![PKG_BIN, PKG_UNIT, PKG_WATCH_UNIT, CONFIG_PATH];
+    let mut want = vec![PKG_BIN, PKG_UNIT, PKG_WATCH_UNIT, PKG_METRICS_SERVICE, PKG_METRICS_TIMER, CONFIG_PATH];
     want.sort();
     assert_eq!(left, want);
 }

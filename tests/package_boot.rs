@@ -31,6 +31,8 @@ use support::*;
 
 /// ecs.config as the image has it before the package.
 const ECS_CONFIG_BEFORE: &str = "ECS_CLUSTER=package-test\n";
+/// The metrics textfile the test configures (node_exporter's usual folder).
+const PROM: &str = "var/lib/node_exporter/textfile/ecs-hostnet.prom";
 /// Where the .deb is put inside the image (left out when the file lists are compared).
 const DEB_INSIDE: &str = "root/ecs-hostnet.deb";
 /// Where the .rpm is put inside the image (the same).
@@ -192,10 +194,17 @@ fn the_deb_installs_enables_nothing_install_enables_its_units_and_purge_leaves_n
     // The package alone: units known, not enabled, nothing applied, ecs.config untouched.
     assert_eq!(prop(b, "ecs-hostnet.service", "UnitFileState"), "disabled");
     assert_eq!(prop(b, "ecs-hostnet-watch.service", "UnitFileState"), "disabled");
+    assert_eq!(prop(b, "ecs-hostnet-metrics.timer", "UnitFileState"), "disabled");
     assert!(!tables_live(b), "the package applied a rule set by itself");
     assert_eq!(std::fs::read_to_string(rootfs.at("etc/ecs/ecs.config")).unwrap(), ECS_CONFIG_BEFORE);
 
-    // The documented step.
+    // The documented step, with the metrics textfile set in the package's conffile (README,
+    // "Metrics"): install then enables the package's metrics timer too.
+    let conf = rootfs.at("etc/ecs-hostnet/config.toml");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let set = text.replacen("textfile = \"\"", &format!("textfile = \"/{PROM}\""), 1);
+    assert_ne!(set, text, "no `textfile = \"\"` in the packaged configuration");
+    std::fs::write(&conf, set).unwrap();
     let out = b.sh("ecs-hostnet install");
     assert!(out.ok(), "ecs-hostnet install: {out}");
     assert!(out.stdout.contains("are the package's"), "{out}");
@@ -222,10 +231,23 @@ fn the_deb_installs_enables_nothing_install_enables_its_units_and_purge_leaves_n
     assert!(prop(b, "ecs-hostnet.service", "ExecStart").contains("path=/usr/sbin/ecs-hostnet"));
     verify_beside_the_watcher(b);
 
+    // The metrics timer is enabled and waiting (its first run is 30 s after boot): its service,
+    // started now as the timer starts it, passes its sandbox and writes the textfile, which the
+    // reference parser reads.
+    assert_eq!(prop(b, "ecs-hostnet-metrics.timer", "ActiveState"), "active");
+    let run = b.sh("systemctl start ecs-hostnet-metrics.service");
+    assert!(run.ok(), "the metrics service failed: {run}\n{}", b.sh("journalctl -u ecs-hostnet-metrics.service"));
+    assert_eq!(prop(b, "ecs-hostnet-metrics.service", "Result"), "success");
+    let parsed = parse_prometheus(&std::fs::read_to_string(rootfs.at(PROM)).expect("the textfile"));
+    assert!(parsed.lines().any(|l| l == "SAMPLE ecs_hostnet_converged {} 1.0"), "{parsed}");
+
     let out = b.sh("dpkg --purge ecs-hostnet 2>&1");
     assert!(out.ok(), "dpkg --purge: {out}");
     assert!(!tables_live(b), "the rule set outlived the purge");
     assert_eq!(std::fs::read_to_string(rootfs.at("etc/ecs/ecs.config")).unwrap(), ECS_CONFIG_BEFORE);
+    // The exposition is the monitoring's, not the package's: the purge (which stopped the timer)
+    // leaves it, so it is not part of the file lists compared.
+    std::fs::remove_dir_all(rootfs.at("var/lib/node_exporter")).unwrap();
     let after = all_files(rootfs.path());
     let added: Vec<&String> = after.difference(&before).collect();
     let removed: Vec<&String> = before.difference(&after).collect();
@@ -303,8 +325,14 @@ fn the_rpm_installs_enables_nothing_install_enables_its_units_and_erase_leaves_n
     assert!(!tables_live(b), "the rule set outlived the erase");
     assert_eq!(prop(b, "ecs-hostnet-watch.service", "ActiveState"), "inactive");
     assert_eq!(std::fs::read_to_string(rootfs.at("etc/ecs/ecs.config")).unwrap(), ECS_CONFIG_BEFORE);
+    // Fedora's and AL2023's `filesystem` package owns the zsh and fish completion folders, so
+    // the .rpm does not (Fedora's guidelines); this Debian image has no such package, and rpm
+    // leaves the folders it created for our two files. Only those four may be left.
+    const FILESYSTEM_OWNS: [&str; 4] =
+        ["usr/share/zsh", "usr/share/zsh/site-functions", "usr/share/fish", "usr/share/fish/vendor_completions.d"];
     let after = all_files(rootfs.path());
-    let added: Vec<&String> = after.difference(&before).collect();
+    let added: Vec<&String> =
+        after.difference(&before).filter(|p| !FILESYSTEM_OWNS.contains(&p.as_str())).collect();
     let removed: Vec<&String> = before.difference(&after).collect();
     assert!(added.is_empty() && removed.is_empty(), "after rpm -e, added: {added:?}; removed: {removed:?}");
     assert_eq!(boot.poweroff(), 0);

@@ -136,6 +136,11 @@ fn drift_and_a_blocking_finding_exit_2() {
     assert!(text.contains("converged:        NO: 1 to add"), "{text}");
     let prom = ns.ehn(&["status", "--format", "prometheus"]).expect_code(2).stdout.clone();
     assert!(prom.contains("\necs_hostnet_converged 0\n") && prom.contains("\necs_hostnet_plan_changes 1\n"), "{prom}");
+    // Exit 2 still writes the textfile (ecs-hostnet-metrics.service: SuccessExitStatus=2).
+    let tf_dir = TempDir::new("st-drift-tf");
+    let tf = tf_dir.path().join("m.prom");
+    ns.ehn(&["status", "--format", "prometheus", "--textfile", tf.to_str().unwrap()]).expect_code(2);
+    assert!(std::fs::read_to_string(&tf).unwrap().contains("\necs_hostnet_converged 0\n"));
 
     ns.ehn(&["apply"]).expect_code(0);
     ns.ehn(&["status"]).expect_code(0);

@@ -1,6 +1,12 @@
 # ecs-hostnet %preun (docs/packaging.md, "Scriptlets"): $1 is 0 on erase, 1 or more on an
 # upgrade. On erase, when `ecs-hostnet install` ran beside this package, undo it with the
 # package's binary while it is still there; if that fails, the erase stops (the binary stays).
+#
+# Against Fedora's %systemd_preun (on erase: `systemctl --no-reload disable --now UNITS`): the
+# `--now` half is kept (the watcher and the metrics timer and service are stopped, whatever
+# install.json says: they never outlive the package's binary); `disable` is `uninstall`'s job,
+# which removes the links install made and leaves those it did not make (a tarball install's,
+# whose own `uninstall` still works).
 state=/var/lib/ecs-hostnet/install.json
 if [ "$1" -eq 0 ] && [ -f "$state" ] && grep -q '"package": true' "$state"; then
     if ! /usr/sbin/ecs-hostnet uninstall; then
@@ -8,8 +14,7 @@ if [ "$1" -eq 0 ] && [ -f "$state" ] && grep -q '"package": true' "$state"; then
         exit 1
     fi
 fi
-# Whatever install.json says: the package's watcher never outlives the package's binary.
 if [ "$1" -eq 0 ] && [ -d /run/systemd/system ]; then
-    systemctl stop ecs-hostnet-watch.service 2>/dev/null || :
+    systemctl stop ecs-hostnet-watch.service ecs-hostnet-metrics.timer ecs-hostnet-metrics.service 2>/dev/null || :
 fi
 exit 0

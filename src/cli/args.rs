@@ -282,11 +282,21 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: VerifyFormat,
     },
-    /// Install the configuration, the binary, the boot unit (enabled), the ecs-init hook
-    /// and the agent's ecs.config keys. Writes only what differs, atomically.
+    /// Install and enable ecs-hostnet on this host: the configuration, the boot unit, the
+    /// ecs-init hook, the nftables.service drop-in, the watch unit (watch.enabled) and the
+    /// metrics timer (metrics.textfile set), and the agent's ecs.config keys. Writes only what
+    /// differs, atomically.
+    ///
+    /// From a tarball or the source tree it copies its own binary to
+    /// /usr/local/sbin/ecs-hostnet and writes the units into /etc/systemd/system. Beside the
+    /// ecs-hostnet package (/usr/sbin/ecs-hostnet and /usr/lib/systemd/system/ecs-hostnet.service
+    /// present) it copies no binary and writes no unit: it enables the package's units, and
+    /// writes only the configuration, the two drop-ins and the agent keys ("package": true in
+    /// the install state); uninstall then never removes a file of the package's.
     ///
     /// With --root DIR it writes into an image being built. What it wrote and replaced is
-    /// recorded in an install state file, which uninstall reads.
+    /// recorded in an install state file (/var/lib/ecs-hostnet/install.json), which uninstall
+    /// reads.
     Install {
         #[command(flatten)]
         config: ConfigArg,

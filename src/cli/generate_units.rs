@@ -3,7 +3,8 @@
 //! tarballs to ship:
 //!
 //! * default: the package's (`OUTDIR/ecs-hostnet.service`, `OUTDIR/ecs-hostnet-watch.service`,
-//!   running /usr/sbin/ecs-hostnet), installed in /usr/lib/systemd/system;
+//!   `OUTDIR/ecs-hostnet-metrics.service` and `OUTDIR/ecs-hostnet-metrics.timer`, running
+//!   /usr/sbin/ecs-hostnet), installed in /usr/lib/systemd/system;
 //! * `--local`: those `install` writes into /etc/systemd/system from a tarball or the
 //!   source tree (running /usr/local/sbin/ecs-hostnet), for the tarball, to read.
 //!
@@ -11,7 +12,7 @@
 //! `boot.agent_on_error`, so `install` writes both drop-ins on the host (docs/packaging.md).
 
 use anyhow::{Context as _, Result};
-use ecs_hostnet::desired::install_files::{LOCAL, WATCH_UNIT, package_units, unit_text, watch_unit_text};
+use ecs_hostnet::desired::install_files::{LOCAL, PACKAGE, units};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -19,12 +20,7 @@ use std::path::Path;
 /// replaced) and lists them in `out`. Errors: a folder or file that cannot be written.
 pub fn run(outdir: &Path, local: bool, out: &mut String) -> Result<()> {
     std::fs::create_dir_all(outdir).with_context(|| format!("cannot create {}", outdir.display()))?;
-    let units = if local {
-        vec![("ecs-hostnet.service", unit_text(&LOCAL)), (WATCH_UNIT, watch_unit_text(&LOCAL))]
-    } else {
-        package_units()
-    };
-    for (name, text) in units {
+    for (name, text) in units(if local { &LOCAL } else { &PACKAGE }) {
         let path = outdir.join(name);
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         writeln!(out, "{}", path.display())?;

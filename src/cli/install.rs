@@ -1,4 +1,4 @@
-//! `install` and `uninstall`: the configuration, the binary, the boot unit, the ecs-init
+//! `install` and `uninstall`: the configuration, the binary (not beside the package), the units, the ecs-init
 //! hook and the agent's ecs.config keys, under `--root`; then systemd told on the running
 //! system. `uninstall` first removes the live rule set where it is live (the running
 //! system, or `--netns`), before it deletes the binary that could remove it.
@@ -18,7 +18,8 @@ use ecs_hostnet::model::escape::escape_controls;
 use ecs_hostnet::render::done;
 use std::fmt::Write as _;
 
-/// Installs the configuration and this program's binary, tells systemd, then prints what
+/// Installs (the configuration, units or the package's enablement, hooks, agent keys; this
+/// program's binary unless the package's is used), tells systemd, then prints what
 /// was done.
 pub fn install(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exit> {
     let (loaded, bytes) = load::load_config_bytes(config.config.as_deref(), &cx.root, load::Trust::RootOnly)?;

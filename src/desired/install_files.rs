@@ -11,11 +11,14 @@
 //! | [`NFT_DROPIN_PATH`] | `apply` again after each start, reload and stop of `nftables.service`, whose commands flush every table |
 //! | [`WATCH_UNIT_PATH`] | `ecs-hostnet watch`, the resident repairer (only with `watch.enabled = true`) |
 //! | [`WATCH_WANTS_LINK`] | its enablement (`WantedBy=multi-user.target`) |
+//! | [`METRICS_SERVICE_PATH`], [`METRICS_TIMER_PATH`] | `ecs-hostnet status` every 30 s, writing `metrics.textfile` (only when it is set) |
+//! | [`METRICS_WANTS_LINK`] | the timer's enablement (`WantedBy=timers.target`) |
 //! | [`BIN_PATH`] | the binary the units run |
 //!
 //! Beside the ecs-hostnet package (.deb/.rpm, [`PACKAGE`]) the binary is the package's
 //! [`PKG_BIN_PATH`] and the two units are the package's [`PKG_UNIT_PATH`] and
-//! [`PKG_WATCH_UNIT_PATH`]: install writes neither, only the enablement links (pointing at
+//! [`PKG_WATCH_UNIT_PATH`] (and the metrics units, [`PKG_METRICS_SERVICE_PATH`] and
+//! [`PKG_METRICS_TIMER_PATH`]): install writes none of them, only the enablement links (pointing at
 //! them), the configuration, the two drop-ins and the agent keys. Every unit and drop-in
 //! text is made by the functions below from a [`Layout`], whoever writes it: `install`, or
 //! `generate-units` for the package.
@@ -46,6 +49,17 @@ pub const WATCH_UNIT_PATH: &str = "/etc/systemd/system/ecs-hostnet-watch.service
 pub const WATCH_UNIT: &str = "ecs-hostnet-watch.service";
 /// The watch unit's enablement symlink.
 pub const WATCH_WANTS_LINK: &str = "/etc/systemd/system/multi-user.target.wants/ecs-hostnet-watch.service";
+/// The metrics service (see [`metrics_service_text`]).
+pub const METRICS_SERVICE_PATH: &str = "/etc/systemd/system/ecs-hostnet-metrics.service";
+/// The metrics timer (see [`metrics_timer_text`]).
+pub const METRICS_TIMER_PATH: &str = "/etc/systemd/system/ecs-hostnet-metrics.timer";
+/// The metrics service's name, as systemctl takes it.
+pub const METRICS_SERVICE: &str = "ecs-hostnet-metrics.service";
+/// The metrics timer's name, as systemctl takes it.
+pub const METRICS_TIMER: &str = "ecs-hostnet-metrics.timer";
+/// The metrics timer's enablement symlink (`WantedBy=timers.target`, what `systemctl
+/// enable` makes).
+pub const METRICS_WANTS_LINK: &str = "/etc/systemd/system/timers.target.wants/ecs-hostnet-metrics.timer";
 /// The ECS agent's environment file.
 pub const ECS_CONFIG_PATH: &str = "/etc/ecs/ecs.config";
 /// What install did, for uninstall and drift checks.
@@ -60,7 +74,12 @@ pub const PKG_UNIT_PATH: &str = "/usr/lib/systemd/system/ecs-hostnet.service";
 /// The package's watch unit.
 pub const PKG_WATCH_UNIT_PATH: &str = "/usr/lib/systemd/system/ecs-hostnet-watch.service";
 
-/// Where the binary the units run and the two unit files are: installed from a tarball or
+/// The package's metrics service.
+pub const PKG_METRICS_SERVICE_PATH: &str = "/usr/lib/systemd/system/ecs-hostnet-metrics.service";
+/// The package's metrics timer.
+pub const PKG_METRICS_TIMER_PATH: &str = "/usr/lib/systemd/system/ecs-hostnet-metrics.timer";
+
+/// Where the binary the units run and the unit files are: installed from a tarball or
 /// source by `install` ([`LOCAL`]), or shipped by the package ([`PACKAGE`]). The drop-ins,
 /// the configuration and the enablement links are at the same paths in both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +90,10 @@ pub struct Layout {
     pub unit: &'static str,
     /// The watch unit; the target of [`WATCH_WANTS_LINK`].
     pub watch_unit: &'static str,
+    /// The metrics service, which the timer starts.
+    pub metrics_service: &'static str,
+    /// The metrics timer; the target of [`METRICS_WANTS_LINK`].
+    pub metrics_timer: &'static str,
     /// Whether the binary and units belong to the package manager (then install never
     /// writes them, and uninstall never removes them).
     pub package: bool,
@@ -78,10 +101,23 @@ pub struct Layout {
 
 /// `install` from a tarball or the source tree: it copies itself to [`BIN_PATH`] and
 /// writes the units into /etc/systemd/system.
-pub const LOCAL: Layout = Layout { bin: BIN_PATH, unit: UNIT_PATH, watch_unit: WATCH_UNIT_PATH, package: false };
+pub const LOCAL: Layout = Layout {
+    bin: BIN_PATH,
+    unit: UNIT_PATH,
+    watch_unit: WATCH_UNIT_PATH,
+    metrics_service: METRICS_SERVICE_PATH,
+    metrics_timer: METRICS_TIMER_PATH,
+    package: false,
+};
 /// The .deb/.rpm: binary in /usr/sbin, units in /usr/lib/systemd/system.
-pub const PACKAGE: Layout =
-    Layout { bin: PKG_BIN_PATH, unit: PKG_UNIT_PATH, watch_unit: PKG_WATCH_UNIT_PATH, package: true };
+pub const PACKAGE: Layout = Layout {
+    bin: PKG_BIN_PATH,
+    unit: PKG_UNIT_PATH,
+    watch_unit: PKG_WATCH_UNIT_PATH,
+    metrics_service: PKG_METRICS_SERVICE_PATH,
+    metrics_timer: PKG_METRICS_TIMER_PATH,
+    package: true,
+};
 
 impl Layout {
     /// [`PACKAGE`] when `package`, else [`LOCAL`] (as an install state records it).
@@ -210,26 +246,112 @@ pub fn watch_unit_text(layout: &Layout) -> String {
          Restart=on-failure\n\
          RestartSec=2s\n\
          StandardInput=null\n\
-         NoNewPrivileges=yes\n\
-         ProtectHome=yes\n\
-         PrivateTmp=yes\n\
-         ProtectControlGroups=yes\n\
-         LockPersonality=yes\n\
-         RestrictRealtime=yes\n\
-         RestrictSUIDSGID=yes\n\
-         ProtectSystem=full\n\
-         ProtectKernelModules=yes\n\
-         ProtectKernelLogs=yes\n\
-         ProtectClock=yes\n\
-         ProtectHostname=yes\n\
-         RestrictAddressFamilies=AF_NETLINK AF_UNIX\n\
-         RestrictNamespaces=yes\n\
-         MemoryDenyWriteExecute=yes\n\
-         SystemCallArchitectures=native\n\
+         {SANDBOX}\
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n"
     )
+}
+
+/// The hardening the watch unit and the metrics service share: both only read and write
+/// netlink in the host's network namespace, files under /run and /var, and /proc. See
+/// [`watch_unit_text`] for why no `ProtectKernelTunables=` (the watcher writes
+/// route_localnet) and no `CapabilityBoundingSet=` there.
+const SANDBOX: &str = "NoNewPrivileges=yes\n\
+     ProtectHome=yes\n\
+     PrivateTmp=yes\n\
+     ProtectControlGroups=yes\n\
+     LockPersonality=yes\n\
+     RestrictRealtime=yes\n\
+     RestrictSUIDSGID=yes\n\
+     ProtectSystem=full\n\
+     ProtectKernelModules=yes\n\
+     ProtectKernelLogs=yes\n\
+     ProtectClock=yes\n\
+     ProtectHostname=yes\n\
+     RestrictAddressFamilies=AF_NETLINK AF_UNIX\n\
+     RestrictNamespaces=yes\n\
+     MemoryDenyWriteExecute=yes\n\
+     SystemCallArchitectures=native\n";
+
+/// The metrics service ([`METRICS_SERVICE_PATH`]), started by the timer
+/// ([`metrics_timer_text`]): one `ecs-hostnet status --format prometheus`, which writes the
+/// exposition to `metrics.textfile` atomically (temporary file, fsync, rename) for
+/// node_exporter's textfile collector.
+///
+/// - `Type=oneshot`, no `[Install]`: only the timer starts it.
+/// - `SuccessExitStatus=2`: status exits 2 when the host is not converged or a finding
+///   blocks, after it wrote the textfile (whose gauges say so); only 1, an error (nothing
+///   written), fails the unit.
+/// - `StandardOutput=null`: the exposition is in the textfile, not in the journal every 30 s;
+///   `LogLevelMax=notice` drops the info lines (and systemd's own Starting/Finished lines
+///   about the unit) for the same reason; errors stay.
+/// - The watch unit's sandbox, plus `ProtectKernelTunables=yes` (status reads /proc/sys,
+///   never writes it). `ProtectSystem=full`, not `strict` with `ReadWritePaths=`: the
+///   textfile's folder comes from the configuration, which changes without the unit (and the
+///   package's unit is the same on every host); `full` leaves /var (node_exporter's
+///   /var/lib/node_exporter/textfile) and /run writable and makes /usr, /boot and /etc
+///   read-only, so a textfile under those fails with an error in the journal.
+pub fn metrics_service_text(layout: &Layout) -> String {
+    let bin = layout.bin;
+    format!(
+        "{header}\
+         [Unit]\n\
+         Description=ECS task IAM role host networking: metrics textfile (ecs-hostnet status)\n\
+         Documentation=file://{CONFIG_PATH}\n\
+         After=ecs-hostnet.service\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart={bin} status --format prometheus\n\
+         SuccessExitStatus=2\n\
+         StandardInput=null\n\
+         StandardOutput=null\n\
+         LogLevelMax=notice\n\
+         {SANDBOX}\
+         ProtectKernelTunables=yes\n",
+        header = metrics_header(layout, METRICS_SERVICE)
+    )
+}
+
+/// The metrics timer ([`METRICS_TIMER_PATH`]): starts [`metrics_service_text`]'s service 30 s
+/// after boot, then 30 s after each start (node_exporter is typically scraped every 15-60 s;
+/// a run reads the kernel once, in milliseconds). `AccuracySec=5s` lets systemd batch
+/// wake-ups within 5 s instead of its default minute, which would make the file up to 90 s
+/// old. `install` enables it only when `metrics.textfile` is set.
+pub fn metrics_timer_text(layout: &Layout) -> String {
+    format!(
+        "{header}\
+         [Unit]\n\
+         Description=ECS task IAM role host networking: metrics textfile every 30 s\n\
+         Documentation=file://{CONFIG_PATH}\n\
+         \n\
+         [Timer]\n\
+         OnBootSec=30s\n\
+         OnUnitActiveSec=30s\n\
+         AccuracySec=5s\n\
+         \n\
+         [Install]\n\
+         WantedBy=timers.target\n",
+        header = metrics_header(layout, METRICS_TIMER)
+    )
+}
+
+/// The first comment lines of the metrics units: who put them there, when install enables
+/// the timer, what removes it.
+fn metrics_header(layout: &Layout, name: &str) -> String {
+    if layout.package {
+        format!(
+            "# {name}: shipped by the ecs-hostnet package, not enabled by it: `ecs-hostnet install`\n\
+             # enables the timer when metrics.textfile is set in {CONFIG_PATH};\n\
+             # `ecs-hostnet uninstall` disables it.\n"
+        )
+    } else {
+        format!(
+            "# {name}: installed by `ecs-hostnet install` (metrics.textfile is set in\n\
+             # {CONFIG_PATH}); `ecs-hostnet uninstall` removes it.\n"
+        )
+    }
 }
 
 /// The ecs-init hook for `boot.agent_on_error`: `apply` runs before the agent starts. With
@@ -289,6 +411,72 @@ pub fn configured_watch(config_text: &[u8]) -> bool {
     std::str::from_utf8(config_text).ok().and_then(|t| config::parse("", t).ok()).is_none_or(|c| c.watch.enabled.v)
 }
 
+/// Whether the configuration whose file content is `config_text` wants the metrics timer
+/// (`metrics.textfile` set; off when the text is not a valid configuration, which install
+/// never writes).
+pub fn configured_metrics(config_text: &[u8]) -> bool {
+    std::str::from_utf8(config_text)
+        .ok()
+        .and_then(|t| config::parse("", t).ok())
+        .is_some_and(|c| c.metrics.textfile.v.0.is_some())
+}
+
+/// A unit install enables only when the configuration asks for it, and takes back when it
+/// no longer does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optional {
+    /// The watch unit (`watch.enabled`).
+    Watch,
+    /// The metrics timer and its service (`metrics.textfile` set).
+    Metrics,
+}
+
+impl Optional {
+    /// Both, in the order install handles them.
+    pub const ALL: [Optional; 2] = [Optional::Watch, Optional::Metrics];
+
+    /// The unit systemctl starts, stops and enables: the watch service, the metrics timer.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Optional::Watch => WATCH_UNIT,
+            Optional::Metrics => METRICS_TIMER,
+        }
+    }
+
+    /// Its enablement symlink.
+    pub fn link(self) -> &'static str {
+        match self {
+            Optional::Watch => WATCH_WANTS_LINK,
+            Optional::Metrics => METRICS_WANTS_LINK,
+        }
+    }
+
+    /// The unit file the link points at in `layout`.
+    pub fn target(self, layout: &Layout) -> &'static str {
+        match self {
+            Optional::Watch => layout.watch_unit,
+            Optional::Metrics => layout.metrics_timer,
+        }
+    }
+
+    /// The unit files install writes for it from a tarball or source ([`LOCAL`]); the last
+    /// is the link's target.
+    pub fn local_files(self) -> &'static [&'static str] {
+        match self {
+            Optional::Watch => &[WATCH_UNIT_PATH],
+            Optional::Metrics => &[METRICS_SERVICE_PATH, METRICS_TIMER_PATH],
+        }
+    }
+
+    /// Whether the configuration whose file content is `config_text` wants it.
+    pub fn configured(self, config_text: &[u8]) -> bool {
+        match self {
+            Optional::Watch => configured_watch(config_text),
+            Optional::Metrics => configured_metrics(config_text),
+        }
+    }
+}
+
 /// The text files install writes for a configuration whose file content is `config_text`
 /// (the hook follows its `boot.agent_on_error`, see [`configured_dropin`]; the watch unit
 /// is there only with `watch.enabled`, see [`configured_watch`]) in `layout`: with
@@ -305,13 +493,34 @@ pub fn text_files(config_text: &[u8], layout: &Layout) -> Vec<TextFile> {
     if configured_watch(config_text) && !layout.package {
         files.push(TextFile { path: WATCH_UNIT_PATH, content: watch_unit_text(layout).into_bytes(), mode: 0o644 });
     }
+    if configured_metrics(config_text) && !layout.package {
+        let service = metrics_service_text(layout).into_bytes();
+        files.push(TextFile { path: METRICS_SERVICE_PATH, content: service, mode: 0o644 });
+        files.push(TextFile {
+            path: METRICS_TIMER_PATH,
+            content: metrics_timer_text(layout).into_bytes(),
+            mode: 0o644,
+        });
+    }
     files
 }
 
-/// The unit files the package ships, as (file name, text): the boot unit and the watch unit
-/// of [`PACKAGE`], for /usr/lib/systemd/system (`generate-units`).
+/// The unit files of `layout`, as (file name, text): the boot unit, the watch unit and the
+/// metrics service and timer. [`PACKAGE`]'s are what the package ships in
+/// /usr/lib/systemd/system (`generate-units`); [`LOCAL`]'s what install writes into
+/// /etc/systemd/system (`generate-units --local`, for the tarball).
+pub fn units(layout: &Layout) -> Vec<(&'static str, String)> {
+    vec![
+        ("ecs-hostnet.service", unit_text(layout)),
+        (WATCH_UNIT, watch_unit_text(layout)),
+        (METRICS_SERVICE, metrics_service_text(layout)),
+        (METRICS_TIMER, metrics_timer_text(layout)),
+    ]
+}
+
+/// The unit files the package ships ([`units`] of [`PACKAGE`]).
 pub fn package_units() -> Vec<(&'static str, String)> {
-    vec![("ecs-hostnet.service", unit_text(&PACKAGE)), (WATCH_UNIT, watch_unit_text(&PACKAGE))]
+    units(&PACKAGE)
 }
 
 #[cfg(test)]
@@ -384,6 +593,69 @@ mod tests {
         assert_eq!(WATCH_UNIT_PATH.rsplit('/').next(), Some(WATCH_UNIT));
     }
 
+    /// The default configuration with `metrics.textfile` set to `path`.
+    fn with_textfile(path: &str) -> String {
+        let on = crate::config::DEFAULT_TOML;
+        let at = on.find("[metrics]").unwrap();
+        format!("{}{}", &on[..at], on[at..].replacen("textfile = \"\"", &format!("textfile = \"{path}\""), 1))
+    }
+
+    #[test]
+    fn the_metrics_units_are_written_only_with_a_textfile() {
+        let off = crate::config::DEFAULT_TOML;
+        let on = with_textfile("/var/lib/node_exporter/textfile/ecs-hostnet.prom");
+        assert!(!configured_metrics(off.as_bytes()) && configured_metrics(on.as_bytes()), "{on}");
+        let p = paths(off);
+        assert!(!p.contains(&METRICS_SERVICE_PATH) && !p.contains(&METRICS_TIMER_PATH), "{p:?}");
+        let p = paths(&on);
+        assert!(p.ends_with(&[METRICS_SERVICE_PATH, METRICS_TIMER_PATH]), "{p:?}");
+        // Beside the package its units are used: install writes neither.
+        let p: Vec<_> = text_files(on.as_bytes(), &PACKAGE).into_iter().map(|f| f.path).collect();
+        assert_eq!(p, [CONFIG_PATH, DROPIN_PATH, NFT_DROPIN_PATH]);
+        assert_eq!(Optional::Metrics.local_files().last(), Some(&Optional::Metrics.target(&LOCAL)));
+        assert_eq!(Optional::Watch.local_files().last(), Some(&Optional::Watch.target(&LOCAL)));
+    }
+
+    #[test]
+    fn the_metrics_service_is_a_sandboxed_oneshot_status_that_counts_exit_2_as_success() {
+        let m = metrics_service_text(&LOCAL);
+        for l in [
+            "Type=oneshot",
+            &format!("ExecStart={BIN_PATH} status --format prometheus"),
+            "SuccessExitStatus=2",
+            "StandardOutput=null",
+            "ProtectSystem=full",
+            "ProtectKernelTunables=yes",
+            "NoNewPrivileges=yes",
+            "RestrictAddressFamilies=AF_NETLINK AF_UNIX",
+        ] {
+            assert!(m.lines().any(|x| x == l), "{l} not in\n{m}");
+        }
+        // Started by the timer only; /var stays writable for the textfile's folder.
+        for forbidden in ["[Install]", "ProtectSystem=strict", "ReadOnlyPaths", "PrivateNetwork", "Restart="] {
+            assert!(!m.contains(forbidden), "{forbidden} in\n{m}");
+        }
+        // The same sandbox as the watch unit's, which is tried in a real systemd.
+        let w = watch_unit_text(&LOCAL);
+        for l in SANDBOX.lines() {
+            assert!(w.lines().any(|x| x == l) && m.lines().any(|x| x == l), "{l}");
+        }
+    }
+
+    #[test]
+    fn the_metrics_timer_runs_the_service_every_30_s_from_boot() {
+        let t = metrics_timer_text(&LOCAL);
+        for l in ["[Timer]", "OnBootSec=30s", "OnUnitActiveSec=30s", "AccuracySec=5s", "WantedBy=timers.target"] {
+            assert!(t.lines().any(|x| x == l), "{l} not in\n{t}");
+        }
+        // systemd starts the service of the timer's own name (no Unit= needed).
+        assert_eq!(METRICS_TIMER.strip_suffix(".timer"), METRICS_SERVICE.strip_suffix(".service"));
+        assert_eq!(METRICS_WANTS_LINK.rsplit('/').next(), Some(METRICS_TIMER));
+        assert!(METRICS_WANTS_LINK.starts_with("/etc/systemd/system/timers.target.wants/"));
+        assert_eq!(METRICS_TIMER_PATH.rsplit('/').next(), Some(METRICS_TIMER));
+        assert_eq!(METRICS_SERVICE_PATH.rsplit('/').next(), Some(METRICS_SERVICE));
+    }
+
     #[test]
     fn the_package_layout_writes_no_unit_and_every_text_runs_the_package_binary() {
         let config = crate::config::DEFAULT_TOML.as_bytes();
@@ -397,15 +669,20 @@ mod tests {
             assert!(runs_package_bin && !t.contains(BIN_PATH), "{}:\n{t}", f.path);
         }
         // The package's units are install's texts with the package's binary and header only.
-        let local: Vec<String> = vec![unit_text(&LOCAL), watch_unit_text(&LOCAL)];
+        let local: Vec<String> = units(&LOCAL).into_iter().map(|(_, t)| t).collect();
+        assert_eq!(package_units().len(), 4);
         for ((name, text), local) in package_units().into_iter().zip(local) {
-            assert!(PKG_UNIT_PATH.ends_with(name) || PKG_WATCH_UNIT_PATH.ends_with(name), "{name}");
+            let pkg_paths = [PKG_UNIT_PATH, PKG_WATCH_UNIT_PATH, PKG_METRICS_SERVICE_PATH, PKG_METRICS_TIMER_PATH];
+            assert!(pkg_paths.iter().any(|p| p.ends_with(name)), "{name}");
             let body = |t: &str| -> Vec<String> {
                 t.lines().filter(|l| !l.starts_with('#')).map(|l| l.replace(PKG_BIN_PATH, BIN_PATH)).collect()
             };
             assert_eq!(body(&text), body(&local), "{name}");
-            assert!(text.contains(&format!("ExecStart={PKG_BIN_PATH} ")), "{text}");
-            assert!(text.starts_with("# Shipped by the ecs-hostnet package, not enabled by it"), "{text}");
+            assert!(text.contains(&format!("ExecStart={PKG_BIN_PATH} ")) || name == METRICS_TIMER, "{text}");
+            assert!(
+                text.lines().next().unwrap().contains("hipped by the ecs-hostnet package, not enabled by it"),
+                "{text}"
+            );
         }
     }
 }

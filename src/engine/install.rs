@@ -30,7 +30,7 @@
 //! what it does is decided by [`systemd_step`] and [`agent_note`], pure functions.
 
 use crate::desired::ecs_config;
-use crate::desired::install_files::{self as artifacts, Layout};
+use crate::desired::install_files::{self as artifacts, Layout, Optional};
 use crate::host::files::{self, Perm, Root, missing_dirs, read_opt, remove_file, temp_path, write_atomic};
 use crate::host::systemd;
 use crate::model::install_state::{Bytes, InstallState, InstalledFile, LiveFiles, STATE_SCHEMA, v1};
@@ -169,18 +169,34 @@ fn link_ok(root: &Root, layout: &Layout) -> bool {
     files::read_link(root, artifacts::WANTS_LINK).is_some_and(|t| t == Path::new(layout.unit))
 }
 
-/// Whether the watch unit's enablement symlink is in place, pointing at `layout`'s watch unit.
-fn watch_link_ok(root: &Root, layout: &Layout) -> bool {
-    files::read_link(root, artifacts::WATCH_WANTS_LINK).is_some_and(|t| t == Path::new(layout.watch_unit))
+/// Whether `o`'s enablement symlink is in place, pointing at `layout`'s unit.
+fn optional_link_ok(root: &Root, o: Optional, layout: &Layout) -> bool {
+    files::read_link(root, o.link()).is_some_and(|t| t == Path::new(o.target(layout)))
 }
 
-/// Whether the state lists the watch unit (install's own), or, beside the package, records
-/// that install enabled the package's ([`InstallState::watch_link`]). Its enablement link
-/// then belongs to that install (states written before the watch unit existed read
-/// unchanged): made by install, checked for drift, removed by uninstall, unless something
-/// else is at the link's path, which is left alone.
-fn lists_watch(state: &InstallState) -> bool {
-    state.files.iter().any(|f| f.path == artifacts::WATCH_UNIT_PATH) || (state.package && state.watch_link)
+/// Beside the package, whether install made `o`'s link ([`InstallState::watch_link`],
+/// [`InstallState::metrics_link`]).
+fn package_link(state: &InstallState, o: Optional) -> bool {
+    match o {
+        Optional::Watch => state.watch_link,
+        Optional::Metrics => state.metrics_link,
+    }
+}
+
+fn set_package_link(state: &mut InstallState, o: Optional, made: bool) {
+    match o {
+        Optional::Watch => state.watch_link = made,
+        Optional::Metrics => state.metrics_link = made,
+    }
+}
+
+/// Whether the state lists `o`'s unit files (install's own), or, beside the package,
+/// records that install enabled the package's ([`package_link`]). Its enablement link then
+/// belongs to that install (states written before the unit existed read unchanged): made by
+/// install, checked for drift, removed by uninstall, unless something else is at the
+/// link's path, which is left alone.
+fn lists(state: &InstallState, o: Optional) -> bool {
+    state.files.iter().any(|f| o.local_files().contains(&f.path.as_str())) || (state.package && package_link(state, o))
 }
 
 /// The layout of the host under `root`: [`artifacts::PACKAGE`] when the package's binary
@@ -210,7 +226,13 @@ fn layout_of(state: &InstallState) -> Layout {
 /// the package's are used from now on. A configuration that install created is now also
 /// the package's conffile: recorded as there before install, so uninstall leaves it.
 fn leave_local_layout(root: &Root, state: &mut InstallState, report: &mut Report) -> Result<()> {
-    for path in [artifacts::WATCH_UNIT_PATH, artifacts::UNIT_PATH, artifacts::BIN_PATH] {
+    for path in [
+        artifacts::METRICS_TIMER_PATH,
+        artifacts::METRICS_SERVICE_PATH,
+        artifacts::WATCH_UNIT_PATH,
+        artifacts::UNIT_PATH,
+        artifacts::BIN_PATH,
+    ] {
         let Some(i) = state.files.iter().position(|f| f.path == path) else { continue };
         let f = state.files.remove(i);
         report.units_changed |= put_back(root, &f, report)?;
@@ -255,11 +277,40 @@ pub struct Report {
     /// the running system it is stopped. (Uninstall stops it before anything else:
     /// [`stop_watch`].)
     pub watch_removed: bool,
+    /// Install left the metrics timer enabled (`metrics.textfile` set): on the running
+    /// system it is (re)started.
+    pub metrics_enabled: bool,
+    /// Install or uninstall took back the metrics timer an earlier install enabled: on the
+    /// running system it is stopped.
+    pub metrics_removed: bool,
 }
 
 impl Report {
     fn line(&mut self, l: String) {
         self.lines.push(l);
+    }
+
+    /// Whether `o` is left enabled ([`Report::watch_enabled`], [`Report::metrics_enabled`]).
+    pub fn enabled(&self, o: Optional) -> bool {
+        match o {
+            Optional::Watch => self.watch_enabled,
+            Optional::Metrics => self.metrics_enabled,
+        }
+    }
+
+    /// Whether `o` was taken back ([`Report::watch_removed`], [`Report::metrics_removed`]).
+    pub fn removed(&self, o: Optional) -> bool {
+        match o {
+            Optional::Watch => self.watch_removed,
+            Optional::Metrics => self.metrics_removed,
+        }
+    }
+
+    fn set_removed(&mut self, o: Optional) {
+        match o {
+            Optional::Watch => self.watch_removed = true,
+            Optional::Metrics => self.metrics_removed = true,
+        }
     }
 }
 
@@ -279,12 +330,13 @@ pub fn install(
         ..Default::default()
     });
     let layout = detect_layout(root, old.as_ref())?;
-    // Whether an earlier install (of either layout) made the watch unit's link.
-    let watch_ours = lists_watch(&state);
+    // Whether an earlier install (of either layout) made each optional unit's link, and
+    // whether this configuration wants it.
+    let ours = Optional::ALL.map(|o| lists(&state, o));
+    let wanted = Optional::ALL.map(|o| o.configured(config_text));
     let mut targets: Vec<(&str, Vec<u8>, u32, bool)> =
         artifacts::text_files(config_text, &layout).into_iter().map(|f| (f.path, f.content, f.mode, true)).collect();
-    let watch = artifacts::configured_watch(config_text);
-    let mut report = Report { watch_enabled: watch, ..Default::default() };
+    let mut report = Report { watch_enabled: wanted[0], metrics_enabled: wanted[1], ..Default::default() };
     if layout.package {
         report.line(format!(
             "the binary {} and the units in /usr/lib/systemd/system are the package's: used as they are",
@@ -295,20 +347,20 @@ pub fn install(
         targets.insert(0, (artifacts::BIN_PATH, binary.to_vec(), 0o755, false));
     }
     state.package = layout.package;
-    if !watch {
-        // Turned off since an earlier install: its unit and link go first, then the state
+    for o in Optional::ALL.into_iter().filter(|o| !wanted[*o as usize]) {
+        // Turned off since an earlier install: its units and link go first, then the state
         // that no longer lists them is written (killed in between, the old state lists
         // files that are gone, which uninstall takes in its stride).
-        remove_watch_unit(root, &mut state, &layout, &mut report)?;
+        remove_optional(root, o, &mut state, &layout, &mut report)?;
     }
 
     // Record what is there before touching anything.
-    let watch_link = watch.then_some(artifacts::WATCH_WANTS_LINK);
+    let links: Vec<&str> = Optional::ALL.into_iter().filter(|o| wanted[*o as usize]).map(Optional::link).collect();
     for abs in targets
         .iter()
         .map(|t| t.0)
         .chain([artifacts::WANTS_LINK, artifacts::STATE_PATH, artifacts::ECS_CONFIG_PATH])
-        .chain(watch_link)
+        .chain(links)
     {
         for d in missing_dirs(root, abs) {
             if !state.created_dirs.contains(&d) {
@@ -358,10 +410,14 @@ pub fn install(
     if !state.wants_link && files::metadata(root, artifacts::WANTS_LINK, false)?.is_none() {
         state.wants_link = true;
     }
-    // Beside the package, the watch unit's link is recorded as install's when install makes
-    // it (or made it before); without the package the state's listing of the unit says so.
-    state.watch_link =
-        layout.package && watch && (watch_ours || files::metadata(root, artifacts::WATCH_WANTS_LINK, false)?.is_none());
+    // Beside the package, an optional unit's link is recorded as install's when install
+    // makes it (or made it before); without the package the state's listing of the unit
+    // says so.
+    for o in Optional::ALL {
+        let (ours, wanted) = (ours[o as usize], wanted[o as usize]);
+        let made = layout.package && wanted && (ours || files::metadata(root, o.link(), false)?.is_none());
+        set_package_link(&mut state, o, made);
+    }
 
     if write_state(root, &state)? {
         report.line(format!("wrote {}", artifacts::STATE_PATH));
@@ -383,8 +439,8 @@ pub fn install(
             artifacts::WANTS_LINK
         ));
     }
-    if watch {
-        enable_watch(root, watch_ours, &layout, &mut report)?;
+    for o in Optional::ALL.into_iter().filter(|o| wanted[*o as usize]) {
+        enable_optional(root, o, ours[o as usize], &layout, &mut report)?;
     }
     if let Some(new) = &ecs_new {
         let wrote = write_atomic(root, artifacts::ECS_CONFIG_PATH, new, perm_of(artifacts::ECS_CONFIG_PATH))?;
@@ -396,42 +452,49 @@ pub fn install(
     Ok(report)
 }
 
-/// Makes the watch unit's enablement symlink (atomically, like the boot unit's) unless
-/// something else is at its path (a link an earlier install made, `ours`, to the other
-/// layout's unit, is re-pointed).
-fn enable_watch(root: &Root, ours: bool, layout: &Layout, report: &mut Report) -> Result<()> {
-    let link = artifacts::WATCH_WANTS_LINK;
-    let ours_elsewhere = ours && watch_link_ok(root, &Layout::of(!layout.package));
-    if watch_link_ok(root, layout) {
+/// Makes `o`'s enablement symlink (atomically, like the boot unit's) unless something else
+/// is at its path (a link an earlier install made, `ours`, to the other layout's unit, is
+/// re-pointed).
+fn enable_optional(root: &Root, o: Optional, ours: bool, layout: &Layout, report: &mut Report) -> Result<()> {
+    let link = o.link();
+    let ours_elsewhere = ours && optional_link_ok(root, o, &Layout::of(!layout.package));
+    if optional_link_ok(root, o, layout) {
         report.line(format!("unchanged {link}"));
     } else if ours_elsewhere || files::metadata(root, link, false)?.is_none() {
-        files::replace_symlink(root, link, layout.watch_unit)?;
+        files::replace_symlink(root, link, o.target(layout))?;
         report.units_changed = true;
-        report.line(format!("enabled {} (symlink {link})", layout.watch_unit));
+        report.line(format!("enabled {} (symlink {link})", o.target(layout)));
     } else {
-        report.line(format!("left alone: {link} exists and is not ecs-hostnet's link; the watch unit is NOT enabled"));
+        report.line(format!("left alone: {link} exists and is not ecs-hostnet's link; {} is NOT enabled", o.unit()));
     }
     Ok(())
 }
 
-/// With `watch.enabled = false`: removes the watch unit and its link an earlier install
-/// made (the unit file put back if one was there before; the package's unit stays), and
-/// forgets them in `state`.
-fn remove_watch_unit(root: &Root, state: &mut InstallState, layout: &Layout, report: &mut Report) -> Result<()> {
-    let was_ours = lists_watch(state);
-    if was_ours && (watch_link_ok(root, layout) || watch_link_ok(root, &layout_of(state))) {
-        remove_file(root, artifacts::WATCH_WANTS_LINK)?;
+/// With `o` turned off (`watch.enabled = false`, `metrics.textfile` unset): removes the
+/// units and the link an earlier install made for it (a unit file put back if one was there
+/// before; the package's units stay), and forgets them in `state`.
+fn remove_optional(
+    root: &Root,
+    o: Optional,
+    state: &mut InstallState,
+    layout: &Layout,
+    report: &mut Report,
+) -> Result<()> {
+    if lists(state, o) && (optional_link_ok(root, o, layout) || optional_link_ok(root, o, &layout_of(state))) {
+        remove_file(root, o.link())?;
         report.units_changed = true;
-        report.line(format!("disabled {} (removed {})", artifacts::WATCH_UNIT, artifacts::WATCH_WANTS_LINK));
+        report.line(format!("disabled {} (removed {})", o.unit(), o.link()));
     }
-    if state.package && state.watch_link {
-        state.watch_link = false;
-        report.watch_removed = true;
+    if state.package && package_link(state, o) {
+        set_package_link(state, o, false);
+        report.set_removed(o);
     }
-    let Some(i) = state.files.iter().position(|f| f.path == artifacts::WATCH_UNIT_PATH) else { return Ok(()) };
-    let f = state.files.remove(i);
-    report.watch_removed = true;
-    report.units_changed |= put_back(root, &f, report)?;
+    for path in o.local_files().iter().rev() {
+        let Some(i) = state.files.iter().position(|f| f.path == *path) else { continue };
+        let f = state.files.remove(i);
+        report.set_removed(o);
+        report.units_changed |= put_back(root, &f, report)?;
+    }
     Ok(())
 }
 
@@ -481,8 +544,15 @@ fn put_back(root: &Root, f: &InstalledFile, report: &mut Report) -> Result<bool>
 
 /// Whether systemd reads `abs` as part of a unit (the units, the drop-ins).
 fn is_unit(abs: &str) -> bool {
-    [artifacts::UNIT_PATH, artifacts::DROPIN_PATH, artifacts::NFT_DROPIN_PATH, artifacts::WATCH_UNIT_PATH]
-        .contains(&abs)
+    [
+        artifacts::UNIT_PATH,
+        artifacts::DROPIN_PATH,
+        artifacts::NFT_DROPIN_PATH,
+        artifacts::WATCH_UNIT_PATH,
+        artifacts::METRICS_SERVICE_PATH,
+        artifacts::METRICS_TIMER_PATH,
+    ]
+    .contains(&abs)
 }
 
 /// Removes what install added and puts back what it replaced. Idempotent.
@@ -538,15 +608,24 @@ pub fn uninstall(root: &Root) -> Result<Report> {
         report.units_changed = true;
         report.line(format!("disabled (removed {})", artifacts::WANTS_LINK));
     }
-    if lists_watch(&state) && watch_link_ok(root, &layout) {
-        remove_file(root, artifacts::WATCH_WANTS_LINK)?;
-        report.units_changed = true;
-        report.line(format!("disabled {} (removed {})", artifacts::WATCH_UNIT, artifacts::WATCH_WANTS_LINK));
+    for o in Optional::ALL.into_iter().filter(|o| lists(&state, *o)) {
+        if optional_link_ok(root, o, &layout) {
+            remove_file(root, o.link())?;
+            report.units_changed = true;
+            report.line(format!("disabled {} (removed {})", o.unit(), o.link()));
+        }
+        // The watcher was stopped first (stop_watch); the timer is stopped once systemd
+        // is told (a run between now and then only reads the kernel).
+        if o == Optional::Metrics {
+            report.set_removed(o);
+        }
     }
     for f in state.files.iter().rev() {
         report.units_changed |= put_back(root, f, &mut report)?;
     }
-    for abs in [artifacts::ECS_CONFIG_PATH, artifacts::WANTS_LINK, artifacts::WATCH_WANTS_LINK] {
+    for abs in
+        [artifacts::ECS_CONFIG_PATH, artifacts::WANTS_LINK, artifacts::WATCH_WANTS_LINK, artifacts::METRICS_WANTS_LINK]
+    {
         let _ = remove_file(root, &temp_abs(abs));
     }
     // Only folders install created, and only when empty; those holding the state file go
@@ -627,7 +706,7 @@ pub fn stop_watch(root: &Root) -> Result<Vec<String>> {
     if !root.is_system() || !systemd::booted() {
         return Ok(vec![]);
     }
-    if !read_state(root)?.is_some_and(|s| lists_watch(&s)) {
+    if !read_state(root)?.is_some_and(|s| lists(&s, Optional::Watch)) {
         return Ok(vec![]);
     }
     systemd::stop(artifacts::WATCH_UNIT)
@@ -690,22 +769,23 @@ pub fn tell_systemd(root: &Root, report: &Report) -> Result<Vec<String>> {
         ),
         _ => {}
     }
-    // The watcher first: it then runs the binary and configuration just written.
-    match watch_action(step, report.watch_enabled, report.watch_removed) {
-        Some(WatchAction::Restart) => {
-            systemd::restart(artifacts::WATCH_UNIT).with_context(|| {
-                format!(
-                    "the files are in place, but the watcher did not start: see `journalctl -u {}`",
-                    artifacts::WATCH_UNIT
-                )
-            })?;
-            lines.push(format!("(re)started {} (systemctl restart)", artifacts::WATCH_UNIT));
+    // The watcher first: it then runs the binary and configuration just written; then the
+    // metrics timer.
+    for o in Optional::ALL {
+        let unit = o.unit();
+        match watch_action(step, report.enabled(o), report.removed(o)) {
+            Some(WatchAction::Restart) => {
+                systemd::restart(unit).with_context(|| {
+                    format!("the files are in place, but {unit} did not start: see `journalctl -u {unit}`")
+                })?;
+                lines.push(format!("(re)started {unit} (systemctl restart)"));
+            }
+            Some(WatchAction::Stop) => {
+                systemd::stop(unit).with_context(|| format!("{unit} is removed, but it could not be stopped"))?;
+                lines.push(format!("stopped {unit} (systemctl stop)"));
+            }
+            None => {}
         }
-        Some(WatchAction::Stop) => {
-            systemd::stop(artifacts::WATCH_UNIT).context("the watch unit is removed, but it could not be stopped")?;
-            lines.push(format!("stopped {} (watch.enabled = false)", artifacts::WATCH_UNIT));
-        }
-        None => {}
     }
     let agent_active = match step {
         SystemdStep::Reload | SystemdStep::Unchanged if report.agent_keys_changed => {
@@ -742,15 +822,18 @@ pub fn converge_files(root: &Root, config: &crate::config::Config, fix: bool) ->
     }
     let (live, link) = read_live_files(root, &state)?;
     let (mut changes, fixes) = crate::plan::files::plan_files_configured(&state, &live, link, config);
-    // The watch unit's link, like the boot unit's (a missing link is drift).
-    let watch_link_missing =
-        lists_watch(&state) && files::metadata(root, artifacts::WATCH_WANTS_LINK, false)?.is_none();
+    // The optional units' links, like the boot unit's (a missing link is drift).
     let layout = layout_of(&state);
-    let watch_link = watch_link_missing.then(|| {
-        Change::new(Action::Add, Subject::Symlink { path: artifacts::WATCH_WANTS_LINK.into() }, Reason::FileDeleted)
-            .new_form(layout.watch_unit)
-    });
-    changes.extend(watch_link.clone());
+    let mut missing_links = Vec::new();
+    for o in Optional::ALL {
+        if lists(&state, o) && files::metadata(root, o.link(), false)?.is_none() {
+            missing_links.push(o);
+            changes.push(
+                Change::new(Action::Add, Subject::Symlink { path: o.link().into() }, Reason::FileDeleted)
+                    .new_form(o.target(&layout)),
+            );
+        }
+    }
     // The binary's content is not checked (an upgrade replaces it), its mode and owner are:
     // the units run it as root.
     let binary = if state.files.iter().any(|f| f.path == artifacts::BIN_PATH) {
@@ -769,8 +852,8 @@ pub fn converge_files(root: &Root, config: &crate::config::Config, fix: bool) ->
         if state.wants_link && !link {
             files::replace_symlink(root, artifacts::WANTS_LINK, layout.unit)?;
         }
-        if watch_link.is_some() {
-            files::replace_symlink(root, artifacts::WATCH_WANTS_LINK, layout.watch_unit)?;
+        for o in &missing_links {
+            files::replace_symlink(root, o.link(), o.target(&layout))?;
         }
         if binary.is_some() {
             files::set_perm(root, artifacts::BIN_PATH, perm_of(artifacts::BIN_PATH))?;

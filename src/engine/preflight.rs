@@ -11,8 +11,8 @@
 //! `access(2)` whether the folder that will receive the file is writable.
 
 use crate::desired::install_files::{
-    BIN_PATH, CONFIG_PATH, DROPIN_PATH, ECS_CONFIG_PATH, NFT_DROPIN_PATH, UNIT_PATH, WANTS_LINK, WATCH_UNIT_PATH,
-    WATCH_WANTS_LINK,
+    BIN_PATH, CONFIG_PATH, DROPIN_PATH, ECS_CONFIG_PATH, METRICS_SERVICE_PATH, METRICS_TIMER_PATH, METRICS_WANTS_LINK,
+    NFT_DROPIN_PATH, UNIT_PATH, WANTS_LINK, WATCH_UNIT_PATH, WATCH_WANTS_LINK,
 };
 use crate::host::files::{self, Root};
 use crate::plan::change::{Change, Subject};
@@ -56,6 +56,9 @@ pub fn check_installed_folders(root: &Root, installed: bool) -> Result<()> {
         NFT_DROPIN_PATH,
         WATCH_UNIT_PATH,
         WATCH_WANTS_LINK,
+        METRICS_SERVICE_PATH,
+        METRICS_TIMER_PATH,
+        METRICS_WANTS_LINK,
         ECS_CONFIG_PATH,
     ] {
         folders_in_root(root, path)?;

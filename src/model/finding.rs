@@ -175,9 +175,12 @@ pub struct Finding {
     /// The family of the table named; `null` for a finding about no nf_tables table
     /// (iptables-legacy, a file).
     pub family: Option<Family>,
-    /// The table named (`filter`), or for iptables-legacy the x_tables names (`nat filter`).
+    /// The table named (`filter`), or for iptables-legacy the x_tables names (`nat filter`);
+    /// empty for a finding about a file. In JSON an empty one is `null`, as `family` is.
+    #[serde(serialize_with = "empty_as_null")]
     pub table: String,
-    /// The chain named; empty for iptables-legacy.
+    /// The chain named; empty for iptables-legacy and a file (`null` in JSON).
+    #[serde(serialize_with = "empty_as_null")]
     pub chain: String,
     /// The kernel handle of the rule named; `None` when the finding is about the chain
     /// (its policy) or a whole table.
@@ -195,9 +198,50 @@ pub struct Finding {
     pub fix: Option<String>,
 }
 
+/// A name that is absent (empty) as JSON `null`, so that `family`, `table` and `chain` say
+/// "none" the same way (documented in docs/json.md).
+fn empty_as_null<S: serde::Serializer>(name: &str, s: S) -> Result<S::Ok, S::Error> {
+    if name.is_empty() { s.serialize_none() } else { s.serialize_str(name) }
+}
+
 impl Finding {
     /// Whether the host does not do its job while this holds.
     pub fn is_blocking(&self) -> bool {
         self.severity == Severity::Blocking
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An absent family, table or chain is `null` in JSON, never `""`.
+    #[test]
+    fn absent_names_are_null_in_json() {
+        let f = |family, table: &str, chain: &str| Finding {
+            code: FindingCode::IptablesLegacyInUse,
+            severity: Severity::Warning,
+            family,
+            table: table.into(),
+            chain: chain.into(),
+            handle: None,
+            rule: None,
+            file: None,
+            line: None,
+            message: "m".into(),
+            fix: None,
+        };
+        let v = serde_json::to_value(f(None, "", "")).unwrap();
+        assert_eq!(
+            (&v["family"], &v["table"], &v["chain"]),
+            (&serde_json::Value::Null, &serde_json::Value::Null, &serde_json::Value::Null)
+        );
+        let v = serde_json::to_value(f(None, "nat filter", "")).unwrap();
+        assert_eq!((v["table"].as_str(), &v["chain"]), (Some("nat filter"), &serde_json::Value::Null));
+        let v = serde_json::to_value(f(Some(Family::Inet), "filter", "input")).unwrap();
+        assert_eq!(
+            (v["family"].as_str(), v["table"].as_str(), v["chain"].as_str()),
+            (Some("inet"), Some("filter"), Some("input"))
+        );
     }
 }

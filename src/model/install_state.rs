@@ -147,6 +147,10 @@ pub struct InstallState {
     /// package's unit is not in [`InstallState::files`], which otherwise says so).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub watch_link: bool,
+    /// With [`InstallState::package`]: install made the metrics timer's enablement link
+    /// (`metrics.textfile` set), as [`InstallState::watch_link`] for the watch unit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metrics_link: bool,
 }
 
 /// The schema name written in [`InstallState::schema`].

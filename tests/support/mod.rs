@@ -1676,3 +1676,36 @@ pub fn ipv6_only_pair(role: &str) -> (Netns, Netns) {
     assert_eq!(host.ip(&["-4", "route", "show"]).trim(), "", "no IPv4 route");
     (host, peer)
 }
+
+/// A Prometheus exposition parsed by the reference client's parser
+/// (`prometheus_client.parser.text_string_to_metric_families`, the package
+/// python3-prometheus-client that scripts/setup installs): one `FAMILY NAME TYPE` line per
+/// family, then `SAMPLE NAME {labels} VALUE` lines (labels as JSON, sorted keys). Panics with
+/// the parser's error if it refuses the text. (tests/status.rs has the same checker.)
+pub fn parse_prometheus(text: &str) -> String {
+    const PY: &str = r#"
+import sys, json
+from prometheus_client.parser import text_string_to_metric_families
+for f in text_string_to_metric_families(sys.stdin.read()):
+    print("FAMILY", f.name, f.type)
+    for s in f.samples:
+        print("SAMPLE", s.name, json.dumps(s.labels, sort_keys=True), s.value)
+"#;
+    // The distribution's interpreter, which python3-prometheus-client installs for, not a
+    // python3 found first on PATH (pyenv).
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", PY])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the parser refused the exposition: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
