@@ -325,11 +325,16 @@ fn the_rpm_installs_enables_nothing_install_enables_its_units_and_erase_leaves_n
     assert!(!tables_live(b), "the rule set outlived the erase");
     assert_eq!(prop(b, "ecs-hostnet-watch.service", "ActiveState"), "inactive");
     assert_eq!(std::fs::read_to_string(rootfs.at("etc/ecs/ecs.config")).unwrap(), ECS_CONFIG_BEFORE);
-    // Fedora's and AL2023's `filesystem` package owns the zsh and fish completion folders, so
-    // the .rpm does not (Fedora's guidelines); this Debian image has no such package, and rpm
-    // leaves the folders it created for our two files. Only those four may be left.
-    const FILESYSTEM_OWNS: [&str; 4] =
-        ["usr/share/zsh", "usr/share/zsh/site-functions", "usr/share/fish", "usr/share/fish/vendor_completions.d"];
+    // Fedora's and AL2023's `filesystem` package owns /usr/share/licenses and the zsh and fish
+    // completion folders, so the .rpm does not (Fedora's guidelines); this Debian image has no
+    // such package, and rpm leaves the folders it created for our files. Only those may be left.
+    const FILESYSTEM_OWNS: [&str; 5] = [
+        "usr/share/licenses",
+        "usr/share/zsh",
+        "usr/share/zsh/site-functions",
+        "usr/share/fish",
+        "usr/share/fish/vendor_completions.d",
+    ];
     let after = all_files(rootfs.path());
     let added: Vec<&String> =
         after.difference(&before).filter(|p| !FILESYSTEM_OWNS.contains(&p.as_str())).collect();
