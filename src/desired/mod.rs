@@ -46,6 +46,21 @@ pub struct Desired {
     /// planner's check that none of them matches the host's uplink
     /// ([`crate::plan::uplink`]).
     pub container_interfaces: ContainerInterfaces,
+    /// The IMDS audit the watcher receives: the nfnetlink_log group the audit rules send
+    /// to; `None` when there is no audit rule (`audit.enabled` or `imds_block.enabled`
+    /// false, no container pattern).
+    pub audit: Option<AuditWanted>,
+}
+
+/// What the watcher binds and asks for the IMDS audit (`[audit]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditWanted {
+    /// `audit.nflog_group`: the group of the audit rules' `log`.
+    pub group: u16,
+    /// [`AUDIT_SNAPLEN`]: bytes of each packet copied.
+    pub snaplen: u32,
+    /// `audit.docker_socket`; `None`: never ask Docker.
+    pub docker_socket: Option<std::path::PathBuf>,
 }
 
 /// Where the rules take container interface patterns (`containers.interfaces`) to match
@@ -241,7 +256,12 @@ pub fn compile(c: &Config) -> Desired {
     } else {
         ContainerInterfaces::default()
     };
-    Desired { tables, route_localnet, endpoint_route, container_interfaces }
+    let audit = (imds_block && c.audit.enabled.v).then(|| AuditWanted {
+        group: c.audit.nflog_group.v.0,
+        snaplen: AUDIT_SNAPLEN,
+        docker_socket: c.audit.docker_socket.v.0.clone(),
+    });
+    Desired { tables, route_localnet, endpoint_route, container_interfaces, audit }
 }
 
 /// Bytes of each audited packet copied to user space (`log ... snaplen`): an IPv4 header

@@ -231,6 +231,7 @@ pub fn plan_removal(live: &LiveState) -> Plan {
             route_localnet: vec![],
             endpoint_route: None,
             container_interfaces: Default::default(),
+            audit: None,
         },
         live,
     );
@@ -820,6 +821,7 @@ mod tests {
             route_localnet: vec![],
             endpoint_route: None,
             container_interfaces: Default::default(),
+            audit: None,
         };
         let p = plan(&empty, &live);
         assert_eq!(p.sysctl_before, vec![SysctlWrite { selector: "all".into(), value: "0".into() }]);
@@ -848,6 +850,7 @@ mod tests {
                 route_localnet: vec![],
                 endpoint_route: None,
                 container_interfaces: Default::default(),
+                audit: None,
             },
             &after,
         );
