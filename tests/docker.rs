@@ -2,7 +2,9 @@
 //! containers on docker0 and on a user-defined network (a br-xxxx bridge) reach the fake
 //! agent through 169.254.170.2 and not IMDS, across a daemon restart; Docker's own
 //! iptables rules are the same set before `apply` and after `remove`; the root namespace's
-//! rule sets do not change.
+//! rule sets do not change. With the watcher running in that namespace, a container's IMDS
+//! attempt is an audit line naming the container (Docker's API socket), and `verify` passes
+//! there leaving the rule set (counters aside), links and routes as they were.
 //!
 //! How dockerd runs in H (see the notes on hardened hosts and Docker):
 //! `nsenter --net=/run/netns/H unshare --mount --propagation slave`, a fresh sysfs and the
@@ -259,6 +261,83 @@ impl Drop for Dockerd {
     }
 }
 
+/// `ecs-hostnet --netns NS watch` (in a network namespace of its own until it enters NS),
+/// its stderr in a file given as `$JOURNAL_STREAM`; killed in Drop.
+struct Watcher {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Watcher {
+    fn start(ns: &Netns, config: &str, dir: &Path) -> Watcher {
+        use std::os::unix::fs::MetadataExt;
+        let stderr = dir.join("watch.stderr");
+        let file = std::fs::File::create(&stderr).unwrap();
+        let meta = file.metadata().unwrap();
+        let child = Command::new("unshare")
+            .args(["--net", "--", bin(), "--netns", &ns.name, "watch", "-c", config])
+            .env("ECS_HOSTNET_RUN_DIR", ns.run_dir())
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn the watcher");
+        let mut w = Watcher { child, stderr };
+        w.wait_line("IMDS audit: receiving", Duration::from_secs(10));
+        w
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    #[track_caller]
+    fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.log().lines().find(|l| l.contains(needle)) {
+                return l.to_string();
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("watcher exited ({st}) while waiting for {needle:?}\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} within {timeout:?}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What `verify` must leave as it found: each link's index, name and master, the routes of
+/// both families, the rule set without counters.
+fn host_state(h: &Netns) -> String {
+    let links: Vec<String> = h
+        .ip(&["-o", "link", "show"])
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let master = w.iter().position(|x| *x == "master").map(|i| w[i + 1]).unwrap_or("-");
+            format!("{} {} {master}", w[0], w[1])
+        })
+        .collect();
+    format!(
+        "{}\n{}\n{}\n{}",
+        links.join("\n"),
+        h.ip(&["route", "show", "table", "all"]),
+        h.ip(&["-6", "route", "show", "table", "all"]),
+        normalize_counters(&h.nft(&["-s", "list", "ruleset"]))
+    )
+}
+
 fn ino(m: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     (m.dev(), m.ino())
@@ -408,7 +487,13 @@ fn real_dockerd_containers_get_the_agent_not_imds_across_a_daemon_restart() {
     let docker_v6 = iptables_set("ip6tables-save", Some(&h));
     assert!(docker_v4.iter().any(|l| l.contains(&br)), "Docker's rules for {br} are missing:\n{docker_v4:?}");
 
-    let cfg = dir.default_config();
+    // The default, with the audit asking this daemon's socket.
+    let sock = d.sock();
+    let cfg = dir.write(
+        "config.toml",
+        &default_config_text().replace("\"/var/run/docker.sock\"", &format!("\"{}\"", &sock["unix://".len()..])),
+    );
+    assert!(std::fs::read_to_string(&cfg).unwrap().contains("docker.sock\"\n"), "{cfg}");
     h.ehn(&["apply", "-c", &cfg]).expect_code(0);
     assert_guarded("after apply", &d, &["c-default", "c-user"]);
     // ... through OUR rules: the DNAT for both bridges and both IMDS drops counted packets.
@@ -416,13 +501,30 @@ fn real_dockerd_containers_get_the_agent_not_imds_across_a_daemon_restart() {
     for (chain, needle) in [
         ("prerouting", "\"docker*\""),
         ("prerouting", "\"br-*\""),
-        ("forward", "ip daddr 169.254.169.254"),
-        ("forward", "ip6 daddr fd00:ec2::254"),
+        // the drops (their audit rules have the same match, then `limit`)
+        ("forward", "ip daddr 169.254.169.254 counter"),
+        ("forward", "ip6 daddr fd00:ec2::254 counter"),
     ] {
         let r = our_rule_matching(&h, chain, needle);
         assert!(!r.text.contains("counter packets 0 "), "no packet hit {chain} rule {needle}: {}\n{listed}", r.text);
     }
     assert_eq!(iptables_set("iptables-save", Some(&h)), docker_v4, "apply changed Docker's iptables rules");
+
+    // The IMDS audit: with the watcher in H, c-default's attempt is a line naming it.
+    let mut w = Watcher::start(&h, &cfg, dir.path());
+    let id = d.docker_ok(&["inspect", "-f", "{{.Id}}", "c-default"]);
+    assert!(d.wget("c-default", IMDS4).is_err(), "IMDS must stay blocked");
+    let line = w.wait_line(&format!("(container {} \"c-default\")", &id[..12]), Duration::from_secs(5));
+    assert!(
+        line.starts_with("<4>IMDS attempt blocked: ipv4 tcp 172.17.") && line.contains(" in on docker0 "),
+        "{line}"
+    );
+    // verify there: exit 0, and the host as it was (counters aside).
+    let before = host_state(&h);
+    let out = h.ehn(&["verify", "-c", &cfg]);
+    assert_eq!(out.code, 0, "verify with the real Docker: {out}");
+    assert_eq!(host_state(&h), before, "verify changed the host");
+    drop(w);
 
     // Restart the daemon: the containers come back (--restart always), a new one starts.
     d.stop();

@@ -218,19 +218,37 @@ fn real_default_dump_holds_the_default_rule_set() {
     let set = imds.exprs.iter().find_map(|x| if let Expr::Lookup { set, .. } = x { Some(set) } else { None });
     let set = set.expect("imds-block-ipv4 looks its interfaces up in a set");
     assert!(set.interval && set.key_len == 16 && set.elements.len() >= 6, "{set:?}");
-    // The dump predates the guard of the other interfaces (`localhost-guard-uplink`): with
-    // route_localnet on (as apply left it), planning today's default against it adds that
-    // one rule, just before the container guard, and touches nothing else.
+    // The dump predates the guard of the other interfaces (`localhost-guard-uplink`) and the
+    // IMDS audit rules: with route_localnet on (as apply left it), planning today's default
+    // against it adds those, each just before the rule it precedes, and touches nothing else.
     let route_localnet = [("all".to_string(), Some("1".to_string()))].into();
     let live = LiveState { tables: tables.clone(), route_localnet, ..Default::default() };
-    let guard = inet.chains[0].rules.iter().find(|r| r.comment.as_deref() == Some("localhost-guard")).unwrap();
+    let handle = |chain: usize, id: &str| {
+        inet.chains[chain].rules.iter().find(|r| r.comment.as_deref() == Some(id)).unwrap().handle
+    };
     let ops = plan::plan(&compile(&config::default_config()), &live).ops;
-    assert!(
-        matches!(
-            ops.as_slice(),
-            [ecs_hostnet::model::ops::Op::AddRule { chain, rule, placement: ecs_hostnet::model::ops::Placement::Before(h), .. }]
-                if chain == "input" && rule.id == "localhost-guard-uplink" && *h == guard.handle
-        ),
+    let adds: Vec<(&str, &str, Option<u64>)> = ops
+        .iter()
+        .filter_map(|o| match o {
+            ecs_hostnet::model::ops::Op::AddRule { chain, rule, placement, .. } => Some((
+                chain.as_str(),
+                rule.id.as_str(),
+                match placement {
+                    ecs_hostnet::model::ops::Placement::Before(h) => Some(*h),
+                    ecs_hostnet::model::ops::Placement::Append => None,
+                },
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ops.len(), adds.len(), "{ops:?}");
+    assert_eq!(
+        adds,
+        [
+            ("input", "localhost-guard-uplink", Some(handle(0, "localhost-guard"))),
+            ("forward", "imds-audit-ipv4", Some(handle(1, "imds-block-ipv4"))),
+            ("forward", "imds-audit-ipv6", Some(handle(1, "imds-block-ipv6"))),
+        ],
         "{ops:?}"
     );
 }
@@ -244,8 +262,8 @@ fn real_foreign_dump_shows_what_others_added() {
     assert_eq!(inet.foreign_objects, ["set blocked", "object cnt", "object q"]);
     let extra = inet.chains.iter().find(|c| c.name == "extra").expect("the foreign chain");
     assert!(extra.base.is_none() && extra.rules.len() == 1);
-    // Expressions ecs-hostnet does not model keep libnftnl's text: the jump, the limit,
-    // the objref and the lookup in a named set.
+    // Expressions ecs-hostnet does not model keep libnftnl's text: the jump, the objref
+    // and the lookup in a named set. The limit is modelled (the IMDS audit rules have one).
     let others: Vec<&str> = tables
         .iter()
         .flat_map(|t| &t.chains)
@@ -253,9 +271,11 @@ fn real_foreign_dump_shows_what_others_added() {
         .flat_map(|r| &r.exprs)
         .filter_map(|x| if let Expr::Other { name, .. } = x { Some(name.as_str()) } else { None })
         .collect();
-    for name in ["immediate", "limit", "objref", "lookup"] {
+    for name in ["immediate", "objref", "lookup"] {
         assert!(others.contains(&name), "{name} not in {others:?}");
     }
+    let limit = Expr::Limit { rate: 10, unit: 1, burst: 5, limit_type: 0, flags: 0 };
+    assert!(tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).any(|r| r.exprs.contains(&limit)));
     let p = plan::plan(&compile(&config::default_config()), &LiveState { tables, ..Default::default() });
     assert!(!p.ops.is_empty(), "someone else's additions are drift");
 }

@@ -219,7 +219,7 @@ fn ruleset_parsers() {
     assert_eq!(t.keys().cloned().collect::<Vec<_>>(), vec!["inet ecs-hostnet", "inet user", "ip ecs-hostnet"]);
     assert_eq!(foreign_tables(&listed).len(), 1);
     let r = our_rules(&listed);
-    assert_eq!(r.len(), 9, "{listed}");
+    assert_eq!(r.len(), 11, "{listed}");
     assert!(r.iter().all(|r| r.handle.is_some() && r.comment.is_some()));
     assert_eq!(r[0].chain, "prerouting");
     assert_eq!(r[0].comment.as_deref(), Some("ref-dnat-docker"));

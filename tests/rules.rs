@@ -8,10 +8,11 @@ use std::collections::BTreeSet;
 
 use support::*;
 
-/// Number of rules the default configuration must produce:
-/// 3 container patterns x (DNAT + IMDS v4 + IMDS v6) + REDIRECT + 3 guards (localhost
-/// from other interfaces, localhost from container interfaces, introspection).
-const DEFAULT_RULES: usize = 3 + 1 + 2 + 3;
+/// Number of rules the default configuration must produce: a DNAT per container pattern
+/// (3), the REDIRECT, per IMDS family an audit rule and a drop (the patterns in sets), 3
+/// guards (localhost from other interfaces, localhost from container interfaces,
+/// introspection).
+const DEFAULT_RULES: usize = 3 + 1 + 4 + 3;
 
 #[track_caller]
 fn assert_unique_ids(listed: &str) -> Vec<Rule> {
@@ -206,7 +207,8 @@ fn drift_is_detected_named_and_fixed() {
     ns.ehn(&["check", "-c", &cfg]).expect_code(0);
 
     // 4. alter the IMDS v6 block's address
-    let r = our_rule_matching(&ns, "forward", "ip6 daddr");
+    // (the drop: its audit rule has the same match, then `limit`)
+    let r = our_rule_matching(&ns, "forward", "ip6 daddr fd00:ec2::254 counter");
     let id = r.comment.clone().unwrap();
     // nft 1.0.6 crashes replacing a rule with an interval set ("BUG: unhandled op 2"),
     // so the altered rule, which keeps our id, matches one interface name.
@@ -495,7 +497,8 @@ fn netns_by_path() {
 
 /// Hundreds of rules in one transaction (the fact sheet: naive batching
 /// breaks past ~480 rules): 500 container patterns -> 500 DNAT rules, two
-/// IMDS rules and an uplink guard whose sets hold 1001 elements each, 506 rules in all.
+/// IMDS rules, their two audit rules and an uplink guard whose sets hold 1001 elements
+/// each, 508 rules in all.
 #[test]
 fn large_ruleset() {
     let ns = Netns::new("large");
@@ -505,7 +508,7 @@ fn large_ruleset() {
     let cfg = dir.write("large.toml", &format!("[containers]\ninterfaces = [{}]\n", pats.join(", ")));
     ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
     let listed = ns.ruleset();
-    assert_eq!(our_rules(&listed).len(), 500 + 6);
+    assert_eq!(our_rules(&listed).len(), 500 + 8);
     assert_unique_ids(&listed);
     ns.ehn(&["check", "-c", &cfg]).expect_code(0);
     let before = ns.ruleset_handles();
@@ -1212,7 +1215,7 @@ fn adjacent_and_maximal_pattern_sets() {
     let big = dir.write("big.toml", &format!("[containers]\ninterfaces = [{}]\n", names.join(", ")));
     ns.ehn(&["apply", "-c", &big]).expect_code(0);
     ns.ehn(&["check", "-c", &big]).expect_code(0);
-    assert_eq!(our_rules(&ns.ruleset()).len(), 1024 + 6);
+    assert_eq!(our_rules(&ns.ruleset()).len(), 1024 + 8);
     ns.ehn(&["remove", "-c", &big]).expect_code(0);
     assert_eq!(ns.ruleset(), "");
 }
@@ -1245,8 +1248,12 @@ fn a_dropped_chain_is_deleted_in_place() {
         .filter(|c| c["action"] == "remove")
         .filter_map(|c| c["id"].as_str().or(c["chain"].as_str()))
         .collect();
-    assert_eq!(removed, ["forward", "imds-block-ipv4", "imds-block-ipv6"], "{plan}");
-    assert_eq!(doc["summary"], serde_json::json!({"add": 0, "change": 0, "remove": 3}), "{plan}");
+    assert_eq!(
+        removed,
+        ["forward", "imds-audit-ipv4", "imds-block-ipv4", "imds-audit-ipv6", "imds-block-ipv6"],
+        "{plan}"
+    );
+    assert_eq!(doc["summary"], serde_json::json!({"add": 0, "change": 0, "remove": 5}), "{plan}");
     ns.ehn(&["apply", "-c", &no_imds]).expect_code(0);
     ns.ehn(&["check", "-c", &no_imds]).expect_code(0);
     let after = ns.ruleset_handles();

@@ -42,8 +42,11 @@ fn default_config_traffic_before_apply_after_apply_after_remove() {
         // (the guard of container interfaces)
         ("input", "127.0.0.0/8 counter"),
         ("input", "127.0.0.0/8 ct state"),
-        ("forward", "\"docker*\", \"ecs-bridge\" } ip daddr"),
-        ("forward", "\"docker*\", \"ecs-bridge\" } ip6 daddr"),
+        // the IMDS drops and their audit rules (same match, then `limit`)
+        ("forward", "\"docker*\", \"ecs-bridge\" } ip daddr 169.254.169.254 counter"),
+        ("forward", "\"docker*\", \"ecs-bridge\" } ip6 daddr fd00:ec2::254 counter"),
+        ("forward", "\"docker*\", \"ecs-bridge\" } ip daddr 169.254.169.254 limit"),
+        ("forward", "\"docker*\", \"ecs-bridge\" } ip6 daddr fd00:ec2::254 limit"),
     ] {
         let r = our_rule_matching(&t.host, chain, needle);
         assert!(!r.text.contains("counter packets 0 "), "no packet hit {chain} rule {needle}: {}\n{listed}", r.text);

@@ -12,7 +12,10 @@ mod checks;
 mod toml_tree;
 mod values;
 
-pub use values::{AgentOnError, EndpointRoute, Port, RouteLocalnet, Textfile, V4, V6, Val};
+pub use values::{
+    AgentOnError, AuditCount, DockerSocket, EndpointRoute, MAX_AUDIT_RATE, NflogGroup, Port, RouteLocalnet, Textfile,
+    V4, V6, Val,
+};
 
 use crate::model::ifpattern::IfPattern;
 use checks::check_consistency;
@@ -189,6 +192,13 @@ file_sections! {
     metrics {
         textfile: Textfile,
     }
+    audit {
+        enabled: bool,
+        nflog_group: NflogGroup,
+        rate_per_second: AuditCount,
+        burst: AuditCount,
+        docker_socket: DockerSocket,
+    }
 }
 
 impl Config {
@@ -336,6 +346,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn audit_keys_default_to_on_and_bad_values_are_located() {
+        let c = default_config();
+        assert!(c.audit.enabled.v);
+        assert_eq!(
+            (c.audit.nflog_group.v, c.audit.rate_per_second.v, c.audit.burst.v),
+            (NflogGroup(1254), AuditCount(10), AuditCount(10))
+        );
+        assert_eq!(c.audit.docker_socket.v.0.as_deref(), Some(std::path::Path::new("/var/run/docker.sock")));
+        let c =
+            parse("f.toml", "[audit]\nnflog_group = 65535\nrate_per_second = 1000\nburst = 1\ndocker_socket = \"\"\n")
+                .unwrap();
+        assert_eq!((c.audit.nflog_group.v.0, c.audit.rate_per_second.v.0, c.audit.burst.v.0), (65535, 1000, 1));
+        assert_eq!(c.audit.docker_socket.v, DockerSocket(None));
+        for (text, want) in [
+            (
+                "[audit]\nnflog_group = 0\n",
+                "f.toml:2:15: nflog group 0 is out of range; allowed: 1-65535 (0 is the default group",
+            ),
+            ("[audit]\nnflog_group = 65536\n", "f.toml:2:15: nflog group 65536 is out of range"),
+            ("[audit]\nrate_per_second = 0\n", "f.toml:2:19: the audit limit 0 is out of range; allowed: 1-1000"),
+            ("[audit]\n\nburst = 1001\n", "f.toml:3:9: the audit limit 1001 is out of range; allowed: 1-1000"),
+            ("[audit]\nburst = \"10\"\n", "f.toml:2:9: invalid type: string \"10\", expected the audit limit 1-1000"),
+            (
+                "[audit]\ndocker_socket = \"run/docker.sock\"\n",
+                "f.toml:2:17: \"run/docker.sock\" is not an absolute path",
+            ),
+            ("[audit]\nenabled = 1\n", "f.toml:2:11: invalid type: integer `1`, expected a boolean"),
+        ] {
+            let e = errors(text);
+            assert_eq!(e.len(), 1, "{text}: {e:?}");
+            assert!(e[0].starts_with(want), "{text}: {e:?}");
+        }
+    }
+
+    #[test]
     fn keys_left_out_take_the_default() {
         let c = parse("f.toml", "[credentials]\nagent_port = 51680\n").unwrap();
         assert_eq!(c.credentials.agent_port.v.0, 51680);
@@ -388,7 +433,7 @@ pub(crate) mod tests {
     const CREDENTIALS_KEYS: &str = "allowed: `enabled`, `endpoint_address`, `endpoint_port`, \
         `agent_address`, `agent_port`, `redirect_host_traffic`, `endpoint_route_via_lo`";
     const SECTION_NAMES: &str = "allowed: `containers`, `route_localnet`, `credentials`, \
-        `localhost_guard`, `introspection_guard`, `imds_block`, `agent`, `boot`, `watch`, `metrics`";
+        `localhost_guard`, `introspection_guard`, `imds_block`, `agent`, `boot`, `watch`, `metrics`, `audit`";
     const IFNAME_ALLOWED: &str =
         "allowed: 1-15 bytes of ASCII letters, digits and . _ - @ (and a trailing + for a prefix match)";
 

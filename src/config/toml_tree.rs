@@ -3,7 +3,9 @@
 //! file is reported, not only the first.
 
 use super::NameList;
-use super::values::{AgentOnError, EndpointRoute, Port, RouteLocalnet, Textfile, V4, V6, Val};
+use super::values::{
+    AgentOnError, AuditCount, DockerSocket, EndpointRoute, NflogGroup, Port, RouteLocalnet, Textfile, V4, V6, Val,
+};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::ops::Range;
@@ -216,7 +218,7 @@ macro_rules! scalar_from_node {
     )* };
 }
 
-scalar_from_node!(bool, Port, V4, V6, EndpointRoute, AgentOnError, Textfile);
+scalar_from_node!(bool, Port, V4, V6, EndpointRoute, AgentOnError, Textfile, NflogGroup, AuditCount, DockerSocket);
 
 impl FromNode for NameList {
     fn from_node(n: &Node, errs: &mut Vec<Problem>) -> Option<Self> {

@@ -185,6 +185,87 @@ impl<'de> Deserialize<'de> for Textfile {
     }
 }
 
+/// An integer in `lo..=hi`, with `what` and `why` (for 0, say) in the error.
+fn bounded<'de, D: Deserializer<'de>>(
+    d: D,
+    lo: i64,
+    hi: i64,
+    what: &'static str,
+    why: &'static str,
+) -> Result<i64, D::Error> {
+    struct V(i64, i64, &'static str, &'static str);
+    impl serde::de::Visitor<'_> for V {
+        type Value = i64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "{} {}-{} (an integer)", self.2, self.0, self.1)
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<i64, E> {
+            if (self.0..=self.1).contains(&n) {
+                Ok(n)
+            } else {
+                Err(E::custom(format!("{} {n} is out of range; allowed: {}-{}{}", self.2, self.0, self.1, self.3)))
+            }
+        }
+    }
+    d.deserialize_i64(V(lo, hi, what, why))
+}
+
+/// `audit.nflog_group`: the nfnetlink_log group the IMDS audit rules send to and the
+/// watcher binds, 1-65535 (a `u16`, `NFTA_LOG_GROUP`). 0 is refused: it is the default
+/// group of iptables' `NFLOG` target, ulogd and `tcpdump -i nflog`, so another listener
+/// is likely to hold it already (one group has one listener: the bind fails with EBUSY).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NflogGroup(pub u16);
+
+impl<'de> Deserialize<'de> for NflogGroup {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let why = " (0 is the default group of iptables' NFLOG, ulogd and tcpdump, likely taken by another listener)";
+        Ok(NflogGroup(bounded(d, 1, 65_535, "nflog group", why)? as u16))
+    }
+}
+
+/// Most audit lines per second, and most at once (`audit.rate_per_second`, `audit.burst`):
+/// a flood of attempts must not flood the journal.
+pub const MAX_AUDIT_RATE: u32 = 1000;
+
+/// `audit.rate_per_second` and `audit.burst`: the token bucket of the audit rules' `limit`
+/// (packets), 1-[`MAX_AUDIT_RATE`]. Not 0: the kernel refuses a rate of 0 and turns a
+/// burst of 0 into 5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditCount(pub u32);
+
+impl<'de> Deserialize<'de> for AuditCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(AuditCount(bounded(d, 1, MAX_AUDIT_RATE as i64, "the audit limit", "")? as u32))
+    }
+}
+
+/// `audit.docker_socket`: Docker's API socket, asked which container has the source
+/// address of an attempt; `None` (`""`) = never ask. An absolute path without `..`, NUL or
+/// line break.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DockerSocket(pub Option<std::path::PathBuf>);
+
+impl<'de> Deserialize<'de> for DockerSocket {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = string_for(d, "a socket path in quotes, such as \"/var/run/docker.sock\"")?;
+        if s.is_empty() {
+            return Ok(DockerSocket(None));
+        }
+        let path = std::path::Path::new(&s);
+        if path.is_absolute()
+            && !path.components().any(|c| c == std::path::Component::ParentDir)
+            && !s.contains(['\0', '\n', '\r'])
+        {
+            return Ok(DockerSocket(Some(path.to_path_buf())));
+        }
+        Err(serde::de::Error::custom(format!(
+            "\"{}\" is not an absolute path without `..`; allowed: \"\" (off) or a path such as \"/var/run/docker.sock\"",
+            s.escape_default()
+        )))
+    }
+}
+
 /// `route_localnet.enable`: `"all"`, `"off"` or a list of exact interface names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteLocalnet {

@@ -9,7 +9,8 @@
 //! table inet ecs-hostnet                     # filter, IPv4 and IPv6
 //!   chain input       filter input      0     localhost guards (other interfaces; container
 //!                                             interfaces), introspection guard
-//!   chain forward     filter forward    0     IMDS block, per container interface pattern and family
+//!   chain forward     filter forward    0     IMDS block, per address family: the audit rule
+//!                                             (rate-limited nfnetlink_log copy), then the drop
 //! ```
 //!
 //! Each rule's id (its comment) names what it is for, e.g. `credentials-dnat docker+`; the
@@ -45,6 +46,21 @@ pub struct Desired {
     /// planner's check that none of them matches the host's uplink
     /// ([`crate::plan::uplink`]).
     pub container_interfaces: ContainerInterfaces,
+    /// The IMDS audit the watcher receives: the nfnetlink_log group the audit rules send
+    /// to; `None` when there is no audit rule (`audit.enabled` or `imds_block.enabled`
+    /// false, no container pattern).
+    pub audit: Option<AuditWanted>,
+}
+
+/// What the watcher binds and asks for the IMDS audit (`[audit]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditWanted {
+    /// `audit.nflog_group`: the group of the audit rules' `log`.
+    pub group: u16,
+    /// [`AUDIT_SNAPLEN`]: bytes of each packet copied.
+    pub snaplen: u32,
+    /// `audit.docker_socket`; `None`: never ask Docker.
+    pub docker_socket: Option<std::path::PathBuf>,
 }
 
 /// Where the rules take container interface patterns (`containers.interfaces`) to match
@@ -188,10 +204,13 @@ pub fn compile(c: &Config) -> Desired {
     }
     let mut forward = Vec::new();
     if c.imds_block.enabled.v && !containers.is_empty() {
-        // One rule per family, the patterns in one nft set.
-        forward.push(imds_rule(&containers, false, c));
-        if c.imds_block.block_ipv6.v {
-            forward.push(imds_rule(&containers, true, c));
+        // Per family the audit rule, then the drop; the patterns in one nft set each.
+        let families: &[bool] = if c.imds_block.block_ipv6.v { &[false, true] } else { &[false] };
+        for &ipv6 in families {
+            if c.audit.enabled.v {
+                forward.push(imds_rule(&containers, ipv6, c, true));
+            }
+            forward.push(imds_rule(&containers, ipv6, c, false));
         }
     }
     let mut filter_chains = Vec::new();
@@ -237,32 +256,46 @@ pub fn compile(c: &Config) -> Desired {
     } else {
         ContainerInterfaces::default()
     };
-    Desired { tables, route_localnet, endpoint_route, container_interfaces }
+    let audit = (imds_block && c.audit.enabled.v).then(|| AuditWanted {
+        group: c.audit.nflog_group.v.0,
+        snaplen: AUDIT_SNAPLEN,
+        docker_socket: c.audit.docker_socket.v.0.clone(),
+    });
+    Desired { tables, route_localnet, endpoint_route, container_interfaces, audit }
 }
 
-fn imds_rule(patterns: &[IfPattern], ipv6: bool, c: &Config) -> Rule {
+/// Bytes of each audited packet copied to user space (`log ... snaplen`): an IPv4 header
+/// with options (at most 60) or an IPv6 header (40), plus the ports of the transport header.
+pub const AUDIT_SNAPLEN: u32 = 128;
+
+/// The IMDS drop rule of one family or, with `audit`, its audit rule: the same match,
+/// then `limit rate N/second burst B packets counter log prefix "ID" group G snaplen S`
+/// and no verdict (nftables goes on to the drop right after). The limit is a rule of its
+/// own: in the drop rule it would limit the drop.
+fn imds_rule(patterns: &[IfPattern], ipv6: bool, c: &Config, audit: bool) -> Rule {
     let (id, addr) = if ipv6 {
-        (rule_id::IMDS_BLOCK_IPV6.to_string(), build::ip6_daddr(c.imds_block.ipv6_address.v.0).to_vec())
+        let id = if audit { rule_id::IMDS_AUDIT_IPV6 } else { rule_id::IMDS_BLOCK_IPV6 };
+        (id.to_string(), build::ip6_daddr(c.imds_block.ipv6_address.v.0).to_vec())
     } else {
-        (
-            rule_id::IMDS_BLOCK_IPV4.to_string(),
-            build::ip_addr(CmpOp::Eq, 16, c.imds_block.ipv4_address.v.0, 32).to_vec(),
-        )
+        let id = if audit { rule_id::IMDS_AUDIT_IPV4 } else { rule_id::IMDS_BLOCK_IPV4 };
+        (id.to_string(), build::ip_addr(CmpOp::Eq, 16, c.imds_block.ipv4_address.v.0, 32).to_vec())
+    };
+    let action = if audit {
+        let a = &c.audit;
+        vec![
+            build::limit_per_second(u64::from(a.rate_per_second.v.0), a.burst.v.0),
+            Expr::Counter,
+            build::log_group(&id, a.nflog_group.v.0, AUDIT_SNAPLEN),
+        ]
+    } else {
+        vec![Expr::Counter, Expr::Verdict(Verdict::Drop)]
     };
     // Exclusions come first, as `iifname != "..."`; then one set of all container patterns.
     let mut parts: Vec<Vec<Expr>> =
         c.imds_exclusions().iter().map(|e| build::iifname(CmpOp::Neq, e.as_str()).to_vec()).collect();
     let names: Vec<&str> = patterns.iter().map(IfPattern::as_str).collect();
     parts.push(build::iifname_in(&names));
-    rule(
-        id,
-        vec![
-            parts.concat(),
-            build::nfproto(Family::Inet, ipv6),
-            addr,
-            vec![Expr::Counter, Expr::Verdict(Verdict::Drop)],
-        ],
-    )
+    rule(id, vec![parts.concat(), build::nfproto(Family::Inet, ipv6), addr, action])
 }
 
 #[cfg(test)]
@@ -303,6 +336,54 @@ mod tests {
             none[0],
             (rule_id::LOCALHOST_GUARD_UPLINK.into(), "iifname != \"lo\" ip daddr 127.0.0.0/8 counter drop".into())
         );
+    }
+
+    fn forward_rules(text: &str) -> Vec<(String, String)> {
+        let d = compile(&crate::config::parse("t", text).unwrap());
+        let inet = d.tables.iter().find(|t| t.family == Family::Inet).unwrap();
+        let Some(fwd) = inet.chains.iter().find(|c| c.name == chain::FORWARD) else { return vec![] };
+        fwd.rules.iter().map(|r| (r.id.clone(), rule_text(Family::Inet, &r.exprs, None))).collect()
+    }
+
+    #[test]
+    fn each_imds_drop_follows_its_rate_limited_audit_rule_with_the_same_match() {
+        let rules = forward_rules("");
+        let ids: Vec<&str> = rules.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [rule_id::IMDS_AUDIT_IPV4, rule_id::IMDS_BLOCK_IPV4, rule_id::IMDS_AUDIT_IPV6, rule_id::IMDS_BLOCK_IPV6]
+        );
+        let set = "iifname { \"br-*\", \"docker*\", \"ecs-bridge\" }";
+        assert_eq!(
+            rules[0].1,
+            format!(
+                "{set} ip daddr 169.254.169.254 limit rate 10/second burst 10 packets counter log prefix \
+                 \"imds-audit-ipv4\" group 1254 snaplen 128"
+            )
+        );
+        assert_eq!(rules[1].1, format!("{set} ip daddr 169.254.169.254 counter drop"));
+        assert!(
+            rules[2].1.starts_with(&format!("{set} ip6 daddr fd00:ec2::254 limit rate 10/second")),
+            "{}",
+            rules[2].1
+        );
+        assert!(rules[2].1.ends_with("log prefix \"imds-audit-ipv6\" group 1254 snaplen 128"), "{}", rules[2].1);
+    }
+
+    #[test]
+    fn audit_keys_shape_the_audit_rules_and_off_removes_them() {
+        let rules = forward_rules(
+            "[audit]\nnflog_group = 7\nrate_per_second = 2\nburst = 5\n[imds_block]\nblock_ipv6 = false\n\
+             exclude_interfaces = [\"br-x\"]\n",
+        );
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        // nft leaves its default burst (5) out, and the exclusions come first here too.
+        assert!(rules[0].1.starts_with("iifname != \"br-x\" iifname {"), "{}", rules[0].1);
+        assert!(rules[0].1.contains("limit rate 2/second counter log prefix \"imds-audit-ipv4\" group 7 snaplen 128"));
+        let off = forward_rules("[audit]\nenabled = false\n");
+        let ids: Vec<&str> = off.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, [rule_id::IMDS_BLOCK_IPV4, rule_id::IMDS_BLOCK_IPV6]);
+        assert!(forward_rules("[imds_block]\nenabled = false\n").is_empty(), "no IMDS block, nothing to audit");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod against;
 pub mod applied;
+pub mod audit;
 pub mod install;
 pub mod load;
 pub mod preflight;
@@ -329,7 +330,13 @@ fn delete_stale_conntrack(addr: Ipv4Addr, port: u16) -> Result<usize, crate::hos
 
 /// The desired state of `remove`: none of our tables, no route_localnet of ours.
 pub fn nothing() -> Desired {
-    Desired { tables: vec![], route_localnet: vec![], endpoint_route: None, container_interfaces: Default::default() }
+    Desired {
+        tables: vec![],
+        route_localnet: vec![],
+        endpoint_route: None,
+        container_interfaces: Default::default(),
+        audit: None,
+    }
 }
 
 /// Compiles a loaded configuration.

@@ -37,11 +37,18 @@
 //! last repair's time and line, backoff episodes), written atomically at start, after each
 //! repair and at each backoff change, removed with the pid file at exit.
 //!
+//! The IMDS audit ([`crate::engine::audit`]): when the configuration makes audit rules, the
+//! watcher binds their nfnetlink_log group (after the first converge, and again when a
+//! reload or an adopted apply changes the group), polls it with the other sockets and
+//! writes one warning line per attempt, after the repair of the same wake-up. A bind that
+//! fails (another listener holds the group) is one err line; repairs go on without it.
+//!
 //! Signals: `SIGHUP` reloads the configuration (a bad one is reported and the old one
 //! kept), `SIGTERM`/`SIGINT` end the process with the rule set left in place.
 
 use crate::desired::Desired;
 use crate::engine::applied;
+use crate::engine::audit::Auditor;
 use crate::engine::load::{self, Loaded, Trust};
 use crate::engine::{converge_with, desired as compile, read_live, refuse_uplink_conflicts};
 use crate::host::events::{NftListener, RtListener, Signal, Signals, wait};
@@ -182,6 +189,11 @@ struct Watcher<'a> {
     /// What `status` reads of this watcher, and the file it is written to.
     state: WatchState,
     pid_file: WatchPidFile,
+    /// The IMDS audit receiver, when the configuration makes audit rules and the bind worked.
+    audit: Option<Auditor>,
+    /// The audit configuration whose bind failed (reported once; tried again only for
+    /// another one).
+    audit_failed: Option<crate::desired::AuditWanted>,
 }
 
 /// Runs the watcher in the current network namespace (the caller has entered `--netns`)
@@ -221,10 +233,13 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, text: &[u8],
         own_pid: std::process::id(),
         state: WatchState::started(std::process::id(), unix_now()),
         pid_file,
+        audit: None,
+        audit_failed: None,
     };
     // Before the first converge, so the state file exists once "watching" is in the journal.
     w.save_state();
     w.first_converge()?;
+    w.sync_audit();
     notify(&[State::Ready, State::Status("watching: converged")]);
     let watchdog = watchdog_interval().map(|d| d / 2);
     let mut last_watchdog = w.now();
@@ -234,7 +249,11 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, text: &[u8],
             let until = (last_watchdog + half).saturating_sub(w.now());
             timeout = Some(timeout.map_or(until, |t| t.min(until)));
         }
-        let ready = wait(&[signals.fd(), nft.fd(), rt.fd()], timeout)?;
+        let ready = {
+            let mut fds = vec![signals.fd(), nft.fd(), rt.fd()];
+            fds.extend(w.audit.as_ref().map(Auditor::fd));
+            wait(&fds, timeout)?
+        };
         if ready[0] {
             for s in signals.take()? {
                 match s {
@@ -262,6 +281,10 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, text: &[u8],
         }
         if let Some(a) = w.pacer.settle(w.now()) {
             w.announce(a);
+        }
+        // After the repair: a Docker lookup for an audit line never delays it.
+        if ready.get(3) == Some(&true) {
+            w.audit_events();
         }
         if let Some(half) = watchdog
             && w.now().saturating_sub(last_watchdog) >= half
@@ -452,6 +475,51 @@ impl Watcher<'_> {
         Ok(Some(p))
     }
 
+    /// Binds the audit group the configuration followed wants, if it is not the one bound:
+    /// one info line when bound, one err line when the bind fails (not tried again for
+    /// the same configuration). No audit rules: the receiver is closed.
+    fn sync_audit(&mut self) {
+        let wanted = self.desired.audit.clone();
+        if self.audit.as_ref().map(Auditor::wanted) == wanted.as_ref() {
+            return;
+        }
+        // Closing the socket releases the group first (a reload may keep the same group).
+        self.audit = None;
+        self.state.audit_group = None;
+        if let Some(w) = wanted.filter(|w| self.audit_failed.as_ref() != Some(w)) {
+            match Auditor::open(&w) {
+                Ok(a) => {
+                    (self.journal)(
+                        Level::Info,
+                        &format!("IMDS audit: receiving nfnetlink_log group {}: one warning line per attempt", w.group),
+                    );
+                    self.state.audit_group = Some(w.group);
+                    self.audit = Some(a);
+                    self.audit_failed = None;
+                }
+                Err(e) => {
+                    (self.journal)(
+                        Level::Err,
+                        &format!(
+                            "IMDS audit off: {:#}; the IMDS drop rules still drop and count every attempt                              (`ecs-hostnet status`), without journal lines",
+                            anyhow::Error::from(e)
+                        ),
+                    );
+                    self.audit_failed = Some(w);
+                }
+            }
+        }
+        self.save_state();
+    }
+
+    /// The audit group is readable: its lines, and the state file when something came.
+    fn audit_events(&mut self) {
+        let Some(a) = self.audit.as_mut() else { return };
+        if a.receive(&mut self.state, unix_now(), self.journal) {
+            self.save_state();
+        }
+    }
+
     /// Under the lock: adopts the configuration an apply recorded since, if it differs
     /// from the one followed (one info line); an invalid record is reported once (err) and
     /// the current configuration kept.
@@ -465,6 +533,7 @@ impl Watcher<'_> {
                 self.desired = compile(&loaded);
                 self.applied = record;
                 (self.journal)(Level::Info, &format!("following the configuration applied since: {}", loaded.source));
+                self.sync_audit();
             }
             Err(e) => {
                 (self.journal)(
@@ -584,6 +653,9 @@ impl Watcher<'_> {
                 self.applied = applied::encode(&loaded.source, &text);
                 self.record_pending = true;
                 (self.journal)(Level::Info, &format!("configuration reloaded: {}", loaded.source));
+                // A reload asks for the audit group again, even one whose bind failed.
+                self.audit_failed = None;
+                self.sync_audit();
                 self.triggers.reloaded = true;
                 self.pacer.want();
             }

@@ -8,10 +8,12 @@
 //! of configurations, plans or how they are printed.
 
 pub mod conntrack;
+pub mod docker;
 pub mod events;
 pub mod files;
 pub mod leftovers;
 pub mod netns;
+pub mod nflog;
 pub mod nft;
 pub mod notify;
 pub mod rtnl;

@@ -122,3 +122,16 @@ pub fn redirect(port: u16) -> [Expr; 2] {
         Expr::Redir { reg_proto_min: Some(REG_1), reg_proto_max: Some(REG_1), flags: Some(NAT_RANGE_PROTO_SPECIFIED) },
     ]
 }
+
+/// `limit rate RATE/second burst BURST packets`, as nft sends it (every attribute set,
+/// flags 0). `rate` and `burst` must not be 0 (the kernel refuses a rate of 0 and makes a
+/// burst of 0 into 5).
+pub fn limit_per_second(rate: u64, burst: u32) -> Expr {
+    Expr::Limit { rate, unit: limit::UNIT_SECOND, burst, limit_type: limit::TYPE_PACKETS, flags: 0 }
+}
+
+/// `log prefix "PREFIX" group GROUP snaplen SNAPLEN`: a copy of the packet's first
+/// `snaplen` bytes to nfnetlink_log group `group`.
+pub fn log_group(prefix: &str, group: u16, snaplen: u32) -> Expr {
+    Expr::Log { prefix: prefix.to_string(), group, snaplen }
+}

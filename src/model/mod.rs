@@ -6,6 +6,7 @@
 //!
 //! A leaf: it imports no other layer of the crate. Pure: no I/O.
 
+pub mod audit;
 pub mod build;
 pub mod escape;
 pub mod event;

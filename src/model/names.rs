@@ -62,6 +62,12 @@ pub mod rule_id {
     pub const IMDS_BLOCK_IPV4: &str = "imds-block-ipv4";
     /// The IPv6 IMDS block, in `chain forward`.
     pub const IMDS_BLOCK_IPV6: &str = "imds-block-ipv6";
+    /// The audit of IPv4 IMDS attempts, in `chain forward` just before
+    /// [`IMDS_BLOCK_IPV4`], with the same match: a rate-limited copy of the packet to the
+    /// nfnetlink_log group of `[audit]`, no verdict. Also its log prefix.
+    pub const IMDS_AUDIT_IPV4: &str = "imds-audit-ipv4";
+    /// The audit of IPv6 IMDS attempts, just before [`IMDS_BLOCK_IPV6`].
+    pub const IMDS_AUDIT_IPV6: &str = "imds-audit-ipv6";
 
     /// The id of the credentials DNAT rule for one container interface pattern, e.g.
     /// `credentials-dnat docker+`.
@@ -81,6 +87,8 @@ pub mod rule_id {
             INTROSPECTION_GUARD,
             IMDS_BLOCK_IPV4,
             IMDS_BLOCK_IPV6,
+            IMDS_AUDIT_IPV4,
+            IMDS_AUDIT_IPV6,
         ]
         .iter()
         .any(|p| id.starts_with(p))

@@ -206,6 +206,16 @@ pub fn lift(family: Family, exprs: &[Expr]) -> Option<String> {
                 )
             }
             [Expr::Counter, ..] => (Some("counter".to_string()), 1),
+            [Expr::Limit { rate, unit, burst, limit_type, flags }, ..] => {
+                (Some(limit_text(*rate, *unit, *burst, *limit_type, *flags)?), 1)
+            }
+            // nft prints the prefix between quotes as it is: one it would have to escape
+            // has no exact nft spelling here.
+            [Expr::Log { prefix, group, snaplen }, ..]
+                if !prefix.chars().any(|c| c == '"' || c == '\\' || c.is_control()) =>
+            {
+                (Some(format!("log prefix \"{prefix}\" group {group} snaplen {snaplen}")), 1)
+            }
             [
                 Expr::Immediate { dreg: ra, data: addr },
                 Expr::Immediate { dreg: rp, data: port },
@@ -248,6 +258,27 @@ pub fn lift(family: Family, exprs: &[Expr]) -> Option<String> {
         i += used;
     }
     Some(out.join(" "))
+}
+
+/// `limit rate [over ]RATE/UNIT[ burst BURST packets]` as nft 1.0 prints a packet limit:
+/// the burst only when it is not nft's default of 5. `None` for a byte limit, an unknown
+/// unit or flag (then the rule is printed in bytecode).
+fn limit_text(rate: u64, unit: u64, burst: u32, limit_type: u32, flags: u32) -> Option<String> {
+    use crate::model::ruleset::limit;
+    if limit_type != limit::TYPE_PACKETS || flags & !limit::FLAG_INVERT != 0 {
+        return None;
+    }
+    let unit = match unit {
+        1 => "second",
+        60 => "minute",
+        3600 => "hour",
+        86_400 => "day",
+        604_800 => "week",
+        _ => return None,
+    };
+    let over = if flags & limit::FLAG_INVERT != 0 { "over " } else { "" };
+    let burst = if burst == 0 || burst == 5 { String::new() } else { format!(" burst {burst} packets") };
+    Some(format!("limit rate {over}{rate}/{unit}{burst}"))
 }
 
 /// nft's words for NAT range flags beyond the ones implied by the addresses and ports
@@ -359,6 +390,21 @@ pub fn expr_lowlevel(e: &Expr) -> String {
                 .map(|e| format!("{}{}", hex(&e.key), if e.interval_end { " end" } else { "" }))
                 .collect();
             format!("[ lookup reg {sreg} set {{ {} }}{} ]", elems.join(", "), if *invert { " 0x1" } else { "" })
+        }
+        Expr::Limit { rate, unit, burst, limit_type, flags } => {
+            let per = match *unit {
+                1 => "second".to_string(),
+                60 => "minute".to_string(),
+                3600 => "hour".to_string(),
+                86_400 => "day".to_string(),
+                604_800 => "week".to_string(),
+                u => format!("{u}s"),
+            };
+            let ty = if *limit_type == 0 { "packets" } else { "bytes" };
+            format!("[ limit rate {rate}/{per} burst {burst} type {ty} flags 0x{flags:x} ]")
+        }
+        Expr::Log { prefix, group, snaplen } => {
+            format!("[ log prefix {} group {group} snaplen {snaplen} qthreshold 0 ]", printable(prefix))
         }
         Expr::Other { name, text } => format!("[ {name} {text}]"),
     }

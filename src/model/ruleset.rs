@@ -278,6 +278,16 @@ impl Verdict {
     }
 }
 
+/// `enum nft_limit_type` and the period of a limit (`NFTA_LIMIT_UNIT`, seconds).
+pub mod limit {
+    /// `NFT_LIMIT_PKTS`: the bucket counts packets.
+    pub const TYPE_PACKETS: u32 = 0;
+    /// `NFT_LIMIT_F_INV`: `limit rate over` (match when the bucket is empty).
+    pub const FLAG_INVERT: u32 = 1;
+    /// One second, what nft writes for `/second`.
+    pub const UNIT_SECOND: u64 = 1;
+}
+
 /// `NFT_NAT_DNAT`.
 pub const NAT_TYPE_DNAT: u32 = 1;
 /// `NF_NAT_RANGE_MAP_IPS`.
@@ -308,6 +318,8 @@ pub const NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
 ///  "reg_proto_min": 2, "reg_proto_max": 2, "flags": 3}
 /// {"expr": "redir", "reg_proto_min": 1, "reg_proto_max": 1, "flags": null}
 /// {"expr": "lookup", "sreg": 1, "set": {AnonSet}, "invert": false}
+/// {"expr": "limit", "rate": 10, "unit": 1, "burst": 10, "limit_type": 0, "flags": 0}
+/// {"expr": "log", "prefix": "imds-audit-ipv4", "group": 1254, "snaplen": 128}
 /// {"expr": "other", "name": "log", "text": "[ log prefix foo ]"}
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -417,6 +429,35 @@ pub enum Expr {
         set: AnonSet,
         /// `NFT_LOOKUP_F_INV`: match when NOT in the set.
         invert: bool,
+    },
+    /// `[ limit rate RATE/UNIT burst BURST type packets|bytes flags F ]`: matches while the
+    /// token bucket (`net/netfilter/nft_limit.c`) has room. For `type packets` the bucket
+    /// holds `burst` packets and refills at `rate` per `unit` seconds; kernels before 5.x
+    /// started it with `rate + burst`.
+    Limit {
+        /// `NFTA_LIMIT_RATE` (u64): packets (or bytes) per `unit`; the kernel refuses 0.
+        rate: u64,
+        /// `NFTA_LIMIT_UNIT` (u64): the period in seconds ([`limit::UNIT_SECOND`] = 1).
+        unit: u64,
+        /// `NFTA_LIMIT_BURST` (u32): packets allowed at once; the kernel makes 0 into 5
+        /// for `type packets`, so ours is never 0.
+        burst: u32,
+        /// `NFTA_LIMIT_TYPE` (u32): [`limit::TYPE_PACKETS`] (0) or `NFT_LIMIT_PKT_BYTES` (1).
+        limit_type: u32,
+        /// `NFTA_LIMIT_FLAGS` (u32): `NFT_LIMIT_F_INV` (1) is `limit rate over`.
+        flags: u32,
+    },
+    /// `[ log prefix PREFIX group GROUP snaplen SNAPLEN ]`: hands a copy of the packet to
+    /// nfnetlink_log group `group` (`NF_LOG_TYPE_ULOG`), which a listener bound to the
+    /// group receives with `prefix`; no verdict. Only this form (no level, flags or queue
+    /// threshold) is modelled: any other `log` is [`Expr::Other`].
+    Log {
+        /// `NFTA_LOG_PREFIX`: the text the listener receives as `NFULA_PREFIX`.
+        prefix: String,
+        /// `NFTA_LOG_GROUP` (be16): the nfnetlink_log group.
+        group: u16,
+        /// `NFTA_LOG_SNAPLEN` (be32): bytes of the packet copied, from its network header.
+        snaplen: u32,
     },
     /// An expression ecs-hostnet never generates, kept as libnftnl prints it so a
     /// foreign or altered rule can be shown and is never equal to one of ours.

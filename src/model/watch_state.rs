@@ -32,6 +32,23 @@ pub struct WatchState {
     pub backoff_episodes: u64,
     /// Whether the watcher is backing off now.
     pub in_backoff: bool,
+    /// The nfnetlink_log group the watcher receives the IMDS audit on; `None`: no audit
+    /// (off, or the bind failed: see the journal).
+    #[serde(default)]
+    pub audit_group: Option<u16>,
+    /// Packets the audit group delivered since the watcher started (each an IMDS attempt
+    /// the audit rules' rate limit let through).
+    #[serde(default)]
+    pub audit_packets: u64,
+    /// Audit lines written to the journal since the watcher started.
+    #[serde(default)]
+    pub audit_lines: u64,
+    /// When the last audit line was written, Unix seconds; `None` before the first.
+    #[serde(default)]
+    pub last_audit_at: Option<u64>,
+    /// The last audit line (`IMDS attempt blocked: ...`); `None` before the first.
+    #[serde(default)]
+    pub last_audit: Option<String>,
 }
 
 impl WatchState {
@@ -46,6 +63,11 @@ impl WatchState {
             last_repair: None,
             backoff_episodes: 0,
             in_backoff: false,
+            audit_group: None,
+            audit_packets: 0,
+            audit_lines: 0,
+            last_audit_at: None,
+            last_audit: None,
         }
     }
 
@@ -70,5 +92,13 @@ mod tests {
         let other = String::from_utf8(json).unwrap().replace(SCHEMA, "ecs-hostnet.watch-state/v9");
         assert_eq!(WatchState::parse(other.as_bytes()), None);
         assert_eq!(WatchState::parse(b"4242\n"), None);
+    }
+
+    #[test]
+    fn a_state_file_without_the_audit_fields_reads_as_no_audit() {
+        let old = br#"{"schema": "ecs-hostnet.watch-state/v1", "pid": 7, "started_at": 1, "repairs": 0,
+            "last_repair_at": null, "last_repair": null, "backoff_episodes": 0, "in_backoff": false}"#;
+        let s = WatchState::parse(old).unwrap();
+        assert_eq!((s.audit_group, s.audit_packets, s.audit_lines, s.last_audit), (None, 0, 0, None));
     }
 }

@@ -278,7 +278,9 @@ fn eval_rule(rule: &LiveRule, pkt: &Packet) -> (Tri, Effect) {
                 }
             }
             Expr::Lookup { .. } => matched = Tri::Maybe,
-            Expr::Counter => {}
+            Expr::Counter | Expr::Log { .. } => {}
+            // Whether the bucket has room is not known from here.
+            Expr::Limit { .. } => matched = Tri::Maybe,
             Expr::Verdict(Verdict::Accept) => return (matched, Effect::Accept),
             Expr::Verdict(Verdict::Drop) => return (matched, Effect::Drop),
             Expr::Nat { nat_type, reg_addr_min, reg_proto_min, .. } if *nat_type == NAT_TYPE_DNAT => {

@@ -231,6 +231,7 @@ pub fn plan_removal(live: &LiveState) -> Plan {
             route_localnet: vec![],
             endpoint_route: None,
             container_interfaces: Default::default(),
+            audit: None,
         },
         live,
     );
@@ -649,8 +650,9 @@ mod tests {
         assert!(p.sysctl_before.is_empty());
         assert_eq!(p.sysctl_after, vec![SysctlWrite { selector: "all".into(), value: "1".into() }]);
         let rules = p.ops.iter().filter(|o| matches!(o, Op::AddRule { .. })).count();
-        // 3 DNAT + 1 REDIRECT + 3 input guards + 2 IMDS families (the patterns in a set).
-        assert_eq!(rules, 9);
+        // 3 DNAT + 1 REDIRECT + 3 input guards + 2 IMDS families, each an audit rule and a
+        // drop (the patterns in a set).
+        assert_eq!(rules, 11);
         assert!(matches!(&p.ops[0], Op::AddTable { family: Family::Ip, .. }));
         let inet = p.ops.iter().find_map(|o| match o {
             Op::AddTable { family: Family::Inet, record, .. } => Some(record.clone()),
@@ -756,9 +758,9 @@ mod tests {
         let live = converged(&d, &rec(&[("all", "0")]));
         let smaller = compile(&parse("t", "[containers]\ninterfaces = [\"docker+\"]\n").unwrap());
         let p = plan(&smaller, &live);
-        // br-+ and ecs-bridge: 2 DNAT rules go; the 2 IMDS rules and the uplink guard now
-        // match one name.
-        assert_eq!(p.counts(), (0, 3, 2), "{}", p.text());
+        // br-+ and ecs-bridge: 2 DNAT rules go; the 2 IMDS drops, their 2 audit rules and
+        // the uplink guard now match one name.
+        assert_eq!(p.counts(), (0, 5, 2), "{}", p.text());
         assert_eq!(p.changes.iter().filter(|c| c.reason.to_string() == "no longer in the configuration").count(), 2);
     }
 
@@ -819,6 +821,7 @@ mod tests {
             route_localnet: vec![],
             endpoint_route: None,
             container_interfaces: Default::default(),
+            audit: None,
         };
         let p = plan(&empty, &live);
         assert_eq!(p.sysctl_before, vec![SysctlWrite { selector: "all".into(), value: "0".into() }]);
@@ -847,6 +850,7 @@ mod tests {
                 route_localnet: vec![],
                 endpoint_route: None,
                 container_interfaces: Default::default(),
+                audit: None,
             },
             &after,
         );
@@ -992,7 +996,7 @@ mod tests {
             "{}",
             p.text()
         );
-        assert_eq!(p.counts(), (0, 0, 3), "{}", p.text());
+        assert_eq!(p.counts(), (0, 0, 5), "{}", p.text());
         let ids: Vec<_> = p
             .changes
             .iter()
@@ -1001,7 +1005,10 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(ids, [rule_id::IMDS_BLOCK_IPV4, rule_id::IMDS_BLOCK_IPV6]);
+        assert_eq!(
+            ids,
+            [rule_id::IMDS_AUDIT_IPV4, rule_id::IMDS_BLOCK_IPV4, rule_id::IMDS_AUDIT_IPV6, rule_id::IMDS_BLOCK_IPV6]
+        );
         // A chain that is not one of ours still recreates the table (it may be jumped to).
         let mut foreign = live.clone();
         foreign.tables[1].chains.push(LiveChain { name: "extra".into(), base: None, rules: vec![] });
@@ -1039,8 +1046,9 @@ mod tests {
         let live = converged(&d, &rec(&[("all", "0")]));
         let no_v6 = compile(&parse("t", "[imds_block]\nblock_ipv6 = false\n").unwrap());
         let p = plan(&no_v6, &live);
-        assert_eq!(p.counts(), (0, 0, 1), "{}", p.text());
-        assert_eq!(p.changes[0].reason.to_string(), "no longer in the configuration", "{}", p.text());
+        // The IPv6 drop and its audit rule.
+        assert_eq!(p.counts(), (0, 0, 2), "{}", p.text());
+        assert!(p.changes.iter().all(|c| c.reason.to_string() == "no longer in the configuration"), "{}", p.text());
         let no_guard = compile(
             &parse(
                 "t",
@@ -1061,28 +1069,28 @@ mod tests {
         let p = plan(&d, &live);
         assert!(matches!(p.ops[0], Op::DelTable { family: Family::Inet, .. }));
         assert!(p.changes[0].details[0].contains("priority 10"), "{}", p.text());
-        assert_eq!(p.ops.iter().filter(|o| matches!(o, Op::AddRule { .. })).count(), 5);
-        // The forward chain and its 2 rules are listed, not only the table.
-        assert_eq!(p.counts(), (3, 1, 0), "{}", p.text());
+        assert_eq!(p.ops.iter().filter(|o| matches!(o, Op::AddRule { .. })).count(), 7);
+        // The forward chain and its 4 rules are listed, not only the table.
+        assert_eq!(p.counts(), (5, 1, 0), "{}", p.text());
     }
 
     #[test]
     fn kept_rules_are_the_longest_ordered_run_even_with_duplicates() {
         let d = compile(&default_config());
         let live = converged(&d, &rec(&[("all", "0")]));
-        // All 9 default rules as one list (their ids are unique).
+        // All 11 default rules as one list (their ids are unique).
         let desired: Vec<Rule> = d.tables.iter().flat_map(|t| t.chains.iter().flat_map(|c| c.rules.clone())).collect();
         let desired = &desired;
         let mut rules: Vec<LiveRule> =
             live.tables.iter().flat_map(|t| t.chains.iter().flat_map(|c| c.rules.clone())).collect();
-        // live order: 5 0 1 1(dup) 2 3 4 6 7 8  -> keep 0 1 2 3 4 6 7 8
+        // live order: 5 0 1 1(dup) 2 3 4 6 7 8 9 10 -> keep 0 1 2 3 4 6 7 8 9 10
         let mut dup = rules[1].clone();
         dup.handle = 99;
         rules.insert(2, dup);
         let last = rules.remove(6);
         rules.insert(0, last);
         let kept = kept_pairs(desired, &rules);
-        assert_eq!(kept.iter().map(|&(i, _)| i).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 6, 7, 8]);
+        assert_eq!(kept.iter().map(|&(i, _)| i).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 6, 7, 8, 9, 10]);
         assert!(kept.windows(2).all(|w| w[0].1 < w[1].1));
     }
 }

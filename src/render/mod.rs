@@ -5,6 +5,7 @@
 //! May import [`crate::model`], [`crate::config`], [`crate::desired`] and [`crate::plan`];
 //! never the host edges or the engine. Pure: no I/O.
 
+pub mod audit;
 pub mod desired_json;
 pub mod done;
 pub mod nft_script;

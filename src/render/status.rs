@@ -5,8 +5,8 @@
 //! Prometheus text exposition format 0.0.4 ([`prometheus`]). Pure: no I/O.
 //!
 //! Metric families (all named `ecs_hostnet_*`; one `# HELP` and one `# TYPE` line each):
-//! see [`FAMILIES`]. A later family (e.g. `ecs_hostnet_imds_attempts_total` from the IMDS
-//! audit) is one more entry there and one more block in [`prometheus`].
+//! see [`FAMILIES`]. The IMDS drop rules' packet counters (`rule="imds-block-ipv4"`) count
+//! every attempt; the audit lines (`ecs_hostnet_imds_audit_lines_total`) are rate-limited.
 
 use crate::desired::Desired;
 use crate::model::escape::escape_controls;
@@ -217,6 +217,22 @@ pub fn text(s: &Status) -> String {
             if let (Some(at), Some(line)) = (w.last_repair_at, &w.last_repair) {
                 let _ = writeln!(o, "last repair:      {}: {}", ago(s.time, at), escape_controls(line));
             }
+            match w.audit_group {
+                None => {
+                    let _ = writeln!(o, "IMDS audit:       not receiving (off, or see the watcher's journal)");
+                }
+                Some(g) => {
+                    let _ = writeln!(
+                        o,
+                        "IMDS audit:       nfnetlink_log group {g}: {} lines ({} packets; rate-limited, the \
+                         imds-block counters count every attempt)",
+                        w.audit_lines, w.audit_packets
+                    );
+                }
+            }
+            if let (Some(at), Some(line)) = (w.last_audit_at, &w.last_audit) {
+                let _ = writeln!(o, "last IMDS attempt: {}: {}", ago(s.time, at), escape_controls(line));
+            }
         }
     }
     if s.findings.is_empty() {
@@ -321,6 +337,22 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "gauge",
         "Unix time of the running watcher's last repair (absent before its first).",
     ),
+    (
+        "ecs_hostnet_imds_audit_lines_total",
+        "counter",
+        "IMDS attempts written to the journal by the running watcher (rate-limited; the imds-block rule counters \
+         count every attempt).",
+    ),
+    (
+        "ecs_hostnet_imds_audit_packets_total",
+        "counter",
+        "Packets the IMDS audit's nfnetlink_log group delivered to the running watcher.",
+    ),
+    (
+        "ecs_hostnet_imds_audit_last_timestamp_seconds",
+        "gauge",
+        "Unix time of the running watcher's last IMDS audit line (absent before its first).",
+    ),
 ];
 
 /// A label value as the text exposition format 0.0.4 wants it: `\` as `\\`, `"` as `\"`
@@ -384,6 +416,14 @@ pub fn prometheus(s: &Status) -> String {
         put("ecs_hostnet_watch_backoff_episodes_total", String::new(), w.backoff_episodes);
         if let Some(at) = w.last_repair_at {
             put("ecs_hostnet_watch_last_repair_timestamp_seconds", String::new(), at);
+        }
+        // Only while the watcher receives the audit group: no made-up zeros when it cannot.
+        if w.audit_group.is_some() {
+            put("ecs_hostnet_imds_audit_lines_total", String::new(), w.audit_lines);
+            put("ecs_hostnet_imds_audit_packets_total", String::new(), w.audit_packets);
+        }
+        if let Some(at) = w.last_audit_at {
+            put("ecs_hostnet_imds_audit_last_timestamp_seconds", String::new(), at);
         }
     }
     let mut o = String::new();
@@ -500,11 +540,19 @@ mod tests {
         w.repairs = 3;
         w.last_repair_at = Some(940);
         w.last_repair = Some("repaired in 1.0 ms: table inet ecs-hostnet was deleted".into());
+        w.audit_group = Some(1254);
+        w.audit_packets = 5;
+        w.audit_lines = 4;
+        w.last_audit_at = Some(990);
+        w.last_audit =
+            Some("IMDS attempt blocked: ipv4 tcp 172.17.0.2:40312 -> 169.254.169.254:80 in on docker0".into());
         s.watch = Watcher { pid: Some(77), state: Some(w) };
         let t = text(&s);
         assert!(t.contains("NO: 1 to add, 0 to change, 2 to remove") && t.contains("NOT LIVE"), "{t}");
         assert!(t.contains("running (pid 77, started 10 min ago), 3 repairs"), "{t}");
         assert!(t.contains("last repair:      60 s ago: repaired in 1.0 ms"), "{t}");
+        assert!(t.contains("IMDS audit:       nfnetlink_log group 1254: 4 lines (5 packets;"), "{t}");
+        assert!(t.contains("last IMDS attempt: 10 s ago: IMDS attempt blocked: ipv4 tcp 172.17.0.2:40312"), "{t}");
         let out = prometheus(&s);
         for line in [
             "ecs_hostnet_converged 0",
@@ -514,6 +562,9 @@ mod tests {
             "ecs_hostnet_watch_repairs_total 3",
             "ecs_hostnet_watch_last_repair_timestamp_seconds 940",
             "ecs_hostnet_route_localnet{interface=\"all\"} 1",
+            "ecs_hostnet_imds_audit_lines_total 4",
+            "ecs_hostnet_imds_audit_packets_total 5",
+            "ecs_hostnet_imds_audit_last_timestamp_seconds 990",
         ] {
             assert!(out.contains(&format!("{line}\n")), "{line} in {out}");
         }
@@ -523,6 +574,10 @@ mod tests {
         assert_eq!((doc["ok"].as_bool(), doc["converged"].as_bool()), (Some(false), Some(false)));
         assert_eq!(doc["summary"], serde_json::json!({"add": 1, "change": 0, "remove": 2}));
         assert_eq!(doc["watch"]["state"]["repairs"], 3);
+        assert_eq!(
+            (doc["watch"]["state"]["audit_lines"].as_u64(), doc["watch"]["state"]["audit_group"].as_u64()),
+            (Some(4), Some(1254))
+        );
         assert_eq!(doc["route_localnet"]["all"], "1");
         assert!(
             doc["rules"]

@@ -1050,7 +1050,9 @@ table inet ecs-hostnet {
 	}
 	chain forward {
 		type filter hook forward priority filter; policy accept;
+		iifname { "docker*", "br-*", "ecs-bridge" } ip daddr 169.254.169.254 limit rate 10/second burst 10 packets counter log prefix "imds-audit-ipv4" group 1254 snaplen 128 comment "ref-audit4"
 		iifname { "docker*", "br-*", "ecs-bridge" } ip daddr 169.254.169.254 counter drop comment "ref-imds4"
+		iifname { "docker*", "br-*", "ecs-bridge" } ip6 daddr fd00:ec2::254 limit rate 10/second burst 10 packets counter log prefix "imds-audit-ipv6" group 1254 snaplen 128 comment "ref-audit6"
 		iifname { "docker*", "br-*", "ecs-bridge" } ip6 daddr fd00:ec2::254 counter drop comment "ref-imds6"
 	}
 }

@@ -277,6 +277,32 @@ fn decode_expr(e: &ffi::ExprRef<'_>, sets: &AnonSets) -> Expr {
             reg_proto_max: get_u32(e, sys::NFTNL_EXPR_REDIR_REG_PROTO_MAX),
             flags: get_u32(e, sys::NFTNL_EXPR_REDIR_FLAGS),
         }),
+        // The kernel dumps all five (nft_limit_dump).
+        "limit" if (1..=5).all(|a| e.is_set(a)) => Some(Expr::Limit {
+            rate: e.get_u64(sys::NFTNL_EXPR_LIMIT_RATE).unwrap_or(0),
+            unit: e.get_u64(sys::NFTNL_EXPR_LIMIT_UNIT).unwrap_or(0),
+            burst: get_u32(e, sys::NFTNL_EXPR_LIMIT_BURST).unwrap_or(0),
+            limit_type: get_u32(e, sys::NFTNL_EXPR_LIMIT_TYPE).unwrap_or(0),
+            flags: get_u32(e, sys::NFTNL_EXPR_LIMIT_FLAGS).unwrap_or(0),
+        }),
+        // Only the nfnetlink_log form ecs-hostnet makes: prefix, group and snaplen, nothing
+        // else (a level, flags or a queue threshold make it someone else's).
+        "log"
+            if only(e, &[sys::NFTNL_EXPR_LOG_PREFIX, sys::NFTNL_EXPR_LOG_GROUP, sys::NFTNL_EXPR_LOG_SNAPLEN], 6)
+                && e.is_set(sys::NFTNL_EXPR_LOG_GROUP)
+                && e.is_set(sys::NFTNL_EXPR_LOG_SNAPLEN) =>
+        {
+            let prefix = e.get_str(sys::NFTNL_EXPR_LOG_PREFIX).and_then(|p| p.to_str().ok());
+            let group = e.get(sys::NFTNL_EXPR_LOG_GROUP).and_then(|b| <[u8; 2]>::try_from(b).ok());
+            match (prefix, group) {
+                (Some(prefix), Some(g)) => Some(Expr::Log {
+                    prefix: prefix.to_string(),
+                    group: u16::from_ne_bytes(g),
+                    snaplen: get_u32(e, sys::NFTNL_EXPR_LOG_SNAPLEN).unwrap_or(0),
+                }),
+                _ => None,
+            }
+        }
         _ => None,
     };
     decoded.unwrap_or_else(|| other(e, &name))
@@ -374,6 +400,17 @@ fn opt_be32(v: Option<&[u8]>) -> Option<Option<u32>> {
         None => Some(None),
         Some(_) => be32(v).map(Some),
     }
+}
+
+/// A big-endian u64 attribute (`NLA_U64` of nf_tables), exactly 8 bytes.
+fn be64(v: Option<&[u8]>) -> Option<u64> {
+    Some(u64::from_be_bytes(v?.try_into().ok()?))
+}
+
+/// The bytes of a string attribute before its first NUL (as libnftnl reads it); `None`
+/// without a NUL.
+fn nul_str_bytes(v: &[u8]) -> Option<&[u8]> {
+    v.iter().position(|b| *b == 0).map(|end| &v[..end])
 }
 
 /// A NUL-terminated string attribute (`NLA_STRING` as the kernel dumps it), as
@@ -491,6 +528,21 @@ fn expr_direct(e: &[u8], sets: &AnonSets, counter: &mut Option<CounterValues>) -
         b"redir\0" if attrs_are(a, &[], &[1, 2, 3]) => {
             Expr::Redir { reg_proto_min: opt_be32(a[1])?, reg_proto_max: opt_be32(a[2])?, flags: opt_be32(a[3])? }
         }
+        // NFTA_LIMIT_RATE 1, UNIT 2 (be64), BURST 3, TYPE 4, FLAGS 5 (be32), PAD 6
+        b"limit\0" if attrs_are(a, &[1, 2, 3, 4, 5], &[6]) => Expr::Limit {
+            rate: be64(a[1])?,
+            unit: be64(a[2])?,
+            burst: be32(a[3])?,
+            limit_type: be32(a[4])?,
+            flags: be32(a[5])?,
+        },
+        // NFTA_LOG_GROUP 1 (be16), PREFIX 2, SNAPLEN 3 (be32); QTHRESHOLD 4, LEVEL 5 and
+        // FLAGS 6 make it another form (not ours). The prefix must be UTF-8 to be ours.
+        b"log\0" if attrs_are(a, &[1, 2, 3], &[]) => Expr::Log {
+            prefix: String::from_utf8(nul_str_bytes(a[2]?)?.to_vec()).ok()?,
+            group: u16::from_be_bytes(a[1]?.try_into().ok()?),
+            snaplen: be32(a[3])?,
+        },
         _ => return None,
     })
 }

@@ -62,6 +62,17 @@ fn encode_expr(x: &Expr, set_ids: &mut impl Iterator<Item = u32>) -> Result<ffi:
             let id = set_ids.next().ok_or("a lookup without its set in the batch")?;
             ffi::Expr::lookup(*sreg, ANON_SET_NAME, id, invert.then_some(NFT_LOOKUP_F_INV))
         }
+        Expr::Limit { rate, unit, burst, limit_type, flags } => {
+            ffi::Expr::limit(*rate, *unit, *burst, *limit_type, *flags)
+        }
+        Expr::Log { prefix, group, snaplen } => {
+            // The kernel keeps at most 127 bytes of a prefix (NF_LOG_PREFIXLEN 128 with its NUL).
+            if prefix.len() > 127 {
+                return Err(format!("log prefix of {} bytes exceeds the kernel's 127", prefix.len()));
+            }
+            let p = CString::new(prefix.as_str()).map_err(|_| "a NUL byte in a log prefix".to_string())?;
+            ffi::Expr::log(&p, *group, *snaplen)
+        }
         Expr::Other { name, .. } => return Err(format!("cannot encode foreign expression {name}")),
     })
 }

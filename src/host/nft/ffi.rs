@@ -51,6 +51,8 @@ mod floor {
     pub const NAT: u32 = 7; // NFTNL_EXPR_NAT_FLAGS
     pub const PAYLOAD: u32 = 8; // NFTNL_EXPR_PAYLOAD_FLAGS
     pub const REDIR: u32 = 3; // NFTNL_EXPR_REDIR_FLAGS
+    pub const LIMIT: u32 = 5; // NFTNL_EXPR_LIMIT_FLAGS
+    pub const LOG: u32 = 6; // NFTNL_EXPR_LOG_FLAGS
 }
 
 /// Every libnftnl attribute this module names is one the floor release knows ([`floor`]):
@@ -79,6 +81,8 @@ const _: () = {
     at_floor!(floor::NAT; NFTNL_EXPR_NAT_FAMILY, NFTNL_EXPR_NAT_FLAGS, NFTNL_EXPR_NAT_REG_ADDR_MAX, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFTNL_EXPR_NAT_REG_PROTO_MAX, NFTNL_EXPR_NAT_REG_PROTO_MIN, NFTNL_EXPR_NAT_TYPE);
     at_floor!(floor::PAYLOAD; NFTNL_EXPR_PAYLOAD_BASE, NFTNL_EXPR_PAYLOAD_DREG, NFTNL_EXPR_PAYLOAD_LEN, NFTNL_EXPR_PAYLOAD_OFFSET);
     at_floor!(floor::REDIR; NFTNL_EXPR_REDIR_FLAGS, NFTNL_EXPR_REDIR_REG_PROTO_MAX, NFTNL_EXPR_REDIR_REG_PROTO_MIN);
+    at_floor!(floor::LIMIT; NFTNL_EXPR_LIMIT_BURST, NFTNL_EXPR_LIMIT_FLAGS, NFTNL_EXPR_LIMIT_RATE, NFTNL_EXPR_LIMIT_TYPE, NFTNL_EXPR_LIMIT_UNIT);
+    at_floor!(floor::LOG; NFTNL_EXPR_LOG_FLAGS, NFTNL_EXPR_LOG_GROUP, NFTNL_EXPR_LOG_LEVEL, NFTNL_EXPR_LOG_PREFIX, NFTNL_EXPR_LOG_QTHRESHOLD, NFTNL_EXPR_LOG_SNAPLEN);
 };
 
 /// `struct nlmsghdr` (16 bytes) + `struct nfgenmsg` (4 bytes): the fixed part of an
@@ -923,6 +927,36 @@ impl Expr {
             .opt_u32(sys::NFTNL_EXPR_REDIR_REG_PROTO_MIN, reg_proto_min)
             .opt_u32(sys::NFTNL_EXPR_REDIR_REG_PROTO_MAX, reg_proto_max)
             .opt_u32(sys::NFTNL_EXPR_REDIR_FLAGS, flags)
+    }
+
+    /// `limit rate RATE/UNIT burst BURST type TYPE flags FLAGS`, every attribute set as nft
+    /// sets them (rate and unit are u64, burst, type and flags u32 in libnftnl).
+    pub fn limit(rate: u64, unit: u64, burst: u32, limit_type: u32, flags: u32) -> Expr {
+        let mut e = Expr::alloc(c"limit");
+        for (attr, v) in [(sys::NFTNL_EXPR_LIMIT_RATE, rate), (sys::NFTNL_EXPR_LIMIT_UNIT, unit)] {
+            e.bound = e.bound.saturating_add(INT_BOUND);
+            // SAFETY: a live expression; rate and unit are u64 attributes of `limit`, of
+            // which libnftnl copies the 8 bytes of `v`.
+            unsafe { sys::nftnl_expr_set_u64(e.ptr.as_ptr(), attr as u16, v) }
+        }
+        e.u32(sys::NFTNL_EXPR_LIMIT_BURST, burst)
+            .u32(sys::NFTNL_EXPR_LIMIT_TYPE, limit_type)
+            .u32(sys::NFTNL_EXPR_LIMIT_FLAGS, flags)
+    }
+
+    /// `log prefix PREFIX group GROUP snaplen SNAPLEN` (nfnetlink_log), as nft sets it: the
+    /// prefix a string, the group a u16, the snaplen a u32; no level, flags or threshold.
+    pub fn log(prefix: &CStr, group: u16, snaplen: u32) -> Expr {
+        let mut e = Expr::alloc(c"log");
+        e.bound = e.bound.saturating_add(str_bound(prefix)).saturating_add(INT_BOUND);
+        // SAFETY: a live expression; the prefix is a string attribute of `log`, given a
+        // NUL-terminated string, which libnftnl copies; the group is its u16 attribute,
+        // of which libnftnl copies the 2 bytes of `group`.
+        unsafe {
+            sys::nftnl_expr_set_str(e.ptr.as_ptr(), sys::NFTNL_EXPR_LOG_PREFIX as u16, prefix.as_ptr());
+            sys::nftnl_expr_set_u16(e.ptr.as_ptr(), sys::NFTNL_EXPR_LOG_GROUP as u16, group);
+        }
+        e.u32(sys::NFTNL_EXPR_LOG_SNAPLEN, snaplen)
     }
 
     /// `lookup reg SREG set SET` tied to the set of batch-local id `set_id`

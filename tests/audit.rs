@@ -1,0 +1,192 @@
+//! The IMDS audit against a real kernel, in namespaces these tests make: a container-like
+//! namespace on a veth under docker0 sends TCP SYNs to IMDS (IPv4 and IPv6); the watcher
+//! (`unshare --net -- ecs-hostnet --netns HOST watch`, its stderr read as the journal would
+//! read it, each line with its `<priority>`) writes one warning line per attempt, no more
+//! lines than the audit rules' limit allows, and `status` counts them. The watcher is killed
+//! in Drop, also when a test fails; the namespaces go with the topology.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// A running watcher with its stderr in a file given as `$JOURNAL_STREAM` (so each line
+/// carries its syslog priority, `<4>` for warning).
+struct Watcher {
+    child: Child,
+    stderr: PathBuf,
+    _dir: TempDir,
+}
+
+impl Watcher {
+    fn start(ns: &Netns, config: &str) -> Watcher {
+        let dir = TempDir::new("audit-log");
+        let stderr = dir.path().join("stderr");
+        let file = std::fs::File::create(&stderr).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().unwrap();
+        let child = Command::new("unshare")
+            .args(["--net", "--", bin(), "--netns", &ns.name, "watch", "-c", config])
+            .env("ECS_HOSTNET_RUN_DIR", ns.run_dir())
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn the watcher");
+        let mut w = Watcher { child, stderr, _dir: dir };
+        w.wait_for("the audit group bound", Duration::from_secs(10), |l| l.contains("IMDS audit: receiving"));
+        w
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The audit lines so far (priority warning).
+    fn audit_lines(&self) -> Vec<String> {
+        self.log().lines().filter(|l| l.starts_with("<4>IMDS attempt blocked: ")).map(String::from).collect()
+    }
+
+    #[track_caller]
+    fn wait_for(&mut self, what: &str, timeout: Duration, cond: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !cond(&self.log()) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("watcher exited ({st}) while waiting for {what}\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "no {what} within {timeout:?}\n--- watcher ---\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until `n` audit lines are there, then a little longer to see that no more come.
+    #[track_caller]
+    fn lines_settled(&mut self, n: usize) -> Vec<String> {
+        self.wait_for(&format!("{n} audit lines"), Duration::from_secs(5), |l| {
+            l.lines().filter(|l| l.starts_with("<4>IMDS attempt blocked: ")).count() >= n
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        self.audit_lines()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The default configuration with `[audit]` keys replaced (`docker_socket` off: no Docker here).
+fn config(t: &Topology, rate: u32, burst: u32) -> String {
+    let text = default_config_text()
+        .replace("rate_per_second = 10\n", &format!("rate_per_second = {rate}\n"))
+        .replace("burst = 10\n", &format!("burst = {burst}\n"))
+        .replace("docker_socket = \"/var/run/docker.sock\"\n", "docker_socket = \"\"\n");
+    assert!(text.contains(&format!("rate_per_second = {rate}\n")) && text.contains("docker_socket = \"\"\n"));
+    t.dir.write("audit.toml", &text)
+}
+
+/// `n` TCP SYNs from `ns` to `to`, each from its own socket (non-blocking connects: one SYN
+/// each), the first from source port `first_port`; the sockets are closed after 200 ms,
+/// before any retransmission (1 s). Returns how long the sending took.
+fn syns(ns: &Netns, from: &str, first_port: u16, to: &str, n: u16) -> Duration {
+    let from: std::net::IpAddr = from.parse().unwrap();
+    let to: SocketAddr = to.parse().unwrap();
+    ns.run(move || {
+        use socket2::{Domain, Socket, Type};
+        let mut socks = Vec::new();
+        let start = Instant::now();
+        for i in 0..n {
+            let s = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
+            s.bind(&SocketAddr::new(from, first_port + i).into()).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let r = s.connect(&to.into());
+            assert!(matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS)), "{r:?}");
+            socks.push(s);
+        }
+        let took = start.elapsed();
+        std::thread::sleep(Duration::from_millis(200));
+        took
+    })
+}
+
+/// `status --format json` of the host namespace.
+fn status_json(t: &Topology, cfg: &str) -> serde_json::Value {
+    let out = t.host.ehn(&["status", "-c", cfg, "--format", "json"]);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn rule_packets(doc: &serde_json::Value, id: &str) -> u64 {
+    doc["rules"].as_array().unwrap().iter().find(|r| r["rule"] == id).and_then(|r| r["packets"].as_u64()).unwrap()
+}
+
+#[test]
+fn a_containers_imds_attempt_is_one_warning_line_per_family_and_status_counts_them() {
+    let t = Topology::new();
+    let cfg = config(&t, 10, 10);
+    t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let mut w = Watcher::start(&t.host, &cfg);
+
+    syns(&t.container, CONTAINER_V4, 40312, "169.254.169.254:80", 1);
+    let lines = w.lines_settled(1);
+    assert_eq!(
+        lines,
+        ["<4>IMDS attempt blocked: ipv4 tcp 172.17.0.2:40312 -> 169.254.169.254:80 in on docker0"],
+        "{}",
+        w.log()
+    );
+    syns(&t.container, CONTAINER_V6, 40313, "[fd00:ec2::254]:80", 1);
+    let lines = w.lines_settled(2);
+    assert_eq!(
+        lines[1],
+        "<4>IMDS attempt blocked: ipv6 tcp [fd00:d0c::2]:40313 -> [fd00:ec2::254]:80 in on docker0",
+        "{}",
+        w.log()
+    );
+    assert_eq!(lines.len(), 2, "{}", w.log());
+
+    let doc = status_json(&t, &cfg);
+    let state = &doc["watch"]["state"];
+    assert_eq!((state["audit_lines"].as_u64(), state["audit_packets"].as_u64()), (Some(2), Some(2)), "{doc:#}");
+    assert_eq!(state["audit_group"].as_u64(), Some(1254));
+    assert!(state["last_audit"].as_str().unwrap().contains("[fd00:d0c::2]:40313"), "{doc:#}");
+    // Each audit rule's counter saw its one packet; each drop counted its attempt.
+    for id in ["imds-audit-ipv4", "imds-audit-ipv6", "imds-block-ipv4", "imds-block-ipv6"] {
+        assert_eq!(rule_packets(&doc, id), 1, "{id}: {doc:#}");
+    }
+    let prom = t.host.ehn(&["status", "-c", &cfg, "--format", "prometheus"]).stdout;
+    for want in ["ecs_hostnet_imds_audit_lines_total 2\n", "# TYPE ecs_hostnet_imds_audit_lines_total counter\n"] {
+        assert!(prom.contains(want), "{want} in {prom}");
+    }
+    let text = t.host.ehn(&["status", "-c", &cfg]).stdout;
+    assert!(text.contains("nfnetlink_log group 1254: 2 lines (2 packets"), "{text}");
+}
+
+#[test]
+fn a_flood_of_attempts_gives_no_more_lines_than_the_limit_allows_and_the_drop_counts_all() {
+    // A small bucket, so that the bound is well below the 30 attempts.
+    let (rate, burst) = (2u32, 3u32);
+    let t = Topology::new();
+    let cfg = config(&t, rate, burst);
+    t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let mut w = Watcher::start(&t.host, &cfg);
+
+    let took = syns(&t.container, CONTAINER_V4, 41000, "169.254.169.254:80", 30);
+    assert!(took < Duration::from_secs(1), "30 attempts within a second: {took:?}");
+    // The token bucket starts full (burst) and refills at `rate` per second.
+    let bound = burst as usize + (f64::from(rate) * took.as_secs_f64()).ceil() as usize;
+    let lines = w.lines_settled(1);
+    assert!(lines.len() <= bound, "{} lines, at most {bound} allowed ({took:?}):\n{}", lines.len(), w.log());
+    assert!(lines.iter().all(|l| l.contains("ipv4 tcp 172.17.0.2:41")), "{lines:?}");
+    let doc = status_json(&t, &cfg);
+    assert_eq!(rule_packets(&doc, "imds-block-ipv4"), 30, "the drop counts every attempt: {doc:#}");
+    assert_eq!(rule_packets(&doc, "imds-audit-ipv4") as usize, lines.len(), "{doc:#}");
+    assert_eq!(doc["watch"]["state"]["audit_lines"].as_u64(), Some(lines.len() as u64), "{doc:#}");
+}
