@@ -190,3 +190,34 @@ fn a_flood_of_attempts_gives_no_more_lines_than_the_limit_allows_and_the_drop_co
     assert_eq!(rule_packets(&doc, "imds-audit-ipv4") as usize, lines.len(), "{doc:#}");
     assert_eq!(doc["watch"]["state"]["audit_lines"].as_u64(), Some(lines.len() as u64), "{doc:#}");
 }
+
+/// `verify`'s IMDS probes arrive like a container's and are dropped, but they are the
+/// operator's own check: the watcher writes no line for them (so the README's alert does not
+/// fire on every verify), while the audit rule still saw them and a container's attempt right
+/// after is reported as before.
+#[test]
+fn verifys_own_probes_get_no_audit_line_and_a_containers_attempt_still_does() {
+    let t = Topology::new();
+    let cfg = config(&t, 10, 10);
+    t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let mut w = Watcher::start(&t.host, &cfg);
+
+    for _ in 0..3 {
+        let out = t.host.ehn(&["verify", "-c", &cfg]);
+        out.expect_code(0);
+        assert!(out.stdout.contains("blocked by our imds-block-ipv4"), "{out}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(w.audit_lines().is_empty(), "verify's probes were reported:\n{}", w.log());
+    let doc = status_json(&t, &cfg);
+    // Proof that the probes did reach the audit rules (the watcher chose to stay silent).
+    for id in ["imds-audit-ipv4", "imds-audit-ipv6"] {
+        assert_eq!(rule_packets(&doc, id), 3, "{id}: {doc:#}");
+    }
+    assert_eq!(doc["watch"]["state"]["audit_lines"].as_u64(), Some(0), "{doc:#}");
+
+    syns(&t.container, CONTAINER_V4, 42000, "169.254.169.254:80", 1);
+    let lines = w.lines_settled(1);
+    assert_eq!(lines.len(), 1, "{}", w.log());
+    assert!(lines[0].contains("172.17.0.2:42000"), "{lines:?}");
+}

@@ -336,8 +336,7 @@ fn the_rpm_installs_enables_nothing_install_enables_its_units_and_erase_leaves_n
         "usr/share/fish/vendor_completions.d",
     ];
     let after = all_files(rootfs.path());
-    let added: Vec<&String> =
-        after.difference(&before).filter(|p| !FILESYSTEM_OWNS.contains(&p.as_str())).collect();
+    let added: Vec<&String> = after.difference(&before).filter(|p| !FILESYSTEM_OWNS.contains(&p.as_str())).collect();
     let removed: Vec<&String> = before.difference(&after).collect();
     assert!(added.is_empty() && removed.is_empty(), "after rpm -e, added: {added:?}; removed: {removed:?}");
     assert_eq!(boot.poweroff(), 0);

@@ -7,7 +7,8 @@
 //! state for `status`.
 //!
 //! The audit rules' `limit` bounds the lines (`audit.rate_per_second`, `audit.burst`); the
-//! IMDS drop rules' counters count every attempt. Docker is asked only on a miss, at most
+//! IMDS drop rules' counters count every attempt. The probes of a running `verify` get no
+//! line (they are counted as packets only). Docker is asked only on a miss, at most
 //! every few seconds and for at most [`crate::host::docker::TIMEOUT`], after the watcher's
 //! repair of the same wake-up: it never delays a repair.
 
@@ -15,8 +16,9 @@ use crate::desired::AuditWanted;
 use crate::engine::watch::{Journal, Level};
 use crate::host::docker::Docker;
 use crate::host::nflog::{self, NflogListener};
+use crate::host::trace;
 use crate::model::audit::Attempt;
-use crate::model::names::rule_id;
+use crate::model::names::{rule_id, verify_probe_pid};
 use crate::model::watch_state::WatchState;
 use crate::render::audit::line;
 use std::os::fd::BorrowedFd;
@@ -74,7 +76,12 @@ impl Auditor {
             if a.prefix != rule_id::IMDS_AUDIT_IPV4 && a.prefix != rule_id::IMDS_AUDIT_IPV6 {
                 continue;
             }
-            let text = self.line_of(a, journal);
+            let ifname =
+                a.indev.and_then(|i| nix::net::if_::if_indextoname(i).ok()).map(|n| n.to_string_lossy().into_owned());
+            if ifname.as_deref().is_some_and(is_verify_probe) {
+                continue;
+            }
+            let text = self.line_of(a, ifname.as_deref(), journal);
             journal(Level::Warning, &text);
             state.audit_lines += 1;
             state.last_audit_at = Some(now);
@@ -84,9 +91,7 @@ impl Auditor {
     }
 
     /// The journal line of `a`, with the interface's name and the container when known.
-    fn line_of(&mut self, a: &Attempt, journal: Journal<'_>) -> String {
-        let ifname =
-            a.indev.and_then(|i| nix::net::if_::if_indextoname(i).ok()).map(|n| n.to_string_lossy().into_owned());
+    fn line_of(&mut self, a: &Attempt, ifname: Option<&str>, journal: Journal<'_>) -> String {
         let container = match (&mut self.docker, &a.packet) {
             (Some(d), Some(p)) => match d.container_of(p.src) {
                 Ok(c) => {
@@ -106,6 +111,15 @@ impl Auditor {
             },
             _ => None,
         };
-        line(a, ifname.as_deref(), container.as_ref())
+        line(a, ifname, container.as_ref())
     }
+}
+
+/// Whether `ifname` is the probe interface of a `verify` that is running in this
+/// namespace: its name ends in that run's suffix ([`verify_probe_pid`]) and that run's
+/// trace table is live. verify's IMDS probes are expected to be dropped; a line per run
+/// would read as a container's attempt (and fire the README's alert). A container cannot
+/// pass for one: it would need the name of a live run's veth.
+fn is_verify_probe(ifname: &str) -> bool {
+    verify_probe_pid(ifname).is_some_and(|pid| trace::live_runs().is_ok_and(|runs| runs.contains(&pid)))
 }

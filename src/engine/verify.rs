@@ -118,7 +118,7 @@ fn interface_name(c: &Config, existing: &[String]) -> Result<(String, String, bo
     for p in c.container_interfaces() {
         let name = match p.as_str().strip_suffix('+') {
             Some(prefix) => {
-                let suffix = format!("v{:x}", std::process::id());
+                let suffix = crate::model::names::verify_probe_suffix(std::process::id());
                 let room = 15usize.saturating_sub(prefix.len());
                 format!("{prefix}{}", &suffix[..suffix.len().min(room)])
             }

@@ -501,7 +501,8 @@ impl Watcher<'_> {
                     (self.journal)(
                         Level::Err,
                         &format!(
-                            "IMDS audit off: {:#}; the IMDS drop rules still drop and count every attempt                              (`ecs-hostnet status`), without journal lines",
+                            "IMDS audit off: {:#}; the IMDS drop rules still drop and count every attempt \
+                             (`ecs-hostnet status`), without journal lines",
                             anyhow::Error::from(e)
                         ),
                     );

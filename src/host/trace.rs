@@ -484,6 +484,16 @@ fn trace_tables(sock: &Socket) -> Result<Vec<(String, u32)>, Error> {
     }
 }
 
+/// The pids of the `verify` runs whose trace table is live in the current network
+/// namespace (tables named [`TABLE_PREFIX`] + pid).
+///
+/// Errors: [`Error::Open`], [`Error::Io`].
+pub fn live_runs() -> Result<Vec<u32>, Error> {
+    let sock = open_socket(&[])?;
+    let _ = setsockopt(&sock, sockopt::ReceiveTimeout, &nix::sys::time::TimeVal::new(2, 0));
+    Ok(trace_tables(&sock)?.into_iter().map(|(_, pid)| pid).collect())
+}
+
 /// Deletes the trace tables of runs whose process is gone (`alive` says whether a pid
 /// still runs): what a verify killed with SIGKILL left on a kernel without table flag
 /// owner. Returns the names deleted.

@@ -94,3 +94,34 @@ pub mod rule_id {
         .any(|p| id.starts_with(p))
     }
 }
+
+/// The suffix `verify` gives its probe interface after a container pattern's prefix:
+/// `v` and its pid in hex (`docker` + `v1f3a` = `dockerv1f3a`), cut to fit IFNAMSIZ.
+pub fn verify_probe_suffix(pid: u32) -> String {
+    format!("v{pid:x}")
+}
+
+/// The pid a probe interface name of `verify` ends with ([`verify_probe_suffix`]): the hex
+/// digits after its last `v`; `None` when the name does not end that way (or the suffix
+/// was cut). Whether such a run is live is for the caller to check (its trace table).
+pub fn verify_probe_pid(ifname: &str) -> Option<u32> {
+    let (_, hex) = ifname.rsplit_once('v')?;
+    if hex.is_empty() || hex.len() > 8 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(hex, 16).ok()
+}
+
+#[cfg(test)]
+mod probe_name_tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_name_gives_back_the_pid_and_other_names_give_none() {
+        assert_eq!(verify_probe_pid(&format!("docker{}", verify_probe_suffix(0x1f3a))), Some(0x1f3a));
+        assert_eq!(verify_probe_pid("br-v4194304"), Some(0x4194304));
+        for name in ["docker0", "vethab12cd", "ecs-bridge", "dockerv", "dockerv12g", "brv123456789"] {
+            assert_eq!(verify_probe_pid(name), None, "{name}");
+        }
+    }
+}
