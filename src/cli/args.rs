@@ -306,7 +306,15 @@ pub enum Command {
     /// Reads the install state file that install wrote. On the running system (or with
     /// --netns) it first removes the live rule set, as remove does; for another --root alone
     /// it changes files only.
-    Uninstall,
+    Uninstall {
+        /// For the package's prerm and %preun: uninstall only an install made beside the
+        /// package (the install state says "package": true); do nothing when nothing is
+        /// installed or the install is a tarball one (its binary in /usr/local/sbin stays);
+        /// fail when the state cannot be read, so that the removal stops instead of leaving
+        /// ecs.service's drop-in running a deleted binary.
+        #[arg(long, hide = true)]
+        package_removal: bool,
+    },
     /// The awsvpc IMDS block: BLACKHOLE routes to the IMDS addresses inside task network
     /// namespaces (given with --netns, repeatable, and/or --netns-dir).
     ///

@@ -4,13 +4,16 @@
 //! system, or `--netns`), before it deletes the binary that could remove it.
 //!
 //! Imports [`super::args`], [`super::context`], [`super::exit`] and the library's
-//! [`ecs_hostnet::engine`], [`ecs_hostnet::host::run_dir`] (the lock) and
+//! [`ecs_hostnet::engine`], [`ecs_hostnet::desired::install_files`] (the paths),
+//! [`ecs_hostnet::host::run_dir`] (the lock) and
 //! [`ecs_hostnet::render::done`].
 
 use super::args::ConfigArg;
 use super::context::Context;
 use super::exit::{Exit, info};
 use anyhow::{Context as _, Result};
+use ecs_hostnet::desired::install_files::{BIN_PATH, STATE_PATH};
+use ecs_hostnet::engine::install::PackageRemoval;
 use ecs_hostnet::engine::{self, install, load};
 use ecs_hostnet::host::files::Root;
 use ecs_hostnet::host::run_dir::{LOCK_TIMEOUT, Lock};
@@ -41,14 +44,25 @@ pub fn install(cx: &Context, config: &ConfigArg, out: &mut String) -> Result<Exi
     Ok(Exit::Ok)
 }
 
-/// Stops the watch unit on the running system ([`install::stop_watch`]), removes the live
-/// rule set where it is live (see
-/// [`install::uninstall_removes_rule_set`]), then what install added, puts back what it
+/// Checks that every folder uninstall will write in can be written
+/// ([`install::check_uninstall`]: otherwise nothing is changed), stops the watch unit on
+/// the running system ([`install::stop_watch`]), removes the live rule set where it is live
+/// (see [`install::uninstall_removes_rule_set`]), then what install added, puts back what it
 /// replaced, tells systemd, and prints what it did. When the rule set cannot be removed,
-/// nothing is uninstalled (the binary that can remove it stays) and the error says so.
-pub fn uninstall(cx: &Context, out: &mut String) -> Result<Exit> {
+/// no file is uninstalled (the binary that can remove it stays) and the error says so; when
+/// a file step fails after that, the error says what state the host is in and how to put it
+/// back. With `package_removal` (the package's prerm and %preun) only an install beside the
+/// package is uninstalled ([`package_owns_install`]).
+pub fn uninstall(cx: &Context, package_removal: bool, out: &mut String) -> Result<Exit> {
+    if package_removal && !package_owns_install(&cx.root, out)? {
+        return Ok(Exit::Ok);
+    }
+    install::check_uninstall(&cx.root)?;
     // First: a running watcher would repair the removal of the rule set.
-    print_lines(out, &install::stop_watch(&cx.root)?)?;
+    let stopped = install::stop_watch(&cx.root)?;
+    print_lines(out, &stopped)?;
+    let watcher =
+        if stopped.is_empty() { "" } else { " (the watcher is stopped: `ecs-hostnet apply` does not start it)" };
     let kernel = install::uninstall_removes_rule_set(cx.root.is_system(), cx.ns().is_some());
     if kernel {
         cx.enter()?;
@@ -57,10 +71,12 @@ pub fn uninstall(cx: &Context, out: &mut String) -> Result<Exit> {
     let installed = install::read_state(&cx.root)?.is_some();
     let mut removed_rules = false;
     if let (true, true, Some(lock)) = (installed, kernel, &lock) {
-        let p = engine::in_namespace(cx.ns(), engine::remove(&cx.root, lock)).context(
-            "the live rule set could not be removed, so nothing was uninstalled; \
-             fix that, then run `ecs-hostnet uninstall` again",
-        )?;
+        let p = engine::in_namespace(cx.ns(), engine::remove(&cx.root, lock)).with_context(|| {
+            format!(
+                "the live rule set could not be removed, so no file was uninstalled{watcher}; \
+                 fix that, then run `ecs-hostnet uninstall` again"
+            )
+        })?;
         if p.is_empty() {
             writeln!(out, "no live rule set to remove in {}", cx.place())?;
         } else {
@@ -68,7 +84,7 @@ pub fn uninstall(cx: &Context, out: &mut String) -> Result<Exit> {
             removed_rules = true;
         }
     }
-    let report = install::uninstall(&cx.root)?;
+    let report = install::uninstall(&cx.root).with_context(|| partly_uninstalled(cx, removed_rules, watcher))?;
     print_lines(out, &report.lines)?;
     if report.nothing_installed {
         return Ok(Exit::Ok);
@@ -84,6 +100,50 @@ pub fn uninstall(cx: &Context, out: &mut String) -> Result<Exit> {
     let binary = if report.binary_kept { " (the binary stays: one was there before install)" } else { "" };
     writeln!(out, "Uninstalled ecs-hostnet{binary}; {rules}.")?;
     Ok(Exit::Ok)
+}
+
+/// The error of a file step of uninstall that failed after the kernel step: what the host
+/// is left with, and the two ways on (the install state is removed last, so `apply` still
+/// finds it and repairs the files and the rule set).
+fn partly_uninstalled(cx: &Context, removed_rules: bool, watcher: &str) -> String {
+    let rules = if removed_rules {
+        format!("the rule set was removed from {} and route_localnet put back, so the IMDS block is off", cx.place())
+    } else {
+        "no rule set was removed".to_string()
+    };
+    format!(
+        "uninstall stopped part-way: {rules}{watcher}, and the files install wrote are partly removed; \
+         run `ecs-hostnet apply` to put the rule set and the files back as installed, \
+         or fix the cause and run `ecs-hostnet uninstall` again"
+    )
+}
+
+/// For `uninstall --package-removal`: whether the install state, read by the real parser,
+/// is an install beside the package ([`install::package_removal`]); says so in `out` when it
+/// is not. A state that cannot be read is an error: the package's removal must stop rather
+/// than delete the binary ecs.service's drop-in runs.
+fn package_owns_install(root: &Root, out: &mut String) -> Result<bool> {
+    let state = install::read_state(root).with_context(|| {
+        format!(
+            "the package is not removed: its install state cannot be read, so what `ecs-hostnet install` wrote \
+             (the ecs.service drop-in that runs this binary before the ECS agent, the rule set) cannot be undone; \
+             put back a good copy of {}, or undo the install by hand (docs/packaging.md, \"A damaged install \
+             state\"), then remove the package again",
+            root.at(STATE_PATH).display()
+        )
+    })?;
+    match install::package_removal(state.as_ref()) {
+        PackageRemoval::Uninstall => return Ok(true),
+        PackageRemoval::NothingInstalled => {
+            writeln!(out, "nothing installed (no {STATE_PATH}): nothing to undo before the package goes")?
+        }
+        PackageRemoval::NotThePackages => writeln!(
+            out,
+            "{STATE_PATH} is a tarball install's ({BIN_PATH} and its units), not the package's: left as it is \
+             (`{BIN_PATH} uninstall` removes it)"
+        )?,
+    }
+    Ok(false)
 }
 
 fn print_lines(out: &mut String, lines: &[String]) -> Result<()> {

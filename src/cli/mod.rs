@@ -46,7 +46,7 @@ pub fn run(cli: Cli, out: &mut String) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Task { action } => task::run(&cx, action, out),
         Command::Install { config } => install::install(&cx, &config, out),
-        Command::Uninstall => install::uninstall(&cx, out),
+        Command::Uninstall { package_removal } => install::uninstall(&cx, package_removal, out),
         Command::Validate { files, config } => validate::run(&cx, files, config, out),
         Command::Diff { old, new, format } => diff::run(&cx, &old, &new, format, out),
         Command::Snapshot { format } => snapshot::run(&cx, format, out),

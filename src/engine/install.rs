@@ -647,6 +647,72 @@ pub fn uninstall(root: &Root) -> Result<Report> {
     Ok(report)
 }
 
+/// What `uninstall --package-removal` (the package's prerm on `remove`/`purge`, its %preun
+/// on erase) does, decided from the install state as the real parser read it
+/// ([`package_removal`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackageRemoval {
+    /// No install state: `ecs-hostnet install` never ran (or was undone); the package goes
+    /// with nothing to undo.
+    NothingInstalled,
+    /// The state is a tarball or source install's (`"package": false`): its own binary in
+    /// /usr/local/sbin and its units in /etc/systemd/system stay, and so does the state, for
+    /// that binary's `uninstall`.
+    NotThePackages,
+    /// The state is an install beside the package (`"package": true`): uninstall it with the
+    /// package's binary while that binary is still there.
+    Uninstall,
+}
+
+/// Decides [`PackageRemoval`] from the install state (`None`: none there). Pure. A state
+/// that cannot be read is the caller's error, never a decision: the removal must then stop,
+/// or the ecs.service drop-in would be left running a deleted binary.
+pub fn package_removal(state: Option<&InstallState>) -> PackageRemoval {
+    match state {
+        None => PackageRemoval::NothingInstalled,
+        Some(s) if !s.package => PackageRemoval::NotThePackages,
+        Some(_) => PackageRemoval::Uninstall,
+    }
+}
+
+/// The paths [`uninstall`] will write, replace or remove for `state` under `root` (ecs.config,
+/// the enablement links it made, each file it lists that is there or is to be put back, the
+/// state file), absolute inside the root. Read only.
+fn uninstall_paths(root: &Root, state: &InstallState) -> Result<Vec<String>> {
+    let there = |p: &str| files::metadata(root, p, false).map(|m| m.is_some());
+    let layout = layout_of(state);
+    let mut out = Vec::new();
+    if state.ecs_config.is_some() && there(artifacts::ECS_CONFIG_PATH)? {
+        out.push(artifacts::ECS_CONFIG_PATH.to_string());
+    }
+    if state.wants_link && link_ok(root, &layout) {
+        out.push(artifacts::WANTS_LINK.to_string());
+    }
+    for o in Optional::ALL.into_iter().filter(|o| lists(state, *o) && optional_link_ok(root, *o, &layout)) {
+        out.push(o.link().to_string());
+    }
+    for f in &state.files {
+        // A file that was there before install and whose content is not kept is left.
+        let left = f.before.is_none() && f.before_mode.is_some();
+        if !left && (f.before.is_some() || there(&f.path)?) {
+            out.push(f.path.clone());
+        }
+    }
+    out.push(artifacts::STATE_PATH.to_string());
+    Ok(out)
+}
+
+/// Uninstall's precondition, checked before the watcher is stopped, the rule set removed
+/// or route_localnet put back: every folder uninstall will write in can be written
+/// ([`super::preflight::check_uninstall`]). Nothing when nothing is installed.
+///
+/// Errors: the state cannot be read; a folder cannot be written (the message names it and
+/// says that nothing was changed).
+pub fn check_uninstall(root: &Root) -> Result<()> {
+    let Some(state) = read_state(root)? else { return Ok(()) };
+    super::preflight::check_uninstall(root, &uninstall_paths(root, &state)?)
+}
+
 /// Whether `uninstall` removes the live rule set (what `remove` does) before it deletes
 /// the files: on the running system (the installed units made it), or in the network
 /// namespace `--netns` names. Never for another `--root` alone: an image's rule set is
@@ -942,6 +1008,14 @@ mod tests {
         .unwrap();
         let rec = migrate_v1(created).ecs_config.unwrap();
         assert_eq!(ecs_config::restore(b"ECS_AWSVPC_BLOCK_IMDS=true\n", &rec), None);
+    }
+
+    #[test]
+    fn package_removal_uninstalls_only_an_install_beside_the_package() {
+        let state = |package| InstallState { schema: STATE_SCHEMA.into(), package, ..Default::default() };
+        assert_eq!(package_removal(None), PackageRemoval::NothingInstalled);
+        assert_eq!(package_removal(Some(&state(false))), PackageRemoval::NotThePackages);
+        assert_eq!(package_removal(Some(&state(true))), PackageRemoval::Uninstall);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Preconditions of `apply` that are checked before the kernel is touched: that the
-//! folders of the installed files are folders ([`check_installed_folders`]) and that every
-//! installed file it is about to repair can be written where it is ([`check_repairs`]).
+//! Preconditions of `apply` and `uninstall` that are checked before the kernel is touched:
+//! that the folders of the installed files are folders ([`check_installed_folders`]), that
+//! every installed file `apply` is about to repair can be written where it is
+//! ([`check_repairs`]), and that every folder `uninstall` will write in can be written
+//! ([`check_uninstall`]).
 //!
 //! `apply` changes the rule set first and repairs the installed files after it; a repair
 //! that cannot succeed (a unit or drop-in masked with a symlink to `/dev/null`, a folder
@@ -63,6 +65,30 @@ pub fn check_installed_folders(root: &Root, installed: bool) -> Result<()> {
     ] {
         folders_in_root(root, path)?;
         existing_folder(&host_path(root, path), path)?;
+    }
+    Ok(())
+}
+
+/// Uninstall's precondition: the folder of each path in `paths` (absolute inside `root`:
+/// the files and links [`crate::engine::install::uninstall`] will write, replace or remove)
+/// can be written, as `access(2)` with `W_OK` says: a read-only file system or read-only
+/// bind mount (`EROFS`) and a folder mode without CAP_DAC_OVERRIDE (`EACCES`) fail here,
+/// before the watcher is stopped and the rule set removed.
+///
+/// Errors: a folder that cannot be written or is not a folder; the message names it and
+/// says that nothing was changed.
+pub fn check_uninstall(root: &Root, paths: &[String]) -> Result<()> {
+    for abs in paths {
+        let dir = existing_folder(&host_path(root, abs), abs)?;
+        nix::unistd::access(&dir, AccessFlags::W_OK).map_err(|errno| {
+            anyhow::anyhow!(
+                "{} cannot be written ({}), so uninstall could not remove or put back {abs}; nothing was changed \
+                 (the watcher, the rule set, route_localnet and every file are as they were): make it writable, \
+                 then run `ecs-hostnet uninstall` again",
+                dir.display(),
+                std::io::Error::from(errno)
+            )
+        })?;
     }
     Ok(())
 }
