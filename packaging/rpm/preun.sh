@@ -1,15 +1,17 @@
 # ecs-hostnet %preun (docs/packaging.md, "Scriptlets"): $1 is 0 on erase, 1 or more on an
-# upgrade. On erase, when `ecs-hostnet install` ran beside this package, undo it with the
-# package's binary while it is still there; if that fails, the erase stops (the binary stays).
+# upgrade. On erase `ecs-hostnet uninstall --package-removal` reads install.json with the
+# program's own parser: when `ecs-hostnet install` ran beside this package ("package": true)
+# it undoes it with the package's binary while that binary is still there; no state, or a
+# tarball install's: nothing. A state it cannot read, or an uninstall that fails: the erase
+# stops (the binary stays) rather than leave an ecs.service drop-in running a deleted binary.
 #
 # Against Fedora's %systemd_preun (on erase: `systemctl --no-reload disable --now UNITS`): the
 # `--now` half is kept (the watcher and the metrics timer and service are stopped, whatever
 # install.json says: they never outlive the package's binary); `disable` is `uninstall`'s job,
 # which removes the links install made and leaves those it did not make (a tarball install's,
 # whose own `uninstall` still works).
-state=/var/lib/ecs-hostnet/install.json
-if [ "$1" -eq 0 ] && [ -f "$state" ] && grep -q '"package": true' "$state"; then
-    if ! /usr/sbin/ecs-hostnet uninstall; then
+if [ "$1" -eq 0 ]; then
+    if ! /usr/sbin/ecs-hostnet uninstall --package-removal; then
         echo "ecs-hostnet: \`ecs-hostnet uninstall\` failed (above); the package stays installed: fix that, then erase it again" >&2
         exit 1
     fi
