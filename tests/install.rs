@@ -2433,3 +2433,135 @@ fn uninstall_keeps_a_configuration_edited_since_install() {
     assert_eq!(String::from_utf8(read(&cfg)).unwrap(), edited, "the edit survives uninstall");
     assert!(!p(&root, "etc/systemd/system/ecs-hostnet.service").exists(), "the rest is removed");
 }
+
+// ---------------------------------------------------------------------------
+// 6. removal of the package: `uninstall --package-removal` (its prerm and %preun)
+// ---------------------------------------------------------------------------
+
+/// `uninstall --package-removal` under `--root` (no kernel is touched).
+fn package_removal(root: &Path) -> Out {
+    ehn_root(root, &["uninstall", "--package-removal"])
+}
+
+/// The package's prerm and %preun ask the binary, whose parser reads install.json: with no
+/// state (the package alone) and with a tarball install's state (the package arrived after
+/// it, `install` not run again) nothing is changed and exit 0; a state beside the package,
+/// even spelled `"package":true` (valid JSON the old `grep '"package": true'` missed), is
+/// uninstalled and leaves the package's files; a state it cannot read (truncated, empty,
+/// not JSON, an unknown schema) fails with a message naming the file and saying the package
+/// is not removed, and changes nothing; once the file is good again the removal uninstalls.
+#[test]
+fn package_removal_uninstalls_only_an_install_beside_the_package_and_stops_on_a_state_it_cannot_read() {
+    require_root();
+    // The package alone: nothing installed.
+    let alone = TempDir::new("rmalone");
+    fake_package(alone.path());
+    let before = nodes(alone.path());
+    let out = package_removal(alone.path());
+    out.expect_code(0);
+    assert!(out.stdout.contains("nothing installed"), "{out}");
+    assert_nodes_eq("the package alone", &before, &nodes_but_run(alone.path()));
+
+    // A tarball install, then the package: the tarball's binary, units and state stay.
+    let tarball = TempDir::new("rmtarball");
+    ehn_root(tarball.path(), &["install"]).expect_code(0);
+    fake_package(tarball.path());
+    let before = nodes_but_run(tarball.path());
+    let out = package_removal(tarball.path());
+    out.expect_code(0);
+    assert!(out.stdout.contains("a tarball install's") && out.stdout.contains("not the package's"), "{out}");
+    assert_nodes_eq("a tarball install beside the package", &before, &nodes_but_run(tarball.path()));
+    assert!(p(tarball.path(), BIN_PATH).is_file() && p(tarball.path(), STATE_PATH).is_file());
+
+    // Beside the package, the state compact (`"package":true`).
+    let dir = TempDir::new("rmpkg");
+    let root = dir.path();
+    fake_package(root);
+    let clean = nodes(root);
+    let pkg = package_files(root);
+    ehn_root(root, &["install"]).expect_code(0);
+    let good = read(&p(root, STATE_PATH));
+    let value: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    assert_eq!(value["package"], serde_json::Value::Bool(true), "{}", show(&good));
+    let compact = serde_json::to_vec(&value).unwrap();
+    assert!(show(&compact).contains("\"package\":true"), "{}", show(&compact));
+
+    // Unreadable states: refused, nothing changed.
+    for (what, bad) in [
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("empty", Vec::new()),
+        ("not JSON", b"\x00\x01 not json".to_vec()),
+        ("an unknown schema", br#"{"schema": "ecs-hostnet.install/v9", "package": true}"#.to_vec()),
+    ] {
+        write_mode(&p(root, STATE_PATH), &bad, 0o600);
+        let installed = nodes_but_run(root);
+        let out = package_removal(root);
+        assert_eq!(out.code, 1, "{what}: {out}");
+        assert!(
+            out.stderr.contains("the package is not removed")
+                && out.stderr.contains("/var/lib/ecs-hostnet/install.json")
+                && out.stderr.contains("remove the package again"),
+            "{what}: {out}"
+        );
+        assert_nodes_eq(&format!("{what} state"), &installed, &nodes_but_run(root));
+    }
+
+    write_mode(&p(root, STATE_PATH), &compact, 0o600);
+    let out = package_removal(root);
+    out.expect_code(0);
+    assert!(out.stdout.contains("Uninstalled ecs-hostnet"), "{out}");
+    assert_eq!(package_files(root), pkg, "the removal touched a file of the package's");
+    assert_nodes_eq("beside the package, after the removal", &clean, &nodes_but_run(root));
+}
+
+/// `ARGS` (the binary's) in a mount namespace of its own in which `ro` is a read-only bind
+/// mount of itself: the folder is read-only for that run only (also for root with every
+/// capability: `EROFS`), and the mount goes with the namespace when the run ends.
+fn with_read_only(ro: &Path, run_dir: &Path, args: &[&str]) -> Out {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@""#)
+        .args(["sh", s(ro), "unshare", "--net", "--", bin()])
+        .args(args)
+        .env("ECS_HOSTNET_RUN_DIR", run_dir);
+    run_cmd_with(&mut cmd, Duration::from_secs(60))
+}
+
+/// Uninstall checks every folder it will write in before it changes anything: with
+/// /etc/ecs read-only (a read-only bind mount, the reviewer's case) it fails naming the
+/// folder and the cause, and the rule set, route_localnet and every file are as they were
+/// (before, it had removed the rule set and put route_localnet back to 0 first, leaving the
+/// agent with task roles and no IMDS block). Writable again, uninstall finishes.
+#[test]
+fn uninstall_with_a_read_only_folder_changes_nothing_not_even_the_rule_set() {
+    require_root();
+    let dir = TempDir::new("unro");
+    let cfg = dir.default_config();
+    let ns = Netns::new("unro");
+    let root = TempDir::new("unroroot");
+    let root = root.path();
+    write_mode(&p(root, ECS_CONFIG), b"ECS_CLUSTER=prod\n", 0o644);
+    let original = nodes(root);
+    ehn_root(root, &["install", "-c", &cfg]).expect_code(0);
+    ehn_ns(root, &ns, &["apply"]).expect_code(0);
+    let live = ns.ruleset();
+    assert!(live.contains("table inet ecs-hostnet") && ns.route_localnet() == "1", "{live}");
+    let installed = nodes_but_run(root);
+
+    let args = ["--root", s(root), "--netns", &ns.name, "uninstall"];
+    let refused = with_read_only(&p(root, "etc/ecs"), &root.join("run/ecs-hostnet"), &args);
+    assert_eq!(refused.code, 1, "{refused}");
+    assert!(
+        refused.stderr.contains("/etc/ecs cannot be written (Read-only file system")
+            && refused.stderr.contains("nothing was changed"),
+        "{refused}"
+    );
+    assert_eq!(ns.ruleset(), live, "an uninstall that could not write /etc/ecs changed the rule set");
+    assert_eq!(ns.route_localnet(), "1", "an uninstall that could not write /etc/ecs put route_localnet back");
+    assert_nodes_eq("after a refused uninstall", &installed, &nodes_but_run(root));
+
+    ehn_ns(root, &ns, &["uninstall"]).expect_code(0);
+    assert!(!ns.ruleset().contains("ecs-hostnet"), "{}", ns.ruleset());
+    assert_eq!(ns.route_localnet(), "0");
+    assert_nodes_eq("after uninstall", &original, &nodes_but_run(root));
+}

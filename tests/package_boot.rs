@@ -11,7 +11,8 @@
 //! What it proves: the package enables, starts and applies nothing by itself; `install`
 //! beside it copies no binary and writes no unit, enables the package's units (links into
 //! /usr/lib/systemd/system) and after a reboot the rules are live, `ecs-hostnet check` exits
-//! 0 and both units are active; `dpkg --purge` leaves no file of ecs-hostnet's anywhere in
+//! 0 and both units are active; `dpkg -r` with a damaged install state stops and leaves the
+//! host as installed; `dpkg --purge` leaves no file of ecs-hostnet's anywhere in
 //! the rootfs (the file lists before install and after purge are equal, the dpkg database,
 //! logs, caches and systemd's own state excepted), ecs.config is as before, and after a
 //! reboot there is no table of ours.
@@ -161,6 +162,39 @@ fn verify_beside_the_watcher(b: &Boot) {
     assert_eq!(ruleset(), rules_before, "the rule set after verify");
 }
 
+/// The ECS agent's unit, standing in (not enabled): what matters is that it starts, running
+/// the ExecStartPre of the drop-in `ecs-hostnet install` writes.
+const ECS_STANDIN: &str = "[Unit]\nDescription=stand-in for ecs.service\n\
+    [Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n";
+
+/// `dpkg -r` with a damaged install.json (truncated): the prerm's `ecs-hostnet uninstall
+/// --package-removal` cannot read it, so the removal stops with the message and the host is
+/// as installed (the package and its binary there, the ecs.service drop-in in place, the
+/// rules live): never a drop-in naming a deleted binary (203/EXEC at the agent's next
+/// start). Once the file is good again `check` exits 0 and the agent's stand-in restarts
+/// through the drop-in's `ecs-hostnet apply`.
+fn damaged_state_stops_the_removal(b: &Boot, rootfs: &Rootfs) {
+    let state = rootfs.at("var/lib/ecs-hostnet/install.json");
+    let good = std::fs::read(&state).expect("install.json");
+    std::fs::write(&state, &good[..good.len() / 2]).unwrap();
+    let out = b.sh("dpkg -r ecs-hostnet 2>&1");
+    assert!(!out.ok(), "dpkg -r with a truncated install.json succeeded: {out}");
+    assert!(
+        out.stdout.contains("the package is not removed") && out.stdout.contains("/var/lib/ecs-hostnet/install.json"),
+        "{out}"
+    );
+    assert_eq!(b.sh_ok("dpkg-query -W -f '${db:Status-Status}' ecs-hostnet"), "installed");
+    for f in ["usr/sbin/ecs-hostnet", "etc/systemd/system/ecs.service.d/ecs-hostnet.conf"] {
+        assert!(rootfs.at(f).is_file(), "{f} is gone after the failed removal");
+    }
+    assert!(tables_live(b), "the failed removal removed the rule set");
+    std::fs::write(&state, &good).unwrap();
+    let check = b.sh("ecs-hostnet check");
+    assert!(check.ok(), "check once install.json is good again: {check}");
+    let restart = b.sh("systemctl restart ecs.service 2>&1");
+    assert!(restart.ok(), "the agent's stand-in: {restart}\n{}", b.sh("journalctl -u ecs.service --no-pager -o cat"));
+}
+
 #[test]
 fn the_deb_installs_enables_nothing_install_enables_its_units_and_purge_leaves_nothing() {
     if !can_boot() {
@@ -183,6 +217,7 @@ fn the_deb_installs_enables_nothing_install_enables_its_units_and_purge_leaves_n
     rootfs.write("etc/machine-id", "0123456789abcdef0123456789abcdef\n");
     rootfs.write("etc/systemd/journald.conf.d/volatile.conf", "[Journal]\nStorage=volatile\n");
     rootfs.write("etc/ecs/ecs.config", ECS_CONFIG_BEFORE);
+    rootfs.write("etc/systemd/system/ecs.service", ECS_STANDIN);
     std::fs::copy(&deb, rootfs.at(DEB_INSIDE)).expect("copy the .deb into the image");
 
     let mut boot = Boot::start(&rootfs, &ns, &log);
@@ -240,6 +275,8 @@ fn the_deb_installs_enables_nothing_install_enables_its_units_and_purge_leaves_n
     assert_eq!(prop(b, "ecs-hostnet-metrics.service", "Result"), "success");
     let parsed = parse_prometheus(&std::fs::read_to_string(rootfs.at(PROM)).expect("the textfile"));
     assert!(parsed.lines().any(|l| l == "SAMPLE ecs_hostnet_converged {} 1.0"), "{parsed}");
+
+    damaged_state_stops_the_removal(b, &rootfs);
 
     let out = b.sh("dpkg --purge ecs-hostnet 2>&1");
     assert!(out.ok(), "dpkg --purge: {out}");
