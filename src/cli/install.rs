@@ -112,7 +112,7 @@ fn partly_uninstalled(cx: &Context, removed_rules: bool, watcher: &str) -> Strin
         "no rule set was removed".to_string()
     };
     format!(
-        "uninstall stopped part-way: {rules}{watcher}, and the files install wrote are partly removed; \
+        "uninstall stopped part-way: {rules}{watcher}, and the files install wrote may be partly removed; \
          run `ecs-hostnet apply` to put the rule set and the files back as installed, \
          or fix the cause and run `ecs-hostnet uninstall` again"
     )
