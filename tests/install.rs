@@ -1937,9 +1937,11 @@ fn uninstall_after_an_install_that_stopped_before_ecs_config_keeps_it_byte_for_b
     assert_nodes_eq("failed install, uninstall", &original, &nodes(root));
 }
 
-/// An uninstall that stopped after it had put ecs.config back (here: the enablement
-/// link's folder read-only without CAP_DAC_OVERRIDE), then uninstall again: ecs.config
-/// must stay the original bytes.
+/// An uninstall that stopped after it had put ecs.config back (here: a folder where the
+/// boot unit was, which no check of writable folders foresees: the unit cannot be
+/// unlinked), then uninstall again: ecs.config must stay the original bytes. (A read-only
+/// folder no longer stops uninstall part-way: it is refused before anything changes, see
+/// `uninstall_with_a_read_only_folder_changes_nothing_not_even_the_rule_set`.)
 #[test]
 fn uninstall_run_again_after_a_failed_uninstall_keeps_ecs_config_byte_for_byte() {
     require_root();
@@ -1948,11 +1950,13 @@ fn uninstall_run_again_after_a_failed_uninstall_keeps_ecs_config_byte_for_byte()
     write_mode(&p(root, ECS_CONFIG), ODD_ECS_CONFIG, 0o644);
     let original = nodes(root);
     ehn_root(root, &["install"]).expect_code(0);
-    let wants = p(root, "etc/systemd/system/sysinit.target.wants");
-    std::fs::set_permissions(&wants, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let out = without_dac_override(&["--root", s(root), "uninstall"]);
-    std::fs::set_permissions(&wants, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let unit = p(root, UNIT_PATH);
+    std::fs::remove_file(&unit).unwrap();
+    std::fs::create_dir(&unit).unwrap();
+    let out = ehn_root(root, &["uninstall"]);
+    std::fs::remove_dir(&unit).unwrap();
     assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("uninstall stopped part-way") && out.stderr.contains("`ecs-hostnet apply`"), "{out}");
     assert_eq!(
         show(&read(&p(root, ECS_CONFIG))),
         show(ODD_ECS_CONFIG),

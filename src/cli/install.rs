@@ -73,7 +73,7 @@ pub fn uninstall(cx: &Context, package_removal: bool, out: &mut String) -> Resul
     if let (true, true, Some(lock)) = (installed, kernel, &lock) {
         let p = engine::in_namespace(cx.ns(), engine::remove(&cx.root, lock)).with_context(|| {
             format!(
-                "the live rule set could not be removed, so no file was uninstalled{watcher}; \
+                "the live rule set could not be removed, so nothing was uninstalled{watcher}; \
                  fix that, then run `ecs-hostnet uninstall` again"
             )
         })?;
