@@ -221,3 +221,60 @@ fn verifys_own_probes_get_no_audit_line_and_a_containers_attempt_still_does() {
     assert_eq!(lines.len(), 1, "{}", w.log());
     assert!(lines[0].contains("172.17.0.2:42000"), "{lines:?}");
 }
+
+/// Time from `nft flush ruleset` in `ns` until the watcher has put the localhost guard back
+/// (polled with `nft list`, a few ms a round).
+fn flush_and_time_repair(ns: &Netns) -> Duration {
+    ns.exec("nft", &["flush", "ruleset"]);
+    let start = Instant::now();
+    loop {
+        let out = ns.exec("nft", &["list", "table", "inet", "ecs-hostnet"]);
+        if out.ok() && out.stdout.contains("\"localhost-guard\"") {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no repair within 5 s");
+    }
+}
+
+/// Security: a container's IMDS attempt makes the watcher ask Docker about its address;
+/// a Docker API socket that accepts and never answers must not hold the watcher's repair of
+/// a rule set flushed right after (the localhost guard gone with route_localnet on). The
+/// repair after the attempt is timed against a control without one; Docker's timeout is
+/// 300 ms, so a repair waiting on it takes longer than the bound.
+#[test]
+fn a_hung_docker_socket_never_delays_the_repair_after_an_attempt() {
+    let t = Topology::new();
+    let hung = t.dir.path().join("hung-docker.sock");
+    // Accepts (the kernel's backlog) and never answers; closed with the test.
+    let _server = std::os::unix::net::UnixListener::bind(&hung).unwrap();
+    let text = std::fs::read_to_string(config(&t, 10, 10))
+        .unwrap()
+        .replace("docker_socket = \"\"\n", &format!("docker_socket = \"{}\"\n", hung.display()));
+    let cfg = t.dir.write("audit-hung.toml", &text);
+    t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let mut w = Watcher::start(&t.host, &cfg);
+
+    let control = flush_and_time_repair(&t.host);
+    w.wait_for("the control's repair line", Duration::from_secs(5), |l| l.contains("repaired in"));
+    // One SYN, sent as connect() returns (the socket closes at once: no retransmission).
+    t.container.run(|| {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.bind(&"172.17.0.2:43000".parse::<SocketAddr>().unwrap().into()).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let r = s.connect(&"169.254.169.254:80".parse::<SocketAddr>().unwrap().into());
+        assert!(matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS)), "{r:?}");
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    let after_attempt = flush_and_time_repair(&t.host);
+    eprintln!("repair after a flush: control {control:?}, 20 ms after an attempt {after_attempt:?}");
+    assert!(
+        after_attempt < Duration::from_millis(150),
+        "the repair waited ({after_attempt:?}, control {control:?}) for the hung Docker socket:\n{}",
+        w.log()
+    );
+    // The attempt is still reported: without the container once Docker's lookup times out.
+    let lines = w.lines_settled(1);
+    assert!(lines.iter().any(|l| l.contains("172.17.0.2:43000")), "{}", w.log());
+    assert!(w.log().contains("audit lines name the address only until Docker answers"), "{}", w.log());
+}
