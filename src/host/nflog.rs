@@ -497,7 +497,9 @@ mod tests {
         assert!(e.is_held());
         let text = e.to_string();
         assert!(
-            text.contains("another listener (ulogd, tcpdump -i nflog:1254, another watcher) holds nfnetlink_log group 1254"),
+            text.contains(
+                "another listener (ulogd, tcpdump -i nflog:1254, another watcher) holds nfnetlink_log group 1254"
+            ),
             "{text}"
         );
         let other = Error::Bind { group: 1254, source: std::io::Error::from_raw_os_error(libc::EINVAL) };
