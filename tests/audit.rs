@@ -117,6 +117,20 @@ fn syns(ns: &Netns, from: &str, first_port: u16, to: &str, n: u16) -> Duration {
     })
 }
 
+/// br_netfilter hands the bridge's packets to the IP hooks in the host namespace, as
+/// Docker sets it (`net.bridge.bridge-nf-call-iptables` / `-ip6tables` = 1): the log then
+/// carries the bridge port (`NFULA_IFINDEX_PHYSINDEV`). Set here so the lines are the same
+/// whatever a new namespace's default.
+fn docker_like_bridge(t: &Topology) {
+    for key in ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"] {
+        assert!(
+            t.host.run(move || support::sysctl_path(key).exists()),
+            "{key}: br_netfilter is not loaded on this machine (modprobe br_netfilter)"
+        );
+        t.host.set_sysctl(key, "1");
+    }
+}
+
 /// `status --format json` of the host namespace.
 fn status_json(t: &Topology, cfg: &str) -> serde_json::Value {
     let out = t.host.ehn(&["status", "-c", cfg, "--format", "json"]);
@@ -131,6 +145,7 @@ fn rule_packets(doc: &serde_json::Value, id: &str) -> u64 {
 fn a_containers_imds_attempt_is_one_warning_line_per_family_and_status_counts_them() {
     let t = Topology::new();
     let cfg = config(&t, 10, 10);
+    docker_like_bridge(&t);
     t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
     let mut w = Watcher::start(&t.host, &cfg);
 
@@ -138,7 +153,7 @@ fn a_containers_imds_attempt_is_one_warning_line_per_family_and_status_counts_th
     let lines = w.lines_settled(1);
     assert_eq!(
         lines,
-        ["<4>IMDS attempt blocked: ipv4 tcp 172.17.0.2:40312 -> 169.254.169.254:80 in on docker0"],
+        ["<4>IMDS attempt blocked: ipv4 tcp 172.17.0.2:40312 -> 169.254.169.254:80 in on docker0 via vethc0"],
         "{}",
         w.log()
     );
@@ -146,7 +161,7 @@ fn a_containers_imds_attempt_is_one_warning_line_per_family_and_status_counts_th
     let lines = w.lines_settled(2);
     assert_eq!(
         lines[1],
-        "<4>IMDS attempt blocked: ipv6 tcp [fd00:d0c::2]:40313 -> [fd00:ec2::254]:80 in on docker0",
+        "<4>IMDS attempt blocked: ipv6 tcp [fd00:d0c::2]:40313 -> [fd00:ec2::254]:80 in on docker0 via vethc0",
         "{}",
         w.log()
     );
@@ -220,4 +235,85 @@ fn verifys_own_probes_get_no_audit_line_and_a_containers_attempt_still_does() {
     let lines = w.lines_settled(1);
     assert_eq!(lines.len(), 1, "{}", w.log());
     assert!(lines[0].contains("172.17.0.2:42000"), "{lines:?}");
+}
+
+/// Time from `nft flush ruleset` in `ns` until the watcher has put the localhost guard back
+/// (polled with `nft list`, a few ms a round).
+fn flush_and_time_repair(ns: &Netns) -> Duration {
+    ns.exec("nft", &["flush", "ruleset"]);
+    let start = Instant::now();
+    loop {
+        let out = ns.exec("nft", &["list", "table", "inet", "ecs-hostnet"]);
+        if out.ok() && out.stdout.contains("\"localhost-guard\"") {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no repair within 5 s");
+    }
+}
+
+/// Security: a container's IMDS attempt makes the watcher ask Docker about its address;
+/// a Docker API socket that accepts and never answers must not hold the watcher's repair of
+/// a rule set flushed right after (the localhost guard gone with route_localnet on). The
+/// repair after the attempt is timed against a control without one; Docker's timeout is
+/// 300 ms, so a repair waiting on it takes longer than the bound.
+#[test]
+fn a_hung_docker_socket_never_delays_the_repair_after_an_attempt() {
+    let t = Topology::new();
+    let hung = t.dir.path().join("hung-docker.sock");
+    // Accepts (the kernel's backlog) and never answers; closed with the test.
+    let _server = std::os::unix::net::UnixListener::bind(&hung).unwrap();
+    let text = std::fs::read_to_string(config(&t, 10, 10))
+        .unwrap()
+        .replace("docker_socket = \"\"\n", &format!("docker_socket = \"{}\"\n", hung.display()));
+    let cfg = t.dir.write("audit-hung.toml", &text);
+    t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let mut w = Watcher::start(&t.host, &cfg);
+
+    let control = flush_and_time_repair(&t.host);
+    w.wait_for("the control's repair line", Duration::from_secs(5), |l| l.contains("repaired in"));
+    // One SYN, sent as connect() returns (the socket closes at once: no retransmission).
+    t.container.run(|| {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.bind(&"172.17.0.2:43000".parse::<SocketAddr>().unwrap().into()).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let r = s.connect(&"169.254.169.254:80".parse::<SocketAddr>().unwrap().into());
+        assert!(matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS)), "{r:?}");
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    let after_attempt = flush_and_time_repair(&t.host);
+    eprintln!("repair after a flush: control {control:?}, 20 ms after an attempt {after_attempt:?}");
+    assert!(
+        after_attempt < Duration::from_millis(150),
+        "the repair waited ({after_attempt:?}, control {control:?}) for the hung Docker socket:\n{}",
+        w.log()
+    );
+    // The attempt is still reported: without the container once Docker's lookup times out.
+    let lines = w.lines_settled(1);
+    assert!(lines.iter().any(|l| l.contains("172.17.0.2:43000")), "{}", w.log());
+    assert!(w.log().contains("audit lines name the address only until Docker answers"), "{}", w.log());
+}
+
+/// A container with CAP_NET_RAW can send from another container's address: the line's
+/// address (and a container Docker would name by it) is then the other one's, but the
+/// bridge port (`via vethc0`) is the real sender's host-side veth, which it cannot forge.
+#[test]
+fn a_spoofed_source_address_still_names_the_real_senders_bridge_port() {
+    let mut t = Topology::new();
+    let cfg = config(&t, 10, 10);
+    docker_like_bridge(&t);
+    t.add_localhost_attacker_container(3);
+    t.host.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let mut w = Watcher::start(&t.host, &cfg);
+
+    // From the container on vethc0, a datagram with the source of the one on vethc3.
+    let spoofed = ipv4_udp_packet("172.17.0.3".parse().unwrap(), "169.254.169.254".parse().unwrap(), 44000, 80, b"x");
+    send_raw_ipv4(&t.container, spoofed);
+    let lines = w.lines_settled(1);
+    assert_eq!(
+        lines,
+        ["<4>IMDS attempt blocked: ipv4 udp 172.17.0.3:44000 -> 169.254.169.254:80 in on docker0 via vethc0"],
+        "{}",
+        w.log()
+    );
 }

@@ -1,7 +1,8 @@
 //! The manual pages and shell completions that `ecs-hostnet generate-docs OUTDIR` writes for
 //! the packages: a page per command and subcommand that `man --warnings` renders without a
 //! warning, and completions each shell parses (`bash -n`, and `zsh -n` / `fish -n` where those
-//! shells are installed: scripts/setup installs them). No root, no kernel: the binary runs in
+//! shells are installed: scripts/setup installs them), and the README's alert rules, which
+//! `promtool check rules` accepts (scripts/setup extracts promtool). No root, no kernel: the binary runs in
 //! a throw-away network namespace like every other test ([`ehn`]).
 
 mod support;
@@ -107,4 +108,24 @@ fn completions_parse_in_their_shells() {
     );
     out.expect_code(0);
     assert!(out.stdout.contains("ecs-hostnet"), "{out}");
+}
+
+/// promtool as scripts/setup extracts it from Debian's prometheus package (not installed).
+const PROMTOOL: &str = "/var/cache/ecs-hostnet-test/prometheus/usr/bin/promtool";
+
+/// The README's alert rules (the YAML block after "Two alert rules") are valid Prometheus
+/// rules: `promtool check rules` parses the file and every PromQL expression in it.
+#[test]
+fn the_readmes_alert_rules_pass_promtool() {
+    assert!(Path::new(PROMTOOL).exists(), "{PROMTOOL} is missing: run scripts/setup as root");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let from = readme.find("Two alert rules").expect("the README's alert rules");
+    let block = &readme[from..];
+    let start = block.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let yaml = &block[start..start + block[start..].find("```").expect("the block's end")];
+    assert!(yaml.contains("ecs_hostnet_imds_audit_receiving"), "the audit-off alert: {yaml}");
+    let dir = TempDir::new("promtool");
+    let rules = dir.write("rules.yml", yaml);
+    let out = run_cmd(PROMTOOL, &["check", "rules", &rules], Duration::from_secs(30));
+    assert!(out.ok() && out.stdout.contains("SUCCESS: 4 rules found"), "{out}");
 }

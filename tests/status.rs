@@ -237,3 +237,38 @@ fn the_watcher_state_and_the_textfile() {
     let doc = status(0);
     assert_eq!((doc["watch"]["running"].as_bool(), &doc["watch"]["state"]), (Some(false), &serde_json::Value::Null));
 }
+
+/// Three `status --textfile` loops at once (a metrics timer and two people) on one file:
+/// every run exits 0 or 2 (never "cannot replace ...": each writer has its own temporary
+/// file), the file read between runs is always a whole exposition, and it parses.
+#[test]
+fn concurrent_textfile_writers_all_succeed_and_the_file_always_parses() {
+    let ns = Netns::new("st-conc");
+    ns.ehn(&["apply"]).expect_code(0);
+    let dir = TempDir::new("st-conc-tf");
+    let tf = dir.path().join("c.prom");
+    let tf = tf.to_str().unwrap();
+    let whole =
+        |text: &str| text.starts_with("# HELP ") && text.ends_with('\n') && text.contains("ecs_hostnet_converged");
+    std::thread::scope(|s| {
+        let loops: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..30 {
+                        let out = ns.ehn(&["status", "--textfile", tf]);
+                        assert!(matches!(out.code, 0 | 2), "{out}");
+                        let text = std::fs::read_to_string(tf).unwrap();
+                        assert!(whole(&text), "a part of the exposition: {text:?}");
+                    }
+                })
+            })
+            .collect();
+        for l in loops {
+            l.join().unwrap();
+        }
+    });
+    let text = std::fs::read_to_string(tf).unwrap();
+    assert!(parse_exposition(&text).contains("FAMILY ecs_hostnet_converged gauge"), "{text}");
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["c.prom"], "no temporary file left");
+}

@@ -8,39 +8,106 @@
 //!
 //! The audit rules' `limit` bounds the lines (`audit.rate_per_second`, `audit.burst`); the
 //! IMDS drop rules' counters count every attempt. The probes of a running `verify` get no
-//! line (they are counted as packets only). Docker is asked only on a miss, at most
-//! every few seconds and for at most [`crate::host::docker::TIMEOUT`], after the watcher's
-//! repair of the same wake-up: it never delays a repair.
+//! line (they are counted as packets only).
+//!
+//! Docker is never asked on the watcher's thread: a slow or hung API socket would hold
+//! the poll loop, and with it the repair of a flushed rule set (the localhost guard gone
+//! while route_localnet stays on), and any container can make the watcher ask. A lookup
+//! thread owns the [`Docker`] client; the watcher hands each attempt over through a
+//! bounded queue ([`QUEUE`]) and never waits: when the queue is full the line goes out at
+//! once without the container. The thread sends the answer back and wakes the watcher's
+//! poll through a socket pair ([`Auditor::fds`]); the line is written, and the state
+//! counted, on the watcher's thread.
 
 use crate::desired::AuditWanted;
 use crate::engine::watch::{Journal, Level};
 use crate::host::docker::Docker;
 use crate::host::nflog::{self, NflogListener};
 use crate::host::trace;
-use crate::model::audit::Attempt;
+use crate::model::audit::{Attempt, Container};
 use crate::model::names::{rule_id, verify_probe_pid};
 use crate::model::watch_state::WatchState;
 use crate::render::audit::line;
-use std::os::fd::BorrowedFd;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsFd as _, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+
+/// How many attempts may wait for the lookup thread; past that a line names no container
+/// (the audit rules' limit keeps far fewer coming: 10 a second by default).
+pub const QUEUE: usize = 64;
+
+/// One attempt waiting for its container, with its interface's name.
+struct Job {
+    attempt: Attempt,
+    ifname: Option<String>,
+    /// The bridge port's name ([`Attempt::physindev`]).
+    physname: Option<String>,
+    /// The wake-up's time (Unix seconds), for the state.
+    at: u64,
+}
+
+/// The lookup thread's answer: the container, or why Docker did not say.
+struct Answer {
+    job: Job,
+    container: Result<Option<Container>, String>,
+}
+
+/// The watcher's end of the lookup thread: the queue to it, the answers from it and the
+/// socket its wake-ups arrive on (non-blocking). Dropping it ends the thread (its queue
+/// closes; a lookup under way ends within [`crate::host::docker::TIMEOUT`]).
+struct Lookups {
+    jobs: SyncSender<Job>,
+    answers: Receiver<Answer>,
+    wake: UnixStream,
+}
+
+impl Lookups {
+    /// Starts the thread that asks `docker`.
+    fn start(mut docker: Docker) -> std::io::Result<Lookups> {
+        let (wake, mut waker) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        // A full socket buffer means a wake-up is already pending: never block on it.
+        waker.set_nonblocking(true)?;
+        let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE);
+        let (done, answers) = mpsc::channel();
+        std::thread::Builder::new().name("imds-audit-docker".into()).spawn(move || {
+            for job in queue {
+                let container = match &job.attempt.packet {
+                    Some(p) => docker.container_of(p.src).map_err(|e| e.to_string()),
+                    None => Ok(None),
+                };
+                if done.send(Answer { job, container }).is_err() {
+                    return;
+                }
+                let _ = waker.write(&[1]);
+            }
+        })?;
+        Ok(Lookups { jobs, answers, wake })
+    }
+}
 
 /// The IMDS audit receiver of one watcher.
 pub struct Auditor {
     listener: NflogListener,
     wanted: AuditWanted,
-    docker: Option<Docker>,
+    /// The Docker lookup thread; `None`: Docker is never asked (no socket configured, or
+    /// the thread could not start: lines then name the address only).
+    lookups: Option<Lookups>,
     /// Docker failed and the info line saying so was written (until it answers again).
     docker_failing: bool,
 }
 
 impl Auditor {
-    /// Binds the group of `wanted` in the current network namespace.
+    /// Binds the group of `wanted` in the current network namespace and starts the Docker
+    /// lookup thread when `wanted` names a socket.
     ///
-    /// Errors: the socket cannot be opened or the kernel refuses the bind ([`nflog::Error::is_busy`]:
+    /// Errors: the socket cannot be opened or the kernel refuses the bind ([`nflog::Error::is_held`]:
     /// another listener holds the group).
     pub fn open(wanted: &AuditWanted) -> Result<Auditor, nflog::Error> {
         let listener = NflogListener::open(wanted.group, wanted.snaplen)?;
-        let docker = wanted.docker_socket.as_deref().map(Docker::new);
-        Ok(Auditor { listener, wanted: wanted.clone(), docker, docker_failing: false })
+        let lookups = wanted.docker_socket.as_deref().and_then(|s| Lookups::start(Docker::new(s)).ok());
+        Ok(Auditor { listener, wanted: wanted.clone(), lookups, docker_failing: false })
     }
 
     /// What it was opened for.
@@ -48,15 +115,25 @@ impl Auditor {
         &self.wanted
     }
 
-    /// The descriptor to poll.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.listener.fd()
+    /// The descriptors to poll: the group's socket and the lookup thread's wake-ups.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut fds = vec![self.listener.fd()];
+        fds.extend(self.lookups.as_ref().map(|l| l.wake.as_fd()));
+        fds
     }
 
-    /// Reads what the group delivered: one warning line per attempt of an audit rule of
-    /// ours (another prefix is counted, not written), a warning when the queue overran.
-    /// Counts into `state`; `true` when it changed.
+    /// Reads what the group delivered and what the lookup thread answered, without ever
+    /// waiting: one warning line per attempt of an audit rule of ours (another prefix is
+    /// counted, not written), a warning when the queue overran. An attempt with a source
+    /// address goes to the lookup thread first when there is one (its line comes with the
+    /// answer). Counts into `state`; `true` when it changed.
     pub fn receive(&mut self, state: &mut WatchState, now: u64, journal: Journal<'_>) -> bool {
+        let mut changed = self.receive_group(state, now, journal);
+        changed |= self.receive_answers(state, journal);
+        changed
+    }
+
+    fn receive_group(&mut self, state: &mut WatchState, now: u64, journal: Journal<'_>) -> bool {
         let (attempts, overruns) = match self.listener.receive() {
             Ok(r) => r,
             Err(e) => {
@@ -71,29 +148,47 @@ impl Auditor {
                  rules' counters in `ecs-hostnet status` count every attempt)",
             );
         }
-        for a in &attempts {
+        let mut changed = !attempts.is_empty();
+        for attempt in attempts {
             state.audit_packets += 1;
-            if a.prefix != rule_id::IMDS_AUDIT_IPV4 && a.prefix != rule_id::IMDS_AUDIT_IPV6 {
+            if attempt.prefix != rule_id::IMDS_AUDIT_IPV4 && attempt.prefix != rule_id::IMDS_AUDIT_IPV6 {
                 continue;
             }
-            let ifname =
-                a.indev.and_then(|i| nix::net::if_::if_indextoname(i).ok()).map(|n| n.to_string_lossy().into_owned());
+            let ifname = attempt
+                .indev
+                .and_then(|i| nix::net::if_::if_indextoname(i).ok())
+                .map(|n| n.to_string_lossy().into_owned());
             if ifname.as_deref().is_some_and(is_verify_probe) {
                 continue;
             }
-            let text = self.line_of(a, ifname.as_deref(), journal);
-            journal(Level::Warning, &text);
-            state.audit_lines += 1;
-            state.last_audit_at = Some(now);
-            state.last_audit = Some(text);
+            let physname = attempt
+                .physindev
+                .and_then(|i| nix::net::if_::if_indextoname(i).ok())
+                .map(|n| n.to_string_lossy().into_owned());
+            let job = Job { attempt, ifname, physname, at: now };
+            let job = match &self.lookups {
+                Some(l) if job.attempt.packet.is_some() => match l.jobs.try_send(job) {
+                    Ok(()) => continue,
+                    // The thread is busy (a slow Docker) or gone: the line goes out now.
+                    Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
+                },
+                _ => job,
+            };
+            write_line(state, &job, None, journal);
+            changed = true;
         }
-        !attempts.is_empty()
+        changed
     }
 
-    /// The journal line of `a`, with the interface's name and the container when known.
-    fn line_of(&mut self, a: &Attempt, ifname: Option<&str>, journal: Journal<'_>) -> String {
-        let container = match (&mut self.docker, &a.packet) {
-            (Some(d), Some(p)) => match d.container_of(p.src) {
+    /// The lookup thread's answers so far: their lines (one info line when Docker starts
+    /// failing).
+    fn receive_answers(&mut self, state: &mut WatchState, journal: Journal<'_>) -> bool {
+        let Some(l) = &mut self.lookups else { return false };
+        let mut drain = [0u8; 256];
+        while matches!(l.wake.read(&mut drain), Ok(n) if n > 0) {}
+        let mut changed = false;
+        while let Ok(a) = l.answers.try_recv() {
+            let container = match a.container {
                 Ok(c) => {
                     self.docker_failing = false;
                     c
@@ -108,11 +203,21 @@ impl Auditor {
                     }
                     None
                 }
-            },
-            _ => None,
-        };
-        line(a, ifname, container.as_ref())
+            };
+            write_line(state, &a.job, container.as_ref(), journal);
+            changed = true;
+        }
+        changed
     }
+}
+
+/// Writes the line of `job` and counts it into `state`.
+fn write_line(state: &mut WatchState, job: &Job, container: Option<&Container>, journal: Journal<'_>) {
+    let text = line(&job.attempt, job.ifname.as_deref(), job.physname.as_deref(), container);
+    journal(Level::Warning, &text);
+    state.audit_lines += 1;
+    state.last_audit_at = Some(job.at);
+    state.last_audit = Some(text);
 }
 
 /// Whether `ifname` is the probe interface of a `verify` that is running in this

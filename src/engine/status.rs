@@ -39,7 +39,7 @@ pub fn status(loaded: &Loaded, root: &Root, netns: Option<&str>) -> Result<Statu
 /// Errors: the folder cannot be made or written, `path` is not a regular file.
 pub fn write_textfile(root: &Root, path: &Path, exposition: &str) -> Result<()> {
     let abs = path.to_str().context("the textfile path is not UTF-8")?;
-    files::write_atomic(root, abs, exposition.as_bytes(), Perm::Exact(0o644))
+    files::write_atomic_shared(root, abs, exposition.as_bytes(), Perm::Exact(0o644))
         .with_context(|| format!("writing the metrics textfile {}", path.display()))?;
     Ok(())
 }

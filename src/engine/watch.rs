@@ -251,7 +251,7 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, text: &[u8],
         }
         let ready = {
             let mut fds = vec![signals.fd(), nft.fd(), rt.fd()];
-            fds.extend(w.audit.as_ref().map(Auditor::fd));
+            fds.extend(w.audit.as_ref().map(Auditor::fds).unwrap_or_default());
             wait(&fds, timeout)?
         };
         if ready[0] {
@@ -282,8 +282,8 @@ pub fn run(root: &Root, config_path: Option<&Path>, loaded: Loaded, text: &[u8],
         if let Some(a) = w.pacer.settle(w.now()) {
             w.announce(a);
         }
-        // After the repair: a Docker lookup for an audit line never delays it.
-        if ready.get(3) == Some(&true) {
+        // After the repair (the audit never waits: Docker is asked on its own thread).
+        if ready.iter().skip(3).any(|r| *r) {
             w.audit_events();
         }
         if let Some(half) = watchdog

@@ -32,7 +32,7 @@ use nix::unistd::{UnlinkatFlags, fsync, symlinkat, unlinkat};
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io::{Read as _, Write as _};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
@@ -589,7 +589,57 @@ fn perm_ok(m: &Meta, perm: Perm) -> bool {
 /// [`Error::Chmod`], [`Error::Chown`], [`Error::Sync`], [`Error::Replace`]; on any of
 /// them after the temporary file was made, it is removed and the target is untouched.
 pub fn write_atomic(root: &Root, abs: &str, content: &[u8], perm: impl Into<Perm>) -> Result<bool, Error> {
-    let perm = perm.into();
+    write_atomic_as(root, abs, content, perm.into(), false)
+}
+
+/// [`write_atomic`] for a file that several processes may write at once without a lock
+/// (`status --textfile` from a timer and a person): each writer's temporary file has a
+/// name of its own, `.NAME.ecs-hostnet.PID-N.tmp` (`O_EXCL`), so one writer never
+/// renames, or removes, another's. (With one fixed name, a second writer's pre-emptive
+/// unlink made the first's rename fail with `ENOENT`, or publish the second's unfinished
+/// file.) Temporary files of this name left by processes that no longer run are removed.
+///
+/// Errors: as [`write_atomic`].
+pub fn write_atomic_shared(root: &Root, abs: &str, content: &[u8], perm: impl Into<Perm>) -> Result<bool, Error> {
+    write_atomic_as(root, abs, content, perm.into(), true)
+}
+
+/// The temporary file of the writer `pid`'s `n`-th [`write_atomic_shared`] of `name`.
+fn shared_temp_name(name: &OsStr, pid: u32, n: u64) -> OsString {
+    let mut t = OsString::from(".");
+    t.push(name);
+    t.push(format!(".ecs-hostnet.{pid}-{n}.tmp"));
+    t
+}
+
+/// The writer's pid of a [`shared_temp_name`] of `name`, if `entry` is one.
+fn shared_temp_pid(name: &OsStr, entry: &OsStr) -> Option<u32> {
+    let prefix = format!(".{}.ecs-hostnet.", name.to_str()?);
+    let rest = entry.to_str()?.strip_prefix(&prefix)?.strip_suffix(".tmp")?;
+    let (pid, n) = rest.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes the [`shared_temp_name`]s of `name` in `dir` whose writer no longer runs (a
+/// `status` killed mid-write); best effort.
+fn remove_stale_shared_temps(dir: &OwnedFd, name: &OsStr) {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())) else { return };
+    for e in entries.flatten() {
+        let entry = e.file_name();
+        if let Some(pid) = shared_temp_pid(name, &entry)
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = unlinkat(dir, entry.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        }
+    }
+}
+
+/// Which [`write_atomic_shared`] of this process this is (part of its temporary name).
+static SHARED_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn write_atomic_as(root: &Root, abs: &str, content: &[u8], perm: Perm, shared: bool) -> Result<bool, Error> {
     let fd = root.open()?;
     let path = root.at(abs);
     // A link to anything but a regular file (a unit masked with a link to /dev/null) is
@@ -641,10 +691,17 @@ pub fn write_atomic(root: &Root, abs: &str, content: &[u8], perm: impl Into<Perm
             None => (mode, None),
         },
     };
-    let tmp = temp_name(&l.name);
+    let tmp = if shared {
+        let n = SHARED_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        remove_stale_shared_temps(&l.dir, &l.name);
+        shared_temp_name(&l.name, std::process::id(), n)
+    } else {
+        temp_name(&l.name)
+    };
     let tmp_path = root.at(&join_abs(&l.dir_abs, &tmp));
     // A temporary file left by an earlier run that was killed is ours to replace
-    // (unlinkat removes a link planted there, never what it points to).
+    // (unlinkat removes a link planted there, never what it points to). A shared name is
+    // this process's own: no other writer has it.
     let _ = unlinkat(&l.dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
     let f = openat(
         &l.dir,
@@ -827,6 +884,54 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    /// Three writers replacing one file at once (threads: each write has its own temporary
+    /// name, as each process's would): every write succeeds, a reader always sees one
+    /// whole content, and no temporary file stays. A stale one of a writer that no longer
+    /// runs is removed.
+    #[test]
+    fn concurrent_shared_writers_never_fail_and_never_publish_a_part() {
+        let t = Tree::new("shared");
+        std::fs::create_dir_all(t.path("root/m")).unwrap();
+        let stale = t.path("root/m/.e.prom.ecs-hostnet.4194305-0.tmp"); // above pid_max's 2^22
+        std::fs::write(&stale, b"old").unwrap();
+        let contents: Vec<Vec<u8>> = (0..3u8).map(|i| vec![b'a' + i; 64 * 1024]).collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (path, stop, contents) = (t.path("root/m/e.prom"), stop.clone(), contents.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(b) = std::fs::read(&path) {
+                        assert!(contents.contains(&b), "a part was published ({} bytes)", b.len());
+                        reads += 1;
+                    }
+                }
+                reads
+            })
+        };
+        let writers: Vec<_> = contents
+            .iter()
+            .cloned()
+            .map(|c| {
+                let root = t.root();
+                std::thread::spawn(move || {
+                    (0..30).map(|_| write_atomic_shared(&root, "/m/e.prom", &c, 0o644).map(|_| ())).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for w in writers {
+            for r in w.join().unwrap() {
+                assert!(r.is_ok(), "{r:?}");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+        let left: Vec<_> = std::fs::read_dir(t.path("root/m")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [OsString::from("e.prom")], "temporary files left");
+        assert_eq!(shared_temp_pid(OsStr::new("e.prom"), OsStr::new(".e.prom.ecs-hostnet.42-7.tmp")), Some(42));
+        assert_eq!(shared_temp_pid(OsStr::new("e.prom"), OsStr::new(".e.prom.ecs-hostnet.tmp")), None);
     }
 
     #[test]

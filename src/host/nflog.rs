@@ -10,7 +10,7 @@
 //! packets to nfnetlink_log whatever logger the family has, and a PF_BIND would make
 //! nfnetlink_log the namespace's default logger (the kernel's own messages about invalid
 //! packets would go to group 0). One group has one listener: a group another socket holds
-//! is `EBUSY` ([`Error::is_busy`]). The group is released when the socket closes.
+//! is refused with `EPERM` ([`Error::is_held`]). The group is released when the socket closes.
 //!
 //! The socket belongs to the network namespace of the thread that opens it: open it after
 //! [`crate::host::netns::enter`]. It is non-blocking once bound; [`NflogListener::receive`]
@@ -39,6 +39,8 @@ const CMD_BIND: u8 = 1;
 const COPY_PACKET: u8 = 2;
 /// `NFULA_IFINDEX_INDEV` (be32).
 const NFULA_IFINDEX_INDEV: u16 = 4;
+/// `NFULA_IFINDEX_PHYSINDEV` (be32): the bridge port (br_netfilter).
+const NFULA_IFINDEX_PHYSINDEV: u16 = 6;
 /// `NFULA_PAYLOAD`: the packet from its network header.
 const NFULA_PAYLOAD: u16 = 9;
 /// `NFULA_PREFIX`: the rule's prefix, NUL-terminated.
@@ -62,9 +64,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The kernel refused the bind or the mode of `group`.
-    #[error("cannot bind nfnetlink_log group {group}{}", if .source.raw_os_error() == Some(libc::EBUSY) {
-        " (another listener holds it: choose another audit.nflog_group)"
-    } else { "" })]
+    #[error("cannot bind nfnetlink_log group {group}{}", if matches!(.source.raw_os_error(), Some(libc::EPERM | libc::EBUSY)) {
+        held_hint(*group)
+    } else { String::new() })]
     Bind {
         /// The group.
         group: u16,
@@ -80,10 +82,22 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether another listener holds the group (`EBUSY`).
-    pub fn is_busy(&self) -> bool {
-        matches!(self, Error::Bind { source, .. } if source.raw_os_error() == Some(libc::EBUSY))
+    /// Whether another listener holds the group: `EPERM` (net/netfilter/nfnetlink_log.c,
+    /// `nfulnl_recv_config`: the group's instance belongs to another socket's port id) or
+    /// `EBUSY` (this socket bound it already).
+    pub fn is_held(&self) -> bool {
+        matches!(self, Error::Bind { source, .. } if matches!(source.raw_os_error(), Some(libc::EPERM | libc::EBUSY)))
     }
+}
+
+/// What an `EPERM`/`EBUSY` bind means. The kernel answers `EPERM` both for a group another
+/// socket holds and for a process without CAP_NET_ADMIN; the watcher has it (it converges
+/// the rule set), so for the watcher it is the first.
+fn held_hint(group: u16) -> String {
+    format!(
+        ": another listener (ulogd, tcpdump -i nflog:{group}, another watcher) holds nfnetlink_log group {group}, \
+         or this process lacks CAP_NET_ADMIN; stop that listener or choose another audit.nflog_group"
+    )
 }
 
 /// Appends one netlink attribute (4-byte aligned).
@@ -148,16 +162,58 @@ fn attributes(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 }
 
 /// The addresses, protocol and ports of a copied packet (from its network header): an
-/// IPv4 header of its own length (IHL), or the 40-byte IPv6 header (the ports only when
-/// the next header is the transport one). `None` when it is neither.
+/// IPv4 header of its own length (IHL), or the 40-byte IPv6 header and its extension
+/// headers ([`ipv6_transport`]). `None` when it is neither.
 fn packet_of(payload: &[u8]) -> Option<crate::model::trace::Packet> {
-    let transport = match payload.first()? >> 4 {
-        4 => payload.get(usize::from(payload[0] & 0x0f) * 4..),
-        6 if matches!(payload.get(6), Some(6 | 17)) => payload.get(40..),
-        6 => None,
-        _ => return None,
-    };
-    crate::host::trace::parse_packet(payload, transport)
+    match payload.first()? >> 4 {
+        4 => crate::host::trace::parse_packet(payload, payload.get(usize::from(payload[0] & 0x0f) * 4..)),
+        6 => {
+            let (proto, transport) = ipv6_transport(payload)?;
+            let ports = matches!(proto, 6 | 17).then_some(transport).flatten();
+            let mut p = crate::host::trace::parse_packet(payload, ports)?;
+            p.proto = proto;
+            Some(p)
+        }
+        _ => None,
+    }
+}
+
+/// The most IPv6 extension headers walked to the transport header (RFC 8200 section 4.1
+/// recommends at most one of each, destination options twice: 7 in all).
+const MAX_EXTENSION_HEADERS: usize = 8;
+
+/// The transport protocol of an IPv6 packet and its header when the copy holds it: the
+/// next-header chain walked from the fixed header through the extension headers (RFC 8200
+/// section 4; IANA "IPv6 Extension Header Types"): hop-by-hop options 0, routing 43,
+/// destination options 60 (`Hdr Ext Len` in 8-octet units past the first 8), fragment 44
+/// (8 octets), authentication 51 (`Payload Len` in 4-octet units past the first 8, RFC
+/// 4302). Pure. A
+/// non-first fragment has no transport header (`None`); a chain cut by the snaplen stops
+/// at the last header read (that header's number is returned). `None` for a copy shorter
+/// than the fixed header.
+pub fn ipv6_transport(payload: &[u8]) -> Option<(u8, Option<&[u8]>)> {
+    let mut next = *payload.get(6)?;
+    let mut off = 40usize;
+    payload.get(..40)?;
+    for _ in 0..MAX_EXTENSION_HEADERS {
+        let len = match next {
+            0 | 43 | 60 => payload.get(off + 1).map(|l| (usize::from(*l) + 1) * 8),
+            51 => payload.get(off + 1).map(|l| (usize::from(*l) + 2) * 4),
+            44 => {
+                let Some(h) = payload.get(off..off + 8) else { return Some((next, None)) };
+                // Fragment offset (13 bits) non-zero: a later fragment, no transport header.
+                if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
+                    return Some((h[0], None));
+                }
+                Some(8)
+            }
+            _ => return Some((next, payload.get(off..))),
+        };
+        let (Some(len), Some(nh)) = (len, payload.get(off).copied()) else { return Some((next, None)) };
+        next = nh;
+        off += len;
+    }
+    Some((next, None))
 }
 
 /// Decodes the `NFULNL_MSG_PACKET` messages of one datagram of the nfnetlink_log socket
@@ -169,10 +225,19 @@ pub fn decode_packets(buf: &[u8]) -> Vec<Attempt> {
         if kind != (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET || body.len() < 4 {
             continue;
         }
-        let mut a = Attempt { ipv6: body[0] == NFPROTO_IPV6, indev: None, prefix: String::new(), packet: None };
+        let mut a = Attempt {
+            ipv6: body[0] == NFPROTO_IPV6,
+            indev: None,
+            physindev: None,
+            prefix: String::new(),
+            packet: None,
+        };
         for (ty, v) in attributes(&body[4..]) {
             match ty {
                 NFULA_IFINDEX_INDEV => a.indev = v.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+                NFULA_IFINDEX_PHYSINDEV => {
+                    a.physindev = v.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                }
                 NFULA_PREFIX => {
                     let s = v.split(|c| *c == 0).next().unwrap_or_default();
                     a.prefix = String::from_utf8_lossy(s).into_owned();
@@ -209,8 +274,8 @@ impl NflogListener {
     /// Opens the socket and binds `group`, copying `snaplen` bytes of each packet; then
     /// non-blocking.
     ///
-    /// Errors: [`Error::Open`]; [`Error::Bind`] when the kernel refuses (`EBUSY`: another
-    /// listener holds the group; `EPERM` without CAP_NET_ADMIN).
+    /// Errors: [`Error::Open`]; [`Error::Bind`] when the kernel refuses (`EPERM`: another
+    /// socket holds the group, or no CAP_NET_ADMIN; [`Error::is_held`]).
     pub fn open(group: u16, snaplen: u32) -> Result<NflogListener, Error> {
         let open = |source| Error::Open { source };
         let mut sock = Socket::new(NETLINK_NETFILTER).map_err(open)?;
@@ -352,6 +417,93 @@ mod tests {
         d[..4].copy_from_slice(&n.to_ne_bytes());
         ack.extend(d);
         assert!(decode_packets(&ack).is_empty());
+    }
+
+    /// An IPv6 SYN from [fd00:d0c::2]:40312 to [fd00:ec2::254]:80 behind `ext`
+    /// (extension headers as (number, bytes)), the fixed header's next header the first.
+    fn v6_with(ext: &[(u8, Vec<u8>)], last: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x60;
+        p[6] = ext.first().map_or(last, |e| e.0);
+        p[8..24].copy_from_slice(&"fd00:d0c::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p[24..40].copy_from_slice(&"fd00:ec2::254".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        for (i, (_, bytes)) in ext.iter().enumerate() {
+            let mut h = bytes.clone();
+            h[0] = ext.get(i + 1).map_or(last, |e| e.0);
+            p.extend(h);
+        }
+        p.extend([0x9d, 0x78, 0, 80, 0, 0, 0, 1]);
+        p
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_walked_to_the_protocol_and_ports() {
+        // Hop-by-hop (8 octets: Hdr Ext Len 0), routing type 4 with one segment (24: len 2),
+        // fragment (first: offset 0, M set), destination options (16: len 1): 96 bytes of
+        // headers, within the snaplen of 128.
+        let hbh = vec![0, 0, 5, 2, 0, 0, 1, 0];
+        let mut rh = vec![0u8; 24];
+        rh[1] = 2;
+        let frag = vec![0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef];
+        let mut dst = vec![0u8; 16];
+        dst[1] = 1;
+        let p = v6_with(&[(0, hbh.clone()), (43, rh), (44, frag), (60, dst)], 6);
+        assert!(p.len() <= 128);
+        let got = packet_of(&p).unwrap();
+        assert_eq!((got.proto, got.sport, got.dport), (6, 40312, 80), "{got:?}");
+        assert_eq!(got.src.to_string(), "fd00:d0c::2");
+        // UDP behind hop-by-hop alone.
+        let got = packet_of(&v6_with(&[(0, hbh.clone())], 17)).unwrap();
+        assert_eq!((got.proto, got.sport, got.dport), (17, 40312, 80));
+        // A later fragment (offset 8 octets): the protocol, no ports.
+        let got = packet_of(&v6_with(&[(44, vec![0, 0, 0, 8, 0, 0, 0, 1])], 6)).unwrap();
+        assert_eq!((got.proto, got.sport, got.dport), (6, 0, 0));
+        // A chain cut by the snaplen: the last header read, no ports.
+        let cut = v6_with(&[(0, hbh), (60, vec![0u8; 16])], 6);
+        let got = packet_of(&cut[..49]).unwrap();
+        assert_eq!((got.proto, got.sport, got.dport), (60, 0, 0));
+        // The destination options header read, the TCP header past the copy: tcp, no ports.
+        let got = packet_of(&cut[..50]).unwrap();
+        assert_eq!((got.proto, got.sport, got.dport), (6, 0, 0));
+        // The line then names the protocol and ports (was `ipv6 proto 60 ...`).
+        let a = Attempt {
+            ipv6: true,
+            indev: None,
+            physindev: None,
+            prefix: String::new(),
+            packet: packet_of(&v6_with(&[(60, vec![0u8; 8])], 6)),
+        };
+        assert!(crate::render::audit::line(&a, None, None, None).contains("ipv6 tcp [fd00:d0c::2]:40312 ->"));
+    }
+
+    #[test]
+    fn the_bridge_port_is_decoded_when_the_kernel_gives_it() {
+        let mut m = packet_msg(2, 1254, b"imds-audit-ipv4\0", 5, &SYN_V4);
+        assert_eq!(decode_packets(&m)[0].physindev, None);
+        // Appended after the payload: the kernel's order does not matter to the decoder.
+        let before = m.len();
+        attr(&mut m, NFULA_IFINDEX_PHYSINDEV, &17u32.to_be_bytes());
+        let n = m.len() as u32;
+        m[..4].copy_from_slice(&n.to_ne_bytes());
+        assert!(m.len() > before);
+        let a = &decode_packets(&m)[0];
+        assert_eq!((a.indev, a.physindev), (Some(5), Some(17)));
+    }
+
+    #[test]
+    fn a_group_another_socket_holds_is_named_so() {
+        // nfulnl_recv_config answers EPERM when the group's instance has another port id.
+        let e = Error::Bind { group: 1254, source: std::io::Error::from_raw_os_error(libc::EPERM) };
+        assert!(e.is_held());
+        let text = e.to_string();
+        assert!(
+            text.contains(
+                "another listener (ulogd, tcpdump -i nflog:1254, another watcher) holds nfnetlink_log group 1254"
+            ),
+            "{text}"
+        );
+        let other = Error::Bind { group: 1254, source: std::io::Error::from_raw_os_error(libc::EINVAL) };
+        assert!(!other.is_held() && !other.to_string().contains("another listener"));
     }
 
     #[test]

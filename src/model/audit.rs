@@ -14,6 +14,10 @@ pub struct Attempt {
     /// `NFULA_IFINDEX_INDEV`: the interface index it arrived on (the bridge, for a
     /// container); `None` when the kernel did not say.
     pub indev: Option<u32>,
+    /// `NFULA_IFINDEX_PHYSINDEV`: the bridge port it came in through (for a container on a
+    /// bridge: its host-side veth); `None` when the kernel did not say (it says only for a
+    /// packet that br_netfilter handed to the IP hooks, as Docker's hosts have it).
+    pub physindev: Option<u32>,
     /// `NFULA_PREFIX`: the audit rule's log prefix (its id, e.g. `imds-audit-ipv4`);
     /// empty when none.
     pub prefix: String,

@@ -1,6 +1,6 @@
 //! The journal line of one IMDS attempt ([`line`]), e.g.
 //! `IMDS attempt blocked: ipv4 tcp 172.17.0.2:40312 -> 169.254.169.254:80 in on docker0
-//! (container 3f2a1b9c0d4e "web")`. Pure: no I/O.
+//! via vethab12cd (container 3f2a1b9c0d4e "web" by source address)`. Pure: no I/O.
 
 use crate::model::audit::{Attempt, Container};
 use crate::model::escape::escape_controls;
@@ -33,9 +33,13 @@ fn protocol(n: u8) -> (String, bool) {
 
 /// One line for the journal: family, protocol, source and destination with their ports,
 /// the interface it arrived on (`ifname`: the name of [`Attempt::indev`], or its index
-/// when it has none) and the container when known. Names from the kernel or Docker are
-/// escaped (no control characters reach the journal).
-pub fn line(a: &Attempt, ifname: Option<&str>, container: Option<&Container>) -> String {
+/// when it has none), the bridge port it came through (`physname`: the name of
+/// [`Attempt::physindev`], e.g. `via vethab12cd`, the container's host-side veth) and the
+/// container Docker lists with the source address, marked `by source address`: a container
+/// with CAP_NET_RAW (Docker's default) can send from another's address, the bridge port
+/// cannot be forged. Names from the kernel or Docker are escaped (no control characters
+/// reach the journal).
+pub fn line(a: &Attempt, ifname: Option<&str>, physname: Option<&str>, container: Option<&Container>) -> String {
     let family = if a.ipv6 { "ipv6" } else { "ipv4" };
     let what = match &a.packet {
         Some(p) => {
@@ -50,10 +54,19 @@ pub fn line(a: &Attempt, ifname: Option<&str>, container: Option<&Container>) ->
         (None, Some(i)) => format!(" in on interface {i}"),
         (None, None) => String::new(),
     };
+    let port = match (physname, a.physindev) {
+        (Some(n), _) => format!(" via {}", escape_controls(n)),
+        (None, Some(i)) => format!(" via interface {i}"),
+        (None, None) => String::new(),
+    };
     let who = container.map_or(String::new(), |c| {
-        format!(" (container {} \"{}\")", escape_controls(c.short_id()), escape_controls(&c.name).replace('"', "'"))
+        format!(
+            " (container {} \"{}\" by source address)",
+            escape_controls(c.short_id()),
+            escape_controls(&c.name).replace('"', "'")
+        )
     });
-    format!("{LINE_START} {family} {what}{dev}{who}")
+    format!("{LINE_START} {family} {what}{dev}{port}{who}")
 }
 
 #[cfg(test)]
@@ -65,6 +78,7 @@ mod tests {
         Attempt {
             ipv6: src.contains(':'),
             indev: Some(7),
+            physindev: None,
             prefix: "imds-audit-ipv4".into(),
             packet: Some(Packet {
                 src: src.parse().unwrap(),
@@ -83,15 +97,22 @@ mod tests {
             name: "web".into(),
         };
         assert_eq!(
-            line(&attempt("172.17.0.2", "169.254.169.254", 6), Some("docker0"), Some(&c)),
-            "IMDS attempt blocked: ipv4 tcp 172.17.0.2:40312 -> 169.254.169.254:80 in on docker0 (container 3f2a1b9c0d4e \"web\")"
+            line(&attempt("172.17.0.2", "169.254.169.254", 6), Some("docker0"), None, Some(&c)),
+            "IMDS attempt blocked: ipv4 tcp 172.17.0.2:40312 -> 169.254.169.254:80 in on docker0 (container 3f2a1b9c0d4e \"web\" by source address)"
         );
+        let mut bridged = attempt("172.17.0.2", "169.254.169.254", 6);
+        bridged.physindev = Some(12);
         assert_eq!(
-            line(&attempt("fd00:d0c::2", "fd00:ec2::254", 17), None, None),
+            line(&bridged, Some("docker0"), Some("vethab12cd"), Some(&c)),
+            "IMDS attempt blocked: ipv4 tcp 172.17.0.2:40312 -> 169.254.169.254:80 in on docker0 via vethab12cd (container 3f2a1b9c0d4e \"web\" by source address)"
+        );
+        assert!(line(&bridged, Some("docker0"), None, None).ends_with("in on docker0 via interface 12"));
+        assert_eq!(
+            line(&attempt("fd00:d0c::2", "fd00:ec2::254", 17), None, None, None),
             "IMDS attempt blocked: ipv6 udp [fd00:d0c::2]:40312 -> [fd00:ec2::254]:80 in on interface 7"
         );
         assert_eq!(
-            line(&attempt("172.17.0.2", "169.254.169.254", 1), Some("br-1"), None),
+            line(&attempt("172.17.0.2", "169.254.169.254", 1), Some("br-1"), None, None),
             "IMDS attempt blocked: ipv4 icmp 172.17.0.2 -> 169.254.169.254 in on br-1"
         );
     }
@@ -99,9 +120,9 @@ mod tests {
     #[test]
     fn names_from_outside_cannot_forge_journal_lines() {
         let c = Container { id: "abc".into(), name: "x\"\nIMDS attempt blocked: forged".into() };
-        let l = line(&attempt("172.17.0.2", "169.254.169.254", 6), Some("eth\n0"), Some(&c));
+        let l = line(&attempt("172.17.0.2", "169.254.169.254", 6), Some("eth\n0"), None, Some(&c));
         assert!(!l.contains('\n'), "{l}");
         assert_eq!(l.matches(LINE_START).count(), 2, "the name stays inside the one line: {l}");
-        assert!(l.ends_with("(container abc \"x'\\nIMDS attempt blocked: forged\")"), "{l}");
+        assert!(l.ends_with("(container abc \"x'\\nIMDS attempt blocked: forged\" by source address)"), "{l}");
     }
 }

@@ -219,13 +219,17 @@ pub fn text(s: &Status) -> String {
             }
             match w.audit_group {
                 None => {
-                    let _ = writeln!(o, "IMDS audit:       not receiving (off, or see the watcher's journal)");
+                    let _ = writeln!(
+                        o,
+                        "IMDS audit:       NOT RECEIVING (audit.enabled = false, or the group's bind failed: see \
+                         the watcher's journal)"
+                    );
                 }
                 Some(g) => {
                     let _ = writeln!(
                         o,
-                        "IMDS audit:       nfnetlink_log group {g}: {} lines ({} packets; rate-limited, the \
-                         imds-block counters count every attempt)",
+                        "IMDS audit:       receiving, nfnetlink_log group {g}: {} lines ({} packets; rate-limited, \
+                         the imds-block counters count every attempt)",
                         w.audit_lines, w.audit_packets
                     );
                 }
@@ -283,7 +287,12 @@ pub fn json(s: &Status) -> String {
         "endpoint_route": s.endpoint_route.as_ref().map(|e| serde_json::json!(
             {"route": e.route, "wanted": e.wanted, "present": e.present})),
         "findings": s.findings,
-        "watch": {"running": s.watch.pid.is_some(), "pid": s.watch.pid, "state": s.watch.state},
+        "watch": {
+            "running": s.watch.pid.is_some(),
+            "pid": s.watch.pid,
+            "state": s.watch.state,
+            "audit_receiving": audit_receiving(s),
+        },
         "rules": rules,
     });
     let mut out = serde_json::to_string_pretty(&doc).expect("the status serializes");
@@ -338,6 +347,12 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Unix time of the running watcher's last repair (absent before its first).",
     ),
     (
+        "ecs_hostnet_imds_audit_receiving",
+        "gauge",
+        "1 when the running watcher receives the IMDS audit's nfnetlink_log group, 0 when it does not (audit off, \
+         or another listener holds the group).",
+    ),
+    (
         "ecs_hostnet_imds_audit_lines_total",
         "counter",
         "IMDS attempts written to the journal by the running watcher (rate-limited; the imds-block rule counters \
@@ -374,6 +389,15 @@ pub fn escape_label(v: &str) -> String {
 fn labels(pairs: &[(&str, &str)]) -> String {
     let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
     format!("{{{}}}", inner.join(","))
+}
+
+/// Whether the running watcher receives the IMDS audit's group: `None` when no watcher
+/// runs or it wrote no state yet (nothing known), else whether it bound the group.
+fn audit_receiving(s: &Status) -> Option<bool> {
+    match (s.watch.pid, &s.watch.state) {
+        (Some(_), Some(w)) => Some(w.audit_group.is_some()),
+        _ => None,
+    }
 }
 
 /// The Prometheus text exposition (format 0.0.4) of `s`: every family of [`FAMILIES`]
@@ -417,6 +441,7 @@ pub fn prometheus(s: &Status) -> String {
         if let Some(at) = w.last_repair_at {
             put("ecs_hostnet_watch_last_repair_timestamp_seconds", String::new(), at);
         }
+        put("ecs_hostnet_imds_audit_receiving", String::new(), w.audit_group.is_some() as u64);
         // Only while the watcher receives the audit group: no made-up zeros when it cannot.
         if w.audit_group.is_some() {
             put("ecs_hostnet_imds_audit_lines_total", String::new(), w.audit_lines);
@@ -551,7 +576,7 @@ mod tests {
         assert!(t.contains("NO: 1 to add, 0 to change, 2 to remove") && t.contains("NOT LIVE"), "{t}");
         assert!(t.contains("running (pid 77, started 10 min ago), 3 repairs"), "{t}");
         assert!(t.contains("last repair:      60 s ago: repaired in 1.0 ms"), "{t}");
-        assert!(t.contains("IMDS audit:       nfnetlink_log group 1254: 4 lines (5 packets;"), "{t}");
+        assert!(t.contains("IMDS audit:       receiving, nfnetlink_log group 1254: 4 lines (5 packets;"), "{t}");
         assert!(t.contains("last IMDS attempt: 10 s ago: IMDS attempt blocked: ipv4 tcp 172.17.0.2:40312"), "{t}");
         let out = prometheus(&s);
         for line in [
@@ -562,6 +587,7 @@ mod tests {
             "ecs_hostnet_watch_repairs_total 3",
             "ecs_hostnet_watch_last_repair_timestamp_seconds 940",
             "ecs_hostnet_route_localnet{interface=\"all\"} 1",
+            "ecs_hostnet_imds_audit_receiving 1",
             "ecs_hostnet_imds_audit_lines_total 4",
             "ecs_hostnet_imds_audit_packets_total 5",
             "ecs_hostnet_imds_audit_last_timestamp_seconds 990",
@@ -578,6 +604,19 @@ mod tests {
             (doc["watch"]["state"]["audit_lines"].as_u64(), doc["watch"]["state"]["audit_group"].as_u64()),
             (Some(4), Some(1254))
         );
+        assert_eq!(doc["watch"]["audit_receiving"], true);
+        // The bind failed (another listener holds the group): 0, not an absent series.
+        let mut off = s.clone();
+        if let Some(w) = off.watch.state.as_mut() {
+            w.audit_group = None;
+        }
+        let out = prometheus(&off);
+        assert!(out.contains("ecs_hostnet_imds_audit_receiving 0\n"), "{out}");
+        assert!(!out.contains("ecs_hostnet_imds_audit_lines_total 4"), "{out}");
+        assert!(text(&off).contains("IMDS audit:       NOT RECEIVING"), "{}", text(&off));
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&json(&off)).unwrap()["watch"]["audit_receiving"], false);
+        // No watcher: nothing known, no sample.
+        assert!(!prometheus(&status()).lines().any(|l| l.starts_with("ecs_hostnet_imds_audit_receiving")));
         assert_eq!(doc["route_localnet"]["all"], "1");
         assert!(
             doc["rules"]
