@@ -508,8 +508,8 @@ fn report(
         let mut path = Vec::new();
         // The event that only carries the packet's headers as a chain starts is no step.
         let shown = |e: &&TraceEvent| {
-            !of_trace_table(e)
-                && !(e.kind == TraceType::Rule && e.handle.is_none() && e.verdict == Some(Verdict::Continue))
+            let header_only = e.kind == TraceType::Rule && e.handle.is_none() && e.verdict == Some(Verdict::Continue);
+            !of_trace_table(e) && !header_only
         };
         for e in idx.iter().map(|i| &events[*i]).filter(shown) {
             let fam = Family::from_nfproto(e.family as u32).unwrap_or(Family::Inet);
