@@ -107,6 +107,23 @@ fn the_default_topology_passes_naming_our_rules_and_leaves_nothing() {
     assert_eq!(json["probes"][0]["path"][0]["rule_id"], "credentials-dnat docker+");
     assert_eq!(json["probes"][1]["probe"], "container-imds-ipv4");
     assert_eq!(json["probes"][1]["path"].as_array().unwrap().last().unwrap()["verdict"], "drop");
+    // Our rules print as nft text, those with an anonymous set of interface patterns, a
+    // limit or a log (the IMDS audit rules) included: never as bytecode.
+    let ours: Vec<&serde_json::Value> = json["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["path"].as_array().unwrap())
+        .filter(|s| s["table"] == "ecs-hostnet" && s["rule"].is_string())
+        .collect();
+    assert!(ours.iter().any(|s| s["rule_id"] == "imds-audit-ipv4"), "{json:#}");
+    for s in ours {
+        let rule = s["rule"].as_str().unwrap();
+        assert!(!rule.contains("bytecode"), "{rule}");
+    }
+    let audit = json["probes"][1]["path"].as_array().unwrap().iter().find(|s| s["rule_id"] == "imds-audit-ipv4");
+    let audit = audit.and_then(|s| s["rule"].as_str()).unwrap_or_default();
+    assert!(audit.starts_with("iifname { ") && audit.contains(" limit rate ") && audit.contains(" log "), "{audit}");
 }
 
 #[test]
@@ -123,6 +140,96 @@ fn a_cis_style_input_drop_fails_naming_the_foreign_table_and_chain() {
         "{}",
         out.stdout
     );
+    // The probe's neighbour solicitation is dropped at input: its IPv6 SYN never leaves,
+    // so IMDS is unreachable over IPv6 and that passes, saying our rule was not exercised.
+    assert!(
+        out.stdout.contains(
+            "PASS container -> IMDS (IPv6)"
+        ) && out.stdout.contains(
+            "IMDS unreachable: the SYN never reached nf_tables (no route or neighbour); imds-block-ipv6 not exercised"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("PASS container -> IMDS (IPv4)") && out.stdout.contains("blocked by our imds-block-ipv4"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn imds_that_a_bare_namespace_cannot_route_passes_as_unreachable() {
+    // No rules of ours, no route toward IMDS, forwarding off: the credentials probes fail
+    // (nothing DNATs them), the IMDS probes pass as unreachable.
+    let ns = Netns::new("bare");
+    let dir = TempDir::new("bare");
+    let out = ns.ehn(&["verify", "-c", &dir.default_config()]);
+    out.expect_code(2);
+    for family in ["IPv4", "IPv6"] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!("container -> IMDS ({family})")))
+            .unwrap_or_else(|| panic!("no IMDS ({family}) probe in:\n{}", out.stdout));
+        assert!(line.starts_with("PASS") && line.contains("IMDS unreachable"), "{line}\n{}", out.stdout);
+    }
+    assert!(out.stdout.contains("FAIL container -> credentials endpoint"), "{}", out.stdout);
+}
+
+/// ecs-init's pre-start rules (aws/amazon-ecs-agent `ecs-init/exec/iptables/iptables.go`,
+/// defaults), as tests/ecs_init.rs adds them: (ip6tables, table, -A/-I, chain, spec).
+const ECS_INIT_RULES: &[(bool, &str, &str, &str, &str)] = &[
+    (false, "nat", "-A", "PREROUTING", "-p tcp -d 169.254.170.2 --dport 80 -j DNAT --to-destination 127.0.0.1:51679"),
+    (
+        false,
+        "filter",
+        "-I",
+        "INPUT",
+        "--dst 127.0.0.0/8 ! --src 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
+    ),
+    (false, "filter", "-I", "INPUT", "-p tcp --dport 51678 ! -i lo -j DROP"),
+    (false, "filter", "-I", "INPUT", "-p tcp --dport 51678 -i docker0 -j ACCEPT"),
+    (true, "filter", "-I", "INPUT", "-p tcp --dport 51678 ! -i lo -j DROP"),
+    (true, "filter", "-I", "INPUT", "-p tcp --dport 51678 -i docker0 -j ACCEPT"),
+    (false, "nat", "-A", "OUTPUT", "-p tcp -d 169.254.170.2 --dport 80 -j REDIRECT --to-ports 51679"),
+];
+
+#[test]
+fn ecs_inits_own_dnat_to_the_agent_passes_naming_its_rule() {
+    // A boot on an ECS-optimized AMI: our boot unit's apply, then ecs.service's ecs-init
+    // pre-start (iptables-nft) makes `table ip nat`. Its chains register last at our NAT
+    // priority (-100), so they run first (nf_hook_entries_grow puts a new hook before
+    // those of equal priority) and bind the probes' connections: to where ours would.
+    let t = applied();
+    t.host.set_sysctl("net.ipv4.conf.all.route_localnet", "1");
+    for (v6, table, op, chain, spec) in ECS_INIT_RULES {
+        let prog = if *v6 { "ip6tables-nft" } else { "iptables-nft" };
+        let mut args = vec!["-w", "-t", table, op, chain];
+        args.extend(spec.split(' '));
+        t.host.exec_ok(prog, &args);
+    }
+    let out = verify(&t, 0);
+    let s = &out.stdout;
+    for want in ["PASS container -> credentials endpoint", "PASS host -> credentials endpoint", "4 of 4 probes passed"]
+    {
+        assert!(s.contains(want), "missing {want:?} in:\n{s}\n{}", out.stderr);
+    }
+    // Each credentials probe names the rule that DNATed it and where to, as conntrack says,
+    // unless our own rule bound it.
+    for (label, chain) in
+        [("container -> credentials endpoint", "PREROUTING"), ("host -> credentials endpoint", "OUTPUT")]
+    {
+        let line = s.lines().find(|l| l.contains(label)).unwrap();
+        assert!(
+            line.contains(&format!(
+                ": DNATed to 127.0.0.1:51679, the agent endpoint as with our credentials-{}, by table ip nat chain {chain} rule handle",
+                if chain == "OUTPUT" { "redirect" } else { "dnat" }
+            )) || line.contains("(via our credentials-"),
+            "{line}\n{s}"
+        );
+    }
+    assert!(s.contains(", by table ip nat chain PREROUTING rule handle"), "ecs-init's DNAT binds first:\n{s}");
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! [`crate::host::trace`]) marks the probes' packets with nftrace; one TCP SYN goes to each
 //! destination the configuration calls for ([`crate::plan::verify::probes`]), and the trace
 //! events name every table/chain/rule that saw it. The judgement is
-//! [`crate::plan::verify::judge`]; conntrack entries the probes made are deleted.
+//! [`crate::plan::verify::judge`], by outcome: where a credentials probe was DNATed is
+//! read from its conntrack entry before the entries the probes made are deleted.
 //!
 //! Every object is removed on every exit path: each is recorded in [`Made`] the moment it
 //! exists and removed there in order (and by Drop guards on a panic). SIGTERM, SIGINT and
@@ -23,10 +24,11 @@ use crate::host::netns::Home;
 use crate::host::nft::Netfilter;
 use crate::host::rtnl::Rtnl;
 use crate::host::trace::{self, Select, TraceListener, TraceTable};
+use crate::model::live::LiveTable;
 use crate::model::names::TABLE_NAME;
 use crate::model::ruleset::Family;
 use crate::model::trace::{TraceEvent, TraceType, Verdict};
-use crate::plan::verify::{Connect, ProbeKind, ProbeReport, Report, Step, judge, probes};
+use crate::plan::verify::{Connect, Evidence, ProbeKind, ProbeReport, Report, Step, attribute, judge, probes};
 use anyhow::{Context, Result, bail};
 use nix::sys::socket::{self as so, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
 use std::collections::BTreeMap;
@@ -351,7 +353,7 @@ fn probe(c: &Config, signals: &mut Signals, made: &mut Made) -> Result<Report> {
     let table_name = format!("{}{}", trace::TABLE_PREFIX, std::process::id());
     made.table = Some(TraceTable::create(&table_name, &Select::Iifname(ifname.clone()), &Select::Mark(mark))?);
     checkpoint(signals)?;
-    let our_ids = our_rule_ids()?;
+    let ours = our_tables()?;
 
     let mut live = Vec::new();
     for (kind, to, sock) in fds {
@@ -367,7 +369,8 @@ fn probe(c: &Config, signals: &mut Signals, made: &mut Made) -> Result<Report> {
     }
     let events = collect(&mut live, &mut listener, signals)?;
     checkpoint(signals)?;
-    let probes = report(&mut live, &events, &our_ids)?;
+    let nat_to = nat_destinations(c, &live);
+    let probes = report(c, &mut live, &events, &ours, &nat_to)?;
     Ok(Report {
         interface: ifname,
         pattern,
@@ -391,11 +394,15 @@ fn connect_now(l: &mut Live) {
     l.from = local_addr(&l.fd);
 }
 
-fn of_probe(e: &TraceEvent, l: &Live) -> bool {
-    match (e.packet, l.from) {
-        (Some(p), Some(f)) => p.src == f.ip() && p.sport == f.port() && p.proto == 6,
-        _ => false,
-    }
+/// Each probe's SYN's events ([`attribute`]).
+fn by_probe(live: &[Live], events: &[TraceEvent]) -> Vec<Vec<usize>> {
+    attribute(events, &live.iter().map(|l| l.from).collect::<Vec<_>>())
+}
+
+/// Whether the event is of the trace table (it only marks packets: never shown, never a
+/// verdict on the probe).
+fn of_trace_table(e: &TraceEvent) -> bool {
+    e.table.starts_with(trace::TABLE_PREFIX)
 }
 
 /// Waits until every probe connected, was refused or failed, or its SYN was dropped,
@@ -409,11 +416,11 @@ fn collect(live: &mut [Live], listener: &mut TraceListener, signals: &mut Signal
             bail!("trace events were lost (the receive queue overran); run verify again");
         }
         events.extend(evs);
-        for l in live.iter_mut().filter(|l| l.connect.is_none()) {
-            let dropped = events.iter().any(|e| {
-                of_probe(e, l) && e.verdict == Some(Verdict::Drop) && !e.table.starts_with(trace::TABLE_PREFIX)
-            });
-            if dropped {
+        // A drop is final: the probe whose SYN it ended is complete now, not at the
+        // timeout (the drop's event has no headers: it is the probe's by its trace id).
+        let seen = by_probe(live, &events);
+        for (l, idx) in live.iter_mut().zip(&seen).filter(|(l, _)| l.connect.is_none()) {
+            if idx.iter().any(|i| events[*i].verdict == Some(Verdict::Drop) && !of_trace_table(&events[*i])) {
                 l.connect = Some(Connect::TimedOut);
             }
         }
@@ -455,49 +462,86 @@ fn wait_writable(fds: &[std::os::fd::BorrowedFd<'_>], timeout: Duration) -> Resu
     Ok(p.iter().map(|x| x.revents().is_some_and(|r| !r.is_empty())).collect())
 }
 
-/// The rule ids our tables hold now.
-fn our_rule_ids() -> Result<Vec<String>> {
+/// Our tables as they are now, their rules' anonymous sets included (so that their
+/// rules print as nft text, like `status` and `plan` print them).
+fn our_tables() -> Result<Vec<LiveTable>> {
     let mut nf = Netfilter::open()?;
-    let (tables, _) = nf.read_owned()?;
-    Ok(tables
-        .iter()
-        .flat_map(|t| t.chains.iter())
-        .flat_map(|c| c.rules.iter())
-        .filter_map(|r| r.comment.clone())
-        .collect())
+    Ok(nf.read_owned()?.0)
 }
 
-/// Each probe's path (rules named by reading the chains the trace saw) and judgement.
-fn report(live: &mut [Live], events: &[TraceEvent], our_ids: &[String]) -> Result<Vec<ProbeReport>> {
+/// Where each credentials probe's connection was DNATed or REDIRECTed, by its source:
+/// the reply tuple's source of its conntrack entry when `IPS_DST_NAT` is set (read
+/// before the entries are deleted). Best effort: nothing is known where no entry is
+/// found (a SYN dropped before conntrack confirmed its entry has none).
+fn nat_destinations(c: &Config, live: &[Live]) -> BTreeMap<SocketAddr, SocketAddr> {
+    let mut out = BTreeMap::new();
+    let (ep, port) = (c.credentials.endpoint_address.v.0, c.credentials.endpoint_port.v.0);
+    let Ok(mut ct) = Conntrack::open() else { return out };
+    let Ok(entries) = ct.entries_toward(ep, port) else { return out };
+    for e in entries.iter().filter(|e| e.status & crate::host::conntrack::IPS_DST_NAT != 0) {
+        let from = SocketAddr::from((e.src, e.sport));
+        if let (true, Some(a), Some(p)) = (live.iter().any(|l| l.from == Some(from)), e.reply_src, e.reply_sport) {
+            out.insert(from, SocketAddr::from((a, p)));
+        }
+    }
+    out
+}
+
+/// Each probe's path (rules named by reading the chains the trace saw: ours from
+/// `ours`, the others by a dump of the chain) and judgement.
+fn report(
+    c: &Config,
+    live: &mut [Live],
+    events: &[TraceEvent],
+    ours: &[LiveTable],
+    nat_to: &BTreeMap<SocketAddr, SocketAddr>,
+) -> Result<Vec<ProbeReport>> {
     let mut nf = Netfilter::open()?;
     let mut chains: BTreeMap<(u8, String, String), Vec<crate::model::live::LiveRule>> = BTreeMap::new();
+    let our_ids: Vec<String> =
+        ours.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).filter_map(|r| r.comment.clone()).collect();
+    let legacy = crate::host::nft::legacy_table_names();
+    let agent = SocketAddr::from((c.credentials.agent_address.v.0, c.credentials.agent_port.v.0));
+    let seen = by_probe(live, events);
     let mut out = Vec::new();
-    for l in live.iter() {
-        // The SYN's events only (the first packet traced): the handshake's ACK, when
-        // the agent answered, takes the same path again.
-        let id = events.iter().find(|e| of_probe(e, l)).map(|e| e.id);
+    for (l, idx) in live.iter().zip(&seen) {
         let mut path = Vec::new();
+        // The event that only carries the packet's headers as a chain starts is no step.
         let shown = |e: &&TraceEvent| {
-            Some(e.id) == id
-                && !e.table.starts_with(trace::TABLE_PREFIX)
-                // The event that only carries the packet's headers as a chain starts.
-                && !(e.kind == TraceType::Rule && e.handle.is_none() && e.verdict == Some(Verdict::Continue))
+            let header_only = e.kind == TraceType::Rule && e.handle.is_none() && e.verdict == Some(Verdict::Continue);
+            !of_trace_table(e) && !header_only
         };
-        for e in events.iter().filter(shown) {
+        for e in idx.iter().map(|i| &events[*i]).filter(shown) {
+            let fam = Family::from_nfproto(e.family as u32).unwrap_or(Family::Inet);
             let key = (e.family, e.table.clone(), e.chain.clone());
-            if !chains.contains_key(&key) {
+            if e.table != TABLE_NAME && !chains.contains_key(&key) {
                 let rules = nf.chain_rules(e.family, &e.table, &e.chain)?.unwrap_or_default();
                 chains.insert(key.clone(), rules);
             }
-            let rule = e.handle.and_then(|h| chains[&key].iter().find(|r| r.handle == h)).map(|r| {
-                let fam = Family::from_nfproto(e.family as u32).unwrap_or(Family::Inet);
+            let rules: &[crate::model::live::LiveRule] = if e.table == TABLE_NAME {
+                ours.iter()
+                    .find(|t| t.family == fam)
+                    .and_then(|t| t.chains.iter().find(|ch| ch.name == e.chain))
+                    .map_or(&[], |ch| &ch.rules)
+            } else {
+                &chains[&key]
+            };
+            let rule = e.handle.and_then(|h| rules.iter().find(|r| r.handle == h)).map(|r| {
                 let id = if e.table == TABLE_NAME { r.comment.clone() } else { None };
                 (id, crate::model::nft_text::rule_text(fam, &r.exprs, None))
             });
             path.push(Step::new(e.family, &e.table, &e.chain, e.kind, e.handle, e.verdict.clone(), rule));
         }
         let connect = l.connect.clone().unwrap_or(Connect::TimedOut);
-        let judgement = judge(l.kind, &path, &connect, our_ids);
+        let ev = Evidence {
+            our_ids: &our_ids,
+            agent: Some(agent),
+            nat_to: l.from.and_then(|f| nat_to.get(&f).copied()),
+            traced: !idx.is_empty(),
+            routed_out: idx.iter().any(|i| events[*i].oif.is_some() && !of_trace_table(&events[*i])),
+            legacy_tables: &legacy,
+        };
+        let judgement = judge(l.kind, &path, &connect, &ev);
         let source = l.from.map(|f| f.to_string()).unwrap_or_else(|| "?".into());
         out.push(ProbeReport { probe: l.kind, source, destination: l.to, path, connect, judgement });
     }

@@ -72,6 +72,9 @@ pub struct Entry {
     /// The reply direction's source address (`CTA_TUPLE_REPLY` / `CTA_IP_V4_SRC`): the
     /// original destination unless a DNAT rewrote it.
     pub reply_src: Option<Ipv4Addr>,
+    /// The reply direction's source port (`CTA_TUPLE_REPLY` / `CTA_PROTO_SRC_PORT`): the
+    /// original destination port unless a DNAT or REDIRECT rewrote it.
+    pub reply_sport: Option<u16>,
     /// `CTA_STATUS`: the `IPS_*` bits ([`IPS_SEEN_REPLY`], [`IPS_DST_NAT`], ...).
     pub status: u32,
     /// `CTA_ID`: the entry's id; a delete naming it removes this entry only, not a new
@@ -269,6 +272,10 @@ fn parse_entry(b: &[u8]) -> Option<Entry> {
         .and_then(|r| find(r, CTA_TUPLE_IP))
         .and_then(|ip| find(ip, CTA_IP_V4_SRC))
         .and_then(ipv4);
+    let reply_sport = find(b, CTA_TUPLE_REPLY)
+        .and_then(|r| find(r, CTA_TUPLE_PROTO))
+        .and_then(|p| find(p, CTA_PROTO_SRC_PORT))
+        .and_then(be16);
     Some(Entry {
         src: ipv4(find(ip, CTA_IP_V4_SRC)?)?,
         dst: ipv4(find(ip, CTA_IP_V4_DST)?)?,
@@ -276,6 +283,7 @@ fn parse_entry(b: &[u8]) -> Option<Entry> {
         sport: find(proto, CTA_PROTO_SRC_PORT).and_then(be16).unwrap_or(0),
         dport: find(proto, CTA_PROTO_DST_PORT).and_then(be16).unwrap_or(0),
         reply_src,
+        reply_sport,
         status: find(b, CTA_STATUS).and_then(be32).unwrap_or(0),
         id: find(b, CTA_ID).and_then(be32),
         zone: find(b, CTA_ZONE).and_then(be16).unwrap_or(0),
@@ -411,6 +419,7 @@ mod tests {
             sport: 40000,
             dport: 80,
             reply_src: Some(EP),
+            reply_sport: Some(80),
             status,
             id: Some(7),
             zone: 0,
@@ -421,7 +430,7 @@ mod tests {
     fn answer(e: &Entry, seq: u32) -> Vec<u8> {
         let mut r = Request::new(IPCTNL_MSG_CT_NEW, 0, seq);
         r.tuple(CTA_TUPLE_ORIG, Some(e.src), e.dst, e.proto, Some(e.sport), e.dport);
-        r.tuple(CTA_TUPLE_REPLY, e.reply_src, e.src, e.proto, Some(e.dport), e.sport);
+        r.tuple(CTA_TUPLE_REPLY, e.reply_src, e.src, e.proto, e.reply_sport, e.sport);
         r.attr(CTA_STATUS, &e.status.to_be_bytes());
         r.attr(CTA_ID, &e.id.unwrap().to_be_bytes());
         r.finish()
@@ -440,7 +449,12 @@ mod tests {
 
     #[test]
     fn an_answer_parses_back_into_the_entry() {
-        let e = entry(IPS_DST_NAT | IPS_SEEN_REPLY);
+        // DNATed to the agent: the reply tuple's source is where the connection went.
+        let e = Entry {
+            reply_src: Some(Ipv4Addr::LOCALHOST),
+            reply_sport: Some(51679),
+            ..entry(IPS_DST_NAT | IPS_SEEN_REPLY)
+        };
         let mut out = Vec::new();
         let mut buf = answer(&e, 3);
         buf.extend(answer(&entry(0), 4)); // another request's: skipped

@@ -296,6 +296,7 @@ pub fn decode_trace(buf: &[u8]) -> Result<Vec<TraceEvent>, Error> {
             iif: None,
             oif: None,
             packet: None,
+            tcp_flags: None,
         };
         let (mut network, mut transport) = (None, None);
         for (t, v) in attrs(m.get(20..).unwrap_or_default()) {
@@ -325,6 +326,9 @@ pub fn decode_trace(buf: &[u8]) -> Result<Vec<TraceEvent>, Error> {
         ev.table = table.ok_or_else(|| missing("NFTA_TRACE_TABLE"))?;
         ev.chain = chain.ok_or_else(|| missing("NFTA_TRACE_CHAIN"))?;
         ev.packet = network.and_then(|n| parse_packet(n, transport));
+        if ev.packet.is_some_and(|p| p.proto == 6) {
+            ev.tcp_flags = transport.and_then(|t| t.get(13)).copied();
+        }
         out.push(ev);
     }
     Ok(out)
@@ -548,7 +552,8 @@ mod tests {
         let mut ip = vec![0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0];
         ip.extend([198, 18, 7, 2, 169, 254, 169, 254]);
         attr(&mut a, 8, &ip);
-        attr(&mut a, 9, &[0xc3, 0x50, 0, 80, 0, 0, 0, 0]);
+        // A TCP header: ports 50000 -> 80, data offset 5, flags SYN.
+        attr(&mut a, 9, &[0xc3, 0x50, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
         attr(&mut a, 10, &be32(42));
         attr(&mut a, 15, &be32(2));
         if kind == 1 {
@@ -572,6 +577,7 @@ mod tests {
         assert_eq!(p.src, "198.18.7.2".parse::<IpAddr>().unwrap());
         assert_eq!(p.dst, "169.254.169.254".parse::<IpAddr>().unwrap());
         assert_eq!((p.proto, p.sport, p.dport), (6, 50000, 80));
+        assert_eq!(e.tcp_flags, Some(crate::model::trace::TCP_SYN));
     }
 
     #[test]

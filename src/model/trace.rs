@@ -136,7 +136,16 @@ pub struct TraceEvent {
     pub oif: Option<u32>,
     /// The packet, when its headers were included and parse.
     pub packet: Option<Packet>,
+    /// The TCP flags byte (byte 13 of the TCP header: `0x02` SYN, `0x10` ACK) when the
+    /// event carries a TCP transport header: tells a probe's SYN from its handshake's ACK,
+    /// which share addresses and ports.
+    pub tcp_flags: Option<u8>,
 }
+
+/// TCP's SYN flag.
+pub const TCP_SYN: u8 = 0x02;
+/// TCP's ACK flag.
+pub const TCP_ACK: u8 = 0x10;
 
 /// The family keyword of a table family number (`nfgen_family`).
 pub fn family_name(family: u8) -> &'static str {
