@@ -6,8 +6,9 @@
 # stops (the binary stays) rather than leave an ecs.service drop-in running a deleted binary.
 #
 # Against Fedora's %systemd_preun (on erase: `systemctl --no-reload disable --now UNITS`): the
-# `--now` half is kept (the watcher and the metrics timer and service are stopped, whatever
-# install.json says: they never outlive the package's binary); `disable` is `uninstall`'s job,
+# `--now` half is kept (the watcher and the metrics timer and service are stopped when loaded from
+# the package's unit files, whatever install.json says: they never outlive the package's binary;
+# a tarball install's units of the same names keep running); `disable` is `uninstall`'s job,
 # which removes the links install made and leaves those it did not make (a tarball install's,
 # whose own `uninstall` still works).
 if [ "$1" -eq 0 ]; then
@@ -17,6 +18,12 @@ if [ "$1" -eq 0 ]; then
     fi
 fi
 if [ "$1" -eq 0 ] && [ -d /run/systemd/system ]; then
-    systemctl stop ecs-hostnet-watch.service ecs-hostnet-metrics.timer ecs-hostnet-metrics.service 2>/dev/null || :
+    for u in ecs-hostnet-watch.service ecs-hostnet-metrics.timer ecs-hostnet-metrics.service; do
+        # Only units loaded from the package's own files: a tarball install's units (same
+        # names, in /etc/systemd/system, running /usr/local/sbin/ecs-hostnet) keep running.
+        if [ "$(systemctl show -p FragmentPath --value "$u" 2>/dev/null)" = "/usr/lib/systemd/system/$u" ]; then
+            systemctl stop "$u" 2>/dev/null || :
+        fi
+    done
 fi
 exit 0
