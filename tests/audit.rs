@@ -222,12 +222,19 @@ fn verifys_own_probes_get_no_audit_line_and_a_containers_attempt_still_does() {
         out.expect_code(0);
         assert!(out.stdout.contains("blocked by our imds-block-ipv4"), "{out}");
     }
+    // A watcher that reads the probes' packets only after verify is gone (its trace table
+    // and veth removed): stopped during the run, continued after it.
+    let pid = w.child.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let out = t.host.ehn(&["verify", "-c", &cfg]);
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    out.expect_code(0);
     std::thread::sleep(Duration::from_millis(500));
     assert!(w.audit_lines().is_empty(), "verify's probes were reported:\n{}", w.log());
     let doc = status_json(&t, &cfg);
     // Proof that the probes did reach the audit rules (the watcher chose to stay silent).
     for id in ["imds-audit-ipv4", "imds-audit-ipv6"] {
-        assert_eq!(rule_packets(&doc, id), 3, "{id}: {doc:#}");
+        assert_eq!(rule_packets(&doc, id), 4, "{id}: {doc:#}");
     }
     assert_eq!(doc["watch"]["state"]["audit_lines"].as_u64(), Some(0), "{doc:#}");
 

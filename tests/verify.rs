@@ -159,22 +159,37 @@ fn a_cis_style_input_drop_fails_naming_the_foreign_table_and_chain() {
 }
 
 #[test]
-fn imds_that_a_bare_namespace_cannot_route_passes_as_unreachable() {
-    // No rules of ours, no route toward IMDS, forwarding off: the credentials probes fail
-    // (nothing DNATs them), the IMDS probes pass as unreachable.
+fn imds_that_a_bare_namespace_cannot_route_passes_as_unreachable_only_with_our_rules() {
+    // No route toward IMDS, forwarding off. Without our rules the IMDS probes fail all the
+    // same (unreachable today, open after a route change) and the credentials probes fail;
+    // after apply the IMDS probes pass as unreachable.
     let ns = Netns::new("bare");
     let dir = TempDir::new("bare");
-    let out = ns.ehn(&["verify", "-c", &dir.default_config()]);
+    let cfg = dir.default_config();
+    let imds_lines = |out: &Out| -> Vec<String> {
+        ["IPv4", "IPv6"]
+            .iter()
+            .map(|family| {
+                out.stdout
+                    .lines()
+                    .find(|l| l.contains(&format!("container -> IMDS ({family})")))
+                    .unwrap_or_else(|| panic!("no IMDS ({family}) probe in:\n{}", out.stdout))
+                    .to_string()
+            })
+            .collect()
+    };
+    let out = ns.ehn(&["verify", "-c", &cfg]);
     out.expect_code(2);
-    for family in ["IPv4", "IPv6"] {
-        let line = out
-            .stdout
-            .lines()
-            .find(|l| l.contains(&format!("container -> IMDS ({family})")))
-            .unwrap_or_else(|| panic!("no IMDS ({family}) probe in:\n{}", out.stdout));
-        assert!(line.starts_with("PASS") && line.contains("IMDS unreachable"), "{line}\n{}", out.stdout);
+    for line in imds_lines(&out) {
+        assert!(line.starts_with("FAIL") && line.contains("IMDS unreachable now, but our imds-block-ipv"), "{line}");
     }
     assert!(out.stdout.contains("FAIL container -> credentials endpoint"), "{}", out.stdout);
+
+    ns.ehn(&["apply", "-c", &cfg]).expect_code(0);
+    let out = ns.ehn(&["verify", "-c", &cfg]);
+    for line in imds_lines(&out) {
+        assert!(line.starts_with("PASS") && line.contains("IMDS unreachable"), "{line}\n{}", out.stdout);
+    }
 }
 
 /// ecs-init's pre-start rules (aws/amazon-ecs-agent `ecs-init/exec/iptables/iptables.go`,

@@ -96,7 +96,18 @@ pub struct Auditor {
     lookups: Option<Lookups>,
     /// Docker failed and the info line saying so was written (until it answers again).
     docker_failing: bool,
+    /// Interface indexes of `verify` probe veths seen appearing while their run was alive
+    /// (the most recent [`PROBE_LINKS`]): verify removes its trace table and veth within
+    /// milliseconds, often before the watcher reads the probes' packets.
+    probe_links: std::collections::VecDeque<u32>,
+    /// Pids of `verify` runs whose trace table was seen created in the nf_tables
+    /// notifications (the most recent [`PROBE_LINKS`]): proof that survives the run.
+    verify_runs: std::collections::VecDeque<u32>,
 }
+
+/// How many probe veths [`Auditor::note_link`] remembers (interface indexes only grow in a
+/// namespace, so an old one is never a container's).
+const PROBE_LINKS: usize = 32;
 
 impl Auditor {
     /// Binds the group of `wanted` in the current network namespace and starts the Docker
@@ -107,7 +118,33 @@ impl Auditor {
     pub fn open(wanted: &AuditWanted) -> Result<Auditor, nflog::Error> {
         let listener = NflogListener::open(wanted.group, wanted.snaplen)?;
         let lookups = wanted.docker_socket.as_deref().and_then(|s| Lookups::start(Docker::new(s)).ok());
-        Ok(Auditor { listener, wanted: wanted.clone(), lookups, docker_failing: false })
+        Ok(Auditor {
+            listener,
+            wanted: wanted.clone(),
+            lookups,
+            docker_failing: false,
+            probe_links: std::collections::VecDeque::new(),
+            verify_runs: std::collections::VecDeque::new(),
+        })
+    }
+
+    /// A table named `name` was created (an nf_tables notification): when it is a `verify`
+    /// run's trace table ([`trace::TABLE_PREFIX`] + pid), that pid is remembered as a run.
+    pub fn note_table(&mut self, name: &str) {
+        if let Some(pid) = name.strip_prefix(trace::TABLE_PREFIX).and_then(|p| p.parse().ok()) {
+            remember(&mut self.verify_runs, pid);
+        }
+    }
+
+    /// A link appeared or changed (an rtnetlink event): remembers its index when it is the
+    /// probe veth of a `verify` run (its name ends in the run's suffix, and that pid's trace
+    /// table was seen created or is live, or the pid is an `ecs-hostnet` process), so that
+    /// the probes' packets get no line even when read after verify is gone.
+    pub fn note_link(&mut self, name: &str, index: u32) {
+        let Some(pid) = verify_probe_pid(name) else { return };
+        if self.verify_runs.contains(&pid) || trace::is_ecs_hostnet_process(pid) || is_verify_probe(name) {
+            remember(&mut self.probe_links, index);
+        }
     }
 
     /// What it was opened for.
@@ -158,7 +195,9 @@ impl Auditor {
                 .indev
                 .and_then(|i| nix::net::if_::if_indextoname(i).ok())
                 .map(|n| n.to_string_lossy().into_owned());
-            if ifname.as_deref().is_some_and(is_verify_probe) {
+            if attempt.indev.is_some_and(|i| self.probe_links.contains(&i))
+                || ifname.as_deref().is_some_and(is_verify_probe)
+            {
                 continue;
             }
             let physname = attempt
@@ -208,6 +247,16 @@ impl Auditor {
             changed = true;
         }
         changed
+    }
+}
+
+/// Adds `v` to `list` unless it is there, keeping the last [`PROBE_LINKS`].
+fn remember(list: &mut std::collections::VecDeque<u32>, v: u32) {
+    if !list.contains(&v) {
+        if list.len() == PROBE_LINKS {
+            list.pop_front();
+        }
+        list.push_back(v);
     }
 }
 

@@ -57,7 +57,7 @@ use crate::host::nft::Netfilter;
 use crate::host::notify::{State, notify, watchdog_interval};
 use crate::host::run_dir::{LOCK_TIMEOUT, Lock, WatchPidFile, read_saved_record, read_watch_pid, write_watch_pid};
 use crate::host::{netns, sysctl};
-use crate::model::event::{NftReceived, RtEvent};
+use crate::model::event::{NftEvent, NftReceived, RtEvent, msg};
 use crate::model::names::sysctl_name;
 use crate::model::watch_state::WatchState;
 use crate::plan::live::LiveState;
@@ -338,6 +338,11 @@ impl Watcher<'_> {
         match received {
             Ok(NftReceived::Events(events)) => {
                 for e in events {
+                    if let (NftEvent::Object { msg_type: msg::NEWTABLE, table: Some(t), .. }, Some(a)) =
+                        (&e, self.audit.as_mut())
+                    {
+                        a.note_table(t);
+                    }
                     if let Some(t) = self.collector.feed(e, self.own_pid) {
                         self.triggers.transactions.push(t);
                         self.pacer.want();
@@ -373,8 +378,11 @@ impl Watcher<'_> {
             self.pacer.want();
         }
         for e in events {
+            if let (RtEvent::Link { name, index }, Some(a)) = (&e, self.audit.as_mut()) {
+                a.note_link(name, *index);
+            }
             match e {
-                RtEvent::Link { name } if link_matters(&self.desired, &name) => {
+                RtEvent::Link { name, .. } if link_matters(&self.desired, &name) => {
                     if !self.triggers.links.contains(&name) {
                         self.triggers.links.push(name);
                     }

@@ -484,8 +484,9 @@ pub fn rt_events(buf: &[u8]) -> Vec<crate::model::event::RtEvent> {
         if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&raw[..len]) {
             match m.payload {
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                    let index = l.header.index;
                     out.extend(l.attributes.into_iter().find_map(|a| match a {
-                        netlink_packet_route::link::LinkAttribute::IfName(name) => Some(RtEvent::Link { name }),
+                        netlink_packet_route::link::LinkAttribute::IfName(name) => Some(RtEvent::Link { name, index }),
                         _ => None,
                     }));
                 }
@@ -837,6 +838,7 @@ mod json_tests {
     fn notifications_of_links_and_ipv4_default_routes_are_events() {
         use crate::model::event::RtEvent;
         let mut link = netlink_packet_route::link::LinkMessage::default();
+        link.header.index = 7;
         link.attributes.push(netlink_packet_route::link::LinkAttribute::IfName("ecs-bridge".into()));
         let main = RouteHeader::RT_TABLE_MAIN;
         let mut d = notification(RouteNetlinkMessage::NewLink(link));
@@ -858,7 +860,7 @@ mod json_tests {
         assert_eq!(
             rt_events(&d),
             vec![
-                RtEvent::Link { name: "ecs-bridge".into() },
+                RtEvent::Link { name: "ecs-bridge".into(), index: 7 },
                 RtEvent::Ipv4DefaultRoute { added: true },
                 RtEvent::Ipv4DefaultRoute { added: false },
                 RtEvent::Ipv4HostRoute { dst: [169, 254, 170, 2].into(), added: false },

@@ -498,6 +498,11 @@ pub fn live_runs() -> Result<Vec<u32>, Error> {
     Ok(trace_tables(&sock)?.into_iter().map(|(_, pid)| pid).collect())
 }
 
+/// Whether process `pid` (in this pid namespace) is an `ecs-hostnet` (`/proc/PID/comm`).
+pub fn is_ecs_hostnet_process(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "ecs-hostnet")
+}
+
 /// Deletes the trace tables of runs whose process is gone (`alive` says whether a pid
 /// still runs): what a verify killed with SIGKILL left on a kernel without table flag
 /// owner. Returns the names deleted.

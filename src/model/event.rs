@@ -149,6 +149,8 @@ pub enum RtEvent {
     Link {
         /// Its name.
         name: String,
+        /// Its index (`ifi_index`), which stays meaningful after the link is gone.
+        index: u32,
     },
     /// `RTM_NEWROUTE`/`RTM_DELROUTE` of an IPv4 unicast default route (dst_len 0) in the
     /// main table.

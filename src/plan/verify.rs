@@ -322,6 +322,12 @@ pub fn judge(kind: ProbeKind, path: &[Step], connect: &Connect, ev: &Evidence) -
                     };
                     fail(format!("IMDS reachable: no drop ({why})"))
                 }
+                // Unreachable today, but without our rule a route or forwarding change opens
+                // it: verify never vouches for a host whose IMDS block is gone.
+                None if !ev.routed_out && !ev.our_ids.iter().any(|i| i == id) => fail(format!(
+                    "IMDS unreachable now, but our {id} rule is missing: a route or forwarding change would \
+                     open it (`ecs-hostnet apply` puts it back)"
+                )),
                 // Nothing answered and the host never sent the SYN on: a container cannot
                 // reach IMDS here, whatever our rule would do.
                 None if !ev.routed_out => pass(match connect {
@@ -471,8 +477,8 @@ mod tests {
             &Evidence { our_ids: &ids, ..Evidence::default() },
         );
         assert!(!j.pass && j.outcome.contains("did not match"), "{j:?}");
-        let j =
-            judge(ProbeKind::ContainerImdsIpv6, &[], &Connect::Failed("No route to host".into()), &Evidence::default());
+        let ev = Evidence { our_ids: &ids, ..Evidence::default() };
+        let j = judge(ProbeKind::ContainerImdsIpv6, &[], &Connect::Failed("No route to host".into()), &ev);
         assert!(j.pass && j.outcome.contains("not routed"), "{j:?}");
     }
 
@@ -523,7 +529,14 @@ mod tests {
 
     #[test]
     fn imds_unreachable_passes_unless_the_host_routed_the_syn_out() {
-        let never = judge(ProbeKind::ContainerImdsIpv6, &[], &Connect::TimedOut, &Evidence::default());
+        let ids = [rule_id::IMDS_BLOCK_IPV4.to_string(), rule_id::IMDS_BLOCK_IPV6.to_string()];
+        let ours = Evidence { our_ids: &ids, ..Evidence::default() };
+        let gone = judge(ProbeKind::ContainerImdsIpv6, &[], &Connect::TimedOut, &Evidence::default());
+        assert!(
+            !gone.pass && gone.outcome.starts_with("IMDS unreachable now, but our imds-block-ipv6 rule is missing"),
+            "{gone:?}"
+        );
+        let never = judge(ProbeKind::ContainerImdsIpv6, &[], &Connect::TimedOut, &ours);
         assert_eq!(
             (never.pass, never.outcome.as_str()),
             (
@@ -531,7 +544,7 @@ mod tests {
                 "IMDS unreachable: the SYN never reached nf_tables (no route or neighbour); imds-block-ipv6 not exercised"
             )
         );
-        let stopped = Evidence { traced: true, ..Evidence::default() };
+        let stopped = Evidence { traced: true, our_ids: &ids, ..Evidence::default() };
         let j = judge(ProbeKind::ContainerImdsIpv4, &[], &Connect::TimedOut, &stopped);
         assert!(j.pass && j.outcome.contains("did not route the SYN on"), "{j:?}");
         let policy = Step::new(1, TABLE_NAME, "forward", TraceType::Policy, None, Some(Verdict::Accept), None);
