@@ -22,38 +22,6 @@ fn counters(doc: &serde_json::Value, id: &str) -> (u64, u64) {
     (r["packets"].as_u64().unwrap(), r["bytes"].as_u64().unwrap())
 }
 
-/// The exposition parsed by `prometheus_client.parser.text_string_to_metric_families`:
-/// one `NAME TYPE` line per family, then `SAMPLE {labels} VALUE` lines (labels as JSON,
-/// sorted keys). Panics with the parser's error if it refuses the text.
-fn parse_exposition(text: &str) -> String {
-    const PY: &str = r#"
-import sys, json
-from prometheus_client.parser import text_string_to_metric_families
-for f in text_string_to_metric_families(sys.stdin.read()):
-    print("FAMILY", f.name, f.type)
-    for s in f.samples:
-        print("SAMPLE", s.name, json.dumps(s.labels, sort_keys=True), s.value)
-"#;
-    // The distribution's interpreter, which the package python3-prometheus-client installs for
-    // (scripts/setup), not a python3 found first on PATH (pyenv).
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", PY])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3");
-    use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the parser refused the exposition: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Counters move with real traffic: a container's IMDS attempts (dropped by the IMDS block)
 /// raise `imds-block-ipv4`'s packets and bytes, its credential requests the DNAT rule's;
 /// every format shows them and the Prometheus text passes the reference parser.
@@ -88,7 +56,7 @@ fn counters_move_with_real_traffic_in_every_format() {
     assert!(imds_line.split_whitespace().any(|w| w.parse::<u64>().is_ok_and(|n| n >= imds1)), "{imds_line}");
 
     let prom = t.host.ehn(&["status", "--format", "prometheus"]).expect_code(0).stdout.clone();
-    let parsed = parse_exposition(&prom);
+    let parsed = parse_prometheus(&prom);
     for family in [
         "FAMILY ecs_hostnet_rule_packets counter",
         "FAMILY ecs_hostnet_rule_bytes counter",
@@ -221,7 +189,7 @@ fn the_watcher_state_and_the_textfile() {
     let names: Vec<String> =
         std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, ["ecs-hostnet.prom"], "only the textfile is left in its folder");
-    let parsed = parse_exposition(&std::fs::read_to_string(&prom).unwrap());
+    let parsed = parse_prometheus(&std::fs::read_to_string(&prom).unwrap());
     assert!(parsed.lines().any(|l| l == "SAMPLE ecs_hostnet_watch_running {} 1.0"), "{parsed}");
     let repairs = parsed.lines().find(|l| l.starts_with("SAMPLE ecs_hostnet_watch_repairs_total ")).expect(&parsed);
     assert!(!repairs.ends_with(" 0.0"), "at least one repair: {repairs}");
@@ -268,7 +236,7 @@ fn concurrent_textfile_writers_all_succeed_and_the_file_always_parses() {
         }
     });
     let text = std::fs::read_to_string(tf).unwrap();
-    assert!(parse_exposition(&text).contains("FAMILY ecs_hostnet_converged gauge"), "{text}");
+    assert!(parse_prometheus(&text).contains("FAMILY ecs_hostnet_converged gauge"), "{text}");
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["c.prom"], "no temporary file left");
 }

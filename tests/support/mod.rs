@@ -1683,7 +1683,7 @@ pub fn ipv6_only_pair(role: &str) -> (Netns, Netns) {
 /// (`prometheus_client.parser.text_string_to_metric_families`, the package
 /// python3-prometheus-client that scripts/setup installs): one `FAMILY NAME TYPE` line per
 /// family, then `SAMPLE NAME {labels} VALUE` lines (labels as JSON, sorted keys). Panics with
-/// the parser's error if it refuses the text. (tests/status.rs has the same checker.)
+/// the parser's error if it refuses the text.
 pub fn parse_prometheus(text: &str) -> String {
     const PY: &str = r#"
 import sys, json
